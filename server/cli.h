@@ -1,0 +1,38 @@
+/*
+ * cli.h - what the roost program's commands share: the command table entry
+ * point signature, a stderr logger, and small argument parsing helpers that
+ * refuse bad numbers with a message naming the flag.
+ */
+#ifndef ROOST_SERVER_CLI_H
+#define ROOST_SERVER_CLI_H
+
+#include <roost/roost.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Exit statuses of the program. */
+enum {
+    ROOST_EXIT_OK = 0,
+    ROOST_EXIT_FAIL = 1,  /* the command ran and failed */
+    ROOST_EXIT_USAGE = 2, /* bad arguments, or a command not built */
+};
+
+/* A command's entry point: argv[0] is the command name. Returns an exit
+ * status. */
+typedef int (*roost_cmd_fn)(int argc, char **argv);
+
+/* The program's logger: writes "roost: level: message" lines to stderr.
+ * arg is unused. */
+void roost_cli_log_stderr(void *arg, int level, const char *message);
+
+/* Parse helpers: on failure they print "roost CMD: FLAG: reason" to stderr
+ * and return false. */
+bool roost_cli_parse_double(const char *cmd, const char *flag, const char *text,
+                            double *out);
+bool roost_cli_parse_u64(const char *cmd, const char *flag, const char *text,
+                         uint64_t *out);
+bool roost_cli_parse_int(const char *cmd, const char *flag, const char *text,
+                         long min, long max, long *out);
+
+#endif

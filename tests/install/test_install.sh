@@ -1,0 +1,41 @@
+#!/bin/sh
+# Install Roost into a scratch prefix, then build examples/hello_roost.c
+# against the *installed* package twice: with pkg-config and with
+# find_package(Roost). Proves the install rules, not just the build tree.
+set -eu
+build="$1"; src="$2"; extra_cflags="${3:-}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+libdir=$(ls -d "$work"/prefix/lib*/pkgconfig | head -n 1)
+libdir=${libdir%/pkgconfig}
+test -f "$work/prefix/include/roost/roost.h"
+test -x "$work/prefix/bin/roost"
+
+# pkg-config, static and shared.
+PKG_CONFIG_PATH="$libdir/pkgconfig" cc -std=c11 -Wall -Werror $extra_cflags \
+    -o "$work/hello_shared" "$src/examples/hello_roost.c" \
+    $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs roost)
+LD_LIBRARY_PATH="$libdir" "$work/hello_shared" | grep -q "libroost"
+PKG_CONFIG_PATH="$libdir/pkgconfig" cc -std=c11 -Wall -Werror $extra_cflags \
+    -o "$work/hello_static" "$src/examples/hello_roost.c" \
+    $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags roost) \
+    "$libdir/libroost.a" \
+    $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --static --libs-only-l roost | sed 's/-lroost//')
+"$work/hello_static" | grep -q "libroost"
+
+# find_package(Roost)
+mkdir -p "$work/cm"
+cat > "$work/cm/CMakeLists.txt" <<CM
+cmake_minimum_required(VERSION 3.18)
+project(hello C)
+find_package(Roost 0.1 REQUIRED)
+add_compile_options($extra_cflags)
+add_link_options($extra_cflags)
+add_executable(hello $src/examples/hello_roost.c)
+target_link_libraries(hello PRIVATE Roost::roost)
+CM
+cmake -S "$work/cm" -B "$work/cm/build" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/cm/build" >/dev/null
+LD_LIBRARY_PATH="$libdir" "$work/cm/build/hello" | grep -q "libroost"
+echo "install test: pkg-config (shared, static) and find_package(Roost) ok"
