@@ -1,0 +1,115 @@
+/*
+ * test_rng.c - the CSPRNG layer: deterministic mode reproduces, secure mode
+ * does not repeat, splits are independent, bounded and uniform helpers stay
+ * in range and are not grossly biased.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "common/rng.h"
+
+static void
+deterministic_reproduces(void **state)
+{
+    (void)state;
+    roost_rng *a, *b, *c;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&a, NULL, 42, 0),
+                     ROOST_OK);
+    assert_int_equal(roost_rng_create_insecure_deterministic(&b, NULL, 42, 0),
+                     ROOST_OK);
+    assert_int_equal(roost_rng_create_insecure_deterministic(&c, NULL, 42, 1),
+                     ROOST_OK);
+    assert_true(roost_rng_is_insecure(a));
+    unsigned char x[10000], y[10000], z[10000];
+    assert_int_equal(roost_rng_bytes(a, x, sizeof(x)), ROOST_OK);
+    assert_int_equal(roost_rng_bytes(b, y, sizeof(y)), ROOST_OK);
+    assert_int_equal(roost_rng_bytes(c, z, sizeof(z)), ROOST_OK);
+    assert_memory_equal(x, y, sizeof(x));
+    assert_memory_not_equal(x, z, sizeof(x));
+    roost_rng_destroy(a);
+    roost_rng_destroy(b);
+    roost_rng_destroy(c);
+    roost_rng_destroy(NULL);
+}
+
+static void
+secure_differs_and_is_not_insecure(void **state)
+{
+    (void)state;
+    roost_rng *a, *b;
+    assert_int_equal(roost_rng_create(&a, NULL), ROOST_OK);
+    assert_int_equal(roost_rng_create(&b, NULL), ROOST_OK);
+    assert_false(roost_rng_is_insecure(a));
+    uint64_t x[4], y[4];
+    assert_int_equal(roost_rng_bytes(a, x, sizeof(x)), ROOST_OK);
+    assert_int_equal(roost_rng_bytes(b, y, sizeof(y)), ROOST_OK);
+    assert_memory_not_equal(x, y, sizeof(x));
+    roost_rng_destroy(a);
+    roost_rng_destroy(b);
+}
+
+static void
+split_children_are_independent(void **state)
+{
+    (void)state;
+    roost_rng *p, *c1, *c2;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&p, NULL, 7, 0),
+                     ROOST_OK);
+    assert_int_equal(roost_rng_split(p, &c1), ROOST_OK);
+    assert_int_equal(roost_rng_split(p, &c2), ROOST_OK);
+    assert_true(roost_rng_is_insecure(c1));
+    uint64_t a, b;
+    assert_int_equal(roost_rng_u64(c1, &a), ROOST_OK);
+    assert_int_equal(roost_rng_u64(c2, &b), ROOST_OK);
+    assert_true(a != b);
+    roost_rng_destroy(c1);
+    roost_rng_destroy(c2);
+    roost_rng_destroy(p);
+}
+
+static void
+below_and_uniform_in_range(void **state)
+{
+    (void)state;
+    roost_rng *r;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&r, NULL, 1, 0),
+                     ROOST_OK);
+    unsigned counts[7] = {0};
+    for (int i = 0; i < 70000; i++) {
+        uint64_t v;
+        assert_int_equal(roost_rng_below(r, 7, &v), ROOST_OK);
+        assert_true(v < 7);
+        counts[v]++;
+    }
+    /* Each bucket expects 10000 with sd ~93; 600 is > 6 sd. */
+    for (int k = 0; k < 7; k++)
+        assert_in_range(counts[k], 9400, 10600);
+    uint64_t v;
+    assert_int_equal(roost_rng_below(r, 0, &v), ROOST_EINVAL);
+    double sum = 0;
+    for (int i = 0; i < 100000; i++) {
+        double u;
+        assert_int_equal(roost_rng_uniform(r, &u), ROOST_OK);
+        assert_true(u >= 0.0 && u < 1.0);
+        sum += u;
+    }
+    /* mean 0.5, sd of the mean ~0.0009 */
+    assert_true(sum / 100000 > 0.495 && sum / 100000 < 0.505);
+    roost_rng_destroy(r);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(deterministic_reproduces),
+        cmocka_unit_test(secure_differs_and_is_not_insecure),
+        cmocka_unit_test(split_children_are_independent),
+        cmocka_unit_test(below_and_uniform_in_range),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
