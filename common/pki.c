@@ -1,0 +1,657 @@
+/*
+ * pki.c - a small certificate authority over OpenSSL's C API (see pki.h).
+ *
+ * Every function builds its objects, writes its outputs, and frees
+ * everything on every path (one cleanup label per function). Outputs are
+ * created exclusively, so a mistyped command never destroys a key; if a
+ * later step fails after an output was created, that output is removed so
+ * a retry does not trip over half a result.
+ *
+ * No globals; randomness (serial numbers) comes from common/rng.h, key
+ * generation from OpenSSL's DRBG (the same source rng.h is seeded from).
+ */
+#include "common/pki.h"
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/rng.h"
+
+static int
+fail_ssl(roost_errmsg *em, int code, const char *what)
+{
+    unsigned long e, last = 0;
+    while ((e = ERR_get_error()) != 0)
+        last = e;
+    char reason[160] = "no OpenSSL detail";
+    if (last != 0)
+        ERR_error_string_n(last, reason, sizeof(reason));
+    return roost_fail(em, code, "%s: %s", what, reason);
+}
+
+/* Create path exclusively with mode and return a stdio stream on it. */
+static int
+open_exclusive(const char *path, mode_t mode, FILE **out, roost_errmsg *em)
+{
+    *out = NULL;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return roost_fail(em, ROOST_EIO, "%s: %s%s", path, strerror(errno),
+                          errno == EEXIST ? " (refusing to overwrite)" : "");
+    /* The umask may have narrowed mode; a key must be exactly 0600, and
+     * a certificate readable as asked. */
+    if (fchmod(fd, mode) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return roost_fail(em, ROOST_EIO, "%s: chmod: %s", path, strerror(e));
+    }
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return roost_fail(em, ROOST_EIO, "%s: %s", path, strerror(e));
+    }
+    *out = f;
+    return ROOST_OK;
+}
+
+static int
+close_checked(FILE *f, const char *path, bool ok, roost_errmsg *em)
+{
+    int flush_failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    int close_failed = fclose(f) != 0;
+    if (!ok || flush_failed || close_failed) {
+        unlink(path);
+        if (ok)
+            return roost_fail(em, ROOST_EIO, "%s: write failed", path);
+        return ROOST_EIO;
+    }
+    return ROOST_OK;
+}
+
+static int
+write_key(const char *path, EVP_PKEY *key, roost_errmsg *em)
+{
+    FILE *f;
+    int rc = open_exclusive(path, 0600, &f, em);
+    if (rc != ROOST_OK)
+        return rc;
+    bool ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1;
+    rc = close_checked(f, path, ok, em);
+    if (rc != ROOST_OK && !ok)
+        return fail_ssl(em, ROOST_EIO, path);
+    return rc;
+}
+
+static int
+write_cert(const char *path, X509 *cert, roost_errmsg *em)
+{
+    FILE *f;
+    int rc = open_exclusive(path, 0644, &f, em);
+    if (rc != ROOST_OK)
+        return rc;
+    bool ok = PEM_write_X509(f, cert) == 1;
+    rc = close_checked(f, path, ok, em);
+    if (rc != ROOST_OK && !ok)
+        return fail_ssl(em, ROOST_EIO, path);
+    return rc;
+}
+
+/* Write the CRL to path.tmp and rename it over path. */
+static int
+write_crl(const char *path, X509_CRL *crl, roost_errmsg *em)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        return roost_fail(em, ROOST_EINVAL, "%s: path too long", path);
+    unlink(tmp);
+    FILE *f;
+    int rc = open_exclusive(tmp, 0644, &f, em);
+    if (rc != ROOST_OK)
+        return rc;
+    bool ok = PEM_write_X509_CRL(f, crl) == 1;
+    rc = close_checked(f, tmp, ok, em);
+    if (rc != ROOST_OK)
+        return ok ? rc : fail_ssl(em, ROOST_EIO, path);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return roost_fail(em, ROOST_EIO, "%s: rename: %s", path, strerror(e));
+    }
+    return ROOST_OK;
+}
+
+static int
+new_key(EVP_PKEY **out, roost_errmsg *em)
+{
+    *out = EVP_EC_gen("P-256");
+    if (*out == NULL)
+        return fail_ssl(em, ROOST_ECRYPTO, "EC P-256 key generation");
+    return ROOST_OK;
+}
+
+static int
+read_key(const char *path, EVP_PKEY **out, roost_errmsg *em)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return roost_fail(em, ROOST_EIO, "%s: %s", path, strerror(errno));
+    *out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (*out == NULL) {
+        ERR_clear_error();
+        return roost_fail(em, ROOST_EIO, "%s: not a PEM private key", path);
+    }
+    return ROOST_OK;
+}
+
+static int
+read_cert(const char *path, X509 **out, roost_errmsg *em)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return roost_fail(em, ROOST_EIO, "%s: %s", path, strerror(errno));
+    *out = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (*out == NULL) {
+        ERR_clear_error();
+        return roost_fail(em, ROOST_EIO, "%s: not a PEM certificate", path);
+    }
+    return ROOST_OK;
+}
+
+/* A positive random 127-bit serial number. */
+static int
+set_serial(X509 *cert, roost_errmsg *em)
+{
+    roost_rng *rng;
+    int rc = roost_rng_create(&rng, NULL);
+    if (rc != ROOST_OK)
+        return roost_fail(em, rc, "serial number: CSPRNG unavailable");
+    uint8_t bytes[16];
+    rc = roost_rng_bytes(rng, bytes, sizeof(bytes));
+    roost_rng_destroy(rng);
+    if (rc != ROOST_OK)
+        return roost_fail(em, rc, "serial number: CSPRNG failed");
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01; /* never zero, never a leading zero byte */
+    BIGNUM *bn = BN_bin2bn(bytes, (int)sizeof(bytes), NULL);
+    bool ok = bn != NULL &&
+              BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) != NULL;
+    BN_free(bn);
+    if (!ok)
+        return fail_ssl(em, ROOST_ECRYPTO, "serial number");
+    return ROOST_OK;
+}
+
+static int
+check_cn(const char *cn, roost_errmsg *em)
+{
+    size_t n = cn != NULL ? strlen(cn) : 0;
+    if (n == 0 || n > 64)
+        return roost_fail(em, ROOST_EINVAL,
+                          "common name must be 1 to 64 characters");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)cn[i] < 0x20 || cn[i] == 0x7f)
+            return roost_fail(em, ROOST_EINVAL,
+                              "common name contains a control character");
+    return ROOST_OK;
+}
+
+static int
+set_subject_cn(X509_NAME *name, const char *cn, roost_errmsg *em)
+{
+    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                                   (const unsigned char *)cn, -1, -1, 0) != 1)
+        return fail_ssl(em, ROOST_ECRYPTO, "subject name");
+    return ROOST_OK;
+}
+
+static int
+add_ext(X509 *cert, X509 *issuer, int nid, const char *value, roost_errmsg *em)
+{
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, issuer, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, nid, value);
+    if (ext == NULL)
+        return fail_ssl(em, ROOST_ECRYPTO, value);
+    int ok = X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+    if (ok != 1)
+        return fail_ssl(em, ROOST_ECRYPTO, value);
+    return ROOST_OK;
+}
+
+static int
+set_validity(X509 *cert, const roost_pki_validity *v, roost_errmsg *em)
+{
+    if (v->not_after_s <= v->not_before_s)
+        return roost_fail(em, ROOST_EINVAL,
+                          "validity: not_after must follow not_before");
+    if (X509_gmtime_adj(X509_getm_notBefore(cert), (long)v->not_before_s) ==
+            NULL ||
+        X509_gmtime_adj(X509_getm_notAfter(cert), (long)v->not_after_s) == NULL)
+        return fail_ssl(em, ROOST_ECRYPTO, "validity");
+    return ROOST_OK;
+}
+
+/* Fields every certificate we issue shares. */
+static int
+fill_cert(X509 *cert, X509 *issuer, EVP_PKEY *pub, const roost_pki_validity *v,
+          roost_errmsg *em)
+{
+    int rc;
+    if (X509_set_version(cert, 2) != 1 || X509_set_pubkey(cert, pub) != 1)
+        return fail_ssl(em, ROOST_ECRYPTO, "certificate");
+    if ((rc = set_serial(cert, em)) != ROOST_OK ||
+        (rc = set_validity(cert, v, em)) != ROOST_OK)
+        return rc;
+    if (X509_set_issuer_name(cert, X509_get_subject_name(issuer)) != 1)
+        return fail_ssl(em, ROOST_ECRYPTO, "issuer name");
+    if ((rc = add_ext(cert, issuer, NID_subject_key_identifier, "hash", em)) !=
+            ROOST_OK ||
+        (rc = add_ext(cert, issuer, NID_authority_key_identifier,
+                      "keyid:always", em)) != ROOST_OK)
+        return rc;
+    return ROOST_OK;
+}
+
+static int
+sign_cert(X509 *cert, EVP_PKEY *ca_key, roost_errmsg *em)
+{
+    if (X509_sign(cert, ca_key, EVP_sha256()) <= 0)
+        return fail_ssl(em, ROOST_ECRYPTO, "signing certificate");
+    return ROOST_OK;
+}
+
+/* The CA key and certificate, checked to belong together. */
+static int
+load_ca(const char *key_path, const char *cert_path, EVP_PKEY **key,
+        X509 **cert, roost_errmsg *em)
+{
+    *key = NULL;
+    *cert = NULL;
+    int rc = read_key(key_path, key, em);
+    if (rc == ROOST_OK)
+        rc = read_cert(cert_path, cert, em);
+    if (rc == ROOST_OK && X509_check_private_key(*cert, *key) != 1) {
+        ERR_clear_error();
+        rc = roost_fail(em, ROOST_EINVAL,
+                        "%s does not belong to CA certificate %s", key_path,
+                        cert_path);
+    }
+    if (rc != ROOST_OK) {
+        EVP_PKEY_free(*key);
+        X509_free(*cert);
+        *key = NULL;
+        *cert = NULL;
+    }
+    return rc;
+}
+
+static int
+crl_set_times(X509_CRL *crl, int64_t crl_days, roost_errmsg *em)
+{
+    if (crl_days <= 0 || crl_days > 3650)
+        return roost_fail(em, ROOST_EINVAL,
+                          "CRL validity must be 1 to 3650 days");
+    ASN1_TIME *now = X509_gmtime_adj(NULL, 0);
+    ASN1_TIME *next = X509_gmtime_adj(NULL, (long)(crl_days * ROOST_PKI_DAY_S));
+    bool ok = now != NULL && next != NULL &&
+              X509_CRL_set1_lastUpdate(crl, now) == 1 &&
+              X509_CRL_set1_nextUpdate(crl, next) == 1;
+    ASN1_TIME_free(now);
+    ASN1_TIME_free(next);
+    if (!ok)
+        return fail_ssl(em, ROOST_ECRYPTO, "CRL times");
+    return ROOST_OK;
+}
+
+int
+roost_pki_init(const char *ca_key_path, const char *ca_cert_path,
+               const char *crl_path, const char *cn, int64_t days,
+               int64_t crl_days, roost_errmsg *em)
+{
+    int rc = check_cn(cn, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (days <= 0 || days > 36500)
+        return roost_fail(em, ROOST_EINVAL, "days must be 1 to 36500");
+    if (access(crl_path, F_OK) == 0 || access(ca_cert_path, F_OK) == 0)
+        return roost_fail(em, ROOST_EIO,
+                          "%s or %s exists already (refusing to overwrite)",
+                          ca_cert_path, crl_path);
+    EVP_PKEY *key = NULL;
+    X509 *cert = X509_new();
+    X509_CRL *crl = X509_CRL_new();
+    bool key_written = false, cert_written = false;
+    if (cert == NULL || crl == NULL) {
+        rc = fail_ssl(em, ROOST_ENOMEM, "CA");
+        goto out;
+    }
+    if ((rc = new_key(&key, em)) != ROOST_OK)
+        goto out;
+    if ((rc = set_subject_cn(X509_get_subject_name(cert), cn, em)) != ROOST_OK)
+        goto out;
+    roost_pki_validity v = {-3600, days * ROOST_PKI_DAY_S};
+    if ((rc = fill_cert(cert, cert, key, &v, em)) != ROOST_OK ||
+        (rc = add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE",
+                      em)) != ROOST_OK ||
+        (rc = add_ext(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign",
+                      em)) != ROOST_OK ||
+        (rc = sign_cert(cert, key, em)) != ROOST_OK)
+        goto out;
+    if (X509_CRL_set_version(crl, 1) != 1 ||
+        X509_CRL_set_issuer_name(crl, X509_get_subject_name(cert)) != 1) {
+        rc = fail_ssl(em, ROOST_ECRYPTO, "CRL");
+        goto out;
+    }
+    if ((rc = crl_set_times(crl, crl_days, em)) != ROOST_OK)
+        goto out;
+    if (X509_CRL_sign(crl, key, EVP_sha256()) <= 0) {
+        rc = fail_ssl(em, ROOST_ECRYPTO, "signing CRL");
+        goto out;
+    }
+    if ((rc = write_key(ca_key_path, key, em)) != ROOST_OK)
+        goto out;
+    key_written = true;
+    if ((rc = write_cert(ca_cert_path, cert, em)) != ROOST_OK)
+        goto out;
+    cert_written = true;
+    rc = write_crl(crl_path, crl, em);
+out:
+    if (rc != ROOST_OK) {
+        if (key_written)
+            unlink(ca_key_path);
+        if (cert_written)
+            unlink(ca_cert_path);
+    }
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    X509_CRL_free(crl);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Append "DNS:name" or "IP:addr" to a subjectAltName value. */
+static int
+append_san(char *buf, size_t cap, const char *name, roost_errmsg *em)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 253)
+        return roost_fail(em, ROOST_EINVAL,
+                          "subject alternative name '%s': bad length", name);
+    unsigned char addr[16];
+    bool ip = inet_pton(AF_INET, name, addr) == 1 ||
+              inet_pton(AF_INET6, name, addr) == 1;
+    if (!ip) {
+        for (size_t i = 0; i < n; i++) {
+            char c = name[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+                  (c == '*' && i == 0)))
+                return roost_fail(em, ROOST_EINVAL,
+                                  "'%s' is neither an IP address nor a DNS "
+                                  "name",
+                                  name);
+        }
+    }
+    size_t used = strlen(buf);
+    int w = snprintf(buf + used, cap - used, "%s%s:%s", used ? "," : "",
+                     ip ? "IP" : "DNS", name);
+    if (w < 0 || (size_t)w >= cap - used)
+        return roost_fail(em, ROOST_ETOOBIG,
+                          "too many subject alternative names");
+    return ROOST_OK;
+}
+
+int
+roost_pki_server(const char *ca_key_path, const char *ca_cert_path,
+                 const char *key_path, const char *cert_path, const char *cn,
+                 const char *const *sans, size_t n_sans,
+                 const roost_pki_validity *validity, roost_errmsg *em)
+{
+    int rc = check_cn(cn, em);
+    if (rc != ROOST_OK)
+        return rc;
+    char san[4096] = "";
+    if ((rc = append_san(san, sizeof(san), cn, em)) != ROOST_OK)
+        return rc;
+    for (size_t i = 0; i < n_sans; i++)
+        if (strcmp(sans[i], cn) != 0 &&
+            (rc = append_san(san, sizeof(san), sans[i], em)) != ROOST_OK)
+            return rc;
+    EVP_PKEY *ca_key = NULL, *key = NULL;
+    X509 *ca_cert = NULL, *cert = NULL;
+    bool key_written = false;
+    if ((rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em)) !=
+        ROOST_OK)
+        goto out;
+    if ((cert = X509_new()) == NULL) {
+        rc = roost_fail(em, ROOST_ENOMEM, "certificate: out of memory");
+        goto out;
+    }
+    if ((rc = new_key(&key, em)) != ROOST_OK ||
+        (rc = set_subject_cn(X509_get_subject_name(cert), cn, em)) !=
+            ROOST_OK ||
+        (rc = fill_cert(cert, ca_cert, key, validity, em)) != ROOST_OK ||
+        (rc = add_ext(cert, ca_cert, NID_basic_constraints, "critical,CA:FALSE",
+                      em)) != ROOST_OK ||
+        (rc = add_ext(cert, ca_cert, NID_key_usage, "critical,digitalSignature",
+                      em)) != ROOST_OK ||
+        (rc = add_ext(cert, ca_cert, NID_ext_key_usage, "serverAuth", em)) !=
+            ROOST_OK ||
+        (rc = add_ext(cert, ca_cert, NID_subject_alt_name, san, em)) !=
+            ROOST_OK ||
+        (rc = sign_cert(cert, ca_key, em)) != ROOST_OK)
+        goto out;
+    if ((rc = write_key(key_path, key, em)) != ROOST_OK)
+        goto out;
+    key_written = true;
+    rc = write_cert(cert_path, cert, em);
+out:
+    if (rc != ROOST_OK && key_written)
+        unlink(key_path);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(key);
+    X509_free(ca_cert);
+    X509_free(cert);
+    ERR_clear_error();
+    return rc;
+}
+
+int
+roost_pki_request(const char *key_path, const char *csr_path, const char *cn,
+                  roost_errmsg *em)
+{
+    int rc = check_cn(cn, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (access(csr_path, F_OK) == 0)
+        return roost_fail(em, ROOST_EIO,
+                          "%s: exists already (refusing to overwrite)",
+                          csr_path);
+    EVP_PKEY *key = NULL;
+    X509_REQ *req = X509_REQ_new();
+    bool key_written = false;
+    FILE *f = NULL;
+    if (req == NULL) {
+        rc = roost_fail(em, ROOST_ENOMEM, "CSR: out of memory");
+        goto out;
+    }
+    if ((rc = new_key(&key, em)) != ROOST_OK ||
+        (rc = set_subject_cn(X509_REQ_get_subject_name(req), cn, em)) !=
+            ROOST_OK)
+        goto out;
+    if (X509_REQ_set_version(req, 0) != 1 ||
+        X509_REQ_set_pubkey(req, key) != 1 ||
+        X509_REQ_sign(req, key, EVP_sha256()) <= 0) {
+        rc = fail_ssl(em, ROOST_ECRYPTO, "signing CSR");
+        goto out;
+    }
+    if ((rc = write_key(key_path, key, em)) != ROOST_OK)
+        goto out;
+    key_written = true;
+    if ((rc = open_exclusive(csr_path, 0644, &f, em)) != ROOST_OK)
+        goto out;
+    bool ok = PEM_write_X509_REQ(f, req) == 1;
+    rc = close_checked(f, csr_path, ok, em);
+    if (rc != ROOST_OK && !ok)
+        rc = fail_ssl(em, ROOST_EIO, csr_path);
+out:
+    if (rc != ROOST_OK && key_written)
+        unlink(key_path);
+    EVP_PKEY_free(key);
+    X509_REQ_free(req);
+    ERR_clear_error();
+    return rc;
+}
+
+int
+roost_pki_sign(const char *ca_key_path, const char *ca_cert_path,
+               const char *csr_path, const char *cert_path,
+               const roost_pki_validity *validity, roost_errmsg *em)
+{
+    EVP_PKEY *ca_key = NULL, *pub = NULL;
+    X509 *ca_cert = NULL, *cert = NULL;
+    X509_REQ *req = NULL;
+    int rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em);
+    if (rc != ROOST_OK)
+        goto out;
+    FILE *f = fopen(csr_path, "r");
+    if (f == NULL) {
+        rc = roost_fail(em, ROOST_EIO, "%s: %s", csr_path, strerror(errno));
+        goto out;
+    }
+    req = PEM_read_X509_REQ(f, NULL, NULL, NULL);
+    fclose(f);
+    if (req == NULL) {
+        rc = roost_fail(em, ROOST_EIO, "%s: not a PEM certificate request",
+                        csr_path);
+        goto out;
+    }
+    pub = X509_REQ_get_pubkey(req);
+    if (pub == NULL || X509_REQ_verify(req, pub) != 1) {
+        rc =
+            roost_fail(em, ROOST_EAUTH,
+                       "%s: the request's signature does not verify", csr_path);
+        goto out;
+    }
+    X509_NAME *subject = X509_REQ_get_subject_name(req);
+    if (subject == NULL || X509_NAME_entry_count(subject) == 0) {
+        rc = roost_fail(em, ROOST_EINVAL, "%s: the request has no subject",
+                        csr_path);
+        goto out;
+    }
+    if ((cert = X509_new()) == NULL) {
+        rc = roost_fail(em, ROOST_ENOMEM, "certificate: out of memory");
+        goto out;
+    }
+    if (X509_set_subject_name(cert, subject) != 1) {
+        rc = fail_ssl(em, ROOST_ECRYPTO, "subject");
+        goto out;
+    }
+    if ((rc = fill_cert(cert, ca_cert, pub, validity, em)) != ROOST_OK ||
+        (rc = add_ext(cert, ca_cert, NID_basic_constraints, "critical,CA:FALSE",
+                      em)) != ROOST_OK ||
+        (rc = add_ext(cert, ca_cert, NID_key_usage, "critical,digitalSignature",
+                      em)) != ROOST_OK ||
+        (rc = add_ext(cert, ca_cert, NID_ext_key_usage, "clientAuth", em)) !=
+            ROOST_OK ||
+        (rc = sign_cert(cert, ca_key, em)) != ROOST_OK)
+        goto out;
+    rc = write_cert(cert_path, cert, em);
+out:
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(pub);
+    X509_free(ca_cert);
+    X509_free(cert);
+    X509_REQ_free(req);
+    ERR_clear_error();
+    return rc;
+}
+
+int
+roost_pki_revoke(const char *ca_key_path, const char *ca_cert_path,
+                 const char *crl_path, const char *cert_path, int64_t crl_days,
+                 roost_errmsg *em)
+{
+    EVP_PKEY *ca_key = NULL;
+    X509 *ca_cert = NULL, *cert = NULL;
+    X509_CRL *crl = NULL;
+    X509_REVOKED *rev = NULL;
+    ASN1_TIME *now = NULL;
+    int rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em);
+    if (rc != ROOST_OK || (rc = read_cert(cert_path, &cert, em)) != ROOST_OK)
+        goto out;
+    if (X509_check_issued(ca_cert, cert) != X509_V_OK) {
+        rc = roost_fail(em, ROOST_EINVAL, "%s was not issued by %s", cert_path,
+                        ca_cert_path);
+        goto out;
+    }
+    FILE *f = fopen(crl_path, "r");
+    if (f == NULL) {
+        rc = roost_fail(em, ROOST_EIO, "%s: %s", crl_path, strerror(errno));
+        goto out;
+    }
+    crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+    fclose(f);
+    if (crl == NULL) {
+        rc = roost_fail(em, ROOST_EIO, "%s: not a PEM CRL", crl_path);
+        goto out;
+    }
+    EVP_PKEY *ca_pub = X509_get0_pubkey(ca_cert);
+    if (ca_pub == NULL || X509_CRL_verify(crl, ca_pub) != 1) {
+        rc = roost_fail(em, ROOST_EAUTH, "%s is not signed by %s", crl_path,
+                        ca_cert_path);
+        goto out;
+    }
+    X509_REVOKED *existing = NULL;
+    if (X509_CRL_get0_by_serial(crl, &existing, X509_get_serialNumber(cert)) !=
+        1) {
+        rev = X509_REVOKED_new();
+        now = X509_gmtime_adj(NULL, 0);
+        if (rev == NULL || now == NULL ||
+            X509_REVOKED_set_serialNumber(rev, X509_get_serialNumber(cert)) !=
+                1 ||
+            X509_REVOKED_set_revocationDate(rev, now) != 1 ||
+            X509_CRL_add0_revoked(crl, rev) != 1) {
+            rc = fail_ssl(em, ROOST_ECRYPTO, "CRL entry");
+            goto out;
+        }
+        rev = NULL; /* owned by crl */
+    }
+    if ((rc = crl_set_times(crl, crl_days, em)) != ROOST_OK)
+        goto out;
+    if (X509_CRL_sort(crl) != 1 ||
+        X509_CRL_sign(crl, ca_key, EVP_sha256()) <= 0) {
+        rc = fail_ssl(em, ROOST_ECRYPTO, "signing CRL");
+        goto out;
+    }
+    rc = write_crl(crl_path, crl, em);
+out:
+    EVP_PKEY_free(ca_key);
+    X509_free(ca_cert);
+    X509_free(cert);
+    X509_CRL_free(crl);
+    X509_REVOKED_free(rev);
+    ASN1_TIME_free(now);
+    ERR_clear_error();
+    return rc;
+}

@@ -1,0 +1,485 @@
+/*
+ * tls.c - TLS 1.3 sessions over OpenSSL memory BIOs (see tls.h).
+ *
+ * Each session owns two BIO_s_mem: `in` holds ciphertext fed by the
+ * transport and not yet consumed by OpenSSL, `out` holds ciphertext
+ * OpenSSL produced and the transport has not yet shipped. Both are bounded
+ * by the caller: `in` by in_cap (checked in roost_tls_feed), `out` by the
+ * caller draining it after each write.
+ *
+ * Verification is OpenSSL's own chain verification (no custom callback
+ * that could accept what OpenSSL refused); we only translate its verdict
+ * into an error message. The server context enables CRL checking of the
+ * leaf, so a revoked client certificate fails the handshake.
+ *
+ * No globals; a context is shared read-only by its sessions.
+ */
+#include "common/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+
+#define TLS_DEFAULT_IN_CAP ((size_t)1 << 20)
+
+struct roost_tls_ctx {
+    SSL_CTX *ssl_ctx;
+    bool server;
+};
+
+struct roost_tls {
+    SSL *ssl;
+    BIO *in;  /* ciphertext from the peer; owned by ssl */
+    BIO *out; /* ciphertext to the peer; owned by ssl */
+    size_t in_cap;
+    bool done;
+    bool server;
+};
+
+/* Append OpenSSL's error queue (most recent reason) to a message, and
+ * clear the queue so one session's failure never leaks into another's. */
+static void
+openssl_reason(char *buf, size_t cap)
+{
+    unsigned long e, last = 0;
+    while ((e = ERR_get_error()) != 0)
+        last = e;
+    if (last == 0) {
+        snprintf(buf, cap, "no OpenSSL detail");
+        return;
+    }
+    ERR_error_string_n(last, buf, cap);
+}
+
+static int
+fail_ssl(roost_errmsg *em, int code, const char *what)
+{
+    char reason[160];
+    openssl_reason(reason, sizeof(reason));
+    return roost_fail(em, code, "%s: %s", what, reason);
+}
+
+void
+roost_tls_ctx_destroy(roost_tls_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    SSL_CTX_free(ctx->ssl_ctx);
+    roost_alloc_free(NULL, ctx);
+}
+
+bool
+roost_tls_ctx_is_server(const roost_tls_ctx *ctx)
+{
+    return ctx->server;
+}
+
+static int
+load_crl(X509_STORE *store, const char *path, roost_errmsg *em)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return roost_fail(em, ROOST_EIO, "CRL %s: cannot open", path);
+    int n = 0;
+    X509_CRL *crl;
+    while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+        int ok = X509_STORE_add_crl(store, crl);
+        X509_CRL_free(crl);
+        if (!ok) {
+            fclose(f);
+            return fail_ssl(em, ROOST_ECRYPTO, "CRL: cannot add to store");
+        }
+        n++;
+    }
+    fclose(f);
+    ERR_clear_error(); /* PEM_read's end-of-file "error" */
+    if (n == 0)
+        return roost_fail(em, ROOST_EIO, "CRL %s: no PEM X509 CRL in file",
+                          path);
+    return ROOST_OK;
+}
+
+static int
+ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
+           roost_errmsg *em)
+{
+    *out = NULL;
+    if (files == NULL || files->ca_path == NULL ||
+        (files->cert_path == NULL) != (files->key_path == NULL) ||
+        (server && files->cert_path == NULL))
+        return roost_fail(em, ROOST_EINVAL,
+                          "TLS context needs CA, certificate and key paths");
+    if (server && files->crl_path == NULL)
+        return roost_fail(em, ROOST_EINVAL,
+                          "server TLS context needs the CA's CRL "
+                          "(roost pki init writes one)");
+    ERR_clear_error();
+    roost_tls_ctx *ctx = roost_alloc_calloc(NULL, 1, sizeof(*ctx));
+    if (ctx == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "TLS context: out of memory");
+    ctx->server = server;
+    ctx->ssl_ctx =
+        SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    int rc = ROOST_OK;
+    if (ctx->ssl_ctx == NULL) {
+        rc = fail_ssl(em, ROOST_ECRYPTO, "SSL_CTX_new");
+        goto fail;
+    }
+    SSL_CTX *c = ctx->ssl_ctx;
+    if (!SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION)) {
+        rc = fail_ssl(em, ROOST_ECRYPTO, "cannot restrict to TLS 1.3");
+        goto fail;
+    }
+    /* Idle sessions are the common case on a coordinator: release the
+     * 16 KiB record buffers between records. Session tickets are of no use
+     * (connections are long-lived, and resumption would skip the client
+     * certificate check against a CRL that may have changed). */
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(c, 0);
+
+    if (files->cert_path != NULL &&
+        SSL_CTX_use_certificate_chain_file(c, files->cert_path) != 1) {
+        rc = roost_fail(em, ROOST_EIO,
+                        "certificate %s: unreadable or not a PEM certificate",
+                        files->cert_path);
+        goto fail;
+    }
+    if (files->key_path != NULL &&
+        SSL_CTX_use_PrivateKey_file(c, files->key_path, SSL_FILETYPE_PEM) !=
+            1) {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+            ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+            rc = roost_fail(em, ROOST_EINVAL,
+                            "key %s does not match certificate %s",
+                            files->key_path, files->cert_path);
+        else
+            rc = roost_fail(em, ROOST_EIO,
+                            "key %s: unreadable or not a PEM private key",
+                            files->key_path);
+        goto fail;
+    }
+    if (files->key_path != NULL && SSL_CTX_check_private_key(c) != 1) {
+        rc = fail_ssl(em, ROOST_EINVAL,
+                      "private key does not match certificate");
+        goto fail;
+    }
+    if (SSL_CTX_load_verify_locations(c, files->ca_path, NULL) != 1) {
+        rc = roost_fail(em, ROOST_EIO,
+                        "CA %s: unreadable or not a PEM certificate",
+                        files->ca_path);
+        goto fail;
+    }
+    if (files->crl_path != NULL) {
+        X509_STORE *store = SSL_CTX_get_cert_store(c);
+        rc = load_crl(store, files->crl_path, em);
+        if (rc != ROOST_OK)
+            goto fail;
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    }
+    if (server) {
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                           NULL);
+        /* Tell clients which CA we accept (helps s_client pick a cert). */
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(files->ca_path);
+        if (names != NULL)
+            SSL_CTX_set_client_CA_list(c, names);
+    } else {
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+    }
+    SSL_CTX_set_verify_depth(c, 4);
+    ERR_clear_error();
+    *out = ctx;
+    return ROOST_OK;
+
+fail:
+    roost_tls_ctx_destroy(ctx);
+    ERR_clear_error();
+    return rc;
+}
+
+int
+roost_tls_ctx_create_server(roost_tls_ctx **out, const roost_tls_files *files,
+                            roost_errmsg *em)
+{
+    return ctx_create(out, files, true, em);
+}
+
+int
+roost_tls_ctx_create_client(roost_tls_ctx **out, const roost_tls_files *files,
+                            roost_errmsg *em)
+{
+    return ctx_create(out, files, false, em);
+}
+
+int
+roost_tls_create(roost_tls **out, roost_tls_ctx *ctx, const char *server_name,
+                 size_t in_cap, roost_errmsg *em)
+{
+    *out = NULL;
+    if (ctx->server != (server_name == NULL))
+        return roost_fail(em, ROOST_EINVAL,
+                          ctx->server ? "server session takes no host name"
+                                      : "client session needs the server's "
+                                        "host name");
+    roost_tls *t = roost_alloc_calloc(NULL, 1, sizeof(*t));
+    if (t == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "TLS session: out of memory");
+    t->in_cap = in_cap != 0 ? in_cap : TLS_DEFAULT_IN_CAP;
+    t->server = ctx->server;
+    t->ssl = SSL_new(ctx->ssl_ctx);
+    t->in = BIO_new(BIO_s_mem());
+    t->out = BIO_new(BIO_s_mem());
+    if (t->ssl == NULL || t->in == NULL || t->out == NULL) {
+        BIO_free(t->in);
+        BIO_free(t->out);
+        SSL_free(t->ssl);
+        roost_alloc_free(NULL, t);
+        ERR_clear_error();
+        return roost_fail(em, ROOST_ENOMEM, "TLS session: out of memory");
+    }
+    /* An empty `in` means "wait for more" (retry), not end of file. */
+    BIO_set_mem_eof_return(t->in, -1);
+    SSL_set_bio(t->ssl, t->in, t->out); /* ssl owns both now */
+    if (ctx->server) {
+        SSL_set_accept_state(t->ssl);
+    } else {
+        if (SSL_set1_host(t->ssl, server_name) != 1 ||
+            SSL_set_tlsext_host_name(t->ssl, server_name) != 1) {
+            int rc = fail_ssl(em, ROOST_EINVAL, "server host name");
+            SSL_free(t->ssl);
+            roost_alloc_free(NULL, t);
+            return rc;
+        }
+        SSL_set_connect_state(t->ssl);
+    }
+    *out = t;
+    return ROOST_OK;
+}
+
+void
+roost_tls_destroy(roost_tls *tls)
+{
+    if (tls == NULL)
+        return;
+    SSL_free(tls->ssl);
+    roost_alloc_free(NULL, tls);
+}
+
+int
+roost_tls_feed(roost_tls *tls, const void *data, size_t len, roost_errmsg *em)
+{
+    if (len == 0)
+        return ROOST_OK;
+    size_t pending = BIO_ctrl_pending(tls->in);
+    if (len > tls->in_cap || pending > tls->in_cap - len)
+        return roost_fail(em, ROOST_ETOOBIG,
+                          "TLS input buffer cap %zu bytes exceeded "
+                          "(%zu buffered, %zu arriving)",
+                          tls->in_cap, pending, len);
+    if (len > INT32_MAX)
+        return roost_fail(em, ROOST_ETOOBIG, "TLS input chunk too large");
+    if (BIO_write(tls->in, data, (int)len) != (int)len) {
+        ERR_clear_error();
+        return roost_fail(em, ROOST_ENOMEM, "TLS input buffer: out of memory");
+    }
+    return ROOST_OK;
+}
+
+/* Turn a failed SSL_* call into a code and message. */
+static int
+ssl_failure(roost_tls *tls, int ret, const char *op, roost_errmsg *em)
+{
+    int err = SSL_get_error(tls->ssl, ret);
+    switch (err) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        ERR_clear_error();
+        return ROOST_EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        ERR_clear_error();
+        return roost_fail(em, ROOST_ECLOSED, "peer sent close_notify");
+    default:
+        break;
+    }
+    long vr = SSL_get_verify_result(tls->ssl);
+    if (vr != X509_V_OK) {
+        ERR_clear_error();
+        return roost_fail(em, ROOST_EAUTH, "%s: peer certificate refused: %s",
+                          op, X509_verify_cert_error_string(vr));
+    }
+    unsigned long e = ERR_peek_last_error();
+    char reason[160];
+    openssl_reason(reason, sizeof(reason));
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL) {
+        int r = ERR_GET_REASON(e);
+        /* The peer refused us (alerts about our certificate), or we
+         * refused a peer that sent no certificate. */
+        if (r == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE ||
+            r == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED ||
+            r == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+            r == SSL_R_TLSV1_ALERT_UNKNOWN_CA ||
+            r == SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED ||
+            r == SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED ||
+            r == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN ||
+            r == SSL_R_CERTIFICATE_VERIFY_FAILED)
+            return roost_fail(em, ROOST_EAUTH, "%s: %s", op, reason);
+    }
+    if (err == SSL_ERROR_SYSCALL && e == 0)
+        return roost_fail(em, ROOST_ETLS, "%s: unexpected end of stream", op);
+    return roost_fail(em, ROOST_ETLS, "%s: %s", op, reason);
+}
+
+int
+roost_tls_handshake(roost_tls *tls, roost_errmsg *em)
+{
+    if (tls->done)
+        return ROOST_OK;
+    ERR_clear_error();
+    int ret = SSL_do_handshake(tls->ssl);
+    if (ret == 1) {
+        tls->done = true;
+        return ROOST_OK;
+    }
+    return ssl_failure(tls, ret, "handshake", em);
+}
+
+bool
+roost_tls_handshake_done(const roost_tls *tls)
+{
+    return tls->done;
+}
+
+int
+roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
+{
+    if (!tls->done)
+        return ROOST_ESTATE;
+    X509 *cert = SSL_get0_peer_certificate(tls->ssl);
+    if (cert == NULL)
+        return ROOST_EAUTH;
+    unsigned int n = 0;
+    if (X509_digest(cert, EVP_sha256(), out->fingerprint, &n) != 1 ||
+        n != ROOST_TLS_FINGERPRINT_LEN) {
+        ERR_clear_error();
+        return ROOST_ECRYPTO;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned int i = 0; i < n; i++) {
+        out->fingerprint_hex[2 * i] = hex[out->fingerprint[i] >> 4];
+        out->fingerprint_hex[2 * i + 1] = hex[out->fingerprint[i] & 15];
+    }
+    out->fingerprint_hex[2 * n] = '\0';
+    out->subject[0] = '\0';
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b != NULL) {
+        X509_NAME_print_ex(b, X509_get_subject_name(cert), 0,
+                           XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+        int len = BIO_read(b, out->subject, ROOST_TLS_SUBJECT_CAP - 1);
+        out->subject[len > 0 ? len : 0] = '\0';
+        BIO_free(b);
+    }
+    ERR_clear_error();
+    return ROOST_OK;
+}
+
+int
+roost_tls_read(roost_tls *tls, void *buf, size_t cap, size_t *len,
+               roost_errmsg *em)
+{
+    *len = 0;
+    if (!tls->done)
+        return roost_fail(em, ROOST_ESTATE, "TLS read before handshake");
+    if (cap == 0)
+        return ROOST_OK;
+    ERR_clear_error();
+    size_t got = 0;
+    int ret = SSL_read_ex(tls->ssl, buf, cap, &got);
+    if (ret == 1) {
+        *len = got;
+        return ROOST_OK;
+    }
+    return ssl_failure(tls, ret, "read", em);
+}
+
+int
+roost_tls_write(roost_tls *tls, const void *data, size_t len, roost_errmsg *em)
+{
+    if (!tls->done)
+        return roost_fail(em, ROOST_ESTATE, "TLS write before handshake");
+    const uint8_t *p = data;
+    while (len > 0) {
+        ERR_clear_error();
+        size_t written = 0;
+        int ret = SSL_write_ex(tls->ssl, p, len, &written);
+        if (ret != 1) {
+            int rc = ssl_failure(tls, ret, "write", em);
+            /* A memory BIO never refuses a write, so "retry" here means
+             * the session is in a state where it cannot send. */
+            return rc == ROOST_EAGAIN
+                       ? roost_fail(em, ROOST_ETLS, "write: session stalled")
+                       : rc;
+        }
+        p += written;
+        len -= written;
+    }
+    return ROOST_OK;
+}
+
+void
+roost_tls_close_notify(roost_tls *tls)
+{
+    if (tls->done)
+        SSL_shutdown(tls->ssl);
+    ERR_clear_error();
+}
+
+size_t
+roost_tls_out_pending(const roost_tls *tls)
+{
+    return BIO_ctrl_pending(tls->out);
+}
+
+const uint8_t *
+roost_tls_out_peek(roost_tls *tls, size_t *len)
+{
+    char *data = NULL;
+    long n = BIO_get_mem_data(tls->out, &data);
+    *len = n > 0 ? (size_t)n : 0;
+    return (const uint8_t *)data;
+}
+
+void
+roost_tls_out_consume(roost_tls *tls, size_t n)
+{
+    size_t pending = BIO_ctrl_pending(tls->out);
+    if (n >= pending) {
+        (void)BIO_reset(tls->out);
+        return;
+    }
+    uint8_t scratch[4096];
+    while (n > 0) {
+        int chunk = (int)(n < sizeof(scratch) ? n : sizeof(scratch));
+        int got = BIO_read(tls->out, scratch, chunk);
+        if (got <= 0)
+            break;
+        n -= (size_t)got;
+    }
+}
+
+size_t
+roost_tls_in_pending(const roost_tls *tls)
+{
+    return BIO_ctrl_pending(tls->in);
+}

@@ -1,0 +1,133 @@
+/*
+ * tls.h - one TLS 1.3 session driven through OpenSSL memory BIOs.
+ *
+ * A roost_tls never touches a socket. The transport feeds it the
+ * ciphertext that arrived (roost_tls_feed), drives it (roost_tls_handshake,
+ * roost_tls_read, roost_tls_write) and ships whatever ciphertext it
+ * produced (roost_tls_out_peek / roost_tls_out_consume). This keeps
+ * the TLS state machine independent of ZeroMQ, testable with two sessions
+ * wired back to back, and fuzzable without sockets.
+ *
+ * Policy (fixed, not configurable): TLS 1.3 only; both ends present
+ * certificates; the server requires a client certificate that chains to
+ * the deployment CA and is not on the CA's CRL; the client checks the
+ * server certificate against the same CA and the expected host name. The
+ * peer's identity is the SHA-256 fingerprint of its certificate (DER); the
+ * subject is for display only.
+ *
+ * A roost_tls_ctx is immutable after creation and may be shared by many
+ * sessions on one thread (OpenSSL reference-counts it). A roost_tls is used
+ * by one thread at a time.
+ */
+#ifndef ROOST_COMMON_TLS_H
+#define ROOST_COMMON_TLS_H
+
+#include "common/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct roost_tls_ctx roost_tls_ctx;
+typedef struct roost_tls roost_tls;
+
+/* PEM files a context is built from. All paths are read at creation time
+ * and not kept. crl_path is required for a server context (a deployment
+ * always has a CRL, possibly empty: `roost pki init` writes one) and
+ * optional for a client. A client context may also leave cert_path and
+ * key_path both NULL: it then presents no certificate, which every Roost
+ * server refuses; that exists for tests and diagnostics. */
+typedef struct roost_tls_files {
+    const char *ca_path;   /* deployment CA certificate */
+    const char *cert_path; /* own certificate */
+    const char *key_path;  /* own private key */
+    const char *crl_path;  /* CA's CRL (server: required) */
+} roost_tls_files;
+
+/* The authenticated identity of a peer. */
+#define ROOST_TLS_FINGERPRINT_LEN 32
+#define ROOST_TLS_SUBJECT_CAP 256
+typedef struct roost_tls_identity {
+    uint8_t fingerprint[ROOST_TLS_FINGERPRINT_LEN]; /* SHA-256 of cert DER */
+    char fingerprint_hex[2 * ROOST_TLS_FINGERPRINT_LEN + 1];
+    char subject[ROOST_TLS_SUBJECT_CAP]; /* RFC 2253, display only */
+} roost_tls_identity;
+
+/*
+ * roost_tls_ctx_create_server / _client - build a context from PEM files.
+ * Checks that the key matches the certificate. Returns ROOST_OK,
+ * ROOST_EINVAL (a required path missing), ROOST_EIO (a file unreadable or
+ * not PEM), ROOST_ECRYPTO, ROOST_ENOMEM; em (may be NULL) says which file
+ * and why. *out is NULL on failure.
+ */
+int roost_tls_ctx_create_server(roost_tls_ctx **out,
+                                const roost_tls_files *files, roost_errmsg *em);
+int roost_tls_ctx_create_client(roost_tls_ctx **out,
+                                const roost_tls_files *files, roost_errmsg *em);
+/* roost_tls_ctx_destroy - drop this reference; NULL does nothing. Sessions
+ * created from the context keep it alive until they are destroyed. */
+void roost_tls_ctx_destroy(roost_tls_ctx *ctx);
+bool roost_tls_ctx_is_server(const roost_tls_ctx *ctx);
+
+/*
+ * roost_tls_create - a new session. For a client context, server_name
+ * (not NULL) is the host name (or IP literal) the server certificate must
+ * carry; it is also sent as SNI. For a server context server_name must be
+ * NULL. in_cap bounds the ciphertext buffered but not yet consumed by the
+ * TLS engine (0: 1 MiB); feeding beyond it fails with ROOST_ETOOBIG.
+ */
+int roost_tls_create(roost_tls **out, roost_tls_ctx *ctx,
+                     const char *server_name, size_t in_cap, roost_errmsg *em);
+void roost_tls_destroy(roost_tls *tls);
+
+/* roost_tls_feed - append ciphertext received from the peer. ROOST_OK or
+ * ROOST_ETOOBIG (cap exceeded: the peer sends faster than it is read, or
+ * sends junk that never forms a record) or ROOST_ENOMEM. */
+int roost_tls_feed(roost_tls *tls, const void *data, size_t len,
+                   roost_errmsg *em);
+
+/*
+ * roost_tls_handshake - advance the handshake with what was fed.
+ * ROOST_OK: done, peer verified (roost_tls_peer_identity works).
+ * ROOST_EAGAIN: needs more bytes from the peer (ship the output first).
+ * ROOST_EAUTH: the peer's certificate was refused (unknown CA, expired,
+ *   revoked, missing, wrong host name); em names the reason.
+ * ROOST_ETLS: any other protocol failure (not TLS, not 1.3, bad record).
+ * Also ROOST_ECLOSED if the peer closed. Call again after roost_tls_feed.
+ */
+int roost_tls_handshake(roost_tls *tls, roost_errmsg *em);
+bool roost_tls_handshake_done(const roost_tls *tls);
+
+/* roost_tls_peer_identity - the verified peer's identity; ROOST_ESTATE
+ * before the handshake is done. */
+int roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out);
+
+/*
+ * roost_tls_read - decrypt up to cap plaintext bytes into buf; *len is set
+ * to the count (> 0 on ROOST_OK). ROOST_EAGAIN: no complete record
+ * buffered. ROOST_ECLOSED: the peer sent close_notify. ROOST_EAUTH: the
+ * peer refused our certificate after our side finished (TLS 1.3 client).
+ * ROOST_ETLS: a bad record (truncated, forged, garbage).
+ */
+int roost_tls_read(roost_tls *tls, void *buf, size_t cap, size_t *len,
+                   roost_errmsg *em);
+
+/* roost_tls_write - encrypt all len bytes; the ciphertext is queued in the
+ * output buffer. ROOST_OK, ROOST_ESTATE (handshake not done), ROOST_ETLS. */
+int roost_tls_write(roost_tls *tls, const void *data, size_t len,
+                    roost_errmsg *em);
+
+/* roost_tls_close_notify - queue a close_notify alert (best effort). */
+void roost_tls_close_notify(roost_tls *tls);
+
+/* Ciphertext ready to be sent: roost_tls_out_peek points at it (valid
+ * until the next call on tls), roost_tls_out_consume drops n bytes of it
+ * once they were handed to the transport. */
+size_t roost_tls_out_pending(const roost_tls *tls);
+const uint8_t *roost_tls_out_peek(roost_tls *tls, size_t *len);
+void roost_tls_out_consume(roost_tls *tls, size_t n);
+
+/* Ciphertext fed but not yet consumed by the TLS engine. */
+size_t roost_tls_in_pending(const roost_tls *tls);
+
+#endif
