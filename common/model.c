@@ -1,0 +1,1259 @@
+/*
+ * model.c - spec parser, parameter layout, and the forward/backward passes
+ * of dense, conv2d, maxpool, relu and tanh layers with a softmax
+ * cross-entropy loss, all on OpenBLAS sgemm.
+ *
+ * Execution plan. The parsed layers become "ops": a dense or conv layer
+ * absorbs an activation that directly follows it (bias + activation are
+ * applied in one pass over the GEMM output, and the backward pass takes the
+ * activation's derivative from the stored output), maxpool and any other
+ * activation stay ops of their own.
+ *
+ * Memory layout. Flat tensors are batch x features, row-major. Spatial
+ * tensors (conv and pool outputs) are stored channel-major across the
+ * batch, C x B x (H*W) ("CBHW"): then one sgemm covers a whole batch of a
+ * conv layer, W (Cout x Cin*k*k) times the im2col matrix (Cin*k*k x B*H*W),
+ * and its output is already the next layer's input layout. With one channel
+ * CBHW and BCHW coincide, so the 1x28x28 input is used in place; a dense
+ * layer after a multi-channel spatial tensor transposes into its own flat
+ * buffer (PyTorch's flatten order C, H, W).
+ *
+ * Invariants. Every buffer is sized for max_batch when the workspace is
+ * created; the training calls only index into them, never allocate. After a
+ * forward pass, out[i] holds op i's output for the current batch; after a
+ * backward pass, gout[i] of a dense or conv op holds that op's delta (the
+ * gradient with respect to its pre-activation output), which is what pass 2
+ * of the per-example API reuses. The im2col matrix of each conv op is kept
+ * from forward to backward (and to pass 2).
+ *
+ * No locking: a roost_model is read-only after creation; a workspace
+ * belongs to one thread at a time.
+ */
+#include "common/model.h"
+
+#include "common/alloc.h"
+
+#include <cblas.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+enum op_kind { OP_DENSE, OP_CONV, OP_POOL, OP_RELU, OP_TANH };
+enum act_kind { ACT_NONE, ACT_RELU, ACT_TANH };
+
+struct op {
+    enum op_kind kind;
+    enum act_kind act; /* fused activation of a dense or conv op */
+    size_t spec_index; /* index of the layer in the spec */
+    /* Input and output shapes per example. Flat tensors have h = w = 1. */
+    size_t in_c, in_h, in_w, out_c, out_h, out_w;
+    size_t in_size, out_size;
+    bool in_cbhw;  /* input stored C x B x HW with C > 1 */
+    bool out_cbhw; /* output stored C x B x HW with C > 1 */
+    size_t k;      /* conv kernel or pool size */
+    size_t kdim;   /* conv: in_c * k * k; dense: in_size */
+    size_t w_off, b_off;
+};
+
+struct roost_model {
+    const roost_allocator *alloc;
+    char *spec;
+    size_t n_ops;
+    struct op ops[ROOST_MODEL_MAX_LAYERS];
+    size_t n_params;
+    size_t n_layout;
+    roost_param_info layout[2 * ROOST_MODEL_MAX_LAYERS];
+    size_t in_c, in_h, in_w, in_dim;
+    size_t classes;
+    bool input_cbhw; /* the first op wants CBHW and C > 1 */
+};
+
+struct roost_workspace {
+    const roost_model *m;
+    size_t max_batch;
+    size_t batch;       /* batch of the last forward pass */
+    bool have_pass1;    /* deltas of a per-example pass 1 are saved */
+    const float *input; /* the current batch's input (maybe ws->xin) */
+    float *xin;         /* transposed input when input_cbhw */
+    float *out[ROOST_MODEL_MAX_LAYERS];
+    float *gout[ROOST_MODEL_MAX_LAYERS];
+    float *flat[ROOST_MODEL_MAX_LAYERS]; /* dense: flattened CBHW input */
+    float *col[ROOST_MODEL_MAX_LAYERS];  /* conv: im2col matrix */
+    uint32_t *argmax[ROOST_MODEL_MAX_LAYERS];
+    float *dcol;      /* conv input-gradient columns, shared */
+    float *flatgrad;  /* dense input gradient before transposing, shared */
+    float *scratch;   /* per-example conv weight gradient, shared */
+    void *block;      /* one allocation holding every float buffer */
+    uint32_t *iblock; /* argmax indices */
+    size_t bytes;
+};
+
+/* ------------------------------------------------------------------ spec */
+
+static const struct {
+    const char *name;
+    const char *spec;
+} presets[] = {
+    {"mlp", "dense:200,relu,dense:200,relu,dense:10"},
+    {"cnn", "conv:32x5,relu,maxpool:2,conv:64x5,relu,maxpool:2,dense:512,relu,"
+            "dense:10"},
+    {"logreg", "dense:10"},
+};
+
+/* One layer as written in the spec. */
+struct layer_tok {
+    enum op_kind kind;
+    size_t a, b; /* dense: units; conv: channels, kernel; pool: size */
+    size_t pos;  /* 1-based character position */
+};
+
+/* parse_num - a decimal number in [1, max] at s[*i..]; advances *i. */
+static bool
+parse_num(const char *s, size_t *i, size_t max, size_t *out)
+{
+    size_t v = 0, start = *i;
+    while (isdigit((unsigned char)s[*i])) {
+        v = v * 10 + (size_t)(s[*i] - '0');
+        if (v > max) {
+            *i = start;
+            return false;
+        }
+        (*i)++;
+    }
+    if (*i == start || v == 0) {
+        *i = start;
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static int
+parse_spec(const char *s, struct layer_tok *toks, size_t *n_out,
+           roost_errmsg *em)
+{
+    size_t n = 0, i = 0;
+    for (;;) {
+        while (s[i] == ' ')
+            i++;
+        size_t pos = i + 1;
+        const char *t = s + i;
+        size_t len = 0;
+        while (t[len] != ',' && t[len] != '\0' && t[len] != ' ')
+            len++;
+        if (len == 0)
+            return roost_fail(em, ROOST_ESPEC,
+                              "model spec position %zu: empty layer", pos);
+        if (n == ROOST_MODEL_MAX_LAYERS)
+            return roost_fail(em, ROOST_ESPEC,
+                              "model spec position %zu: more than %d layers",
+                              pos, ROOST_MODEL_MAX_LAYERS);
+        struct layer_tok *lt = &toks[n];
+        lt->pos = pos;
+        lt->a = lt->b = 0;
+        size_t j;
+        if (len == 4 && strncmp(t, "relu", 4) == 0) {
+            lt->kind = OP_RELU;
+            j = 4;
+        } else if (len == 4 && strncmp(t, "tanh", 4) == 0) {
+            lt->kind = OP_TANH;
+            j = 4;
+        } else if (strncmp(t, "dense:", 6) == 0) {
+            lt->kind = OP_DENSE;
+            j = 6;
+            if (!parse_num(t, &j, ROOST_MODEL_MAX_UNITS, &lt->a))
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: dense needs a "
+                                  "unit count in 1..%d (dense:N)",
+                                  pos + j, ROOST_MODEL_MAX_UNITS);
+        } else if (strncmp(t, "conv:", 5) == 0) {
+            lt->kind = OP_CONV;
+            j = 5;
+            if (!parse_num(t, &j, ROOST_MODEL_MAX_UNITS, &lt->a))
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: conv needs a "
+                                  "channel count in 1..%d (conv:CxK)",
+                                  pos + j, ROOST_MODEL_MAX_UNITS);
+            if (t[j] != 'x')
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: expected 'x' "
+                                  "then the kernel size (conv:CxK)",
+                                  pos + j);
+            j++;
+            if (!parse_num(t, &j, ROOST_MODEL_MAX_KERNEL, &lt->b))
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: conv kernel size "
+                                  "must be in 1..%d",
+                                  pos + j, ROOST_MODEL_MAX_KERNEL);
+            if (lt->b % 2 == 0)
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: conv kernel size "
+                                  "%zu is even; 'same' padding needs an odd "
+                                  "kernel",
+                                  pos, lt->b);
+        } else if (strncmp(t, "maxpool:", 8) == 0) {
+            lt->kind = OP_POOL;
+            j = 8;
+            if (!parse_num(t, &j, ROOST_MODEL_MAX_KERNEL, &lt->a))
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: maxpool size "
+                                  "must be in 1..%d",
+                                  pos + j, ROOST_MODEL_MAX_KERNEL);
+        } else {
+            return roost_fail(em, ROOST_ESPEC,
+                              "model spec position %zu: unknown layer '%.*s' "
+                              "(expected dense:N, conv:CxK, maxpool:K, relu "
+                              "or tanh)",
+                              pos, (int)(len > 24 ? 24 : len), t);
+        }
+        if (j != len)
+            return roost_fail(em, ROOST_ESPEC,
+                              "model spec position %zu: unexpected '%c' "
+                              "in layer '%.*s'",
+                              pos + j, t[j], (int)(len > 24 ? 24 : len), t);
+        n++;
+        i += len;
+        while (s[i] == ' ')
+            i++;
+        if (s[i] == '\0')
+            break;
+        if (s[i] != ',')
+            return roost_fail(em, ROOST_ESPEC,
+                              "model spec position %zu: expected ',' between "
+                              "layers",
+                              i + 1);
+        i++;
+    }
+    *n_out = n;
+    return ROOST_OK;
+}
+
+/* add_param - append a layout entry; the caller checked the counts. */
+static void
+add_param(roost_model *m, const char *kind, size_t index, const char *what,
+          uint32_t ndims, const size_t *shape)
+{
+    roost_param_info *p = &m->layout[m->n_layout++];
+    snprintf(p->name, sizeof(p->name), "%s%zu.%s", kind, index, what);
+    p->ndims = ndims;
+    p->count = 1;
+    for (uint32_t d = 0; d < 4; d++) {
+        p->shape[d] = d < ndims ? (uint32_t)shape[d] : 0;
+        if (d < ndims)
+            p->count *= shape[d];
+    }
+    p->offset = m->n_params;
+    m->n_params += p->count;
+}
+
+static int
+build_ops(roost_model *m, const struct layer_tok *toks, size_t n,
+          roost_errmsg *em)
+{
+    size_t c = m->in_c, h = m->in_h, w = m->in_w;
+    bool spatial = true; /* the input is an image (maybe 1x1) */
+    /* The input arrives BCHW; it is stored CBHW (transposed on entry) only
+     * when a conv or pool reads it, and then the tensors of the
+     * element-wise ops before that conv or pool are CBHW too. */
+    bool cbhw = false;
+    size_t total = 0;
+    if (toks[n - 1].kind != OP_DENSE)
+        return roost_fail(em, ROOST_ESPEC,
+                          "model spec position %zu: the last layer must be "
+                          "dense (it produces the class logits)",
+                          toks[n - 1].pos);
+    if (toks[n - 1].a > ROOST_MODEL_MAX_CLASSES)
+        return roost_fail(em, ROOST_ESPEC,
+                          "model spec position %zu: %zu classes (at most %d)",
+                          toks[n - 1].pos, toks[n - 1].a,
+                          ROOST_MODEL_MAX_CLASSES);
+    m->n_ops = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct layer_tok *t = &toks[i];
+        struct op *o = &m->ops[m->n_ops];
+        memset(o, 0, sizeof(*o));
+        o->kind = t->kind;
+        o->spec_index = i;
+        o->in_c = c;
+        o->in_h = h;
+        o->in_w = w;
+        o->in_size = c * h * w;
+        if ((t->kind == OP_CONV || t->kind == OP_POOL) && !cbhw) {
+            m->input_cbhw = c > 1;
+            cbhw = true;
+            for (size_t j = 0; j < m->n_ops; j++)
+                m->ops[j].in_cbhw = m->ops[j].out_cbhw = c > 1;
+        }
+        o->in_cbhw = cbhw && c > 1;
+        size_t wshape[4], bshape[1];
+        switch (t->kind) {
+        case OP_DENSE: {
+            size_t in = c * h * w;
+            size_t nw;
+            if (!roost_size_mul(in, t->a, &nw) || nw > ROOST_MODEL_MAX_PARAMS)
+                return roost_fail(em, ROOST_ETOOBIG,
+                                  "model spec position %zu: dense layer too "
+                                  "large",
+                                  t->pos);
+            o->kdim = in;
+            o->out_c = t->a;
+            o->out_h = o->out_w = 1;
+            wshape[0] = t->a;
+            wshape[1] = in;
+            bshape[0] = t->a;
+            total += nw + t->a;
+            if (total > ROOST_MODEL_MAX_PARAMS)
+                break;
+            o->w_off = m->n_params;
+            add_param(m, "dense", i, "weight", 2, wshape);
+            o->b_off = m->n_params;
+            add_param(m, "dense", i, "bias", 1, bshape);
+            c = t->a;
+            h = w = 1;
+            spatial = false;
+            cbhw = false;
+            break;
+        }
+        case OP_CONV: {
+            if (!spatial)
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: conv after a "
+                                  "dense layer (its input is not an image)",
+                                  t->pos);
+            o->k = t->b;
+            o->kdim = c * t->b * t->b;
+            size_t nw;
+            if (!roost_size_mul(o->kdim, t->a, &nw) ||
+                nw > ROOST_MODEL_MAX_PARAMS)
+                return roost_fail(em, ROOST_ETOOBIG,
+                                  "model spec position %zu: conv layer too "
+                                  "large",
+                                  t->pos);
+            total += nw + t->a;
+            if (total > ROOST_MODEL_MAX_PARAMS)
+                break;
+            wshape[0] = t->a;
+            wshape[1] = c;
+            wshape[2] = wshape[3] = t->b;
+            bshape[0] = t->a;
+            o->w_off = m->n_params;
+            add_param(m, "conv", i, "weight", 4, wshape);
+            o->b_off = m->n_params;
+            add_param(m, "conv", i, "bias", 1, bshape);
+            c = t->a;
+            break;
+        }
+        case OP_POOL:
+            if (!spatial)
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: maxpool after a "
+                                  "dense layer (its input is not an image)",
+                                  t->pos);
+            if (t->a > h || t->a > w)
+                return roost_fail(em, ROOST_ESPEC,
+                                  "model spec position %zu: maxpool:%zu on a "
+                                  "%zux%zu input",
+                                  t->pos, t->a, h, w);
+            o->k = t->a;
+            h /= t->a;
+            w /= t->a;
+            break;
+        case OP_RELU:
+        case OP_TANH:
+            break;
+        }
+        if (total > ROOST_MODEL_MAX_PARAMS)
+            return roost_fail(em, ROOST_ETOOBIG,
+                              "model spec position %zu: more than %zu "
+                              "parameters",
+                              t->pos, ROOST_MODEL_MAX_PARAMS);
+        o->out_c = c;
+        o->out_h = h;
+        o->out_w = w;
+        o->out_size = c * h * w;
+        o->out_cbhw = cbhw && c > 1;
+        /* Fuse an activation into the dense or conv layer before it. */
+        if ((t->kind == OP_RELU || t->kind == OP_TANH) && m->n_ops > 0) {
+            struct op *prev = &m->ops[m->n_ops - 1];
+            if ((prev->kind == OP_DENSE || prev->kind == OP_CONV) &&
+                prev->act == ACT_NONE) {
+                prev->act = t->kind == OP_RELU ? ACT_RELU : ACT_TANH;
+                continue;
+            }
+        }
+        m->n_ops++;
+    }
+    m->classes = toks[n - 1].a;
+    return ROOST_OK;
+}
+
+int
+roost_model_create(roost_model **out, const roost_allocator *alloc,
+                   const char *spec, uint32_t channels, uint32_t height,
+                   uint32_t width, roost_errmsg *em)
+{
+    if (out == NULL)
+        return roost_fail(em, ROOST_EINVAL, "model: NULL output pointer");
+    *out = NULL;
+    if (spec == NULL || channels == 0 || height == 0 || width == 0)
+        return roost_fail(em, ROOST_EINVAL,
+                          "model: NULL spec or zero input dimension");
+    if ((uint64_t)channels * height * width > ROOST_MODEL_MAX_PARAMS)
+        return roost_fail(em, ROOST_ETOOBIG, "model: input too large");
+    const char *text = spec;
+    for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
+        if (strcmp(spec, presets[i].name) == 0)
+            text = presets[i].spec;
+    if (strlen(text) > 4096)
+        return roost_fail(em, ROOST_ESPEC, "model spec longer than 4096 bytes");
+
+    struct layer_tok toks[ROOST_MODEL_MAX_LAYERS];
+    size_t n = 0;
+    int rc = parse_spec(text, toks, &n, em);
+    if (rc != ROOST_OK)
+        return rc;
+
+    roost_model *m = roost_alloc_calloc(alloc, 1, sizeof(*m));
+    if (m == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "model: out of memory");
+    m->alloc = alloc;
+    m->in_c = channels;
+    m->in_h = height;
+    m->in_w = width;
+    m->in_dim = (size_t)channels * height * width;
+    rc = build_ops(m, toks, n, em);
+    if (rc == ROOST_OK) {
+        size_t len = strlen(text) + 1;
+        m->spec = roost_alloc_malloc(alloc, len);
+        if (m->spec == NULL)
+            rc = roost_fail(em, ROOST_ENOMEM, "model: out of memory");
+        else
+            memcpy(m->spec, text, len);
+    }
+    if (rc != ROOST_OK) {
+        roost_model_destroy(m);
+        return rc;
+    }
+    *out = m;
+    return ROOST_OK;
+}
+
+void
+roost_model_destroy(roost_model *m)
+{
+    if (m == NULL)
+        return;
+    roost_alloc_free(m->alloc, m->spec);
+    roost_alloc_free(m->alloc, m);
+}
+
+const char *
+roost_model_spec(const roost_model *m)
+{
+    return m->spec;
+}
+
+size_t
+roost_model_param_count(const roost_model *m)
+{
+    return m->n_params;
+}
+
+size_t
+roost_model_input_dim(const roost_model *m)
+{
+    return m->in_dim;
+}
+
+uint32_t
+roost_model_num_classes(const roost_model *m)
+{
+    return (uint32_t)m->classes;
+}
+
+size_t
+roost_model_layout_count(const roost_model *m)
+{
+    return m->n_layout;
+}
+
+const roost_param_info *
+roost_model_layout(const roost_model *m, size_t i)
+{
+    return i < m->n_layout ? &m->layout[i] : NULL;
+}
+
+int
+roost_model_init_params(const roost_model *m, float *params, roost_rng *rng)
+{
+    for (size_t i = 0; i < m->n_ops; i++) {
+        const struct op *o = &m->ops[i];
+        if (o->kind != OP_DENSE && o->kind != OP_CONV)
+            continue;
+        size_t kk = o->kind == OP_CONV ? o->k * o->k : 1;
+        double fan_in = (double)o->kdim;
+        double fan_out = (double)(o->out_c * kk);
+        double bound = o->act == ACT_RELU ? sqrt(6.0 / fan_in)
+                                          : sqrt(6.0 / (fan_in + fan_out));
+        size_t nw = o->out_c * o->kdim;
+        float *wp = params + o->w_off;
+        for (size_t j = 0; j < nw; j++) {
+            double u;
+            int rc = roost_rng_uniform(rng, &u);
+            if (rc != ROOST_OK)
+                return rc;
+            wp[j] = (float)((2.0 * u - 1.0) * bound);
+        }
+        memset(params + o->b_off, 0, o->out_c * sizeof(float));
+    }
+    return ROOST_OK;
+}
+
+/* ----------------------------------------------------------- GEMM shapes */
+
+void
+roost_model_gemm_shapes(const roost_model *m, size_t batch,
+                        roost_gemm_shape *out, size_t cap, size_t *count)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_ops; i++) {
+        const struct op *o = &m->ops[i];
+        roost_gemm_shape s[3];
+        size_t ns = 0;
+        if (o->kind == OP_DENSE) {
+            s[ns++] = (roost_gemm_shape){0, 1, batch, o->out_c, o->kdim};
+            s[ns++] = (roost_gemm_shape){1, 0, o->out_c, o->kdim, batch};
+            if (i > 0)
+                s[ns++] = (roost_gemm_shape){0, 0, batch, o->kdim, o->out_c};
+        } else if (o->kind == OP_CONV) {
+            size_t nn = batch * o->in_h * o->in_w;
+            s[ns++] = (roost_gemm_shape){0, 0, o->out_c, nn, o->kdim};
+            s[ns++] = (roost_gemm_shape){0, 1, o->out_c, o->kdim, nn};
+            if (i > 0)
+                s[ns++] = (roost_gemm_shape){1, 0, o->kdim, nn, o->out_c};
+        }
+        for (size_t j = 0; j < ns; j++, n++)
+            if (n < cap)
+                out[n] = s[j];
+    }
+    *count = n;
+}
+
+double
+roost_model_train_flops(const roost_model *m, size_t batch)
+{
+    roost_gemm_shape s[3 * ROOST_MODEL_MAX_LAYERS];
+    size_t n;
+    roost_model_gemm_shapes(m, batch, s, sizeof(s) / sizeof(s[0]), &n);
+    double f = 0;
+    for (size_t i = 0; i < n; i++)
+        f += 2.0 * (double)s[i].m * (double)s[i].n * (double)s[i].k;
+    return f;
+}
+
+/* ------------------------------------------------------------ workspace */
+
+int
+roost_workspace_create(roost_workspace **out, const roost_model *m,
+                       size_t max_batch, roost_errmsg *em)
+{
+    if (out == NULL || m == NULL)
+        return roost_fail(em, ROOST_EINVAL, "workspace: NULL argument");
+    *out = NULL;
+    if (max_batch == 0 || max_batch > ((size_t)1 << 24))
+        return roost_fail(em, ROOST_EINVAL,
+                          "workspace: batch size must be in 1..%zu",
+                          (size_t)1 << 24);
+    /* First pass: count floats (and indices) with overflow checks; second
+     * pass: carve them out of one block. */
+    size_t per[ROOST_MODEL_MAX_LAYERS][4]; /* out, gout, flat, col */
+    size_t pool_idx[ROOST_MODEL_MAX_LAYERS];
+    size_t total = 0, itotal = 0, dcol = 0, flatgrad = 0, scratch = 0;
+    bool ok = true;
+    size_t xin = 0;
+    if (m->input_cbhw)
+        ok = roost_size_mul(m->in_dim, max_batch, &xin) &&
+             roost_size_add(total, xin, &total);
+    for (size_t i = 0; ok && i < m->n_ops; i++) {
+        const struct op *o = &m->ops[i];
+        size_t a = 0, fl = 0, col = 0;
+        ok = roost_size_mul(o->out_size, max_batch, &a);
+        per[i][0] = per[i][1] = a;
+        pool_idx[i] = 0;
+        if (ok && o->kind == OP_DENSE && o->in_cbhw) {
+            ok = roost_size_mul(o->in_size, max_batch, &fl);
+            if (fl > flatgrad)
+                flatgrad = fl;
+        }
+        if (ok && o->kind == OP_CONV) {
+            size_t nn;
+            ok = roost_size_mul(o->in_h * o->in_w, max_batch, &nn) &&
+                 roost_size_mul(nn, o->kdim, &col);
+            if (col > dcol && i > 0)
+                dcol = col;
+            if (o->out_c * o->kdim > scratch)
+                scratch = o->out_c * o->kdim;
+        }
+        if (ok && o->kind == OP_POOL) {
+            pool_idx[i] = a;
+            ok = roost_size_add(itotal, a, &itotal);
+        }
+        per[i][2] = fl;
+        per[i][3] = col;
+        for (int j = 0; ok && j < 4; j++)
+            ok = roost_size_add(total, per[i][j], &total);
+    }
+    ok = ok && roost_size_add(total, dcol, &total) &&
+         roost_size_add(total, flatgrad, &total) &&
+         roost_size_add(total, scratch, &total);
+    size_t bytes = 0, ibytes = 0;
+    ok = ok && roost_size_mul(total, sizeof(float), &bytes) &&
+         roost_size_mul(itotal, sizeof(uint32_t), &ibytes);
+    if (!ok || bytes + ibytes > ((size_t)16 << 30))
+        return roost_fail(em, ROOST_ETOOBIG,
+                          "workspace: buffers for batch %zu exceed 16 GiB",
+                          max_batch);
+
+    roost_workspace *ws = roost_alloc_calloc(m->alloc, 1, sizeof(*ws));
+    if (ws == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "workspace: out of memory");
+    ws->m = m;
+    ws->max_batch = max_batch;
+    ws->block = roost_alloc_malloc(m->alloc, bytes ? bytes : 1);
+    ws->iblock = roost_alloc_malloc(m->alloc, ibytes ? ibytes : 1);
+    if (ws->block == NULL || ws->iblock == NULL) {
+        roost_workspace_destroy(ws);
+        return roost_fail(em, ROOST_ENOMEM,
+                          "workspace: out of memory (%zu bytes)",
+                          bytes + ibytes);
+    }
+    ws->bytes = bytes + ibytes;
+    float *p = ws->block;
+    uint32_t *ip = ws->iblock;
+    if (xin) {
+        ws->xin = p;
+        p += xin;
+    }
+    for (size_t i = 0; i < m->n_ops; i++) {
+        ws->out[i] = p;
+        p += per[i][0];
+        ws->gout[i] = p;
+        p += per[i][1];
+        ws->flat[i] = per[i][2] ? p : NULL;
+        p += per[i][2];
+        ws->col[i] = per[i][3] ? p : NULL;
+        p += per[i][3];
+        ws->argmax[i] = pool_idx[i] ? ip : NULL;
+        ip += pool_idx[i];
+    }
+    ws->dcol = dcol ? p : NULL;
+    p += dcol;
+    ws->flatgrad = flatgrad ? p : NULL;
+    p += flatgrad;
+    ws->scratch = scratch ? p : NULL;
+    *out = ws;
+    return ROOST_OK;
+}
+
+void
+roost_workspace_destroy(roost_workspace *ws)
+{
+    if (ws == NULL)
+        return;
+    roost_alloc_free(ws->m->alloc, ws->block);
+    roost_alloc_free(ws->m->alloc, ws->iblock);
+    roost_alloc_free(ws->m->alloc, ws);
+}
+
+size_t
+roost_workspace_bytes(const roost_workspace *ws)
+{
+    return ws->bytes;
+}
+
+size_t
+roost_workspace_max_batch(const roost_workspace *ws)
+{
+    return ws->max_batch;
+}
+
+/* --------------------------------------------------------------- kernels */
+
+/* Transpose between B x C x HW (BCHW) and C x B x HW (CBHW). */
+static void
+bchw_to_cbhw(const float *src, float *dst, size_t B, size_t C, size_t HW)
+{
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++)
+            memcpy(dst + (c * B + b) * HW, src + (b * C + c) * HW,
+                   HW * sizeof(float));
+}
+
+static void
+cbhw_to_bchw(const float *src, float *dst, size_t B, size_t C, size_t HW)
+{
+    for (size_t c = 0; c < C; c++)
+        for (size_t b = 0; b < B; b++)
+            memcpy(dst + (b * C + c) * HW, src + (c * B + b) * HW,
+                   HW * sizeof(float));
+}
+
+/* The valid output columns [*lo, *hi) of a kernel tap at offset d
+ * (input column = output column + d) on a row of width w. */
+static void
+tap_range(long d, size_t w, size_t *lo, size_t *hi)
+{
+    long l = d < 0 ? -d : 0;
+    long h = d > 0 ? (long)w - d : (long)w;
+    if (h < l)
+        h = l;
+    *lo = (size_t)l;
+    *hi = (size_t)h;
+}
+
+/* im2col for stride 1, same padding: x is C x B x (H*W) (CBHW), col is
+ * (C*K*K) x (B*H*W), row (c, kh, kw), column (b, oh, ow). */
+static void
+im2col(const float *x, size_t C, size_t B, size_t H, size_t W, size_t K,
+       float *col)
+{
+    size_t HW = H * W, N = B * HW;
+    long pad = (long)K / 2;
+    for (size_t c = 0; c < C; c++)
+        for (size_t kh = 0; kh < K; kh++)
+            for (size_t kw = 0; kw < K; kw++) {
+                float *row = col + ((c * K + kh) * K + kw) * N;
+                long dh = (long)kh - pad, dw = (long)kw - pad;
+                size_t lo, hi;
+                tap_range(dw, W, &lo, &hi);
+                for (size_t b = 0; b < B; b++) {
+                    const float *xp = x + (c * B + b) * HW;
+                    float *rp = row + b * HW;
+                    for (size_t oh = 0; oh < H; oh++) {
+                        long ih = (long)oh + dh;
+                        float *r = rp + oh * W;
+                        if (ih < 0 || ih >= (long)H) {
+                            memset(r, 0, W * sizeof(float));
+                            continue;
+                        }
+                        const float *src = xp + (size_t)ih * W;
+                        for (size_t ow = 0; ow < lo; ow++)
+                            r[ow] = 0.0f;
+                        memcpy(r + lo, src + (long)lo + dw,
+                               (hi - lo) * sizeof(float));
+                        for (size_t ow = hi; ow < W; ow++)
+                            r[ow] = 0.0f;
+                    }
+                }
+            }
+}
+
+/* col2im: the adjoint of im2col; dx (C x B x HW) must be zeroed first. */
+static void
+col2im(const float *col, size_t C, size_t B, size_t H, size_t W, size_t K,
+       float *dx)
+{
+    size_t HW = H * W, N = B * HW;
+    long pad = (long)K / 2;
+    for (size_t c = 0; c < C; c++)
+        for (size_t kh = 0; kh < K; kh++)
+            for (size_t kw = 0; kw < K; kw++) {
+                const float *row = col + ((c * K + kh) * K + kw) * N;
+                long dh = (long)kh - pad, dw = (long)kw - pad;
+                size_t lo, hi;
+                tap_range(dw, W, &lo, &hi);
+                for (size_t b = 0; b < B; b++) {
+                    float *xp = dx + (c * B + b) * HW;
+                    const float *rp = row + b * HW;
+                    for (size_t oh = 0; oh < H; oh++) {
+                        long ih = (long)oh + dh;
+                        if (ih < 0 || ih >= (long)H)
+                            continue;
+                        float *dst = xp + (size_t)ih * W + (long)lo + dw;
+                        const float *r = rp + oh * W + lo;
+                        for (size_t j = 0; j < hi - lo; j++)
+                            dst[j] += r[j];
+                    }
+                }
+            }
+}
+
+/* y[r][j] = act(y[r][j] + bias[r]) on a rows x cols matrix (conv). */
+static void
+bias_act_rows(float *y, const float *bias, size_t rows, size_t cols,
+              enum act_kind act)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *p = y + r * cols, bv = bias[r];
+        if (act == ACT_RELU)
+            for (size_t j = 0; j < cols; j++) {
+                float v = p[j] + bv;
+                p[j] = v > 0.0f ? v : 0.0f;
+            }
+        else if (act == ACT_TANH)
+            for (size_t j = 0; j < cols; j++)
+                p[j] = tanhf(p[j] + bv);
+        else
+            for (size_t j = 0; j < cols; j++)
+                p[j] += bv;
+    }
+}
+
+/* y[r][j] = act(y[r][j] + bias[j]) on a rows x cols matrix (dense). */
+static void
+bias_act_cols(float *y, const float *bias, size_t rows, size_t cols,
+              enum act_kind act)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *p = y + r * cols;
+        if (act == ACT_RELU)
+            for (size_t j = 0; j < cols; j++) {
+                float v = p[j] + bias[j];
+                p[j] = v > 0.0f ? v : 0.0f;
+            }
+        else if (act == ACT_TANH)
+            for (size_t j = 0; j < cols; j++)
+                p[j] = tanhf(p[j] + bias[j]);
+        else
+            for (size_t j = 0; j < cols; j++)
+                p[j] += bias[j];
+    }
+}
+
+/* g *= act'(y) where y is the activation's output. */
+static void
+act_backward(float *g, const float *y, size_t n, enum act_kind act)
+{
+    if (act == ACT_RELU) {
+        for (size_t j = 0; j < n; j++)
+            g[j] = y[j] > 0.0f ? g[j] : 0.0f;
+    } else if (act == ACT_TANH) {
+        for (size_t j = 0; j < n; j++)
+            g[j] *= 1.0f - y[j] * y[j];
+    }
+}
+
+static void
+maxpool_forward(const float *x, float *y, uint32_t *arg, size_t planes,
+                size_t H, size_t W, size_t K)
+{
+    size_t OH = H / K, OW = W / K;
+    for (size_t p = 0; p < planes; p++) {
+        const float *xp = x + p * H * W;
+        float *yp = y + p * OH * OW;
+        uint32_t *ap = arg + p * OH * OW;
+        for (size_t oh = 0; oh < OH; oh++)
+            for (size_t ow = 0; ow < OW; ow++) {
+                size_t best = oh * K * W + ow * K;
+                float bv = xp[best];
+                for (size_t i = 0; i < K; i++)
+                    for (size_t j = 0; j < K; j++) {
+                        size_t idx = (oh * K + i) * W + ow * K + j;
+                        if (xp[idx] > bv) {
+                            bv = xp[idx];
+                            best = idx;
+                        }
+                    }
+                yp[oh * OW + ow] = bv;
+                ap[oh * OW + ow] = (uint32_t)best;
+            }
+    }
+}
+
+static void
+maxpool_backward(const float *gy, float *gx, const uint32_t *arg, size_t planes,
+                 size_t H, size_t W, size_t K)
+{
+    size_t OHW = (H / K) * (W / K);
+    memset(gx, 0, planes * H * W * sizeof(float));
+    for (size_t p = 0; p < planes; p++)
+        for (size_t j = 0; j < OHW; j++)
+            gx[p * H * W + arg[p * OHW + j]] += gy[p * OHW + j];
+}
+
+/* ------------------------------------------------------- forward/backward */
+
+static const float *
+op_input(const roost_workspace *ws, size_t i)
+{
+    return i == 0 ? ws->input : ws->out[i - 1];
+}
+
+static void
+forward(roost_workspace *ws, const float *params, const float *x, size_t B)
+{
+    const roost_model *m = ws->m;
+    ws->batch = B;
+    ws->have_pass1 = false;
+    if (m->input_cbhw) {
+        bchw_to_cbhw(x, ws->xin, B, m->in_c, m->in_h * m->in_w);
+        ws->input = ws->xin;
+    } else {
+        ws->input = x;
+    }
+    for (size_t i = 0; i < m->n_ops; i++) {
+        const struct op *o = &m->ops[i];
+        const float *in = op_input(ws, i);
+        float *y = ws->out[i];
+        switch (o->kind) {
+        case OP_DENSE:
+            if (o->in_cbhw) {
+                cbhw_to_bchw(in, ws->flat[i], B, o->in_c, o->in_h * o->in_w);
+                in = ws->flat[i];
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B,
+                        (int)o->out_c, (int)o->kdim, 1.0f, in, (int)o->kdim,
+                        params + o->w_off, (int)o->kdim, 0.0f, y,
+                        (int)o->out_c);
+            bias_act_cols(y, params + o->b_off, B, o->out_c, o->act);
+            break;
+        case OP_CONV: {
+            size_t nn = B * o->in_h * o->in_w;
+            im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, ws->col[i]);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                        (int)o->out_c, (int)nn, (int)o->kdim, 1.0f,
+                        params + o->w_off, (int)o->kdim, ws->col[i], (int)nn,
+                        0.0f, y, (int)nn);
+            bias_act_rows(y, params + o->b_off, o->out_c, nn, o->act);
+            break;
+        }
+        case OP_POOL:
+            maxpool_forward(in, y, ws->argmax[i], o->in_c * B, o->in_h, o->in_w,
+                            o->k);
+            break;
+        case OP_RELU:
+            for (size_t j = 0; j < B * o->out_size; j++)
+                y[j] = in[j] > 0.0f ? in[j] : 0.0f;
+            break;
+        case OP_TANH:
+            for (size_t j = 0; j < B * o->out_size; j++)
+                y[j] = tanhf(in[j]);
+            break;
+        }
+    }
+}
+
+/*
+ * softmax_xent - loss of the logits in the last op's output; writes
+ * scale * (softmax - onehot) into its gout. Returns the summed loss.
+ */
+static double
+softmax_xent(roost_workspace *ws, const uint8_t *labels, size_t B, float scale)
+{
+    const roost_model *m = ws->m;
+    size_t last = m->n_ops - 1, K = m->classes;
+    const float *z = ws->out[last];
+    float *g = ws->gout[last];
+    double loss = 0.0;
+    for (size_t b = 0; b < B; b++) {
+        const float *zb = z + b * K;
+        float *gb = g + b * K;
+        float mx = zb[0];
+        for (size_t k = 1; k < K; k++)
+            mx = zb[k] > mx ? zb[k] : mx;
+        float s = 0.0f;
+        for (size_t k = 0; k < K; k++) {
+            gb[k] = expf(zb[k] - mx);
+            s += gb[k];
+        }
+        loss += (double)(logf(s) + mx - zb[labels[b]]);
+        float inv = scale / s;
+        for (size_t k = 0; k < K; k++)
+            gb[k] *= inv;
+        gb[labels[b]] -= scale;
+    }
+    return loss;
+}
+
+/* Which parts of the backward pass to run. */
+enum bwd_mode {
+    BWD_GRAD,  /* weight gradients now, summed over the batch */
+    BWD_NORMS, /* per-example squared norms instead of weight gradients */
+};
+
+/* delta_to_weight_grad - dW, db of a dense or conv op from its delta
+ * (already in gout[i]) and saved input. */
+static void
+weight_grad(roost_workspace *ws, size_t i, float *grad)
+{
+    const struct op *o = &ws->m->ops[i];
+    size_t B = ws->batch;
+    const float *d = ws->gout[i];
+    float *db = grad + o->b_off;
+    if (o->kind == OP_DENSE) {
+        const float *in = o->in_cbhw ? ws->flat[i] : op_input(ws, i);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o->out_c,
+                    (int)o->kdim, (int)B, 1.0f, d, (int)o->out_c, in,
+                    (int)o->kdim, 0.0f, grad + o->w_off, (int)o->kdim);
+        memset(db, 0, o->out_c * sizeof(float));
+        for (size_t b = 0; b < B; b++)
+            for (size_t j = 0; j < o->out_c; j++)
+                db[j] += d[b * o->out_c + j];
+    } else {
+        size_t nn = B * o->in_h * o->in_w;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)o->out_c,
+                    (int)o->kdim, (int)nn, 1.0f, d, (int)nn, ws->col[i],
+                    (int)nn, 0.0f, grad + o->w_off, (int)o->kdim);
+        for (size_t c = 0; c < o->out_c; c++) {
+            float s = 0.0f;
+            for (size_t j = 0; j < nn; j++)
+                s += d[c * nn + j];
+            db[c] = s;
+        }
+    }
+}
+
+/* example_norms_op - add each example's squared gradient norm of op i's
+ * parameters to norms_sq. */
+static void
+example_norms_op(roost_workspace *ws, size_t i, const float *params,
+                 double *norms_sq)
+{
+    (void)params;
+    const struct op *o = &ws->m->ops[i];
+    size_t B = ws->batch;
+    const float *d = ws->gout[i];
+    if (o->kind == OP_DENSE) {
+        /* g_b = delta_b a_b^T (+ delta_b for the bias):
+         * ||g_b||^2 = ||delta_b||^2 (||a_b||^2 + 1). */
+        const float *in = o->in_cbhw ? ws->flat[i] : op_input(ws, i);
+        for (size_t b = 0; b < B; b++) {
+            double dn = 0.0, an = 0.0;
+            const float *db = d + b * o->out_c, *ab = in + b * o->kdim;
+            for (size_t j = 0; j < o->out_c; j++)
+                dn += (double)(db[j] * db[j]);
+            for (size_t j = 0; j < o->kdim; j++)
+                an += (double)(ab[j] * ab[j]);
+            norms_sq[b] += dn * (an + 1.0);
+        }
+        return;
+    }
+    /* Conv: g_b = delta_b (Cout x HW) col_b^T (HW x Cin k k), where both
+     * are column blocks of the batch matrices (leading dimension B*HW). */
+    size_t HW = o->in_h * o->in_w, nn = B * HW, nw = o->out_c * o->kdim;
+    for (size_t b = 0; b < B; b++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)o->out_c,
+                    (int)o->kdim, (int)HW, 1.0f, d + b * HW, (int)nn,
+                    ws->col[i] + b * HW, (int)nn, 0.0f, ws->scratch,
+                    (int)o->kdim);
+        double s = 0.0;
+        for (size_t j = 0; j < nw; j++)
+            s += (double)(ws->scratch[j] * ws->scratch[j]);
+        for (size_t c = 0; c < o->out_c; c++) {
+            const float *dc = d + c * nn + b * HW;
+            float bs = 0.0f;
+            for (size_t j = 0; j < HW; j++)
+                bs += dc[j];
+            s += (double)(bs * bs);
+        }
+        norms_sq[b] += s;
+    }
+}
+
+static void
+backward(roost_workspace *ws, const float *params, enum bwd_mode mode,
+         float *grad, double *norms_sq)
+{
+    const roost_model *m = ws->m;
+    size_t B = ws->batch;
+    for (size_t ii = m->n_ops; ii-- > 0;) {
+        const struct op *o = &m->ops[ii];
+        float *g = ws->gout[ii];
+        float *gin = ii > 0 ? ws->gout[ii - 1] : NULL;
+        switch (o->kind) {
+        case OP_DENSE:
+            act_backward(g, ws->out[ii], B * o->out_size, o->act);
+            if (mode == BWD_GRAD)
+                weight_grad(ws, ii, grad);
+            else
+                example_norms_op(ws, ii, params, norms_sq);
+            if (gin != NULL) {
+                float *dst = o->in_cbhw ? ws->flatgrad : gin;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B,
+                            (int)o->kdim, (int)o->out_c, 1.0f, g, (int)o->out_c,
+                            params + o->w_off, (int)o->kdim, 0.0f, dst,
+                            (int)o->kdim);
+                if (o->in_cbhw)
+                    bchw_to_cbhw(dst, gin, B, o->in_c, o->in_h * o->in_w);
+            }
+            break;
+        case OP_CONV: {
+            size_t nn = B * o->in_h * o->in_w;
+            act_backward(g, ws->out[ii], B * o->out_size, o->act);
+            if (mode == BWD_GRAD)
+                weight_grad(ws, ii, grad);
+            else
+                example_norms_op(ws, ii, params, norms_sq);
+            if (gin != NULL) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                            (int)o->kdim, (int)nn, (int)o->out_c, 1.0f,
+                            params + o->w_off, (int)o->kdim, g, (int)nn, 0.0f,
+                            ws->dcol, (int)nn);
+                memset(gin, 0, B * o->in_size * sizeof(float));
+                col2im(ws->dcol, o->in_c, B, o->in_h, o->in_w, o->k, gin);
+            }
+            break;
+        }
+        case OP_POOL:
+            if (gin != NULL)
+                maxpool_backward(g, gin, ws->argmax[ii], o->in_c * B, o->in_h,
+                                 o->in_w, o->k);
+            break;
+        case OP_RELU:
+        case OP_TANH:
+            if (gin != NULL) {
+                const float *y = ws->out[ii];
+                size_t n = B * o->out_size;
+                for (size_t j = 0; j < n; j++)
+                    gin[j] = g[j];
+                act_backward(gin, y, n,
+                             o->kind == OP_RELU ? ACT_RELU : ACT_TANH);
+            }
+            break;
+        }
+    }
+}
+
+static int
+check_batch(const roost_workspace *ws, const float *params, const float *x,
+            const uint8_t *labels, size_t batch)
+{
+    if (ws == NULL || params == NULL || x == NULL || batch == 0 ||
+        batch > ws->max_batch)
+        return ROOST_EINVAL;
+    if (labels != NULL)
+        for (size_t b = 0; b < batch; b++)
+            if (labels[b] >= ws->m->classes)
+                return ROOST_EINVAL;
+    return ROOST_OK;
+}
+
+int
+roost_model_grad(roost_workspace *ws, const float *params, const float *x,
+                 const uint8_t *labels, size_t batch, float *grad,
+                 double *loss_out)
+{
+    if (labels == NULL || grad == NULL)
+        return ROOST_EINVAL;
+    int rc = check_batch(ws, params, x, labels, batch);
+    if (rc != ROOST_OK)
+        return rc;
+    forward(ws, params, x, batch);
+    double loss = softmax_xent(ws, labels, batch, 1.0f / (float)batch);
+    backward(ws, params, BWD_GRAD, grad, NULL);
+    if (loss_out != NULL)
+        *loss_out = loss / (double)batch;
+    return ROOST_OK;
+}
+
+int
+roost_model_example_norms(roost_workspace *ws, const float *params,
+                          const float *x, const uint8_t *labels, size_t batch,
+                          double *norms_sq, double *loss_sum_out)
+{
+    if (labels == NULL || norms_sq == NULL)
+        return ROOST_EINVAL;
+    int rc = check_batch(ws, params, x, labels, batch);
+    if (rc != ROOST_OK)
+        return rc;
+    forward(ws, params, x, batch);
+    double loss = softmax_xent(ws, labels, batch, 1.0f);
+    for (size_t b = 0; b < batch; b++)
+        norms_sq[b] = 0.0;
+    backward(ws, params, BWD_NORMS, NULL, norms_sq);
+    ws->have_pass1 = true;
+    if (loss_sum_out != NULL)
+        *loss_sum_out = loss;
+    return ROOST_OK;
+}
+
+int
+roost_model_weighted_grad(roost_workspace *ws, const float *weights,
+                          float *grad)
+{
+    if (ws == NULL || weights == NULL || grad == NULL)
+        return ROOST_EINVAL;
+    if (!ws->have_pass1)
+        return ROOST_ESTATE;
+    const roost_model *m = ws->m;
+    size_t B = ws->batch;
+    /* Parameters that no dense or conv op owns do not exist, so every
+     * entry of grad is written below. */
+    for (size_t i = 0; i < m->n_ops; i++) {
+        const struct op *o = &m->ops[i];
+        float *d = ws->gout[i];
+        if (o->kind == OP_DENSE) {
+            for (size_t b = 0; b < B; b++) {
+                float wb = weights[b];
+                float *row = d + b * o->out_c;
+                for (size_t j = 0; j < o->out_c; j++)
+                    row[j] *= wb;
+            }
+        } else if (o->kind == OP_CONV) {
+            size_t HW = o->in_h * o->in_w, nn = B * HW;
+            for (size_t c = 0; c < o->out_c; c++)
+                for (size_t b = 0; b < B; b++) {
+                    float wb = weights[b];
+                    float *blk = d + c * nn + b * HW;
+                    for (size_t j = 0; j < HW; j++)
+                        blk[j] *= wb;
+                }
+        } else {
+            continue;
+        }
+        weight_grad(ws, i, grad);
+    }
+    ws->have_pass1 = false;
+    return ROOST_OK;
+}
+
+int
+roost_model_forward(roost_workspace *ws, const float *params, const float *x,
+                    size_t batch, const float **logits)
+{
+    if (logits == NULL)
+        return ROOST_EINVAL;
+    int rc = check_batch(ws, params, x, NULL, batch);
+    if (rc != ROOST_OK)
+        return rc;
+    forward(ws, params, x, batch);
+    *logits = ws->out[ws->m->n_ops - 1];
+    return ROOST_OK;
+}
+
+int
+roost_model_evaluate(roost_workspace *ws, const float *params, const float *x,
+                     const uint8_t *labels, size_t n, double *loss_out,
+                     double *accuracy_out)
+{
+    if (ws == NULL || params == NULL || x == NULL || labels == NULL || n == 0)
+        return ROOST_EINVAL;
+    const roost_model *m = ws->m;
+    size_t K = m->classes, correct = 0;
+    double loss = 0.0;
+    for (size_t start = 0; start < n; start += ws->max_batch) {
+        size_t B = n - start < ws->max_batch ? n - start : ws->max_batch;
+        const uint8_t *lb = labels + start;
+        int rc = check_batch(ws, params, x + start * m->in_dim, lb, B);
+        if (rc != ROOST_OK)
+            return rc;
+        forward(ws, params, x + start * m->in_dim, B);
+        const float *z = ws->out[m->n_ops - 1];
+        for (size_t b = 0; b < B; b++) {
+            const float *zb = z + b * K;
+            size_t best = 0;
+            for (size_t k = 1; k < K; k++)
+                if (zb[k] > zb[best])
+                    best = k;
+            correct += best == lb[b];
+        }
+        loss += softmax_xent(ws, lb, B, 1.0f);
+    }
+    if (loss_out != NULL)
+        *loss_out = loss / (double)n;
+    if (accuracy_out != NULL)
+        *accuracy_out = (double)correct / (double)n;
+    return ROOST_OK;
+}

@@ -1,0 +1,576 @@
+/*
+ * test_model.c - the model engine: spec parsing and its errors, the
+ * parameter layout, finite-difference gradient checks of every layer type
+ * and the loss, the per-example norm and weighted-sum API against
+ * per-example gradients computed one at a time, batch consistency, SGD
+ * semantics and argument checks.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/model.h"
+#include "test_util.h"
+
+/* A model, workspace and random parameters and data for one test. */
+struct fixture {
+    roost_model *m;
+    roost_workspace *ws;
+    roost_rng *rng;
+    size_t np, dim, batch;
+    float *params, *grad, *x;
+    uint8_t *labels;
+};
+
+static float
+uniform(roost_rng *rng, float lo, float hi)
+{
+    double u;
+    assert_int_equal(roost_rng_uniform(rng, &u), ROOST_OK);
+    return lo + (hi - lo) * (float)u;
+}
+
+static void
+fixture_init(struct fixture *f, const char *spec, uint32_t c, uint32_t h,
+             uint32_t w, size_t batch)
+{
+    roost_errmsg em;
+    memset(f, 0, sizeof(*f));
+    int rc = roost_model_create(&f->m, NULL, spec, c, h, w, &em);
+    if (rc != ROOST_OK)
+        print_error("%s: %s\n", spec, roost_errmsg_text(&em));
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(roost_workspace_create(&f->ws, f->m, batch, &em),
+                     ROOST_OK);
+    assert_int_equal(
+        roost_rng_create_insecure_deterministic(&f->rng, NULL, 1234, 0),
+        ROOST_OK);
+    f->np = roost_model_param_count(f->m);
+    f->dim = roost_model_input_dim(f->m);
+    f->batch = batch;
+    f->params = calloc(f->np, sizeof(float));
+    f->grad = calloc(f->np, sizeof(float));
+    f->x = calloc(batch * f->dim, sizeof(float));
+    f->labels = calloc(batch, 1);
+    assert_non_null(f->params);
+    assert_non_null(f->grad);
+    assert_non_null(f->x);
+    assert_non_null(f->labels);
+    assert_int_equal(roost_model_init_params(f->m, f->params, f->rng),
+                     ROOST_OK);
+    /* Non-zero biases so that their gradients are exercised. */
+    for (size_t i = 0; i < roost_model_layout_count(f->m); i++) {
+        const roost_param_info *p = roost_model_layout(f->m, i);
+        if (p->ndims == 1)
+            for (size_t j = 0; j < p->count; j++)
+                f->params[p->offset + j] = uniform(f->rng, -0.2f, 0.2f);
+    }
+    for (size_t i = 0; i < batch * f->dim; i++)
+        f->x[i] = uniform(f->rng, -1.0f, 1.0f);
+    uint32_t k = roost_model_num_classes(f->m);
+    for (size_t b = 0; b < batch; b++) {
+        uint64_t v;
+        assert_int_equal(roost_rng_below(f->rng, k, &v), ROOST_OK);
+        f->labels[b] = (uint8_t)v;
+    }
+}
+
+static void
+fixture_free(struct fixture *f)
+{
+    roost_workspace_destroy(f->ws);
+    roost_model_destroy(f->m);
+    roost_rng_destroy(f->rng);
+    free(f->params);
+    free(f->grad);
+    free(f->x);
+    free(f->labels);
+}
+
+static double
+loss_at(struct fixture *f)
+{
+    double loss;
+    float *scratch = calloc(f->np, sizeof(float));
+    assert_non_null(scratch);
+    assert_int_equal(roost_model_grad(f->ws, f->params, f->x, f->labels,
+                                      f->batch, scratch, &loss),
+                     ROOST_OK);
+    free(scratch);
+    return loss;
+}
+
+/*
+ * gradcheck - central differences on every parameter against the analytic
+ * gradient. Float32 forward passes limit the precision, so the step is
+ * large-ish and the tolerance is mixed absolute/relative; a wrong index or
+ * a missing term gives errors orders of magnitude above it.
+ */
+static void
+gradcheck(const char *spec, uint32_t c, uint32_t h, uint32_t w, size_t batch)
+{
+    struct fixture f;
+    fixture_init(&f, spec, c, h, w, batch);
+    double loss;
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, batch, f.grad, &loss),
+        ROOST_OK);
+    assert_true(isfinite(loss) && loss > 0.0);
+    const float eps = 1e-3f;
+    size_t bad = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < f.np; i++) {
+        float saved = f.params[i];
+        f.params[i] = saved + eps;
+        double lp = loss_at(&f);
+        f.params[i] = saved - eps;
+        double lm = loss_at(&f);
+        f.params[i] = saved;
+        double num = (lp - lm) / (2.0 * (double)eps);
+        double err = fabs(num - (double)f.grad[i]);
+        double tol = 1e-3 + 1e-2 * fabs(num);
+        if (err > tol) {
+            if (getenv("GRADCHECK_VERBOSE"))
+                print_message("%s: param %zu: numeric %g analytic %g\n", spec,
+                              i, num, (double)f.grad[i]);
+            /* A relu kink inside [w - eps, w + eps] makes the central
+             * difference meaningless; allow a handful of those. */
+            bad++;
+            if (err > worst)
+                worst = err;
+        }
+    }
+    if (bad > f.np / 100) {
+        print_error("%s: %zu of %zu gradients off (worst %g)\n", spec, bad,
+                    f.np, worst);
+        fail();
+    }
+    fixture_free(&f);
+}
+
+static void
+gradcheck_dense_logreg(void **state)
+{
+    (void)state;
+    gradcheck("dense:5", 3, 4, 4, 4);
+}
+
+static void
+gradcheck_dense_relu(void **state)
+{
+    (void)state;
+    gradcheck("dense:7,relu,dense:6,relu,dense:4", 1, 3, 5, 5);
+}
+
+static void
+gradcheck_dense_tanh(void **state)
+{
+    (void)state;
+    gradcheck("dense:7,tanh,dense:4", 2, 3, 3, 3);
+}
+
+static void
+gradcheck_standalone_activations(void **state)
+{
+    (void)state;
+    gradcheck("tanh,dense:6,relu,relu,dense:3", 1, 4, 4, 3);
+}
+
+static void
+gradcheck_conv_multichannel_input(void **state)
+{
+    (void)state;
+    /* Two input channels: the input is transposed to CBHW; the dense layer
+     * after the pool flattens three channels. */
+    gradcheck("conv:3x3,relu,maxpool:2,dense:4", 2, 6, 6, 3);
+}
+
+static void
+gradcheck_conv_stack(void **state)
+{
+    (void)state;
+    /* Odd, non-square sizes, a pool that floors, a tanh conv, a 5x5 kernel
+     * wider than the image and a standalone relu after a pool. */
+    gradcheck("conv:2x3,tanh,conv:3x5,maxpool:2,relu,dense:3", 1, 5, 7, 3);
+}
+
+static void
+gradcheck_relu_before_conv(void **state)
+{
+    (void)state;
+    gradcheck("relu,conv:2x3,maxpool:3,dense:3", 2, 6, 5, 2);
+}
+
+static void
+gradcheck_conv_tanh_output(void **state)
+{
+    (void)state;
+    gradcheck("conv:2x1,conv:2x3,tanh,dense:3", 1, 4, 4, 3);
+}
+
+static void
+loss_matches_definition(void **state)
+{
+    (void)state;
+    /* logreg with zero weights and chosen biases: logits = bias, so the
+     * loss is log(sum exp b) - b_y for every example. */
+    struct fixture f;
+    fixture_init(&f, "logreg", 1, 2, 2, 2);
+    memset(f.params, 0, f.np * sizeof(float));
+    const roost_param_info *bias = roost_model_layout(f.m, 1);
+    assert_string_equal(bias->name, "dense0.bias");
+    double s = 0.0;
+    for (size_t k = 0; k < 10; k++) {
+        f.params[bias->offset + k] = (float)k * 0.25f;
+        s += exp((double)k * 0.25);
+    }
+    f.labels[0] = 3;
+    f.labels[1] = 9;
+    double want = 0.5 * ((log(s) - 0.75) + (log(s) - 2.25));
+    double loss, acc;
+    assert_near(loss_at(&f), want, 1e-5);
+    assert_int_equal(
+        roost_model_evaluate(f.ws, f.params, f.x, f.labels, 2, &loss, &acc),
+        ROOST_OK);
+    assert_near(loss, want, 1e-5);
+    assert_near(acc, 0.5, 1e-12); /* argmax is class 9 */
+    fixture_free(&f);
+}
+
+/* Per-example gradients, one example at a time with batch 1. */
+static float *
+per_example_grads(struct fixture *f)
+{
+    float *g = calloc(f->batch * f->np, sizeof(float));
+    assert_non_null(g);
+    for (size_t b = 0; b < f->batch; b++)
+        assert_int_equal(roost_model_grad(f->ws, f->params, f->x + b * f->dim,
+                                          f->labels + b, 1, g + b * f->np,
+                                          NULL),
+                         ROOST_OK);
+    return g;
+}
+
+static void
+check_per_example(const char *spec, uint32_t c, uint32_t h, uint32_t w,
+                  size_t batch)
+{
+    struct fixture f;
+    fixture_init(&f, spec, c, h, w, batch);
+    float *g = per_example_grads(&f);
+    double *norms = calloc(batch, sizeof(double));
+    float *weights = calloc(batch, sizeof(float));
+    assert_non_null(norms);
+    assert_non_null(weights);
+    double loss_sum;
+    assert_int_equal(roost_model_example_norms(f.ws, f.params, f.x, f.labels,
+                                               batch, norms, &loss_sum),
+                     ROOST_OK);
+    for (size_t b = 0; b < batch; b++) {
+        double want = 0.0;
+        for (size_t j = 0; j < f.np; j++)
+            want += (double)g[b * f.np + j] * (double)g[b * f.np + j];
+        assert_rel_near(norms[b], want, 1e-4);
+        weights[b] = uniform(f.rng, 0.0f, 1.0f);
+    }
+    assert_int_equal(roost_model_weighted_grad(f.ws, weights, f.grad),
+                     ROOST_OK);
+    double scale = 0.0;
+    for (size_t j = 0; j < f.np; j++)
+        scale = fmax(scale, fabs((double)g[j]));
+    for (size_t j = 0; j < f.np; j++) {
+        double want = 0.0;
+        for (size_t b = 0; b < batch; b++)
+            want += (double)weights[b] * (double)g[b * f.np + j];
+        assert_near(f.grad[j], want, 1e-5 * scale + 1e-7);
+    }
+    /* The deltas are consumed: a second pass 2 is refused. */
+    assert_int_equal(roost_model_weighted_grad(f.ws, weights, f.grad),
+                     ROOST_ESTATE);
+    /* The summed loss agrees with the mean loss of the fused pass. */
+    assert_near(loss_sum / (double)batch, loss_at(&f), 1e-5);
+    free(g);
+    free(norms);
+    free(weights);
+    fixture_free(&f);
+}
+
+static void
+per_example_dense(void **state)
+{
+    (void)state;
+    check_per_example("dense:9,relu,dense:7,tanh,dense:5", 1, 3, 4, 6);
+}
+
+static void
+per_example_conv(void **state)
+{
+    (void)state;
+    check_per_example("conv:3x3,relu,maxpool:2,conv:4x3,tanh,dense:4", 2, 6, 5,
+                      5);
+}
+
+static void
+batch_equals_single_examples(void **state)
+{
+    (void)state;
+    /* The batched CBHW layout must give each example the logits it gets
+     * alone, and the mean gradient the mean of the per-example ones. */
+    struct fixture f;
+    fixture_init(&f, "conv:3x3,relu,maxpool:2,dense:5", 3, 6, 6, 4);
+    const float *z;
+    size_t K = roost_model_num_classes(f.m);
+    float *batched = calloc(f.batch * K, sizeof(float));
+    assert_non_null(batched);
+    assert_int_equal(roost_model_forward(f.ws, f.params, f.x, f.batch, &z),
+                     ROOST_OK);
+    memcpy(batched, z, f.batch * K * sizeof(float));
+    for (size_t b = 0; b < f.batch; b++) {
+        assert_int_equal(
+            roost_model_forward(f.ws, f.params, f.x + b * f.dim, 1, &z),
+            ROOST_OK);
+        for (size_t k = 0; k < K; k++)
+            assert_near(z[k], batched[b * K + k], 1e-5);
+    }
+    float *g = per_example_grads(&f);
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, f.batch, f.grad, NULL),
+        ROOST_OK);
+    for (size_t j = 0; j < f.np; j++) {
+        double mean = 0.0;
+        for (size_t b = 0; b < f.batch; b++)
+            mean += (double)g[b * f.np + j];
+        assert_near(f.grad[j], mean / (double)f.batch, 1e-5);
+    }
+    free(g);
+    free(batched);
+    fixture_free(&f);
+}
+
+static void
+presets_and_layout(void **state)
+{
+    (void)state;
+    roost_model *m;
+    assert_int_equal(roost_model_create(&m, NULL, "cnn", 1, 28, 28, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_model_param_count(m), 1663370);
+    assert_int_equal(roost_model_layout_count(m), 8);
+    const roost_param_info *p = roost_model_layout(m, 0);
+    assert_string_equal(p->name, "conv0.weight");
+    assert_int_equal(p->ndims, 4);
+    assert_int_equal(p->shape[0], 32);
+    assert_int_equal(p->shape[1], 1);
+    assert_int_equal(p->shape[2], 5);
+    /* Offsets tile the vector without gaps. */
+    size_t off = 0;
+    for (size_t i = 0; i < roost_model_layout_count(m); i++) {
+        p = roost_model_layout(m, i);
+        assert_int_equal(p->offset, off);
+        off += p->count;
+    }
+    assert_int_equal(off, roost_model_param_count(m));
+    p = roost_model_layout(m, 4);
+    assert_string_equal(p->name, "dense6.weight");
+    assert_int_equal(p->shape[0], 512);
+    assert_int_equal(p->shape[1], 3136);
+    assert_null(roost_model_layout(m, 8));
+    assert_string_equal(roost_model_spec(m),
+                        "conv:32x5,relu,maxpool:2,conv:64x5,relu,maxpool:2,"
+                        "dense:512,relu,dense:10");
+    roost_model_destroy(m);
+
+    assert_int_equal(roost_model_create(&m, NULL, "mlp", 1, 28, 28, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_model_param_count(m), 199210);
+    assert_int_equal(roost_model_num_classes(m), 10);
+    roost_model_destroy(m);
+    assert_int_equal(roost_model_create(&m, NULL, "logreg", 1, 28, 28, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_model_param_count(m), 7850);
+    roost_model_destroy(m);
+    roost_model_destroy(NULL);
+    roost_workspace_destroy(NULL);
+}
+
+static void
+bad_specs_are_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec;
+        int code;
+        const char *needle; /* expected in the message */
+    } cases[] = {
+        {"", ROOST_ESPEC, "position 1"},
+        {"dense:10,", ROOST_ESPEC, "position 10: empty"},
+        {"dense:0", ROOST_ESPEC, "position 7"},
+        {"dense:abc", ROOST_ESPEC, "unit count"},
+        {"dense:10x", ROOST_ESPEC, "unexpected 'x'"},
+        {"conv:32x4,dense:10", ROOST_ESPEC, "even"},
+        {"conv:32,dense:10", ROOST_ESPEC, "expected 'x'"},
+        {"conv:32x99,dense:10", ROOST_ESPEC, "kernel size"},
+        {"dense:10,relu", ROOST_ESPEC, "last layer must be dense"},
+        {"dense:10,conv:3x3,dense:2", ROOST_ESPEC, "position 10: conv after"},
+        {"dense:10;relu", ROOST_ESPEC, "unexpected ';'"},
+        {"softmax,dense:10", ROOST_ESPEC, "unknown layer 'softmax'"},
+        {"dense:300", ROOST_ESPEC, "300 classes"},
+        {"dense:99999999999999999999", ROOST_ESPEC, "unit count"},
+        {"dense:65536,dense:65536,dense:10", ROOST_ETOOBIG, "too large"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        roost_model *m = (roost_model *)&m;
+        roost_errmsg em;
+        roost_errmsg_clear(&em);
+        int rc = roost_model_create(&m, NULL, cases[i].spec, 1, 28, 28, &em);
+        if (rc != cases[i].code ||
+            strstr(roost_errmsg_text(&em), cases[i].needle) == NULL) {
+            print_error("spec '%s': rc %d, message '%s'\n", cases[i].spec, rc,
+                        roost_errmsg_text(&em));
+            fail();
+        }
+        assert_null(m);
+    }
+    roost_model *m;
+    roost_errmsg em;
+    assert_int_equal(
+        roost_model_create(&m, NULL, "maxpool:3,dense:10", 1, 2, 2, &em),
+        ROOST_ESPEC);
+    assert_non_null(strstr(roost_errmsg_text(&em), "maxpool:3 on a 2x2"));
+    assert_int_equal(roost_model_create(&m, NULL, NULL, 1, 28, 28, NULL),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_model_create(&m, NULL, "mlp", 0, 28, 28, NULL),
+                     ROOST_EINVAL);
+    /* Spaces around layers are accepted. */
+    assert_int_equal(
+        roost_model_create(&m, NULL, " dense:4 , relu ,dense:3", 1, 2, 2, NULL),
+        ROOST_OK);
+    assert_int_equal(roost_model_param_count(m), 4 * 4 + 4 + 3 * 4 + 3);
+    roost_model_destroy(m);
+}
+
+static void
+bad_arguments(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f, "dense:3", 1, 2, 2, 4);
+    roost_workspace *ws = (roost_workspace *)&ws;
+    assert_int_equal(roost_workspace_create(&ws, f.m, 0, NULL), ROOST_EINVAL);
+    assert_null(ws);
+    assert_int_equal(roost_workspace_max_batch(f.ws), 4);
+    assert_true(roost_workspace_bytes(f.ws) > 0);
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, 5, f.grad, NULL),
+        ROOST_EINVAL);
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, 0, f.grad, NULL),
+        ROOST_EINVAL);
+    f.labels[2] = 3; /* only classes 0..2 */
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, 4, f.grad, NULL),
+        ROOST_EINVAL);
+    float w[4] = {1, 1, 1, 1};
+    assert_int_equal(roost_model_weighted_grad(f.ws, w, f.grad), ROOST_ESTATE);
+    fixture_free(&f);
+}
+
+static void
+sgd_matches_reference(void **state)
+{
+    (void)state;
+    roost_sgd_config cfg = {
+        .lr = 0.5f, .momentum = 0.9f, .weight_decay = 0.1f, .prox_mu = 0.2f};
+    roost_sgd *opt;
+    assert_int_equal(roost_sgd_create(&opt, NULL, 2, &cfg, NULL), ROOST_OK);
+    float w[2] = {1.0f, -2.0f}, g[2] = {0.3f, 0.4f}, w0[2] = {0.5f, 0.0f};
+    double rw[2] = {1.0, -2.0}, rv[2] = {0.0, 0.0};
+    for (int step = 0; step < 3; step++) {
+        assert_int_equal(roost_sgd_step(opt, w, g, w0), ROOST_OK);
+        for (int i = 0; i < 2; i++) {
+            double d =
+                (double)g[i] + 0.1 * rw[i] + 0.2 * (rw[i] - (double)w0[i]);
+            rv[i] = 0.9 * rv[i] + d;
+            rw[i] -= 0.5 * rv[i];
+            assert_near(w[i], rw[i], 1e-5);
+        }
+    }
+    /* FedProx needs the anchor. */
+    assert_int_equal(roost_sgd_step(opt, w, g, NULL), ROOST_EINVAL);
+    roost_sgd_reset(opt);
+    roost_sgd_destroy(opt);
+    roost_sgd_destroy(NULL);
+    cfg.momentum = 1.0f;
+    opt = (roost_sgd *)&opt;
+    assert_int_equal(roost_sgd_create(&opt, NULL, 2, &cfg, NULL), ROOST_EINVAL);
+    assert_null(opt);
+    cfg.momentum = 0.0f;
+    cfg.lr = NAN;
+    assert_int_equal(roost_sgd_create(&opt, NULL, 2, &cfg, NULL), ROOST_EINVAL);
+}
+
+static void
+training_reduces_loss(void **state)
+{
+    (void)state;
+    /* A learnable synthetic task: the label is the quadrant of the
+     * brightest pixel. A few hundred SGD steps must fit it well. */
+    struct fixture f;
+    fixture_init(&f, "conv:4x3,relu,maxpool:2,dense:16,relu,dense:4", 1, 6, 6,
+                 32);
+    for (size_t b = 0; b < f.batch; b++) {
+        size_t best = 0;
+        for (size_t j = 0; j < f.dim; j++)
+            if (f.x[b * f.dim + j] > f.x[b * f.dim + best])
+                best = j;
+        f.labels[b] = (uint8_t)(((best / 6) >= 3) * 2 + ((best % 6) >= 3));
+    }
+    roost_sgd_config cfg = {.lr = 0.1f, .momentum = 0.9f};
+    roost_sgd *opt;
+    assert_int_equal(roost_sgd_create(&opt, NULL, f.np, &cfg, NULL), ROOST_OK);
+    double first = loss_at(&f), loss = first;
+    for (int step = 0; step < 300; step++) {
+        assert_int_equal(roost_model_grad(f.ws, f.params, f.x, f.labels,
+                                          f.batch, f.grad, &loss),
+                         ROOST_OK);
+        assert_int_equal(roost_sgd_step(opt, f.params, f.grad, NULL), ROOST_OK);
+    }
+    double acc;
+    assert_int_equal(roost_model_evaluate(f.ws, f.params, f.x, f.labels,
+                                          f.batch, &loss, &acc),
+                     ROOST_OK);
+    assert_true(loss < 0.2 * first);
+    assert_true(acc > 0.9);
+    roost_sgd_destroy(opt);
+    fixture_free(&f);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(presets_and_layout),
+        cmocka_unit_test(bad_specs_are_refused),
+        cmocka_unit_test(bad_arguments),
+        cmocka_unit_test(loss_matches_definition),
+        cmocka_unit_test(gradcheck_dense_logreg),
+        cmocka_unit_test(gradcheck_dense_relu),
+        cmocka_unit_test(gradcheck_dense_tanh),
+        cmocka_unit_test(gradcheck_standalone_activations),
+        cmocka_unit_test(gradcheck_conv_multichannel_input),
+        cmocka_unit_test(gradcheck_conv_stack),
+        cmocka_unit_test(gradcheck_relu_before_conv),
+        cmocka_unit_test(gradcheck_conv_tanh_output),
+        cmocka_unit_test(batch_equals_single_examples),
+        cmocka_unit_test(per_example_dense),
+        cmocka_unit_test(per_example_conv),
+        cmocka_unit_test(sgd_matches_reference),
+        cmocka_unit_test(training_reduces_loss),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
