@@ -340,12 +340,10 @@ roost_dp_epsilon_orders(const roost_dp_event *events, size_t n,
                           "%zu orders; between 1 and %d are accepted", norders,
                           ROOST_RDP_MAX_ORDERS);
     for (size_t i = 0; i < n; i++) {
-        rc = check_event(events[i].q, events[i].sigma, em);
+        roost_errmsg why;
+        rc = check_event(events[i].q, events[i].sigma, &why);
         if (rc != ROOST_OK)
-            return roost_fail(em, rc,
-                              "event %zu: q = %g, sigma = %g is "
-                              "invalid (0 <= q <= 1, sigma > 0)",
-                              i, events[i].q, events[i].sigma);
+            return roost_fail(em, rc, "event %zu: %s", i, why.text);
     }
     for (size_t k = 0; k < norders; k++)
         acc[k] = 0.0;

@@ -22,6 +22,9 @@ enum {
  * status. */
 typedef int (*roost_cmd_fn)(int argc, char **argv);
 
+/* Command entry points (one per command source file). */
+int roost_cmd_dp(int argc, char **argv); /* cmd_dp.c */
+
 /* The program's logger: writes "roost: level: message" lines to stderr.
  * arg is unused. */
 void roost_cli_log_stderr(void *arg, int level, const char *message);

@@ -1,0 +1,230 @@
+/*
+ * cmd_dp.c - `roost dp`: privacy accounting from the command line.
+ *
+ *   roost dp epsilon --q Q --sigma S --steps T --delta D [--json]
+ *   roost dp sigma   --q Q --steps T --epsilon E --delta D [--json]
+ *
+ * The first prints the (epsilon, delta) bound of T steps of DP-SGD with
+ * Poisson sampling rate Q and noise multiplier S, with the RDP order that
+ * attains it; the second the smallest noise multiplier meeting a target
+ * epsilon. Both use dp/accountant.c on its default order grid, so the
+ * numbers are the ones the client's ledger enforces.
+ */
+#include "server/cli.h"
+
+#include "dp/accountant.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char dp_usage[] =
+    "usage: roost dp epsilon --q Q --sigma S --steps T --delta D [--json]\n"
+    "       roost dp sigma --q Q --steps T --epsilon E --delta D [--json]\n"
+    "\n"
+    "Privacy accounting for DP-SGD with Poisson sampling (Renyi DP of the\n"
+    "subsampled Gaussian mechanism, converted with Balle et al. 2020).\n"
+    "\n"
+    "  --q Q        sampling rate: each example joins a batch with\n"
+    "               probability Q (0 <= Q <= 1)\n"
+    "  --sigma S    noise multiplier: noise stddev / clipping norm (> 0)\n"
+    "  --steps T    number of noisy steps (non-negative integer)\n"
+    "  --delta D    target delta (0 < D < 1), e.g. below 1 / dataset size\n"
+    "  --epsilon E  target epsilon (> 0), for `roost dp sigma`\n"
+    "  --json       print one JSON object instead of text\n"
+    "\n"
+    "epsilon prints the epsilon and the best Renyi order of the grid\n"
+    "1.1..10.9 (step 0.1), 11..64, 128, 256, 512, 1024; sigma prints the\n"
+    "smallest noise multiplier (to 1e-6 relative) whose epsilon is at most\n"
+    "E.\n";
+
+struct dp_args {
+    bool have_q, have_sigma, have_steps, have_delta, have_epsilon;
+    double q, sigma, delta, epsilon;
+    uint64_t steps;
+    bool json;
+};
+
+static bool
+is_help_flag(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* Parse the flags after the subcommand; prints the reason and returns false
+ * on any bad or unknown flag. */
+static bool
+parse_args(const char *cmd, int argc, char **argv, struct dp_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    for (int i = 0; i < argc; i++) {
+        const char *flag = argv[i];
+        if (strcmp(flag, "--json") == 0) {
+            a->json = true;
+            continue;
+        }
+        bool known = strcmp(flag, "--q") == 0 || strcmp(flag, "--sigma") == 0 ||
+                     strcmp(flag, "--steps") == 0 ||
+                     strcmp(flag, "--delta") == 0 ||
+                     strcmp(flag, "--epsilon") == 0;
+        if (!known) {
+            fprintf(stderr,
+                    "roost %s: unknown flag '%s' (see 'roost dp --help')\n",
+                    cmd, flag);
+            return false;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "roost %s: %s needs a value\n", cmd, flag);
+            return false;
+        }
+        const char *val = argv[++i];
+        bool ok;
+        if (strcmp(flag, "--q") == 0) {
+            ok = roost_cli_parse_double(cmd, flag, val, &a->q);
+            a->have_q = true;
+        } else if (strcmp(flag, "--sigma") == 0) {
+            ok = roost_cli_parse_double(cmd, flag, val, &a->sigma);
+            a->have_sigma = true;
+        } else if (strcmp(flag, "--steps") == 0) {
+            ok = roost_cli_parse_u64(cmd, flag, val, &a->steps);
+            a->have_steps = true;
+        } else if (strcmp(flag, "--delta") == 0) {
+            ok = roost_cli_parse_double(cmd, flag, val, &a->delta);
+            a->have_delta = true;
+        } else {
+            ok = roost_cli_parse_double(cmd, flag, val, &a->epsilon);
+            a->have_epsilon = true;
+        }
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool
+require(const char *cmd, bool have, const char *flag)
+{
+    if (!have)
+        fprintf(stderr, "roost %s: %s is required (see 'roost dp --help')\n",
+                cmd, flag);
+    return have;
+}
+
+static int
+run_epsilon(int argc, char **argv)
+{
+    static const char cmd[] = "dp epsilon";
+    struct dp_args a;
+    if (!parse_args(cmd, argc, argv, &a))
+        return ROOST_EXIT_USAGE;
+    if (!require(cmd, a.have_q, "--q") ||
+        !require(cmd, a.have_sigma, "--sigma") ||
+        !require(cmd, a.have_steps, "--steps") ||
+        !require(cmd, a.have_delta, "--delta"))
+        return ROOST_EXIT_USAGE;
+    if (a.have_epsilon) {
+        fprintf(stderr, "roost %s: --epsilon belongs to 'roost dp sigma'\n",
+                cmd);
+        return ROOST_EXIT_USAGE;
+    }
+    roost_dp_event e = {a.q, a.sigma, a.steps};
+    roost_errmsg em;
+    double eps, order;
+    int rc = roost_dp_epsilon(&e, 1, a.delta, &eps, &order, &em);
+    if (rc == ROOST_EINVAL) {
+        fprintf(stderr, "roost %s: %s\n", cmd, em.text);
+        return ROOST_EXIT_USAGE;
+    }
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost %s: %s: %s\n", cmd, roost_strerror(rc), em.text);
+        return ROOST_EXIT_FAIL;
+    }
+    if (a.json) {
+        printf("{\"epsilon\": %.12g, \"delta\": %.12g, \"best_order\": %.12g, "
+               "\"q\": %.12g, \"sigma\": %.12g, \"steps\": %llu}\n",
+               eps, a.delta, order, a.q, a.sigma, (unsigned long long)a.steps);
+    } else {
+        printf("epsilon %.6f at delta %g (best Renyi order %g)\n", eps, a.delta,
+               order);
+    }
+    if (order == 1.1 || order == 1024.0)
+        fprintf(stderr,
+                "roost %s: note: the best order is at the edge of the grid; "
+                "the bound is valid but may be loose\n",
+                cmd);
+    return ROOST_EXIT_OK;
+}
+
+static int
+run_sigma(int argc, char **argv)
+{
+    static const char cmd[] = "dp sigma";
+    struct dp_args a;
+    if (!parse_args(cmd, argc, argv, &a))
+        return ROOST_EXIT_USAGE;
+    if (!require(cmd, a.have_q, "--q") ||
+        !require(cmd, a.have_steps, "--steps") ||
+        !require(cmd, a.have_epsilon, "--epsilon") ||
+        !require(cmd, a.have_delta, "--delta"))
+        return ROOST_EXIT_USAGE;
+    if (a.have_sigma) {
+        fprintf(stderr, "roost %s: --sigma belongs to 'roost dp epsilon'\n",
+                cmd);
+        return ROOST_EXIT_USAGE;
+    }
+    roost_errmsg em;
+    double sigma, eps, order;
+    int rc =
+        roost_dp_calibrate_sigma(a.q, a.steps, a.delta, a.epsilon, &sigma, &em);
+    if (rc == ROOST_OK) {
+        roost_dp_event e = {a.q, sigma, a.steps};
+        rc = roost_dp_epsilon(&e, 1, a.delta, &eps, &order, &em);
+    }
+    if (rc == ROOST_EINVAL) {
+        fprintf(stderr, "roost %s: %s\n", cmd, em.text);
+        return ROOST_EXIT_USAGE;
+    }
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost %s: %s: %s\n", cmd, roost_strerror(rc), em.text);
+        return ROOST_EXIT_FAIL;
+    }
+    if (a.json) {
+        printf("{\"sigma\": %.12g, \"epsilon\": %.12g, \"target_epsilon\": "
+               "%.12g, \"delta\": %.12g, \"best_order\": %.12g, \"q\": "
+               "%.12g, \"steps\": %llu}\n",
+               sigma, eps, a.epsilon, a.delta, order, a.q,
+               (unsigned long long)a.steps);
+    } else {
+        printf("sigma %.6f (epsilon %.6f <= %g at delta %g, best Renyi "
+               "order %g)\n",
+               sigma, eps, a.epsilon, a.delta, order);
+    }
+    return ROOST_EXIT_OK;
+}
+
+int
+roost_cmd_dp(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(dp_usage, stderr);
+        return ROOST_EXIT_USAGE;
+    }
+    if (is_help_flag(argv[1]) || strcmp(argv[1], "help") == 0) {
+        fputs(dp_usage, stdout);
+        return ROOST_EXIT_OK;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (is_help_flag(argv[i])) {
+            fputs(dp_usage, stdout);
+            return ROOST_EXIT_OK;
+        }
+    }
+    if (strcmp(argv[1], "epsilon") == 0)
+        return run_epsilon(argc - 2, argv + 2);
+    if (strcmp(argv[1], "sigma") == 0)
+        return run_sigma(argc - 2, argv + 2);
+    fprintf(stderr,
+            "roost dp: unknown subcommand '%s' (expected 'epsilon' or "
+            "'sigma'; see 'roost dp --help')\n",
+            argv[1]);
+    return ROOST_EXIT_USAGE;
+}

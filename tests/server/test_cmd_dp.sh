@@ -1,0 +1,50 @@
+#!/bin/sh
+# `roost dp`: the Opacus reference value, the calibration round trip, JSON
+# output, and exit status 2 with a message for every kind of bad input.
+set -u
+roost="$1"
+fail=0
+out=/tmp/roost_cmd_dp_out.$$
+check() { # expected-status description command...
+    want=$1; what=$2; shift 2
+    "$@" >"$out" 2>&1
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        echo "FAIL: $what: exit $got, want $want"; cat "$out"; fail=1
+    else
+        echo "ok: $what"
+    fi
+}
+expect_text() { # description pattern
+    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
+        echo "FAIL: $1: no '$2' in:"; cat "$out"; fail=1; fi
+}
+check 0 "epsilon" "$roost" dp epsilon --q 0.04 --sigma 1.5 --steps 2250 --delta 1e-5
+expect_text "Opacus value" "epsilon 7.32911"
+expect_text "best order" "order 3.9"
+check 0 "epsilon --json" "$roost" dp epsilon --json --q 0.04 --sigma 1.5 --steps 2250 --delta 1e-5
+expect_text "json epsilon" '"epsilon": 7.3291111714'
+check 0 "sigma" "$roost" dp sigma --q 0.04 --steps 2250 --epsilon 7.32911117143 --delta 1e-5
+expect_text "calibrated sigma" "sigma 1.50000"
+check 0 "sigma --json" "$roost" dp sigma --q 0.04 --steps 2250 --epsilon 3 --delta 1e-5 --json
+expect_text "json sigma" '"sigma": 2.955'
+check 0 "dp --help" "$roost" dp --help
+check 0 "dp epsilon --help" "$roost" dp epsilon --help
+check 2 "no subcommand" "$roost" dp
+check 2 "unknown subcommand" "$roost" dp frobnicate
+check 2 "unknown flag" "$roost" dp epsilon --q 0.1 --sigma 1 --steps 1 --delta 1e-5 --frob
+expect_text "names the flag" "unknown flag '--frob'"
+check 2 "missing flag" "$roost" dp epsilon --q 0.1 --steps 1 --delta 1e-5
+expect_text "names the missing flag" "\-\-sigma is required"
+check 2 "missing value" "$roost" dp epsilon --q
+check 2 "bad number" "$roost" dp epsilon --q x --sigma 1 --steps 1 --delta 1e-5
+check 2 "q out of range" "$roost" dp epsilon --q 1.5 --sigma 1 --steps 1 --delta 1e-5
+expect_text "names q" "q = 1.5"
+check 2 "delta out of range" "$roost" dp epsilon --q 0.1 --sigma 1 --steps 1 --delta 1
+check 2 "negative steps" "$roost" dp epsilon --q 0.1 --sigma 1 --steps -3 --delta 1e-5
+check 2 "sigma zero" "$roost" dp epsilon --q 0.1 --sigma 0 --steps 1 --delta 1e-5
+check 2 "unreachable target" "$roost" dp sigma --q 0.01 --steps 10 --epsilon 1e-4 --delta 1e-5
+expect_text "says unreachable" "unreachable"
+check 1 "no finite epsilon" "$roost" dp epsilon --q 0.1 --sigma 1e-300 --steps 1 --delta 1e-5
+rm -f "$out"
+exit $fail
