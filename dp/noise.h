@@ -1,0 +1,111 @@
+/*
+ * noise.h - Gaussian noise for DP-SGD that resists the floating-point
+ * attacks on textbook samplers (Mironov 2012; Jin et al. 2021).
+ *
+ * The mechanism works on an integer grid. With s = sigma*clip, the grid is
+ * the power of two g = 2^(floor(log2 s) - grid_bits), so s/g lies in
+ * [2^grid_bits, 2^(grid_bits+1)). roost_noise_add() rounds every input
+ * coordinate to the nearest multiple of g (an exact operation on floats),
+ * adds an integer Z times g, and converts back to float. Z is drawn from a
+ * table-driven sampler (an exact alias method over 128-bit probabilities,
+ * fed by raw CSPRNG words) whose output is provably close to the rounded
+ * Gaussian round(N(0, (s/g)^2)): the output is then, up to the closeness
+ * charged by roost_noise_charge(), a post-processing of the continuous
+ * Gaussian mechanism the accountant analyses. Rounding the input to the
+ * grid raises the L2 sensitivity by at most sqrt(dim)*g;
+ * roost_noise_clip_for_dim() gives the clip norm that absorbs it.
+ * docs/privacy.md ("Noise") states the output distribution and the proof.
+ *
+ * A roost_noise is not thread-safe; it borrows its roost_rng (same thread,
+ * must outlive the sampler). All calls are deterministic functions of the
+ * rng's stream, so an insecure deterministic rng reproduces them exactly.
+ */
+#ifndef ROOST_DP_NOISE_H
+#define ROOST_DP_NOISE_H
+
+#include <roost/roost.h>
+
+#include "common/error.h"
+#include "common/rng.h"
+
+#include <stddef.h>
+
+typedef struct roost_noise roost_noise;
+
+/* Default grid resolution: s/g in [2^20, 2^21). Rounding to this grid
+ * inflates the L2 sensitivity by at most sqrt(dim) * sigma*clip * 2^-20. */
+#define ROOST_NOISE_GRID_BITS_DEFAULT 20u
+/* Largest accepted grid_bits (the tables grow like 2^(grid_bits/2)). */
+#define ROOST_NOISE_GRID_BITS_MAX 22u
+
+/*
+ * roost_noise_create - build the sampler for noise of standard deviation
+ * sigma*clip (sigma > 0 the noise multiplier, clip > 0 the L2 clip norm),
+ * on the grid described above (grid_bits <= ROOST_NOISE_GRID_BITS_MAX; 0 is
+ * allowed and gives a coarse grid, useful only in tests). Builds two tables
+ * of 16 bytes per entry (at the default grid_bits, 2^15 or 2^16 entries
+ * each); takes a few milliseconds.
+ *
+ * alloc may be NULL (C library). rng is borrowed, not owned. em may be NULL;
+ * on failure it receives a message. Returns ROOST_OK, ROOST_EINVAL (bad
+ * argument, message names it), ROOST_ENOMEM; *out is NULL on failure.
+ */
+int roost_noise_create(roost_noise **out, const roost_allocator *alloc,
+                       roost_rng *rng, double sigma, double clip,
+                       unsigned grid_bits, roost_errmsg *em);
+
+/* roost_noise_destroy - wipes and frees; NULL does nothing. */
+void roost_noise_destroy(roost_noise *noise);
+
+/*
+ * roost_noise_add - x[i] <- float((round(x[i]/g) + Z_i) * g) for i < n, Z_i
+ * independent draws, standard deviation sigma*clip. All inputs are checked
+ * before any is changed: a NaN or infinity gives ROOST_ENONFINITE, a
+ * coordinate with |x|/g >= 2^51 gives ROOST_EOVERFLOW (x is then
+ * unchanged, no randomness used). ROOST_ECRYPTO if the rng fails (x may
+ * then be partly noised and must not be released). em may be NULL.
+ */
+int roost_noise_add(roost_noise *noise, float *x, size_t n, roost_errmsg *em);
+
+/*
+ * roost_noise_fill_standard - out[i] = Z_i / (s/g): the same integer draws,
+ * scaled to unit standard deviation (variance 1 + (g/s)^2/12, the rounding
+ * of the Gaussian adds 1/12 grid unit squared). For statistical tests.
+ * ROOST_OK or ROOST_ECRYPTO.
+ */
+int roost_noise_fill_standard(roost_noise *noise, double *out, size_t n);
+
+/* The grid g (a power of two) and the noise standard deviation
+ * sigma*clip. */
+double roost_noise_grid(const roost_noise *noise);
+double roost_noise_stddev(const roost_noise *noise);
+
+/*
+ * roost_noise_clip_for_dim - the per-example clip norm to use for a vector
+ * of dim coordinates so that the grid-rounded sum has L2 sensitivity at
+ * most clip (the value given to create): *clip_out = clip - sqrt(dim)*g.
+ * ROOST_EINVAL if that is not positive (grid too coarse for dim).
+ */
+int roost_noise_clip_for_dim(const roost_noise *noise, size_t dim,
+                             double *clip_out);
+
+/*
+ * roost_noise_closeness - per-draw distance of the implemented sampler Q
+ * from the ideal rounded Gaussian P: for every set E of integers,
+ * Q(E) <= e^mu P(E) and P(E) <= e^mu Q(E) + beta. Computed from the
+ * actual tables when the sampler was built.
+ */
+void roost_noise_closeness(const roost_noise *noise, double *mu, double *beta);
+
+/*
+ * roost_noise_charge - turn an (epsilon, delta) guarantee computed by the
+ * accountant for the ideal mechanism (continuous Gaussian, post-processed)
+ * into one for this sampler, for a run that draws `draws` noise values in
+ * total (coordinates times steps): epsilon' = epsilon + 2*draws*mu,
+ * delta' = e^(draws*mu)*delta + e^(epsilon + 2*draws*mu)*draws*beta, see
+ * docs/privacy.md. ROOST_EINVAL on negative or non-finite inputs.
+ */
+int roost_noise_charge(const roost_noise *noise, double draws, double epsilon,
+                       double delta, double *epsilon_out, double *delta_out);
+
+#endif
