@@ -1,0 +1,945 @@
+/*
+ * strategy.c - the aggregation strategies behind strategy.h.
+ *
+ * Layout of a handle:
+ *   acc     n doubles. Streaming kinds fold weight * delta into it during the
+ *           round; at finish every kind leaves the round's aggregate delta
+ *           (the "pseudo-gradient" of Reddi et al.) in it.
+ *   state1  n doubles: FedAvgM's momentum, or Adam/Yogi/Adagrad's m.
+ *   state2  n doubles: Adam/Yogi/Adagrad's v (starts at tau^2).
+ *   rows    robust kinds: an array of max_buffered_updates pointers, the
+ *           first rows_alloc of which point at n-float copies of updates.
+ *           Rows are kept across rounds so a steady-state round allocates
+ *           nothing (first touch of fresh pages is expensive, see
+ *           ARCHITECTURE.md), and are only ever created within the limits.
+ *   work    robust kinds: finish's working memory (a transposed block of
+ *           the updates for median and trimmed mean, the k*k distance
+ *           matrix and score arrays for Krum), grown on demand.
+ *
+ * Invariants: count updates have been added since begin_round; for robust
+ * kinds rows[0..count) hold them. mem_used is the sum of the sizes of the
+ * live allocations. finish computes the aggregate into acc, then checks the
+ * whole new model in a dry pass before a second pass writes the parameters
+ * and the optimiser state, so an error leaves both untouched.
+ *
+ * Accumulation is in double: a float accumulator over thousands of updates
+ * loses the small ones to rounding (2^-24 relative per addition), a double
+ * one does not at any realistic client count.
+ *
+ * No locking: a handle belongs to one thread at a time (see strategy.h).
+ */
+#include "server/strategy.h"
+
+#include "common/alloc.h"
+#include "server/validate.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Median and trimmed mean transpose this many coordinates of all k updates
+ * at a time, so the per-coordinate selection works on contiguous memory
+ * while each update row is read sequentially. 16 floats = one cache line. */
+#define ROOST_STRATEGY_BLOCK 16
+
+struct roost_strategy {
+    const roost_allocator *alloc; /* NULL or &alloc_copy */
+    roost_allocator alloc_copy;
+    roost_strategy_config cfg;
+    size_t n;
+
+    bool round_open;
+    size_t count;
+    double weight_sum;
+
+    double *acc;
+    double *state1;
+    double *state2;
+
+    float **rows;
+    size_t rows_alloc;
+
+    void *work;
+    size_t work_bytes;
+
+    size_t mem_used;
+};
+
+static const char *const kind_names[ROOST_STRATEGY_KIND_COUNT_] = {
+    [ROOST_STRATEGY_FEDAVG] = "fedavg",
+    [ROOST_STRATEGY_FEDAVGM] = "fedavgm",
+    [ROOST_STRATEGY_FEDADAM] = "fedadam",
+    [ROOST_STRATEGY_FEDYOGI] = "fedyogi",
+    [ROOST_STRATEGY_FEDADAGRAD] = "fedadagrad",
+    [ROOST_STRATEGY_FEDPROX] = "fedprox",
+    [ROOST_STRATEGY_MEDIAN] = "median",
+    [ROOST_STRATEGY_TRIMMED_MEAN] = "trimmed_mean",
+    [ROOST_STRATEGY_KRUM] = "krum",
+    [ROOST_STRATEGY_MULTIKRUM] = "multikrum",
+};
+
+const char *
+roost_strategy_kind_name(roost_strategy_kind kind)
+{
+    if ((unsigned)kind >= ROOST_STRATEGY_KIND_COUNT_)
+        return "unknown";
+    return kind_names[kind];
+}
+
+int
+roost_strategy_kind_parse(const char *name, roost_strategy_kind *out,
+                          roost_errmsg *em)
+{
+    if (name == NULL || out == NULL)
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL name");
+    for (int k = 0; k < ROOST_STRATEGY_KIND_COUNT_; k++) {
+        if (strcmp(name, kind_names[k]) == 0) {
+            *out = (roost_strategy_kind)k;
+            return ROOST_OK;
+        }
+    }
+    return roost_fail(em, ROOST_ECONFIG,
+                      "unknown strategy \"%.64s\"; expected one of fedavg, "
+                      "fedavgm, fedadam, fedyogi, fedadagrad, fedprox, "
+                      "median, trimmed_mean, krum, multikrum",
+                      name);
+}
+
+bool
+roost_strategy_kind_is_robust(roost_strategy_kind kind)
+{
+    return kind == ROOST_STRATEGY_MEDIAN ||
+           kind == ROOST_STRATEGY_TRIMMED_MEAN || kind == ROOST_STRATEGY_KRUM ||
+           kind == ROOST_STRATEGY_MULTIKRUM;
+}
+
+static bool
+kind_is_adaptive(roost_strategy_kind kind)
+{
+    return kind == ROOST_STRATEGY_FEDADAM || kind == ROOST_STRATEGY_FEDYOGI ||
+           kind == ROOST_STRATEGY_FEDADAGRAD;
+}
+
+static bool
+kind_is_krum(roost_strategy_kind kind)
+{
+    return kind == ROOST_STRATEGY_KRUM || kind == ROOST_STRATEGY_MULTIKRUM;
+}
+
+void
+roost_strategy_config_init(roost_strategy_config *cfg, roost_strategy_kind kind)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->kind = kind;
+    cfg->server_lr = kind_is_adaptive(kind) ? 1e-2 : 1.0;
+    cfg->momentum = 0.9;
+    cfg->beta1 = 0.9;
+    cfg->beta2 = 0.99;
+    cfg->tau = 1e-3;
+    cfg->prox_mu = 0.01;
+    cfg->trim_fraction = 0.1;
+    cfg->byzantine_f = 1;
+    cfg->multikrum_m = 0;
+    cfg->max_buffered_updates = 1000;
+    cfg->max_buffered_bytes = (size_t)1 << 30;
+    cfg->central_dp = false;
+    cfg->dp_clip_norm = 1.0;
+    cfg->dp_noise_multiplier = 1.0;
+    cfg->dp_expected_updates = 0;
+    cfg->dp_rng = NULL;
+}
+
+/* in [lo, hi) when open_hi, else [lo, hi]; NaN is never in range. */
+static bool
+in_range(double x, double lo, double hi, bool open_hi)
+{
+    return x >= lo && (open_hi ? x < hi : x <= hi);
+}
+
+int
+roost_strategy_config_check(const roost_strategy_config *cfg, roost_errmsg *em)
+{
+    if (cfg == NULL)
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL configuration");
+    if ((unsigned)cfg->kind >= ROOST_STRATEGY_KIND_COUNT_)
+        return roost_fail(em, ROOST_ECONFIG, "strategy: unknown kind %d",
+                          (int)cfg->kind);
+    if (!isfinite(cfg->server_lr) || cfg->server_lr <= 0)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy: server_lr must be finite and > 0, got %g",
+                          cfg->server_lr);
+    if (cfg->kind == ROOST_STRATEGY_FEDAVGM &&
+        !in_range(cfg->momentum, 0, 1, true))
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy: momentum must be in [0, 1), got %g",
+                          cfg->momentum);
+    if (kind_is_adaptive(cfg->kind)) {
+        if (!in_range(cfg->beta1, 0, 1, true))
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: beta1 must be in [0, 1), got %g",
+                              cfg->beta1);
+        if (cfg->kind != ROOST_STRATEGY_FEDADAGRAD &&
+            !in_range(cfg->beta2, 0, 1, true))
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: beta2 must be in [0, 1), got %g",
+                              cfg->beta2);
+        if (!isfinite(cfg->tau) || cfg->tau <= 0)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: tau must be finite and > 0, got %g",
+                              cfg->tau);
+    }
+    if (cfg->kind == ROOST_STRATEGY_FEDPROX &&
+        (!isfinite(cfg->prox_mu) || cfg->prox_mu < 0))
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy: prox_mu must be finite and >= 0, got %g",
+                          cfg->prox_mu);
+    if (cfg->kind == ROOST_STRATEGY_TRIMMED_MEAN &&
+        !in_range(cfg->trim_fraction, 0, 0.5, true))
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy: trim_fraction must be in [0, 0.5), got %g",
+                          cfg->trim_fraction);
+    if (roost_strategy_kind_is_robust(cfg->kind)) {
+        if (cfg->max_buffered_updates == 0)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: max_buffered_updates must be > 0");
+        if (cfg->byzantine_f > (SIZE_MAX - 3) / 2)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: byzantine_f %zu is too large",
+                              cfg->byzantine_f);
+        if (cfg->central_dp)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: central DP is only defined for the "
+                              "mean-based strategies, not %s",
+                              roost_strategy_kind_name(cfg->kind));
+    }
+    if (cfg->central_dp) {
+        if (!isfinite(cfg->dp_clip_norm) || cfg->dp_clip_norm <= 0)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: dp_clip_norm must be finite and > 0, "
+                              "got %g",
+                              cfg->dp_clip_norm);
+        if (!isfinite(cfg->dp_noise_multiplier) || cfg->dp_noise_multiplier < 0)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: dp_noise_multiplier must be finite "
+                              "and >= 0, got %g",
+                              cfg->dp_noise_multiplier);
+        if (cfg->dp_rng == NULL)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: central DP needs a random generator");
+    }
+    return ROOST_OK;
+}
+
+/* Bytes of finish's working memory for a robust kind and k updates. */
+static bool
+work_bytes_for(const roost_strategy_config *cfg, size_t k, size_t *out)
+{
+    if (!roost_strategy_kind_is_robust(cfg->kind)) {
+        *out = 0;
+        return true;
+    }
+    if (!kind_is_krum(cfg->kind))
+        return roost_size_mul(k, ROOST_STRATEGY_BLOCK * sizeof(float), out);
+    /* k*k distances, then per-update scores, one row of distances to sort
+     * and the update order: 3 doubles-or-size_t per update. */
+    size_t kk, per, total;
+    if (!roost_size_mul(k, k, &kk) || !roost_size_mul(kk, sizeof(double), &kk))
+        return false;
+    if (!roost_size_mul(k, 2 * sizeof(double) + sizeof(size_t), &per))
+        return false;
+    if (!roost_size_add(kk, per, &total))
+        return false;
+    *out = total;
+    return true;
+}
+
+int
+roost_strategy_memory_bound(const roost_strategy_config *cfg, size_t n,
+                            size_t k, size_t *bytes, roost_errmsg *em)
+{
+    if (cfg == NULL || bytes == NULL)
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL argument");
+    if (n == 0)
+        return roost_fail(em, ROOST_EINVAL, "strategy: n must be positive");
+    if ((unsigned)cfg->kind >= ROOST_STRATEGY_KIND_COUNT_)
+        return roost_fail(em, ROOST_ECONFIG, "strategy: unknown kind");
+    size_t vectors = 1; /* acc */
+    if (cfg->kind == ROOST_STRATEGY_FEDAVGM)
+        vectors = 2;
+    else if (kind_is_adaptive(cfg->kind))
+        vectors = 3;
+    size_t total = sizeof(struct roost_strategy), t;
+    if (!roost_size_mul(n, sizeof(double), &t) ||
+        !roost_size_mul(t, vectors, &t) || !roost_size_add(total, t, &total))
+        goto overflow;
+    if (roost_strategy_kind_is_robust(cfg->kind)) {
+        size_t w;
+        if (!roost_size_mul(cfg->max_buffered_updates, sizeof(float *), &t) ||
+            !roost_size_add(total, t, &total))
+            goto overflow;
+        if (!roost_size_mul(n, sizeof(float), &t) ||
+            !roost_size_mul(t, k, &t) || !roost_size_add(total, t, &total))
+            goto overflow;
+        if (!work_bytes_for(cfg, k, &w) || !roost_size_add(total, w, &total))
+            goto overflow;
+    }
+    *bytes = total;
+    return ROOST_OK;
+overflow:
+    return roost_fail(em, ROOST_EOVERFLOW,
+                      "strategy: memory bound for n=%zu, k=%zu overflows", n,
+                      k);
+}
+
+/* Smallest number of updates the kind can aggregate. */
+static size_t
+min_updates(const roost_strategy_config *cfg)
+{
+    return kind_is_krum(cfg->kind) ? 2 * cfg->byzantine_f + 3 : 1;
+}
+
+static void *
+tracked_alloc(roost_strategy *s, size_t count, size_t size)
+{
+    void *p = roost_alloc_calloc(s->alloc, count, size);
+    if (p != NULL)
+        s->mem_used += count * size; /* calloc checked the product */
+    return p;
+}
+
+static void
+tracked_free(roost_strategy *s, void *p, size_t bytes)
+{
+    if (p != NULL) {
+        roost_alloc_free(s->alloc, p);
+        s->mem_used -= bytes;
+    }
+}
+
+void
+roost_strategy_destroy(roost_strategy *s)
+{
+    if (s == NULL)
+        return;
+    size_t vec = s->n * sizeof(double);
+    tracked_free(s, s->acc, vec);
+    tracked_free(s, s->state1, vec);
+    tracked_free(s, s->state2, vec);
+    if (s->rows != NULL) {
+        for (size_t i = 0; i < s->rows_alloc; i++)
+            tracked_free(s, s->rows[i], s->n * sizeof(float));
+        tracked_free(s, s->rows, s->cfg.max_buffered_updates * sizeof(float *));
+    }
+    tracked_free(s, s->work, s->work_bytes);
+    /* The allocator lives inside s: copy it out before freeing s. */
+    roost_allocator a;
+    const roost_allocator *ap = NULL;
+    if (s->alloc != NULL) {
+        a = s->alloc_copy;
+        ap = &a;
+    }
+    roost_alloc_free(ap, s);
+}
+
+int
+roost_strategy_create(roost_strategy **out, const roost_allocator *alloc,
+                      const roost_strategy_config *cfg, size_t n,
+                      roost_errmsg *em)
+{
+    if (out == NULL)
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL out");
+    *out = NULL;
+    if (cfg == NULL)
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL configuration");
+    if (n == 0)
+        return roost_fail(em, ROOST_EINVAL, "strategy: n must be positive");
+    int rc = roost_strategy_config_check(cfg, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (cfg->central_dp)
+        /* The Gaussian noise must come from the DP engine's sampler
+         * (dp/noise.h, resistant to floating-point attacks); this build
+         * does not have one, and a home-made sampler would void the
+         * guarantee. */
+        return roost_fail(em, ROOST_ENOTSUP,
+                          "strategy: central DP needs the DP engine's "
+                          "Gaussian sampler (dp/noise.h), not available in "
+                          "this build");
+
+    size_t bound;
+    if (roost_strategy_kind_is_robust(cfg->kind)) {
+        size_t need = min_updates(cfg);
+        if (cfg->max_buffered_updates < need)
+            return roost_fail(em, ROOST_ETOOBIG,
+                              "strategy: %s with f=%zu needs at least %zu "
+                              "updates per round but max_buffered_updates "
+                              "is %zu",
+                              roost_strategy_kind_name(cfg->kind),
+                              cfg->byzantine_f, need,
+                              cfg->max_buffered_updates);
+        rc = roost_strategy_memory_bound(cfg, n, need, &bound, em);
+        if (rc != ROOST_OK)
+            return rc;
+        if (bound > cfg->max_buffered_bytes)
+            return roost_fail(em, ROOST_ETOOBIG,
+                              "strategy: %s needs %zu bytes for its minimum "
+                              "of %zu updates of %zu coordinates, above "
+                              "max_buffered_bytes %zu",
+                              roost_strategy_kind_name(cfg->kind), bound, need,
+                              n, cfg->max_buffered_bytes);
+    } else {
+        rc = roost_strategy_memory_bound(cfg, n, 0, &bound, em);
+        if (rc != ROOST_OK)
+            return rc;
+    }
+
+    roost_strategy *s = roost_alloc_calloc(alloc, 1, sizeof(*s));
+    if (s == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "strategy: out of memory");
+    if (alloc != NULL) {
+        s->alloc_copy = *alloc;
+        s->alloc = &s->alloc_copy;
+    }
+    s->cfg = *cfg;
+    s->n = n;
+    s->mem_used = sizeof(*s);
+
+    s->acc = tracked_alloc(s, n, sizeof(double));
+    if (s->acc == NULL)
+        goto nomem;
+    if (cfg->kind == ROOST_STRATEGY_FEDAVGM || kind_is_adaptive(cfg->kind)) {
+        s->state1 = tracked_alloc(s, n, sizeof(double));
+        if (s->state1 == NULL)
+            goto nomem;
+    }
+    if (kind_is_adaptive(cfg->kind)) {
+        s->state2 = tracked_alloc(s, n, sizeof(double));
+        if (s->state2 == NULL)
+            goto nomem;
+        /* Reddi et al., Algorithm 2: v_{-1} >= tau^2. */
+        double v0 = cfg->tau * cfg->tau;
+        for (size_t i = 0; i < n; i++)
+            s->state2[i] = v0;
+    }
+    if (roost_strategy_kind_is_robust(cfg->kind)) {
+        s->rows = tracked_alloc(s, cfg->max_buffered_updates, sizeof(float *));
+        if (s->rows == NULL)
+            goto nomem;
+    }
+    *out = s;
+    return ROOST_OK;
+nomem:
+    roost_strategy_destroy(s);
+    return roost_fail(em, ROOST_ENOMEM, "strategy: out of memory");
+}
+
+void
+roost_strategy_begin_round(roost_strategy *s)
+{
+    if (s == NULL)
+        return;
+    memset(s->acc, 0, s->n * sizeof(double));
+    s->count = 0;
+    s->weight_sum = 0;
+    s->round_open = true;
+}
+
+/* acc += w * x, the streaming fold. Four independent lanes per iteration
+ * give the compiler straight-line code it vectorises at -O2 (GCC's -O2 cost
+ * model skips loops that need a runtime epilogue). */
+static void
+fold(double *restrict acc, const float *restrict x, double w, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        acc[i] += w * (double)x[i];
+        acc[i + 1] += w * (double)x[i + 1];
+        acc[i + 2] += w * (double)x[i + 2];
+        acc[i + 3] += w * (double)x[i + 3];
+    }
+    for (; i < n; i++)
+        acc[i] += w * (double)x[i];
+}
+
+int
+roost_strategy_add(roost_strategy *s, const float *delta, double weight,
+                   roost_errmsg *em)
+{
+    if (s == NULL || delta == NULL)
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL argument");
+    if (!s->round_open)
+        return roost_fail(em, ROOST_ESTATE,
+                          "strategy: add outside a round (call begin_round)");
+    if (!isfinite(weight) || weight < 0)
+        return roost_fail(em, ROOST_EINVAL,
+                          "strategy: weight must be finite and >= 0, got %g",
+                          weight);
+    const size_t n = s->n;
+
+    if (!roost_strategy_kind_is_robust(s->cfg.kind)) {
+        if (s->cfg.central_dp) {
+            /* Unweighted, each update clipped to C: the sensitivity of the
+             * sum is then C, which the noise is calibrated to. */
+            double norm = roost_validate_l2_norm(delta, n, NULL);
+            if (!isfinite(norm))
+                return roost_fail(em, ROOST_ENONFINITE,
+                                  "strategy: update is not finite");
+            double c = s->cfg.dp_clip_norm;
+            fold(s->acc, delta, norm > c ? c / norm : 1.0, n);
+            s->weight_sum += 1.0;
+        } else {
+            if (weight > 0)
+                fold(s->acc, delta, weight, n);
+            s->weight_sum += weight;
+        }
+        s->count++;
+        return ROOST_OK;
+    }
+
+    size_t k = s->count + 1, bound;
+    if (k > s->cfg.max_buffered_updates)
+        return roost_fail(em, ROOST_ETOOBIG,
+                          "strategy: %s buffers every update and is limited "
+                          "to %zu per round (max_buffered_updates)",
+                          roost_strategy_kind_name(s->cfg.kind),
+                          s->cfg.max_buffered_updates);
+    int rc = roost_strategy_memory_bound(&s->cfg, n, k, &bound, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (bound > s->cfg.max_buffered_bytes)
+        return roost_fail(em, ROOST_ETOOBIG,
+                          "strategy: %s would need %zu bytes for %zu updates "
+                          "of %zu coordinates, above max_buffered_bytes %zu",
+                          roost_strategy_kind_name(s->cfg.kind), bound, k, n,
+                          s->cfg.max_buffered_bytes);
+    /* The selection code compares values; a NaN would silently break its
+     * ordering, so robust kinds re-check what validate should have. */
+    if (!isfinite(roost_validate_l2_norm(delta, n, NULL)))
+        return roost_fail(em, ROOST_ENONFINITE,
+                          "strategy: update is not finite");
+    if (s->count == s->rows_alloc) {
+        float *row = roost_alloc_malloc(s->alloc, n * sizeof(float));
+        if (row == NULL)
+            return roost_fail(em, ROOST_ENOMEM, "strategy: out of memory");
+        s->mem_used += n * sizeof(float);
+        s->rows[s->rows_alloc++] = row;
+    }
+    memcpy(s->rows[s->count], delta, n * sizeof(float));
+    s->count++;
+    return ROOST_OK;
+}
+
+/* ---- selection on small float arrays (median, trimmed mean) ---------- */
+
+static void
+swap_f(float *a, ptrdiff_t i, ptrdiff_t j)
+{
+    float t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+}
+
+static void
+sift_down(float *a, ptrdiff_t root, ptrdiff_t len)
+{
+    for (;;) {
+        ptrdiff_t child = 2 * root + 1;
+        if (child >= len)
+            return;
+        if (child + 1 < len && a[child + 1] > a[child])
+            child++;
+        if (!(a[child] > a[root]))
+            return;
+        swap_f(a, root, child);
+        root = child;
+    }
+}
+
+static void
+heapsort_f(float *a, ptrdiff_t len)
+{
+    for (ptrdiff_t i = len / 2 - 1; i >= 0; i--)
+        sift_down(a, i, len);
+    for (ptrdiff_t end = len - 1; end > 0; end--) {
+        swap_f(a, 0, end);
+        sift_down(a, 0, end);
+    }
+}
+
+/*
+ * select_kth - reorder a[0..len) so that a[kth] is the value of rank kth,
+ * everything before it is <= and everything after it is >= (introselect).
+ * Quickselect with a median-of-three pivot is linear on typical data; the
+ * values come from clients, who could craft a quadratic case, so after
+ * 2*log2(len) rounds without converging the remaining range is heapsorted
+ * (O(len log len) worst case). Values must not be NaN.
+ */
+static void
+select_kth(float *a, ptrdiff_t len, ptrdiff_t kth)
+{
+    ptrdiff_t lo = 0, hi = len - 1;
+    int budget = 4;
+    for (ptrdiff_t m = len; m > 1; m >>= 1)
+        budget += 2;
+    while (hi > lo) {
+        if (hi - lo < 16 || budget-- == 0) {
+            heapsort_f(a + lo, hi - lo + 1);
+            return;
+        }
+        ptrdiff_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < a[lo])
+            swap_f(a, lo, mid);
+        if (a[hi] < a[lo])
+            swap_f(a, lo, hi);
+        if (a[hi] < a[mid])
+            swap_f(a, mid, hi);
+        float pivot = a[mid];
+        ptrdiff_t i = lo, j = hi;
+        /* Hoare partition: afterwards a[lo..j] <= pivot, a[i..hi] >=
+         * pivot, and anything strictly between j and i equals pivot. The
+         * median-of-three guarantees both scans stop inside [lo, hi]. */
+        while (i <= j) {
+            while (a[i] < pivot)
+                i++;
+            while (a[j] > pivot)
+                j--;
+            if (i <= j) {
+                swap_f(a, i, j);
+                i++;
+                j--;
+            }
+        }
+        if (kth <= j)
+            hi = j;
+        else if (kth >= i)
+            lo = i;
+        else
+            return;
+    }
+}
+
+/* Median (mean of the two middle values for even k) or trimmed mean of
+ * col[0..k), reordering col. */
+static double
+robust_center(float *col, size_t k, size_t trim, bool median)
+{
+    ptrdiff_t kk = (ptrdiff_t)k;
+    if (median) {
+        ptrdiff_t half = kk / 2;
+        select_kth(col, kk, half);
+        double upper = (double)col[half];
+        if (k % 2 == 1)
+            return upper;
+        float lower = col[0];
+        for (ptrdiff_t i = 1; i < half; i++)
+            if (col[i] > lower)
+                lower = col[i];
+        return 0.5 * ((double)lower + upper);
+    }
+    float *mid = col;
+    size_t keep = k - 2 * trim;
+    if (trim > 0) {
+        /* Ranks [trim, k - trim) are kept: put rank trim in place, then
+         * the keep smallest of the rest at its front. */
+        select_kth(col, kk, (ptrdiff_t)trim);
+        mid = col + trim;
+        select_kth(mid, kk - (ptrdiff_t)trim, (ptrdiff_t)keep - 1);
+    }
+    double sum = 0;
+    for (size_t i = 0; i < keep; i++)
+        sum += (double)mid[i];
+    return sum / (double)keep;
+}
+
+static int
+ensure_work(roost_strategy *s, size_t bytes, roost_errmsg *em)
+{
+    if (s->work_bytes >= bytes)
+        return ROOST_OK;
+    void *w = roost_alloc_malloc(s->alloc, bytes);
+    if (w == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "strategy: out of memory");
+    tracked_free(s, s->work, s->work_bytes);
+    s->work = w;
+    s->work_bytes = bytes;
+    s->mem_used += bytes;
+    return ROOST_OK;
+}
+
+/* Coordinate-wise median or trimmed mean of rows[0..k) into acc. */
+static void
+aggregate_coordinatewise(roost_strategy *s, float *block)
+{
+    const size_t n = s->n, k = s->count;
+    const bool median = s->cfg.kind == ROOST_STRATEGY_MEDIAN;
+    /* floor(beta * k), computed so 0.1 * 10 is 1 and not 0.99999. */
+    size_t trim = 0;
+    if (!median) {
+        double t = floor(s->cfg.trim_fraction * (double)k + 1e-9);
+        trim = (size_t)t;
+        if (2 * trim >= k) /* beta < 0.5 makes this impossible; be sure */
+            trim = (k - 1) / 2;
+    }
+    for (size_t base = 0; base < n; base += ROOST_STRATEGY_BLOCK) {
+        size_t width =
+            n - base < ROOST_STRATEGY_BLOCK ? n - base : ROOST_STRATEGY_BLOCK;
+        /* block[c * k + j] = rows[j][base + c]: one column per coordinate. */
+        for (size_t j = 0; j < k; j++) {
+            const float *row = s->rows[j] + base;
+            for (size_t c = 0; c < width; c++)
+                block[c * k + j] = row[c];
+        }
+        for (size_t c = 0; c < width; c++)
+            s->acc[base + c] = robust_center(block + c * k, k, trim, median);
+    }
+}
+
+static double
+sq_distance(const float *a, const float *b, size_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        double d0 = (double)a[i] - (double)b[i];
+        double d1 = (double)a[i + 1] - (double)b[i + 1];
+        double d2 = (double)a[i + 2] - (double)b[i + 2];
+        double d3 = (double)a[i + 3] - (double)b[i + 3];
+        s0 += d0 * d0;
+        s1 += d1 * d1;
+        s2 += d2 * d2;
+        s3 += d3 * d3;
+    }
+    for (; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        s0 += d * d;
+    }
+    return (s0 + s1) + (s2 + s3);
+}
+
+static void
+sort_doubles(double *a, size_t len)
+{
+    /* Insertion sort: k is bounded by max_buffered_updates and this runs
+     * k times per round, next to k*k*n work for the distances. */
+    for (size_t i = 1; i < len; i++) {
+        double v = a[i];
+        size_t j = i;
+        while (j > 0 && a[j - 1] > v) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = v;
+    }
+}
+
+/*
+ * Krum / Multi-Krum (Blanchard et al. 2017). score(i) = sum of the squared
+ * distances from update i to its k - f - 2 nearest other updates; Krum
+ * returns the update with the lowest score, Multi-Krum the mean of the m
+ * lowest-scored (ties broken by arrival order). Result into acc.
+ */
+static void
+aggregate_krum(roost_strategy *s, void *work)
+{
+    const size_t n = s->n, k = s->count, f = s->cfg.byzantine_f;
+    double *dist = work;
+    double *score = dist + k * k;
+    double *row = score + k;
+    size_t *order = (size_t *)(row + k);
+
+    for (size_t i = 0; i < k; i++) {
+        dist[i * k + i] = 0;
+        for (size_t j = i + 1; j < k; j++) {
+            double d = sq_distance(s->rows[i], s->rows[j], n);
+            dist[i * k + j] = d;
+            dist[j * k + i] = d;
+        }
+    }
+    const size_t nearest = k - f - 2;
+    for (size_t i = 0; i < k; i++) {
+        size_t len = 0;
+        for (size_t j = 0; j < k; j++)
+            if (j != i)
+                row[len++] = dist[i * k + j];
+        sort_doubles(row, len);
+        double sc = 0;
+        for (size_t j = 0; j < nearest; j++)
+            sc += row[j];
+        score[i] = sc;
+        order[i] = i;
+    }
+    /* Stable insertion sort of indices by score. */
+    for (size_t i = 1; i < k; i++) {
+        size_t v = order[i], j = i;
+        while (j > 0 && score[order[j - 1]] > score[v]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+    size_t m = 1;
+    if (s->cfg.kind == ROOST_STRATEGY_MULTIKRUM) {
+        m = s->cfg.multikrum_m == 0 ? k - f : s->cfg.multikrum_m;
+        if (m > k - f)
+            m = k - f;
+    }
+    memset(s->acc, 0, n * sizeof(double));
+    for (size_t r = 0; r < m; r++)
+        fold(s->acc, s->rows[order[r]], 1.0, n);
+    const double inv = 1.0 / (double)m;
+    for (size_t i = 0; i < n; i++)
+        s->acc[i] *= inv;
+}
+
+/*
+ * apply - compute the new model from x and the aggregate delta in acc.
+ * With commit false nothing is written and the return value is the first
+ * coordinate whose new value would not be a finite float (n if none); with
+ * commit true x and the optimiser state are updated. Same arithmetic both
+ * times, so a dry pass that succeeds guarantees the commit pass does.
+ */
+static size_t
+apply(roost_strategy *s, float *x, bool commit)
+{
+    const size_t n = s->n;
+    const double lr = s->cfg.server_lr;
+    const double *d = s->acc;
+    const roost_strategy_config *c = &s->cfg;
+    size_t i;
+    switch (c->kind) {
+    case ROOST_STRATEGY_FEDAVGM: {
+        /* Hsu et al. 2019: v <- beta v + delta; x <- x + eta v. */
+        double *mom = s->state1;
+        for (i = 0; i < n; i++) {
+            double v = c->momentum * mom[i] + d[i];
+            double nx = (double)x[i] + lr * v;
+            if (!(fabs(nx) <= (double)FLT_MAX))
+                break;
+            if (commit) {
+                mom[i] = v;
+                x[i] = (float)nx;
+            }
+        }
+        break;
+    }
+    case ROOST_STRATEGY_FEDADAM:
+    case ROOST_STRATEGY_FEDYOGI:
+    case ROOST_STRATEGY_FEDADAGRAD: {
+        /* Reddi et al. 2021, Algorithm 2. */
+        double *m = s->state1, *v = s->state2;
+        const double b1 = c->beta1, b2 = c->beta2, tau = c->tau;
+        for (i = 0; i < n; i++) {
+            double g = d[i], g2 = g * g;
+            double nm = b1 * m[i] + (1 - b1) * g;
+            double nv;
+            if (c->kind == ROOST_STRATEGY_FEDADAM) {
+                nv = b2 * v[i] + (1 - b2) * g2;
+            } else if (c->kind == ROOST_STRATEGY_FEDYOGI) {
+                double diff = v[i] - g2;
+                double sign = diff > 0 ? 1.0 : (diff < 0 ? -1.0 : 0.0);
+                nv = v[i] - (1 - b2) * g2 * sign;
+            } else {
+                nv = v[i] + g2;
+            }
+            double nx = (double)x[i] + lr * nm / (sqrt(nv) + tau);
+            if (!(fabs(nx) <= (double)FLT_MAX) || !isfinite(nv))
+                break;
+            if (commit) {
+                m[i] = nm;
+                v[i] = nv;
+                x[i] = (float)nx;
+            }
+        }
+        break;
+    }
+    default:
+        /* FedAvg, FedProx and the robust kinds: x <- x + eta * delta. */
+        for (i = 0; i < n; i++) {
+            double nx = (double)x[i] + lr * d[i];
+            if (!(fabs(nx) <= (double)FLT_MAX))
+                break;
+            if (commit)
+                x[i] = (float)nx;
+        }
+        break;
+    }
+    return i;
+}
+
+int
+roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
+{
+    if (s == NULL || global_params == NULL)
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL argument");
+    if (!s->round_open)
+        return roost_fail(em, ROOST_ESTATE, "strategy: no round is open");
+    s->round_open = false;
+    if (s->count == 0)
+        return roost_fail(em, ROOST_ESTATE, "strategy: no updates in round");
+    const size_t n = s->n;
+    const roost_strategy_kind kind = s->cfg.kind;
+
+    if (roost_strategy_kind_is_robust(kind)) {
+        if (s->count < min_updates(&s->cfg))
+            return roost_fail(em, ROOST_ESTATE,
+                              "strategy: %s with f=%zu needs at least %zu "
+                              "updates, the round has %zu",
+                              roost_strategy_kind_name(kind),
+                              s->cfg.byzantine_f, min_updates(&s->cfg),
+                              s->count);
+        size_t wb;
+        if (!work_bytes_for(&s->cfg, s->count, &wb))
+            return roost_fail(em, ROOST_EOVERFLOW,
+                              "strategy: working memory size overflows");
+        int rc = ensure_work(s, wb, em);
+        if (rc != ROOST_OK)
+            return rc;
+        if (kind_is_krum(kind))
+            aggregate_krum(s, s->work);
+        else
+            aggregate_coordinatewise(s, s->work);
+    } else {
+        if (!(s->weight_sum > 0))
+            return roost_fail(em, ROOST_ESTATE,
+                              "strategy: total weight of the %zu updates is "
+                              "zero",
+                              s->count);
+        const double inv = 1.0 / s->weight_sum;
+        for (size_t i = 0; i < n; i++)
+            s->acc[i] *= inv;
+    }
+
+    size_t bad = apply(s, global_params, false);
+    if (bad != n)
+        return roost_fail(em, ROOST_ENONFINITE,
+                          "strategy: new global coordinate %zu would not be "
+                          "a finite float; round not applied",
+                          bad);
+    apply(s, global_params, true);
+    return ROOST_OK;
+}
+
+size_t
+roost_strategy_round_updates(const roost_strategy *s)
+{
+    return s == NULL ? 0 : s->count;
+}
+
+double
+roost_strategy_round_weight(const roost_strategy *s)
+{
+    return s == NULL ? 0 : s->weight_sum;
+}
+
+size_t
+roost_strategy_memory_used(const roost_strategy *s)
+{
+    return s == NULL ? 0 : s->mem_used;
+}
+
+const roost_strategy_config *
+roost_strategy_config_of(const roost_strategy *s)
+{
+    return s == NULL ? NULL : &s->cfg;
+}

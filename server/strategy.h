@@ -1,0 +1,224 @@
+/*
+ * strategy.h - server-side aggregation strategies: how the coordinator turns
+ * the validated updates of one round into the next global model.
+ *
+ * Parameters are one contiguous float32 vector of n coordinates. An update
+ * is a DELTA (client weights after local training minus the global weights
+ * it started from) with a weight (normally the client's capped example
+ * count, see validate.h). Per round the caller does:
+ *
+ *     roost_strategy_begin_round(s);
+ *     for each accepted update: roost_strategy_add(s, delta, weight, &em);
+ *     roost_strategy_finish(s, global_params, &em);
+ *
+ * Mean-based strategies (FedAvg, FedAvgM, FedAdam, FedYogi, FedAdagrad,
+ * FedProx) stream: add folds the delta into a double-precision accumulator
+ * and keeps nothing else, so memory is O(n) whatever the number of clients.
+ * Robust strategies (median, trimmed mean, Krum, Multi-Krum) need every
+ * update of the round at once; they copy each delta into a buffer bounded by
+ * the configuration (max_buffered_updates, max_buffered_bytes) and refuse
+ * with ROOST_ETOOBIG rather than exceed it. roost_strategy_memory_bound()
+ * states each strategy's bound; docs/strategies.md gives the formulas.
+ *
+ * finish is all-or-nothing: it either writes the new global parameters (and
+ * advances the server optimiser state) or returns an error and leaves both
+ * the parameters and the state exactly as they were.
+ *
+ * A roost_strategy is not thread-safe: one thread (the round loop, or the
+ * worker it hands a round to) uses it at a time.
+ */
+#ifndef ROOST_SERVER_STRATEGY_H
+#define ROOST_SERVER_STRATEGY_H
+
+#include "common/error.h"
+#include "common/rng.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum roost_strategy_kind {
+    ROOST_STRATEGY_FEDAVG = 0,
+    ROOST_STRATEGY_FEDAVGM,
+    ROOST_STRATEGY_FEDADAM,
+    ROOST_STRATEGY_FEDYOGI,
+    ROOST_STRATEGY_FEDADAGRAD,
+    ROOST_STRATEGY_FEDPROX,
+    ROOST_STRATEGY_MEDIAN,
+    ROOST_STRATEGY_TRIMMED_MEAN,
+    ROOST_STRATEGY_KRUM,
+    ROOST_STRATEGY_MULTIKRUM,
+    ROOST_STRATEGY_KIND_COUNT_ /* not a strategy */
+} roost_strategy_kind;
+
+/*
+ * The configuration of a strategy. Fill it with
+ * roost_strategy_config_init(), which sets the documented defaults for the
+ * kind, then override fields. Fields a kind does not use are ignored.
+ */
+typedef struct roost_strategy_config {
+    roost_strategy_kind kind;
+
+    /* Server learning rate eta: x <- x + eta * step. Default 1 for every
+     * kind except the adaptive ones (FedAdam/FedYogi/FedAdagrad: 1e-2,
+     * which Reddi et al. tune per task over 10^-3 .. 10^1). */
+    double server_lr;
+
+    /* FedAvgM: server momentum beta (Hsu et al. 2019). Default 0.9. */
+    double momentum;
+
+    /* FedAdam/FedYogi/FedAdagrad (Reddi et al. 2021, Algorithm 2):
+     * beta1 (default 0.9), beta2 (default 0.99; unused by FedAdagrad) and
+     * the adaptivity tau (default 1e-3); v starts at tau^2. */
+    double beta1;
+    double beta2;
+    double tau;
+
+    /* FedProx: the proximal coefficient mu. The server only carries it so
+     * the round loop can send it to clients in the task; aggregation is
+     * FedAvg's. Default 0.01. */
+    double prox_mu;
+
+    /* Trimmed mean: fraction beta in [0, 0.5) trimmed from EACH end per
+     * coordinate; floor(beta * k) values are dropped at each end. Default
+     * 0.1. */
+    double trim_fraction;
+
+    /* Krum / Multi-Krum: number f of Byzantine clients tolerated; a round
+     * needs k >= 2f + 3 updates (Blanchard et al. 2017: n > 2f + 2).
+     * Default 1. multikrum_m: how many best-scored updates Multi-Krum
+     * averages; 0 (default) means k - f. Krum itself uses m = 1. */
+    size_t byzantine_f;
+    size_t multikrum_m;
+
+    /* Robust strategies only: the most updates, and the most bytes of
+     * buffered updates plus working memory, one round may hold. add()
+     * refuses with ROOST_ETOOBIG beyond them. Defaults 1000 updates and
+     * 1 GiB. */
+    size_t max_buffered_updates;
+    size_t max_buffered_bytes;
+
+    /* Optional central DP on the aggregate (mean-based kinds only). Each
+     * update is clipped to L2 norm dp_clip_norm (C) inside add(), updates
+     * are averaged WITHOUT weights (weights would change the sensitivity),
+     * and Gaussian noise of standard deviation dp_noise_multiplier * C /
+     * D is added to each coordinate of the average, where D is
+     * dp_expected_updates if non-zero (the fixed-denominator estimator of
+     * McMahan et al. 2018) else the number of updates received. Noise is
+     * drawn from rng (borrowed, must outlive the strategy). Default off.
+     * Needs dp/noise.h; see roost_strategy_create for ROOST_ENOTSUP. */
+    bool central_dp;
+    double dp_clip_norm;
+    double dp_noise_multiplier;
+    size_t dp_expected_updates;
+    roost_rng *dp_rng;
+} roost_strategy_config;
+
+typedef struct roost_strategy roost_strategy;
+
+/* roost_strategy_config_init - the defaults listed above for kind. */
+void roost_strategy_config_init(roost_strategy_config *cfg,
+                                roost_strategy_kind kind);
+
+/*
+ * roost_strategy_kind_parse - map "fedavg", "fedavgm", "fedadam",
+ * "fedyogi", "fedadagrad", "fedprox", "median", "trimmed_mean", "krum",
+ * "multikrum" (exact, lower case) to a kind. ROOST_ECONFIG with a message
+ * listing the valid names otherwise; ROOST_EINVAL for NULL.
+ */
+int roost_strategy_kind_parse(const char *name, roost_strategy_kind *out,
+                              roost_errmsg *em);
+
+/* roost_strategy_kind_name - the name parse accepts, or "unknown". */
+const char *roost_strategy_kind_name(roost_strategy_kind kind);
+
+/* roost_strategy_kind_is_robust - true for the kinds that buffer every
+ * update (median, trimmed mean, Krum, Multi-Krum). */
+bool roost_strategy_kind_is_robust(roost_strategy_kind kind);
+
+/*
+ * roost_strategy_config_check - ROOST_OK, or ROOST_ECONFIG naming the bad
+ * field (rates and betas out of range, tau <= 0, trim fraction outside
+ * [0, 0.5), central DP on a robust kind or with C <= 0, z < 0 or no rng).
+ */
+int roost_strategy_config_check(const roost_strategy_config *cfg,
+                                roost_errmsg *em);
+
+/*
+ * roost_strategy_memory_bound - *bytes = the most heap memory a strategy of
+ * this configuration for n coordinates holds during a round of k updates
+ * (streaming kinds: independent of k; robust kinds: k*n floats, Krum's k*k
+ * distance matrix and working memory). ROOST_EOVERFLOW if that does not fit
+ * in size_t, ROOST_EINVAL/ROOST_ECONFIG for bad arguments.
+ */
+int roost_strategy_memory_bound(const roost_strategy_config *cfg, size_t n,
+                                size_t k, size_t *bytes, roost_errmsg *em);
+
+/*
+ * roost_strategy_create - a strategy for a model of n coordinates. cfg is
+ * copied. alloc may be NULL (C library). Optimiser state (momentum,
+ * Adam's m and v) starts at the paper's initial values and persists
+ * across rounds in the handle.
+ *
+ * Returns ROOST_OK; ROOST_EINVAL (NULL out/cfg, n == 0); ROOST_ECONFIG
+ * (see config_check); ROOST_ETOOBIG (a robust kind whose limits cannot hold
+ * even 2*f+3 updates, or Krum's minimum); ROOST_ENOTSUP (central_dp
+ * requested but this build has no Gaussian sampler, see docs); ROOST_ENOMEM.
+ * On failure *out is NULL and nothing leaks.
+ */
+int roost_strategy_create(roost_strategy **out, const roost_allocator *alloc,
+                          const roost_strategy_config *cfg, size_t n,
+                          roost_errmsg *em);
+
+/* roost_strategy_destroy - frees everything; NULL does nothing. */
+void roost_strategy_destroy(roost_strategy *s);
+
+/* roost_strategy_begin_round - forget the previous round's updates (buffers
+ * are kept for reuse) and accept updates for a new round. */
+void roost_strategy_begin_round(roost_strategy *s);
+
+/*
+ * roost_strategy_add - fold one update (n floats, borrowed for the call,
+ * already validated: all finite) with weight >= 0 into the round.
+ * Streaming kinds accumulate weight * delta; a zero weight counts the
+ * update but contributes nothing. Robust kinds ignore the weight (they are
+ * unweighted by construction) and copy the delta. With central DP the
+ * weight is ignored and the delta is clipped to C here (on a copy for
+ * robust kinds; never in the caller's buffer).
+ *
+ * Returns ROOST_OK; ROOST_ESTATE (no begin_round); ROOST_EINVAL (NULL
+ * delta, weight negative or not finite); ROOST_ENONFINITE (robust kinds
+ * and central DP check while copying/clipping); ROOST_ETOOBIG (the
+ * configured buffer limits would be exceeded; the update is not added);
+ * ROOST_ENOMEM.
+ */
+int roost_strategy_add(roost_strategy *s, const float *delta, double weight,
+                       roost_errmsg *em);
+
+/*
+ * roost_strategy_finish - apply the round to global_params (n floats; in:
+ * the current global model, out: the new one) and advance the optimiser
+ * state. The round is closed afterwards whatever the result (call
+ * begin_round for the next one).
+ *
+ * Returns ROOST_OK; ROOST_ESTATE (no round open, no updates, all weights
+ * zero, or fewer updates than Krum needs for f); ROOST_ENONFINITE (the new
+ * model would have a non-finite or float-overflowing coordinate);
+ * ROOST_ECRYPTO (noise source failed); ROOST_ENOMEM. On any error
+ * global_params and the optimiser state are unchanged.
+ */
+int roost_strategy_finish(roost_strategy *s, float *global_params,
+                          roost_errmsg *em);
+
+/* Number of updates added in the open (or last) round, and their total
+ * weight (streaming kinds; 0 for robust ones). */
+size_t roost_strategy_round_updates(const roost_strategy *s);
+double roost_strategy_round_weight(const roost_strategy *s);
+
+/* roost_strategy_memory_used - heap bytes the handle holds now. */
+size_t roost_strategy_memory_used(const roost_strategy *s);
+
+/* roost_strategy_config_of - the handle's configuration (read-only; e.g.
+ * the round loop reads prox_mu for FedProx tasks). */
+const roost_strategy_config *roost_strategy_config_of(const roost_strategy *s);
+
+#endif
