@@ -714,20 +714,27 @@ roost_dataset_create_from_arrays(roost_dataset **out,
     int rc = check_labels(labels, count, num_classes, "labels", &checked, em);
     if (rc != ROOST_OK)
         return rc;
+    /* Validate before allocating: the shape must be representable and
+     * every feature finite. */
+    size_t dim, cells, bytes;
+    if (!roost_size_mul(channels, height, &dim) ||
+        !roost_size_mul(dim, width, &dim) ||
+        !roost_size_mul(count, dim, &cells) ||
+        !roost_size_mul(cells, sizeof(float), &bytes))
+        return roost_fail(em, ROOST_EOVERFLOW,
+                          "dataset of %zu x %u x %u x %u floats overflows",
+                          count, (unsigned)channels, (unsigned)height,
+                          (unsigned)width);
+    for (size_t i = 0; i < cells; i++)
+        if (!isfinite(features[i]))
+            return roost_fail(em, ROOST_EDATA,
+                              "feature %zu of example %zu is not finite",
+                              i % dim, i / dim);
     roost_dataset *ds;
     rc = dataset_alloc(&ds, alloc, count, channels, height, width, em);
     if (rc != ROOST_OK)
         return rc;
-    size_t cells = count * ds->dim;
-    for (size_t i = 0; i < cells; i++) {
-        if (!isfinite(features[i])) {
-            roost_dataset_destroy(ds);
-            return roost_fail(em, ROOST_EDATA,
-                              "feature %zu of example %zu is not finite",
-                              i % ds->dim, i / ds->dim);
-        }
-    }
-    memcpy(ds->features, features, cells * sizeof(float));
+    memcpy(ds->features, features, bytes);
     memcpy(ds->labels, labels, count);
     ds->num_classes = num_classes;
     *out = ds;
