@@ -741,6 +741,51 @@ roost_dataset_create_from_arrays(roost_dataset **out,
     return ROOST_OK;
 }
 
+int
+roost_dataset_gather(const roost_dataset *ds, const uint32_t *indices, size_t n,
+                     float *x, uint8_t *y)
+{
+    if (ds == NULL || (n > 0 && (indices == NULL || x == NULL)))
+        return ROOST_EINVAL;
+    for (size_t j = 0; j < n; j++)
+        if (indices[j] >= ds->count)
+            return ROOST_EINVAL;
+    for (size_t j = 0; j < n; j++) {
+        memcpy(x + j * ds->dim, ds->features + (size_t)indices[j] * ds->dim,
+               ds->dim * sizeof(float));
+        if (y != NULL)
+            y[j] = ds->labels[indices[j]];
+    }
+    return ROOST_OK;
+}
+
+int
+roost_dataset_create_subset(roost_dataset **out, const roost_allocator *alloc,
+                            const roost_dataset *ds, const uint32_t *indices,
+                            size_t n, roost_errmsg *em)
+{
+    if (out == NULL)
+        return roost_fail(em, ROOST_EINVAL, "NULL output");
+    *out = NULL;
+    if (ds == NULL || indices == NULL || n == 0)
+        return roost_fail(em, ROOST_EINVAL, "empty subset");
+    for (size_t j = 0; j < n; j++)
+        if (indices[j] >= ds->count)
+            return roost_fail(em, ROOST_EINVAL,
+                              "subset index %u out of range (%zu examples)",
+                              (unsigned)indices[j], ds->count);
+    roost_dataset *sub;
+    int rc =
+        dataset_alloc(&sub, alloc, n, ds->channels, ds->height, ds->width, em);
+    if (rc != ROOST_OK)
+        return rc;
+    sub->num_classes = ds->num_classes;
+    /* Cannot fail: indices and buffers are checked above. */
+    (void)roost_dataset_gather(ds, indices, n, sub->features, sub->labels);
+    *out = sub;
+    return ROOST_OK;
+}
+
 void
 roost_dataset_destroy(roost_dataset *ds)
 {

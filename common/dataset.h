@@ -118,6 +118,28 @@ const uint8_t *roost_dataset_labels(const roost_dataset *ds);
 /* Features of example i (i < count): dim floats. */
 const float *roost_dataset_example(const roost_dataset *ds, size_t i);
 
+/*
+ * roost_dataset_gather - copy examples indices[0..n) into x (n * dim
+ * floats, caller-owned) and their labels into y (n bytes; y may be NULL),
+ * e.g. to assemble a minibatch for one GEMM. Every index is checked
+ * (< count) before anything is written. Returns ROOST_OK or ROOST_EINVAL.
+ */
+int roost_dataset_gather(const roost_dataset *ds, const uint32_t *indices,
+                         size_t n, float *x, uint8_t *y);
+
+/*
+ * roost_dataset_create_subset - a new dataset holding copies of examples
+ * indices[0..n) of ds (n >= 1, each < count; repeats allowed), with ds's
+ * shape and class count; e.g. one simulated client's data from a
+ * partition. Returns ROOST_OK, ROOST_EINVAL, ROOST_EOVERFLOW or
+ * ROOST_ENOMEM; *out is NULL on failure.
+ */
+int roost_dataset_create_subset(roost_dataset **out,
+                                const roost_allocator *alloc,
+                                const roost_dataset *ds,
+                                const uint32_t *indices, size_t n,
+                                roost_errmsg *em);
+
 /* ---- The IDX parser itself (shared by the file loaders and the fuzzer). */
 
 /* One decoded IDX array of unsigned bytes. data is owned by the caller

@@ -319,9 +319,9 @@ tiny_plain_and_gzip_load(void **state)
             /* Inferred: max label 7 + 1. */
             assert_int_equal(roost_dataset_num_classes(ds), 8);
             const float *x = roost_dataset_features(ds);
-            assert_near(x[0], 0.0, 0.0);
-            assert_near(x[11], 1.0, 0.0);
-            assert_near(x[5], (double)(5 * 255 / 11) / 255.0, 1e-7);
+            assert_near((double)x[0], 0.0, 0.0);
+            assert_near((double)x[11], 1.0, 0.0);
+            assert_near((double)x[5], (double)(5 * 255 / 11) / 255.0, 1e-7);
             assert_int_equal(roost_dataset_labels(ds)[1], 7);
             roost_dataset_destroy(ds);
         }
@@ -560,8 +560,8 @@ from_arrays(void **state)
         roost_dataset_create_from_arrays(&ds, NULL, 3, 1, 1, 2, x, y, 2, &em),
         ROOST_OK);
     x[0] = 9.0f; /* copied, not referenced */
-    assert_near(roost_dataset_features(ds)[0], 0.5, 0.0);
-    assert_near(roost_dataset_example(ds, 2)[1], 5.0, 0.0);
+    assert_near((double)roost_dataset_features(ds)[0], 0.5, 0.0);
+    assert_near((double)roost_dataset_example(ds, 2)[1], 5.0, 0.0);
     assert_int_equal(roost_dataset_num_classes(ds), 2);
     assert_int_equal(roost_dataset_dim(ds), 2);
     roost_dataset_destroy(ds);
@@ -588,6 +588,49 @@ from_arrays(void **state)
                                                       x, y, 2, &em),
                      ROOST_EOVERFLOW);
     assert_null(ds);
+}
+
+static void
+gather_and_subset(void **state)
+{
+    (void)state;
+    float x[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    uint8_t y[4] = {0, 1, 2, 3};
+    roost_dataset *ds, *sub;
+    roost_errmsg em;
+    assert_int_equal(
+        roost_dataset_create_from_arrays(&ds, NULL, 4, 1, 1, 2, x, y, 5, &em),
+        ROOST_OK);
+    uint32_t idx[3] = {3, 0, 3};
+    float bx[6];
+    uint8_t by[3];
+    assert_int_equal(roost_dataset_gather(ds, idx, 3, bx, by), ROOST_OK);
+    assert_near((double)bx[0], 6.0, 0.0);
+    assert_near((double)bx[3], 1.0, 0.0);
+    assert_near((double)bx[5], 7.0, 0.0);
+    assert_int_equal(by[0], 3);
+    assert_int_equal(by[1], 0);
+    assert_int_equal(roost_dataset_gather(ds, idx, 3, bx, NULL), ROOST_OK);
+    /* A bad index anywhere: nothing written. */
+    uint32_t bad[2] = {1, 4};
+    bx[0] = -1.0f;
+    assert_int_equal(roost_dataset_gather(ds, bad, 2, bx, by), ROOST_EINVAL);
+    assert_near((double)bx[0], -1.0, 0.0);
+
+    assert_int_equal(roost_dataset_create_subset(&sub, NULL, ds, idx, 3, &em),
+                     ROOST_OK);
+    assert_int_equal(roost_dataset_count(sub), 3);
+    assert_int_equal(roost_dataset_num_classes(sub), 5);
+    assert_int_equal(roost_dataset_labels(sub)[2], 3);
+    assert_near((double)roost_dataset_example(sub, 1)[1], 1.0, 0.0);
+    roost_dataset_destroy(sub);
+    assert_int_equal(roost_dataset_create_subset(&sub, NULL, ds, bad, 2, &em),
+                     ROOST_EINVAL);
+    assert_null(sub);
+    assert_non_null(strstr(em.text, "index 4"));
+    assert_int_equal(roost_dataset_create_subset(&sub, NULL, ds, idx, 0, &em),
+                     ROOST_EINVAL);
+    roost_dataset_destroy(ds);
 }
 
 /* A counting allocator: every failure path must give back all it took. */
@@ -686,6 +729,7 @@ main(void)
         cmocka_unit_test(count_mismatch_and_label_range),
         cmocka_unit_test(missing_file),
         cmocka_unit_test(from_arrays),
+        cmocka_unit_test(gather_and_subset),
         cmocka_unit_test(allocation_failures_leak_nothing),
     };
     return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
