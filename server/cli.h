@@ -25,6 +25,10 @@ typedef int (*roost_cmd_fn)(int argc, char **argv);
 /* Command entry points (one per command source file). */
 int roost_cmd_dp(int argc, char **argv); /* cmd_dp.c */
 
+/* Commands over the coordinator's database (server/store.c). */
+int roost_cmd_audit(int argc, char **argv);  /* cmd_audit.c */
+int roost_cmd_status(int argc, char **argv); /* cmd_status.c */
+
 /* The program's logger: writes "roost: level: message" lines to stderr.
  * arg is unused. */
 void roost_cli_log_stderr(void *arg, int level, const char *message);

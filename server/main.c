@@ -43,11 +43,11 @@ static const struct roost_command commands[] = {
     {"pki", "certificate authority, server and client certificates",
      "usage: roost pki init|server|request|sign|revoke [flags]\n", NULL},
     {"status", "show the coordinator's current state from its database",
-     "usage: roost status --db FILE [--json]\n", NULL},
+     "usage: roost status --db FILE [--json]\n", roost_cmd_status},
     {"report", "write a self-contained HTML report of a run",
      "usage: roost report --db FILE -o report.html\n", NULL},
     {"audit", "verify the hash chain over committed rounds",
-     "usage: roost audit --db FILE\n", NULL},
+     "usage: roost audit --db FILE [--anchor ROUND:HEX]\n", roost_cmd_audit},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
