@@ -218,6 +218,9 @@ int roost_sgd_create(roost_sgd **out, const roost_allocator *alloc, size_t n,
 void roost_sgd_destroy(roost_sgd *opt);
 /* roost_sgd_reset - forget the velocity (e.g. at the start of a round). */
 void roost_sgd_reset(roost_sgd *opt);
+/* roost_sgd_set_lr - change the learning rate (schedules); ROOST_EINVAL
+ * unless lr is finite and >= 0. */
+int roost_sgd_set_lr(roost_sgd *opt, float lr);
 /* roost_sgd_step - update params in place from grad. global_params is the
  * FedProx anchor w_global (n floats); it may be NULL when prox_mu is 0. */
 int roost_sgd_step(roost_sgd *opt, float *params, const float *grad,

@@ -77,6 +77,15 @@ roost_sgd_reset(roost_sgd *opt)
 }
 
 int
+roost_sgd_set_lr(roost_sgd *opt, float lr)
+{
+    if (opt == NULL || !hyper_ok(lr))
+        return ROOST_EINVAL;
+    opt->cfg.lr = lr;
+    return ROOST_OK;
+}
+
+int
 roost_sgd_step(roost_sgd *opt, float *params, const float *grad,
                const float *global_params)
 {

@@ -23,7 +23,8 @@ enum {
 typedef int (*roost_cmd_fn)(int argc, char **argv);
 
 /* Command entry points (one per command source file). */
-int roost_cmd_dp(int argc, char **argv); /* cmd_dp.c */
+int roost_cmd_dp(int argc, char **argv);    /* cmd_dp.c */
+int roost_cmd_train(int argc, char **argv); /* cmd_train.c */
 
 /* Commands over the coordinator's database (server/store.c). */
 int roost_cmd_audit(int argc, char **argv);  /* cmd_audit.c */

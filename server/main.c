@@ -35,7 +35,7 @@ static const struct roost_command commands[] = {
     {"train", "train a model centrally (to check it before federating)",
      "usage: roost train --model mlp|cnn|logreg|SPEC [flags]\n"
      "Train on Fashion-MNIST and report loss, accuracy and samples/s.\n",
-     NULL},
+     roost_cmd_train},
     {"dp", "privacy accounting: epsilon for a plan, sigma for a target",
      "usage: roost dp epsilon --q Q --sigma S --steps T --delta D [--json]\n"
      "       roost dp sigma --q Q --steps T --epsilon E --delta D [--json]\n",
