@@ -33,6 +33,7 @@
 struct roost_tls_ctx {
     SSL_CTX *ssl_ctx;
     bool server;
+    int refs;
 };
 
 struct roost_tls {
@@ -70,10 +71,16 @@ fail_ssl(roost_errmsg *em, int code, const char *what)
 void
 roost_tls_ctx_destroy(roost_tls_ctx *ctx)
 {
-    if (ctx == NULL)
+    if (ctx == NULL || --ctx->refs > 0)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
     roost_alloc_free(NULL, ctx);
+}
+
+void
+roost_tls_ctx_ref(roost_tls_ctx *ctx)
+{
+    ctx->refs++;
 }
 
 bool
@@ -126,6 +133,7 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
     if (ctx == NULL)
         return roost_fail(em, ROOST_ENOMEM, "TLS context: out of memory");
     ctx->server = server;
+    ctx->refs = 1;
     ctx->ssl_ctx =
         SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     int rc = ROOST_OK;
@@ -481,5 +489,7 @@ roost_tls_out_consume(roost_tls *tls, size_t n)
 size_t
 roost_tls_in_pending(const roost_tls *tls)
 {
-    return BIO_ctrl_pending(tls->in);
+    /* OpenSSL moves a partial record out of the BIO into its own buffer
+     * while it waits for the rest; count that as one pending byte. */
+    return BIO_ctrl_pending(tls->in) + (SSL_has_pending(tls->ssl) ? 1 : 0);
 }

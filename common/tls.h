@@ -15,9 +15,9 @@
  * peer's identity is the SHA-256 fingerprint of its certificate (DER); the
  * subject is for display only.
  *
- * A roost_tls_ctx is immutable after creation and may be shared by many
- * sessions on one thread (OpenSSL reference-counts it). A roost_tls is used
- * by one thread at a time.
+ * A roost_tls_ctx is immutable after creation; sessions made from it may
+ * run on different threads (OpenSSL reference-counts the SSL_CTX). A roost_tls
+ * is used by one thread at a time.
  */
 #ifndef ROOST_COMMON_TLS_H
 #define ROOST_COMMON_TLS_H
@@ -64,9 +64,14 @@ int roost_tls_ctx_create_server(roost_tls_ctx **out,
                                 const roost_tls_files *files, roost_errmsg *em);
 int roost_tls_ctx_create_client(roost_tls_ctx **out,
                                 const roost_tls_files *files, roost_errmsg *em);
-/* roost_tls_ctx_destroy - drop this reference; NULL does nothing. Sessions
- * created from the context keep it alive until they are destroyed. */
+/* roost_tls_ctx_destroy - drop a reference (the context is freed with the
+ * last one); NULL does nothing. Sessions created from the context keep
+ * what they need alive until they are destroyed. */
 void roost_tls_ctx_destroy(roost_tls_ctx *ctx);
+/* roost_tls_ctx_ref - take another reference, released with
+ * roost_tls_ctx_destroy. Reference counting is not atomic: take and drop
+ * references on one thread (sessions themselves hold none). */
+void roost_tls_ctx_ref(roost_tls_ctx *ctx);
 bool roost_tls_ctx_is_server(const roost_tls_ctx *ctx);
 
 /*
@@ -127,7 +132,9 @@ size_t roost_tls_out_pending(const roost_tls *tls);
 const uint8_t *roost_tls_out_peek(roost_tls *tls, size_t *len);
 void roost_tls_out_consume(roost_tls *tls, size_t n);
 
-/* Ciphertext fed but not yet consumed by the TLS engine. */
+/* Ciphertext fed but not yet consumed by the TLS engine, plus one if the
+ * engine holds a partial record or undelivered plaintext: non-zero means
+ * a disconnect now would truncate something. */
 size_t roost_tls_in_pending(const roost_tls *tls);
 
 #endif
