@@ -2,8 +2,10 @@
  * rng.c - ChaCha20 keystream generator on OpenSSL's EVP interface.
  *
  * Invariant: buf[pos..ROOST_RNG_BUF) holds keystream not yet handed out;
- * each byte is handed out at most once. Refills encrypt a zero block, which
- * yields the raw keystream. The key is wiped on destroy. No locking: one
+ * each byte is handed out at most once, in keystream order, whatever the
+ * sizes of the requests (large requests bypass buf once it is empty, so the
+ * stream is the same). Refills encrypt a zero block, which yields the raw
+ * keystream. The key is wiped on destroy. No locking: one
  * generator belongs to one thread.
  */
 #include "common/rng.h"
@@ -133,11 +135,34 @@ refill(roost_rng *rng)
     return ROOST_OK;
 }
 
+/* Keystream straight into the caller's buffer: ChaCha20 over the constant
+ * zero block, a block at a time (no memset, no copy). Used for large
+ * requests so bulk consumers (DP noise) skip the copy through buf and the
+ * wipe of it; the bytes are the same ones the buffered path would give. */
+static int
+direct(roost_rng *rng, unsigned char *dst, size_t n)
+{
+    while (n > 0) {
+        size_t take = n > ROOST_RNG_BUF ? ROOST_RNG_BUF : n;
+        int outl = 0;
+        if (EVP_EncryptUpdate(rng->ctx, dst, &outl, zeros, (int)take) != 1 ||
+            (size_t)outl != take)
+            return ROOST_ECRYPTO;
+        dst += take;
+        n -= take;
+    }
+    return ROOST_OK;
+}
+
 int
 roost_rng_bytes(roost_rng *rng, void *buf, size_t n)
 {
     unsigned char *dst = buf;
     while (n > 0) {
+        /* Once the buffered keystream is used up, a request of at least a
+         * buffer's worth takes the rest of its bytes directly. */
+        if (rng->pos == ROOST_RNG_BUF && n >= ROOST_RNG_BUF)
+            return direct(rng, dst, n);
         if (rng->pos == ROOST_RNG_BUF) {
             int rc = refill(rng);
             if (rc != ROOST_OK)

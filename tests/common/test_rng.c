@@ -102,6 +102,39 @@ below_and_uniform_in_range(void **state)
     roost_rng_destroy(r);
 }
 
+/* The stream does not depend on how it is requested: small requests
+ * through the internal buffer and large ones written directly give the
+ * same bytes in the same order. */
+static void
+stream_independent_of_request_sizes(void **state)
+{
+    (void)state;
+    enum { TOTAL = 50000 };
+    static unsigned char whole[TOTAL], pieces[TOTAL];
+    roost_rng *a, *b;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&a, NULL, 11, 3),
+                     ROOST_OK);
+    assert_int_equal(roost_rng_create_insecure_deterministic(&b, NULL, 11, 3),
+                     ROOST_OK);
+    assert_int_equal(roost_rng_bytes(a, whole, TOTAL), ROOST_OK);
+    const size_t sizes[] = {1, 7, 4096, 13, 8191, 5000, 64, 4095, 12000};
+    size_t off = 0, k = 0;
+    while (off < TOTAL) {
+        size_t take = sizes[k++ % (sizeof(sizes) / sizeof(sizes[0]))];
+        if (take > TOTAL - off)
+            take = TOTAL - off;
+        assert_int_equal(roost_rng_bytes(b, pieces + off, take), ROOST_OK);
+        off += take;
+    }
+    assert_memory_equal(whole, pieces, TOTAL);
+    uint64_t x, y;
+    assert_int_equal(roost_rng_u64(a, &x), ROOST_OK);
+    assert_int_equal(roost_rng_u64(b, &y), ROOST_OK);
+    assert_true(x == y);
+    roost_rng_destroy(a);
+    roost_rng_destroy(b);
+}
+
 int
 main(void)
 {
@@ -110,6 +143,7 @@ main(void)
         cmocka_unit_test(secure_differs_and_is_not_insecure),
         cmocka_unit_test(split_children_are_independent),
         cmocka_unit_test(below_and_uniform_in_range),
+        cmocka_unit_test(stream_independent_of_request_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,423 @@
+/*
+ * test_noise.c - the grid-based Gaussian noise sampler: argument checks,
+ * the grid, the closeness figures, moments and a Kolmogorov-Smirnov test
+ * over 10^6 draws against N(0,1), exact-distribution chi-square tests at
+ * small scales (single table and the B + K*A convolution), the grid
+ * property of roost_noise_add, and reproducibility with the insecure
+ * deterministic rng. Seeds are fixed, so every statistical verdict is
+ * reproducible; the thresholds are set at strict alphas (1e-3 to 1e-6).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rng.h"
+#include "dp/noise.h"
+#include "test_util.h"
+
+#define N_DRAWS 1000000
+
+static roost_rng *
+det_rng(uint64_t seed)
+{
+    roost_rng *r = NULL;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&r, NULL, seed, 0),
+                     ROOST_OK);
+    return r;
+}
+
+static double
+normal_cdf(double x)
+{
+    return 0.5 * erfc(-x / sqrt(2.0));
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Kolmogorov-Smirnov statistic of sorted v against N(0, scale^2). */
+static double
+ks_stat(const double *v, size_t n, double scale)
+{
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double f = normal_cdf(v[i] / scale);
+        double lo = f - (double)i / (double)n;
+        double hi = (double)(i + 1) / (double)n - f;
+        if (lo > d)
+            d = lo;
+        if (hi > d)
+            d = hi;
+    }
+    return d;
+}
+
+static void
+create_rejects_bad_arguments(void **state)
+{
+    (void)state;
+    roost_rng *r = det_rng(1);
+    roost_noise *nz = (roost_noise *)&nz; /* must be reset to NULL */
+    roost_errmsg em;
+    assert_int_equal(roost_noise_create(&nz, NULL, r, 0.0, 1.0, 20, &em),
+                     ROOST_EINVAL);
+    assert_null(nz);
+    assert_non_null(strstr(roost_errmsg_text(&em), "sigma"));
+    assert_int_equal(roost_noise_create(&nz, NULL, r, NAN, 1.0, 20, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_noise_create(&nz, NULL, r, 1.0, -1.0, 20, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "clip"));
+    assert_int_equal(roost_noise_create(&nz, NULL, r, 1.0, HUGE_VAL, 20, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_noise_create(&nz, NULL, r, 1.0, 1.0,
+                                        ROOST_NOISE_GRID_BITS_MAX + 1, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "grid_bits"));
+    assert_int_equal(roost_noise_create(&nz, NULL, NULL, 1.0, 1.0, 20, &em),
+                     ROOST_EINVAL);
+    /* A grid below the float range. */
+    assert_int_equal(roost_noise_create(&nz, NULL, r, 1e-35, 1e-3, 20, &em),
+                     ROOST_EINVAL);
+    assert_null(nz);
+    roost_noise_destroy(NULL);
+    roost_rng_destroy(r);
+}
+
+static void
+grid_and_closeness(void **state)
+{
+    (void)state;
+    roost_rng *r = det_rng(2);
+    const double sigmas[] = {0.5, 1.0, 1.1, 3.7, 12.0};
+    for (size_t i = 0; i < sizeof(sigmas) / sizeof(sigmas[0]); i++) {
+        roost_noise *nz = NULL;
+        double clip = 0.75;
+        assert_int_equal(roost_noise_create(&nz, NULL, r, sigmas[i], clip,
+                                            ROOST_NOISE_GRID_BITS_DEFAULT,
+                                            NULL),
+                         ROOST_OK);
+        double g = roost_noise_grid(nz);
+        int e = 0;
+        assert_true(frexp(g, &e) == 0.5); /* a power of two */
+        double s = roost_noise_stddev(nz) / g;
+        assert_true(s >= 0x1p20 && s < 0x1p21);
+        assert_near(roost_noise_stddev(nz), sigmas[i] * clip, 1e-15);
+
+        double mu, beta;
+        roost_noise_closeness(nz, &mu, &beta);
+        /* The design gives mu ~ 2^-51 and beta ~ 2^-68 per draw. */
+        assert_true(mu > 0.0 && mu < 0x1p-48);
+        assert_true(beta > 0.0 && beta < 0x1p-60);
+
+        /* Charging 2e9 draws (200k coordinates x 10^4 steps). */
+        double eps2, delta2;
+        assert_int_equal(roost_noise_charge(nz, 2e9, 3.0, 1e-5, &eps2, &delta2),
+                         ROOST_OK);
+        assert_true(eps2 > 3.0 && eps2 < 3.0 + 1e-5);
+        assert_true(delta2 > 1e-5 && delta2 < 1.0001e-5);
+        assert_int_equal(
+            roost_noise_charge(nz, -1.0, 3.0, 1e-5, &eps2, &delta2),
+            ROOST_EINVAL);
+        assert_int_equal(roost_noise_charge(nz, 1.0, NAN, 1e-5, &eps2, &delta2),
+                         ROOST_EINVAL);
+
+        double c;
+        assert_int_equal(roost_noise_clip_for_dim(nz, 200000, &c), ROOST_OK);
+        assert_near(c, clip - sqrt(200000.0) * g, 1e-15);
+        assert_true(c < clip && c > 0.99 * clip);
+        assert_int_equal(roost_noise_clip_for_dim(nz, (size_t)1 << 62, &c),
+                         ROOST_EINVAL);
+        roost_noise_destroy(nz);
+    }
+    roost_rng_destroy(r);
+}
+
+/* 10^6 draws at the default grid: mean, variance, excess kurtosis and KS
+ * against N(0,1); the same KS rejects the draws scaled by 1.02. */
+static void
+moments_and_ks(void **state)
+{
+    (void)state;
+    roost_rng *r = det_rng(20261125);
+    roost_noise *nz = NULL;
+    assert_int_equal(roost_noise_create(&nz, NULL, r, 1.3, 1.0,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    double *v = malloc(N_DRAWS * sizeof(*v));
+    assert_non_null(v);
+    assert_int_equal(roost_noise_fill_standard(nz, v, N_DRAWS), ROOST_OK);
+    double m1 = 0.0;
+    for (size_t i = 0; i < N_DRAWS; i++)
+        m1 += v[i];
+    m1 /= N_DRAWS;
+    double m2 = 0.0, m4 = 0.0;
+    for (size_t i = 0; i < N_DRAWS; i++) {
+        double d = v[i] - m1;
+        m2 += d * d;
+        m4 += d * d * d * d;
+    }
+    m2 /= N_DRAWS;
+    m4 /= N_DRAWS;
+    double kurt = m4 / (m2 * m2) - 3.0;
+    print_message("mean %.5f var %.5f excess kurtosis %.5f\n", m1, m2, kurt);
+    /* Standard errors: 1e-3, sqrt(2/n) = 1.4e-3, sqrt(24/n) = 4.9e-3;
+     * 5 standard errors each (two-sided alpha ~ 6e-7). */
+    assert_near(m1, 0.0, 5e-3);
+    assert_near(m2, 1.0, 7.1e-3);
+    assert_near(kurt, 0.0, 2.45e-2);
+
+    qsort(v, N_DRAWS, sizeof(*v), cmp_double);
+    double d = ks_stat(v, N_DRAWS, 1.0);
+    /* Asymptotic KS critical value at alpha = 0.001: 1.9495/sqrt(n). The
+     * discreteness (steps of 2^-20) moves the CDF by < 1e-6. */
+    double crit = 1.9495 / sqrt((double)N_DRAWS);
+    print_message("KS D = %.6f (critical %.6f at alpha 0.001)\n", d, crit);
+    assert_true(d < crit);
+    /* The test has power: a 2% error in the standard deviation fails. */
+    assert_true(ks_stat(v, N_DRAWS, 1.02) > crit);
+    free(v);
+    roost_noise_destroy(nz);
+    roost_rng_destroy(r);
+}
+
+/* Chi-square of n draws v (in units of s_draw, so v * s_draw is the
+ * integer Z) against the exact rounded Gaussian round(N(0, s_ref^2)), bins
+ * merged so each expects >= 20. */
+static void
+chi2_rounded(const double *v, size_t n, double s_draw, double s_ref,
+             double *chi2, int *df)
+{
+    int64_t half = (int64_t)ceil(6.0 * s_ref) + 1;
+    size_t nb = (size_t)(2 * half + 1);
+    double *obs = calloc(nb, sizeof(*obs));
+    assert_non_null(obs);
+    for (size_t i = 0; i < n; i++) {
+        double z = v[i] * s_draw;
+        assert_true(fabs(z - nearbyint(z)) < 1e-6); /* integer-valued */
+        int64_t k = (int64_t)nearbyint(z);
+        if (k < -half)
+            k = -half;
+        if (k > half)
+            k = half;
+        obs[k + half] += 1.0;
+    }
+    *chi2 = 0.0;
+    *df = -1;
+    double acc_o = 0.0, acc_e = 0.0;
+    for (int64_t k = -half; k <= half; k++) {
+        /* P(cell) from the upper tail on each side, without cancellation. */
+        double lo = k == -half ? -HUGE_VAL : ((double)k - 0.5) / s_ref;
+        double hi = k == half ? HUGE_VAL : ((double)k + 0.5) / s_ref;
+        double p = hi <= 0.0 ? normal_cdf(hi) - normal_cdf(lo)
+                             : normal_cdf(-lo) - normal_cdf(-hi);
+        acc_o += obs[k + half];
+        acc_e += p * (double)n;
+        if (acc_e >= 20.0 || k == half) {
+            *chi2 += (acc_o - acc_e) * (acc_o - acc_e) / acc_e;
+            (*df)++;
+            acc_o = acc_e = 0.0;
+        }
+    }
+    free(obs);
+}
+
+/* Wilson-Hilferty upper quantile of chi-square with df degrees at the
+ * standard normal quantile zq. */
+static double
+chi2_crit(int df, double zq)
+{
+    double k = (double)df, a = 2.0 / (9.0 * k);
+    double c = 1.0 - a + zq * sqrt(a);
+    return k * c * c * c;
+}
+
+/* Small scales, where a histogram sees the whole distribution: the
+ * single-table path (s < 10.5) and the B + K*A path (K = 2, 5, 11). */
+static void
+exact_distribution_small_scales(void **state)
+{
+    (void)state;
+    struct {
+        double sigma;
+        unsigned bits;
+        double s;
+    } cases[] = {{1.0, 0, 1.0},
+                 {1.5, 0, 1.5},
+                 {12.0, 3, 12.0},
+                 {40.0, 5, 40.0},
+                 {200.0, 7, 200.0}};
+    size_t n = 400000;
+    double *v = malloc(n * sizeof(*v));
+    assert_non_null(v);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        roost_rng *r = det_rng(100 + c);
+        roost_noise *nz = NULL;
+        assert_int_equal(roost_noise_create(&nz, NULL, r, cases[c].sigma, 1.0,
+                                            cases[c].bits, NULL),
+                         ROOST_OK);
+        double s = roost_noise_stddev(nz) / roost_noise_grid(nz);
+        assert_true(s == cases[c].s);
+        assert_int_equal(roost_noise_fill_standard(nz, v, n), ROOST_OK);
+        double chi2;
+        int df;
+        chi2_rounded(v, n, s, s, &chi2, &df);
+        double crit = chi2_crit(df, 4.753); /* alpha = 1e-6 */
+        print_message("s = %g: chi2 = %.1f, df = %d, critical %.1f\n", s, chi2,
+                      df, crit);
+        assert_true(chi2 < crit);
+        /* Power: the same draws against a 2% wider Gaussian fail. */
+        chi2_rounded(v, n, s, 1.02 * s, &chi2, &df);
+        print_message("  against 1.02 s: chi2 = %.1f, df = %d\n", chi2, df);
+        assert_true(chi2 > chi2_crit(df, 4.753));
+        roost_noise_destroy(nz);
+        roost_rng_destroy(r);
+    }
+    free(v);
+}
+
+/* roost_noise_add: the output is round(x/g)*g + Z*g exactly, every output
+ * is a multiple of g, and Z matches the fill_standard stream of an
+ * identically seeded sampler. */
+static void
+add_is_on_grid_and_matches_stream(void **state)
+{
+    (void)state;
+    size_t n = 5000; /* more than two chunks */
+    float *x = malloc(n * sizeof(*x));
+    float *y = malloc(n * sizeof(*y));
+    double *z = malloc(n * sizeof(*z));
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_non_null(z);
+    roost_rng *src = det_rng(5);
+    for (size_t i = 0; i < n; i++) {
+        double u;
+        assert_int_equal(roost_rng_uniform(src, &u), ROOST_OK);
+        x[i] = (float)((u - 0.5) * 8.0);
+    }
+    x[0] = 0.0f;
+    x[1] = -0.0f;
+    x[2] = 1e-30f;
+    roost_rng_destroy(src);
+    memcpy(y, x, n * sizeof(*x));
+
+    roost_rng *r1 = det_rng(9), *r2 = det_rng(9);
+    roost_noise *a = NULL, *b = NULL;
+    assert_int_equal(roost_noise_create(&a, NULL, r1, 1.0, 0.5,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_noise_create(&b, NULL, r2, 1.0, 0.5,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_noise_add(a, y, n, NULL), ROOST_OK);
+    assert_int_equal(roost_noise_fill_standard(b, z, n), ROOST_OK);
+    double g = roost_noise_grid(a);
+    double s = roost_noise_stddev(a) / g;
+    double sum_sq = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double k = (double)y[i] / g;
+        assert_true(k == nearbyint(k)); /* a multiple of the grid */
+        double m = nearbyint((double)x[i] / g);
+        double zi = nearbyint(z[i] * s);
+        float expect = (float)((m + zi) * g);
+        assert_true(y[i] == expect);
+        sum_sq += ((double)y[i] - m * g) * ((double)y[i] - m * g);
+    }
+    /* Noise of the right size: rms 0.5 within 5%. */
+    assert_near(sqrt(sum_sq / (double)n), 0.5, 0.025);
+    roost_noise_destroy(a);
+    roost_noise_destroy(b);
+    roost_rng_destroy(r1);
+    roost_rng_destroy(r2);
+    free(x);
+    free(y);
+    free(z);
+}
+
+static void
+reproducible_with_deterministic_rng(void **state)
+{
+    (void)state;
+    size_t n = 10000;
+    double *u = malloc(n * sizeof(*u)), *v = malloc(n * sizeof(*v)),
+           *w = malloc(n * sizeof(*w));
+    assert_true(u != NULL && v != NULL && w != NULL);
+    uint64_t seeds[3] = {77, 77, 78};
+    double *outs[3] = {u, v, w};
+    for (int k = 0; k < 3; k++) {
+        roost_rng *r = det_rng(seeds[k]);
+        roost_noise *nz = NULL;
+        assert_int_equal(roost_noise_create(&nz, NULL, r, 2.0, 1.0,
+                                            ROOST_NOISE_GRID_BITS_DEFAULT,
+                                            NULL),
+                         ROOST_OK);
+        /* Split into uneven calls: the stream must not depend on it. */
+        size_t done = 0, step = k == 1 ? 777 : n;
+        while (done < n) {
+            size_t c = n - done < step ? n - done : step;
+            assert_int_equal(roost_noise_fill_standard(nz, outs[k] + done, c),
+                             ROOST_OK);
+            done += c;
+        }
+        roost_noise_destroy(nz);
+        roost_rng_destroy(r);
+    }
+    assert_memory_equal(u, v, n * sizeof(*u));
+    assert_memory_not_equal(u, w, n * sizeof(*u));
+    free(u);
+    free(v);
+    free(w);
+}
+
+static void
+add_rejects_bad_input_untouched(void **state)
+{
+    (void)state;
+    roost_rng *r = det_rng(3);
+    roost_noise *nz = NULL;
+    assert_int_equal(roost_noise_create(&nz, NULL, r, 1.0, 1.0,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    float x[4] = {1.0f, 2.0f, NAN, 3.0f};
+    float keep[4];
+    memcpy(keep, x, sizeof(x));
+    roost_errmsg em;
+    assert_int_equal(roost_noise_add(nz, x, 4, &em), ROOST_ENONFINITE);
+    assert_non_null(strstr(roost_errmsg_text(&em), "coordinate 2"));
+    assert_memory_equal(x, keep, sizeof(x));
+    x[2] = HUGE_VALF;
+    assert_int_equal(roost_noise_add(nz, x, 4, &em), ROOST_ENONFINITE);
+    x[2] = 1e30f; /* 2^20 steps per unit: beyond 2^51 steps */
+    assert_int_equal(roost_noise_add(nz, x, 4, &em), ROOST_EOVERFLOW);
+    assert_non_null(strstr(roost_errmsg_text(&em), "coordinate 2"));
+    assert_int_equal(roost_noise_add(nz, NULL, 4, &em), ROOST_EINVAL);
+    assert_int_equal(roost_noise_add(nz, NULL, 0, &em), ROOST_OK);
+    roost_noise_destroy(nz);
+    roost_rng_destroy(r);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(create_rejects_bad_arguments),
+        cmocka_unit_test(grid_and_closeness),
+        cmocka_unit_test(moments_and_ks),
+        cmocka_unit_test(exact_distribution_small_scales),
+        cmocka_unit_test(add_is_on_grid_and_matches_stream),
+        cmocka_unit_test(reproducible_with_deterministic_rng),
+        cmocka_unit_test(add_rejects_bad_input_untouched),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
