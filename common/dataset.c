@@ -404,6 +404,11 @@ roost_idx_parse_buffer(roost_idx_array *out, const roost_allocator *alloc,
     idx_array_reset(out);
     if (buf == NULL && len > 0)
         return roost_fail(em, ROOST_EINVAL, "NULL buffer");
+    if (expect_magic != IDX_MAGIC_LABELS && expect_magic != IDX_MAGIC_IMAGES &&
+        expect_magic != IDX_MAGIC_IMAGES4)
+        return roost_fail(em, ROOST_EINVAL,
+                          "unknown IDX magic 0x%08x asked for",
+                          (unsigned)expect_magic);
     /* The reader carries a 16 KiB staging buffer for files; memory sources
      * never touch it, but it lives in the struct, so allocate the struct
      * rather than put it on a possibly small stack. */
@@ -634,25 +639,30 @@ roost_dataset_from_idx_buffers(roost_dataset **out,
     return rc;
 }
 
-/* fmnist_path - dir/base.gz if it exists, else dir/base if it exists;
- * ROOST_ENOENT naming both and the Debian package otherwise. */
+/* fmnist_path - dir/base.gz if it can be opened, else dir/base;
+ * ROOST_ENOENT naming the path and the Debian package when neither
+ * exists, ROOST_EIO when one exists but cannot be opened. */
 static int
 fmnist_path(char *buf, size_t cap, const char *dir, const char *base,
             roost_errmsg *em)
 {
-    int n = snprintf(buf, cap, "%s/%s.gz", dir, base);
-    if (n < 0 || (size_t)n >= cap)
-        return roost_fail(em, ROOST_EINVAL, "Fashion-MNIST path too long");
-    FILE *fp = fopen(buf, "rb");
-    if (fp != NULL) {
-        fclose(fp);
-        return ROOST_OK;
-    }
-    snprintf(buf, cap, "%s/%s", dir, base);
-    fp = fopen(buf, "rb");
-    if (fp != NULL) {
-        fclose(fp);
-        return ROOST_OK;
+    static const char *const suffixes[2] = {".gz", ""};
+    for (int i = 0; i < 2; i++) {
+        int n = snprintf(buf, cap, "%s/%s%s", dir, base, suffixes[i]);
+        if (n < 0 || (size_t)n >= cap)
+            return roost_fail(em, ROOST_EINVAL, "Fashion-MNIST path too long");
+        FILE *fp = fopen(buf, "rb");
+        if (fp != NULL) {
+            fclose(fp);
+            return ROOST_OK;
+        }
+        int err = errno;
+        if (err != ENOENT) {
+            char why[128];
+            if (strerror_r(err, why, sizeof(why)) != 0)
+                snprintf(why, sizeof(why), "errno %d", err);
+            return roost_fail(em, ROOST_EIO, "%s: cannot open: %s", buf, why);
+        }
     }
     return roost_fail(em, ROOST_ENOENT,
                       "Fashion-MNIST file %s[.gz] not found; install the "

@@ -378,6 +378,9 @@ parse_buffer_single_array(void **state)
                      ROOST_EDATA);
     assert_non_null(strstr(em.text, "empty: truncated header"));
     assert_null(arr.data);
+    assert_int_equal(roost_idx_parse_buffer(&arr, NULL, lab.p, lab.len,
+                                            0x00000802, 0, "lab", &em),
+                     ROOST_EINVAL);
     free(lab.p);
 }
 

@@ -38,7 +38,8 @@ check_array(const roost_idx_array *arr, uint32_t magic)
     for (uint32_t d = 0; d < arr->ndims; d++) {
         if (arr->dims[d] == 0)
             __builtin_trap();
-        count *= arr->dims[d];
+        if (__builtin_mul_overflow(count, arr->dims[d], &count))
+            __builtin_trap();
     }
     if (count != arr->count || count > FUZZ_MAX_BYTES)
         __builtin_trap();
