@@ -31,6 +31,7 @@
 #include "server/strategy.h"
 
 #include "common/alloc.h"
+#include "dp/noise.h"
 #include "server/validate.h"
 
 #include <float.h>
@@ -42,6 +43,11 @@
  * at a time, so the per-coordinate selection works on contiguous memory
  * while each update row is read sequentially. 16 floats = one cache line. */
 #define ROOST_STRATEGY_BLOCK 16
+
+/* Upper bound on the noise sampler's tables at the default grid (two
+ * tables of at most 2^16 entries of 16 bytes, per dp/noise.h), counted in
+ * the memory bound of a central-DP handle. */
+#define ROOST_STRATEGY_NOISE_TABLES ((size_t)2 * 16 * 65536)
 
 struct roost_strategy {
     const roost_allocator *alloc; /* NULL or &alloc_copy */
@@ -62,6 +68,15 @@ struct roost_strategy {
 
     void *work;
     size_t work_bytes;
+
+    /* Central DP: the sampler, a float buffer that receives the noise, the
+     * grid g, the clip applied to each update (so that the grid-rounded
+     * sum has sensitivity dp_clip_norm), and the last round's figures. */
+    roost_noise *noise;
+    float *noise_buf;
+    double dp_grid;
+    double dp_update_clip;
+    double dp_denominator;
 
     size_t mem_used;
 };
@@ -219,10 +234,11 @@ roost_strategy_config_check(const roost_strategy_config *cfg, roost_errmsg *em)
                               "strategy: dp_clip_norm must be finite and > 0, "
                               "got %g",
                               cfg->dp_clip_norm);
-        if (!isfinite(cfg->dp_noise_multiplier) || cfg->dp_noise_multiplier < 0)
+        if (!isfinite(cfg->dp_noise_multiplier) ||
+            cfg->dp_noise_multiplier <= 0)
             return roost_fail(em, ROOST_ECONFIG,
                               "strategy: dp_noise_multiplier must be finite "
-                              "and >= 0, got %g",
+                              "and > 0, got %g",
                               cfg->dp_noise_multiplier);
         if (cfg->dp_rng == NULL)
             return roost_fail(em, ROOST_ECONFIG,
@@ -284,6 +300,12 @@ roost_strategy_memory_bound(const roost_strategy_config *cfg, size_t n,
         if (!work_bytes_for(cfg, k, &w) || !roost_size_add(total, w, &total))
             goto overflow;
     }
+    if (cfg->central_dp) {
+        if (!roost_size_mul(n, sizeof(float), &t) ||
+            !roost_size_add(total, t, &total) ||
+            !roost_size_add(total, ROOST_STRATEGY_NOISE_TABLES, &total))
+            goto overflow;
+    }
     *bytes = total;
     return ROOST_OK;
 overflow:
@@ -332,6 +354,8 @@ roost_strategy_destroy(roost_strategy *s)
         tracked_free(s, s->rows, s->cfg.max_buffered_updates * sizeof(float *));
     }
     tracked_free(s, s->work, s->work_bytes);
+    tracked_free(s, s->noise_buf, s->n * sizeof(float));
+    roost_noise_destroy(s->noise);
     /* The allocator lives inside s: copy it out before freeing s. */
     roost_allocator a;
     const roost_allocator *ap = NULL;
@@ -357,16 +381,6 @@ roost_strategy_create(roost_strategy **out, const roost_allocator *alloc,
     int rc = roost_strategy_config_check(cfg, em);
     if (rc != ROOST_OK)
         return rc;
-    if (cfg->central_dp)
-        /* The Gaussian noise must come from the DP engine's sampler
-         * (dp/noise.h, resistant to floating-point attacks); this build
-         * does not have one, and a home-made sampler would void the
-         * guarantee. */
-        return roost_fail(em, ROOST_ENOTSUP,
-                          "strategy: central DP needs the DP engine's "
-                          "Gaussian sampler (dp/noise.h), not available in "
-                          "this build");
-
     size_t bound;
     if (roost_strategy_kind_is_robust(cfg->kind)) {
         size_t need = min_updates(cfg);
@@ -427,6 +441,34 @@ roost_strategy_create(roost_strategy **out, const roost_allocator *alloc,
         if (s->rows == NULL)
             goto nomem;
     }
+    if (cfg->central_dp) {
+        s->noise_buf = tracked_alloc(s, n, sizeof(float));
+        if (s->noise_buf == NULL)
+            goto nomem;
+        /* Noise of standard deviation z*C on the sum, from the DP engine's
+         * grid sampler (resistant to the floating-point attacks on
+         * textbook Gaussian samplers). Its grid rounding of the sum adds
+         * up to sqrt(n)*g to the sensitivity, so each update is clipped to
+         * the smaller norm clip_for_dim gives, and the rounded sum's
+         * sensitivity stays C. */
+        rc = roost_noise_create(&s->noise, s->alloc, cfg->dp_rng,
+                                cfg->dp_noise_multiplier, cfg->dp_clip_norm,
+                                ROOST_NOISE_GRID_BITS_DEFAULT, em);
+        if (rc != ROOST_OK) {
+            roost_strategy_destroy(s);
+            return rc == ROOST_EINVAL ? ROOST_ECONFIG : rc;
+        }
+        s->mem_used += ROOST_STRATEGY_NOISE_TABLES;
+        s->dp_grid = roost_noise_grid(s->noise);
+        if (roost_noise_clip_for_dim(s->noise, n, &s->dp_update_clip) !=
+            ROOST_OK) {
+            roost_strategy_destroy(s);
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: central DP grid too coarse for %zu "
+                              "coordinates (sqrt(n) * grid >= clip)",
+                              n);
+        }
+    }
     *out = s;
     return ROOST_OK;
 nomem:
@@ -485,8 +527,10 @@ roost_strategy_add(roost_strategy *s, const float *delta, double weight,
             if (!isfinite(norm))
                 return roost_fail(em, ROOST_ENONFINITE,
                                   "strategy: update is not finite");
-            double c = s->cfg.dp_clip_norm;
-            fold(s->acc, delta, norm > c ? c / norm : 1.0, n);
+            /* The factor is shrunk by 2^-40 so that double rounding in the
+             * norm cannot leave the clipped update a hair above the clip. */
+            double c = s->dp_update_clip;
+            fold(s->acc, delta, norm > c ? c / norm * (1 - 0x1p-40) : 1.0, n);
             s->weight_sum += 1.0;
         } else {
             if (weight > 0)
@@ -867,6 +911,42 @@ apply(roost_strategy *s, float *x, bool commit)
     return i;
 }
 
+/*
+ * dp_noised_mean - acc holds the sum of the round's clipped updates; make it
+ * (round(sum / g) * g + Z * g) / D with Z the sampler's integer noise
+ * (standard deviation z*C/g) and D the fixed expected number of updates or
+ * the actual count. Rounding the sum to the grid before adding lattice
+ * noise is what makes the output a post-processing of the Gaussian
+ * mechanism (dp/noise.h); g is a power of two, so the rounding and the
+ * sum of two multiples of g below 2^52 g are exact in double.
+ */
+static int
+dp_noised_mean(roost_strategy *s, roost_errmsg *em)
+{
+    const size_t n = s->n;
+    const double g = s->dp_grid;
+    for (size_t i = 0; i < n; i++) {
+        double q = s->acc[i] / g;
+        if (!(fabs(q) < 0x1p51))
+            return roost_fail(em, ROOST_EOVERFLOW,
+                              "strategy: central DP sum coordinate %zu is too "
+                              "large for the noise grid",
+                              i);
+        s->acc[i] = nearbyint(q) * g;
+    }
+    memset(s->noise_buf, 0, n * sizeof(float));
+    int rc = roost_noise_add(s->noise, s->noise_buf, n, em);
+    if (rc != ROOST_OK)
+        return rc;
+    double d = s->cfg.dp_expected_updates > 0
+                   ? (double)s->cfg.dp_expected_updates
+                   : (double)s->count;
+    s->dp_denominator = d;
+    for (size_t i = 0; i < n; i++)
+        s->acc[i] = (s->acc[i] + (double)s->noise_buf[i]) / d;
+    return ROOST_OK;
+}
+
 int
 roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
 {
@@ -899,6 +979,10 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
             aggregate_krum(s, s->work);
         else
             aggregate_coordinatewise(s, s->work);
+    } else if (s->cfg.central_dp) {
+        int rc = dp_noised_mean(s, em);
+        if (rc != ROOST_OK)
+            return rc;
     } else {
         if (!(s->weight_sum > 0))
             return roost_fail(em, ROOST_ESTATE,
@@ -942,4 +1026,28 @@ const roost_strategy_config *
 roost_strategy_config_of(const roost_strategy *s)
 {
     return s == NULL ? NULL : &s->cfg;
+}
+
+int
+roost_strategy_dp_info_get(const roost_strategy *s, roost_strategy_dp_info *out)
+{
+    if (s == NULL || out == NULL)
+        return ROOST_EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (!s->cfg.central_dp)
+        return ROOST_OK;
+    out->enabled = true;
+    out->noise_multiplier = s->cfg.dp_noise_multiplier;
+    out->clip_norm = s->cfg.dp_clip_norm;
+    out->update_clip_norm = s->dp_update_clip;
+    out->grid = s->dp_grid;
+    out->denominator = s->dp_denominator;
+    out->mean_noise_stddev = s->dp_denominator > 0
+                                 ? s->cfg.dp_noise_multiplier *
+                                       s->cfg.dp_clip_norm / s->dp_denominator
+                                 : 0;
+    roost_noise_closeness(s->noise, &out->closeness_mu, &out->closeness_beta);
+    out->draws_per_round = s->n;
+    out->insecure_rng = roost_rng_is_insecure(s->cfg.dp_rng);
+    return ROOST_OK;
 }

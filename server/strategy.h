@@ -98,14 +98,17 @@ typedef struct roost_strategy_config {
     size_t max_buffered_bytes;
 
     /* Optional central DP on the aggregate (mean-based kinds only). Each
-     * update is clipped to L2 norm dp_clip_norm (C) inside add(), updates
-     * are averaged WITHOUT weights (weights would change the sensitivity),
-     * and Gaussian noise of standard deviation dp_noise_multiplier * C /
-     * D is added to each coordinate of the average, where D is
-     * dp_expected_updates if non-zero (the fixed-denominator estimator of
-     * McMahan et al. 2018) else the number of updates received. Noise is
-     * drawn from rng (borrowed, must outlive the strategy). Default off.
-     * Needs dp/noise.h; see roost_strategy_create for ROOST_ENOTSUP. */
+     * update is clipped inside add() so that the sum has L2 sensitivity
+     * dp_clip_norm (C) after the noise grid's rounding, updates are
+     * summed WITHOUT weights (weights would change the sensitivity),
+     * Gaussian noise of standard deviation z*C (z = dp_noise_multiplier
+     * > 0) is added to the sum by the DP engine's sampler (dp/noise.h) and
+     * the result divided by D: dp_expected_updates if non-zero (the
+     * fixed-denominator estimator of McMahan et al. 2018), else the number
+     * of updates received. The noise on the mean thus has standard
+     * deviation z*C/D. Noise is drawn from dp_rng (borrowed, must outlive
+     * the strategy). Default off. The accounting (which sampling rate,
+     * how many rounds) is the caller's: see roost_strategy_dp_info_get. */
     bool central_dp;
     double dp_clip_norm;
     double dp_noise_multiplier;
@@ -161,8 +164,8 @@ int roost_strategy_memory_bound(const roost_strategy_config *cfg, size_t n,
  *
  * Returns ROOST_OK; ROOST_EINVAL (NULL out/cfg, n == 0); ROOST_ECONFIG
  * (see config_check); ROOST_ETOOBIG (a robust kind whose limits cannot hold
- * even 2*f+3 updates, or Krum's minimum); ROOST_ENOTSUP (central_dp
- * requested but this build has no Gaussian sampler, see docs); ROOST_ENOMEM.
+ * even 2*f+3 updates, or Krum's minimum); ROOST_ENOMEM. With central DP
+ * also ROOST_ECONFIG when the noise grid is too coarse for n.
  * On failure *out is NULL and nothing leaks.
  */
 int roost_strategy_create(roost_strategy **out, const roost_allocator *alloc,
@@ -182,8 +185,8 @@ void roost_strategy_begin_round(roost_strategy *s);
  * Streaming kinds accumulate weight * delta; a zero weight counts the
  * update but contributes nothing. Robust kinds ignore the weight (they are
  * unweighted by construction) and copy the delta. With central DP the
- * weight is ignored and the delta is clipped to C here (on a copy for
- * robust kinds; never in the caller's buffer).
+ * weight is ignored and the delta is scaled down to the DP update clip as
+ * it is folded in (the caller's buffer is never modified).
  *
  * Returns ROOST_OK; ROOST_ESTATE (no begin_round); ROOST_EINVAL (NULL
  * delta, weight negative or not finite); ROOST_ENONFINITE (robust kinds
@@ -203,7 +206,8 @@ int roost_strategy_add(roost_strategy *s, const float *delta, double weight,
  * Returns ROOST_OK; ROOST_ESTATE (no round open, no updates, all weights
  * zero, or fewer updates than Krum needs for f); ROOST_ENONFINITE (the new
  * model would have a non-finite or float-overflowing coordinate);
- * ROOST_ECRYPTO (noise source failed); ROOST_ENOMEM. On any error
+ * central DP: ROOST_EOVERFLOW (a sum coordinate beyond the noise grid's
+ * range), ROOST_ECRYPTO (noise source failed); ROOST_ENOMEM. On any error
  * global_params and the optimiser state are unchanged.
  */
 int roost_strategy_finish(roost_strategy *s, float *global_params,
@@ -216,6 +220,27 @@ double roost_strategy_round_weight(const roost_strategy *s);
 
 /* roost_strategy_memory_used - heap bytes the handle holds now. */
 size_t roost_strategy_memory_used(const roost_strategy *s);
+
+/* What the round record needs to account for central DP. */
+typedef struct roost_strategy_dp_info {
+    bool enabled;             /* false: the other fields are 0 */
+    double noise_multiplier;  /* z: noise stddev on the sum is z * C */
+    double clip_norm;         /* C: L2 sensitivity of the (rounded) sum */
+    double update_clip_norm;  /* the clip applied to each update (< C) */
+    double grid;              /* the sampler's grid g */
+    double denominator;       /* D of the last finish (0 before one) */
+    double mean_noise_stddev; /* z * C / D of the last finish */
+    /* Per-draw closeness of the sampler to the ideal rounded Gaussian,
+     * for roost_noise_charge (draws_per_round draws per round). */
+    double closeness_mu;
+    double closeness_beta;
+    size_t draws_per_round;
+    bool insecure_rng; /* the rng is the insecure deterministic kind */
+} roost_strategy_dp_info;
+
+/* roost_strategy_dp_info_get - fill *out (ROOST_EINVAL for NULL). */
+int roost_strategy_dp_info_get(const roost_strategy *s,
+                               roost_strategy_dp_info *out);
 
 /* roost_strategy_config_of - the handle's configuration (read-only; e.g.
  * the round loop reads prox_mu for FedProx tasks). */

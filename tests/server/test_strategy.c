@@ -777,21 +777,122 @@ config_errors(void **state)
     assert_int_equal(roost_strategy_create(&s, NULL, NULL, 4, &em),
                      ROOST_EINVAL);
 
-    /* Central DP: needs the DP engine's Gaussian sampler (dp/noise.h),
-     * which this build does not have yet, so it is refused as not
-     * supported rather than run with a home-made sampler. */
+    /* Central DP configuration errors: no rng, z = 0, and a noise grid
+     * too coarse for n (z = 2e6, C = 1: grid g = 1 and sqrt(4) * g >= C). */
     roost_rng *rng;
     assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 1, 0),
                      ROOST_OK);
     cfg.central_dp = true;
-    cfg.dp_rng = rng;
     assert_int_equal(roost_strategy_create(&s, NULL, &cfg, 4, &em),
-                     ROOST_ENOTSUP);
+                     ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "random generator"));
+    cfg.dp_rng = rng;
+    cfg.dp_noise_multiplier = 0;
+    assert_int_equal(roost_strategy_create(&s, NULL, &cfg, 4, &em),
+                     ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "dp_noise_multiplier"));
+    cfg.dp_noise_multiplier = 2e6;
+    assert_int_equal(roost_strategy_create(&s, NULL, &cfg, 4, &em),
+                     ROOST_ECONFIG);
     assert_null(s);
-    assert_non_null(strstr(em.text, "noise"));
+    assert_non_null(strstr(em.text, "too coarse"));
     roost_rng_destroy(rng);
 
     roost_strategy_destroy(NULL);
+}
+
+static void
+central_dp_clips_and_ignores_weights(void **state)
+{
+    (void)state;
+    /* C = 1, z = 1e-6 (noise on the mean ~5e-7, far below the tolerance).
+     * [3, 4] (norm 5, weight 1) is clipped to [0.6, 0.8]; [0, 0.5] (norm
+     * 0.5, weight 100) is kept; weights are ignored:
+     * mean = [(0.6 + 0) / 2, (0.8 + 0.5) / 2] = [0.3, 0.65].
+     * With the fixed denominator D = 4: [0.15, 0.325]. */
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
+                     ROOST_OK);
+    roost_strategy_config cfg;
+    roost_strategy_config_init(&cfg, ROOST_STRATEGY_FEDAVG);
+    cfg.central_dp = true;
+    cfg.dp_clip_norm = 1;
+    cfg.dp_noise_multiplier = 1e-6;
+    cfg.dp_rng = rng;
+    const float a[] = {3, 4}, b[] = {0, 0.5f};
+    for (int pass = 0; pass < 2; pass++) {
+        cfg.dp_expected_updates = pass == 0 ? 0 : 4;
+        roost_strategy *s = make(&cfg, 2);
+        float x[] = {0, 0};
+        roost_strategy_begin_round(s);
+        add_ok(s, a, 1);
+        add_ok(s, b, 100);
+        finish_ok(s, x);
+        double scale = pass == 0 ? 1.0 : 0.5;
+        assert_near(x[0], 0.3 * scale, 1e-5);
+        assert_near(x[1], 0.65 * scale, 1e-5);
+        roost_strategy_dp_info info;
+        assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
+        assert_true(info.enabled);
+        assert_true(info.insecure_rng);
+        assert_near(info.denominator, pass == 0 ? 2 : 4, 0);
+        assert_near(info.mean_noise_stddev, 1e-6 / info.denominator, 1e-18);
+        assert_true(info.update_clip_norm < 1 && info.update_clip_norm > 0.99);
+        assert_int_equal(info.draws_per_round, 2);
+        roost_strategy_destroy(s);
+    }
+    roost_rng_destroy(rng);
+
+    /* Without central DP the info says so. */
+    roost_strategy_config_init(&cfg, ROOST_STRATEGY_FEDAVG);
+    roost_strategy *s = make(&cfg, 2);
+    roost_strategy_dp_info info;
+    assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
+    assert_false(info.enabled);
+    roost_strategy_destroy(s);
+}
+
+static void
+central_dp_noise_has_the_stated_stddev(void **state)
+{
+    (void)state;
+    /* Two all-zero updates, z = 1, C = 1, D = 2: every coordinate of the
+     * new model is pure noise of standard deviation z*C/D = 0.5. Over
+     * 20000 coordinates the sample standard deviation has a relative
+     * standard error of about 1/sqrt(2 * 20000) = 0.5%; accept 3%. The
+     * same seed reproduces the same noise; another seed does not. */
+    enum { N = 20000 };
+    static float zero[N], x[N], y[N];
+    roost_strategy_config cfg;
+    roost_strategy_config_init(&cfg, ROOST_STRATEGY_FEDAVG);
+    cfg.central_dp = true;
+    cfg.dp_clip_norm = 1;
+    cfg.dp_noise_multiplier = 1;
+    float *out[] = {x, y};
+    for (int run = 0; run < 2; run++) {
+        roost_rng *rng;
+        assert_int_equal(
+            roost_rng_create_insecure_deterministic(&rng, NULL, 11, 0),
+            ROOST_OK);
+        cfg.dp_rng = rng;
+        roost_strategy *s = make(&cfg, N);
+        memset(out[run], 0, sizeof(x));
+        roost_strategy_begin_round(s);
+        add_ok(s, zero, 1);
+        add_ok(s, zero, 1);
+        finish_ok(s, out[run]);
+        roost_strategy_destroy(s);
+        roost_rng_destroy(rng);
+    }
+    assert_memory_equal(x, y, sizeof(x));
+    double sum = 0, sum2 = 0;
+    for (int i = 0; i < N; i++) {
+        sum += (double)x[i];
+        sum2 += (double)x[i] * (double)x[i];
+    }
+    double mean = sum / N, sd = sqrt(sum2 / N - mean * mean);
+    assert_near(mean, 0, 4 * 0.5 / sqrt((double)N));
+    assert_near(sd, 0.5, 0.015);
 }
 
 /* An allocator that fails after a set number of successful allocations,
@@ -831,12 +932,22 @@ static void
 create_allocation_failure(void **state)
 {
     (void)state;
-    roost_strategy_kind kinds[] = {ROOST_STRATEGY_FEDADAM, ROOST_STRATEGY_KRUM};
-    for (int kk = 0; kk < 2; kk++) {
+    /* FedAdam, Krum, and FedAvg with central DP (whose noise sampler
+     * allocates through the same hooks). */
+    roost_strategy_kind kinds[] = {ROOST_STRATEGY_FEDADAM, ROOST_STRATEGY_KRUM,
+                                   ROOST_STRATEGY_FEDAVG};
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 5, 0),
+                     ROOST_OK);
+    for (int kk = 0; kk < 3; kk++) {
         roost_strategy_config cfg;
         roost_strategy_config_init(&cfg, kinds[kk]);
+        if (kk == 2) {
+            cfg.central_dp = true;
+            cfg.dp_rng = rng;
+        }
         int succeeded = 0;
-        for (int budget = 0; budget < 10 && !succeeded; budget++) {
+        for (int budget = 0; budget < 40 && !succeeded; budget++) {
             struct failing_alloc fa = {budget, 0};
             roost_allocator a = {fa_malloc, fa_realloc, fa_free, &fa};
             roost_strategy *s = (roost_strategy *)&fa;
@@ -853,6 +964,7 @@ create_allocation_failure(void **state)
         }
         assert_true(succeeded);
     }
+    roost_rng_destroy(rng);
 }
 
 int
@@ -877,6 +989,8 @@ main(void)
         cmocka_unit_test(robust_refuses_nonfinite),
         cmocka_unit_test(parse_names),
         cmocka_unit_test(config_errors),
+        cmocka_unit_test(central_dp_clips_and_ignores_weights),
+        cmocka_unit_test(central_dp_noise_has_the_stated_stddev),
         cmocka_unit_test(create_allocation_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
