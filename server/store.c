@@ -782,10 +782,23 @@ roost_store_open_ex(roost_store **out, const char *path,
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
     err = exec_sql(s, "PRAGMA foreign_keys = ON", em);
     if (err == ROOST_OK && !readonly) {
+        /* 64 KiB pages (takes effect only when the file is created): the
+         * file is mostly checkpoint BLOBs, which then span 16x fewer
+         * overflow pages to write, chain-walk on delete and read on
+         * resume; bench_store measured commits ~2x faster than with 4 KiB
+         * pages. A cache that holds a whole checkpoint keeps SQLite from
+         * spilling it to the WAL mid-transaction; the WAL is trimmed back
+         * to 64 MiB after checkpoints. */
+        err = exec_sql(s, "PRAGMA page_size = 65536", em);
+        if (err == ROOST_OK)
+            err = exec_sql(s, "PRAGMA cache_size = -65536", em);
+        if (err == ROOST_OK)
+            err = exec_sql(s, "PRAGMA journal_size_limit = 67108864", em);
         /* WAL: readers (status, audit) never block the coordinator.
          * synchronous=FULL: a committed round survives power loss. */
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st,
+        if (err != ROOST_OK ||
+            sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st,
                                NULL) != SQLITE_OK ||
             sqlite3_step(st) != SQLITE_ROW ||
             sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") !=
