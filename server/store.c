@@ -22,6 +22,7 @@
 #include "server/store.h"
 
 #include "common/alloc.h"
+#include "common/xfer.h"
 
 #include <openssl/evp.h>
 #include <sqlite3.h>
@@ -36,6 +37,8 @@
 #include <unistd.h>
 
 _Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
+_Static_assert(ROOST_XFER_HASH_BYTES == ROOST_STORE_HASH_LEN,
+               "the model hash is the wire's parameter hash");
 
 #define BUSY_TIMEOUT_MS 10000
 #define FINGERPRINT_CAP 128
@@ -111,11 +114,14 @@ static const struct migration migrations[] = {
      " round_id INTEGER PRIMARY KEY REFERENCES rounds(round_id),"
      " model_hash BLOB NOT NULL, n_params INTEGER NOT NULL,"
      " params BLOB NOT NULL);"},
-    {"open_round: the coordinator's note of the round in progress",
+    {"open_round: the coordinator's note of the round in progress; at most "
+     "one accepted update per client and round",
      "CREATE TABLE open_round ("
      " id INTEGER PRIMARY KEY CHECK (id = 1),"
      " round_id INTEGER NOT NULL, opened_ms INTEGER NOT NULL,"
-     " n_selected INTEGER NOT NULL);"},
+     " n_selected INTEGER NOT NULL);"
+     "CREATE UNIQUE INDEX updates_one_accepted ON updates(round_id,"
+     " fingerprint) WHERE accepted = 1;"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
@@ -403,7 +409,8 @@ roost_store_hex(const uint8_t hash[ROOST_STORE_HASH_LEN], char out[65])
 }
 
 /* ---------------------------------------------------------------------
- * Model hash: SHA-256 of the parameters as little-endian float32.
+ * Model hash: SHA-256 of the parameters as little-endian float32, and
+ * the conversion to that byte order for checkpoints on big-endian hosts.
  * ------------------------------------------------------------------- */
 static void
 floats_to_le(const float *in, size_t n, unsigned char *out)
@@ -422,28 +429,9 @@ int
 roost_store_model_hash(const float *params, size_t n,
                        uint8_t out[ROOST_STORE_HASH_LEN])
 {
-    size_t bytes;
-    if ((params == NULL && n > 0) || !roost_size_mul(n, 4, &bytes))
-        return ROOST_EINVAL;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL)
-        return ROOST_ENOMEM;
-    int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    if (ok && host_is_little_endian()) {
-        ok = EVP_DigestUpdate(ctx, params, bytes);
-    } else {
-        /* Big-endian hosts hash the same bytes, converted in blocks. */
-        unsigned char block[4096];
-        for (size_t i = 0; ok && i < n; i += sizeof(block) / 4) {
-            size_t m = n - i < sizeof(block) / 4 ? n - i : sizeof(block) / 4;
-            floats_to_le(params + i, m, block);
-            ok = EVP_DigestUpdate(ctx, block, 4 * m);
-        }
-    }
-    unsigned int len = 0;
-    ok = ok && EVP_DigestFinal_ex(ctx, out, &len) && len == 32;
-    EVP_MD_CTX_free(ctx);
-    return ok ? ROOST_OK : ROOST_ECRYPTO;
+    /* The same parameter hash as the wire's (docs/wire.md), so the hash in
+     * a task and in the record of the round that produced it agree. */
+    return roost_xfer_hash_floats(params, n, out);
 }
 
 /* ---------------------------------------------------------------------

@@ -267,7 +267,8 @@ int roost_store_load_checkpoint(roost_store *s, int64_t round_id, float *params,
                                 size_t n, roost_errmsg *em);
 
 /* roost_store_model_hash - SHA-256 of params as little-endian float32, the
- * model hash used throughout the record. */
+ * model hash used throughout the record; identical to the wire's parameter
+ * hash (roost_xfer_hash_floats). */
 int roost_store_model_hash(const float *params, size_t n,
                            uint8_t out[ROOST_STORE_HASH_LEN]);
 

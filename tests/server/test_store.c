@@ -411,6 +411,16 @@ commit_refusals_leave_nothing(void **state)
                      ROOST_EDUPLICATE);
     f.metrics[1].name = "ok";
 
+    /* Two accepted updates from one client in a round: counted once
+     * only, so refused by the store's unique index. */
+    f.updates[1].fingerprint = f.updates[0].fingerprint;
+    assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
+                     ROOST_EDUPLICATE);
+    f.updates[1].accepted = false; /* a refused duplicate is recorded */
+    f.updates[1].reason_code = ROOST_EDUPLICATE;
+    f.updates[1].reason = "duplicate update";
+    f.participants[1].status = ROOST_PART_REFUSED;
+
     f.updates[2].seq = 7;
     assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
                      ROOST_EINVAL);
