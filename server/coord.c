@@ -1,0 +1,1230 @@
+/*
+ * coord.c - the coordinator's round state machine (see coord.h for the
+ * protocol it implements).
+ *
+ * Invariants:
+ *  - At most one round is open. A round's id is always last committed + 1,
+ *    so a round is never committed twice, and an abandoned round is run
+ *    again under the same id.
+ *  - A session is in exactly one state (enum sess_state). Only sessions in
+ *    S_ASSIGNED or S_RECEIVING belong to the open round, and each has a
+ *    slot in round.parts.
+ *  - An update is folded into the strategy only after its chunks hashed to
+ *    the announced SHA-256 and validation passed; each task folds at most
+ *    once (the participant's status moves off PART_SELECTED first).
+ *  - Nothing about a round reaches the store before roost_store_commit_round
+ *    writes all of it in one transaction.
+ *
+ * Locking: none; one thread owns the coordinator (coord.h).
+ */
+#include "server/coord.h"
+
+#include "common/alloc.h"
+#include "common/model.h"
+#include "common/rng.h"
+#include "common/wire.h"
+#include "common/xfer.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* NaN as a double ("not measured" in records); NAN itself is a float. */
+#define NOT_MEASURED ((double)NAN)
+
+#define FP_CAP 129 /* fingerprint: up to 128 characters + NUL */
+
+enum sess_state {
+    S_NEW,       /* connected, no check-in yet */
+    S_WAITING,   /* checked in, waiting for a round */
+    S_PAUSED,    /* told to come back later */
+    S_ASSIGNED,  /* task sent, answer expected */
+    S_RECEIVING, /* update header in, chunks arriving */
+    S_DONE,      /* answered this round; waits for its next check-in */
+};
+
+struct session {
+    uint64_t id;
+    enum sess_state state;
+    char fingerprint[FP_CAP];
+    bool has_model_hash;
+    uint8_t model_hash[ROOST_XFER_HASH_BYTES];
+    double epsilon_remaining;
+    int part; /* index into round.parts while in the round, else -1 */
+    /* Update being received (S_RECEIVING). */
+    roost_xfer_receiver *rx;
+    float *delta;
+    uint64_t reported_examples;
+    double train_loss, train_accuracy;
+    double dp_epsilon, dp_delta, dp_sigma, dp_clip, dp_rate;
+    int64_t dp_steps;
+};
+
+struct participant {
+    char fingerprint[FP_CAP];
+    uint64_t session; /* 0 once the session is gone */
+    uint64_t task_id;
+    int status; /* enum roost_store_participant_status */
+};
+
+struct update_rec {
+    roost_store_update u;
+    char reason[160];
+};
+
+struct round_state {
+    bool open;
+    int64_t id;
+    int64_t started_ms, deadline_ms;
+    struct participant *parts;
+    size_t n_parts;
+    struct update_rec *updates;
+    size_t n_updates, cap_updates;
+    uint32_t accepted, refused;
+    uint64_t examples;
+    double loss_sum, acc_sum; /* example-weighted */
+    double loss_weight;
+};
+
+struct roost_coord {
+    roost_coord_config cfg;
+    roost_coord_io io;
+    roost_errmsg em;
+
+    roost_model *model;
+    roost_workspace *eval_ws;
+    size_t n;
+    float *params;
+    uint8_t params_hash[ROOST_XFER_HASH_BYTES];
+    roost_strategy *strategy;
+    roost_rng *rng;
+    int64_t run_id;
+    int64_t last_round;
+    bool finished;
+
+    /* Sessions: open-addressing hash table keyed by session id. */
+    struct session **slots;
+    size_t n_slots, n_sessions;
+
+    struct round_state round;
+    uint64_t next_task_id;
+};
+
+/* ------------------------------------------------------------ sessions */
+
+static size_t
+slot_of(uint64_t id, size_t n_slots)
+{
+    /* Fibonacci hashing spreads sequential ids. */
+    return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & (n_slots - 1);
+}
+
+static struct session *
+session_find(const roost_coord *c, uint64_t id)
+{
+    for (size_t i = slot_of(id, c->n_slots);; i = (i + 1) & (c->n_slots - 1)) {
+        if (c->slots[i] == NULL)
+            return NULL;
+        if (c->slots[i]->id == id)
+            return c->slots[i];
+    }
+}
+
+static int
+table_grow(roost_coord *c)
+{
+    size_t n_new = c->n_slots * 2;
+    struct session **s = calloc(n_new, sizeof(*s));
+    if (s == NULL)
+        return ROOST_ENOMEM;
+    for (size_t i = 0; i < c->n_slots; i++) {
+        struct session *x = c->slots[i];
+        if (x == NULL)
+            continue;
+        size_t j = slot_of(x->id, n_new);
+        while (s[j] != NULL)
+            j = (j + 1) & (n_new - 1);
+        s[j] = x;
+    }
+    free(c->slots);
+    c->slots = s;
+    c->n_slots = n_new;
+    return ROOST_OK;
+}
+
+static void
+session_remove(roost_coord *c, uint64_t id)
+{
+    size_t i = slot_of(id, c->n_slots);
+    while (c->slots[i] != NULL && c->slots[i]->id != id)
+        i = (i + 1) & (c->n_slots - 1);
+    if (c->slots[i] == NULL)
+        return;
+    c->slots[i] = NULL;
+    c->n_sessions--;
+    /* Backward-shift deletion keeps every probe chain unbroken. */
+    for (size_t j = (i + 1) & (c->n_slots - 1); c->slots[j] != NULL;
+         j = (j + 1) & (c->n_slots - 1)) {
+        struct session *x = c->slots[j];
+        size_t home = slot_of(x->id, c->n_slots);
+        /* x may move to i when i lies cyclically in [home, j). */
+        bool movable =
+            (j > i) ? (home <= i || home > j) : (home <= i && home > j);
+        if (movable) {
+            c->slots[i] = x;
+            c->slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+static void
+session_drop_upload(struct session *s)
+{
+    roost_xfer_receiver_destroy(s->rx);
+    s->rx = NULL;
+    free(s->delta);
+    s->delta = NULL;
+}
+
+/* ------------------------------------------------------------ messages */
+
+static int
+send_msg(roost_coord *c, struct session *s, Roost__V1__Envelope *env)
+{
+    int rc = c->io.send(c->io.arg, s->id, env);
+    if (rc != ROOST_OK)
+        roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                  "session %" PRIu64 ": send failed: %s", s->id,
+                  roost_strerror(rc));
+    return rc;
+}
+
+static void
+send_error_and_close(roost_coord *c, struct session *s, int code,
+                     const char *why)
+{
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__Error err;
+    roost__v1__error__init(&err);
+    err.code = (uint32_t)code;
+    err.message = (char *)(uintptr_t)why;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    roost_log(&c->cfg.log, ROOST_LOG_WARN, "session %" PRIu64 " (%s): %s",
+              s->id, s->fingerprint, why);
+    send_msg(c, s, &env);
+    c->io.close(c->io.arg, s->id, why);
+}
+
+static void
+send_ack(roost_coord *c, struct session *s, uint64_t round_id, uint64_t task_id,
+         int code, const char *reason)
+{
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__Ack ack;
+    roost__v1__ack__init(&ack);
+    ack.round_id = round_id;
+    ack.task_id = task_id;
+    ack.accepted = code == ROOST_OK;
+    ack.error_code = (uint32_t)code;
+    ack.reason = (char *)(uintptr_t)(reason ? reason : "");
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    send_msg(c, s, &env);
+}
+
+static void
+send_come_back(roost_coord *c, struct session *s, uint64_t after_ms,
+               const char *reason)
+{
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__ComeBackLater cbl;
+    roost__v1__come_back_later__init(&cbl);
+    cbl.retry_after_ms = after_ms;
+    cbl.reason = (char *)(uintptr_t)reason;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_COME_BACK_LATER;
+    env.come_back_later = &cbl;
+    s->state = S_PAUSED;
+    send_msg(c, s, &env);
+}
+
+/* Send the task of the open round to s, then the parameters unless s holds
+ * them. */
+static int
+send_task(roost_coord *c, struct session *s, uint64_t task_id)
+{
+    const roost_coord_config *cfg = &c->cfg;
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__Task task;
+    roost__v1__task__init(&task);
+    Roost__V1__ModelSpec spec;
+    roost__v1__model_spec__init(&spec);
+    Roost__V1__TrainingParams tp;
+    roost__v1__training_params__init(&tp);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    roost_xfer_sender sender;
+    uint32_t chunk_count = 0;
+
+    bool need_params =
+        !s->has_model_hash ||
+        memcmp(s->model_hash, c->params_hash, sizeof(c->params_hash)) != 0;
+    if (need_params) {
+        int rc = roost_xfer_sender_init(&sender, c->params, c->n, 0,
+                                        (uint64_t)c->round.id, task_id,
+                                        &chunk_count);
+        if (rc != ROOST_OK)
+            return rc;
+    }
+    spec.spec = (char *)(uintptr_t)roost_model_spec(c->model);
+    spec.input_channels = cfg->input_channels;
+    spec.input_height = cfg->input_height;
+    spec.input_width = cfg->input_width;
+    spec.num_classes = roost_model_num_classes(c->model);
+    spec.num_params = c->n;
+    tp.local_epochs = cfg->local_epochs;
+    tp.batch_size = cfg->batch_size;
+    tp.learning_rate = cfg->learning_rate;
+    tp.momentum = cfg->momentum;
+    tp.weight_decay = cfg->weight_decay;
+    tp.prox_mu = cfg->strategy.kind == ROOST_STRATEGY_FEDPROX
+                     ? cfg->strategy.prox_mu
+                     : 0.0;
+    dp.enabled = cfg->dp_enabled;
+    if (cfg->dp_enabled) {
+        dp.noise_multiplier = cfg->dp_noise_multiplier;
+        dp.clip_norm = cfg->dp_clip_norm;
+        dp.sampling_rate = cfg->dp_sampling_rate;
+        dp.expected_batch_size = cfg->dp_expected_batch;
+        dp.delta = cfg->dp_delta;
+        dp.poisson = true;
+    }
+    task.round_id = (uint64_t)c->round.id;
+    task.task_id = task_id;
+    task.kind = ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
+    task.model = &spec;
+    task.model_hash.data = c->params_hash;
+    task.model_hash.len = sizeof(c->params_hash);
+    task.parameters_follow = need_params;
+    task.param_chunk_count = chunk_count;
+    task.training = &tp;
+    task.dp = &dp;
+    task.deadline_unix_ms = (uint64_t)c->round.deadline_ms;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
+    env.task = &task;
+    int rc = send_msg(c, s, &env);
+    if (rc != ROOST_OK || !need_params)
+        return rc;
+    Roost__V1__Envelope cenv;
+    roost__v1__envelope__init(&cenv);
+    Roost__V1__ParamChunk chunk;
+    roost__v1__param_chunk__init(&chunk);
+    cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
+    cenv.param_chunk = &chunk;
+    for (;;) {
+        bool done = false;
+        rc = roost_xfer_sender_next(&sender, &chunk, &done);
+        if (rc != ROOST_OK || done)
+            return rc;
+        rc = send_msg(c, s, &cenv);
+        if (rc != ROOST_OK)
+            return rc;
+    }
+}
+
+/* -------------------------------------------------------------- rounds */
+
+static struct update_rec *
+add_update_rec(roost_coord *c, struct session *s, int64_t now_ms)
+{
+    struct round_state *r = &c->round;
+    if (r->n_updates == r->cap_updates) {
+        size_t cap = r->cap_updates ? 2 * r->cap_updates : 16;
+        struct update_rec *u = realloc(r->updates, cap * sizeof(*u));
+        if (u == NULL)
+            return NULL;
+        /* Fingerprint pointers point into parts, which do not move, so
+         * moving the records is safe. */
+        r->updates = u;
+        r->cap_updates = cap;
+    }
+    struct update_rec *rec = &r->updates[r->n_updates++];
+    memset(rec, 0, sizeof(*rec));
+    rec->u.seq = (int64_t)r->n_updates;
+    rec->u.fingerprint = r->parts[s->part].fingerprint;
+    rec->u.received_ms = now_ms;
+    rec->u.l2_norm = NOT_MEASURED;
+    rec->u.examples_reported = (int64_t)s->reported_examples;
+    rec->u.train_loss = s->train_loss;
+    rec->u.train_accuracy = s->train_accuracy;
+    rec->u.dp_epsilon = s->dp_epsilon;
+    rec->u.dp_delta = s->dp_delta;
+    rec->u.dp_noise_multiplier = s->dp_sigma;
+    rec->u.dp_clip_norm = s->dp_clip;
+    rec->u.dp_sample_rate = s->dp_rate;
+    rec->u.dp_steps = s->dp_steps;
+    return rec;
+}
+
+static void
+round_reset(roost_coord *c)
+{
+    struct round_state *r = &c->round;
+    free(r->parts);
+    r->parts = NULL;
+    r->n_parts = 0;
+    r->n_updates = 0;
+    r->accepted = r->refused = 0;
+    r->examples = 0;
+    r->loss_sum = r->acc_sum = r->loss_weight = 0;
+    r->open = false;
+}
+
+/* Detach every session from the round (after commit or abandon). Those
+ * still working on it are told at once, so a client that has not yet
+ * charged its ledger can stop before spending budget on a dead round. */
+static void
+round_release_sessions(roost_coord *c)
+{
+    for (size_t i = 0; i < c->round.n_parts; i++) {
+        struct participant *p = &c->round.parts[i];
+        if (p->session == 0)
+            continue;
+        struct session *s = session_find(c, p->session);
+        if (s == NULL)
+            continue;
+        s->part = -1;
+        if (s->state == S_RECEIVING)
+            session_drop_upload(s);
+        if (s->state == S_ASSIGNED || s->state == S_RECEIVING)
+            send_come_back(c, s, c->cfg.retry_after_ms,
+                           "round closed before your update arrived");
+    }
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void
+epsilon_stats(const struct round_state *r, double *max, double *median)
+{
+    *max = NOT_MEASURED;
+    *median = NOT_MEASURED;
+    double *v = malloc((r->n_updates + 1) * sizeof(double));
+    if (v == NULL)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < r->n_updates; i++)
+        if (r->updates[i].u.accepted && isfinite(r->updates[i].u.dp_epsilon))
+            v[k++] = r->updates[i].u.dp_epsilon;
+    if (k > 0) {
+        qsort(v, k, sizeof(double), cmp_double);
+        *max = v[k - 1];
+        *median = k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+    }
+    free(v);
+}
+
+/* Close the open round: aggregate when it reached min_clients, record it
+ * either way, and move on. Returns a fatal error only when the store
+ * fails. */
+static int
+round_close(roost_coord *c, int64_t now_ms)
+{
+    struct round_state *r = &c->round;
+    roost_coord_round_summary sum;
+    memset(&sum, 0, sizeof(sum));
+    sum.round_id = r->id;
+    sum.selected = (uint32_t)r->n_parts;
+    sum.accepted = r->accepted;
+    sum.refused = r->refused;
+    sum.examples = r->examples;
+    sum.train_loss =
+        r->loss_weight > 0 ? r->loss_sum / r->loss_weight : NOT_MEASURED;
+    sum.eval_loss = sum.eval_accuracy = NOT_MEASURED;
+    sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
+    epsilon_stats(r, &sum.epsilon_max, &sum.epsilon_median);
+
+    bool quorum = r->accepted >= c->cfg.min_clients && r->accepted > 0;
+    float *new_params = NULL;
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    if (quorum) {
+        new_params = malloc(c->n * sizeof(float));
+        if (new_params == NULL)
+            return roost_fail(&c->em, ROOST_ENOMEM,
+                              "round %" PRId64 ": no memory for the new model",
+                              r->id);
+        memcpy(new_params, c->params, c->n * sizeof(float));
+        int rc = roost_strategy_finish(c->strategy, new_params, &em);
+        if (rc != ROOST_OK) {
+            /* The aggregate is unusable (e.g. it overflowed): record the
+             * round as failed rather than commit a broken model. */
+            roost_log(&c->cfg.log, ROOST_LOG_ERROR,
+                      "round %" PRId64 ": aggregation failed: %s", r->id,
+                      roost_errmsg_text(&em));
+            free(new_params);
+            new_params = NULL;
+            quorum = false;
+        }
+    }
+    if (quorum && c->eval_ws != NULL) {
+        const roost_dataset *ds = c->cfg.eval_set;
+        roost_model_evaluate(c->eval_ws, new_params, roost_dataset_features(ds),
+                             roost_dataset_labels(ds), roost_dataset_count(ds),
+                             &sum.eval_loss, &sum.eval_accuracy);
+    }
+
+    roost_store_participant *parts = calloc(r->n_parts + 1, sizeof(*parts));
+    roost_store_update *ups = calloc(r->n_updates + 1, sizeof(*ups));
+    if (parts == NULL || ups == NULL) {
+        free(parts);
+        free(ups);
+        free(new_params);
+        return roost_fail(&c->em, ROOST_ENOMEM,
+                          "round %" PRId64 ": no memory for the record", r->id);
+    }
+    uint32_t dropped = 0;
+    for (size_t i = 0; i < r->n_parts; i++) {
+        parts[i].fingerprint = r->parts[i].fingerprint;
+        parts[i].status = r->parts[i].status;
+        if (parts[i].status == ROOST_PART_DROPPED)
+            dropped++;
+    }
+    for (size_t i = 0; i < r->n_updates; i++)
+        ups[i] = r->updates[i].u;
+    sum.dropped = dropped;
+    sum.committed = quorum;
+
+    roost_store_commit rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.round.round_id = r->id;
+    rec.round.run_id = c->run_id;
+    rec.round.kind = "train";
+    rec.round.state = quorum ? ROOST_ROUND_COMMITTED : ROOST_ROUND_FAILED;
+    rec.round.started_ms = r->started_ms;
+    rec.round.committed_ms = now_ms;
+    rec.round.strategy = roost_strategy_kind_name(c->cfg.strategy.kind);
+    rec.round.train_loss = sum.train_loss;
+    rec.round.train_accuracy =
+        r->loss_weight > 0 ? r->acc_sum / r->loss_weight : NOT_MEASURED;
+    rec.round.eval_loss = sum.eval_loss;
+    rec.round.eval_accuracy = sum.eval_accuracy;
+    rec.participants = parts;
+    rec.n_participants = r->n_parts;
+    rec.updates = ups;
+    rec.n_updates = r->n_updates;
+    rec.params = quorum ? new_params : NULL;
+    rec.n_params = quorum ? c->n : 0;
+    int rc = roost_store_commit_round(c->cfg.store, &rec, NULL, &em);
+    free(parts);
+    free(ups);
+    if (rc != ROOST_OK) {
+        free(new_params);
+        return roost_fail(&c->em, rc, "round %" PRId64 ": commit failed: %s",
+                          r->id, roost_errmsg_text(&em));
+    }
+    if (quorum) {
+        memcpy(c->params, new_params, c->n * sizeof(float));
+        roost_xfer_hash_floats(c->params, c->n, c->params_hash);
+    }
+    free(new_params);
+    c->last_round = r->id;
+    roost_log(&c->cfg.log, ROOST_LOG_INFO,
+              "round %" PRId64 " %s: %u/%u updates, %u refused, %u dropped",
+              r->id, quorum ? "committed" : "failed (no quorum)", r->accepted,
+              sum.selected, r->refused, dropped);
+    round_release_sessions(c);
+    round_reset(c);
+    if (c->cfg.max_rounds != 0 && (uint64_t)c->last_round >= c->cfg.max_rounds)
+        c->finished = true;
+    if (c->cfg.on_round != NULL)
+        c->cfg.on_round(c->cfg.on_round_arg, &sum);
+    return ROOST_OK;
+}
+
+static int
+round_open(roost_coord *c, int64_t now_ms)
+{
+    const roost_coord_config *cfg = &c->cfg;
+    size_t n_wait = 0;
+    for (size_t i = 0; i < c->n_slots; i++)
+        if (c->slots[i] != NULL && c->slots[i]->state == S_WAITING)
+            n_wait++;
+    if (n_wait < cfg->min_available || n_wait == 0)
+        return ROOST_OK;
+    struct session **pool = malloc(n_wait * sizeof(*pool));
+    if (pool == NULL)
+        return roost_fail(&c->em, ROOST_ENOMEM, "no memory to open a round");
+    size_t k = 0;
+    for (size_t i = 0; i < c->n_slots; i++)
+        if (c->slots[i] != NULL && c->slots[i]->state == S_WAITING)
+            pool[k++] = c->slots[i];
+    double want = ceil((double)cfg->clients_per_round * cfg->over_selection);
+    size_t n_sel = want >= (double)n_wait ? n_wait : (size_t)want;
+    /* Partial Fisher-Yates: the first n_sel entries become a uniform random
+     * subset. */
+    for (size_t i = 0; i < n_sel; i++) {
+        uint64_t j;
+        int rc = roost_rng_below(c->rng, n_wait - i, &j);
+        if (rc != ROOST_OK) {
+            free(pool);
+            return roost_fail(&c->em, rc, "selection: random source failed");
+        }
+        struct session *t = pool[i];
+        pool[i] = pool[i + j];
+        pool[i + j] = t;
+    }
+    struct round_state *r = &c->round;
+    r->parts = calloc(n_sel, sizeof(*r->parts));
+    if (r->parts == NULL) {
+        free(pool);
+        return roost_fail(&c->em, ROOST_ENOMEM, "no memory to open a round");
+    }
+    r->open = true;
+    r->id = c->last_round + 1;
+    r->started_ms = now_ms;
+    r->deadline_ms = now_ms + (int64_t)cfg->round_timeout_ms;
+    r->n_parts = n_sel;
+    roost_strategy_begin_round(c->strategy);
+    roost_store_note_open_round(cfg->store, r->id, now_ms, (int64_t)n_sel,
+                                NULL);
+    roost_log(&c->cfg.log, ROOST_LOG_INFO,
+              "round %" PRId64 " open: %zu selected of %zu waiting", r->id,
+              n_sel, n_wait);
+    for (size_t i = 0; i < n_sel; i++) {
+        struct session *s = pool[i];
+        struct participant *p = &r->parts[i];
+        memcpy(p->fingerprint, s->fingerprint, sizeof(p->fingerprint));
+        p->session = s->id;
+        p->task_id = ++c->next_task_id;
+        p->status = ROOST_PART_SELECTED;
+        s->part = (int)i;
+        s->state = S_ASSIGNED;
+        if (send_task(c, s, p->task_id) != ROOST_OK) {
+            p->status = ROOST_PART_DROPPED;
+            p->session = 0;
+            s->part = -1;
+            s->state = S_DONE;
+            c->io.close(c->io.arg, s->id, "task could not be sent");
+        }
+    }
+    if (cfg->retry_after_ms > 0)
+        for (size_t i = n_sel; i < n_wait; i++)
+            send_come_back(c, pool[i], cfg->retry_after_ms,
+                           "not selected for this round");
+    free(pool);
+    return ROOST_OK;
+}
+
+/* ------------------------------------------------------------ handlers */
+
+static void
+on_check_in(roost_coord *c, struct session *s, const Roost__V1__CheckIn *ci)
+{
+    if (ci->protocol_version != ROOST_WIRE_PROTOCOL_VERSION) {
+        char why[96];
+        snprintf(why, sizeof(why), "protocol version %u is not supported (%u)",
+                 ci->protocol_version, ROOST_WIRE_PROTOCOL_VERSION);
+        send_error_and_close(c, s, ROOST_ENOTSUP, why);
+        return;
+    }
+    if (s->state == S_ASSIGNED || s->state == S_RECEIVING) {
+        send_error_and_close(c, s, ROOST_EPROTO,
+                             "check-in while a task is outstanding");
+        return;
+    }
+    s->has_model_hash = ci->model_hash.len == ROOST_XFER_HASH_BYTES;
+    if (s->has_model_hash)
+        memcpy(s->model_hash, ci->model_hash.data, ROOST_XFER_HASH_BYTES);
+    s->epsilon_remaining = ci->epsilon_remaining;
+    if (c->finished) {
+        send_come_back(c, s, 3600 * 1000, "federation finished");
+        return;
+    }
+    s->state = S_WAITING;
+}
+
+static int
+refuse_update(roost_coord *c, struct session *s, uint64_t round_id,
+              uint64_t task_id, int code, const char *why, int64_t now_ms,
+              bool record)
+{
+    if (record && s->part >= 0) {
+        struct update_rec *rec = add_update_rec(c, s, now_ms);
+        if (rec == NULL)
+            return roost_fail(&c->em, ROOST_ENOMEM, "no memory for a record");
+        rec->u.accepted = false;
+        rec->u.reason_code = code;
+        snprintf(rec->reason, sizeof(rec->reason), "%s", why);
+        rec->u.reason = rec->reason;
+        c->round.parts[s->part].status = ROOST_PART_REFUSED;
+        c->round.refused++;
+    }
+    roost_log(&c->cfg.log, ROOST_LOG_INFO, "update from %s refused: %s (%s)",
+              s->fingerprint, roost_errname(code), why);
+    send_ack(c, s, round_id, task_id, code, why);
+    return ROOST_OK;
+}
+
+static int
+on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
+          int64_t now_ms)
+{
+    struct round_state *r = &c->round;
+    if (s->state == S_RECEIVING) {
+        session_drop_upload(s);
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
+                             "update header while chunks are outstanding",
+                             now_ms, true);
+    }
+    bool current = r->open && s->part >= 0 && s->state == S_ASSIGNED &&
+                   u->round_id == (uint64_t)r->id &&
+                   u->task_id == r->parts[s->part].task_id;
+    if (!current) {
+        /* Answering a task twice, or for a round that is over or was
+         * never this client's. The chunks that follow are ignored. */
+        int code =
+            (s->state == S_DONE && r->open && u->round_id == (uint64_t)r->id)
+                ? ROOST_EDUPLICATE
+                : ROOST_ESTALE;
+        return refuse_update(c, s, u->round_id, u->task_id, code,
+                             code == ROOST_EDUPLICATE
+                                 ? "this task was already answered"
+                                 : "no such task in the open round",
+                             now_ms, false);
+    }
+    s->reported_examples = u->num_examples;
+    s->train_loss = u->metrics ? u->metrics->loss : NOT_MEASURED;
+    s->train_accuracy = u->metrics ? u->metrics->accuracy : NOT_MEASURED;
+    if (u->dp != NULL && c->cfg.dp_enabled) {
+        s->dp_epsilon = u->dp->epsilon_spent;
+        s->dp_delta = u->dp->delta;
+        s->dp_sigma = u->dp->noise_multiplier;
+        s->dp_clip = u->dp->clip_norm;
+        s->dp_rate = u->dp->sampling_rate;
+        s->dp_steps = (int64_t)u->dp->steps;
+    } else {
+        s->dp_epsilon = s->dp_delta = s->dp_sigma = s->dp_clip = NOT_MEASURED;
+        s->dp_rate = NOT_MEASURED;
+        s->dp_steps = -1;
+    }
+    if (u->num_params != c->n) {
+        char why[96];
+        snprintf(why, sizeof(why),
+                 "update has %" PRIu64 " parameters, the model %zu",
+                 u->num_params, c->n);
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, ROOST_ESHAPE, why,
+                             now_ms, true);
+    }
+    if (c->cfg.dp_enabled &&
+        (u->dp == NULL ||
+         u->dp->noise_multiplier < c->cfg.dp_noise_multiplier)) {
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
+                             "update does not report the required DP noise",
+                             now_ms, true);
+    }
+    roost_xfer_expect ex;
+    memset(&ex, 0, sizeof(ex));
+    ex.round_id = u->round_id;
+    ex.task_id = u->task_id;
+    ex.num_params = c->n;
+    ex.chunk_count = u->chunk_count;
+    if (u->delta_sha256.len != ROOST_XFER_HASH_BYTES) {
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
+                             "update without a 32-byte delta hash", now_ms,
+                             true);
+    }
+    memcpy(ex.sha256, u->delta_sha256.data, ROOST_XFER_HASH_BYTES);
+    s->delta = malloc(c->n * sizeof(float));
+    if (s->delta == NULL)
+        return roost_fail(&c->em, ROOST_ENOMEM, "no memory for an update");
+    roost_errmsg em;
+    int rc = roost_xfer_receiver_create(&s->rx, NULL, &ex, s->delta, c->n, &em);
+    if (rc != ROOST_OK) {
+        session_drop_upload(s);
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, rc,
+                             roost_errmsg_text(&em), now_ms, true);
+    }
+    s->state = S_RECEIVING;
+    return ROOST_OK;
+}
+
+/* The last chunk of an update arrived and hashed correctly. */
+static int
+fold_update(roost_coord *c, struct session *s, int64_t now_ms)
+{
+    struct round_state *r = &c->round;
+    struct participant *p = &r->parts[s->part];
+    roost_validate_config vc = {
+        .n = c->n,
+        .max_norm = c->cfg.max_update_norm,
+        .norm_policy = c->cfg.norm_policy,
+        .max_examples = c->cfg.max_examples,
+    };
+    roost_validate_result vr;
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    int rc = roost_validate_update(&vc, s->delta, c->n, s->reported_examples,
+                                   &vr, &em);
+    if (rc == ROOST_OK)
+        rc =
+            roost_strategy_add(c->strategy, s->delta, (double)vr.examples, &em);
+    session_drop_upload(s);
+    s->state = S_DONE;
+    if (rc != ROOST_OK) {
+        int e = refuse_update(c, s, (uint64_t)r->id, p->task_id, rc,
+                              roost_errmsg_text(&em), now_ms, true);
+        if (e == ROOST_OK && r->n_updates > 0 && isfinite(vr.norm))
+            r->updates[r->n_updates - 1].u.l2_norm = vr.norm;
+        return e;
+    }
+    struct update_rec *rec = add_update_rec(c, s, now_ms);
+    if (rec == NULL)
+        return roost_fail(&c->em, ROOST_ENOMEM, "no memory for a record");
+    rec->u.accepted = true;
+    rec->u.reason_code = ROOST_OK;
+    rec->u.bytes = (int64_t)(c->n * sizeof(float));
+    rec->u.l2_norm = vr.norm;
+    rec->u.examples_capped = (int64_t)vr.examples;
+    p->status = ROOST_PART_UPDATED;
+    r->accepted++;
+    r->examples += vr.examples;
+    if (isfinite(s->train_loss) && vr.examples > 0) {
+        r->loss_sum += (double)vr.examples * s->train_loss;
+        r->acc_sum += (double)vr.examples * s->train_accuracy;
+        r->loss_weight += (double)vr.examples;
+    }
+    send_ack(c, s, (uint64_t)r->id, p->task_id, ROOST_OK, "");
+    if (r->accepted >= c->cfg.clients_per_round)
+        return round_close(c, now_ms);
+    return ROOST_OK;
+}
+
+static int
+on_chunk(roost_coord *c, struct session *s, const Roost__V1__ParamChunk *ch,
+         int64_t now_ms)
+{
+    if (s->state != S_RECEIVING)
+        return ROOST_OK; /* chunks of a refused update: ignored */
+    bool complete = false;
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    int rc = roost_xfer_receiver_add(s->rx, ch, &complete, &em);
+    if (rc != ROOST_OK) {
+        uint64_t task_id = c->round.parts[s->part].task_id;
+        session_drop_upload(s);
+        s->state = S_DONE;
+        return refuse_update(c, s, (uint64_t)c->round.id, task_id, rc,
+                             roost_errmsg_text(&em), now_ms, true);
+    }
+    return complete ? fold_update(c, s, now_ms) : ROOST_OK;
+}
+
+static void
+on_decline(roost_coord *c, struct session *s, const Roost__V1__Decline *d)
+{
+    struct round_state *r = &c->round;
+    if (!r->open || s->part < 0 || d->round_id != (uint64_t)r->id ||
+        d->task_id != r->parts[s->part].task_id || s->state != S_ASSIGNED)
+        return; /* a late or foreign decline changes nothing */
+    r->parts[s->part].status = ROOST_PART_DROPPED;
+    roost_log(&c->cfg.log, ROOST_LOG_INFO, "%s declined round %" PRId64 ": %s",
+              s->fingerprint, r->id, d->message ? d->message : "");
+    s->state = S_DONE;
+}
+
+/* -------------------------------------------------------------- public */
+
+void
+roost_coord_config_init(roost_coord_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->model_spec = "mlp";
+    cfg->input_channels = 1;
+    cfg->input_height = 28;
+    cfg->input_width = 28;
+    cfg->init_seed = 1;
+    cfg->clients_per_round = 10;
+    cfg->min_clients = 10;
+    cfg->over_selection = 1.0;
+    cfg->min_available = 10;
+    cfg->round_timeout_ms = 600000;
+    cfg->local_epochs = 1;
+    cfg->batch_size = 32;
+    cfg->learning_rate = 0.05;
+    cfg->dp_noise_multiplier = 1.0;
+    cfg->dp_clip_norm = 1.0;
+    cfg->dp_delta = 1e-5;
+    cfg->dp_expected_batch = 32;
+    cfg->norm_policy = ROOST_NORM_REJECT;
+    roost_strategy_config_init(&cfg->strategy, ROOST_STRATEGY_FEDAVG);
+    cfg->log.max_level = ROOST_LOG_INFO;
+}
+
+static int
+check_config(const roost_coord_config *cfg, roost_errmsg *em)
+{
+    if (cfg->store == NULL)
+        return roost_fail(em, ROOST_ECONFIG, "coordinator: no store");
+    if (cfg->clients_per_round == 0)
+        return roost_fail(em, ROOST_ECONFIG, "clients_per_round must be >= 1");
+    if (cfg->min_clients == 0 || cfg->min_clients > cfg->clients_per_round)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "min_clients must be in [1, clients_per_round]");
+    if (!(cfg->over_selection >= 1.0 && cfg->over_selection <= 10.0))
+        return roost_fail(em, ROOST_ECONFIG,
+                          "over_selection must be in [1, 10]");
+    if (cfg->round_timeout_ms == 0)
+        return roost_fail(em, ROOST_ECONFIG, "round_timeout_ms must be > 0");
+    if (cfg->local_epochs == 0 || cfg->batch_size == 0)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "local_epochs and batch_size must be >= 1");
+    if (!(cfg->learning_rate > 0) || !isfinite(cfg->learning_rate))
+        return roost_fail(em, ROOST_ECONFIG, "learning_rate must be > 0");
+    if (cfg->dp_enabled &&
+        (!(cfg->dp_noise_multiplier > 0) || !(cfg->dp_clip_norm > 0) ||
+         !(cfg->dp_delta > 0 && cfg->dp_delta < 1)))
+        return roost_fail(em, ROOST_ECONFIG,
+                          "DP needs noise_multiplier > 0, clip_norm > 0 and "
+                          "delta in (0, 1)");
+    return roost_strategy_config_check(&cfg->strategy, em);
+}
+
+/* Find the run this configuration continues, or start one. */
+static int
+open_run(roost_coord *c, roost_errmsg *em)
+{
+    roost_store_run_info *info = NULL;
+    int rc = roost_store_get_run(c->cfg.store, 0, &info, NULL);
+    if (rc == ROOST_OK) {
+        bool same = strcmp(info->model_spec, roost_model_spec(c->model)) == 0 &&
+                    info->n_params == c->n;
+        int64_t id = info->run_id;
+        roost_store_run_info_free(info);
+        if (!same)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "the store holds a run of another model; use a "
+                              "new database file");
+        c->run_id = id;
+        return ROOST_OK;
+    }
+    if (rc != ROOST_ENOENT)
+        return roost_fail(em, rc, "cannot read the run from the store");
+    char config_json[512], dp_json[256];
+    snprintf(config_json, sizeof(config_json),
+             "{\"clients_per_round\":%u,\"min_clients\":%u,"
+             "\"over_selection\":%g,\"local_epochs\":%u,\"batch_size\":%u,"
+             "\"learning_rate\":%g,\"momentum\":%g,\"weight_decay\":%g,"
+             "\"init_seed\":%" PRIu64 ",\"max_update_norm\":%g,"
+             "\"max_examples\":%" PRIu64 "}",
+             c->cfg.clients_per_round, c->cfg.min_clients,
+             c->cfg.over_selection, c->cfg.local_epochs, c->cfg.batch_size,
+             c->cfg.learning_rate, c->cfg.momentum, c->cfg.weight_decay,
+             c->cfg.init_seed, c->cfg.max_update_norm, c->cfg.max_examples);
+    if (c->cfg.dp_enabled)
+        snprintf(dp_json, sizeof(dp_json),
+                 "{\"noise_multiplier\":%g,\"clip_norm\":%g,\"delta\":%g,"
+                 "\"sampling_rate\":%g,\"expected_batch\":%u}",
+                 c->cfg.dp_noise_multiplier, c->cfg.dp_clip_norm,
+                 c->cfg.dp_delta, c->cfg.dp_sampling_rate,
+                 c->cfg.dp_expected_batch);
+    roost_store_run run = {
+        .name = c->cfg.run_name,
+        .model_spec = roost_model_spec(c->model),
+        .n_params = c->n,
+        .strategy = roost_strategy_kind_name(c->cfg.strategy.kind),
+        .config_json = config_json,
+        .dp_json = c->cfg.dp_enabled ? dp_json : NULL,
+    };
+    return roost_store_add_run(c->cfg.store, &run, &c->run_id, em);
+}
+
+int
+roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
+                   const roost_coord_io *io, roost_errmsg *em)
+{
+    if (out == NULL || cfg == NULL || io == NULL || io->send == NULL ||
+        io->close == NULL)
+        return roost_fail(em, ROOST_EINVAL, "coordinator: NULL argument");
+    *out = NULL;
+    int rc = check_config(cfg, em);
+    if (rc != ROOST_OK)
+        return rc;
+    roost_coord *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "coordinator: out of memory");
+    c->cfg = *cfg;
+    c->io = *io;
+    c->n_slots = 64;
+    c->slots = calloc(c->n_slots, sizeof(*c->slots));
+    if (c->slots == NULL) {
+        rc = roost_fail(em, ROOST_ENOMEM, "coordinator: out of memory");
+        goto fail;
+    }
+    rc = roost_model_create(&c->model, NULL, cfg->model_spec,
+                            cfg->input_channels, cfg->input_height,
+                            cfg->input_width, em);
+    if (rc != ROOST_OK)
+        goto fail;
+    c->n = roost_model_param_count(c->model);
+    c->params = malloc(c->n * sizeof(float));
+    if (c->params == NULL) {
+        rc = roost_fail(em, ROOST_ENOMEM, "coordinator: no memory for model");
+        goto fail;
+    }
+    if (cfg->eval_set != NULL) {
+        if (roost_dataset_dim(cfg->eval_set) !=
+            roost_model_input_dim(c->model)) {
+            rc = roost_fail(em, ROOST_ECONFIG,
+                            "evaluation set has %zu features per example, "
+                            "the model takes %zu",
+                            roost_dataset_dim(cfg->eval_set),
+                            roost_model_input_dim(c->model));
+            goto fail;
+        }
+        rc = roost_workspace_create(&c->eval_ws, c->model, 256, em);
+        if (rc != ROOST_OK)
+            goto fail;
+    }
+    rc = cfg->selection_seed != 0 ? roost_rng_create_insecure_deterministic(
+                                        &c->rng, NULL, cfg->selection_seed, 7)
+                                  : roost_rng_create(&c->rng, NULL);
+    if (rc != ROOST_OK) {
+        roost_fail(em, rc, "coordinator: random source unavailable");
+        goto fail;
+    }
+    rc = roost_strategy_create(&c->strategy, NULL, &cfg->strategy, c->n, em);
+    if (rc != ROOST_OK)
+        goto fail;
+    rc = open_run(c, em);
+    if (rc != ROOST_OK)
+        goto fail;
+
+    roost_store_head head;
+    rc = roost_store_last_committed_round(cfg->store, &head, em);
+    if (rc != ROOST_OK)
+        goto fail;
+    c->last_round = head.round_id;
+    if (head.checkpoint_round > 0) {
+        rc = roost_store_load_checkpoint(cfg->store, head.checkpoint_round,
+                                         c->params, c->n, em);
+        if (rc != ROOST_OK)
+            goto fail;
+    } else {
+        /* No model committed yet: the initial model is a pure function of
+         * the seed recorded with the run, so it is regenerated rather than
+         * stored. */
+        roost_rng *init = NULL;
+        rc = roost_rng_create_insecure_deterministic(&init, NULL,
+                                                     cfg->init_seed, 0);
+        if (rc == ROOST_OK)
+            rc = roost_model_init_params(c->model, c->params, init);
+        roost_rng_destroy(init);
+        if (rc != ROOST_OK) {
+            roost_fail(em, rc, "coordinator: cannot initialise the model");
+            goto fail;
+        }
+    }
+    roost_xfer_hash_floats(c->params, c->n, c->params_hash);
+    if (cfg->max_rounds != 0 && (uint64_t)c->last_round >= cfg->max_rounds)
+        c->finished = true;
+    if (c->last_round > 0)
+        roost_log(&c->cfg.log, ROOST_LOG_INFO, "resuming after round %" PRId64,
+                  c->last_round);
+    *out = c;
+    return ROOST_OK;
+fail:
+    roost_coord_destroy(c);
+    return rc;
+}
+
+void
+roost_coord_destroy(roost_coord *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n_slots && c->slots != NULL; i++) {
+        struct session *s = c->slots[i];
+        if (s == NULL)
+            continue;
+        session_drop_upload(s);
+        free(s);
+    }
+    free(c->slots);
+    round_reset(c);
+    free(c->round.updates);
+    roost_strategy_destroy(c->strategy);
+    roost_rng_destroy(c->rng);
+    roost_workspace_destroy(c->eval_ws);
+    roost_model_destroy(c->model);
+    free(c->params);
+    free(c);
+}
+
+int
+roost_coord_session_opened(roost_coord *c, uint64_t session,
+                           const char *fingerprint, const char *subject,
+                           int64_t now_ms)
+{
+    if (session == 0 || fingerprint == NULL || fingerprint[0] == '\0' ||
+        strlen(fingerprint) >= FP_CAP)
+        return ROOST_EINVAL;
+    if (session_find(c, session) != NULL)
+        return ROOST_EDUPLICATE;
+    if (2 * (c->n_sessions + 1) > c->n_slots && table_grow(c) != ROOST_OK)
+        return ROOST_ENOMEM;
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return ROOST_ENOMEM;
+    s->id = session;
+    s->state = S_NEW;
+    s->part = -1;
+    snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", fingerprint);
+    size_t i = slot_of(session, c->n_slots);
+    while (c->slots[i] != NULL)
+        i = (i + 1) & (c->n_slots - 1);
+    c->slots[i] = s;
+    c->n_sessions++;
+    /* The client table is informational and outside the chain; failing to
+     * update last_seen must not refuse a client. */
+    roost_store_upsert_client(c->cfg.store, fingerprint, subject, now_ms, NULL);
+    return ROOST_OK;
+}
+
+int
+roost_coord_session_message(roost_coord *c, uint64_t session,
+                            const Roost__V1__Envelope *msg, int64_t now_ms)
+{
+    struct session *s = session_find(c, session);
+    if (s == NULL || msg == NULL)
+        return ROOST_OK; /* message racing a close: nothing to do */
+    switch (msg->body_case) {
+    case ROOST__V1__ENVELOPE__BODY_CHECK_IN:
+        on_check_in(c, s, msg->check_in);
+        break;
+    case ROOST__V1__ENVELOPE__BODY_UPDATE:
+        return on_update(c, s, msg->update, now_ms);
+    case ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK:
+        return on_chunk(c, s, msg->param_chunk, now_ms);
+    case ROOST__V1__ENVELOPE__BODY_DECLINE:
+        on_decline(c, s, msg->decline);
+        break;
+    case ROOST__V1__ENVELOPE__BODY_ERROR:
+        roost_log(&c->cfg.log, ROOST_LOG_WARN, "client %s reports %s: %s",
+                  s->fingerprint, roost_errname((int)msg->error->code),
+                  msg->error->message ? msg->error->message : "");
+        c->io.close(c->io.arg, s->id, "client reported an error");
+        break;
+    case ROOST__V1__ENVELOPE__BODY_EVALUATION_RESULT:
+        /* Federated evaluation tasks are never sent by this coordinator,
+         * so a result answers nothing. */
+        send_ack(c, s, msg->evaluation_result->round_id,
+                 msg->evaluation_result->task_id, ROOST_ESTALE,
+                 "no evaluation task is open");
+        break;
+    default:
+        send_error_and_close(c, s, ROOST_EPROTO,
+                             "message type not valid from a client");
+        break;
+    }
+    return ROOST_OK;
+}
+
+void
+roost_coord_session_closed(roost_coord *c, uint64_t session, int64_t now_ms)
+{
+    (void)now_ms;
+    struct session *s = session_find(c, session);
+    if (s == NULL)
+        return;
+    if (s->part >= 0 && c->round.open) {
+        struct participant *p = &c->round.parts[s->part];
+        if (p->status == ROOST_PART_SELECTED)
+            p->status = ROOST_PART_DROPPED;
+        p->session = 0;
+    }
+    session_drop_upload(s);
+    session_remove(c, session);
+    free(s);
+}
+
+int
+roost_coord_tick(roost_coord *c, int64_t now_ms, int64_t *next_ms)
+{
+    int rc = ROOST_OK;
+    if (c->round.open) {
+        /* Close at the deadline, or early once no selected client can still
+         * answer (all answered, declined or gone). */
+        bool pending = false;
+        for (size_t i = 0; i < c->round.n_parts && !pending; i++)
+            pending = c->round.parts[i].status == ROOST_PART_SELECTED &&
+                      c->round.parts[i].session != 0;
+        if (now_ms >= c->round.deadline_ms || !pending)
+            rc = round_close(c, now_ms);
+    }
+    if (rc == ROOST_OK && !c->round.open && !c->finished)
+        rc = round_open(c, now_ms);
+    if (next_ms != NULL)
+        *next_ms = c->round.open ? c->round.deadline_ms : INT64_MAX;
+    return rc;
+}
+
+void
+roost_coord_abandon_round(roost_coord *c)
+{
+    if (!c->round.open)
+        return;
+    roost_log(&c->cfg.log, ROOST_LOG_WARN,
+              "round %" PRId64 " abandoned; it will run again", c->round.id);
+    round_release_sessions(c);
+    round_reset(c);
+}
+
+bool
+roost_coord_finished(const roost_coord *c)
+{
+    return c->finished;
+}
+
+int64_t
+roost_coord_last_round(const roost_coord *c)
+{
+    return c->last_round;
+}
+
+const float *
+roost_coord_params(const roost_coord *c, size_t *param_count)
+{
+    if (param_count != NULL)
+        *param_count = c->n;
+    return c->params;
+}
+
+size_t
+roost_coord_session_count(const roost_coord *c)
+{
+    return c->n_sessions;
+}
+
+const char *
+roost_coord_errmsg(const roost_coord *c)
+{
+    return c->em.text;
+}

@@ -1,0 +1,202 @@
+/*
+ * coord.h - the coordinator's round logic, independent of any transport.
+ *
+ * `roost serve` drives it from a poll loop over the TLS channel; `roost sim`
+ * drives it from an in-process channel. Both hand it the same three kinds
+ * of event -- a session opened (with the client's certificate identity), a
+ * decoded message from a session, a session closed -- plus a clock tick,
+ * and it answers by sending messages through the caller's send function.
+ * Everything a round does happens here, so deployment and simulation run
+ * the same code.
+ *
+ * A round, as in ARCHITECTURE.md:
+ *   1. Clients check in; checked-in clients wait (the long poll) until a
+ *      round opens, or are told to come back later (pacing).
+ *   2. When at least min_available clients wait and no round is open, the
+ *      coordinator opens round r = last committed + 1, selects
+ *      ceil(clients_per_round * over_selection) of them at random (CSPRNG),
+ *      and sends each a Task, followed by the global parameters in chunks
+ *      unless the client already holds their hash.
+ *   3. Each Update and its chunks are reassembled (SHA-256 checked),
+ *      validated (shape, finiteness, norm, example cap) and folded into the
+ *      strategy's streaming aggregate, then acknowledged.
+ *   4. When clients_per_round updates are in (quorum), or at the deadline
+ *      with at least min_clients, the strategy produces the new model and
+ *      the round, its participants and updates are committed to the store
+ *      in one transaction. At the deadline with fewer, the round is
+ *      recorded as failed and the model is unchanged. Only then does the
+ *      next round open.
+ * Updates for another round, a second update for the same task, and
+ * updates after the round closed are refused with a reason in the Ack.
+ *
+ * Resume: roost_coord_create() continues from the store's last committed
+ * round and its checkpoint. A coordinator killed mid-round loses only the
+ * open round, which is run again under the same number; acknowledged
+ * updates of that round are simply asked for again.
+ *
+ * Threading: one thread owns a roost_coord and makes every call on it. The
+ * send function is called synchronously from within those calls.
+ */
+#ifndef ROOST_SERVER_COORD_H
+#define ROOST_SERVER_COORD_H
+
+#include <roost/roost.h>
+
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "server/store.h"
+#include "server/strategy.h"
+#include "server/validate.h"
+
+#include "roost.pb-c.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct roost_coord roost_coord;
+
+/* How the coordinator talks to sessions. send() must copy or consume the
+ * message before returning (the coordinator reuses it); it returns
+ * ROOST_OK or an error, after which the coordinator treats the session as
+ * closed. close() asks the transport to end a session (for protocol
+ * violations); the transport later reports it through
+ * roost_coord_session_closed(). Both run on the coordinator's thread. */
+typedef struct roost_coord_io {
+    int (*send)(void *arg, uint64_t session, const Roost__V1__Envelope *msg);
+    void (*close)(void *arg, uint64_t session, const char *reason);
+    void *arg;
+} roost_coord_io;
+
+/* What a committed (or failed) round looks like to the program running the
+ * coordinator, e.g. for progress lines. */
+typedef struct roost_coord_round_summary {
+    int64_t round_id;
+    bool committed;        /* false: no quorum, model unchanged */
+    uint32_t selected;     /* tasks sent */
+    uint32_t accepted;     /* updates aggregated */
+    uint32_t refused;      /* updates refused by validation */
+    uint32_t dropped;      /* declined, disconnected or timed out */
+    uint64_t examples;     /* sum of capped example counts aggregated */
+    double train_loss;     /* example-weighted mean of reports, or NaN */
+    double eval_loss;      /* global model on the held-out set, or NaN */
+    double eval_accuracy;  /* in [0,1], or NaN */
+    double epsilon_max;    /* largest epsilon reported spent, or NaN */
+    double epsilon_median; /* median over accepted updates, or NaN */
+    double seconds;        /* from opening to commit */
+} roost_coord_round_summary;
+
+typedef void (*roost_coord_round_fn)(void *arg,
+                                     const roost_coord_round_summary *s);
+
+typedef struct roost_coord_config {
+    /* Model: spec string (preset or layer list) and input shape. */
+    const char *model_spec;
+    uint32_t input_channels, input_height, input_width;
+    /* Seed of the initial parameters (not a privacy mechanism). */
+    uint64_t init_seed;
+
+    /* Selection and pacing. */
+    uint32_t clients_per_round; /* quorum target K (>= 1) */
+    uint32_t min_clients;       /* fewest updates that commit at deadline */
+    double over_selection;      /* tasks sent = ceil(K * this), >= 1 */
+    uint32_t min_available;     /* waiting clients needed to open a round */
+    uint64_t round_timeout_ms;  /* deadline after opening */
+    uint64_t retry_after_ms;    /* 0: unselected clients keep waiting;
+                                   else told to come back after this */
+    uint64_t max_rounds;        /* stop after this round id; 0: forever */
+
+    /* Sent to clients in each task. */
+    uint32_t local_epochs;
+    uint32_t batch_size;
+    double learning_rate, momentum, weight_decay;
+    bool dp_enabled;
+    double dp_noise_multiplier, dp_clip_norm, dp_delta;
+    double dp_sampling_rate;    /* 0: client derives from batch */
+    uint32_t dp_expected_batch; /* used when sampling_rate is 0 */
+
+    /* Update validation and aggregation. */
+    double max_update_norm; /* 0: no bound */
+    roost_norm_policy norm_policy;
+    uint64_t max_examples; /* cap on reported counts; 0: none */
+    roost_strategy_config strategy;
+
+    /* Optional held-out evaluation of every new global model (borrowed;
+     * must outlive the coordinator). */
+    const roost_dataset *eval_set;
+
+    /* Deterministic selection for reproducible simulations (INSECURE: the
+     * selection becomes predictable; it is not a privacy mechanism, but
+     * say so). 0: selection draws from the CSPRNG. */
+    uint64_t selection_seed;
+
+    /* Records every round in this store (borrowed, required). */
+    roost_store *store;
+    const char *run_name; /* recorded with the run, may be NULL */
+
+    roost_logger log;
+    roost_coord_round_fn on_round;
+    void *on_round_arg;
+} roost_coord_config;
+
+/* roost_coord_config_init - defaults: mlp on 1x28x28, K = 10, min_clients
+ * = K, over_selection 1.0, min_available = K, timeout 10 min, no pacing,
+ * 1 local epoch, batch 32, lr 0.05, no DP, FedAvg. store is left NULL. */
+void roost_coord_config_init(roost_coord_config *cfg);
+
+/*
+ * roost_coord_create - build the coordinator: parse the model, open or
+ * continue the run in the store, load the last committed model (or
+ * initialise one from init_seed), and prepare the strategy. The config is
+ * copied; io is copied. Returns ROOST_OK, ROOST_ECONFIG / ROOST_ESPEC (bad
+ * configuration, with em naming the field), ROOST_ESTORE / ROOST_EHASH
+ * (the store cannot be resumed from), ROOST_ENOMEM.
+ */
+int roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
+                       const roost_coord_io *io, roost_errmsg *em);
+
+/* roost_coord_destroy - abandons an open round (nothing is committed) and
+ * frees everything; NULL does nothing. */
+void roost_coord_destroy(roost_coord *c);
+
+/* A client connected. fingerprint: hex SHA-256 of its certificate (the
+ * identity); subject for display (may be NULL). */
+int roost_coord_session_opened(roost_coord *c, uint64_t session,
+                               const char *fingerprint, const char *subject,
+                               int64_t now_ms);
+
+/* A decoded message from a session. Protocol violations get an Error
+ * message and the session is closed; the return value is ROOST_OK unless
+ * the coordinator itself failed (e.g. the store), which the caller should
+ * treat as fatal. */
+int roost_coord_session_message(roost_coord *c, uint64_t session,
+                                const Roost__V1__Envelope *msg, int64_t now_ms);
+
+/* A session ended (disconnect, timeout, or after close()). */
+void roost_coord_session_closed(roost_coord *c, uint64_t session,
+                                int64_t now_ms);
+
+/* roost_coord_tick - handle deadlines and open rounds; call it at least by
+ * *next_ms (milliseconds since the epoch; INT64_MAX when nothing is
+ * pending). Returns ROOST_OK or a fatal error (store failure). */
+int roost_coord_tick(roost_coord *c, int64_t now_ms, int64_t *next_ms);
+
+/* roost_coord_abandon_round - give up the open round without committing
+ * (SIGTERM); its participants are told to come back later. */
+void roost_coord_abandon_round(roost_coord *c);
+
+/* true once max_rounds rounds are committed. */
+bool roost_coord_finished(const roost_coord *c);
+
+/* The last committed round id (0 before the first) and the current global
+ * parameters (owned by the coordinator, param_count floats). */
+int64_t roost_coord_last_round(const roost_coord *c);
+const float *roost_coord_params(const roost_coord *c, size_t *param_count);
+
+/* Number of sessions currently known (for status and tests). */
+size_t roost_coord_session_count(const roost_coord *c);
+
+/* Detail of the last fatal error. */
+const char *roost_coord_errmsg(const roost_coord *c);
+
+#endif

@@ -1,0 +1,514 @@
+/*
+ * test_coord.c - the coordinator's round logic, driven by scripted clients
+ * through its transport-independent interface, with a real SQLite store in
+ * a temporary directory. (The scripted clients stand in for the client
+ * library, the layer above which has its own tests; the integration tests
+ * run real clients over TLS.)
+ *
+ * Each scripted client keeps the messages the coordinator sent it, so the
+ * tests can read tasks and reassemble the global parameters from chunks.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/wire.h"
+#include "common/xfer.h"
+#include "server/coord.h"
+#include "test_util.h"
+
+#define MAX_CLIENTS 16
+#define N_PARAMS 50 /* dense:10 on 1x2x2 input: 4*10 + 10 */
+
+struct fake_client {
+    uint64_t session;
+    bool open;
+    /* last task */
+    bool has_task;
+    uint64_t round_id, task_id;
+    uint32_t chunks_expected, chunks_seen;
+    float global[N_PARAMS];
+    /* last ack / come-back / error */
+    int acks, refusals, come_backs, errors;
+    int last_ack_code;
+};
+
+struct harness {
+    char dir[64], db[96];
+    roost_store *store;
+    roost_coord *coord;
+    struct fake_client clients[MAX_CLIENTS];
+    int rounds_seen;
+    roost_coord_round_summary last;
+};
+
+static struct fake_client *
+client_of(struct harness *h, uint64_t session)
+{
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (h->clients[i].session == session)
+            return &h->clients[i];
+    return NULL;
+}
+
+static int
+fake_send(void *arg, uint64_t session, const Roost__V1__Envelope *m)
+{
+    struct harness *h = arg;
+    struct fake_client *fc = client_of(h, session);
+    assert_non_null(fc);
+    switch (m->body_case) {
+    case ROOST__V1__ENVELOPE__BODY_TASK:
+        fc->has_task = true;
+        fc->round_id = m->task->round_id;
+        fc->task_id = m->task->task_id;
+        fc->chunks_expected = m->task->param_chunk_count;
+        fc->chunks_seen = 0;
+        assert_int_equal(m->task->model->num_params, N_PARAMS);
+        break;
+    case ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK: {
+        const Roost__V1__ParamChunk *ch = m->param_chunk;
+        assert_true(ch->offset + ch->n_values <= N_PARAMS);
+        memcpy(fc->global + ch->offset, ch->values,
+               ch->n_values * sizeof(float));
+        fc->chunks_seen++;
+        break;
+    }
+    case ROOST__V1__ENVELOPE__BODY_ACK:
+        fc->acks++;
+        fc->last_ack_code = (int)m->ack->error_code;
+        if (!m->ack->accepted)
+            fc->refusals++;
+        break;
+    case ROOST__V1__ENVELOPE__BODY_COME_BACK_LATER:
+        fc->come_backs++;
+        fc->has_task = false;
+        break;
+    case ROOST__V1__ENVELOPE__BODY_ERROR:
+        fc->errors++;
+        break;
+    default:
+        fail_msg("unexpected message %d", (int)m->body_case);
+    }
+    return ROOST_OK;
+}
+
+static void
+fake_close(void *arg, uint64_t session, const char *reason)
+{
+    (void)reason;
+    struct harness *h = arg;
+    struct fake_client *fc = client_of(h, session);
+    if (fc != NULL)
+        fc->open = false;
+}
+
+static void
+on_round(void *arg, const roost_coord_round_summary *s)
+{
+    struct harness *h = arg;
+    h->rounds_seen++;
+    h->last = *s;
+}
+
+static void
+make_config(struct harness *h, roost_coord_config *cfg, uint32_t k)
+{
+    roost_coord_config_init(cfg);
+    cfg->model_spec = "dense:10";
+    cfg->input_channels = 1;
+    cfg->input_height = 2;
+    cfg->input_width = 2;
+    cfg->clients_per_round = k;
+    cfg->min_clients = k;
+    cfg->min_available = k;
+    cfg->round_timeout_ms = 1000;
+    cfg->max_update_norm = 100.0;
+    cfg->max_examples = 1000;
+    cfg->store = h->store;
+    cfg->selection_seed = 99;
+    cfg->log.max_level = -1; /* silent */
+    cfg->on_round = on_round;
+    cfg->on_round_arg = h;
+}
+
+static void
+start(struct harness *h, uint32_t k)
+{
+    roost_coord_config cfg;
+    make_config(h, &cfg, k);
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    int rc = roost_coord_create(&h->coord, &cfg, &io, &em);
+    if (rc != ROOST_OK)
+        fail_msg("coord_create: %s", em.text);
+}
+
+static int
+setup(void **state)
+{
+    struct harness *h = calloc(1, sizeof(*h));
+    snprintf(h->dir, sizeof(h->dir), "/tmp/roost_coord_XXXXXX");
+    assert_non_null(mkdtemp(h->dir));
+    snprintf(h->db, sizeof(h->db), "%s/coord.db", h->dir);
+    roost_errmsg em;
+    assert_int_equal(
+        roost_store_open(&h->store, h->db, ROOST_STORE_CREATE, &em), ROOST_OK);
+    *state = h;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_destroy(h->coord);
+    roost_store_close(h->store);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", h->dir);
+    assert_int_equal(system(cmd), 0);
+    free(h);
+    return 0;
+}
+
+static void check_in(struct harness *h, int i, int64_t now);
+
+static void
+connect_and_check_in(struct harness *h, int i, int64_t now)
+{
+    struct fake_client *fc = &h->clients[i];
+    fc->session = (uint64_t)(1000 + i);
+    fc->open = true;
+    char fp[65];
+    snprintf(fp, sizeof(fp), "%064x", 0xabc0 + i);
+    assert_int_equal(
+        roost_coord_session_opened(h->coord, fc->session, fp, "CN=test", now),
+        ROOST_OK);
+    check_in(h, i, now);
+}
+
+static void
+check_in(struct harness *h, int i, int64_t now)
+{
+    struct fake_client *fc = &h->clients[i];
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__CheckIn ci;
+    roost__v1__check_in__init(&ci);
+    ci.protocol_version = ROOST_WIRE_PROTOCOL_VERSION;
+    ci.software_version = (char *)(uintptr_t) "test";
+    env.body_case = ROOST__V1__ENVELOPE__BODY_CHECK_IN;
+    env.check_in = &ci;
+    assert_int_equal(
+        roost_coord_session_message(h->coord, fc->session, &env, now),
+        ROOST_OK);
+}
+
+/* Client i answers its task with delta[j] = value for every j. */
+static void
+send_update(struct harness *h, int i, float value, uint64_t examples,
+            uint64_t round_id, uint64_t task_id, int64_t now)
+{
+    struct fake_client *fc = &h->clients[i];
+    float delta[N_PARAMS];
+    for (int j = 0; j < N_PARAMS; j++)
+        delta[j] = value;
+    uint8_t hash[32];
+    assert_int_equal(roost_xfer_hash_floats(delta, N_PARAMS, hash), ROOST_OK);
+    roost_xfer_sender snd;
+    uint32_t n_chunks;
+    assert_int_equal(roost_xfer_sender_init(&snd, delta, N_PARAMS, 16, round_id,
+                                            task_id, &n_chunks),
+                     ROOST_OK);
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__Update up;
+    roost__v1__update__init(&up);
+    Roost__V1__Metrics met;
+    roost__v1__metrics__init(&met);
+    met.loss = 1.0;
+    met.accuracy = 0.5;
+    up.round_id = round_id;
+    up.task_id = task_id;
+    up.num_examples = examples;
+    up.num_params = N_PARAMS;
+    up.chunk_count = n_chunks;
+    up.delta_sha256.data = hash;
+    up.delta_sha256.len = 32;
+    up.metrics = &met;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_UPDATE;
+    env.update = &up;
+    assert_int_equal(
+        roost_coord_session_message(h->coord, fc->session, &env, now),
+        ROOST_OK);
+    Roost__V1__Envelope cenv;
+    roost__v1__envelope__init(&cenv);
+    Roost__V1__ParamChunk ch;
+    roost__v1__param_chunk__init(&ch);
+    cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
+    cenv.param_chunk = &ch;
+    for (;;) {
+        bool done = false;
+        assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
+        if (done)
+            break;
+        assert_int_equal(
+            roost_coord_session_message(h->coord, fc->session, &cenv, now),
+            ROOST_OK);
+    }
+}
+
+static void
+fedavg_round_commits_weighted_mean(void **state)
+{
+    struct harness *h = *state;
+    start(h, 3);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    int64_t next;
+    assert_int_equal(roost_coord_tick(h->coord, 1, &next), ROOST_OK);
+    assert_int_equal(next, 1 + 1000);
+    size_t n;
+    const float *before = roost_coord_params(h->coord, &n);
+    assert_int_equal(n, N_PARAMS);
+    float initial[N_PARAMS];
+    memcpy(initial, before, sizeof(initial));
+    for (int i = 0; i < 3; i++) {
+        struct fake_client *fc = &h->clients[i];
+        assert_true(fc->has_task);
+        assert_int_equal(fc->round_id, 1);
+        assert_int_equal(fc->chunks_seen, fc->chunks_expected);
+        assert_memory_equal(fc->global, initial, sizeof(initial));
+    }
+    /* deltas 1, 2, 4 with weights 100, 100, 200:
+     * (100*1 + 100*2 + 200*4) / 400 = 1100 / 400 = 2.75 */
+    float values[3] = {1, 2, 4};
+    uint64_t weights[3] = {100, 100, 200};
+    for (int i = 0; i < 3; i++)
+        send_update(h, i, values[i], weights[i], 1, h->clients[i].task_id, 2);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 3);
+    assert_int_equal(h->last.examples, 400);
+    assert_int_equal(roost_coord_last_round(h->coord), 1);
+    const float *after = roost_coord_params(h->coord, NULL);
+    for (int j = 0; j < N_PARAMS; j++)
+        assert_near(after[j], (double)initial[j] + 2.75, 1e-5);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(h->clients[i].acks, 1);
+        assert_int_equal(h->clients[i].refusals, 0);
+    }
+    /* The store has the round, and its chain verifies. */
+    roost_store_head head;
+    roost_errmsg em;
+    assert_int_equal(roost_store_last_committed_round(h->store, &head, &em),
+                     ROOST_OK);
+    assert_int_equal(head.round_id, 1);
+    int64_t bad;
+    assert_int_equal(roost_store_verify_chain(h->store, &bad, NULL, NULL, &em),
+                     ROOST_OK);
+}
+
+static void
+refuses_stale_duplicate_and_malformed(void **state)
+{
+    struct harness *h = *state;
+    start(h, 3);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    /* Stale: wrong round id. */
+    send_update(h, 0, 1.0f, 10, 7, h->clients[0].task_id, 2);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_ESTALE);
+    /* A non-finite delta is refused by validation. */
+    send_update(h, 1, NAN, 10, 1, h->clients[1].task_id, 2);
+    assert_int_equal(h->clients[1].last_ack_code, ROOST_ENONFINITE);
+    /* Huge norm: 50 coordinates of 1e3 -> norm ~7071 > 100. */
+    send_update(h, 2, 1e3f, 10, 1, h->clients[2].task_id, 2);
+    assert_int_equal(h->clients[2].last_ack_code, ROOST_ENORM);
+    /* A second answer to the same task is a duplicate. */
+    send_update(h, 2, 1.0f, 10, 1, h->clients[2].task_id, 3);
+    assert_int_equal(h->clients[2].last_ack_code, ROOST_EDUPLICATE);
+    /* Client 0's stale answer did not use up its task: it can still answer
+     * correctly. */
+    send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 3);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
+    /* Only one good update of three: at the deadline (min_clients 3) the
+     * round fails and the model is unchanged. */
+    float before[N_PARAMS];
+    memcpy(before, roost_coord_params(h->coord, NULL), sizeof(before));
+    assert_int_equal(roost_coord_tick(h->coord, 5000, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_false(h->last.committed);
+    assert_int_equal(h->last.accepted, 1);
+    assert_int_equal(h->last.refused, 2);
+    assert_memory_equal(before, roost_coord_params(h->coord, NULL),
+                        sizeof(before));
+}
+
+static void
+dropout_below_quorum_fails_round_above_commits(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 4);
+    cfg.min_clients = 2; /* quorum 4, but 2 suffice at the deadline */
+    roost_coord_io io = {fake_send, fake_close, h};
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    for (int i = 0; i < 4; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    /* Two answer, two disconnect: nobody else can answer, so the round
+     * closes at the next tick without waiting for the deadline. */
+    send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
+    send_update(h, 1, 3.0f, 10, 1, h->clients[1].task_id, 2);
+    roost_coord_session_closed(h->coord, h->clients[2].session, 3);
+    roost_coord_session_closed(h->coord, h->clients[3].session, 3);
+    assert_int_equal(roost_coord_tick(h->coord, 4, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.dropped, 2);
+    /* Round 2: the two remaining clients check in again; with only one
+     * answering, the round fails cleanly. */
+    roost_coord_destroy(h->coord);
+    h->coord = NULL;
+    cfg.min_available = 2;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    assert_int_equal(roost_coord_last_round(h->coord), 1);
+    connect_and_check_in(h, 4, 10);
+    connect_and_check_in(h, 5, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(h->clients[4].round_id, 2);
+    send_update(h, 4, 1.0f, 10, 2, h->clients[4].task_id, 12);
+    roost_coord_session_closed(h->coord, h->clients[5].session, 12);
+    assert_int_equal(roost_coord_tick(h->coord, 13, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 2);
+    assert_false(h->last.committed);
+    assert_int_equal(h->last.round_id, 2);
+}
+
+static void
+resume_continues_from_last_commit(void **state)
+{
+    struct harness *h = *state;
+    start(h, 2);
+    connect_and_check_in(h, 0, 0);
+    connect_and_check_in(h, 1, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    send_update(h, 0, 0.5f, 10, 1, h->clients[0].task_id, 2);
+    send_update(h, 1, 0.5f, 10, 1, h->clients[1].task_id, 2);
+    assert_int_equal(roost_coord_last_round(h->coord), 1);
+    float committed[N_PARAMS];
+    memcpy(committed, roost_coord_params(h->coord, NULL), sizeof(committed));
+    /* Round 2 opens, one update is acknowledged, then the coordinator dies
+     * (destroy without commit stands in for the kill). */
+    check_in(h, 0, 3);
+    check_in(h, 1, 3);
+    assert_int_equal(roost_coord_tick(h->coord, 4, NULL), ROOST_OK);
+    assert_int_equal(h->clients[0].round_id, 2);
+    send_update(h, 0, 9.0f, 10, 2, h->clients[0].task_id, 5);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
+    roost_coord_destroy(h->coord);
+    h->coord = NULL;
+    memset(h->clients, 0, sizeof(h->clients));
+    start(h, 2);
+    assert_int_equal(roost_coord_last_round(h->coord), 1);
+    assert_memory_equal(roost_coord_params(h->coord, NULL), committed,
+                        sizeof(committed));
+    connect_and_check_in(h, 2, 10);
+    connect_and_check_in(h, 3, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(h->clients[2].round_id, 2);
+    /* The clients were sent the committed model: the acknowledged update
+     * of the lost round left no trace and is simply asked for again. */
+    assert_memory_equal(h->clients[2].global, committed, sizeof(committed));
+    roost_store_head head;
+    assert_int_equal(roost_store_last_committed_round(h->store, &head, NULL),
+                     ROOST_OK);
+    assert_int_equal(head.round_id, 1);
+}
+
+static void
+bad_messages_close_the_session(void **state)
+{
+    struct harness *h = *state;
+    start(h, 2);
+    connect_and_check_in(h, 0, 0);
+    /* A client may not send a Task. */
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__Task task;
+    roost__v1__task__init(&task);
+    env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
+    env.task = &task;
+    assert_int_equal(
+        roost_coord_session_message(h->coord, h->clients[0].session, &env, 1),
+        ROOST_OK);
+    assert_int_equal(h->clients[0].errors, 1);
+    assert_false(h->clients[0].open);
+    /* Wrong protocol version. */
+    h->clients[1].session = 77;
+    h->clients[1].open = true;
+    assert_int_equal(roost_coord_session_opened(h->coord, 77, "ff", NULL, 1),
+                     ROOST_OK);
+    assert_int_equal(roost_coord_session_opened(h->coord, 77, "ff", NULL, 1),
+                     ROOST_EDUPLICATE);
+    Roost__V1__CheckIn ci;
+    roost__v1__check_in__init(&ci);
+    ci.protocol_version = 99;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_CHECK_IN;
+    env.check_in = &ci;
+    assert_int_equal(roost_coord_session_message(h->coord, 77, &env, 1),
+                     ROOST_OK);
+    assert_int_equal(h->clients[1].errors, 1);
+    assert_false(h->clients[1].open);
+}
+
+static void
+many_sessions_open_and_close(void **state)
+{
+    struct harness *h = *state;
+    start(h, 2);
+    /* Exercise the session table's growth and deletion. */
+    for (uint64_t id = 1; id <= 5000; id++)
+        assert_int_equal(
+            roost_coord_session_opened(h->coord, id, "aa", NULL, 0), ROOST_OK);
+    assert_int_equal(roost_coord_session_count(h->coord), 5000);
+    for (uint64_t id = 1; id <= 5000; id += 2)
+        roost_coord_session_closed(h->coord, id, 0);
+    assert_int_equal(roost_coord_session_count(h->coord), 2500);
+    for (uint64_t id = 2; id <= 5000; id += 2)
+        assert_int_equal(
+            roost_coord_session_opened(h->coord, id, "aa", NULL, 0),
+            ROOST_EDUPLICATE);
+    for (uint64_t id = 2; id <= 5000; id += 2)
+        roost_coord_session_closed(h->coord, id, 0);
+    assert_int_equal(roost_coord_session_count(h->coord), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(fedavg_round_commits_weighted_mean,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(refuses_stale_duplicate_and_malformed,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            dropout_below_quorum_fails_round_above_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(resume_continues_from_last_commit,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_messages_close_the_session, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(many_sessions_open_and_close, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
