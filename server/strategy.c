@@ -521,8 +521,9 @@ roost_strategy_add(roost_strategy *s, const float *delta, double weight,
 
     if (!roost_strategy_kind_is_robust(s->cfg.kind)) {
         if (s->cfg.central_dp) {
-            /* Unweighted, each update clipped to C: the sensitivity of the
-             * sum is then C, which the noise is calibrated to. */
+            /* Unweighted, each update clipped to C' = C - sqrt(n) g: the
+             * grid-rounded sum then has sensitivity C, which the noise is
+             * calibrated to (see dp_noised_mean). */
             double norm = roost_validate_l2_norm(delta, n, NULL);
             if (!isfinite(norm))
                 return roost_fail(em, ROOST_ENONFINITE,
