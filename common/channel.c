@@ -116,6 +116,9 @@ struct roost_channel {
     int backoff_ms;
     roost_rng *rng;
     roost_errmsg em;
+    /* detached (fuzzing/testing): no socket; output goes to sink */
+    roost_channel_sink_fn sink;
+    void *sink_arg;
 };
 
 static int64_t
@@ -279,6 +282,24 @@ emit(roost_channel *ch, roost_channel_event *ev, session *s)
     ch->cfg.on_event(ch->cfg.event_arg, ev);
 }
 
+/* Send one message to the peer with routing id rid: data, or (len 0) the
+ * empty frame that closes the connection. Returns 0 or an errno value. A
+ * detached channel hands it to its sink instead. */
+static int
+wire_send(roost_channel *ch, const uint8_t *rid, size_t rid_len,
+          const void *data, size_t len)
+{
+    if (ch->sock == NULL) {
+        if (ch->sink != NULL)
+            ch->sink(ch->sink_arg, rid, rid_len, data, len);
+        return 0;
+    }
+    if (zmq_send(ch->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(ch->sock, data, len, ZMQ_DONTWAIT) < 0)
+        return errno;
+    return 0;
+}
+
 /* Hand the session's pending ciphertext to ZeroMQ. ROOST_OK when all of it
  * left; ROOST_EAGAIN when the peer's pipe is full (kept for later). */
 static int
@@ -287,10 +308,9 @@ flush(roost_channel *ch, session *s)
     size_t n;
     while (roost_tls_out_pending(s->tls) > 0) {
         const uint8_t *p = roost_tls_out_peek(s->tls, &n);
-        if (zmq_send(ch->sock, s->rid, s->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) <
-                0 ||
-            zmq_send(ch->sock, p, n, ZMQ_DONTWAIT) < 0) {
-            if (errno == EAGAIN) {
+        int err = wire_send(ch, s->rid, s->rid_len, p, n);
+        if (err != 0) {
+            if (err == EAGAIN) {
                 if (!s->want_flush)
                     ch->n_flush++;
                 s->want_flush = true;
@@ -404,9 +424,7 @@ reap(roost_channel *ch, bool all)
             if (!s->peer_gone) {
                 /* An empty frame after the routing id closes the TCP
                  * connection. */
-                if (zmq_send(ch->sock, s->rid, s->rid_len,
-                             ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
-                    zmq_send(ch->sock, "", 0, ZMQ_DONTWAIT);
+                wire_send(ch, s->rid, s->rid_len, "", 0);
                 ring_add(ch, s->rid, s->rid_len);
             }
             if (s->want_flush)
@@ -563,8 +581,7 @@ new_connection(roost_channel *ch, const uint8_t *rid, size_t rid_len,
                   "channel: refusing connection from %s: %zu sessions "
                   "(max_sessions)",
                   peer, count);
-        if (zmq_send(ch->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
-            zmq_send(ch->sock, "", 0, ZMQ_DONTWAIT);
+        wire_send(ch, rid, rid_len, "", 0);
         ring_add(ch, rid, rid_len);
         return;
     }
@@ -584,8 +601,7 @@ new_connection(roost_channel *ch, const uint8_t *rid, size_t rid_len,
         roost_log(&ch->cfg.logger, ROOST_LOG_ERROR,
                   "channel: cannot start a session for %s: %s", peer, em.text);
         roost_alloc_free(ch->alloc, s);
-        if (zmq_send(ch->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
-            zmq_send(ch->sock, "", 0, ZMQ_DONTWAIT);
+        wire_send(ch, rid, rid_len, "", 0);
         ring_add(ch, rid, rid_len);
         return;
     }
@@ -640,6 +656,25 @@ on_disconnect(roost_channel *ch, session *s)
         session_end(ch, s, ROOST_ECLOSED, ROOST_LOG_INFO, "peer disconnected");
 }
 
+/* One message from ZeroMQ (or injected): an empty one is a connect or
+ * disconnect notice, anything else ciphertext for the session. */
+static void
+handle_message(roost_channel *ch, const uint8_t *r, size_t rlen,
+               const uint8_t *data, size_t n, const char *peer)
+{
+    if (rlen == 0 || rlen > RID_CAP)
+        return;
+    session *s = find_rid(ch, r, rlen);
+    if (n == 0) {
+        if (s != NULL)
+            on_disconnect(ch, s);
+        else if (!ring_take(ch, r, rlen))
+            new_connection(ch, r, rlen, peer ? peer : "?");
+    } else if (s != NULL && s->state != S_CLOSING) {
+        on_bytes(ch, s, data, n);
+    }
+}
+
 /* Receive one message (routing id + data). */
 static int
 recv_one(roost_channel *ch)
@@ -670,23 +705,11 @@ recv_one(roost_channel *ch)
         if (zmq_msg_recv(&data, ch->sock, ZMQ_DONTWAIT) < 0)
             break;
     }
-    const uint8_t *r = zmq_msg_data(&rid);
-    size_t rlen = zmq_msg_size(&rid);
-    size_t n = zmq_msg_size(&data);
-    if (rlen == 0 || rlen > RID_CAP)
-        goto out;
-    session *s = find_rid(ch, r, rlen);
-    if (n == 0) {
-        if (s != NULL) {
-            on_disconnect(ch, s);
-        } else if (!ring_take(ch, r, rlen)) {
-            const char *peer = zmq_msg_gets(&data, "Peer-Address");
-            new_connection(ch, r, rlen, peer ? peer : "?");
-        }
-    } else if (s != NULL && s->state != S_CLOSING) {
-        on_bytes(ch, s, zmq_msg_data(&data), n);
-    }
-out:
+    const char *peer = NULL;
+    if (zmq_msg_size(&data) == 0)
+        peer = zmq_msg_gets(&data, "Peer-Address");
+    handle_message(ch, zmq_msg_data(&rid), zmq_msg_size(&rid),
+                   zmq_msg_data(&data), zmq_msg_size(&data), peer);
     zmq_msg_close(&data);
     zmq_msg_close(&rid);
     return ROOST_OK;
@@ -791,10 +814,10 @@ roost_channel_poll(roost_channel *ch, int timeout_ms)
     if (timer >= 0 && (wait < 0 || timer < wait))
         wait = timer;
     zmq_pollitem_t item = {ch->sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, wait) < 0 && errno != EINTR)
+    if (ch->sock != NULL && zmq_poll(&item, 1, wait) < 0 && errno != EINTR)
         return roost_fail(&ch->em, ROOST_EIO, "zmq_poll: %s",
                           zmq_strerror(errno));
-    for (int i = 0; i < RECV_BUDGET; i++) {
+    for (int i = 0; ch->sock != NULL && i < RECV_BUDGET; i++) {
         int rc = recv_one(ch);
         if (rc == ROOST_EAGAIN)
             break;
@@ -814,9 +837,10 @@ roost_channel_config_init(roost_channel_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
-int
-roost_channel_create(roost_channel **out, const roost_channel_config *cfg,
-                     roost_tls_ctx *tls, roost_errmsg *em)
+static int
+channel_new(roost_channel **out, const roost_channel_config *cfg,
+            roost_tls_ctx *tls, bool detached, roost_channel_sink_fn sink,
+            void *sink_arg, roost_errmsg *em)
 {
     *out = NULL;
     if (cfg == NULL || tls == NULL)
@@ -876,22 +900,32 @@ roost_channel_create(roost_channel **out, const roost_channel_config *cfg,
         roost_fail(em, rc, "channel: CSPRNG unavailable");
         goto fail;
     }
-    ch->zctx = c.zmq_ctx;
-    if (ch->zctx == NULL) {
-        ch->zctx = zmq_ctx_new();
-        ch->own_zctx = true;
+    if (detached) {
+        if (!ch->server) {
+            rc = roost_fail(em, ROOST_EINVAL,
+                            "a detached channel needs a server context");
+            goto fail;
+        }
+        ch->sink = sink;
+        ch->sink_arg = sink_arg;
+    } else {
+        ch->zctx = c.zmq_ctx;
+        if (ch->zctx == NULL) {
+            ch->zctx = zmq_ctx_new();
+            ch->own_zctx = true;
+        }
+        ch->sock = ch->zctx ? zmq_socket(ch->zctx, ZMQ_STREAM) : NULL;
+        if (ch->sock == NULL) {
+            rc = roost_fail(em, ROOST_EIO, "ZeroMQ socket: %s",
+                            zmq_strerror(errno));
+            goto fail;
+        }
+        int zero = 0, one = 1, never = -1;
+        zmq_setsockopt(ch->sock, ZMQ_LINGER, &zero, sizeof(zero));
+        zmq_setsockopt(ch->sock, ZMQ_STREAM_NOTIFY, &one, sizeof(one));
+        /* The connector does its own backoff with jitter. */
+        zmq_setsockopt(ch->sock, ZMQ_RECONNECT_IVL, &never, sizeof(never));
     }
-    ch->sock = ch->zctx ? zmq_socket(ch->zctx, ZMQ_STREAM) : NULL;
-    if (ch->sock == NULL) {
-        rc =
-            roost_fail(em, ROOST_EIO, "ZeroMQ socket: %s", zmq_strerror(errno));
-        goto fail;
-    }
-    int zero = 0, one = 1, never = -1;
-    zmq_setsockopt(ch->sock, ZMQ_LINGER, &zero, sizeof(zero));
-    zmq_setsockopt(ch->sock, ZMQ_STREAM_NOTIFY, &one, sizeof(one));
-    /* The connector does its own backoff with jitter. */
-    zmq_setsockopt(ch->sock, ZMQ_RECONNECT_IVL, &never, sizeof(never));
     ch->tls = tls;
     roost_tls_ctx_ref(tls);
     *out = ch;
@@ -899,6 +933,33 @@ roost_channel_create(roost_channel **out, const roost_channel_config *cfg,
 fail:
     roost_channel_destroy(ch);
     return rc;
+}
+
+int
+roost_channel_create(roost_channel **out, const roost_channel_config *cfg,
+                     roost_tls_ctx *tls, roost_errmsg *em)
+{
+    return channel_new(out, cfg, tls, false, NULL, NULL, em);
+}
+
+int
+roost_channel_create_detached(roost_channel **out,
+                              const roost_channel_config *cfg,
+                              roost_tls_ctx *tls, roost_channel_sink_fn sink,
+                              void *sink_arg, roost_errmsg *em)
+{
+    return channel_new(out, cfg, tls, true, sink, sink_arg, em);
+}
+
+int
+roost_channel_inject(roost_channel *ch, const uint8_t *rid, size_t rid_len,
+                     const void *data, size_t len)
+{
+    if (ch->sock != NULL)
+        return roost_fail(&ch->em, ROOST_ESTATE,
+                          "inject works on detached channels only");
+    handle_message(ch, rid, rid_len, data, len, "injected");
+    return ROOST_OK;
 }
 
 void
@@ -911,8 +972,7 @@ roost_channel_destroy(roost_channel *ch)
         list_remove(&ch->live, s);
         list_push(&ch->closing, s);
     }
-    if (ch->sock != NULL)
-        reap(ch, true);
+    reap(ch, true);
     for (size_t i = 0; i < ch->npool; i++)
         roost_alloc_free(ch->alloc, ch->pool[i].p);
     if (ch->sock != NULL)
@@ -934,6 +994,8 @@ roost_channel_destroy(roost_channel *ch)
 int
 roost_channel_listen(roost_channel *ch, const char *endpoint)
 {
+    if (ch->sock == NULL)
+        return roost_fail(&ch->em, ROOST_ESTATE, "detached channel");
     if (!ch->server)
         return roost_fail(&ch->em, ROOST_ESTATE,
                           "listen needs a server TLS context");
@@ -948,6 +1010,8 @@ roost_channel_listen(roost_channel *ch, const char *endpoint)
 int
 roost_channel_endpoint(roost_channel *ch, char *buf, size_t cap)
 {
+    if (ch->sock == NULL)
+        return roost_fail(&ch->em, ROOST_ESTATE, "detached channel");
     char tmp[256];
     size_t len = sizeof(tmp);
     if (zmq_getsockopt(ch->sock, ZMQ_LAST_ENDPOINT, tmp, &len) != 0)
@@ -999,6 +1063,8 @@ roost_channel_connect(roost_channel *ch, const char *endpoint,
 int
 roost_channel_fd(roost_channel *ch, int *fd)
 {
+    if (ch->sock == NULL)
+        return roost_fail(&ch->em, ROOST_ESTATE, "detached channel");
     size_t len = sizeof(*fd);
     if (zmq_getsockopt(ch->sock, ZMQ_FD, fd, &len) != 0)
         return roost_fail(&ch->em, ROOST_EIO, "ZMQ_FD: %s",

@@ -167,4 +167,23 @@ size_t roost_channel_open_count(const roost_channel *ch);
 /* roost_channel_errmsg - detail on the channel's last failure. */
 const char *roost_channel_errmsg(const roost_channel *ch);
 
+/*
+ * Detached listeners, for fuzzing and tests of the receive path without
+ * sockets: the same session table, TLS, framing, caps and events, but
+ * input comes from roost_channel_inject (exactly what ZeroMQ would have
+ * delivered for routing id rid: len 0 is a connect or disconnect notice)
+ * and output goes to sink (len 0: the channel closes that peer).
+ * roost_channel_poll runs timers only.
+ */
+typedef void (*roost_channel_sink_fn)(void *arg, const uint8_t *rid,
+                                      size_t rid_len, const void *data,
+                                      size_t len);
+int roost_channel_create_detached(roost_channel **out,
+                                  const roost_channel_config *cfg,
+                                  roost_tls_ctx *tls,
+                                  roost_channel_sink_fn sink, void *sink_arg,
+                                  roost_errmsg *em);
+int roost_channel_inject(roost_channel *ch, const uint8_t *rid, size_t rid_len,
+                         const void *data, size_t len);
+
 #endif

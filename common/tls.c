@@ -263,8 +263,12 @@ roost_tls_create(roost_tls **out, roost_tls_ctx *ctx, const char *server_name,
     if (ctx->server) {
         SSL_set_accept_state(t->ssl);
     } else {
+        /* SSL_set_tlsext_host_name is a macro that casts its argument to
+         * void * (OpenSSL copies the name; it never writes it). */
+        char *sni;
+        memcpy(&sni, &server_name, sizeof(sni));
         if (SSL_set1_host(t->ssl, server_name) != 1 ||
-            SSL_set_tlsext_host_name(t->ssl, server_name) != 1) {
+            SSL_set_tlsext_host_name(t->ssl, sni) != 1) {
             int rc = fail_ssl(em, ROOST_EINVAL, "server host name");
             SSL_free(t->ssl);
             roost_alloc_free(NULL, t);
