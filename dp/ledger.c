@@ -891,7 +891,7 @@ budget_check(roost_ledger *l, const roost_ledger_event *ev, double *eps_after)
             &l->em, ROOST_EBUDGET,
             "privacy budget exceeded: this task (q = %g, sigma = %g, steps = "
             "%llu) would raise epsilon from %.4f to %.4f, above the budget of "
-            "%.4f at delta %g (%llu events spent); refusing the task",
+            "%.4f at delta %g, after %llu charged events; refusing the task",
             ev->q, ev->sigma, (unsigned long long)ev->steps, spent, after,
             l->budget.epsilon_max, l->budget.delta,
             (unsigned long long)l->count);
