@@ -13,19 +13,24 @@
  * (the discrete Gaussian A smooths the lattice K*Z; Poisson summation).
  * For small s (K < 2) Z = B with t = s.
  *
- * Each table is an alias table built in exact 128-bit integer arithmetic:
- * the probability of every entry is a multiple of 2^-128 and the table
- * samples exactly that distribution Q. One 64-bit CSPRNG word picks the
- * slot (top bits) and compares the rest with the slot's threshold; only
- * when those bits tie with the threshold's top bits (probability about
- * 2^-48) is a second word drawn for the low 64 bits. The support is cut
+ * Both base distributions are symmetric, so each table holds |value| and
+ * a random bit gives the sign. Each table is an alias table built in exact
+ * 128-bit integer arithmetic: the probability of every entry is a multiple
+ * of 2^-127 and the table samples exactly that distribution Q. One 64-bit
+ * CSPRNG word gives the slot (top bits), the sign (bit 0) and the first
+ * 63 - bits bits of the position inside the slot, which is compared with
+ * the slot's threshold: first the top 32 - bits bits, from a 4-byte hot
+ * table (branch-free); when those are equal (probability 2^(bits-32),
+ * about 2^-17) the full 63 - bits bits; when those are equal too
+ * (probability about 2^-48) a second word decides. The support is cut
  * where the ideal probability drops below 2^-76, so on the support
  * |ln(Q/P)| <= mu_table (about 2^-51, measured when the table is built)
  * and the cut-off mass is charged as beta.
  *
- * Invariants: every slot word holds (thr_hi << bits) | alias with
- * thr = thr_hi*2^64 + lo < 2^(128-bits) the slot's own mass; a full slot is
- * stored as alias = itself. Values handed out are index - offset.
+ * Invariants: the 128-bit threshold thr of a slot is its own mass,
+ * thr < 2^(127-bits); hot = (thr >> 95) << bits | alias,
+ * word = (thr >> 64) << bits | alias, lo = low 64 bits of thr; a full slot
+ * is stored as thr = 0, alias = itself. The slot index is |value|.
  * No locking: a sampler belongs to one thread, like its rng.
  */
 #include "dp/noise.h"
@@ -52,12 +57,10 @@ __extension__ typedef unsigned __int128 u128;
 #define NOISE_TAU_MIN 1.5
 
 typedef struct noise_table {
-    uint64_t *word; /* n_slots words: (thr_hi << bits) | alias */
-    uint64_t *lo;   /* n_slots low halves of the thresholds */
-    unsigned bits;  /* log2(n_slots) */
-    uint64_t amask; /* (1 << bits) - 1 */
-    uint64_t rmask; /* the 64 - bits low bits of a word */
-    int64_t offset; /* value = slot index - offset */
+    uint32_t *hot;  /* n_slots: (top 32-bits bits of thr << bits) | alias */
+    uint64_t *word; /* n_slots: (thr >> 64) << bits | alias */
+    uint64_t *lo;   /* n_slots: low 64 bits of thr */
+    unsigned bits;  /* log2(n_slots), 1..31 */
     double mu;      /* max |ln(Q/P)| on the support */
     double tail;    /* P-mass outside the support */
 } noise_table;
@@ -152,53 +155,63 @@ discrete_gauss_prob(int64_t j, long double t)
 static void
 table_free(const roost_allocator *alloc, noise_table *tab)
 {
+    roost_alloc_free(alloc, tab->hot);
     roost_alloc_free(alloc, tab->word);
     roost_alloc_free(alloc, tab->lo);
+    tab->hot = NULL;
     tab->word = NULL;
     tab->lo = NULL;
 }
 
 /*
- * Build tab from the ideal probabilities p[0..n) of the values
- * (i - offset). Every p[i] >= 2^-NOISE_CUT_BITS and sum p <= 1. The table
- * samples Q[i] = mass[i] / 2^128 with sum mass = 2^128 exactly.
+ * Build tab from the ideal probabilities p[0..n) of |value| = i (folded:
+ * p[i] = P(i) + P(-i) for i > 0). Every p[i] >= 2^-NOISE_CUT_BITS and
+ * sum p <= 1. The table samples Q[i] = mass[i] / 2^127 exactly, with
+ * sum mass = 2^127; the sign is a separate random bit.
  */
 static int
 table_build(noise_table *tab, const roost_allocator *alloc,
-            const long double *p, size_t n, int64_t offset, double tail,
-            roost_errmsg *em)
+            const long double *p, size_t n, double tail, roost_errmsg *em)
 {
     memset(tab, 0, sizeof(*tab));
     unsigned bits = 1;
     while (((size_t)1 << bits) < n)
         bits++;
+    if (bits > 31)
+        return roost_fail(em, ROOST_EINVAL, "noise table of %zu entries", n);
     size_t n_slots = (size_t)1 << bits;
-    const u128 cap = (u128)1 << (128 - bits);
+    const u128 total = (u128)1 << 127;
+    const u128 cap = (u128)1 << (127 - bits);
 
     u128 *mass = roost_alloc_calloc(alloc, n_slots, sizeof(*mass));
     uint32_t *small = roost_alloc_calloc(alloc, n_slots, sizeof(*small));
     uint32_t *large = roost_alloc_calloc(alloc, n_slots, sizeof(*large));
+    tab->hot = roost_alloc_calloc(alloc, n_slots, sizeof(*tab->hot));
     tab->word = roost_alloc_calloc(alloc, n_slots, sizeof(*tab->word));
     tab->lo = roost_alloc_calloc(alloc, n_slots, sizeof(*tab->lo));
     int rc = ROOST_OK;
-    if (mass == NULL || small == NULL || large == NULL || tab->word == NULL ||
-        tab->lo == NULL) {
+    if (mass == NULL || small == NULL || large == NULL || tab->hot == NULL ||
+        tab->word == NULL || tab->lo == NULL) {
         rc = roost_fail(em, ROOST_ENOMEM, "noise table of %zu slots", n_slots);
         goto done;
     }
 
-    /* Fixed point, biased down by 2^-50 so the sum stays below 2^128 even
+    /* Fixed point, biased down by 2^-50 so the sum stays below 2^127 even
      * with the evaluation error; the deficit is then spread in proportion
      * to p, and the last few units go to the largest entry. */
     size_t peak = 0;
     u128 sum = 0;
     for (size_t i = 0; i < n; i++) {
-        mass[i] = (u128)ldexpl(p[i] * (1.0L - 0x1p-50L), 128);
+        mass[i] = (u128)ldexpl(p[i] * (1.0L - 0x1p-50L), 127);
         sum += mass[i];
         if (p[i] > p[peak])
             peak = i;
     }
-    u128 deficit = (u128)0 - sum; /* 2^128 - sum, as sum < 2^128 */
+    if (sum > total) {
+        rc = roost_fail(em, ROOST_EOVERFLOW, "noise table normalisation");
+        goto done;
+    }
+    u128 deficit = total - sum;
     long double deficit_l = (long double)deficit * (1.0L - 0x1p-50L);
     u128 spread = 0;
     for (size_t i = 0; i < n; i++) {
@@ -215,7 +228,7 @@ table_build(noise_table *tab, const roost_allocator *alloc,
     /* Distance from the ideal probabilities, entry by entry. */
     long double mu = 0.0L;
     for (size_t i = 0; i < n; i++) {
-        long double q = ldexpl((long double)mass[i], -128);
+        long double q = ldexpl((long double)mass[i], -127);
         long double d = fabsl(logl(q / p[i]));
         if (d > mu)
             mu = d;
@@ -253,15 +266,14 @@ table_build(noise_table *tab, const roost_allocator *alloc,
         mass[lg] = 0; /* full slot: alias to itself, threshold unused */
         tab->word[lg] = lg;
     }
+    /* thr = mass < 2^(127-bits): its top 32-bits bits are thr >> 95. */
     for (size_t i = 0; i < n_slots; i++) {
-        uint64_t thr_hi = (uint64_t)(mass[i] >> 64);
+        uint64_t alias = tab->word[i];
+        tab->hot[i] = (uint32_t)(((uint64_t)(mass[i] >> 95) << bits) | alias);
+        tab->word[i] = ((uint64_t)(mass[i] >> 64) << bits) | alias;
         tab->lo[i] = (uint64_t)mass[i];
-        tab->word[i] |= thr_hi << bits;
     }
     tab->bits = bits;
-    tab->amask = ((uint64_t)1 << bits) - 1;
-    tab->rmask = UINT64_MAX >> bits;
-    tab->offset = offset;
 
 done:
     if (mass != NULL)
@@ -274,8 +286,8 @@ done:
     return rc;
 }
 
-/* Ideal probabilities of a base distribution, cut where they fall below
- * 2^-NOISE_CUT_BITS, and its table. */
+/* Ideal probabilities of |value| for a base distribution, cut where P
+ * falls below 2^-NOISE_CUT_BITS, and its table. */
 static int
 base_table(noise_table *tab, const roost_allocator *alloc, long double t,
            int rounded, roost_errmsg *em)
@@ -295,12 +307,14 @@ base_table(noise_table *tab, const roost_allocator *alloc, long double t,
         half++;
     if (half < 1)
         return roost_fail(em, ROOST_EINVAL, "noise table too narrow");
-    size_t n = (size_t)(2 * half + 1);
+    size_t n = (size_t)half + 1;
     long double *p = roost_alloc_calloc(alloc, n, sizeof(*p));
     if (p == NULL)
         return roost_fail(em, ROOST_ENOMEM, "noise table of %zu entries", n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = NOISE_PROB((int64_t)i - half);
+    /* Both distributions are symmetric: fold to |value|. */
+    p[0] = NOISE_PROB(0);
+    for (size_t i = 1; i < n; i++)
+        p[i] = 2.0L * NOISE_PROB((int64_t)i);
 #undef NOISE_PROB
     /* Mass beyond +-half: exact for the rounded Gaussian; for the discrete
      * one, sum_{i>h} rho(i) <= integral_h^inf rho, so the two tails are at
@@ -308,53 +322,61 @@ base_table(noise_table *tab, const roost_allocator *alloc, long double t,
     long double tail =
         rounded ? erfcl(((long double)half + 0.5L) / (t * sqrtl(2.0L)))
                 : erfcl((long double)half / (t * sqrtl(2.0L))) * 1.000001L;
-    int rc = table_build(tab, alloc, p, n, half, (double)tail, em);
+    int rc = table_build(tab, alloc, p, n, (double)tail, em);
     roost_alloc_free(alloc, p);
     return rc;
 }
 
 /* ---- sampling ------------------------------------------------------------ */
 
-/* One draw from tab driven by the word u; a second word only on a tie. */
+/*
+ * A draw from a word u: bits 63..64-bits pick the slot; bits 63-bits..1 are
+ * the first 63 - bits bits of the position w inside the slot (the rest of w
+ * comes from a second word only if needed); bit 0 is the sign. The slot's
+ * own value is chosen when w < thr, its alias otherwise. The fast path
+ * compares the top 32 - bits bits of w and thr (from the 4-byte hot table);
+ * equal top bits (probability 2^(bits-32)) take the exact path below.
+ */
+static uint64_t
+table_resolve(const noise_table *tab, uint64_t u, roost_rng *rng, int *rc)
+{
+    const unsigned bits = tab->bits;
+    uint64_t slot = u >> (64 - bits);
+    uint64_t r = (u >> 1) & (UINT64_MAX >> (bits + 1));
+    uint64_t w = tab->word[slot];
+    uint64_t thr_hi = w >> bits, alias = w & (((uint64_t)1 << bits) - 1);
+    if (r != thr_hi)
+        return r < thr_hi ? slot : alias;
+    /* The first 63 - bits bits of w equal thr's: the next 64 decide. */
+    uint64_t v = 0;
+    int e = roost_rng_u64(rng, &v);
+    if (e != ROOST_OK)
+        *rc = e;
+    return v < tab->lo[slot] ? slot : alias;
+}
+
+/* |value| from the hot table, then the sign from bit 0, branch-free except
+ * for the rare exact path. */
 static inline int64_t
 table_draw(const noise_table *tab, uint64_t u, roost_rng *rng, int *rc)
 {
-    uint64_t slot = u >> (64 - tab->bits);
-    uint64_t r = u & tab->rmask;
-    uint64_t w = tab->word[slot];
-    uint64_t thr_hi = w >> tab->bits;
-    uint64_t pick = r < thr_hi ? slot : (w & tab->amask);
-    if (r == thr_hi) {
-        /* The first 64 - bits bits of the position inside the slot equal
-         * the threshold's; the next 64 decide. */
-        uint64_t v = 0;
-        int e = roost_rng_u64(rng, &v);
-        if (e != ROOST_OK)
-            *rc = e;
-        pick = v < tab->lo[slot] ? slot : (w & tab->amask);
-    }
-    return (int64_t)pick - tab->offset;
+    const unsigned bits = tab->bits;
+    uint64_t slot = u >> (64 - bits);
+    uint64_t rtop = (u >> 32) & (UINT32_MAX >> bits);
+    uint32_t h = tab->hot[slot];
+    uint64_t ttop = (uint64_t)(h >> bits);
+    uint64_t own = (uint64_t)0 - (uint64_t)(rtop < ttop);
+    uint64_t mag = (slot & own) | ((uint64_t)h & ((1u << bits) - 1) & ~own);
+    if (rtop == ttop)
+        mag = table_resolve(tab, u, rng, rc);
+    uint64_t neg = (uint64_t)0 - (u & 1);
+    return (int64_t)((mag ^ neg) - neg);
 }
 
-/* The fast path of table_draw for one word: branch-free selection, and
- * *tie set when the low-order decision is needed (then the caller redoes
- * the draw with table_draw). Table fields are passed as locals so the loop
- * keeps them in registers. */
-#define NOISE_FAST_DRAW(out, u, word, bits, shift, rmask, amask, tie)          \
-    do {                                                                       \
-        uint64_t slot_ = (u) >> (shift);                                       \
-        uint64_t r_ = (u) & (rmask);                                           \
-        uint64_t w_ = (word)[slot_];                                           \
-        uint64_t thr_ = w_ >> (bits);                                          \
-        uint64_t own_ = (uint64_t)0 - (uint64_t)(r_ < thr_);                   \
-        (out) = (slot_ & own_) | (w_ & (amask) & ~own_);                       \
-        (tie) |= (uint64_t)(r_ == thr_);                                       \
-    } while (0)
-
 /* Integer noise for count <= NOISE_CHUNK coordinates into z. The words are
- * consumed in a fixed order (two per coordinate, B's first), and a tie's
- * extra word is drawn after the chunk's words, so the output is a fixed
- * function of the rng stream. */
+ * consumed in a fixed order (B's word, then A's, per coordinate); the rare
+ * extra word of an exact comparison is drawn from the stream after the
+ * chunk's words, so the output is a fixed function of the rng stream. */
 static int
 draw_chunk(roost_noise *noise, int64_t *z, size_t count)
 {
@@ -365,41 +387,14 @@ draw_chunk(roost_noise *noise, int64_t *z, size_t count)
         return rc;
     const uint64_t *w = noise->words;
     const noise_table *tb = &noise->tb, *ta = &noise->ta;
-    const uint64_t *word_b = tb->word;
-    const unsigned bits_b = tb->bits, shift_b = 64 - tb->bits;
-    const uint64_t rmask_b = tb->rmask, amask_b = tb->amask;
-    const int64_t off_b = tb->offset;
-    uint64_t tie = 0;
     if (noise->k != 0) {
-        const uint64_t *word_a = ta->word;
-        const unsigned bits_a = ta->bits, shift_a = 64 - ta->bits;
-        const uint64_t rmask_a = ta->rmask, amask_a = ta->amask;
-        const int64_t off_a = ta->offset, k = noise->k;
-        for (size_t i = 0; i < count; i++) {
-            uint64_t pb, pa;
-            NOISE_FAST_DRAW(pb, w[2 * i], word_b, bits_b, shift_b, rmask_b,
-                            amask_b, tie);
-            NOISE_FAST_DRAW(pa, w[2 * i + 1], word_a, bits_a, shift_a, rmask_a,
-                            amask_a, tie);
-            z[i] = ((int64_t)pb - off_b) + k * ((int64_t)pa - off_a);
-        }
-        if (tie != 0) {
-            /* Probability about 2^-48 per word: redo the chunk exactly. */
-            for (size_t i = 0; i < count; i++)
-                z[i] = table_draw(tb, w[2 * i], noise->rng, &rc) +
-                       k * table_draw(ta, w[2 * i + 1], noise->rng, &rc);
-        }
+        const int64_t k = noise->k;
+        for (size_t i = 0; i < count; i++)
+            z[i] = table_draw(tb, w[2 * i], noise->rng, &rc) +
+                   k * table_draw(ta, w[2 * i + 1], noise->rng, &rc);
     } else {
-        for (size_t i = 0; i < count; i++) {
-            uint64_t pb;
-            NOISE_FAST_DRAW(pb, w[i], word_b, bits_b, shift_b, rmask_b, amask_b,
-                            tie);
-            z[i] = (int64_t)pb - off_b;
-        }
-        if (tie != 0) {
-            for (size_t i = 0; i < count; i++)
-                z[i] = table_draw(tb, w[i], noise->rng, &rc);
-        }
+        for (size_t i = 0; i < count; i++)
+            z[i] = table_draw(tb, w[i], noise->rng, &rc);
     }
     return rc;
 }
