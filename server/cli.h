@@ -24,6 +24,7 @@ typedef int (*roost_cmd_fn)(int argc, char **argv);
 
 /* Command entry points (one per command source file). */
 int roost_cmd_dp(int argc, char **argv);    /* cmd_dp.c */
+int roost_cmd_pki(int argc, char **argv);   /* cmd_pki.c */
 int roost_cmd_train(int argc, char **argv); /* cmd_train.c */
 
 /* Commands over the coordinator's database (server/store.c). */
