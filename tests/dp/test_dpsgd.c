@@ -1,0 +1,245 @@
+/*
+ * test_dpsgd.c - the DP-SGD gradient against a direct computation: with
+ * q = 1 and negligible noise it equals the mean of per-example gradients
+ * each clipped to the effective clip norm (computed here one example at a
+ * time with roost_model_grad); Poisson batch sizes have the binomial mean
+ * and variance; the noise has the configured standard deviation; an
+ * insecure deterministic rng reproduces a step exactly.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dp/dpsgd.h"
+#include "test_util.h"
+
+#define N_EX 40
+#define DIM 6
+
+struct fixture {
+    roost_model *model;
+    roost_dataset *ds;
+    roost_rng *rng;
+    float *params;
+    size_t n;
+};
+
+static int
+setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    roost_errmsg em;
+    assert_int_equal(roost_model_create(&f->model, NULL, "dense:5,tanh,dense:3",
+                                        1, 2, 3, &em),
+                     ROOST_OK);
+    f->n = roost_model_param_count(f->model);
+    assert_int_equal(
+        roost_rng_create_insecure_deterministic(&f->rng, NULL, 5, 0), ROOST_OK);
+    float x[N_EX * DIM];
+    uint8_t y[N_EX];
+    for (int i = 0; i < N_EX; i++) {
+        for (int j = 0; j < DIM; j++) {
+            double u;
+            assert_int_equal(roost_rng_uniform(f->rng, &u), ROOST_OK);
+            x[i * DIM + j] = (float)(4.0 * u - 2.0);
+        }
+        y[i] = (uint8_t)(i % 3);
+    }
+    assert_int_equal(roost_dataset_create_from_arrays(&f->ds, NULL, N_EX, 1, 2,
+                                                      3, x, y, 3, &em),
+                     ROOST_OK);
+    f->params = malloc(f->n * sizeof(float));
+    assert_int_equal(roost_model_init_params(f->model, f->params, f->rng),
+                     ROOST_OK);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct fixture *f = *state;
+    free(f->params);
+    roost_dataset_destroy(f->ds);
+    roost_rng_destroy(f->rng);
+    roost_model_destroy(f->model);
+    free(f);
+    return 0;
+}
+
+static void
+full_batch_equals_mean_of_clipped_gradients(void **state)
+{
+    struct fixture *f = *state;
+    roost_dpsgd_config cfg = {.sampling_rate = 1.0,
+                              .noise_multiplier = 1e-7,
+                              .clip_norm = 0.5,
+                              .micro_batch = 16}; /* 3 micro-batches */
+    roost_dpsgd *d;
+    roost_errmsg em;
+    assert_int_equal(
+        roost_dpsgd_create(&d, NULL, f->model, N_EX, &cfg, f->rng, &em),
+        ROOST_OK);
+    double c_eff = roost_dpsgd_effective_clip(d);
+    assert_true(c_eff < 0.5 && c_eff > 0.49);
+    float *grad = malloc(f->n * sizeof(float));
+    roost_dpsgd_step_info info;
+    assert_int_equal(
+        roost_dpsgd_step(d, f->params, f->ds, NULL, grad, &info, &em),
+        ROOST_OK);
+    assert_int_equal(info.batch, N_EX);
+    assert_true(info.clipped > 0);
+
+    /* Reference: clip each example's gradient separately. */
+    roost_workspace *ws;
+    assert_int_equal(roost_workspace_create(&ws, f->model, 1, &em), ROOST_OK);
+    double *ref = calloc(f->n, sizeof(double));
+    float *g = malloc(f->n * sizeof(float));
+    size_t clipped = 0;
+    for (uint32_t i = 0; i < N_EX; i++) {
+        const float *xi = roost_dataset_example(f->ds, i);
+        uint8_t yi = roost_dataset_labels(f->ds)[i];
+        assert_int_equal(roost_model_grad(ws, f->params, xi, &yi, 1, g, NULL),
+                         ROOST_OK);
+        double norm = 0;
+        for (size_t j = 0; j < f->n; j++)
+            norm += (double)g[j] * (double)g[j];
+        norm = sqrt(norm);
+        double w = norm > c_eff ? c_eff / norm : 1.0;
+        clipped += norm > c_eff;
+        for (size_t j = 0; j < f->n; j++)
+            ref[j] += w * (double)g[j] / N_EX;
+    }
+    assert_int_equal(clipped, info.clipped);
+    for (size_t j = 0; j < f->n; j++)
+        assert_near(grad[j], ref[j], 1e-4);
+    free(g);
+    free(ref);
+    free(grad);
+    roost_workspace_destroy(ws);
+    roost_dpsgd_destroy(d);
+}
+
+static void
+poisson_batches_and_noise_scale(void **state)
+{
+    struct fixture *f = *state;
+    /* Zero parameters make every per-example gradient small but nonzero;
+     * the noise then dominates: each coordinate of grad * q*N has stddev
+     * about sigma*C. */
+    roost_dpsgd_config cfg = {
+        .sampling_rate = 0.25, .noise_multiplier = 2.0, .clip_norm = 1.0};
+    roost_dpsgd *d;
+    assert_int_equal(
+        roost_dpsgd_create(&d, NULL, f->model, N_EX, &cfg, f->rng, NULL),
+        ROOST_OK);
+    float *grad = malloc(f->n * sizeof(float));
+    const int steps = 400;
+    double sum_b = 0, sum_b2 = 0, sum_g = 0, sum_g2 = 0;
+    size_t count_g = 0;
+    for (int s = 0; s < steps; s++) {
+        roost_dpsgd_step_info info;
+        assert_int_equal(
+            roost_dpsgd_step(d, f->params, f->ds, NULL, grad, &info, NULL),
+            ROOST_OK);
+        sum_b += (double)info.batch;
+        sum_b2 += (double)info.batch * (double)info.batch;
+        for (size_t j = 0; j < f->n; j++) {
+            double v = (double)grad[j] * 0.25 * N_EX;
+            sum_g += v;
+            sum_g2 += v * v;
+            count_g++;
+        }
+    }
+    double mean_b = sum_b / steps;
+    double var_b = sum_b2 / steps - mean_b * mean_b;
+    /* Binomial(40, 0.25): mean 10, variance 7.5. */
+    assert_true(fabs(mean_b - 10.0) < 0.6);
+    assert_true(var_b > 5.0 && var_b < 10.5);
+    double sd = sqrt(sum_g2 / (double)count_g -
+                     (sum_g / (double)count_g) * (sum_g / (double)count_g));
+    /* sigma*C = 2, plus the clipped signal (norm <= 1 per example). */
+    assert_true(sd > 1.9 && sd < 2.3);
+    assert_true(roost_dpsgd_noise_draws(d) == (double)steps * (double)f->n);
+    free(grad);
+    roost_dpsgd_destroy(d);
+}
+
+static void
+deterministic_rng_reproduces_a_step(void **state)
+{
+    struct fixture *f = *state;
+    roost_dpsgd_config cfg = {
+        .sampling_rate = 0.3, .noise_multiplier = 1.0, .clip_norm = 1.0};
+    float *a = malloc(f->n * sizeof(float));
+    float *b = malloc(f->n * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+        roost_rng *rng;
+        assert_int_equal(
+            roost_rng_create_insecure_deterministic(&rng, NULL, 11, 3),
+            ROOST_OK);
+        roost_dpsgd *d;
+        assert_int_equal(
+            roost_dpsgd_create(&d, NULL, f->model, N_EX, &cfg, rng, NULL),
+            ROOST_OK);
+        assert_int_equal(
+            roost_dpsgd_step(d, f->params, f->ds, NULL, k ? b : a, NULL, NULL),
+            ROOST_OK);
+        roost_dpsgd_destroy(d);
+        roost_rng_destroy(rng);
+    }
+    assert_memory_equal(a, b, f->n * sizeof(float));
+    free(a);
+    free(b);
+}
+
+static void
+bad_configs_are_refused(void **state)
+{
+    struct fixture *f = *state;
+    roost_dpsgd *d;
+    roost_errmsg em;
+    roost_dpsgd_config cfg = {
+        .sampling_rate = 0.0, .noise_multiplier = 1.0, .clip_norm = 1.0};
+    assert_int_equal(
+        roost_dpsgd_create(&d, NULL, f->model, N_EX, &cfg, f->rng, &em),
+        ROOST_EINVAL);
+    assert_null(d);
+    assert_non_null(strstr(em.text, "sampling rate"));
+    cfg.sampling_rate = 0.5;
+    cfg.noise_multiplier = 0.0;
+    assert_int_equal(
+        roost_dpsgd_create(&d, NULL, f->model, N_EX, &cfg, f->rng, &em),
+        ROOST_EINVAL);
+    assert_non_null(strstr(em.text, "noise multiplier"));
+    cfg.noise_multiplier = 1.0;
+    cfg.clip_norm = NAN;
+    assert_int_equal(
+        roost_dpsgd_create(&d, NULL, f->model, N_EX, &cfg, f->rng, &em),
+        ROOST_EINVAL);
+    cfg.clip_norm = 1.0;
+    assert_int_equal(
+        roost_dpsgd_create(&d, NULL, f->model, 0, &cfg, f->rng, &em),
+        ROOST_EINVAL);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            full_batch_equals_mean_of_clipped_gradients, setup, teardown),
+        cmocka_unit_test_setup_teardown(poisson_batches_and_noise_scale, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(deterministic_rng_reproduces_a_step,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_configs_are_refused, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
