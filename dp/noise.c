@@ -34,6 +34,7 @@
  * No locking: a sampler belongs to one thread, like its rng.
  */
 #include "dp/noise.h"
+#include "dp/noise_int.h"
 
 #include "common/alloc.h"
 
@@ -606,4 +607,60 @@ roost_noise_charge(const roost_noise *noise, double draws, double epsilon,
     *delta_out =
         exp(drift) * delta + exp(epsilon + 2.0 * drift) * draws * noise->beta;
     return ROOST_OK;
+}
+
+/* ---- test hooks (noise_int.h) -------------------------------------------- */
+
+static const noise_table *
+debug_table(const roost_noise *noise, int which)
+{
+    if (noise == NULL)
+        return NULL;
+    if (which == ROOST_NOISE_TABLE_B)
+        return &noise->tb;
+    if (which == ROOST_NOISE_TABLE_A && noise->k != 0)
+        return &noise->ta;
+    return NULL;
+}
+
+void
+roost_noise_debug_params(const roost_noise *noise, int64_t *k, double *t)
+{
+    *k = noise->k;
+    *t = noise->t;
+}
+
+int
+roost_noise_debug_table(const roost_noise *noise, int which, unsigned *bits)
+{
+    const noise_table *tab = debug_table(noise, which);
+    if (tab == NULL)
+        return ROOST_EINVAL;
+    *bits = tab->bits;
+    return ROOST_OK;
+}
+
+int
+roost_noise_debug_slot(const roost_noise *noise, int which, size_t slot,
+                       uint64_t *thr_hi, uint64_t *thr_lo, uint64_t *alias)
+{
+    const noise_table *tab = debug_table(noise, which);
+    if (tab == NULL || slot >= ((size_t)1 << tab->bits))
+        return ROOST_EINVAL;
+    *thr_hi = tab->word[slot] >> tab->bits;
+    *thr_lo = tab->lo[slot];
+    *alias = tab->word[slot] & (((uint64_t)1 << tab->bits) - 1);
+    return ROOST_OK;
+}
+
+int
+roost_noise_debug_draw(roost_noise *noise, int which, uint64_t word,
+                       int64_t *value)
+{
+    const noise_table *tab = debug_table(noise, which);
+    if (tab == NULL)
+        return ROOST_EINVAL;
+    int rc = ROOST_OK;
+    *value = table_draw(tab, word, noise->rng, &rc);
+    return rc;
 }

@@ -19,6 +19,7 @@
 
 #include "common/rng.h"
 #include "dp/noise.h"
+#include "dp/noise_int.h"
 #include "test_util.h"
 
 #define N_DRAWS 1000000
@@ -407,6 +408,170 @@ add_rejects_bad_input_untouched(void **state)
     roost_rng_destroy(r);
 }
 
+__extension__ typedef unsigned __int128 u128;
+
+/* Ideal probability of |value| = j for table `which` with parameter t,
+ * computed independently of dp/noise.c (erfc differences / direct
+ * formula, accurate to ~1e-15 relative at the scales used here). */
+static long double
+ideal_fold(int which, long double t, int64_t j)
+{
+    long double jl = (long double)j, r2 = sqrtl(2.0L);
+    if (which == ROOST_NOISE_TABLE_B) {
+        if (j == 0)
+            return erfl(0.5L / (t * r2));
+        return erfcl((jl - 0.5L) / (t * r2)) - erfcl((jl + 0.5L) / (t * r2));
+    }
+    long double pi = acosl(-1.0L);
+    long double p = expl(-jl * jl / (2.0L * t * t)) / (sqrtl(2.0L * pi) * t);
+    return j == 0 ? p : 2.0L * p;
+}
+
+/* The distribution a table samples, read off its slots (own threshold plus
+ * the alias shares), sums to exactly 2^127 and matches the ideal one. */
+static void
+check_table_distribution(roost_noise *nz, int which, double max_rel)
+{
+    int64_t k;
+    double t;
+    roost_noise_debug_params(nz, &k, &t);
+    unsigned bits;
+    assert_int_equal(roost_noise_debug_table(nz, which, &bits), ROOST_OK);
+    size_t n_slots = (size_t)1 << bits;
+    const u128 cap = (u128)1 << (127 - bits);
+    u128 *q = calloc(n_slots, sizeof(*q));
+    assert_non_null(q);
+    for (size_t i = 0; i < n_slots; i++) {
+        uint64_t hi, lo, alias;
+        assert_int_equal(roost_noise_debug_slot(nz, which, i, &hi, &lo, &alias),
+                         ROOST_OK);
+        u128 thr = ((u128)hi << 64) | lo;
+        assert_true(thr < cap);
+        assert_true(alias < n_slots);
+        q[i] += thr;
+        q[alias] += cap - thr;
+    }
+    u128 sum = 0;
+    size_t support = 0;
+    double worst = 0.0;
+    for (size_t j = 0; j < n_slots; j++) {
+        sum += q[j];
+        if (q[j] == 0)
+            continue;
+        assert_true(j == support); /* the support is 0..h, no holes */
+        support++;
+        long double qj = ldexpl((long double)q[j], -127);
+        long double pj = ideal_fold(which, (long double)t, (int64_t)j);
+        if (pj > 1e-15L) {
+            double rel = (double)fabsl(qj / pj - 1.0L);
+            if (rel > worst)
+                worst = rel;
+        }
+    }
+    assert_true(sum == (u128)1 << 127);
+    /* Beyond the support the ideal mass is negligible. */
+    long double tail = 0.0L;
+    for (int64_t j = (int64_t)support; j < (int64_t)support + 50; j++)
+        tail += ideal_fold(which, (long double)t, j);
+    print_message("table %d: t = %.3f, %zu entries in 2^%u slots, max "
+                  "|Q/P-1| = %.3g, tail %.3Lg\n",
+                  which, t, support, bits, worst, tail);
+    assert_true(worst <= max_rel);
+    assert_true(tail < 1e-18L);
+    free(q);
+}
+
+static void
+tables_sample_the_ideal_distribution(void **state)
+{
+    (void)state;
+    roost_rng *r = det_rng(4);
+    struct {
+        double sigma;
+        unsigned bits;
+    } cases[] = {{1.5, 0}, {40.0, 5}, {1.0, ROOST_NOISE_GRID_BITS_DEFAULT}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        roost_noise *nz = NULL;
+        assert_int_equal(roost_noise_create(&nz, NULL, r, cases[c].sigma, 1.0,
+                                            cases[c].bits, NULL),
+                         ROOST_OK);
+        int64_t k;
+        double t;
+        roost_noise_debug_params(nz, &k, &t);
+        /* erfc differences lose ~log2(t) bits: allow 1e-12 at large t. */
+        double tol = t > 100.0 ? 1e-12 : 1e-14;
+        check_table_distribution(nz, ROOST_NOISE_TABLE_B, tol);
+        unsigned bits;
+        if (k != 0)
+            check_table_distribution(nz, ROOST_NOISE_TABLE_A, tol);
+        else
+            assert_int_equal(
+                roost_noise_debug_table(nz, ROOST_NOISE_TABLE_A, &bits),
+                ROOST_EINVAL);
+        roost_noise_destroy(nz);
+    }
+    roost_rng_destroy(r);
+}
+
+/* Crafted words reach the rare comparison paths: position bits just below,
+ * equal to and just above the threshold's first 63 - bits bits; equality
+ * draws one more word from the rng, which decides against the low half. */
+static void
+tie_paths_are_exact(void **state)
+{
+    (void)state;
+    roost_rng *r1 = det_rng(8), *r2 = det_rng(8);
+    roost_noise *nz = NULL;
+    assert_int_equal(roost_noise_create(&nz, NULL, r1, 1.0, 1.0,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    for (int which = 0; which < 2; which++) {
+        unsigned bits;
+        assert_int_equal(roost_noise_debug_table(nz, which, &bits), ROOST_OK);
+        size_t n_slots = (size_t)1 << bits, tested = 0;
+        const uint64_t rmax = UINT64_MAX >> (bits + 1);
+        for (size_t slot = 1; slot < n_slots && tested < 200; slot += 37) {
+            uint64_t hi, lo, alias;
+            assert_int_equal(
+                roost_noise_debug_slot(nz, which, slot, &hi, &lo, &alias),
+                ROOST_OK);
+            if (hi == 0 || hi == rmax || alias == slot)
+                continue;
+            tested++;
+            for (uint64_t sign = 0; sign < 2; sign++) {
+                uint64_t base = ((uint64_t)slot << (64 - bits)) | sign;
+                int64_t v, expect_sign = sign ? -1 : 1;
+                /* Below: own value; above: alias; no extra word. */
+                assert_int_equal(
+                    roost_noise_debug_draw(nz, which, base | (hi - 1) << 1, &v),
+                    ROOST_OK);
+                assert_true(v == expect_sign * (int64_t)slot);
+                assert_int_equal(
+                    roost_noise_debug_draw(nz, which, base | (hi + 1) << 1, &v),
+                    ROOST_OK);
+                assert_true(v == expect_sign * (int64_t)alias);
+                /* Equal: the next rng word decides. */
+                uint64_t next;
+                assert_int_equal(roost_rng_u64(r2, &next), ROOST_OK);
+                assert_int_equal(
+                    roost_noise_debug_draw(nz, which, base | hi << 1, &v),
+                    ROOST_OK);
+                int64_t mag = next < lo ? (int64_t)slot : (int64_t)alias;
+                assert_true(v == expect_sign * mag);
+            }
+        }
+        assert_true(tested > 50);
+    }
+    /* Both rngs consumed exactly the same words. */
+    uint64_t a, b;
+    assert_int_equal(roost_rng_u64(r1, &a), ROOST_OK);
+    assert_int_equal(roost_rng_u64(r2, &b), ROOST_OK);
+    assert_true(a == b);
+    roost_noise_destroy(nz);
+    roost_rng_destroy(r1);
+    roost_rng_destroy(r2);
+}
+
 int
 main(void)
 {
@@ -415,6 +580,8 @@ main(void)
         cmocka_unit_test(grid_and_closeness),
         cmocka_unit_test(moments_and_ks),
         cmocka_unit_test(exact_distribution_small_scales),
+        cmocka_unit_test(tables_sample_the_ideal_distribution),
+        cmocka_unit_test(tie_paths_are_exact),
         cmocka_unit_test(add_is_on_grid_and_matches_stream),
         cmocka_unit_test(reproducible_with_deterministic_rng),
         cmocka_unit_test(add_rejects_bad_input_untouched),
