@@ -169,6 +169,7 @@ enum stmt_id {
     ST_LIST_ROUNDS,
     ST_ROUND_METRICS,
     ST_RECORD_HASH,
+    ST_EPSILON,
     ST_COUNT_
 };
 
@@ -238,6 +239,13 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_ROUND_METRICS] = "SELECT name, value FROM metrics WHERE round_id = ?1"
                          " ORDER BY name",
     [ST_RECORD_HASH] = "SELECT record_hash FROM rounds WHERE round_id = ?1",
+    /* Per round: each client's last report in that round. Overall (?1 =
+     * 0): each client's latest report across rounds. Sorted ascending. */
+    [ST_EPSILON] =
+        "SELECT dp_epsilon FROM (SELECT dp_epsilon, row_number() OVER"
+        " (PARTITION BY fingerprint ORDER BY round_id DESC, seq DESC) AS rn"
+        " FROM updates WHERE dp_epsilon IS NOT NULL"
+        " AND (?1 = 0 OR round_id = ?1)) WHERE rn = 1 ORDER BY dp_epsilon",
 };
 
 struct roost_store {
@@ -672,6 +680,10 @@ check_schema(roost_store *s, const char *path, int target, roost_errmsg *em)
 {
     int64_t app = 0, ver = 0, n_objects = 0;
     int err = pragma_int(s, "PRAGMA application_id", &app, em);
+    if (err != ROOST_OK)
+        return roost_fail(em, ROOST_ESTORE,
+                          "%s cannot be read as a SQLite database: %s", path,
+                          sqlite3_errmsg(s->db));
     if (err == ROOST_OK)
         err = pragma_int(s, "PRAGMA user_version", &ver, em);
     if (err == ROOST_OK)
@@ -1296,6 +1308,8 @@ commit_body(roost_store *s, const roost_store_commit *c,
         if (i == c->n_participants / 2)
             hook(s, 3);
     }
+    if (c->n_participants == 0)
+        hook(s, 3);
     hook(s, 4);
 
     st = s->stmt[ST_INSERT_UPDATE];
@@ -1338,11 +1352,14 @@ commit_body(roost_store *s, const roost_store_commit *c,
 
     if (c->params != NULL) {
         size_t bytes = c->n_params * 4;
-        if (bytes > (size_t)INT32_MAX)
+        /* SQLite's largest value (SQLITE_MAX_LENGTH, 1e9 bytes by
+         * default): a larger model cannot be checkpointed in one row. */
+        int limit = sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, -1);
+        if (bytes > (size_t)limit)
             return roost_fail(em, ROOST_ETOOBIG,
-                              "checkpoint of %zu bytes exceeds SQLite's 2 GiB "
-                              "value limit",
-                              bytes);
+                              "checkpoint of %zu bytes exceeds SQLite's value "
+                              "limit of %d bytes",
+                              bytes, limit);
         st = s->stmt[ST_INSERT_CHECKPOINT];
         sqlite3_bind_int64(st, 1, r->round_id);
         sqlite3_bind_blob(st, 2, model_hash, ROOST_STORE_HASH_LEN,
@@ -1770,16 +1787,7 @@ roost_store_epsilon_stats(roost_store *s, int64_t round_id,
 {
     out->n_clients = 0;
     out->min = out->p25 = out->median = out->p75 = out->max = NAN;
-    /* Per round: each client's last report in that round. Overall: each
-     * client's latest report across rounds. Both sorted ascending. */
-    const char *sql =
-        "SELECT dp_epsilon FROM (SELECT dp_epsilon, row_number() OVER"
-        " (PARTITION BY fingerprint ORDER BY round_id DESC, seq DESC) AS rn"
-        " FROM updates WHERE dp_epsilon IS NOT NULL"
-        " AND (?1 = 0 OR round_id = ?1)) WHERE rn = 1 ORDER BY dp_epsilon";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return sql_fail(s, em, "epsilon query");
+    sqlite3_stmt *st = s->stmt[ST_EPSILON];
     sqlite3_bind_int64(st, 1, round_id);
     double *vals = NULL;
     size_t n = 0, cap = 0;
@@ -1799,7 +1807,7 @@ roost_store_epsilon_stats(roost_store *s, int64_t round_id,
     }
     if (err == ROOST_OK && rc != SQLITE_DONE)
         err = sql_fail(s, em, "epsilon query");
-    sqlite3_finalize(st);
+    stmt_done(st);
     if (err == ROOST_OK && n > 0) {
         out->n_clients = (int64_t)n;
         out->min = vals[0];

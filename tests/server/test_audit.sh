@@ -82,6 +82,21 @@ check 0 "truncated history verifies without an anchor" "$roost" audit --db "$wor
 check 1 "the anchor detects the truncation" "$roost" audit --db "$work/t.db" --anchor "$anchor"
 expect_text "anchor message" "anchored round 6 is missing"
 
+# A coordinator that has not committed anything yet.
+empty="$work/empty.db"
+"$fixture" create "$empty" 0 5 1000 || { echo "FAIL: fixture"; exit 1; }
+check 0 "audit of an empty history" "$roost" audit --db "$empty"
+expect_text "audit counts zero rounds" "chain intact: 0 rounds"
+check 0 "status of an empty history" "$roost" status --db "$empty"
+expect_text "status says nothing is committed" "none committed"
+check 0 "status --json of an empty history" "$roost" status --db "$empty" --json
+expect_text "json without a last round" '"last_round": null'
+
+# A file that is not a coordinator database is refused.
+printf 'not a database at all, just text\n' >"$work/junk.db"
+check 1 "audit refuses a non-database" "$roost" audit --db "$work/junk.db"
+check 1 "status refuses a non-database" "$roost" status --db "$work/junk.db"
+
 # The database is never modified by audit or status.
 before=$(cksum <"$good")
 "$roost" audit --db "$good" >/dev/null 2>&1

@@ -636,6 +636,57 @@ crash_mid_commit_is_all_or_nothing(void **state)
 }
 
 /* ---------------------------------------------------------------------
+ * A reader (status, audit) opened while the coordinator is inside a
+ * commit sees only committed rounds, and its chain verifies.
+ * ------------------------------------------------------------------- */
+struct reader_probe {
+    const char *path;
+    int point;
+    int open_err, verify_err;
+    int64_t head_round, n_rounds;
+};
+
+static void
+read_during_commit(void *arg, int point)
+{
+    struct reader_probe *p = arg;
+    if (point != p->point)
+        return;
+    roost_store *r = NULL;
+    roost_errmsg em;
+    p->open_err = roost_store_open(&r, p->path, ROOST_STORE_READONLY, &em);
+    if (p->open_err != ROOST_OK)
+        return;
+    roost_store_head head;
+    int64_t bad = 0;
+    if (roost_store_last_committed_round(r, &head, &em) == ROOST_OK)
+        p->head_round = head.round_id;
+    p->verify_err = roost_store_verify_chain(r, &bad, &p->n_rounds, NULL, &em);
+    roost_store_close(r);
+}
+
+static void
+readers_see_only_committed_rounds(void **state)
+{
+    tmpdir *t = *state;
+    roost_store *s = open_rw(t->db);
+    int64_t run = fixture_add_run(s, N_PARAMS);
+    assert_int_equal(fixture_commit_rounds(s, run, 1, 2, N_CLIENTS, N_PARAMS),
+                     0);
+    struct reader_probe probe = {
+        t->db, ROOST_STORE_HOOK_LAST_IN_TXN, -1, -1, -1, -1};
+    roost_store_set_test_hook(s, read_during_commit, &probe);
+    assert_int_equal(fixture_commit_rounds(s, run, 3, 3, N_CLIENTS, N_PARAMS),
+                     0);
+    assert_int_equal(probe.open_err, ROOST_OK);
+    assert_int_equal(probe.head_round, 2);
+    assert_int_equal(probe.verify_err, ROOST_OK);
+    assert_int_equal(probe.n_rounds, 2);
+    roost_store_set_test_hook(s, NULL, NULL);
+    roost_store_close(s);
+}
+
+/* ---------------------------------------------------------------------
  * Tampering: each single-row edit is detected and names the round.
  * ------------------------------------------------------------------- */
 struct tamper_case {
@@ -857,6 +908,8 @@ main(void)
         cmocka_unit_test_setup_teardown(resume_from_last_committed, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(crash_mid_commit_is_all_or_nothing,
+                                        setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(readers_see_only_committed_rounds,
                                         setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(tampering_is_detected, setup_tmp,
                                         teardown_tmp),
