@@ -329,6 +329,63 @@ robust_many_match_sort(void **state)
 }
 
 static void
+robust_every_k_matches_sort(void **state)
+{
+    (void)state;
+    /* Every k from 1 to 40 (both sides of the small-array cutoff, odd and
+     * even), values with many ties, median and trimmed mean with
+     * beta = 0.25 against a full sort. */
+    enum { KMAX = 40, N = 5 };
+    static float u[KMAX][N];
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 9, 0),
+                     ROOST_OK);
+    for (int k = 1; k <= KMAX; k++) {
+        for (int i = 0; i < k; i++)
+            for (int j = 0; j < N; j++) {
+                uint64_t r;
+                assert_int_equal(roost_rng_below(rng, 2 + (uint64_t)j * 7, &r),
+                                 ROOST_OK);
+                u[i][j] = (float)r;
+            }
+        for (int kind = 0; kind < 2; kind++) {
+            roost_strategy_config cfg;
+            roost_strategy_config_init(&cfg, kind == 0
+                                                 ? ROOST_STRATEGY_MEDIAN
+                                                 : ROOST_STRATEGY_TRIMMED_MEAN);
+            cfg.trim_fraction = 0.25;
+            roost_strategy *s = make(&cfg, N);
+            float x[N] = {0};
+            roost_strategy_begin_round(s);
+            for (int i = 0; i < k; i++)
+                add_ok(s, u[i], 1);
+            finish_ok(s, x);
+            for (int j = 0; j < N; j++) {
+                float col[KMAX];
+                for (int i = 0; i < k; i++)
+                    col[i] = u[i][j];
+                sort_floats(col, k);
+                double want;
+                if (kind == 0) {
+                    want = k % 2 ? (double)col[k / 2]
+                                 : 0.5 * ((double)col[k / 2 - 1] +
+                                          (double)col[k / 2]);
+                } else {
+                    int t = k / 4; /* floor(0.25 k) */
+                    double sum = 0;
+                    for (int i = t; i < k - t; i++)
+                        sum += (double)col[i];
+                    want = sum / (k - 2 * t);
+                }
+                assert_near(x[j], want, 1e-5);
+            }
+            roost_strategy_destroy(s);
+        }
+    }
+    roost_rng_destroy(rng);
+}
+
+static void
 trimmed_mean_hand(void **state)
 {
     (void)state;
@@ -979,6 +1036,7 @@ main(void)
         cmocka_unit_test(fedadagrad_hand),
         cmocka_unit_test(median_hand),
         cmocka_unit_test(robust_many_match_sort),
+        cmocka_unit_test(robust_every_k_matches_sort),
         cmocka_unit_test(trimmed_mean_hand),
         cmocka_unit_test(krum_hand),
         cmocka_unit_test(krum_resists_colluding_byzantines),
