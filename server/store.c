@@ -1541,7 +1541,8 @@ verify_checkpoints(roost_store *s, verdict *v, roost_errmsg *em)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT c.round_id, c.n_params FROM checkpoints c"
+                           "SELECT c.round_id, c.n_params, length(c.params)"
+                           " FROM checkpoints c"
                            " JOIN rounds r ON r.round_id = c.round_id"
                            " ORDER BY c.round_id",
                            -1, &st, NULL) != SQLITE_OK)
@@ -1552,8 +1553,13 @@ verify_checkpoints(roost_store *s, verdict *v, roost_errmsg *em)
     while (err == ROOST_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t round = sqlite3_column_int64(st, 0);
         int64_t n = sqlite3_column_int64(st, 1);
-        if (n < 0 || (uint64_t)n > SIZE_MAX / 4) {
-            blame(v, round, "checkpoint size is corrupt");
+        int64_t stored_bytes = sqlite3_column_int64(st, 2);
+        /* The file may be hostile: size the buffer from the bytes actually
+         * stored, never from the declared count alone. */
+        if (n < 0 || stored_bytes < 0 || (uint64_t)n > SIZE_MAX / 4 ||
+            (uint64_t)stored_bytes != (uint64_t)n * 4) {
+            blame(v, round,
+                  "checkpoint length does not match its parameter count");
             continue;
         }
         if ((size_t)n > cap) {

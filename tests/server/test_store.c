@@ -708,6 +708,9 @@ static const struct tamper_case tamper_cases[] = {
     {"UPDATE checkpoints SET params = substr(params, 1, 100)"
      " WHERE round_id = 4",
      4},
+    {"UPDATE checkpoints SET n_params = 4611686018427387903"
+     " WHERE round_id = 3",
+     3},
     {"DELETE FROM rounds WHERE round_id = 3", 3},
     {"DELETE FROM rounds WHERE round_id = 3; DELETE FROM participants"
      " WHERE round_id = 3; DELETE FROM updates WHERE round_id = 3;"
