@@ -291,6 +291,41 @@ wire_packed_elem_size(ProtobufCType t)
     }
 }
 
+/*
+ * Range checks on a varint value of field f: protobuf-c would silently
+ * keep only the low 32 bits of a 32-bit field, so a value that does not
+ * fit is malformed; enum values must be listed in the schema (v1 enums
+ * are closed).
+ */
+static int
+wire_check_varint(const wire_vctx *c, unsigned level,
+                  const ProtobufCFieldDescriptor *f, uint64_t v)
+{
+    int64_t sv = (int64_t)v;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_ENUM:
+    case PROTOBUF_C_TYPE_INT32:
+        if (sv < INT32_MIN || sv > INT32_MAX)
+            return wire_vfail(c, level, f->name, ROOST_EDECODE,
+                              "value %lld out of int32 range", (long long)sv);
+        if (f->type == PROTOBUF_C_TYPE_ENUM &&
+            protobuf_c_enum_descriptor_get_value(f->descriptor, (int)sv) ==
+                NULL)
+            return wire_vfail(c, level, f->name, ROOST_EDECODE,
+                              "unknown enum value %lld", (long long)sv);
+        return ROOST_OK;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_SINT32:
+        if (v > UINT32_MAX)
+            return wire_vfail(c, level, f->name, ROOST_EDECODE,
+                              "value %llu out of 32-bit range",
+                              (unsigned long long)v);
+        return ROOST_OK;
+    default:
+        return ROOST_OK;
+    }
+}
+
 static int wire_walk(wire_vctx *c, const ProtobufCMessageDescriptor *d,
                      const uint8_t *p, size_t n, unsigned level,
                      uint64_t *seen_out);
@@ -384,6 +419,9 @@ wire_check_len_value(wire_vctx *c, const ProtobufCMessageDescriptor *d,
                 return wire_vfail(c, level, fn, rc,
                                   "bad varint at packed offset %zu", off);
             off += used;
+            rc = wire_check_varint(c, level, f, v);
+            if (rc != ROOST_OK)
+                return rc;
             if (++n_elems > limit)
                 return wire_vfail(c, level, fn, ROOST_ETOOBIG,
                                   "more than %zu elements", limit);
@@ -467,11 +505,9 @@ wire_walk(wire_vctx *c, const ProtobufCMessageDescriptor *d, const uint8_t *p,
             if (rc != ROOST_OK)
                 return wire_vfail(c, level, fn, rc, "bad varint at offset %zu",
                                   pos);
-            if (f->type == PROTOBUF_C_TYPE_ENUM &&
-                protobuf_c_enum_descriptor_get_value(
-                    f->descriptor, (int)(int32_t)(uint32_t)v) == NULL)
-                return wire_vfail(c, level, fn, ROOST_EDECODE,
-                                  "unknown enum value %lld", (long long)v);
+            rc = wire_check_varint(c, level, f, v);
+            if (rc != ROOST_OK)
+                return rc;
             pos += used;
             break;
         }
@@ -520,6 +556,7 @@ roost_wire_validate(const uint8_t *buf, size_t len,
                     const roost_wire_limits *limits, roost_errmsg *em)
 {
     roost_wire_limits lim;
+    roost_errmsg_clear(em);
     int rc = wire_resolve_limits(limits, &lim, em);
     if (rc != ROOST_OK)
         return rc;

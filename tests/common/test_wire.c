@@ -616,6 +616,24 @@ semantic_checks(void **state)
     assert_string_equal(m, "Decline.reason: unknown enum value 77");
     bb_free(&body);
     bb_free(&frame);
+    /* An enum value beyond int32 whose low 32 bits are a valid value:
+     * protobuf-c would keep only those bits. */
+    bb_tag(&body, 3, 0);
+    bb_varint(&body, (UINT64_C(1) << 32) | 1);
+    envelope_of(&frame, 6, &body);
+    m = expect_reject(frame.p, frame.n, NULL, ROOST_EDECODE);
+    assert_string_equal(m, "Decline.reason: value 4294967297 out of int32 "
+                           "range");
+    bb_free(&body);
+    bb_free(&frame);
+    /* The same for a uint32 field (Error.code). */
+    bb_tag(&body, 1, 0);
+    bb_varint(&body, (UINT64_C(1) << 32) | 25);
+    envelope_of(&frame, 8, &body);
+    m = expect_reject(frame.p, frame.n, NULL, ROOST_EDECODE);
+    assert_string_equal(m, "Error.code: value 4294967321 out of 32-bit range");
+    bb_free(&body);
+    bb_free(&frame);
     /* Invalid UTF-8 (overlong '/'), a surrogate and an embedded NUL. */
     static const char *bad[] = {"ab\xc0\xaf", "x\xed\xa0\x80", "ab\0cd",
                                 "\xf4\x90\x80\x80", "trunc\xe2\x82"};

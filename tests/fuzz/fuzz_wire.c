@@ -4,9 +4,10 @@
  * Every input must either be rejected with an error code, or decode; a
  * decoded message must re-encode, the re-encoding must decode again, and
  * the second re-encoding must equal the first (encode(decode(x)) is a
- * fixed point). Tight limits run alongside the defaults so the limit paths
- * (depth, repeated counts, allocation budget) are exercised too. ASan and
- * UBSan catch memory errors and leaks.
+ * fixed point). A frame that passes the validator but that protobuf-c
+ * refuses is a validator gap and aborts too. Tight limits run alongside the
+ * defaults so the limit paths (depth, repeated counts, allocation budget) are
+ * exercised too. ASan and UBSan catch memory errors and leaks.
  */
 #include "common/wire.h"
 
@@ -23,7 +24,9 @@ check_one(const uint8_t *data, size_t size, const roost_wire_limits *limits)
     roost_errmsg em;
     int rc = roost_wire_decode(NULL, data, size, limits, &a, &em);
     if (rc != ROOST_OK) {
-        if (a != NULL)
+        /* protobuf-c refusing a frame the validator passed is a gap in the
+         * validator: a finding, not a rejection. */
+        if (a != NULL || strstr(em.text, "after validation") != NULL)
             abort();
         return;
     }
