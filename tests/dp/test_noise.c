@@ -572,11 +572,80 @@ tie_paths_are_exact(void **state)
     roost_rng_destroy(r2);
 }
 
+/* An allocator that fails once `budget` allocations have succeeded and
+ * counts what is still live. */
+struct counting_alloc {
+    long budget;
+    long live;
+};
+
+static void *
+counting_malloc(void *arg, size_t size)
+{
+    struct counting_alloc *ca = arg;
+    if (ca->budget == 0)
+        return NULL;
+    ca->budget--;
+    void *p = malloc(size ? size : 1);
+    if (p != NULL)
+        ca->live++;
+    return p;
+}
+
+static void *
+counting_realloc(void *arg, void *ptr, size_t size)
+{
+    if (ptr == NULL)
+        return counting_malloc(arg, size);
+    return realloc(ptr, size ? size : 1);
+}
+
+static void
+counting_free(void *arg, void *ptr)
+{
+    struct counting_alloc *ca = arg;
+    if (ptr != NULL)
+        ca->live--;
+    free(ptr);
+}
+
+/* Every allocation failure inside create returns ROOST_ENOMEM, sets *out
+ * to NULL and leaves nothing allocated. */
+static void
+create_survives_allocation_failure(void **state)
+{
+    (void)state;
+    roost_rng *r = det_rng(12);
+    int succeeded = 0;
+    for (long budget = 0; budget < 64 && !succeeded; budget++) {
+        struct counting_alloc ca = {budget, 0};
+        roost_allocator alloc = {counting_malloc, counting_realloc,
+                                 counting_free, &ca};
+        roost_noise *nz = (roost_noise *)&ca;
+        roost_errmsg em;
+        int rc = roost_noise_create(&nz, &alloc, r, 1.0, 1.0,
+                                    ROOST_NOISE_GRID_BITS_DEFAULT, &em);
+        if (rc == ROOST_OK) {
+            succeeded = 1;
+            float x[3] = {1.0f, 2.0f, 3.0f};
+            assert_int_equal(roost_noise_add(nz, x, 3, NULL), ROOST_OK);
+            roost_noise_destroy(nz);
+        } else {
+            assert_int_equal(rc, ROOST_ENOMEM);
+            assert_null(nz);
+        }
+        assert_int_equal(ca.live, 0);
+    }
+    assert_true(succeeded);
+    roost_rng_destroy(r);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(create_rejects_bad_arguments),
+        cmocka_unit_test(create_survives_allocation_failure),
         cmocka_unit_test(grid_and_closeness),
         cmocka_unit_test(moments_and_ks),
         cmocka_unit_test(exact_distribution_small_scales),
