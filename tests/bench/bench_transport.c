@@ -1,0 +1,467 @@
+/*
+ * bench_transport.c - the coordinator's transport, measured:
+ *
+ *   1. payload throughput: one listener thread receives 4 MiB frames over
+ *      several TLS connections (and acknowledges each with a small frame),
+ *      next to `openssl speed -evp aes-256-gcm` measured in the same run;
+ *   2. full handshakes per second (mutual certificates, ECDHE, P-256),
+ *      both over the channel (TCP connect to OPENED) and as the server's
+ *      CPU time per handshake over memory BIOs;
+ *   3. memory per idle session: the listener process's RSS delta over N
+ *      established, idle sessions.
+ *
+ * Clients run in a child process (this program re-executed with --child),
+ * so the listener's CPU time and RSS are its own. Certificates are made
+ * with the PKI functions in a temporary directory.
+ *
+ * usage: bench_transport [--seconds S] [--conns C] [--idle N]
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "common/channel.h"
+#include "common/pki.h"
+
+#define FRAME_BYTES ((size_t)4 << 20)
+#define IN_FLIGHT 2
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double
+thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long
+rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void
+die(const char *what, const char *detail)
+{
+    fprintf(stderr, "bench_transport: %s: %s\n", what, detail);
+    exit(1);
+}
+
+/* ---- PKI --------------------------------------------------------------- */
+
+static char dir[64] = "/tmp/roost-bench-XXXXXX";
+
+static const char *
+path(const char *name)
+{
+    static char buf[16][128];
+    static int next;
+    char *p = buf[next++ % 16];
+    snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
+    return p;
+}
+
+static void
+make_pki(void)
+{
+    if (mkdtemp(dir) == NULL)
+        die("mkdtemp", strerror(errno));
+    roost_errmsg em = {{0}};
+    roost_pki_validity v = {-60, ROOST_PKI_DAY_S};
+    if (roost_pki_init(path("ca.key"), path("ca.crt"), path("ca.crl"),
+                       "Bench CA", 1, 1, &em) != 0 ||
+        roost_pki_server(path("ca.key"), path("ca.crt"), path("srv.key"),
+                         path("srv.crt"), "localhost", NULL, 0, &v, &em) != 0 ||
+        roost_pki_request(path("cli.key"), path("cli.csr"), "bench-client",
+                          &em) != 0 ||
+        roost_pki_sign(path("ca.key"), path("ca.crt"), path("cli.csr"),
+                       path("cli.crt"), &v, &em) != 0)
+        die("pki", em.text);
+}
+
+static void
+cleanup_pki(void)
+{
+    const char *names[] = {"ca.key",  "ca.crt",  "ca.crl",  "srv.key",
+                           "srv.crt", "cli.key", "cli.csr", "cli.crt"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        unlink(path(names[i]));
+    rmdir(dir);
+}
+
+static roost_tls_ctx *
+server_ctx(void)
+{
+    roost_tls_files f = {path("ca.crt"), path("srv.crt"), path("srv.key"),
+                         path("ca.crl")};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *ctx;
+    if (roost_tls_ctx_create_server(&ctx, &f, &em) != 0)
+        die("server ctx", em.text);
+    return ctx;
+}
+
+static roost_tls_ctx *
+client_ctx(void)
+{
+    roost_tls_files f = {path("ca.crt"), path("cli.crt"), path("cli.key"),
+                         NULL};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *ctx;
+    if (roost_tls_ctx_create_client(&ctx, &f, &em) != 0)
+        die("client ctx", em.text);
+    return ctx;
+}
+
+/* ---- the client process ------------------------------------------------ */
+
+typedef struct peer {
+    roost_channel *ch;
+    uint64_t session;
+    int in_flight;
+    bool opened;
+    const uint8_t *payload;
+    bool send_mode;
+} peer;
+
+static void
+client_event(void *arg, const roost_channel_event *ev)
+{
+    peer *p = arg;
+    if (ev->type == ROOST_CHANNEL_OPENED) {
+        p->opened = true;
+        p->session = ev->session;
+    } else if (ev->type == ROOST_CHANNEL_FRAME) {
+        p->in_flight--; /* an acknowledgement */
+    } else {
+        p->opened = false;
+        p->in_flight = 0;
+    }
+}
+
+/* Modes: "send" (C connections streaming 4 MiB frames), "idle" (N
+ * connections that stay open), "handshake" (connect, open, drop, again). */
+static _Noreturn void
+child_main(const char *mode, const char *endpoint, int n)
+{
+    void *zctx = zmq_ctx_new();
+    zmq_ctx_set(zctx, ZMQ_MAX_SOCKETS, n + 64);
+    roost_tls_ctx *ctx = client_ctx();
+    uint8_t *payload = NULL;
+    if (strcmp(mode, "send") == 0) {
+        payload = malloc(FRAME_BYTES);
+        if (payload == NULL)
+            die("malloc", "payload");
+        for (size_t i = 0; i < FRAME_BYTES; i++)
+            payload[i] = (uint8_t)(i * 2654435761u >> 24);
+    }
+    if (strcmp(mode, "handshake") == 0) {
+        for (;;) {
+            peer p = {0};
+            roost_channel_config cfg;
+            roost_channel_config_init(&cfg);
+            cfg.on_event = client_event;
+            cfg.event_arg = &p;
+            cfg.zmq_ctx = zctx;
+            roost_errmsg em = {{0}};
+            if (roost_channel_create(&p.ch, &cfg, ctx, &em) != 0)
+                die("client channel", em.text);
+            roost_channel_connect(p.ch, endpoint, "localhost");
+            while (!p.opened)
+                roost_channel_poll(p.ch, 5);
+            roost_channel_destroy(p.ch);
+        }
+    }
+    peer *peers = calloc((size_t)n, sizeof(peer));
+    struct pollfd *fds = calloc((size_t)n, sizeof(struct pollfd));
+    if (peers == NULL || fds == NULL)
+        die("calloc", "peers");
+    for (int i = 0; i < n; i++) {
+        roost_channel_config cfg;
+        roost_channel_config_init(&cfg);
+        cfg.on_event = client_event;
+        cfg.event_arg = &peers[i];
+        cfg.zmq_ctx = zctx;
+        cfg.max_frame = (uint32_t)FRAME_BYTES;
+        cfg.max_out_buffered = 3 * FRAME_BYTES;
+        cfg.idle_timeout_ms = -1;
+        roost_errmsg em = {{0}};
+        if (roost_channel_create(&peers[i].ch, &cfg, ctx, &em) != 0)
+            die("client channel", em.text);
+        peers[i].payload = payload;
+        roost_channel_connect(peers[i].ch, endpoint, "localhost");
+        roost_channel_fd(peers[i].ch, &fds[i].fd);
+        fds[i].events = POLLIN;
+    }
+    for (;;) {
+        poll(fds, (nfds_t)n, 2);
+        for (int i = 0; i < n; i++) {
+            peer *p = &peers[i];
+            roost_channel_poll(p->ch, 0);
+            while (payload != NULL && p->opened && p->in_flight < IN_FLIGHT &&
+                   roost_channel_send(p->ch, p->session, payload,
+                                      FRAME_BYTES) == ROOST_OK)
+                p->in_flight++;
+        }
+    }
+}
+
+static pid_t
+spawn_child(const char *self, const char *mode, const char *endpoint, int n)
+{
+    char nbuf[16];
+    snprintf(nbuf, sizeof(nbuf), "%d", n);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", strerror(errno));
+    if (pid == 0) {
+        execl(self, self, "--child", mode, endpoint, nbuf, dir, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void
+stop_child(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* ---- the listener ------------------------------------------------------ */
+
+typedef struct server_state {
+    roost_channel *ch;
+    uint64_t frames, bytes, opened;
+    double first_byte_s;
+} server_state;
+
+static void
+server_event(void *arg, const roost_channel_event *ev)
+{
+    server_state *s = arg;
+    if (ev->type == ROOST_CHANNEL_OPENED) {
+        s->opened++;
+    } else if (ev->type == ROOST_CHANNEL_FRAME) {
+        s->frames++;
+        s->bytes += ev->len;
+        roost_channel_send(s->ch, ev->session, "ack", 3);
+    }
+}
+
+/* openssl speed -evp aes-256-gcm: bytes/s on 16 KiB blocks. */
+static double
+openssl_speed(int seconds)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd),
+             "openssl speed -seconds %d -evp aes-256-gcm 2>/dev/null", seconds);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return 0;
+    char line[512];
+    double best = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "AES-256-GCM", 11) != 0)
+            continue;
+        char *p = line + 11;
+        double v;
+        int used;
+        while (sscanf(p, " %lfk%n", &v, &used) == 1) {
+            best = v * 1000.0; /* the last column: 16384-byte blocks */
+            p += used;
+        }
+    }
+    pclose(f);
+    return best;
+}
+
+static void
+pump_for(roost_channel *ch, double seconds)
+{
+    double end = now_s() + seconds;
+    while (now_s() < end)
+        roost_channel_poll(ch, 10);
+}
+
+/* Server CPU per full handshake, over memory BIOs (no TCP, no ZeroMQ). */
+static void
+handshake_cpu(roost_tls_ctx *sctx, roost_tls_ctx *cctx, int count,
+              double *server_s, double *pair_per_s)
+{
+    double server = 0, t0 = now_s();
+    for (int i = 0; i < count; i++) {
+        roost_tls *s, *c;
+        if (roost_tls_create(&s, sctx, NULL, 0, NULL) != 0 ||
+            roost_tls_create(&c, cctx, "localhost", 0, NULL) != 0)
+            die("tls", "create");
+        int src = ROOST_EAGAIN, crc = ROOST_EAGAIN;
+        for (int round = 0; round < 6 && (src != 0 || crc != 0); round++) {
+            if (crc != 0)
+                crc = roost_tls_handshake(c, NULL);
+            size_t n;
+            const uint8_t *p = roost_tls_out_peek(c, &n);
+            double a = thread_cpu_s();
+            if (n > 0) {
+                roost_tls_feed(s, p, n, NULL);
+                roost_tls_out_consume(c, n);
+            }
+            if (src != 0)
+                src = roost_tls_handshake(s, NULL);
+            server += thread_cpu_s() - a;
+            p = roost_tls_out_peek(s, &n);
+            if (n > 0) {
+                roost_tls_feed(c, p, n, NULL);
+                roost_tls_out_consume(s, n);
+            }
+        }
+        if (src != 0 || crc != 0)
+            die("handshake", "did not complete");
+        roost_tls_destroy(s);
+        roost_tls_destroy(c);
+    }
+    *server_s = server / count;
+    *pair_per_s = count / (now_s() - t0);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc >= 6 && strcmp(argv[1], "--child") == 0) {
+        snprintf(dir, sizeof(dir), "%s", argv[5]);
+        child_main(argv[2], argv[3], atoi(argv[4]));
+    }
+    int seconds = 5, conns = 4, idle = 1000;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--seconds") == 0)
+            seconds = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--conns") == 0)
+            conns = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--idle") == 0)
+            idle = atoi(argv[i + 1]);
+    }
+    if (seconds < 1 || conns < 1 || idle < 1)
+        die("usage", "bench_transport [--seconds S] [--conns C] [--idle N]");
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (sl <= 0)
+        die("readlink", strerror(errno));
+    self[sl] = '\0';
+    make_pki();
+
+    printf("bench_transport: %d s per phase, %d sender connections, %d idle "
+           "sessions, %ld CPUs\n",
+           seconds, conns, idle, sysconf(_SC_NPROCESSORS_ONLN));
+    double aes = openssl_speed(seconds > 3 ? 3 : seconds);
+    printf("openssl speed -evp aes-256-gcm (16 KiB blocks): %.2f GB/s\n",
+           aes / 1e9);
+
+    server_state st = {0};
+    roost_channel_config cfg;
+    roost_channel_config_init(&cfg);
+    cfg.on_event = server_event;
+    cfg.event_arg = &st;
+    cfg.max_frame = (uint32_t)FRAME_BYTES;
+    cfg.max_sessions = (size_t)idle + 64;
+    cfg.idle_timeout_ms = -1;
+    roost_tls_ctx *sctx = server_ctx();
+    roost_errmsg em = {{0}};
+    if (roost_channel_create(&st.ch, &cfg, sctx, &em) != 0)
+        die("server channel", em.text);
+    if (roost_channel_listen(st.ch, "tcp://127.0.0.1:*") != 0)
+        die("listen", roost_channel_errmsg(st.ch));
+    char endpoint[128];
+    roost_channel_endpoint(st.ch, endpoint, sizeof(endpoint));
+
+    /* 1. throughput */
+    pid_t pid = spawn_child(self, "send", endpoint, conns);
+    while (st.frames < (uint64_t)conns)
+        roost_channel_poll(st.ch, 10); /* warm-up: one frame per sender */
+    uint64_t f0 = st.frames, b0 = st.bytes;
+    double t0 = now_s(), c0 = thread_cpu_s();
+    pump_for(st.ch, seconds);
+    double wall = now_s() - t0, cpu = thread_cpu_s() - c0;
+    uint64_t bytes = st.bytes - b0;
+    stop_child(pid);
+    pump_for(st.ch, 0.3);
+    double gbps_wall = (double)bytes / wall / 1e9;
+    double gbps_cpu = (double)bytes / cpu / 1e9;
+    printf("throughput: %" PRIu64 " frames of 4 MiB in %.2f s over %d "
+           "connections\n",
+           st.frames - f0, wall, conns);
+    printf("  payload received: %.2f GB/s wall clock (listener thread busy "
+           "%.0f%%)\n",
+           gbps_wall, 100.0 * cpu / wall);
+    printf("  payload per listener-thread CPU second: %.2f GB/s\n", gbps_cpu);
+    if (aes > 0)
+        printf("  ratio to openssl speed aes-256-gcm: %.2f (per CPU second), "
+               "%.2f (wall clock)\n",
+               gbps_cpu * 1e9 / aes, gbps_wall * 1e9 / aes);
+
+    /* 2. handshakes */
+    roost_tls_ctx *cctx = client_ctx();
+    double hs_cpu, pair_rate;
+    handshake_cpu(sctx, cctx, 200, &hs_cpu, &pair_rate);
+    printf("handshake over memory BIOs: server CPU %.3f ms per full "
+           "handshake (%.0f/s per core); client+server pair %.0f/s\n",
+           hs_cpu * 1e3, 1.0 / hs_cpu, pair_rate);
+    uint64_t o0 = st.opened;
+    pid = spawn_child(self, "handshake", endpoint, 1);
+    t0 = now_s();
+    c0 = thread_cpu_s();
+    pump_for(st.ch, seconds);
+    wall = now_s() - t0;
+    cpu = thread_cpu_s() - c0;
+    stop_child(pid);
+    uint64_t hs = st.opened - o0;
+    printf("handshake over TCP + ZeroMQ, one client process connecting "
+           "serially: %.0f/s (listener CPU %.3f ms each)\n",
+           (double)hs / wall, hs ? cpu * 1e3 / (double)hs : 0.0);
+    pump_for(st.ch, 0.5);
+
+    /* 3. idle sessions */
+    while (roost_channel_session_count(st.ch) > 0)
+        roost_channel_poll(st.ch, 10);
+    long rss0 = rss_kib();
+    o0 = st.opened;
+    pid = spawn_child(self, "idle", endpoint, idle);
+    t0 = now_s();
+    while (st.opened - o0 < (uint64_t)idle && now_s() - t0 < 120)
+        roost_channel_poll(st.ch, 10);
+    pump_for(st.ch, 0.5);
+    long rss1 = rss_kib();
+    size_t open = roost_channel_open_count(st.ch);
+    printf("idle sessions: %zu open; listener RSS %ld -> %ld KiB: %.1f KiB "
+           "per idle session\n",
+           open, rss0, rss1, open ? (double)(rss1 - rss0) / (double)open : 0);
+    stop_child(pid);
+    roost_channel_destroy(st.ch);
+    roost_tls_ctx_destroy(sctx);
+    roost_tls_ctx_destroy(cctx);
+    cleanup_pki();
+    return 0;
+}
