@@ -412,6 +412,11 @@ load_events(roost_ledger *l)
     int ret = ROOST_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t expect = n + 1;
+        if (expect > ROOST_LEDGER_MAX_EVENTS) {
+            ret =
+                tampered(&l->em, "more events than a ledger may hold", expect);
+            goto out;
+        }
         static const int want[8] = {
             SQLITE_INTEGER, SQLITE_FLOAT,   SQLITE_FLOAT, SQLITE_INTEGER,
             SQLITE_FLOAT,   SQLITE_INTEGER, SQLITE_TEXT,  SQLITE_INTEGER};
@@ -1015,6 +1020,12 @@ roost_ledger_charge(roost_ledger *l, const roost_ledger_event *ev,
     if ((rc = load_verified(l)) != ROOST_OK ||
         (rc = budget_check(l, ev, eps_after)) != ROOST_OK)
         goto rollback;
+    if (l->count >= ROOST_LEDGER_MAX_EVENTS) {
+        rc = roost_fail(&l->em, ROOST_ETOOBIG,
+                        "ledger: full (%d events); no further charges",
+                        ROOST_LEDGER_MAX_EVENTS);
+        goto rollback;
+    }
     struct row r = {
         .seq = l->count + 1,
         .q = ev->q == 0.0 ? 0.0 : ev->q, /* no -0.0: SQLite may not keep it */

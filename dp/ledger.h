@@ -60,6 +60,12 @@ typedef struct roost_ledger_budget {
     double delta;       /* 0 < delta < 1 */
 } roost_ledger_budget;
 
+/* Most events a ledger holds (bounds the memory and time of verifying an
+ * untrusted file: every check reads them all). A device charging one event
+ * per round never gets near it; a full ledger refuses further charges
+ * with ROOST_ETOOBIG. */
+#define ROOST_LEDGER_MAX_EVENTS (1 << 20)
+
 /* Longest task id stored with an event, in bytes. */
 #define ROOST_LEDGER_TASK_ID_MAX 255
 
@@ -140,7 +146,8 @@ int roost_ledger_plan(roost_ledger *l, const roost_ledger_event *ev,
  * budget (ROOST_EBUDGET as plan), append ev to the chain, commit durably.
  * On ROOST_OK the event is on stable storage and *receipt identifies it;
  * *eps_after (may be NULL) is the epsilon including it. On any error
- * nothing was appended.
+ * nothing was appended; ROOST_ETOOBIG when the ledger already holds
+ * ROOST_LEDGER_MAX_EVENTS events.
  */
 int roost_ledger_charge(roost_ledger *l, const roost_ledger_event *ev,
                         roost_ledger_receipt *receipt, double *eps_after);
