@@ -74,8 +74,9 @@ create_rejects_bad_arguments(void **state)
                      ROOST_EINVAL);
     assert_null(nz);
     assert_non_null(strstr(roost_errmsg_text(&em), "sigma"));
-    assert_int_equal(roost_noise_create(&nz, NULL, r, NAN, 1.0, 20, &em),
-                     ROOST_EINVAL);
+    assert_int_equal(
+        roost_noise_create(&nz, NULL, r, (double)NAN, 1.0, 20, &em),
+        ROOST_EINVAL);
     assert_int_equal(roost_noise_create(&nz, NULL, r, 1.0, -1.0, 20, &em),
                      ROOST_EINVAL);
     assert_non_null(strstr(roost_errmsg_text(&em), "clip"));
@@ -130,8 +131,9 @@ grid_and_closeness(void **state)
         assert_int_equal(
             roost_noise_charge(nz, -1.0, 3.0, 1e-5, &eps2, &delta2),
             ROOST_EINVAL);
-        assert_int_equal(roost_noise_charge(nz, 1.0, NAN, 1e-5, &eps2, &delta2),
-                         ROOST_EINVAL);
+        assert_int_equal(
+            roost_noise_charge(nz, 1.0, (double)NAN, 1e-5, &eps2, &delta2),
+            ROOST_EINVAL);
 
         double c;
         assert_int_equal(roost_noise_clip_for_dim(nz, 200000, &c), ROOST_OK);
