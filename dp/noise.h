@@ -43,12 +43,15 @@ typedef struct roost_noise roost_noise;
  * sigma*clip (sigma > 0 the noise multiplier, clip > 0 the L2 clip norm),
  * on the grid described above (grid_bits <= ROOST_NOISE_GRID_BITS_MAX; 0 is
  * allowed and gives a coarse grid, useful only in tests). Builds two tables
- * of 16 bytes per entry (at the default grid_bits, 2^15 or 2^16 entries
- * each); takes a few milliseconds.
+ * of 20 bytes per slot (at the default grid_bits, 2^14 or 2^15 slots
+ * each, of which a 4-byte hot part is read on the fast path); takes about
+ * 20 ms of CPU.
  *
  * alloc may be NULL (C library). rng is borrowed, not owned. em may be NULL;
  * on failure it receives a message. Returns ROOST_OK, ROOST_EINVAL (bad
- * argument, message names it), ROOST_ENOMEM; *out is NULL on failure.
+ * argument, message names it), ROOST_ENOMEM, or ROOST_EOVERFLOW if an
+ * internal consistency check of the tables fails (not expected); *out is
+ * NULL on failure.
  */
 int roost_noise_create(roost_noise **out, const roost_allocator *alloc,
                        roost_rng *rng, double sigma, double clip,
