@@ -232,8 +232,25 @@ set_durable(sqlite3 *db, roost_errmsg *em)
 #ifdef SQLITE_DBCONFIG_DEFENSIVE
     sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
 #endif
-    if ((rc = exec(db, "PRAGMA journal_mode=DELETE", em)) != ROOST_OK ||
-        (rc = exec(db, "PRAGMA synchronous=EXTRA", em)) != ROOST_OK ||
+    /* The journal mode PRAGMA answers with the mode in force, which stays
+     * "wal" if another connection holds the file in WAL mode. */
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=DELETE", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sql_fail(em, db, rc, "PRAGMA journal_mode=DELETE");
+    rc = sqlite3_step(st);
+    const unsigned char *mode =
+        rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+    bool is_delete = mode != NULL && strcmp((const char *)mode, "delete") == 0;
+    int step_rc = rc;
+    sqlite3_finalize(st);
+    if (step_rc != SQLITE_ROW)
+        return sql_fail(em, db, step_rc, "PRAGMA journal_mode=DELETE");
+    if (!is_delete)
+        return roost_fail(em, ROOST_ESTORE,
+                          "ledger: SQLite refused the rollback journal "
+                          "(journal_mode=DELETE)");
+    if ((rc = exec(db, "PRAGMA synchronous=EXTRA", em)) != ROOST_OK ||
         (rc = exec(db, "PRAGMA cell_size_check=ON", em)) != ROOST_OK ||
         (rc = exec(db, "PRAGMA trusted_schema=OFF", em)) != ROOST_OK)
         return rc;
