@@ -271,6 +271,13 @@ corrupt_files_refused(void **state)
           fp);
     fclose(fp);
     expect_refused(f->path, NULL);
+    /* CREATE never replaces a bad ledger with a fresh budget. */
+    roost_errmsg em;
+    assert_int_equal(roost_ledger_open(&l, NULL, f->path, ROOST_LEDGER_CREATE,
+                                       &budget8, &em),
+                     ROOST_ELEDGER);
+    assert_null(l);
+    expect_refused(f->path, NULL);
 
     /* An empty file (a crash of something else, or a truncation). */
     fp = fopen(f->path, "wb");
@@ -301,7 +308,6 @@ corrupt_files_refused(void **state)
                          (ssize_t)sizeof(junk));
         close(fd);
         roost_ledger *c = NULL;
-        roost_errmsg em;
         int rc = roost_ledger_open(&c, NULL, f->path, 0, NULL, &em);
         /* Garbage in unused space may go unnoticed (the ledger is then
          * intact); anything that reaches data must be refused. */
