@@ -31,6 +31,7 @@
 #include "server/strategy.h"
 
 #include "common/alloc.h"
+#include "dp/adaclip.h"
 #include "dp/noise.h"
 #include "server/validate.h"
 
@@ -77,6 +78,14 @@ struct roost_strategy {
     double dp_grid;
     double dp_update_clip;
     double dp_denominator;
+    double dp_update_sigma; /* z_u (z without adaptive clipping) */
+    double dp_clip;         /* the C of the open round */
+    double dp_last_clip;    /* the C of the last finish */
+    size_t dp_unclipped;    /* updates of the open round not clipped */
+    /* Adaptive clipping: the quantile tracker and the count's sampler. */
+    roost_adaclip ada;
+    roost_noise *count_noise;
+    double dp_noised_fraction;
 
     size_t mem_used;
 };
@@ -163,6 +172,10 @@ roost_strategy_config_init(roost_strategy_config *cfg, roost_strategy_kind kind)
     cfg->dp_noise_multiplier = 1.0;
     cfg->dp_expected_updates = 0;
     cfg->dp_rng = NULL;
+    cfg->dp_adaptive_clip = false;
+    cfg->dp_target_quantile = 0.5;
+    cfg->dp_clip_lr = 0.2;
+    cfg->dp_count_sigma = 0;
 }
 
 /* in [lo, hi) when open_hi, else [lo, hi]; NaN is never in range. */
@@ -244,6 +257,30 @@ roost_strategy_config_check(const roost_strategy_config *cfg, roost_errmsg *em)
             return roost_fail(em, ROOST_ECONFIG,
                               "strategy: central DP needs a random generator");
     }
+    if (cfg->dp_adaptive_clip) {
+        if (!cfg->central_dp)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: dp_adaptive_clip needs central_dp");
+        if (cfg->dp_expected_updates == 0)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: adaptive clipping needs "
+                              "dp_expected_updates > 0");
+        if (!in_range(cfg->dp_target_quantile, 0, 1, false))
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: dp_target_quantile must be in "
+                              "[0, 1], got %g",
+                              cfg->dp_target_quantile);
+        if (!isfinite(cfg->dp_clip_lr) || cfg->dp_clip_lr <= 0)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: dp_clip_lr must be finite and > 0, "
+                              "got %g",
+                              cfg->dp_clip_lr);
+        if (!isfinite(cfg->dp_count_sigma) || cfg->dp_count_sigma < 0)
+            return roost_fail(em, ROOST_ECONFIG,
+                              "strategy: dp_count_sigma must be finite and "
+                              ">= 0, got %g",
+                              cfg->dp_count_sigma);
+    }
     return ROOST_OK;
 }
 
@@ -305,6 +342,11 @@ roost_strategy_memory_bound(const roost_strategy_config *cfg, size_t n,
             !roost_size_add(total, t, &total) ||
             !roost_size_add(total, ROOST_STRATEGY_NOISE_TABLES, &total))
             goto overflow;
+        /* Adaptive clipping: the count's sampler, and during finish the
+         * next round's sampler next to the current one. */
+        if (cfg->dp_adaptive_clip &&
+            !roost_size_add(total, 2 * ROOST_STRATEGY_NOISE_TABLES, &total))
+            goto overflow;
     }
     *bytes = total;
     return ROOST_OK;
@@ -356,6 +398,7 @@ roost_strategy_destroy(roost_strategy *s)
     tracked_free(s, s->work, s->work_bytes);
     tracked_free(s, s->noise_buf, s->n * sizeof(float));
     roost_noise_destroy(s->noise);
+    roost_noise_destroy(s->count_noise);
     /* The allocator lives inside s: copy it out before freeing s. */
     roost_allocator a;
     const roost_allocator *ap = NULL;
@@ -364,6 +407,63 @@ roost_strategy_destroy(roost_strategy *s)
         ap = &a;
     }
     roost_alloc_free(ap, s);
+}
+
+/*
+ * make_update_noise - the sampler for the noise on the sum at clip C:
+ * standard deviation z_u*C, from the DP engine's grid sampler (resistant
+ * to the floating-point attacks on textbook Gaussian samplers). Its grid
+ * rounding of the sum adds up to sqrt(n)*g to the sensitivity, so updates
+ * are clipped to the smaller norm clip_for_dim gives (*update_clip) and
+ * the rounded sum's sensitivity stays C.
+ */
+static int
+make_update_noise(roost_strategy *s, double clip, roost_noise **out,
+                  double *grid, double *update_clip, roost_errmsg *em)
+{
+    roost_noise *noise;
+    int rc =
+        roost_noise_create(&noise, s->alloc, s->cfg.dp_rng, s->dp_update_sigma,
+                           clip, ROOST_NOISE_GRID_BITS_DEFAULT, em);
+    if (rc != ROOST_OK)
+        return rc == ROOST_EINVAL ? ROOST_ECONFIG : rc;
+    double uc;
+    if (roost_noise_clip_for_dim(noise, s->n, &uc) != ROOST_OK) {
+        roost_noise_destroy(noise);
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy: central DP grid too coarse for %zu "
+                          "coordinates (sqrt(n) * grid >= clip)",
+                          s->n);
+    }
+    *out = noise;
+    *grid = roost_noise_grid(noise);
+    *update_clip = uc;
+    return ROOST_OK;
+}
+
+/* Adaptive clipping: split z between the sum and the count release, start
+ * the quantile tracker and build the count's sampler (stddev sigma_b). */
+static int
+setup_adaptive_clip(roost_strategy *s, roost_errmsg *em)
+{
+    const roost_strategy_config *c = &s->cfg;
+    double m = (double)c->dp_expected_updates;
+    double sb = c->dp_count_sigma > 0 ? c->dp_count_sigma : m / 20;
+    if (roost_adaclip_update_sigma(c->dp_noise_multiplier, sb,
+                                   &s->dp_update_sigma, em) != ROOST_OK)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy: adaptive clipping needs 2 * "
+                          "dp_count_sigma (%g) > dp_noise_multiplier (%g)",
+                          2 * sb, c->dp_noise_multiplier);
+    if (roost_adaclip_init(&s->ada, c->dp_clip_norm, c->dp_target_quantile,
+                           c->dp_clip_lr, sb, m, em) != ROOST_OK)
+        return ROOST_ECONFIG;
+    int rc = roost_noise_create(&s->count_noise, s->alloc, c->dp_rng, sb, 1.0,
+                                ROOST_NOISE_GRID_BITS_DEFAULT, em);
+    if (rc != ROOST_OK)
+        return rc == ROOST_EINVAL ? ROOST_ECONFIG : rc;
+    s->mem_used += ROOST_STRATEGY_NOISE_TABLES;
+    return ROOST_OK;
 }
 
 int
@@ -445,29 +545,23 @@ roost_strategy_create(roost_strategy **out, const roost_allocator *alloc,
         s->noise_buf = tracked_alloc(s, n, sizeof(float));
         if (s->noise_buf == NULL)
             goto nomem;
-        /* Noise of standard deviation z*C on the sum, from the DP engine's
-         * grid sampler (resistant to the floating-point attacks on
-         * textbook Gaussian samplers). Its grid rounding of the sum adds
-         * up to sqrt(n)*g to the sensitivity, so each update is clipped to
-         * the smaller norm clip_for_dim gives, and the rounded sum's
-         * sensitivity stays C. */
-        rc = roost_noise_create(&s->noise, s->alloc, cfg->dp_rng,
-                                cfg->dp_noise_multiplier, cfg->dp_clip_norm,
-                                ROOST_NOISE_GRID_BITS_DEFAULT, em);
+        s->dp_update_sigma = cfg->dp_noise_multiplier;
+        s->dp_clip = cfg->dp_clip_norm;
+        s->dp_last_clip = cfg->dp_clip_norm;
+        if (cfg->dp_adaptive_clip) {
+            rc = setup_adaptive_clip(s, em);
+            if (rc != ROOST_OK) {
+                roost_strategy_destroy(s);
+                return rc;
+            }
+        }
+        rc = make_update_noise(s, s->dp_clip, &s->noise, &s->dp_grid,
+                               &s->dp_update_clip, em);
         if (rc != ROOST_OK) {
             roost_strategy_destroy(s);
-            return rc == ROOST_EINVAL ? ROOST_ECONFIG : rc;
+            return rc;
         }
         s->mem_used += ROOST_STRATEGY_NOISE_TABLES;
-        s->dp_grid = roost_noise_grid(s->noise);
-        if (roost_noise_clip_for_dim(s->noise, n, &s->dp_update_clip) !=
-            ROOST_OK) {
-            roost_strategy_destroy(s);
-            return roost_fail(em, ROOST_ECONFIG,
-                              "strategy: central DP grid too coarse for %zu "
-                              "coordinates (sqrt(n) * grid >= clip)",
-                              n);
-        }
     }
     *out = s;
     return ROOST_OK;
@@ -484,6 +578,7 @@ roost_strategy_begin_round(roost_strategy *s)
     memset(s->acc, 0, s->n * sizeof(double));
     s->count = 0;
     s->weight_sum = 0;
+    s->dp_unclipped = 0;
     s->round_open = true;
 }
 
@@ -531,6 +626,8 @@ roost_strategy_add(roost_strategy *s, const float *delta, double weight,
             /* The factor is shrunk by 2^-40 so that double rounding in the
              * norm cannot leave the clipped update a hair above the clip. */
             double c = s->dp_update_clip;
+            if (norm <= c)
+                s->dp_unclipped++;
             fold(s->acc, delta, norm > c ? c / norm * (1 - 0x1p-40) : 1.0, n);
             s->weight_sum += 1.0;
         } else {
@@ -960,6 +1057,9 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
         return roost_fail(em, ROOST_ESTATE, "strategy: no updates in round");
     const size_t n = s->n;
     const roost_strategy_kind kind = s->cfg.kind;
+    roost_adaclip saved;
+    roost_noise *next_noise = NULL;
+    double next_grid = 0, next_update_clip = 0, fraction = 0;
 
     if (roost_strategy_kind_is_robust(kind)) {
         if (s->count < min_updates(&s->cfg))
@@ -984,6 +1084,22 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
         int rc = dp_noised_mean(s, em);
         if (rc != ROOST_OK)
             return rc;
+        if (s->cfg.dp_adaptive_clip) {
+            /* Release the noised count and build the sampler for the next
+             * round's C now, while failing still leaves everything as it
+             * was (the tracker is restored from saved). */
+            saved = s->ada;
+            rc = roost_adaclip_update(&s->ada, s->count_noise, s->dp_unclipped,
+                                      s->count, &fraction, em);
+            if (rc != ROOST_OK)
+                return rc;
+            rc = make_update_noise(s, s->ada.clip, &next_noise, &next_grid,
+                                   &next_update_clip, em);
+            if (rc != ROOST_OK) {
+                s->ada = saved;
+                return rc;
+            }
+        }
     } else {
         if (!(s->weight_sum > 0))
             return roost_fail(em, ROOST_ESTATE,
@@ -996,12 +1112,28 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
     }
 
     size_t bad = apply(s, global_params, false);
-    if (bad != n)
+    if (bad != n) {
+        if (next_noise != NULL) {
+            roost_noise_destroy(next_noise);
+            s->ada = saved;
+        }
         return roost_fail(em, ROOST_ENONFINITE,
                           "strategy: new global coordinate %zu would not be "
                           "a finite float; round not applied",
                           bad);
+    }
     apply(s, global_params, true);
+    if (s->cfg.central_dp) {
+        s->dp_last_clip = s->dp_clip;
+        if (next_noise != NULL) {
+            roost_noise_destroy(s->noise);
+            s->noise = next_noise;
+            s->dp_grid = next_grid;
+            s->dp_update_clip = next_update_clip;
+            s->dp_clip = s->ada.clip;
+            s->dp_noised_fraction = fraction;
+        }
+    }
     return ROOST_OK;
 }
 
@@ -1039,14 +1171,21 @@ roost_strategy_dp_info_get(const roost_strategy *s, roost_strategy_dp_info *out)
         return ROOST_OK;
     out->enabled = true;
     out->noise_multiplier = s->cfg.dp_noise_multiplier;
-    out->clip_norm = s->cfg.dp_clip_norm;
+    out->update_noise_multiplier = s->dp_update_sigma;
+    out->clip_norm = s->dp_last_clip;
+    out->next_clip_norm = s->dp_clip;
     out->update_clip_norm = s->dp_update_clip;
     out->grid = s->dp_grid;
     out->denominator = s->dp_denominator;
-    out->mean_noise_stddev = s->dp_denominator > 0
-                                 ? s->cfg.dp_noise_multiplier *
-                                       s->cfg.dp_clip_norm / s->dp_denominator
-                                 : 0;
+    out->mean_noise_stddev =
+        s->dp_denominator > 0
+            ? s->dp_update_sigma * s->dp_last_clip / s->dp_denominator
+            : 0;
+    out->adaptive_clip = s->cfg.dp_adaptive_clip;
+    if (s->cfg.dp_adaptive_clip) {
+        out->count_sigma = s->ada.count_sigma;
+        out->noised_fraction = s->dp_noised_fraction;
+    }
     roost_noise_closeness(s->noise, &out->closeness_mu, &out->closeness_beta);
     out->draws_per_round = s->n;
     out->insecure_rng = roost_rng_is_insecure(s->cfg.dp_rng);

@@ -114,6 +114,23 @@ typedef struct roost_strategy_config {
     double dp_noise_multiplier;
     size_t dp_expected_updates;
     roost_rng *dp_rng;
+
+    /* Adaptive clipping for central DP (Andrew et al. 2021, dp/adaclip.h).
+     * dp_clip_norm is then the initial C; after every round C moves
+     * geometrically toward the dp_target_quantile (default 0.5) of the
+     * update norms, with step dp_clip_lr (default 0.2). The count of
+     * unclipped updates is released with Gaussian noise of stddev
+     * dp_count_sigma (0, the default, means dp_expected_updates / 20, the
+     * paper's choice), and that release is paid for out of
+     * dp_noise_multiplier: the sum gets the larger multiplier
+     * z_u = (z^-2 - (2 sigma_b)^-2)^-1/2, so each round is still one
+     * Gaussian mechanism of multiplier z for the accountant
+     * (roost_adaclip_event). Needs central_dp, dp_expected_updates > 0 and
+     * 2 * sigma_b > z. Default off. */
+    bool dp_adaptive_clip;
+    double dp_target_quantile;
+    double dp_clip_lr;
+    double dp_count_sigma;
 } roost_strategy_config;
 
 typedef struct roost_strategy roost_strategy;
@@ -223,13 +240,21 @@ size_t roost_strategy_memory_used(const roost_strategy *s);
 
 /* What the round record needs to account for central DP. */
 typedef struct roost_strategy_dp_info {
-    bool enabled;             /* false: the other fields are 0 */
-    double noise_multiplier;  /* z: noise stddev on the sum is z * C */
-    double clip_norm;         /* C: L2 sensitivity of the (rounded) sum */
-    double update_clip_norm;  /* the clip applied to each update (< C) */
-    double grid;              /* the sampler's grid g */
+    bool enabled;            /* false: the other fields are 0 */
+    double noise_multiplier; /* z, the round's multiplier for the accountant */
+    /* z_u: the noise stddev on the sum is z_u * C. Equal to z without
+     * adaptive clipping; larger with it (the count release shares z). */
+    double update_noise_multiplier;
+    double clip_norm;         /* C of the last finish (the current C before
+                                 any): L2 sensitivity of the rounded sum */
+    double next_clip_norm;    /* C for the next round (= clip_norm if fixed) */
+    double update_clip_norm;  /* the clip applied to each update now (< C) */
+    double grid;              /* the current sampler's grid g */
     double denominator;       /* D of the last finish (0 before one) */
-    double mean_noise_stddev; /* z * C / D of the last finish */
+    double mean_noise_stddev; /* z_u * C / D of the last finish */
+    bool adaptive_clip;
+    double count_sigma;     /* sigma_b of the count release (adaptive) */
+    double noised_fraction; /* last released fraction unclipped (adaptive) */
     /* Per-draw closeness of the sampler to the ideal rounded Gaussian,
      * for roost_noise_charge (draws_per_round draws per round). */
     double closeness_mu;

@@ -952,6 +952,107 @@ central_dp_noise_has_the_stated_stddev(void **state)
     assert_near(sd, 0.5, 0.015);
 }
 
+static void
+central_dp_adaptive_clip_tracks_the_quantile(void **state)
+{
+    (void)state;
+    /* C0 = 1, z = 0.05, m = 10 expected updates, sigma_b = 0.05, target
+     * quantile 0.5, step 0.2. The sum gets z_u = (0.05^-2 - 0.1^-2)^-1/2
+     * = (400 - 100)^-1/2 = 0.0577350. */
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 4, 0),
+                     ROOST_OK);
+    roost_strategy_config cfg;
+    roost_strategy_config_init(&cfg, ROOST_STRATEGY_FEDAVG);
+    cfg.central_dp = true;
+    cfg.dp_clip_norm = 1;
+    cfg.dp_noise_multiplier = 0.05;
+    cfg.dp_expected_updates = 10;
+    cfg.dp_rng = rng;
+    cfg.dp_adaptive_clip = true;
+    cfg.dp_count_sigma = 0.05;
+    roost_strategy *s = make(&cfg, 2);
+    roost_strategy_dp_info info;
+    assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
+    assert_true(info.adaptive_clip);
+    assert_near(info.update_noise_multiplier, 1 / sqrt(300.0), 1e-12);
+    assert_near(info.next_clip_norm, 1, 0);
+
+    /* Round 1: ten updates of norm 0.1, all under C: the released fraction
+     * is (10 - 5 + N(0, 0.05^2)) / 10 + 0.5 = 1 +- 0.005, clamped to 1,
+     * so C1 = exp(-0.2 * (1 - 0.5)) = exp(-0.1) = 0.904837 (to 0.1%). The
+     * mean is [0.1, 0] with noise 0.0577 * 1 / 10 = 0.006 per coordinate. */
+    const float small[] = {0.1f, 0}, big[] = {10, 0};
+    float x[] = {0, 0};
+    roost_strategy_begin_round(s);
+    for (int i = 0; i < 10; i++)
+        add_ok(s, small, 1);
+    finish_ok(s, x);
+    assert_near(x[0], 0.1, 0.04);
+    assert_near(x[1], 0, 0.04);
+    assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
+    assert_near(info.clip_norm, 1, 0);
+    assert_near(info.noised_fraction, 1, 0.02);
+    double c1 = info.next_clip_norm;
+    assert_near(c1, exp(-0.1), 0.001 * exp(-0.1) + 0.002);
+    assert_true(info.update_clip_norm < c1);
+
+    /* Round 2: ten updates of norm 10, all clipped to ~C1: the fraction is
+     * 0 +- 0.005, clamped to 0, so C2 = C1 * exp(0.2 * 0.5) = C1 * e^0.1,
+     * and the mean moves by ~[C1, 0]. */
+    float y[] = {0, 0};
+    roost_strategy_begin_round(s);
+    for (int i = 0; i < 10; i++)
+        add_ok(s, big, 1);
+    finish_ok(s, y);
+    assert_near(y[0], c1, 0.04);
+    assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
+    assert_near(info.clip_norm, c1, 0);
+    assert_near(info.next_clip_norm, c1 * exp(0.1), 0.002 * c1);
+    assert_near(info.mean_noise_stddev, info.update_noise_multiplier * c1 / 10,
+                1e-12);
+    roost_strategy_destroy(s);
+
+    /* A round refused at the last step (the new model would overflow
+     * float) leaves the clip tracker where it was. */
+    roost_errmsg em;
+    cfg.server_lr = 1e39; /* 3e38 + 1e39 * ~0.1 > FLT_MAX */
+    s = make(&cfg, 2);
+    float z[] = {3e38f, 0};
+    roost_strategy_begin_round(s);
+    for (int i = 0; i < 10; i++)
+        add_ok(s, small, 1);
+    assert_int_equal(roost_strategy_finish(s, z, &em), ROOST_ENONFINITE);
+    assert_true(z[0] == 3e38f);
+    assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
+    assert_near(info.next_clip_norm, 1, 0);
+    assert_near(info.denominator, 10, 0);
+    roost_strategy_destroy(s);
+    cfg.server_lr = 1;
+
+    /* Configuration errors. */
+    cfg.dp_count_sigma = 0.02; /* 2 sigma_b = 0.04 <= z = 0.05 */
+    assert_int_equal(roost_strategy_create(&s, NULL, &cfg, 2, &em),
+                     ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "dp_count_sigma"));
+    cfg.dp_count_sigma = 0; /* m / 20 = 0.5: fine */
+    s = make(&cfg, 2);
+    assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
+    assert_near(info.count_sigma, 0.5, 1e-15);
+    roost_strategy_destroy(s);
+    cfg.dp_expected_updates = 0;
+    assert_int_equal(roost_strategy_config_check(&cfg, &em), ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "dp_expected_updates"));
+    cfg.dp_expected_updates = 10;
+    cfg.dp_target_quantile = 1.5;
+    assert_int_equal(roost_strategy_config_check(&cfg, &em), ROOST_ECONFIG);
+    cfg.dp_target_quantile = 0.5;
+    cfg.central_dp = false;
+    assert_int_equal(roost_strategy_config_check(&cfg, &em), ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "needs central_dp"));
+    roost_rng_destroy(rng);
+}
+
 /* An allocator that fails after a set number of successful allocations,
  * counting live blocks, so every failure point of create is exercised. */
 struct failing_alloc {
@@ -989,19 +1090,24 @@ static void
 create_allocation_failure(void **state)
 {
     (void)state;
-    /* FedAdam, Krum, and FedAvg with central DP (whose noise sampler
-     * allocates through the same hooks). */
+    /* FedAdam, Krum, and FedAvg with central DP, fixed and adaptive clip
+     * (whose noise samplers allocate through the same hooks). */
     roost_strategy_kind kinds[] = {ROOST_STRATEGY_FEDADAM, ROOST_STRATEGY_KRUM,
+                                   ROOST_STRATEGY_FEDAVG,
                                    ROOST_STRATEGY_FEDAVG};
     roost_rng *rng;
     assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 5, 0),
                      ROOST_OK);
-    for (int kk = 0; kk < 3; kk++) {
+    for (int kk = 0; kk < 4; kk++) {
         roost_strategy_config cfg;
         roost_strategy_config_init(&cfg, kinds[kk]);
-        if (kk == 2) {
+        if (kk >= 2) {
             cfg.central_dp = true;
             cfg.dp_rng = rng;
+        }
+        if (kk == 3) {
+            cfg.dp_adaptive_clip = true;
+            cfg.dp_expected_updates = 100;
         }
         int succeeded = 0;
         for (int budget = 0; budget < 40 && !succeeded; budget++) {
@@ -1049,6 +1155,7 @@ main(void)
         cmocka_unit_test(config_errors),
         cmocka_unit_test(central_dp_clips_and_ignores_weights),
         cmocka_unit_test(central_dp_noise_has_the_stated_stddev),
+        cmocka_unit_test(central_dp_adaptive_clip_tracks_the_quantile),
         cmocka_unit_test(create_allocation_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
