@@ -25,11 +25,13 @@ typedef int (*roost_cmd_fn)(int argc, char **argv);
 /* Command entry points (one per command source file). */
 int roost_cmd_dp(int argc, char **argv);    /* cmd_dp.c */
 int roost_cmd_pki(int argc, char **argv);   /* cmd_pki.c */
+int roost_cmd_serve(int argc, char **argv); /* cmd_serve.c */
 int roost_cmd_train(int argc, char **argv); /* cmd_train.c */
 
 /* Commands over the coordinator's database (server/store.c). */
 int roost_cmd_audit(int argc, char **argv);  /* cmd_audit.c */
 int roost_cmd_status(int argc, char **argv); /* cmd_status.c */
+int roost_cmd_sim(int argc, char **argv);    /* cmd_sim.c */
 
 /* The program's logger: writes "roost: level: message" lines to stderr.
  * arg is unused. */

@@ -783,9 +783,11 @@ fold_update(roost_coord *c, struct session *s, int64_t now_ms)
     roost_errmsg_clear(&em);
     int rc = roost_validate_update(&vc, s->delta, c->n, s->reported_examples,
                                    &vr, &em);
+    /* DP clients do not report their example count (it is outside the
+     * guarantee), so their updates are weighted equally. */
+    double weight = c->cfg.dp_enabled ? 1.0 : (double)vr.examples;
     if (rc == ROOST_OK)
-        rc =
-            roost_strategy_add(c->strategy, s->delta, (double)vr.examples, &em);
+        rc = roost_strategy_add(c->strategy, s->delta, weight, &em);
     session_drop_upload(s);
     s->state = S_DONE;
     if (rc != ROOST_OK) {

@@ -23,7 +23,7 @@ static const struct roost_command commands[] = {
      "usage: roost serve --config FILE [--check-config FILE] [flags]\n"
      "Run the coordinator: select clients, run rounds, record them in "
      "SQLite.\n",
-     NULL},
+     roost_cmd_serve},
     {"client", "run a stand-alone client process",
      "usage: roost client --connect HOST:PORT --data DIR --shard K/N [flags]\n"
      "Run one federated client on a dataset shard.\n",

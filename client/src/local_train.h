@@ -1,0 +1,71 @@
+/*
+ * local_train.h - a client's local training for one task: plain minibatch
+ * SGD, or DP-SGD (dp/dpsgd.h) when the task asks for DP.
+ *
+ * The privacy plan of a DP task -- sampling rate q and number of noisy
+ * steps -- is a pure function of the task and the local example count
+ * (roost_local_plan), so the ledger can be checked and charged for exactly
+ * the steps that training then takes.
+ *
+ * Reentrant: everything a call needs is allocated in the call (a task is
+ * seconds of GEMMs; its buffers are not a hot path) or passed in.
+ */
+#ifndef ROOST_CLIENT_LOCAL_TRAIN_H
+#define ROOST_CLIENT_LOCAL_TRAIN_H
+
+#include <roost/roost.h>
+
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/model.h"
+#include "common/rng.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a task asks for (from the wire's TrainingParams and DpParams). */
+typedef struct roost_local_task {
+    uint32_t local_epochs;
+    uint32_t batch_size;
+    double learning_rate, momentum, weight_decay, prox_mu;
+    bool dp;
+    double noise_multiplier, clip_norm, delta;
+    double sampling_rate; /* 0: expected_batch / local count */
+    uint32_t expected_batch;
+} roost_local_task;
+
+/* The privacy plan of a DP task over n_local examples. */
+typedef struct roost_local_plan_info {
+    double q;       /* Poisson sampling rate, in (0, 1] */
+    uint64_t steps; /* noisy steps: ceil(local_epochs / q) */
+} roost_local_plan_info;
+
+typedef struct roost_local_result {
+    double loss;        /* mean training loss over the last epoch's steps */
+    uint64_t examples;  /* local examples */
+    uint64_t steps;     /* optimiser steps taken */
+    double noise_draws; /* DP: noise values drawn (for roost_noise_charge) */
+    double noise_mu, noise_beta; /* DP: the sampler's closeness */
+} roost_local_result;
+
+/* roost_local_plan - q and steps for a DP task; ROOST_EINVAL when the task
+ * cannot be planned (no examples, bad rate, too many steps). */
+int roost_local_plan(const roost_local_task *task, size_t n_local,
+                     roost_local_plan_info *out, roost_errmsg *em);
+
+/*
+ * roost_local_train - train from global (param_count floats) into params
+ * (param_count floats, caller-owned) on examples idx[0..n) of ds (idx NULL:
+ * the first n). rng drives shuffling, Poisson sampling and noise.
+ * cancel, when not NULL, is polled between steps: a nonzero value stops
+ * training with ROOST_ECANCELED (params must then not be used).
+ * Returns ROOST_OK or an error (em says why).
+ */
+int roost_local_train(const roost_model *m, const roost_dataset *ds,
+                      const uint32_t *idx, size_t n, const float *global,
+                      float *params, const roost_local_task *task,
+                      roost_rng *rng, const volatile int *cancel,
+                      roost_local_result *result, roost_errmsg *em);
+
+#endif

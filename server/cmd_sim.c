@@ -1,0 +1,1157 @@
+/*
+ * cmd_sim.c - `roost sim`: many virtual clients in one process, running the
+ * real client protocol (client/src/cproto.c) and local trainer against the
+ * real coordinator (server/coord.c) through an in-process channel.
+ *
+ * The channel encodes every message with the wire codec and decodes it on
+ * the other side, exactly as the TLS transport does, so everything above
+ * the channel is the code that runs in deployment. Messages from the
+ * coordinator are delivered to the client at once (the client never calls
+ * back into the coordinator: what it sends is queued); messages from
+ * clients are queued and delivered by the main loop.
+ *
+ * Threads: the main thread owns the coordinator, every virtual client's
+ * protocol state and the queue. Worker threads only run local training on
+ * buffers a job hands them, with single-threaded BLAS each; results come
+ * back through a completion queue (mutex + condition variable).
+ *
+ * Each virtual client has its own partition of the data, privacy budget
+ * (an in-memory event list, epsilon always recomputed by the accountant),
+ * and random stream (derived per task from the client and round). An idle
+ * virtual client holds only its protocol state and budget.
+ */
+#include "server/cli.h"
+
+#include "client/src/cproto.h"
+#include "client/src/local_train.h"
+#include "common/dataset.h"
+#include "common/model.h"
+#include "common/partition.h"
+#include "common/rng.h"
+#include "common/wire.h"
+#include "dp/accountant.h"
+#include "server/coord.h"
+#include "server/store.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+struct sim_args {
+    uint32_t clients, per_round, rounds;
+    const char *model;
+    uint32_t local_epochs, batch;
+    double lr, momentum;
+    const char *partition;
+    bool dp;
+    double epsilon, sigma, clip, delta;
+    bool seeded;
+    uint64_t seed;
+    const char *db;
+    bool overwrite, json, quiet;
+    uint32_t threads;
+    double dropout;
+    double straggler_p, straggler_factor;
+    const char *data_dir;
+    const char *strategy;
+    uint64_t round_timeout_ms;
+    uint32_t min_clients;
+};
+
+/* ------------------------------------------------------------ budgets */
+
+/* A virtual client's privacy budget: events with the same (q, sigma) are
+ * merged by adding their steps, which is exact (RDP composes additively,
+ * and the accountant sums per-event RDP), so memory stays constant. */
+#define SIM_MAX_EVENTS 4
+struct sim_budget {
+    double eps_max, delta;
+    size_t n_events;
+    roost_dp_event events[SIM_MAX_EVENTS];
+    double spent;
+};
+
+static int
+budget_eps_with(struct sim_budget *b, double q, double sigma, uint64_t steps,
+                double *eps, roost_errmsg *em)
+{
+    roost_dp_event ev[SIM_MAX_EVENTS + 1];
+    size_t n = b->n_events;
+    memcpy(ev, b->events, n * sizeof(ev[0]));
+    bool merged = false;
+    for (size_t i = 0; i < n && steps > 0; i++)
+        if (ev[i].q == q && ev[i].sigma == sigma) {
+            ev[i].steps += steps;
+            merged = true;
+        }
+    if (!merged && steps > 0) {
+        if (n == SIM_MAX_EVENTS)
+            return roost_fail(em, ROOST_ENOTSUP,
+                              "more than %d distinct DP settings per client",
+                              SIM_MAX_EVENTS);
+        ev[n++] = (roost_dp_event){q, sigma, steps};
+    }
+    if (n == 0) {
+        *eps = 0;
+        return ROOST_OK;
+    }
+    return roost_dp_epsilon(ev, n, b->delta, eps, NULL, em);
+}
+
+static int
+budget_plan(void *arg, double q, double sigma, uint64_t steps, double delta,
+            int64_t round_id, double *eps_after, roost_errmsg *em)
+{
+    (void)delta;
+    (void)round_id;
+    struct sim_budget *b = arg;
+    int rc = budget_eps_with(b, q, sigma, steps, eps_after, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (*eps_after > b->eps_max)
+        return roost_fail(em, ROOST_EBUDGET,
+                          "round would bring epsilon to %.4f > budget %.4f",
+                          *eps_after, b->eps_max);
+    return ROOST_OK;
+}
+
+static int
+budget_charge(void *arg, double q, double sigma, uint64_t steps, double delta,
+              int64_t round_id, const char *task_id, double *eps_after,
+              roost_errmsg *em)
+{
+    (void)task_id;
+    struct sim_budget *b = arg;
+    int rc = budget_plan(arg, q, sigma, steps, delta, round_id, eps_after, em);
+    if (rc != ROOST_OK)
+        return rc;
+    for (size_t i = 0; i < b->n_events; i++)
+        if (b->events[i].q == q && b->events[i].sigma == sigma) {
+            b->events[i].steps += steps;
+            b->spent = *eps_after;
+            return ROOST_OK;
+        }
+    b->events[b->n_events++] = (roost_dp_event){q, sigma, steps};
+    b->spent = *eps_after;
+    return ROOST_OK;
+}
+
+static int
+budget_remaining(void *arg, double *eps_remaining, double *delta)
+{
+    struct sim_budget *b = arg;
+    *eps_remaining = b->eps_max - b->spent;
+    *delta = b->delta;
+    return ROOST_OK;
+}
+
+/* ------------------------------------------------------ virtual clients */
+
+struct sim;
+
+struct vclient {
+    struct sim *sim;
+    uint32_t index;
+    uint64_t session; /* index + 1 */
+    bool connected;
+    roost_cproto *proto;
+    struct sim_budget budget;
+    const uint32_t *idx;
+    size_t n_local;
+    bool queued; /* a training job is pending or running */
+    /* Disconnect requested from inside a coordinator callback; carried
+     * out by the main loop, since the coordinator must not be re-entered
+     * from its own send or close callbacks. */
+    bool drop_pending;
+    int64_t reconnect_at_ms;
+};
+
+/* A message from a client to the coordinator, encoded. */
+struct frame {
+    struct frame *next;
+    uint64_t session;
+    size_t len;
+    uint8_t bytes[];
+};
+
+/* Training work for the pool. */
+struct job {
+    struct job *next;
+    struct vclient *vc;
+    roost_cproto_job *pj;
+    int rc;
+    roost_local_result result;
+    double seconds;
+    int64_t release_at_ms; /* stragglers: completion held until then */
+};
+
+struct sim {
+    struct sim_args a;
+    roost_dataset *train, *test;
+    roost_partition *part;
+    roost_model *model;
+    roost_store *store;
+    roost_coord *coord;
+    struct vclient *vc;
+    roost_rng *rng; /* dropout/straggler decisions, reconnect jitter */
+    uint8_t *encode_buf;
+    size_t encode_cap;
+    struct frame *q_head, *q_tail;
+    int64_t t0_ms;
+    /* worker pool */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    struct job *work_head, *work_tail, *done_head;
+    struct job *held; /* finished stragglers, released later */
+    size_t running;
+    bool stop;
+    pthread_t *threads;
+    uint32_t n_threads;
+    int failed;
+    /* progress */
+    double dp_sigma, dp_q;
+    uint64_t dp_steps_per_round;
+    uint32_t rounds_done;
+    int64_t last_round_ms;
+};
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double
+mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int
+encode(struct sim *s, const Roost__V1__Envelope *m, size_t *len)
+{
+    int rc = roost_wire_encode(m, s->encode_buf, s->encode_cap, len);
+    if (rc == ROOST_ETOOSMALL) {
+        uint8_t *b = realloc(s->encode_buf, *len);
+        if (b == NULL)
+            return ROOST_ENOMEM;
+        s->encode_buf = b;
+        s->encode_cap = *len;
+        rc = roost_wire_encode(m, s->encode_buf, s->encode_cap, len);
+    }
+    return rc;
+}
+
+/* Client -> coordinator: encode now, deliver from the main loop. */
+static int
+client_send(void *arg, const Roost__V1__Envelope *m)
+{
+    struct vclient *vc = arg;
+    struct sim *s = vc->sim;
+    if (!vc->connected)
+        return ROOST_ECLOSED;
+    size_t len = 0;
+    int rc = encode(s, m, &len);
+    if (rc != ROOST_OK)
+        return rc;
+    struct frame *f = malloc(sizeof(*f) + len);
+    if (f == NULL)
+        return ROOST_ENOMEM;
+    f->next = NULL;
+    f->session = vc->session;
+    f->len = len;
+    memcpy(f->bytes, s->encode_buf, len);
+    if (s->q_tail != NULL)
+        s->q_tail->next = f;
+    else
+        s->q_head = f;
+    s->q_tail = f;
+    return ROOST_OK;
+}
+
+static void vclient_disconnect(struct sim *s, struct vclient *vc, int64_t now);
+
+static void
+maybe_drop(struct sim *s, struct vclient *vc, int64_t now)
+{
+    if (s->a.dropout <= 0 || roost_cproto_state(vc->proto) != ROOST_CP_READY)
+        return;
+    (void)now;
+    double u;
+    if (roost_rng_uniform(s->rng, &u) == ROOST_OK && u < s->a.dropout)
+        vc->drop_pending = true;
+}
+
+/* Coordinator -> client: encode, decode, hand to the client at once. */
+static int
+coord_send(void *arg, uint64_t session, const Roost__V1__Envelope *m)
+{
+    struct sim *s = arg;
+    if (session == 0 || session > s->a.clients)
+        return ROOST_EINVAL;
+    struct vclient *vc = &s->vc[session - 1];
+    if (!vc->connected)
+        return ROOST_ECLOSED;
+    size_t len = 0;
+    int rc = encode(s, m, &len);
+    if (rc != ROOST_OK)
+        return rc;
+    Roost__V1__Envelope *dec = NULL;
+    roost_errmsg em;
+    rc = roost_wire_decode(NULL, s->encode_buf, len, NULL, &dec, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: client %u: bad frame: %s\n", vc->index,
+                em.text);
+        return rc;
+    }
+    int64_t now = now_ms();
+    rc = roost_cproto_on_message(vc->proto, dec, now);
+    roost_wire_free(NULL, dec);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: client %u: %s\n", vc->index,
+                roost_cproto_errmsg(vc->proto));
+        vc->drop_pending = true;
+        return ROOST_OK;
+    }
+    maybe_drop(s, vc, now);
+    return ROOST_OK;
+}
+
+static void
+coord_close(void *arg, uint64_t session, const char *reason)
+{
+    struct sim *s = arg;
+    if (session == 0 || session > s->a.clients)
+        return;
+    struct vclient *vc = &s->vc[session - 1];
+    if (!s->a.quiet)
+        fprintf(stderr, "roost sim: coordinator closed client %u: %s\n",
+                vc->index, reason);
+    vc->drop_pending = true;
+}
+
+static void
+vclient_disconnect(struct sim *s, struct vclient *vc, int64_t now)
+{
+    if (!vc->connected)
+        return;
+    vc->connected = false;
+    roost_cproto_disconnected(vc->proto);
+    roost_coord_session_closed(s->coord, vc->session, now);
+    /* Reconnect after a short pause, like a device coming back. */
+    vc->reconnect_at_ms = now + 50;
+}
+
+static int
+vclient_connect(struct sim *s, struct vclient *vc, int64_t now)
+{
+    char fp[65];
+    snprintf(fp, sizeof(fp), "sim-%08x", vc->index);
+    int rc = roost_coord_session_opened(s->coord, vc->session, fp, NULL, now);
+    if (rc != ROOST_OK)
+        return rc;
+    vc->connected = true;
+    if (roost_cproto_state(vc->proto) == ROOST_CP_EXHAUSTED)
+        return ROOST_OK;
+    return roost_cproto_check_in(vc->proto, now);
+}
+
+/* ---------------------------------------------------------- worker pool */
+
+static void *
+worker_main(void *arg)
+{
+    struct sim *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->work_head == NULL && !s->stop)
+            pthread_cond_wait(&s->cv_work, &s->mu);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            return NULL;
+        }
+        struct job *j = s->work_head;
+        s->work_head = j->next;
+        if (s->work_head == NULL)
+            s->work_tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+
+        /* A random stream per (client, round): reproducible under --seed
+         * whatever the scheduling, secure without it. */
+        roost_rng *rng = NULL;
+        roost_errmsg em;
+        roost_errmsg_clear(&em);
+        double t0 = mono_s();
+        j->rc = s->a.seeded ? roost_rng_create_insecure_deterministic(
+                                  &rng, NULL, s->a.seed,
+                                  ((uint64_t)j->vc->index << 32) ^
+                                      (uint64_t)j->pj->round_id)
+                            : roost_rng_create(&rng, NULL);
+        if (j->rc == ROOST_OK)
+            j->rc = roost_local_train(
+                s->model, s->train, j->vc->idx, j->vc->n_local, j->pj->global,
+                j->pj->params, &j->pj->task, rng, NULL, &j->result, &em);
+        roost_rng_destroy(rng);
+        j->seconds = mono_s() - t0;
+        if (j->rc != ROOST_OK && !s->a.quiet)
+            fprintf(stderr, "roost sim: client %u: training failed: %s\n",
+                    j->vc->index, em.text);
+
+        pthread_mutex_lock(&s->mu);
+        j->next = s->done_head;
+        s->done_head = j;
+        s->running--;
+        pthread_cond_signal(&s->cv_done);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static int
+submit_job(struct sim *s, struct vclient *vc)
+{
+    roost_cproto_job *pj = NULL;
+    int rc = roost_cproto_take_job(vc->proto, &pj);
+    if (rc != ROOST_OK)
+        return rc;
+    if (strcmp(pj->model_spec, roost_model_spec(s->model)) != 0 ||
+        pj->n_params != roost_model_param_count(s->model)) {
+        fprintf(stderr, "roost sim: task model '%s' is not the sim's model\n",
+                pj->model_spec);
+        return ROOST_EPROTO;
+    }
+    struct job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return ROOST_ENOMEM;
+    j->vc = vc;
+    j->pj = pj;
+    vc->queued = true;
+    pthread_mutex_lock(&s->mu);
+    if (s->work_tail != NULL)
+        s->work_tail->next = j;
+    else
+        s->work_head = j;
+    s->work_tail = j;
+    s->running++;
+    pthread_cond_signal(&s->cv_work);
+    pthread_mutex_unlock(&s->mu);
+    return ROOST_OK;
+}
+
+static void
+complete_job(struct sim *s, struct job *j, int64_t now)
+{
+    struct vclient *vc = j->vc;
+    vc->queued = false;
+    int rc = roost_cproto_finish(vc->proto, j->rc, &j->result, now);
+    if (rc != ROOST_OK && rc != ROOST_EBUDGET && !s->a.quiet)
+        fprintf(stderr, "roost sim: client %u: %s\n", vc->index,
+                roost_cproto_errmsg(vc->proto));
+    free(j);
+}
+
+/* Collect finished jobs; stragglers are held back by their factor. */
+static void
+collect_jobs(struct sim *s, int64_t now, bool wait)
+{
+    pthread_mutex_lock(&s->mu);
+    if (wait && s->done_head == NULL && s->running == 0 && s->held == NULL) {
+        /* Nothing is training: waiting on the clock (a deadline, a
+         * reconnect); do not spin. */
+        pthread_mutex_unlock(&s->mu);
+        struct timespec pause = {0, 2 * 1000000};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&s->mu);
+    } else if (wait && s->done_head == NULL) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->cv_done, &s->mu, &ts);
+    }
+    struct job *done = s->done_head;
+    s->done_head = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (done != NULL) {
+        struct job *j = done;
+        done = j->next;
+        double u = 1.0;
+        if (s->a.straggler_p > 0)
+            roost_rng_uniform(s->rng, &u);
+        if (u < s->a.straggler_p) {
+            j->release_at_ms = now + (int64_t)(j->seconds * 1000.0 *
+                                               (s->a.straggler_factor - 1.0));
+            j->next = s->held;
+            s->held = j;
+            continue;
+        }
+        complete_job(s, j, now);
+    }
+    struct job **pp = &s->held;
+    while (*pp != NULL) {
+        struct job *j = *pp;
+        if (j->release_at_ms <= now) {
+            *pp = j->next;
+            complete_job(s, j, now);
+        } else {
+            pp = &j->next;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ progress */
+
+static void
+on_round(void *arg, const roost_coord_round_summary *r)
+{
+    struct sim *s = arg;
+    s->rounds_done++;
+    /* The largest epsilon any client has spent so far: each value is the
+     * accountant's, recomputed from that client's events at its charge. */
+    double eps_max = s->a.dp ? 0.0 : (double)NAN;
+    if (s->a.dp)
+        for (uint32_t i = 0; i < s->a.clients; i++)
+            if (s->vc[i].budget.spent > eps_max)
+                eps_max = s->vc[i].budget.spent;
+    int64_t now = now_ms();
+    double secs = (double)(now - s->last_round_ms) / 1000.0;
+    s->last_round_ms = now;
+    if (s->a.json) {
+        printf("{\"round\":%" PRId64 ",\"committed\":%s,\"accuracy\":%.6f,"
+               "\"loss\":%.6f,",
+               r->round_id, r->committed ? "true" : "false",
+               isfinite(r->eval_accuracy) ? r->eval_accuracy : -1.0,
+               isfinite(r->eval_loss) ? r->eval_loss : -1.0);
+        if (s->a.dp)
+            printf("\"epsilon_max\":%.6f,", eps_max);
+        else
+            printf("\"epsilon_max\":null,");
+        printf("\"clients\":%u,\"selected\":%u,\"dropped\":%u,"
+               "\"seconds\":%.3f}\n",
+               r->accepted, r->selected, r->dropped, secs);
+        fflush(stdout);
+        return;
+    }
+    if (s->a.quiet)
+        return;
+    double elapsed = (double)(now - s->t0_ms) / 1000.0;
+    double eta = s->rounds_done ? elapsed / s->rounds_done *
+                                      (double)(s->a.rounds - s->rounds_done)
+                                : 0;
+    char eps_text[48];
+    if (s->a.dp)
+        snprintf(eps_text, sizeof(eps_text), "epsilon %.3f", eps_max);
+    else
+        snprintf(eps_text, sizeof(eps_text), "no DP");
+    if (isatty(STDOUT_FILENO))
+        printf("\r\033[K");
+    printf("round %3" PRId64 "/%u %s accuracy %6.2f%%  loss %.4f  %s  "
+           "clients %u/%u  %.2fs",
+           r->round_id, s->a.rounds, r->committed ? "" : "FAILED",
+           100.0 * r->eval_accuracy, r->eval_loss, eps_text, r->accepted,
+           r->selected, secs);
+    if (isatty(STDOUT_FILENO) && s->rounds_done < s->a.rounds)
+        printf("  [eta %.0fs]", eta);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* ---------------------------------------------------------------- args */
+
+static void
+usage(FILE *out)
+{
+    fputs(
+        "usage: roost sim [flags]\n"
+        "Run virtual clients against the real coordinator logic in one\n"
+        "process, on Fashion-MNIST.\n\n"
+        "  --clients N          virtual clients (default 100)\n"
+        "  --per-round K        updates per round (default 10)\n"
+        "  --rounds R           rounds (default 20)\n"
+        "  --model M            mlp | cnn | logreg | layer spec (default mlp)\n"
+        "  --local-epochs E     local epochs per round (default 1)\n"
+        "  --batch B            batch size; with DP the expected batch\n"
+        "                       (default 32)\n"
+        "  --lr LR              client learning rate (default 0.05)\n"
+        "  --momentum M         client momentum (default 0)\n"
+        "  --partition P        iid | shards[:S] | dirichlet:ALPHA (default "
+        "iid)\n"
+        "  --strategy S         fedavg, fedavgm, fedadam, ... (default "
+        "fedavg)\n"
+        "  --epsilon E          DP budget per client (default 8); sigma is\n"
+        "                       calibrated so a client joining every round\n"
+        "                       stays within it\n"
+        "  --sigma S            use this noise multiplier instead\n"
+        "  --clip C             per-example clip norm (default 1)\n"
+        "  --delta D            DP delta (default 1e-5)\n"
+        "  --no-dp              train without differential privacy\n"
+        "  --seed S             reproducible run; INSECURE: makes DP noise\n"
+        "                       and selection predictable\n"
+        "  --db FILE            SQLite record (default roost-sim.db)\n"
+        "  --overwrite          replace an existing --db file\n"
+        "  --threads T          training threads (default: cores)\n"
+        "  --dropout P          selected clients vanish with probability P\n"
+        "  --straggler P:F      with probability P a client is F times "
+        "slower\n"
+        "  --round-timeout S    round deadline in seconds (default 300)\n"
+        "  --min-clients M      updates that commit a round at the deadline\n"
+        "                       (default: per-round)\n"
+        "  --data DIR           Fashion-MNIST directory\n"
+        "  --json               one JSON object per round on stdout\n"
+        "  --quiet              no progress output\n",
+        out);
+}
+
+static bool
+parse_args(int argc, char **argv, struct sim_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->clients = 100;
+    a->per_round = 10;
+    a->rounds = 20;
+    a->model = "mlp";
+    a->local_epochs = 1;
+    a->batch = 32;
+    a->lr = 0.05;
+    a->partition = "iid";
+    a->dp = true;
+    a->epsilon = 8.0;
+    a->clip = 1.0;
+    a->delta = 1e-5;
+    a->db = "roost-sim.db";
+    a->round_timeout_ms = 300000;
+    a->strategy = "fedavg";
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    a->threads = nproc > 0 ? (uint32_t)nproc : 1;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long l;
+        uint64_t u;
+        if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) {
+            usage(stdout);
+            exit(ROOST_EXIT_OK);
+        }
+#define NEED_VALUE()                                                           \
+    do {                                                                       \
+        if (v == NULL) {                                                       \
+            fprintf(stderr, "roost sim: %s needs a value\n", f);               \
+            return false;                                                      \
+        }                                                                      \
+        i++;                                                                   \
+    } while (0)
+        if (strcmp(f, "--clients") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_int("sim", f, v, 1, 1000000, &l))
+                return false;
+            a->clients = (uint32_t)l;
+        } else if (strcmp(f, "--per-round") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_int("sim", f, v, 1, 1000000, &l))
+                return false;
+            a->per_round = (uint32_t)l;
+        } else if (strcmp(f, "--rounds") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_int("sim", f, v, 1, 1000000, &l))
+                return false;
+            a->rounds = (uint32_t)l;
+        } else if (strcmp(f, "--model") == 0) {
+            NEED_VALUE();
+            a->model = v;
+        } else if (strcmp(f, "--local-epochs") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_int("sim", f, v, 1, 1000, &l))
+                return false;
+            a->local_epochs = (uint32_t)l;
+        } else if (strcmp(f, "--batch") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_int("sim", f, v, 1, 65536, &l))
+                return false;
+            a->batch = (uint32_t)l;
+        } else if (strcmp(f, "--lr") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_double("sim", f, v, &a->lr))
+                return false;
+        } else if (strcmp(f, "--momentum") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_double("sim", f, v, &a->momentum))
+                return false;
+        } else if (strcmp(f, "--partition") == 0) {
+            NEED_VALUE();
+            a->partition = v;
+        } else if (strcmp(f, "--strategy") == 0) {
+            NEED_VALUE();
+            a->strategy = v;
+        } else if (strcmp(f, "--epsilon") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_double("sim", f, v, &a->epsilon))
+                return false;
+        } else if (strcmp(f, "--sigma") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_double("sim", f, v, &a->sigma))
+                return false;
+        } else if (strcmp(f, "--clip") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_double("sim", f, v, &a->clip))
+                return false;
+        } else if (strcmp(f, "--delta") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_double("sim", f, v, &a->delta))
+                return false;
+        } else if (strcmp(f, "--no-dp") == 0) {
+            a->dp = false;
+        } else if (strcmp(f, "--seed") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_u64("sim", f, v, &a->seed))
+                return false;
+            a->seeded = true;
+        } else if (strcmp(f, "--db") == 0) {
+            NEED_VALUE();
+            a->db = v;
+        } else if (strcmp(f, "--overwrite") == 0) {
+            a->overwrite = true;
+        } else if (strcmp(f, "--threads") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_int("sim", f, v, 1, 256, &l))
+                return false;
+            a->threads = (uint32_t)l;
+        } else if (strcmp(f, "--dropout") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_double("sim", f, v, &a->dropout))
+                return false;
+        } else if (strcmp(f, "--straggler") == 0) {
+            NEED_VALUE();
+            char *colon = strchr(v, ':');
+            char pbuf[64];
+            if (colon == NULL || (size_t)(colon - v) >= sizeof(pbuf)) {
+                fprintf(stderr, "roost sim: --straggler wants P:FACTOR\n");
+                return false;
+            }
+            memcpy(pbuf, v, (size_t)(colon - v));
+            pbuf[colon - v] = '\0';
+            if (!roost_cli_parse_double("sim", f, pbuf, &a->straggler_p) ||
+                !roost_cli_parse_double("sim", f, colon + 1,
+                                        &a->straggler_factor))
+                return false;
+            if (a->straggler_factor < 1.0) {
+                fprintf(stderr, "roost sim: --straggler factor must be >= 1\n");
+                return false;
+            }
+        } else if (strcmp(f, "--round-timeout") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_u64("sim", f, v, &u) || u == 0)
+                return false;
+            a->round_timeout_ms = u * 1000;
+        } else if (strcmp(f, "--min-clients") == 0) {
+            NEED_VALUE();
+            if (!roost_cli_parse_int("sim", f, v, 1, 1000000, &l))
+                return false;
+            a->min_clients = (uint32_t)l;
+        } else if (strcmp(f, "--data") == 0) {
+            NEED_VALUE();
+            a->data_dir = v;
+        } else if (strcmp(f, "--json") == 0) {
+            a->json = true;
+        } else if (strcmp(f, "--quiet") == 0) {
+            a->quiet = true;
+        } else {
+            fprintf(stderr, "roost sim: unknown flag '%s' (see --help)\n", f);
+            return false;
+        }
+#undef NEED_VALUE
+    }
+    if (a->per_round > a->clients) {
+        fprintf(stderr, "roost sim: --per-round %u exceeds --clients %u\n",
+                a->per_round, a->clients);
+        return false;
+    }
+    if (a->min_clients > a->per_round) {
+        fprintf(stderr, "roost sim: --min-clients exceeds --per-round\n");
+        return false;
+    }
+    if (!(a->dropout >= 0 && a->dropout <= 1) ||
+        !(a->straggler_p >= 0 && a->straggler_p <= 1)) {
+        fprintf(stderr, "roost sim: probabilities must be in [0, 1]\n");
+        return false;
+    }
+    if (a->dp && (!(a->epsilon > 0) || !(a->clip > 0) || a->sigma < 0 ||
+                  !(a->delta > 0 && a->delta < 1))) {
+        fprintf(stderr, "roost sim: DP needs --epsilon > 0, --clip > 0, "
+                        "--sigma >= 0 and --delta in (0, 1)\n");
+        return false;
+    }
+    if (!(a->lr > 0)) {
+        fprintf(stderr, "roost sim: --lr must be > 0\n");
+        return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void
+sim_free(struct sim *s)
+{
+    if (s->threads != NULL) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = true;
+        pthread_cond_broadcast(&s->cv_work);
+        pthread_mutex_unlock(&s->mu);
+        for (uint32_t i = 0; i < s->n_threads; i++)
+            pthread_join(s->threads[i], NULL);
+        free(s->threads);
+    }
+    while (s->work_head != NULL) {
+        struct job *j = s->work_head;
+        s->work_head = j->next;
+        free(j);
+    }
+    while (s->done_head != NULL) {
+        struct job *j = s->done_head;
+        s->done_head = j->next;
+        free(j);
+    }
+    while (s->held != NULL) {
+        struct job *j = s->held;
+        s->held = j->next;
+        free(j);
+    }
+    while (s->q_head != NULL) {
+        struct frame *f = s->q_head;
+        s->q_head = f->next;
+        free(f);
+    }
+    if (s->vc != NULL)
+        for (uint32_t i = 0; i < s->a.clients; i++)
+            roost_cproto_destroy(s->vc[i].proto);
+    free(s->vc);
+    roost_coord_destroy(s->coord);
+    roost_store_close(s->store);
+    roost_partition_destroy(s->part);
+    roost_model_destroy(s->model);
+    roost_dataset_destroy(s->train);
+    roost_dataset_destroy(s->test);
+    roost_rng_destroy(s->rng);
+    free(s->encode_buf);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv_work);
+    pthread_cond_destroy(&s->cv_done);
+}
+
+/* Deliver every queued client -> coordinator frame. */
+static int
+drain_queue(struct sim *s, int64_t now)
+{
+    while (s->q_head != NULL) {
+        struct frame *f = s->q_head;
+        s->q_head = f->next;
+        if (s->q_head == NULL)
+            s->q_tail = NULL;
+        Roost__V1__Envelope *m = NULL;
+        roost_errmsg em;
+        int rc = roost_wire_decode(NULL, f->bytes, f->len, NULL, &m, &em);
+        uint64_t session = f->session;
+        free(f);
+        if (rc != ROOST_OK) {
+            fprintf(stderr, "roost sim: undecodable frame from client: %s\n",
+                    em.text);
+            continue;
+        }
+        if (s->vc[session - 1].connected)
+            rc = roost_coord_session_message(s->coord, session, m, now);
+        roost_wire_free(NULL, m);
+        if (rc != ROOST_OK) {
+            fprintf(stderr, "roost sim: coordinator failed: %s\n",
+                    roost_coord_errmsg(s->coord));
+            return rc;
+        }
+    }
+    return ROOST_OK;
+}
+
+static int
+setup_dp(struct sim *s, roost_coord_config *cc)
+{
+    const struct sim_args *a = &s->a;
+    /* The coordinator fixes q (so it does not depend on each client's
+     * private data size): the expected batch over the mean local size. */
+    double mean_local = (double)roost_dataset_count(s->train) / a->clients;
+    double q = (double)a->batch / mean_local;
+    if (q > 1.0)
+        q = 1.0;
+    uint64_t steps = (uint64_t)ceil((double)a->local_epochs / q - 1e-9);
+    double sigma = a->sigma;
+    roost_errmsg em;
+    if (sigma == 0) {
+        int rc = roost_dp_calibrate_sigma(q, steps * a->rounds, a->delta,
+                                          a->epsilon, &sigma, &em);
+        if (rc != ROOST_OK) {
+            fprintf(stderr, "roost sim: cannot calibrate sigma: %s\n", em.text);
+            return rc;
+        }
+    }
+    double eps_all = 0;
+    roost_dp_event ev = {q, sigma, steps * a->rounds};
+    int rc = roost_dp_epsilon(&ev, 1, a->delta, &eps_all, NULL, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: accountant: %s\n", em.text);
+        return rc;
+    }
+    s->dp_sigma = sigma;
+    s->dp_q = q;
+    s->dp_steps_per_round = steps;
+    cc->dp_enabled = true;
+    cc->dp_noise_multiplier = sigma;
+    cc->dp_clip_norm = a->clip;
+    cc->dp_delta = a->delta;
+    cc->dp_sampling_rate = q;
+    cc->dp_expected_batch = a->batch;
+    if (!a->json)
+        printf("DP-SGD: noise multiplier %.4f, clip %g, q %.5f, %" PRIu64
+               " steps per round; budget epsilon %g at delta %g per client "
+               "(a client in all %u rounds would reach %.4f)\n",
+               sigma, a->clip, q, steps, a->epsilon, a->delta, a->rounds,
+               eps_all);
+    return ROOST_OK;
+}
+
+int
+roost_cmd_sim(int argc, char **argv)
+{
+    struct sim sim;
+    struct sim *s = &sim;
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv_work, NULL);
+    pthread_cond_init(&s->cv_done, NULL);
+    if (!parse_args(argc, argv, &s->a)) {
+        sim_free(s);
+        return ROOST_EXIT_USAGE;
+    }
+    const struct sim_args *a = &s->a;
+    roost_errmsg em;
+    int rc;
+    int status = ROOST_EXIT_FAIL;
+    /* Parallelism comes from running clients at once, each on one BLAS
+     * thread (ARCHITECTURE.md, "Performance model"). */
+    openblas_set_num_threads(1);
+
+    if (a->seeded)
+        fprintf(stderr,
+                "roost sim: WARNING: --seed makes DP noise and client "
+                "selection predictable (INSECURE, for experiments only)\n");
+    if (!a->dp && !a->json)
+        printf("roost sim: differential privacy is OFF (--no-dp)\n");
+
+    if (access(a->db, F_OK) == 0) {
+        if (!a->overwrite) {
+            fprintf(stderr,
+                    "roost sim: %s exists; pass --overwrite or choose "
+                    "another --db\n",
+                    a->db);
+            sim_free(s);
+            return ROOST_EXIT_USAGE;
+        }
+        char side[1024];
+        unlink(a->db);
+        snprintf(side, sizeof(side), "%s-wal", a->db);
+        unlink(side);
+        snprintf(side, sizeof(side), "%s-shm", a->db);
+        unlink(side);
+    }
+
+    rc = roost_dataset_load_fmnist(&s->train, NULL, a->data_dir,
+                                   ROOST_SPLIT_TRAIN, &em);
+    if (rc == ROOST_OK)
+        rc = roost_dataset_load_fmnist(&s->test, NULL, a->data_dir,
+                                       ROOST_SPLIT_TEST, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: %s\n", em.text);
+        goto out;
+    }
+    roost_partition_spec pspec;
+    rc = roost_partition_spec_parse(&pspec, a->partition, &em);
+    if (rc == ROOST_OK)
+        rc = roost_partition_create(
+            &s->part, NULL, &pspec, roost_dataset_labels(s->train),
+            roost_dataset_count(s->train), roost_dataset_num_classes(s->train),
+            a->clients, a->seeded ? a->seed : 1, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: --partition: %s\n", em.text);
+        status = ROOST_EXIT_USAGE;
+        goto out;
+    }
+    rc = roost_model_create(
+        &s->model, NULL, a->model, roost_dataset_channels(s->train),
+        roost_dataset_height(s->train), roost_dataset_width(s->train), &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: --model: %s\n", em.text);
+        status = ROOST_EXIT_USAGE;
+        goto out;
+    }
+    rc = a->seeded ? roost_rng_create_insecure_deterministic(&s->rng, NULL,
+                                                             a->seed, 1)
+                   : roost_rng_create(&s->rng, NULL);
+    if (rc != ROOST_OK)
+        goto out;
+    rc = roost_store_open(&s->store, a->db, ROOST_STORE_CREATE, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: %s: %s\n", a->db, em.text);
+        goto out;
+    }
+
+    roost_coord_config cc;
+    roost_coord_config_init(&cc);
+    cc.model_spec = a->model;
+    cc.input_channels = roost_dataset_channels(s->train);
+    cc.input_height = roost_dataset_height(s->train);
+    cc.input_width = roost_dataset_width(s->train);
+    cc.init_seed = a->seeded ? a->seed : 1;
+    cc.clients_per_round = a->per_round;
+    cc.min_clients = a->min_clients ? a->min_clients : a->per_round;
+    cc.min_available = a->per_round;
+    cc.round_timeout_ms = a->round_timeout_ms;
+    cc.max_rounds = a->rounds;
+    cc.local_epochs = a->local_epochs;
+    cc.batch_size = a->batch;
+    cc.learning_rate = a->lr;
+    cc.momentum = a->momentum;
+    cc.eval_set = s->test;
+    cc.selection_seed = a->seeded ? a->seed : 0;
+    cc.store = s->store;
+    cc.run_name = "roost sim";
+    cc.log.max_level = -1;
+    cc.on_round = on_round;
+    cc.on_round_arg = s;
+    roost_strategy_kind kind;
+    rc = roost_strategy_kind_parse(a->strategy, &kind, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: --strategy: %s\n", em.text);
+        status = ROOST_EXIT_USAGE;
+        goto out;
+    }
+    roost_strategy_config_init(&cc.strategy, kind);
+    if (a->dp && setup_dp(s, &cc) != ROOST_OK)
+        goto out;
+    roost_coord_io io = {coord_send, coord_close, s};
+    rc = roost_coord_create(&s->coord, &cc, &io, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost sim: coordinator: %s\n", em.text);
+        goto out;
+    }
+
+    s->vc = calloc(a->clients, sizeof(*s->vc));
+    if (s->vc == NULL)
+        goto out;
+    int64_t now = now_ms();
+    s->t0_ms = s->last_round_ms = now;
+    for (uint32_t i = 0; i < a->clients; i++) {
+        struct vclient *vc = &s->vc[i];
+        vc->sim = s;
+        vc->index = i;
+        vc->session = (uint64_t)i + 1;
+        vc->idx = roost_partition_client(s->part, i, &vc->n_local);
+        vc->budget.eps_max = a->dp ? a->epsilon : HUGE_VAL;
+        vc->budget.delta = a->delta;
+        roost_cproto_config pc = {
+            .n_local = vc->n_local,
+            .budget = {budget_plan, budget_charge, budget_remaining,
+                       &vc->budget},
+            .keep_model = false,
+            .log = {NULL, NULL, -1},
+        };
+        rc = roost_cproto_create(&vc->proto, NULL, &pc, client_send, vc, &em);
+        if (rc == ROOST_OK)
+            rc = vclient_connect(s, vc, now);
+        if (rc != ROOST_OK) {
+            fprintf(stderr, "roost sim: client %u: %s\n", i, em.text);
+            goto out;
+        }
+    }
+    s->n_threads = a->threads;
+    s->threads = calloc(s->n_threads, sizeof(*s->threads));
+    if (s->threads == NULL)
+        goto out;
+    for (uint32_t i = 0; i < s->n_threads; i++)
+        if (pthread_create(&s->threads[i], NULL, worker_main, s) != 0) {
+            s->n_threads = i;
+            fprintf(stderr, "roost sim: cannot start worker threads\n");
+            goto out;
+        }
+
+    if (!a->json && !a->quiet)
+        printf("roost sim: %u clients (%s), %u per round, %u rounds, model "
+               "%s (%zu parameters), %u threads, record in %s\n",
+               a->clients, a->partition, a->per_round, a->rounds,
+               roost_model_spec(s->model), roost_model_param_count(s->model),
+               s->n_threads, a->db);
+
+    while (!roost_coord_finished(s->coord)) {
+        now = now_ms();
+        int64_t next;
+        rc = roost_coord_tick(s->coord, now, &next);
+        if (rc == ROOST_OK)
+            rc = drain_queue(s, now);
+        if (rc != ROOST_OK) {
+            fprintf(stderr, "roost sim: %s\n", roost_coord_errmsg(s->coord));
+            goto out;
+        }
+        bool busy = false;
+        for (uint32_t i = 0; i < a->clients; i++) {
+            struct vclient *vc = &s->vc[i];
+            if (vc->drop_pending) {
+                vc->drop_pending = false;
+                vclient_disconnect(s, vc, now);
+            }
+            if (!vc->connected) {
+                if (now >= vc->reconnect_at_ms &&
+                    vclient_connect(s, vc, now) != ROOST_OK)
+                    vc->reconnect_at_ms = now + 1000;
+                continue;
+            }
+            enum roost_cproto_state st = roost_cproto_state(vc->proto);
+            if (st == ROOST_CP_READY && !vc->queued) {
+                rc = submit_job(s, vc);
+                if (rc != ROOST_OK)
+                    vclient_disconnect(s, vc, now);
+                busy = true;
+            } else if (st == ROOST_CP_BACKOFF && !vc->queued) {
+                roost_cproto_tick(vc->proto, now, NULL);
+            }
+        }
+        rc = drain_queue(s, now);
+        if (rc != ROOST_OK)
+            goto out;
+        collect_jobs(s, now_ms(), !busy);
+        rc = drain_queue(s, now_ms());
+        if (rc != ROOST_OK)
+            goto out;
+    }
+    if (!a->json && !a->quiet) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("done: %u rounds in %.1fs, peak RSS %.1f MiB. Record: %s "
+               "(roost status --db %s; roost report --db %s -o "
+               "report.html)\n",
+               s->rounds_done, (double)(now_ms() - s->t0_ms) / 1000.0,
+               (double)ru.ru_maxrss / 1024.0, a->db, a->db, a->db);
+    }
+    status = ROOST_EXIT_OK;
+out:
+    sim_free(s);
+    return status;
+}
