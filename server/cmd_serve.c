@@ -1,0 +1,662 @@
+/*
+ * cmd_serve.c - `roost serve`: the coordinator daemon.
+ *
+ *   roost serve --config FILE [flags]      run
+ *   roost serve --check-config FILE        validate, print the effective
+ *                                          configuration, exit
+ *   roost serve --print-default-config     the commented sample
+ *
+ * The daemon is one thread and one poll(2) loop over three sources: the
+ * TLS channel's ZeroMQ descriptor, a signalfd for SIGTERM/SIGINT/SIGHUP,
+ * and a timeout that is the earliest of the channel's timers and the
+ * coordinator's next deadline. Channel events go to the coordinator
+ * (coord.h): session opened -> roost_coord_session_opened; frame ->
+ * roost_wire_decode -> roost_coord_session_message (a frame that does not
+ * decode closes that session); closed -> roost_coord_session_closed.
+ *
+ * Reentrancy: roost_channel_close fires the CLOSED event synchronously,
+ * and the coordinator calls close (through io.close, or after a failed
+ * send) while it is in the middle of handling something. Those CLOSED
+ * events are therefore queued while a coordinator call is on the stack and
+ * delivered after it returns, so the coordinator is never re-entered.
+ *
+ * Signals: SIGTERM and SIGINT abandon the open round (nothing of it is
+ * committed; it runs again, under the same number, at the next start) and
+ * exit 0. SIGHUP reopens the log file (for logrotate). Signals are
+ * blocked and read from a signalfd, so no handler runs asynchronously.
+ *
+ * Exit status: 0 on a clean stop (signal, or max_rounds reached); 1 when
+ * something failed at run time (store, TLS files, socket); 2 for a bad
+ * command line or configuration.
+ */
+#include "server/cli.h"
+#include "server/config.h"
+#include "server/coord.h"
+
+#include "common/channel.h"
+#include "common/dataset.h"
+#include "common/rng.h"
+#include "common/tls.h"
+#include "common/wire.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char serve_usage[] =
+    "usage: roost serve --config FILE [flags]\n"
+    "       roost serve --check-config FILE [--set SECTION.KEY=VALUE ...]\n"
+    "       roost serve --print-default-config\n"
+    "\n"
+    "Run the coordinator: accept clients over TLS, run rounds, record every\n"
+    "round in SQLite. It resumes from the last committed round. SIGTERM or\n"
+    "SIGINT abandons the open round (it runs again at the next start) and\n"
+    "exits 0; SIGHUP reopens the log file.\n"
+    "\n"
+    "  --config FILE            the INI configuration (deploy/roost.conf)\n"
+    "  --check-config FILE      check FILE, print the effective configuration\n"
+    "                           and exit 0, or print FILE:LINE: reason and\n"
+    "                           exit 2\n"
+    "  --print-default-config   print every key with its default and help\n"
+    "  --set SECTION.KEY=VALUE  override one key (repeatable)\n"
+    "  --listen ENDPOINT        = --set server.listen=ENDPOINT\n"
+    "  --db FILE                = --set server.database=FILE\n"
+    "  --state-dir DIR          = --set server.state_dir=DIR\n"
+    "  --log FILE               = --set server.log_file=FILE\n"
+    "  --log-level LEVEL        = --set server.log_level=LEVEL\n"
+    "  --max-rounds N           = --set round.max_rounds=N\n";
+
+/* Shorthand flags and the key each one sets. */
+static const struct {
+    const char *flag, *key;
+} shorthands[] = {
+    {"--listen", "server.listen"},       {"--db", "server.database"},
+    {"--state-dir", "server.state_dir"}, {"--log", "server.log_file"},
+    {"--log-level", "server.log_level"}, {"--max-rounds", "round.max_rounds"},
+};
+
+/* ---------------------------------------------------------------------
+ * Logging: stderr, or a file reopened on SIGHUP.
+ * ------------------------------------------------------------------- */
+struct serve_log {
+    FILE *file; /* NULL: stderr */
+    const char *path;
+};
+
+static void
+serve_log_fn(void *arg, int level, const char *message)
+{
+    struct serve_log *lg = arg;
+    if (lg->file == NULL) {
+        roost_cli_log_stderr(NULL, level, message);
+        return;
+    }
+    char stamp[32];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (gmtime_r(&ts.tv_sec, &tm) != NULL)
+        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    else
+        snprintf(stamp, sizeof(stamp), "-");
+    fprintf(lg->file, "%s %s: %s\n", stamp, roost_log_level_name(level),
+            message);
+}
+
+static int
+serve_log_open(struct serve_log *lg)
+{
+    FILE *f = fopen(lg->path, "a");
+    if (f == NULL)
+        return -1;
+    setvbuf(f, NULL, _IOLBF, 0);
+    if (lg->file != NULL)
+        fclose(lg->file);
+    lg->file = f;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The daemon's state, shared by the event handlers.
+ * ------------------------------------------------------------------- */
+struct serve {
+    roost_serve_config *cfg;
+    roost_logger log;
+    roost_channel *ch;
+    roost_coord *coord;
+    roost_wire_limits limits;
+    uint8_t *buf; /* reusable encode buffer */
+    size_t buf_cap;
+    /* CLOSED events that arrived while a coordinator call was running. */
+    bool in_coord;
+    uint64_t *closed;
+    size_t n_closed, closed_cap;
+    int fatal; /* ROOST_OK, or the coordinator's fatal error */
+};
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+note_fatal(struct serve *sv, int rc)
+{
+    if (rc != ROOST_OK && sv->fatal == ROOST_OK) {
+        sv->fatal = rc;
+        roost_log(&sv->log, ROOST_LOG_ERROR, "coordinator failed: %s (%s)",
+                  roost_coord_errmsg(sv->coord), roost_strerror(rc));
+    }
+}
+
+/* Deliver the CLOSED events held back while the coordinator was busy. */
+static void
+drain_closed(struct serve *sv)
+{
+    for (size_t i = 0; i < sv->n_closed; i++)
+        roost_coord_session_closed(sv->coord, sv->closed[i], now_ms());
+    sv->n_closed = 0;
+}
+
+static void
+hold_closed(struct serve *sv, uint64_t session)
+{
+    if (sv->n_closed == sv->closed_cap) {
+        size_t cap = sv->closed_cap ? 2 * sv->closed_cap : 64;
+        uint64_t *p = realloc(sv->closed, cap * sizeof(*p));
+        if (p == NULL) {
+            /* The daemon may abort on OOM (STYLE.md); losing a CLOSED
+             * would leave a ghost session in the round. */
+            fprintf(stderr, "roost serve: out of memory\n");
+            abort();
+        }
+        sv->closed = p;
+        sv->closed_cap = cap;
+    }
+    sv->closed[sv->n_closed++] = session;
+}
+
+/* The coordinator's send: encode into the reusable buffer, one frame. */
+static int
+io_send(void *arg, uint64_t session, const Roost__V1__Envelope *msg)
+{
+    struct serve *sv = arg;
+    size_t len = 0;
+    int rc = roost_wire_encode(msg, sv->buf, sv->buf_cap, &len);
+    if (rc == ROOST_ETOOSMALL) {
+        uint8_t *p = realloc(sv->buf, len);
+        if (p == NULL)
+            return ROOST_ENOMEM;
+        sv->buf = p;
+        sv->buf_cap = len;
+        rc = roost_wire_encode(msg, sv->buf, sv->buf_cap, &len);
+    }
+    if (rc == ROOST_OK)
+        rc = roost_channel_send(sv->ch, session, sv->buf, len);
+    if (rc != ROOST_OK) {
+        roost_log(&sv->log, ROOST_LOG_WARN,
+                  "session %" PRIu64 ": cannot send %s: %s; closing it",
+                  session, roost_wire_body_name(msg), roost_strerror(rc));
+        /* The coordinator now considers the session closed: make the
+         * channel agree. */
+        roost_channel_close(sv->ch, session);
+    }
+    return rc;
+}
+
+static void
+io_close(void *arg, uint64_t session, const char *reason)
+{
+    struct serve *sv = arg;
+    roost_log(&sv->log, ROOST_LOG_INFO, "session %" PRIu64 ": closing: %s",
+              session, reason ? reason : "protocol violation");
+    roost_channel_close(sv->ch, session);
+}
+
+static void
+on_event(void *arg, const roost_channel_event *ev)
+{
+    struct serve *sv = arg;
+    if (ev->type == ROOST_CHANNEL_CLOSED) {
+        if (sv->in_coord)
+            hold_closed(sv, ev->session);
+        else
+            roost_coord_session_closed(sv->coord, ev->session, now_ms());
+        return;
+    }
+    if (sv->fatal != ROOST_OK)
+        return;
+    sv->in_coord = true;
+    if (ev->type == ROOST_CHANNEL_OPENED) {
+        int rc = roost_coord_session_opened(sv->coord, ev->session,
+                                            ev->identity->fingerprint_hex,
+                                            ev->identity->subject, now_ms());
+        if (rc != ROOST_OK) {
+            roost_log(&sv->log, ROOST_LOG_WARN,
+                      "session %" PRIu64 " (%s): refused: %s", ev->session,
+                      ev->identity->subject, roost_strerror(rc));
+            roost_channel_close(sv->ch, ev->session);
+        }
+    } else if (ev->type == ROOST_CHANNEL_FRAME) {
+        Roost__V1__Envelope *env = NULL;
+        roost_errmsg em;
+        int rc =
+            roost_wire_decode(NULL, ev->data, ev->len, &sv->limits, &env, &em);
+        if (rc != ROOST_OK) {
+            roost_log(&sv->log, ROOST_LOG_WARN,
+                      "session %" PRIu64 " (%s): undecodable message (%s): "
+                      "%s; closing it",
+                      ev->session, ev->identity->subject, roost_strerror(rc),
+                      em.text);
+            roost_channel_close(sv->ch, ev->session);
+        } else {
+            note_fatal(sv, roost_coord_session_message(sv->coord, ev->session,
+                                                       env, now_ms()));
+            roost_wire_free(NULL, env);
+        }
+    }
+    sv->in_coord = false;
+    drain_closed(sv);
+}
+
+static void
+on_round(void *arg, const roost_coord_round_summary *s)
+{
+    struct serve *sv = arg;
+    roost_log(&sv->log, ROOST_LOG_INFO,
+              "round %" PRId64 " %s in %.1f s: %u selected, %u accepted, %u "
+              "refused, %u dropped; %" PRIu64
+              " examples; train loss %.4g; eval accuracy %.4g",
+              s->round_id, s->committed ? "committed" : "failed", s->seconds,
+              s->selected, s->accepted, s->refused, s->dropped, s->examples,
+              s->train_loss, s->eval_accuracy);
+}
+
+/* ---------------------------------------------------------------------
+ * Command line.
+ * ------------------------------------------------------------------- */
+enum serve_mode { MODE_RUN, MODE_CHECK, MODE_PRINT_DEFAULT };
+
+struct serve_args {
+    enum serve_mode mode;
+    const char *config;
+};
+
+/* "--db x" with a relative x means relative to the working directory,
+ * not to state_dir: make it absolute. Returns a heap string or NULL. */
+static char *
+absolute_path(const char *path)
+{
+    if (path[0] == '/')
+        return strdup(path);
+    char cwd[4096];
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return NULL;
+    size_t n = strlen(cwd) + 1 + strlen(path) + 1;
+    char *out = malloc(n);
+    if (out != NULL)
+        snprintf(out, n, "%s/%s", cwd, path);
+    return out;
+}
+
+/* Parse argv into args and apply overrides to cfg (after the file is
+ * loaded: flags override the file, so they are applied in a second pass).
+ * pass 0: modes and the file; pass 1: overrides. Returns an exit status,
+ * or -1 to continue. */
+static int
+parse_args(int argc, char **argv, int pass, struct serve_args *args,
+           roost_serve_config *cfg)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            if (pass == 0)
+                fputs(serve_usage, stdout);
+            return ROOST_EXIT_OK;
+        }
+        if (strcmp(a, "--print-default-config") == 0) {
+            args->mode = MODE_PRINT_DEFAULT;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr,
+                    "roost serve: unknown flag or missing value: '%s' (see "
+                    "'roost serve --help')\n",
+                    a);
+            return ROOST_EXIT_USAGE;
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "--config") == 0 || strcmp(a, "--check-config") == 0) {
+            if (args->config != NULL && pass == 0) {
+                fprintf(stderr, "roost serve: give one configuration file\n");
+                return ROOST_EXIT_USAGE;
+            }
+            args->config = v;
+            if (strcmp(a, "--check-config") == 0)
+                args->mode = MODE_CHECK;
+            continue;
+        }
+        const char *key = NULL;
+        char keybuf[128];
+        const char *value = v;
+        char *owned = NULL;
+        if (strcmp(a, "--set") == 0) {
+            const char *eq = strchr(v, '=');
+            if (eq == NULL || (size_t)(eq - v) >= sizeof(keybuf)) {
+                fprintf(stderr,
+                        "roost serve: --set %s: expected "
+                        "SECTION.KEY=VALUE\n",
+                        v);
+                return ROOST_EXIT_USAGE;
+            }
+            memcpy(keybuf, v, (size_t)(eq - v));
+            keybuf[eq - v] = '\0';
+            key = keybuf;
+            value = eq + 1;
+        } else {
+            for (size_t k = 0; k < sizeof(shorthands) / sizeof(shorthands[0]);
+                 k++)
+                if (strcmp(a, shorthands[k].flag) == 0)
+                    key = shorthands[k].key;
+            if (key == NULL) {
+                fprintf(stderr,
+                        "roost serve: unknown flag '%s' (see 'roost serve "
+                        "--help')\n",
+                        a);
+                return ROOST_EXIT_USAGE;
+            }
+            if (pass == 1 &&
+                (strcmp(a, "--db") == 0 || strcmp(a, "--state-dir") == 0 ||
+                 (strcmp(a, "--log") == 0 && v[0] != '\0'))) {
+                owned = absolute_path(v);
+                if (owned == NULL) {
+                    fprintf(stderr, "roost serve: %s: cannot resolve %s\n", a,
+                            v);
+                    return ROOST_EXIT_FAIL;
+                }
+                value = owned;
+            }
+        }
+        if (pass == 1) {
+            roost_errmsg em;
+            int rc = roost_config_set(cfg, key, value, a, &em);
+            free(owned);
+            if (rc != ROOST_OK) {
+                fprintf(stderr, "roost serve: %s\n", em.text);
+                return ROOST_EXIT_USAGE;
+            }
+        }
+    }
+    return -1;
+}
+
+/* ---------------------------------------------------------------------
+ * Running.
+ * ------------------------------------------------------------------- */
+
+/* Set up everything, run the loop, tear down. Returns an exit status. */
+static int
+run(roost_serve_config *cfg)
+{
+    struct serve_log lg = {NULL, cfg->log_file};
+    struct serve sv;
+    memset(&sv, 0, sizeof(sv));
+    sv.cfg = cfg;
+    if (cfg->log_file[0] != '\0' && serve_log_open(&lg) != 0) {
+        fprintf(stderr, "roost serve: cannot open log file %s: %s\n",
+                cfg->log_file, strerror(errno));
+        return ROOST_EXIT_FAIL;
+    }
+    sv.log.fn = serve_log_fn;
+    sv.log.arg = &lg;
+    sv.log.max_level = cfg->log_level;
+    roost_wire_limits_default(&sv.limits);
+
+    int status = ROOST_EXIT_FAIL;
+    int sigfd = -1;
+    roost_store *store = NULL;
+    roost_tls_ctx *tls = NULL;
+    roost_dataset *eval = NULL;
+    roost_rng *dp_rng = NULL;
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+
+    /* Signals first, so a SIGTERM during a slow start is not lost. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigset_t old_mask;
+    if (sigprocmask(SIG_BLOCK, &mask, &old_mask) != 0 ||
+        (sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        roost_log(&sv.log, ROOST_LOG_ERROR, "signalfd: %s", strerror(errno));
+        goto out;
+    }
+
+    roost_store_options sopt;
+    roost_store_options_init(&sopt);
+    sopt.flags = ROOST_STORE_CREATE;
+    sopt.keep_last = cfg->keep_last;
+    sopt.keep_every = cfg->keep_every;
+    if (roost_store_open_ex(&store, cfg->database, &sopt, &em) != ROOST_OK) {
+        roost_log(&sv.log, ROOST_LOG_ERROR, "database %s: %s", cfg->database,
+                  em.text);
+        goto out;
+    }
+    roost_tls_files files = {cfg->ca_file, cfg->cert_file, cfg->key_file,
+                             cfg->crl_file};
+    if (roost_tls_ctx_create_server(&tls, &files, &em) != ROOST_OK) {
+        roost_log(&sv.log, ROOST_LOG_ERROR, "TLS: %s", em.text);
+        goto out;
+    }
+    if (cfg->eval_enabled) {
+        if (roost_dataset_load_fmnist(&eval, NULL, cfg->eval_dir,
+                                      ROOST_SPLIT_TEST, &em) != ROOST_OK) {
+            roost_log(&sv.log, ROOST_LOG_ERROR, "evaluation set: %s", em.text);
+            goto out;
+        }
+        roost_log(&sv.log, ROOST_LOG_INFO,
+                  "evaluation set: %zu examples from %s",
+                  roost_dataset_count(eval), cfg->eval_dir);
+    }
+    roost_coord_config cc = cfg->coord;
+    if (cc.strategy.central_dp) {
+        if (roost_rng_create(&dp_rng, NULL) != ROOST_OK) {
+            roost_log(&sv.log, ROOST_LOG_ERROR,
+                      "central DP: cannot seed the CSPRNG");
+            goto out;
+        }
+        cc.strategy.dp_rng = dp_rng;
+    }
+    if (cc.selection_seed != 0)
+        roost_log(&sv.log, ROOST_LOG_WARN,
+                  "round.selection_seed is set: client selection is "
+                  "deterministic and predictable (experiments only)");
+    cc.store = store;
+    cc.eval_set = eval;
+    cc.log = sv.log;
+    cc.on_round = on_round;
+    cc.on_round_arg = &sv;
+    roost_coord_io io = {io_send, io_close, &sv};
+    if (roost_coord_create(&sv.coord, &cc, &io, &em) != ROOST_OK) {
+        roost_log(&sv.log, ROOST_LOG_ERROR, "coordinator: %s", em.text);
+        goto out;
+    }
+
+    roost_channel_config chc;
+    roost_channel_config_init(&chc);
+    chc.on_event = on_event;
+    chc.event_arg = &sv;
+    chc.logger = sv.log;
+    chc.max_sessions = cfg->max_sessions;
+    chc.max_frame = (uint32_t)cfg->max_frame; /* <= 1 GiB by the table */
+    chc.handshake_timeout_ms = (int)cfg->handshake_timeout_ms;
+    chc.idle_timeout_ms =
+        cfg->idle_timeout_ms == 0 ? -1 : (int)cfg->idle_timeout_ms;
+    if (roost_channel_create(&sv.ch, &chc, tls, &em) != ROOST_OK) {
+        roost_log(&sv.log, ROOST_LOG_ERROR, "channel: %s", em.text);
+        goto out;
+    }
+    if (roost_channel_listen(sv.ch, cfg->listen) != ROOST_OK) {
+        roost_log(&sv.log, ROOST_LOG_ERROR, "listen on %s: %s", cfg->listen,
+                  roost_channel_errmsg(sv.ch));
+        goto out;
+    }
+    char endpoint[256] = "?";
+    roost_channel_endpoint(sv.ch, endpoint, sizeof(endpoint));
+    int zfd = -1;
+    if (roost_channel_fd(sv.ch, &zfd) != ROOST_OK) {
+        roost_log(&sv.log, ROOST_LOG_ERROR, "channel: no descriptor");
+        goto out;
+    }
+    roost_log(&sv.log, ROOST_LOG_INFO,
+              "listening on %s; database %s; last committed round %" PRId64,
+              endpoint, cfg->database, roost_coord_last_round(sv.coord));
+
+    /* The loop. */
+    bool stop = false;
+    while (!stop) {
+        int64_t next_ms = INT64_MAX;
+        sv.in_coord = true;
+        note_fatal(&sv, roost_coord_tick(sv.coord, now_ms(), &next_ms));
+        sv.in_coord = false;
+        drain_closed(&sv);
+        if (roost_channel_poll(sv.ch, 0) != ROOST_OK) {
+            roost_log(&sv.log, ROOST_LOG_ERROR, "channel: %s",
+                      roost_channel_errmsg(sv.ch));
+            break;
+        }
+        if (sv.fatal != ROOST_OK)
+            break;
+        if (roost_coord_finished(sv.coord)) {
+            roost_log(&sv.log, ROOST_LOG_INFO,
+                      "round.max_rounds reached (%" PRId64 "); stopping",
+                      roost_coord_last_round(sv.coord));
+            status = ROOST_EXIT_OK;
+            break;
+        }
+        /* The ZeroMQ descriptor is edge-triggered and sends made outside
+         * roost_channel_poll may leave input unsignalled, so the wait is
+         * capped: a missed edge costs at most this much latency. */
+        int64_t timeout = 250;
+        int ch_timer = roost_channel_next_timer_ms(sv.ch);
+        if (ch_timer >= 0 && ch_timer < timeout)
+            timeout = ch_timer;
+        int64_t until_tick =
+            next_ms == INT64_MAX ? INT64_MAX : next_ms - now_ms();
+        if (until_tick < timeout)
+            timeout = until_tick < 0 ? 0 : until_tick;
+        struct pollfd fds[2] = {{.fd = zfd, .events = POLLIN},
+                                {.fd = sigfd, .events = POLLIN}};
+        if (poll(fds, 2, (int)timeout) < 0 && errno != EINTR) {
+            roost_log(&sv.log, ROOST_LOG_ERROR, "poll: %s", strerror(errno));
+            break;
+        }
+        struct signalfd_siginfo si;
+        while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            if (si.ssi_signo == SIGHUP) {
+                if (lg.file != NULL) {
+                    if (serve_log_open(&lg) != 0)
+                        fprintf(stderr,
+                                "roost serve: SIGHUP: cannot reopen %s: %s\n",
+                                lg.path, strerror(errno));
+                    else
+                        roost_log(&sv.log, ROOST_LOG_INFO,
+                                  "SIGHUP: log file reopened");
+                } else {
+                    roost_log(&sv.log, ROOST_LOG_INFO,
+                              "SIGHUP: logging to standard error, nothing to "
+                              "reopen");
+                }
+            } else {
+                roost_log(&sv.log, ROOST_LOG_INFO,
+                          "%s: stopping; last committed round %" PRId64,
+                          si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
+                          roost_coord_last_round(sv.coord));
+                sv.in_coord = true;
+                roost_coord_abandon_round(sv.coord);
+                sv.in_coord = false;
+                drain_closed(&sv);
+                status = ROOST_EXIT_OK;
+                stop = true;
+            }
+        }
+    }
+
+out:
+    /* The channel goes first: destroying it fires no events, so the
+     * coordinator is not called back while it is torn down. */
+    roost_channel_destroy(sv.ch);
+    roost_coord_destroy(sv.coord);
+    roost_tls_ctx_destroy(tls);
+    roost_dataset_destroy(eval);
+    roost_rng_destroy(dp_rng);
+    roost_store_close(store);
+    free(sv.buf);
+    free(sv.closed);
+    if (sigfd >= 0) {
+        close(sigfd);
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    }
+    if (lg.file != NULL)
+        fclose(lg.file);
+    return status;
+}
+
+int
+roost_cmd_serve(int argc, char **argv)
+{
+    struct serve_args args = {MODE_RUN, NULL};
+    roost_serve_config cfg;
+    int status = parse_args(argc, argv, 0, &args, NULL);
+    if (status >= 0)
+        return status;
+    if (args.mode == MODE_PRINT_DEFAULT) {
+        roost_config_write(NULL, stdout, true);
+        return ROOST_EXIT_OK;
+    }
+    if (args.config == NULL) {
+        fprintf(stderr, "roost serve: --config FILE is required (see 'roost "
+                        "serve --help')\n");
+        return ROOST_EXIT_USAGE;
+    }
+    if (roost_config_init(&cfg) != ROOST_OK) {
+        fprintf(stderr, "roost serve: out of memory\n");
+        return ROOST_EXIT_FAIL;
+    }
+    roost_errmsg em;
+    int rc = roost_config_load_file(&cfg, args.config, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost serve: %s\n", em.text);
+        roost_config_free(&cfg);
+        return rc == ROOST_ECONFIG ? ROOST_EXIT_USAGE : ROOST_EXIT_FAIL;
+    }
+    status = parse_args(argc, argv, 1, &args, &cfg);
+    if (status < 0) {
+        rc = roost_config_finish(&cfg, &em);
+        if (rc != ROOST_OK) {
+            fprintf(stderr, "roost serve: %s\n", em.text);
+            status = ROOST_EXIT_USAGE;
+        }
+    }
+    if (status < 0 && args.mode == MODE_CHECK) {
+        roost_config_write(&cfg, stdout, false);
+        status = ROOST_EXIT_OK;
+    }
+    if (status < 0)
+        status = run(&cfg);
+    roost_config_free(&cfg);
+    return status;
+}
