@@ -1019,7 +1019,7 @@ apply(roost_strategy *s, float *x, bool commit)
  * sum of two multiples of g below 2^52 g are exact in double.
  */
 static int
-dp_noised_mean(roost_strategy *s, roost_errmsg *em)
+dp_noised_mean(roost_strategy *s, double *denominator, roost_errmsg *em)
 {
     const size_t n = s->n;
     const double g = s->dp_grid;
@@ -1039,7 +1039,7 @@ dp_noised_mean(roost_strategy *s, roost_errmsg *em)
     double d = s->cfg.dp_expected_updates > 0
                    ? (double)s->cfg.dp_expected_updates
                    : (double)s->count;
-    s->dp_denominator = d;
+    *denominator = d;
     for (size_t i = 0; i < n; i++)
         s->acc[i] = (s->acc[i] + (double)s->noise_buf[i]) / d;
     return ROOST_OK;
@@ -1060,6 +1060,7 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
     roost_adaclip saved;
     roost_noise *next_noise = NULL;
     double next_grid = 0, next_update_clip = 0, fraction = 0;
+    double denominator = 0;
 
     if (roost_strategy_kind_is_robust(kind)) {
         if (s->count < min_updates(&s->cfg))
@@ -1081,7 +1082,7 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
         else
             aggregate_coordinatewise(s, s->work);
     } else if (s->cfg.central_dp) {
-        int rc = dp_noised_mean(s, em);
+        int rc = dp_noised_mean(s, &denominator, em);
         if (rc != ROOST_OK)
             return rc;
         if (s->cfg.dp_adaptive_clip) {
@@ -1124,6 +1125,7 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
     }
     apply(s, global_params, true);
     if (s->cfg.central_dp) {
+        s->dp_denominator = denominator;
         s->dp_last_clip = s->dp_clip;
         if (next_noise != NULL) {
             roost_noise_destroy(s->noise);

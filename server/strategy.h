@@ -250,7 +250,7 @@ typedef struct roost_strategy_dp_info {
     double next_clip_norm;    /* C for the next round (= clip_norm if fixed) */
     double update_clip_norm;  /* the clip applied to each update now (< C) */
     double grid;              /* the current sampler's grid g */
-    double denominator;       /* D of the last finish (0 before one) */
+    double denominator;       /* D of the last applied finish (0 before) */
     double mean_noise_stddev; /* z_u * C / D of the last finish */
     bool adaptive_clip;
     double count_sigma;     /* sigma_b of the count release (adaptive) */

@@ -1026,7 +1026,7 @@ central_dp_adaptive_clip_tracks_the_quantile(void **state)
     assert_true(z[0] == 3e38f);
     assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
     assert_near(info.next_clip_norm, 1, 0);
-    assert_near(info.denominator, 10, 0);
+    assert_near(info.denominator, 0, 0); /* no round has been applied */
     roost_strategy_destroy(s);
     cfg.server_lr = 1;
 
