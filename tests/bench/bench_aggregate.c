@@ -23,8 +23,13 @@
  * update, as this benchmark does; for models whose working set (12n bytes)
  * fits in the last-level cache, both add and the baselines run from cache.
  *
+ * It also runs one round of each robust strategy (median, trimmed mean,
+ * Krum, Multi-Krum), which must buffer every update: time per add and of
+ * finish, and the memory held next to the bound the strategy states.
+ *
  * usage: bench_aggregate [n [updates]]   (default: a sweep of sizes, with
- *        1,000 updates at n = 1M)
+ *        1,000 updates at n = 1M, then the robust strategies)
+ *        bench_aggregate robust [n [k]]  (default n = 100,000, k = 100)
  */
 #include "common/rng.h"
 #include "server/strategy.h"
@@ -33,6 +38,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +235,97 @@ run_size(size_t n, size_t updates, bool memory_mode)
     return 0;
 }
 
+/*
+ * run_robust - a robust strategy (which buffers every update) over one
+ * round of k distinct random updates of n coordinates: time per add, time
+ * of finish, and memory held against the stated bound and peak RSS.
+ */
+static int
+run_robust(roost_strategy_kind kind, size_t n, size_t k)
+{
+    roost_errmsg em;
+    roost_strategy_config cfg;
+    roost_strategy_config_init(&cfg, kind);
+    cfg.max_buffered_updates = k;
+    cfg.max_buffered_bytes = SIZE_MAX;
+    size_t bound;
+    roost_strategy *s;
+    if (roost_strategy_memory_bound(&cfg, n, k, &bound, &em) != 0 ||
+        roost_strategy_create(&s, NULL, &cfg, n, &em) != 0) {
+        fprintf(stderr, "%s: %s\n", roost_strategy_kind_name(kind), em.text);
+        return 1;
+    }
+    float *update = malloc(n * sizeof(float));
+    float *global = calloc(n, sizeof(float));
+    roost_rng *rng;
+    if (update == NULL || global == NULL ||
+        roost_rng_create_insecure_deterministic(&rng, NULL, 2, 0) != 0)
+        return 1;
+    double t_add = 0;
+    roost_strategy_begin_round(s);
+    for (size_t u = 0; u < k; u++) {
+        for (size_t i = 0; i < n; i++) {
+            double r;
+            roost_rng_uniform(rng, &r);
+            update[i] = (float)(r - 0.5);
+        }
+        double t0 = now_s();
+        if (roost_strategy_add(s, update, 1.0, &em) != 0) {
+            fprintf(stderr, "add: %s\n", em.text);
+            return 1;
+        }
+        t_add += now_s() - t0;
+    }
+    double t0 = now_s();
+    if (roost_strategy_finish(s, global, &em) != 0) {
+        fprintf(stderr, "finish: %s\n", em.text);
+        return 1;
+    }
+    double t_finish = now_s() - t0;
+    const double mib = 1024.0 * 1024.0;
+    printf("  %-12s add %7.3f ms/update, finish %9.1f ms; holds %.1f MiB, "
+           "stated bound %.1f MiB, peak RSS %.1f MiB\n",
+           roost_strategy_kind_name(kind), 1e3 * t_add / (double)k,
+           1e3 * t_finish, (double)roost_strategy_memory_used(s) / mib,
+           (double)bound / mib, peak_rss_mib());
+    fflush(stdout);
+    roost_rng_destroy(rng);
+    roost_strategy_destroy(s);
+    free(update);
+    free(global);
+    return 0;
+}
+
+static int
+run_robust_in_child(roost_strategy_kind kind, size_t n, size_t k)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return run_robust(kind, n, k);
+    if (pid == 0)
+        _exit(run_robust(kind, n, k));
+    int status;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+        return 1;
+    return WEXITSTATUS(status);
+}
+
+static int
+run_robust_all(size_t n, size_t k)
+{
+    static const roost_strategy_kind kinds[] = {
+        ROOST_STRATEGY_MEDIAN, ROOST_STRATEGY_TRIMMED_MEAN, ROOST_STRATEGY_KRUM,
+        ROOST_STRATEGY_MULTIKRUM};
+    printf("robust strategies, n=%zu (model %.1f MiB), one round of %zu "
+           "updates\n",
+           n, (double)n * sizeof(float) / (1024.0 * 1024.0), k);
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        rc |= run_robust_in_child(kinds[i], n, k);
+    return rc;
+}
+
 static int
 run_in_child(size_t n, size_t updates, bool memory_mode)
 {
@@ -247,6 +344,19 @@ run_in_child(size_t n, size_t updates, bool memory_mode)
 int
 main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "robust") == 0) {
+        unsigned long long n = 100000, k = 100;
+        char *end = NULL;
+        if (argc > 2)
+            n = strtoull(argv[2], &end, 10);
+        if (argc > 3 && (end == NULL || *end == '\0'))
+            k = strtoull(argv[3], &end, 10);
+        if ((end != NULL && *end != '\0') || n == 0 || k < 5) {
+            fprintf(stderr, "usage: %s robust [n [k >= 5]]\n", argv[0]);
+            return 2;
+        }
+        return run_robust_all((size_t)n, (size_t)k);
+    }
     if (argc > 1) {
         char *end;
         unsigned long long n = strtoull(argv[1], &end, 10);
@@ -275,5 +385,6 @@ main(int argc, char **argv)
         rc |= run_in_child(n, updates, false);
         rc |= run_in_child(n, updates, true);
     }
+    rc |= run_robust_all(100000, 100);
     return rc;
 }
