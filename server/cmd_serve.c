@@ -22,8 +22,12 @@
  *
  * Signals: SIGTERM and SIGINT abandon the open round (nothing of it is
  * committed; it runs again, under the same number, at the next start) and
- * exit 0. SIGHUP reopens the log file (for logrotate). Signals are
- * blocked and read from a signalfd, so no handler runs asynchronously.
+ * exit 0. SIGHUP reopens the log file (for logrotate). The handlers only
+ * write the signal number to a self-pipe that the loop polls; all the work
+ * happens on the loop's thread. (A signalfd would need the signals blocked
+ * in every thread, and OpenBLAS starts its threads before main runs.) The
+ * pipe's descriptors are the file's only mutable globals: a signal handler
+ * has no other way to reach the loop.
  *
  * Exit status: 0 on a clean stop (signal, or max_rounds reached); 1 when
  * something failed at run time (store, TLS files, socket); 2 for a bad
@@ -47,7 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +86,60 @@ static const struct {
     {"--state-dir", "server.state_dir"}, {"--log", "server.log_file"},
     {"--log-level", "server.log_level"}, {"--max-rounds", "round.max_rounds"},
 };
+
+/* ---------------------------------------------------------------------
+ * Signals through a self-pipe.
+ * ------------------------------------------------------------------- */
+static int signal_pipe[2] = {-1, -1};
+
+static void
+on_signal(int signo)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)signo;
+    /* Non-blocking: if the pipe is full, a signal is pending anyway. */
+    ssize_t n = write(signal_pipe[1], &b, 1);
+    (void)n;
+    errno = saved;
+}
+
+static const int handled_signals[] = {SIGTERM, SIGINT, SIGHUP};
+#define N_HANDLED (sizeof(handled_signals) / sizeof(handled_signals[0]))
+
+/* Install the handlers; old receives the previous actions. */
+static int
+signals_install(struct sigaction old[N_HANDLED])
+{
+    if (pipe(signal_pipe) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(signal_pipe[i], F_GETFL);
+        if (fl < 0 || fcntl(signal_pipe[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
+            fcntl(signal_pipe[i], F_SETFD, FD_CLOEXEC) < 0)
+            return -1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < N_HANDLED; i++)
+        if (sigaction(handled_signals[i], &sa, &old[i]) != 0)
+            return -1;
+    return 0;
+}
+
+static void
+signals_restore(const struct sigaction old[N_HANDLED])
+{
+    for (size_t i = 0; i < N_HANDLED; i++)
+        sigaction(handled_signals[i], &old[i], NULL);
+    for (int i = 0; i < 2; i++)
+        if (signal_pipe[i] >= 0) {
+            close(signal_pipe[i]);
+            signal_pipe[i] = -1;
+        }
+}
 
 /* ---------------------------------------------------------------------
  * Logging: stderr, or a file reopened on SIGHUP.
@@ -424,7 +482,8 @@ run(roost_serve_config *cfg)
     roost_wire_limits_default(&sv.limits);
 
     int status = ROOST_EXIT_FAIL;
-    int sigfd = -1;
+    bool signals_on = false;
+    struct sigaction old_actions[N_HANDLED];
     roost_store *store = NULL;
     roost_tls_ctx *tls = NULL;
     roost_dataset *eval = NULL;
@@ -433,15 +492,11 @@ run(roost_serve_config *cfg)
     roost_errmsg_clear(&em);
 
     /* Signals first, so a SIGTERM during a slow start is not lost. */
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGHUP);
-    sigset_t old_mask;
-    if (sigprocmask(SIG_BLOCK, &mask, &old_mask) != 0 ||
-        (sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
-        roost_log(&sv.log, ROOST_LOG_ERROR, "signalfd: %s", strerror(errno));
+    memset(old_actions, 0, sizeof(old_actions)); /* zero: SIG_DFL */
+    signals_on = true;
+    if (signals_install(old_actions) != 0) {
+        roost_log(&sv.log, ROOST_LOG_ERROR, "signal handlers: %s",
+                  strerror(errno));
         goto out;
     }
 
@@ -559,14 +614,14 @@ run(roost_serve_config *cfg)
         if (until_tick < timeout)
             timeout = until_tick < 0 ? 0 : until_tick;
         struct pollfd fds[2] = {{.fd = zfd, .events = POLLIN},
-                                {.fd = sigfd, .events = POLLIN}};
+                                {.fd = signal_pipe[0], .events = POLLIN}};
         if (poll(fds, 2, (int)timeout) < 0 && errno != EINTR) {
             roost_log(&sv.log, ROOST_LOG_ERROR, "poll: %s", strerror(errno));
             break;
         }
-        struct signalfd_siginfo si;
-        while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-            if (si.ssi_signo == SIGHUP) {
+        unsigned char signo;
+        while (!stop && read(signal_pipe[0], &signo, 1) == 1) {
+            if (signo == SIGHUP) {
                 if (lg.file != NULL) {
                     if (serve_log_open(&lg) != 0)
                         fprintf(stderr,
@@ -583,7 +638,7 @@ run(roost_serve_config *cfg)
             } else {
                 roost_log(&sv.log, ROOST_LOG_INFO,
                           "%s: stopping; last committed round %" PRId64,
-                          si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
+                          signo == SIGTERM ? "SIGTERM" : "SIGINT",
                           roost_coord_last_round(sv.coord));
                 sv.in_coord = true;
                 roost_coord_abandon_round(sv.coord);
@@ -606,10 +661,8 @@ out:
     roost_store_close(store);
     free(sv.buf);
     free(sv.closed);
-    if (sigfd >= 0) {
-        close(sigfd);
-        sigprocmask(SIG_SETMASK, &old_mask, NULL);
-    }
+    if (signals_on)
+        signals_restore(old_actions);
     if (lg.file != NULL)
         fclose(lg.file);
     return status;
