@@ -531,11 +531,15 @@ on_round(void *arg, const roost_coord_round_summary *r)
     double secs = (double)(now - s->last_round_ms) / 1000.0;
     s->last_round_ms = now;
     if (s->a.json) {
-        printf("{\"round\":%" PRId64 ",\"committed\":%s,\"accuracy\":%.6f,"
-               "\"loss\":%.6f,",
-               r->round_id, r->committed ? "true" : "false",
-               isfinite(r->eval_accuracy) ? r->eval_accuracy : -1.0,
-               isfinite(r->eval_loss) ? r->eval_loss : -1.0);
+        /* A failed round has no new model to evaluate: null. */
+        char acc[32] = "null", loss[32] = "null";
+        if (isfinite(r->eval_accuracy))
+            snprintf(acc, sizeof(acc), "%.6f", r->eval_accuracy);
+        if (isfinite(r->eval_loss))
+            snprintf(loss, sizeof(loss), "%.6f", r->eval_loss);
+        printf("{\"round\":%" PRId64 ",\"committed\":%s,\"accuracy\":%s,"
+               "\"loss\":%s,",
+               r->round_id, r->committed ? "true" : "false", acc, loss);
         if (s->a.dp)
             printf("\"epsilon_max\":%.6f,", eps_max);
         else
