@@ -38,6 +38,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Median and trimmed mean transpose this many coordinates of all k updates
@@ -49,6 +50,13 @@
  * tables of at most 2^16 entries of 16 bytes, per dp/noise.h), counted in
  * the memory bound of a central-DP handle. */
 #define ROOST_STRATEGY_NOISE_TABLES ((size_t)2 * 16 * 65536)
+
+/* An update's Krum score and its arrival index, ordered by score then
+ * index, so ties go to the earlier update whatever qsort's stability. */
+struct krum_rank {
+    double score;
+    size_t index;
+};
 
 struct roost_strategy {
     const roost_allocator *alloc; /* NULL or &alloc_copy */
@@ -294,12 +302,12 @@ work_bytes_for(const roost_strategy_config *cfg, size_t k, size_t *out)
     }
     if (!kind_is_krum(cfg->kind))
         return roost_size_mul(k, ROOST_STRATEGY_BLOCK * sizeof(float), out);
-    /* k*k distances, then per-update scores, one row of distances to sort
-     * and the update order: 3 doubles-or-size_t per update. */
+    /* k*k distances, then one row of distances to sort and the k ranks
+     * (score, index); see aggregate_krum. */
     size_t kk, per, total;
     if (!roost_size_mul(k, k, &kk) || !roost_size_mul(kk, sizeof(double), &kk))
         return false;
-    if (!roost_size_mul(k, 2 * sizeof(double) + sizeof(size_t), &per))
+    if (!roost_size_mul(k, sizeof(double) + sizeof(struct krum_rank), &per))
         return false;
     if (!roost_size_add(kk, per, &total))
         return false;
@@ -859,36 +867,38 @@ sq_distance(const float *a, const float *b, size_t n)
     return (s0 + s1) + (s2 + s3);
 }
 
-static void
-sort_doubles(double *a, size_t len)
+static int
+cmp_double(const void *pa, const void *pb)
 {
-    /* Insertion sort: k is bounded by max_buffered_updates and this runs
-     * k times per round, next to k*k*n work for the distances. */
-    for (size_t i = 1; i < len; i++) {
-        double v = a[i];
-        size_t j = i;
-        while (j > 0 && a[j - 1] > v) {
-            a[j] = a[j - 1];
-            j--;
-        }
-        a[j] = v;
-    }
+    double a = *(const double *)pa, b = *(const double *)pb;
+    return (a > b) - (a < b);
+}
+
+static int
+cmp_rank(const void *pa, const void *pb)
+{
+    const struct krum_rank *a = pa, *b = pb;
+    if (a->score != b->score)
+        return a->score < b->score ? -1 : 1;
+    return (a->index > b->index) - (a->index < b->index);
 }
 
 /*
  * Krum / Multi-Krum (Blanchard et al. 2017). score(i) = sum of the squared
  * distances from update i to its k - f - 2 nearest other updates; Krum
  * returns the update with the lowest score, Multi-Krum the mean of the m
- * lowest-scored (ties broken by arrival order). Result into acc.
+ * lowest-scored (ties broken by arrival order). Result into acc. Work
+ * layout: the k*k distance matrix, one row of k distances to sort, k ranks
+ * (8k^2 + 24k bytes, as work_bytes_for states). The distances, k(k-1)/2
+ * passes over n coordinates, dominate; the sorts are O(k^2 log k).
  */
 static void
 aggregate_krum(roost_strategy *s, void *work)
 {
     const size_t n = s->n, k = s->count, f = s->cfg.byzantine_f;
     double *dist = work;
-    double *score = dist + k * k;
-    double *row = score + k;
-    size_t *order = (size_t *)(row + k);
+    double *row = dist + k * k;
+    struct krum_rank *rank = (struct krum_rank *)(row + k);
 
     for (size_t i = 0; i < k; i++) {
         dist[i * k + i] = 0;
@@ -904,22 +914,14 @@ aggregate_krum(roost_strategy *s, void *work)
         for (size_t j = 0; j < k; j++)
             if (j != i)
                 row[len++] = dist[i * k + j];
-        sort_doubles(row, len);
+        qsort(row, len, sizeof(double), cmp_double);
         double sc = 0;
         for (size_t j = 0; j < nearest; j++)
             sc += row[j];
-        score[i] = sc;
-        order[i] = i;
+        rank[i].score = sc;
+        rank[i].index = i;
     }
-    /* Stable insertion sort of indices by score. */
-    for (size_t i = 1; i < k; i++) {
-        size_t v = order[i], j = i;
-        while (j > 0 && score[order[j - 1]] > score[v]) {
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = v;
-    }
+    qsort(rank, k, sizeof(rank[0]), cmp_rank);
     size_t m = 1;
     if (s->cfg.kind == ROOST_STRATEGY_MULTIKRUM) {
         m = s->cfg.multikrum_m == 0 ? k - f : s->cfg.multikrum_m;
@@ -928,7 +930,7 @@ aggregate_krum(roost_strategy *s, void *work)
     }
     memset(s->acc, 0, n * sizeof(double));
     for (size_t r = 0; r < m; r++)
-        fold(s->acc, s->rows[order[r]], 1.0, n);
+        fold(s->acc, s->rows[rank[r].index], 1.0, n);
     const double inv = 1.0 / (double)m;
     for (size_t i = 0; i < n; i++)
         s->acc[i] *= inv;
