@@ -170,6 +170,8 @@ enum stmt_id {
     ST_ROUND_METRICS,
     ST_RECORD_HASH,
     ST_EPSILON,
+    ST_SYNC_NORMAL,
+    ST_SYNC_FULL,
     ST_COUNT_
 };
 
@@ -239,6 +241,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_ROUND_METRICS] = "SELECT name, value FROM metrics WHERE round_id = ?1"
                          " ORDER BY name",
     [ST_RECORD_HASH] = "SELECT record_hash FROM rounds WHERE round_id = ?1",
+    [ST_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+    [ST_SYNC_FULL] = "PRAGMA synchronous = FULL",
     /* Per round: each client's last report in that round. Overall (?1 =
      * 0): each client's latest report across rounds. Sorted ascending. */
     [ST_EPSILON] =
@@ -977,6 +981,27 @@ upsert_client(roost_store *s, const char *fingerprint, const char *subject,
     return exec_stmt(s, st, em, "recording a client");
 }
 
+/*
+ * Writes outside a round (client check-ins, the open-round note) are
+ * bookkeeping the chain does not depend on, and happen once per client
+ * per round: they commit with synchronous=NORMAL, which in WAL mode is
+ * atomic but skips the fsync, so a check-in costs microseconds instead of
+ * a disk flush. The next round commit (synchronous=FULL) syncs the WAL and
+ * with it these earlier frames; a crash before that may lose them, never
+ * corrupt the file.
+ */
+static int
+relaxed_write(roost_store *s, sqlite3_stmt *st, roost_errmsg *em,
+              const char *what)
+{
+    sqlite3_step(s->stmt[ST_SYNC_NORMAL]);
+    sqlite3_reset(s->stmt[ST_SYNC_NORMAL]);
+    int err = exec_stmt(s, st, em, what);
+    sqlite3_step(s->stmt[ST_SYNC_FULL]);
+    sqlite3_reset(s->stmt[ST_SYNC_FULL]);
+    return err;
+}
+
 int
 roost_store_upsert_client(roost_store *s, const char *fingerprint,
                           const char *subject, int64_t seen_ms,
@@ -987,8 +1012,13 @@ roost_store_upsert_client(roost_store *s, const char *fingerprint,
                           "client fingerprint must be 1..%d printable ASCII "
                           "characters",
                           FINGERPRINT_CAP);
-    return upsert_client(s, fingerprint, subject, seen_ms ? seen_ms : now_ms(),
-                         em);
+    if (s->readonly)
+        return roost_fail(em, ROOST_ESTATE, "store opened read-only");
+    sqlite3_stmt *st = s->stmt[ST_UPSERT_CLIENT];
+    sqlite3_bind_text(st, 1, fingerprint, -1, SQLITE_TRANSIENT);
+    bind_text_or_null(st, 2, subject);
+    sqlite3_bind_int64(st, 3, seen_ms ? seen_ms : now_ms());
+    return relaxed_write(s, st, em, "recording a client");
 }
 
 int
@@ -1465,7 +1495,7 @@ roost_store_note_open_round(roost_store *s, int64_t round_id, int64_t opened_ms,
     sqlite3_bind_int64(st, 1, round_id);
     sqlite3_bind_int64(st, 2, opened_ms ? opened_ms : now_ms());
     sqlite3_bind_int64(st, 3, n_selected);
-    return exec_stmt(s, st, em, "noting the open round");
+    return relaxed_write(s, st, em, "noting the open round");
 }
 
 int

@@ -133,7 +133,9 @@ void roost_store_run_info_free(roost_store_run_info *info);
 /* roost_store_upsert_client - record a client seen at seen_ms (0: now):
  * inserts it with first_seen = last_seen = seen_ms, or raises last_seen
  * and replaces the subject when it is known. fingerprint: 1..128
- * printable ASCII characters; subject may be NULL. */
+ * printable ASCII characters; subject may be NULL. Cheap enough for every
+ * check-in: it commits without an fsync (atomic; made durable by the next
+ * round commit), and must not be called inside a commit's hook. */
 int roost_store_upsert_client(roost_store *s, const char *fingerprint,
                               const char *subject, int64_t seen_ms,
                               roost_errmsg *em);

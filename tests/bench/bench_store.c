@@ -19,6 +19,7 @@
  *   resume          open the store, read the last committed round, load
  *                   and hash-check its checkpoint (what a restarting
  *                   coordinator does);
+ *   client upsert   roost_store_upsert_client, as at each check-in;
  *   verify          roost_store_verify_chain over all committed rounds
  *                   (what `roost audit` does).
  * The commit is also broken into its phases (timed through the store's
@@ -213,6 +214,23 @@ main(int argc, char **argv)
         roost_store_close(s);
     }
 
+    /* Check-ins: one client upsert each, outside any round transaction. */
+    enum { N_UPSERTS = 200 };
+    double t_upsert[N_UPSERTS];
+    if (roost_store_open(&s, db, 0, &em) != ROOST_OK)
+        return 1;
+    for (size_t i = 0; i < N_UPSERTS; i++) {
+        char fp[32];
+        snprintf(fp, sizeof(fp), "checkin-%04zu", i);
+        double t0 = now_s();
+        if (roost_store_upsert_client(s, fp, "CN=bench", 0, &em) != ROOST_OK) {
+            fprintf(stderr, "bench_store: upsert: %s\n", em.text);
+            return 1;
+        }
+        t_upsert[i] = now_s() - t0;
+    }
+    roost_store_close(s);
+
     if (roost_store_open(&s, db, ROOST_STORE_READONLY, &em) != ROOST_OK)
         return 1;
     int64_t bad = 0, n_rounds = 0;
@@ -237,6 +255,7 @@ main(int argc, char **argv)
     double r = report("read + SHA-256", t_read_hash, runs);
     double z = report("resume", t_resume, runs);
     report("  of which open", t_open, runs);
+    report("client upsert", t_upsert, N_UPSERTS);
     printf("  %-16s %9.3f ms for %lld rounds (3 checkpoints kept)\n",
            "verify chain", 1e3 * t_verify, (long long)n_rounds);
     printf("ratio commit / baseline write (write + fdatasync) = %.2f\n", c / w);
