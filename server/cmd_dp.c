@@ -3,16 +3,19 @@
  *
  *   roost dp epsilon --q Q --sigma S --steps T --delta D [--json]
  *   roost dp sigma   --q Q --steps T --epsilon E --delta D [--json]
+ *   roost dp ledger  --path FILE [--json]
  *
  * The first prints the (epsilon, delta) bound of T steps of DP-SGD with
  * Poisson sampling rate Q and noise multiplier S, with the RDP order that
  * attains it; the second the smallest noise multiplier meeting a target
- * epsilon. Both use dp/accountant.c on its default order grid, so the
- * numbers are the ones the client's ledger enforces.
+ * epsilon; the third verifies a ledger file and prints what it has spent.
+ * All use dp/accountant.c on its default order grid, so the numbers are
+ * the ones the client's ledger enforces.
  */
 #include "server/cli.h"
 
 #include "dp/accountant.h"
+#include "dp/ledger.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +23,7 @@
 static const char dp_usage[] =
     "usage: roost dp epsilon --q Q --sigma S --steps T --delta D [--json]\n"
     "       roost dp sigma --q Q --steps T --epsilon E --delta D [--json]\n"
+    "       roost dp ledger --path FILE [--json]\n"
     "\n"
     "Privacy accounting for DP-SGD with Poisson sampling (Renyi DP of the\n"
     "subsampled Gaussian mechanism, converted with Balle et al. 2020).\n"
@@ -35,7 +39,9 @@ static const char dp_usage[] =
     "epsilon prints the epsilon and the best Renyi order of the grid\n"
     "1.1..10.9 (step 0.1), 11..64, 128, 256, 512, 1024; sigma prints the\n"
     "smallest noise multiplier (to 1e-6 relative) whose epsilon is at most\n"
-    "E.\n";
+    "E. ledger verifies a device's privacy ledger (hash chain, budget) and\n"
+    "prints its budget, event count and the epsilon spent; it exits 1 if\n"
+    "the ledger is missing, corrupt or tampered.\n";
 
 struct dp_args {
     bool have_q, have_sigma, have_steps, have_delta, have_epsilon;
@@ -201,6 +207,58 @@ run_sigma(int argc, char **argv)
     return ROOST_EXIT_OK;
 }
 
+static int
+run_ledger(int argc, char **argv)
+{
+    static const char cmd[] = "dp ledger";
+    const char *path = NULL;
+    bool json = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--path") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else {
+            fprintf(stderr,
+                    "roost %s: unexpected argument '%s' (see 'roost dp "
+                    "--help')\n",
+                    cmd, argv[i]);
+            return ROOST_EXIT_USAGE;
+        }
+    }
+    if (!require(cmd, path != NULL, "--path"))
+        return ROOST_EXIT_USAGE;
+    roost_ledger *l = NULL;
+    roost_errmsg em;
+    int rc = roost_ledger_open(&l, NULL, path, 0, NULL, &em);
+    double eps = 0.0, order = 0.0;
+    uint64_t n = 0;
+    if (rc == ROOST_OK) {
+        rc = roost_ledger_spent(l, &eps, &order, &n);
+        if (rc != ROOST_OK)
+            snprintf(em.text, sizeof(em.text), "%s", roost_ledger_errmsg(l));
+    }
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost %s: %s: %s\n", cmd, roost_strerror(rc), em.text);
+        roost_ledger_close(l);
+        return ROOST_EXIT_FAIL;
+    }
+    roost_ledger_budget b;
+    roost_ledger_get_budget(l, &b);
+    roost_ledger_close(l);
+    if (json) {
+        printf("{\"events\": %llu, \"epsilon\": %.12g, \"best_order\": "
+               "%.12g, \"epsilon_max\": %.12g, \"delta\": %.12g, "
+               "\"verified\": true}\n",
+               (unsigned long long)n, eps, order, b.epsilon_max, b.delta);
+    } else {
+        printf("ledger %s: verified, %llu events\n"
+               "epsilon spent %.6f of %g at delta %g (best Renyi order %g)\n",
+               path, (unsigned long long)n, eps, b.epsilon_max, b.delta, order);
+    }
+    return ROOST_EXIT_OK;
+}
+
 int
 roost_cmd_dp(int argc, char **argv)
 {
@@ -222,9 +280,11 @@ roost_cmd_dp(int argc, char **argv)
         return run_epsilon(argc - 2, argv + 2);
     if (strcmp(argv[1], "sigma") == 0)
         return run_sigma(argc - 2, argv + 2);
+    if (strcmp(argv[1], "ledger") == 0)
+        return run_ledger(argc - 2, argv + 2);
     fprintf(stderr,
-            "roost dp: unknown subcommand '%s' (expected 'epsilon' or "
-            "'sigma'; see 'roost dp --help')\n",
+            "roost dp: unknown subcommand '%s' (expected 'epsilon', 'sigma' "
+            "or 'ledger'; see 'roost dp --help')\n",
             argv[1]);
     return ROOST_EXIT_USAGE;
 }

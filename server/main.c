@@ -38,7 +38,8 @@ static const struct roost_command commands[] = {
      roost_cmd_train},
     {"dp", "privacy accounting: epsilon for a plan, sigma for a target",
      "usage: roost dp epsilon --q Q --sigma S --steps T --delta D [--json]\n"
-     "       roost dp sigma --q Q --steps T --epsilon E --delta D [--json]\n",
+     "       roost dp sigma --q Q --steps T --epsilon E --delta D [--json]\n"
+     "       roost dp ledger --path FILE [--json]\n",
      roost_cmd_dp},
     {"pki", "certificate authority, server and client certificates",
      "usage: roost pki init|server|request|sign|revoke [flags]\n",

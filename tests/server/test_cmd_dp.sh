@@ -46,5 +46,26 @@ check 2 "sigma zero" "$roost" dp epsilon --q 0.1 --sigma 0 --steps 1 --delta 1e-
 check 2 "unreachable target" "$roost" dp sigma --q 0.01 --steps 10 --epsilon 1e-4 --delta 1e-5
 expect_text "says unreachable" "unreachable"
 check 1 "no finite epsilon" "$roost" dp epsilon --q 0.1 --sigma 1e-300 --steps 1 --delta 1e-5
+# dp ledger: a real ledger (the fuzz seed, three events) verifies; a
+# missing, corrupt or tampered one exits 1 and says why.
+seed="$(dirname "$0")/../fuzz/corpus/ledger/three_events.db"
+tmp=$(mktemp -d)
+cp "$seed" "$tmp/ledger.db"
+check 0 "ledger" "$roost" dp ledger --path "$tmp/ledger.db"
+expect_text "ledger verified" "verified, 3 events"
+check 0 "ledger --json" "$roost" dp ledger --path "$tmp/ledger.db" --json
+expect_text "json events" '"events": 3'
+check 1 "missing ledger" "$roost" dp ledger --path "$tmp/nope.db"
+expect_text "says missing" "missing"
+printf 'garbage' >"$tmp/bad.db"
+check 1 "corrupt ledger" "$roost" dp ledger --path "$tmp/bad.db"
+cp "$seed" "$tmp/cut.db"
+if command -v sqlite3 >/dev/null 2>&1; then
+    sqlite3 "$tmp/cut.db" "DELETE FROM events WHERE seq = 3"
+    check 1 "tampered ledger" "$roost" dp ledger --path "$tmp/cut.db"
+    expect_text "says altered" "refusing to train"
+fi
+check 2 "ledger without --path" "$roost" dp ledger
+rm -rf "$tmp"
 rm -f "$out"
 exit $fail
