@@ -23,7 +23,7 @@ roost_logsubexp(double a, double b)
     if (b == -HUGE_VAL)
         return a;
     if (a < b)
-        return NAN;
+        return (double)NAN;
     if (a == b)
         return -HUGE_VAL;
     /* log(e^a - e^b) = a + log(1 - e^(b-a)); expm1 keeps precision when
