@@ -17,7 +17,7 @@
 
 struct roost_dpsgd {
     const roost_allocator *alloc;
-    const roost_model *model;
+    roost_grad_ops ops;
     roost_rng *rng;
     roost_dpsgd_config cfg;
     size_t n_examples, dim, n_params, micro;
@@ -64,14 +64,28 @@ check_config(const roost_dpsgd_config *cfg, size_t n_examples, roost_errmsg *em)
     return ROOST_OK;
 }
 
-int
-roost_dpsgd_create(roost_dpsgd **out, const roost_allocator *alloc,
-                   const roost_model *m, size_t n_examples,
-                   const roost_dpsgd_config *cfg, roost_rng *rng,
-                   roost_errmsg *em)
+/* The built-in model as a gradient source. */
+static int
+model_norms(void *arg, const float *params, const float *x,
+            const uint8_t *labels, size_t batch, double *norms_sq,
+            double *loss_sum)
 {
-    if (out == NULL || m == NULL || cfg == NULL || rng == NULL)
-        return roost_fail(em, ROOST_EINVAL, "dpsgd: NULL argument");
+    return roost_model_example_norms(arg, params, x, labels, batch, norms_sq,
+                                     loss_sum);
+}
+
+static int
+model_weighted(void *arg, const float *weights, float *grad)
+{
+    return roost_model_weighted_grad(arg, weights, grad);
+}
+
+static int
+create(roost_dpsgd **out, const roost_allocator *alloc,
+       const roost_grad_ops *ops, const roost_model *m, size_t n_params,
+       size_t input_dim, size_t n_examples, const roost_dpsgd_config *cfg,
+       roost_rng *rng, roost_errmsg *em)
+{
     *out = NULL;
     int rc = check_config(cfg, n_examples, em);
     if (rc != ROOST_OK)
@@ -80,13 +94,17 @@ roost_dpsgd_create(roost_dpsgd **out, const roost_allocator *alloc,
     if (d == NULL)
         return roost_fail(em, ROOST_ENOMEM, "dpsgd: out of memory");
     d->alloc = alloc;
-    d->model = m;
     d->rng = rng;
     d->cfg = *cfg;
     d->n_examples = n_examples;
-    d->dim = roost_model_input_dim(m);
-    d->n_params = roost_model_param_count(m);
+    d->dim = input_dim;
+    d->n_params = n_params;
     d->micro = cfg->micro_batch ? cfg->micro_batch : 128;
+    if (ops != NULL) {
+        d->ops = *ops;
+        if (d->ops.max_batch < d->micro)
+            d->micro = d->ops.max_batch;
+    }
     double q = cfg->sampling_rate;
     d->take_all = q >= 1.0;
     /* threshold = floor(q * 2^64), computed without overflow for q < 1:
@@ -107,9 +125,15 @@ roost_dpsgd_create(roost_dpsgd **out, const roost_allocator *alloc,
                    cfg->clip_norm);
         goto fail;
     }
-    rc = roost_workspace_create(&d->ws, m, d->micro, em);
-    if (rc != ROOST_OK)
-        goto fail;
+    if (m != NULL) {
+        rc = roost_workspace_create(&d->ws, m, d->micro, em);
+        if (rc != ROOST_OK)
+            goto fail;
+        d->ops.example_norms = model_norms;
+        d->ops.weighted_grad = model_weighted;
+        d->ops.arg = d->ws;
+        d->ops.max_batch = d->micro;
+    }
     d->coins = roost_alloc_calloc(alloc, n_examples, sizeof(*d->coins));
     d->batch = roost_alloc_calloc(alloc, n_examples, sizeof(*d->batch));
     d->perm = cfg->sampling == ROOST_DPSGD_SHUFFLED_NOT_ACCOUNTED
@@ -139,6 +163,33 @@ roost_dpsgd_create(roost_dpsgd **out, const roost_allocator *alloc,
 fail:
     roost_dpsgd_destroy(d);
     return rc;
+}
+
+int
+roost_dpsgd_create(roost_dpsgd **out, const roost_allocator *alloc,
+                   const roost_model *m, size_t n_examples,
+                   const roost_dpsgd_config *cfg, roost_rng *rng,
+                   roost_errmsg *em)
+{
+    if (out == NULL || m == NULL || cfg == NULL || rng == NULL)
+        return roost_fail(em, ROOST_EINVAL, "dpsgd: NULL argument");
+    return create(out, alloc, NULL, m, roost_model_param_count(m),
+                  roost_model_input_dim(m), n_examples, cfg, rng, em);
+}
+
+int
+roost_dpsgd_create_ops(roost_dpsgd **out, const roost_allocator *alloc,
+                       const roost_grad_ops *ops, size_t n_params,
+                       size_t input_dim, size_t n_examples,
+                       const roost_dpsgd_config *cfg, roost_rng *rng,
+                       roost_errmsg *em)
+{
+    if (out == NULL || ops == NULL || ops->example_norms == NULL ||
+        ops->weighted_grad == NULL || ops->max_batch == 0 || n_params == 0 ||
+        input_dim == 0 || cfg == NULL || rng == NULL)
+        return roost_fail(em, ROOST_EINVAL, "dpsgd: NULL or empty argument");
+    return create(out, alloc, ops, NULL, n_params, input_dim, n_examples, cfg,
+                  rng, em);
 }
 
 void
@@ -231,8 +282,8 @@ roost_dpsgd_step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
         if (rc != ROOST_OK)
             return roost_fail(em, rc, "dpsgd: example index out of range");
         double loss = 0;
-        rc = roost_model_example_norms(d->ws, params, d->x, d->y, mb,
-                                       d->norms_sq, &loss);
+        rc = d->ops.example_norms(d->ops.arg, params, d->x, d->y, mb,
+                                  d->norms_sq, &loss);
         if (rc != ROOST_OK)
             return roost_fail(em, rc, "dpsgd: per-example gradients failed");
         local.loss_sum += loss;
@@ -251,7 +302,7 @@ roost_dpsgd_step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
         /* The first micro-batch writes grad directly; later ones go
          * through part. */
         float *dst = start == 0 ? grad : d->part;
-        rc = roost_model_weighted_grad(d->ws, d->weights, dst);
+        rc = d->ops.weighted_grad(d->ops.arg, d->weights, dst);
         if (rc != ROOST_OK)
             return roost_fail(em, rc, "dpsgd: clipped sum failed");
         if (start != 0)

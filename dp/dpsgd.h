@@ -66,6 +66,26 @@ typedef struct roost_dpsgd_step_info {
 typedef struct roost_dpsgd roost_dpsgd;
 
 /*
+ * Where per-example gradients come from. roost_dpsgd_create uses the
+ * built-in model (common/model.h); roost_dpsgd_create_ops takes an
+ * application's trainer. The privacy guarantee then rests on the trainer:
+ * example_norms must return the true squared L2 norm of each example's
+ * gradient over all parameters, and weighted_grad the exact weighted sum
+ * of those same gradients; an under-reported norm defeats the clipping.
+ */
+typedef struct roost_grad_ops {
+    /* Pass 1 over a batch (batch <= max_batch): norms_sq[i] = ||g_i||^2,
+     * *loss_sum = sum of the examples' losses (may be NULL). */
+    int (*example_norms)(void *arg, const float *params, const float *x,
+                         const uint8_t *labels, size_t batch, double *norms_sq,
+                         double *loss_sum);
+    /* Pass 2: grad = sum_i weights[i] * g_i for the batch of pass 1. */
+    int (*weighted_grad)(void *arg, const float *weights, float *grad);
+    void *arg;
+    size_t max_batch;
+} roost_grad_ops;
+
+/*
  * roost_dpsgd_create - a DP-SGD gradient source for model m over n_examples
  * local examples. rng supplies sampling and noise (an insecure
  * deterministic rng makes both predictable: tests and simulations only).
@@ -76,6 +96,15 @@ int roost_dpsgd_create(roost_dpsgd **out, const roost_allocator *alloc,
                        const roost_model *m, size_t n_examples,
                        const roost_dpsgd_config *cfg, roost_rng *rng,
                        roost_errmsg *em);
+
+/* roost_dpsgd_create_ops - the same over an application's gradient
+ * source for a model of n_params parameters and inputs of input_dim
+ * floats. ops is copied; ops->arg must outlive the handle. */
+int roost_dpsgd_create_ops(roost_dpsgd **out, const roost_allocator *alloc,
+                           const roost_grad_ops *ops, size_t n_params,
+                           size_t input_dim, size_t n_examples,
+                           const roost_dpsgd_config *cfg, roost_rng *rng,
+                           roost_errmsg *em);
 
 /* roost_dpsgd_destroy - NULL does nothing. */
 void roost_dpsgd_destroy(roost_dpsgd *d);

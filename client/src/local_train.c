@@ -1,24 +1,59 @@
 /*
- * local_train.c - one task's local training (see local_train.h).
+ * local_train.c - one task's local training, a step at a time (see
+ * local_train.h).
  *
  * Non-private tasks run shuffled minibatches of batch_size for
  * local_epochs epochs. DP tasks run exactly plan.steps DP-SGD steps, the
  * number the ledger was charged for. Either way the optimiser is SGD with
  * momentum, weight decay and the FedProx term anchored at the global
  * model -- post-processing of the privatized gradients.
+ *
+ * Invariant: every buffer is allocated in create; a step allocates
+ * nothing. No locking (one thread per trainer).
  */
 #include "client/src/local_train.h"
 
-#include "dp/dpsgd.h"
+#include "common/alloc.h"
 #include "dp/noise.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* More noisy steps than this in one round is certainly a misconfigured
  * task (q tiny), not a plan to honour. */
 #define ROOST_LOCAL_MAX_STEPS 10000000u
+
+struct roost_local_trainer {
+    const roost_allocator *alloc;
+    roost_local_source src;
+    const roost_dataset *ds;
+    const uint32_t *idx;
+    size_t n;
+    const float *global;
+    float *params;
+    roost_local_task task;
+    roost_rng *rng;
+    roost_sgd *sgd;
+    float *grad;
+    size_t n_params, dim;
+    roost_local_result res;
+    uint64_t steps_total;
+    bool done;
+    /* DP */
+    roost_dpsgd *dp;
+    uint64_t per_epoch;
+    double loss_sum;
+    size_t loss_n;
+    /* plain */
+    roost_workspace *ws;
+    size_t batch, pos;
+    uint32_t epoch;
+    uint32_t *perm, *bidx;
+    float *x, *weights;
+    uint8_t *y;
+    double *norms;
+    size_t n_batches;
+};
 
 int
 roost_local_plan(const roost_local_task *task, size_t n_local,
@@ -69,124 +104,262 @@ check_task(const roost_local_task *t, roost_errmsg *em)
     return ROOST_OK;
 }
 
-/* Plain minibatch SGD over shuffled local data. */
-static int
-train_plain(const roost_model *m, const roost_dataset *ds, const uint32_t *idx,
-            size_t n, const float *global, float *params,
-            const roost_local_task *task, roost_rng *rng,
-            const volatile int *cancel, roost_sgd *sgd, float *grad,
-            roost_local_result *res, roost_errmsg *em)
+void
+roost_local_trainer_destroy(roost_local_trainer *t)
 {
-    size_t batch = task->batch_size < n ? task->batch_size : n;
-    size_t dim = roost_model_input_dim(m);
-    roost_workspace *ws = NULL;
-    int rc = roost_workspace_create(&ws, m, batch, em);
-    if (rc != ROOST_OK)
-        return rc;
-    uint32_t *perm = malloc(n * sizeof(*perm));
-    uint32_t *bidx = malloc(batch * sizeof(*bidx));
-    float *x = malloc(batch * dim * sizeof(float));
-    uint8_t *y = malloc(batch);
-    if (perm == NULL || bidx == NULL || x == NULL || y == NULL) {
-        rc = roost_fail(em, ROOST_ENOMEM, "local training: out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++)
-        perm[i] = (uint32_t)i;
-    for (uint32_t e = 0; e < task->local_epochs; e++) {
-        for (size_t j = n - 1; j > 0; j--) {
-            uint64_t r;
-            rc = roost_rng_below(rng, j + 1, &r);
-            if (rc != ROOST_OK)
-                goto out;
-            uint32_t t = perm[j];
-            perm[j] = perm[r];
-            perm[r] = t;
-        }
-        double loss_sum = 0;
-        size_t n_batches = 0;
-        for (size_t start = 0; start < n; start += batch) {
-            if (cancel != NULL && *cancel) {
-                rc = ROOST_ECANCELED;
-                goto out;
-            }
-            size_t b = n - start < batch ? n - start : batch;
-            for (size_t i = 0; i < b; i++)
-                bidx[i] = idx != NULL ? idx[perm[start + i]] : perm[start + i];
-            rc = roost_dataset_gather(ds, bidx, b, x, y);
-            if (rc != ROOST_OK)
-                goto out;
-            double loss = 0;
-            rc = roost_model_grad(ws, params, x, y, b, grad, &loss);
-            if (rc == ROOST_OK)
-                rc = roost_sgd_step(sgd, params, grad, global);
-            if (rc != ROOST_OK) {
-                roost_fail(em, rc, "local training step failed");
-                goto out;
-            }
-            loss_sum += loss;
-            n_batches++;
-            res->steps++;
-        }
-        res->loss = n_batches ? loss_sum / (double)n_batches : (double)NAN;
-    }
-out:
-    free(perm);
-    free(bidx);
-    free(x);
-    free(y);
-    roost_workspace_destroy(ws);
-    return rc;
+    if (t == NULL)
+        return;
+    const roost_allocator *a = t->alloc;
+    roost_sgd_destroy(t->sgd);
+    roost_dpsgd_destroy(t->dp);
+    roost_workspace_destroy(t->ws);
+    roost_alloc_free(a, t->grad);
+    roost_alloc_free(a, t->perm);
+    roost_alloc_free(a, t->bidx);
+    roost_alloc_free(a, t->x);
+    roost_alloc_free(a, t->y);
+    roost_alloc_free(a, t->weights);
+    roost_alloc_free(a, t->norms);
+    roost_alloc_free(a, t);
 }
 
 static int
-train_dp(const roost_model *m, const roost_dataset *ds, const uint32_t *idx,
-         size_t n, const float *global, float *params,
-         const roost_local_task *task, roost_rng *rng,
-         const volatile int *cancel, roost_sgd *sgd, float *grad,
-         roost_local_result *res, roost_errmsg *em)
+create_plain(roost_local_trainer *t, roost_errmsg *em)
+{
+    t->batch = t->task.batch_size < t->n ? t->task.batch_size : t->n;
+    if (t->src.ops != NULL && t->batch > t->src.ops->max_batch)
+        t->batch = t->src.ops->max_batch;
+    if (t->src.model != NULL) {
+        int rc = roost_workspace_create(&t->ws, t->src.model, t->batch, em);
+        if (rc != ROOST_OK)
+            return rc;
+    } else {
+        t->weights = roost_alloc_calloc(t->alloc, t->batch, sizeof(float));
+        t->norms = roost_alloc_calloc(t->alloc, t->batch, sizeof(double));
+        if (t->weights == NULL || t->norms == NULL)
+            return roost_fail(em, ROOST_ENOMEM, "local training: no memory");
+    }
+    t->perm = roost_alloc_calloc(t->alloc, t->n, sizeof(uint32_t));
+    t->bidx = roost_alloc_calloc(t->alloc, t->batch, sizeof(uint32_t));
+    t->x = roost_alloc_calloc(t->alloc, t->batch, t->dim * sizeof(float));
+    t->y = roost_alloc_calloc(t->alloc, t->batch, 1);
+    if (t->perm == NULL || t->bidx == NULL || t->x == NULL || t->y == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "local training: no memory");
+    for (size_t i = 0; i < t->n; i++)
+        t->perm[i] = (uint32_t)i;
+    t->pos = t->n; /* shuffle before the first batch */
+    size_t per_epoch = (t->n + t->batch - 1) / t->batch;
+    t->steps_total = (uint64_t)per_epoch * t->task.local_epochs;
+    return ROOST_OK;
+}
+
+static int
+create_dp(roost_local_trainer *t, roost_errmsg *em)
 {
     roost_local_plan_info plan;
-    int rc = roost_local_plan(task, n, &plan, em);
+    int rc = roost_local_plan(&t->task, t->n, &plan, em);
     if (rc != ROOST_OK)
         return rc;
     roost_dpsgd_config cfg = {
         .sampling_rate = plan.q,
-        .noise_multiplier = task->noise_multiplier,
-        .clip_norm = task->clip_norm,
+        .noise_multiplier = t->task.noise_multiplier,
+        .clip_norm = t->task.clip_norm,
         .sampling = ROOST_DPSGD_POISSON,
     };
-    roost_dpsgd *d = NULL;
-    rc = roost_dpsgd_create(&d, NULL, m, n, &cfg, rng, em);
+    rc = t->src.model != NULL
+             ? roost_dpsgd_create(&t->dp, t->alloc, t->src.model, t->n, &cfg,
+                                  t->rng, em)
+             : roost_dpsgd_create_ops(&t->dp, t->alloc, t->src.ops, t->n_params,
+                                      t->dim, t->n, &cfg, t->rng, em);
     if (rc != ROOST_OK)
         return rc;
-    /* Report the loss of the last epoch's worth of steps. */
-    uint64_t per_epoch = (uint64_t)ceil(1.0 / plan.q);
-    double loss_sum = 0;
-    size_t loss_n = 0;
-    for (uint64_t s = 0; s < plan.steps; s++) {
-        if (cancel != NULL && *cancel) {
-            rc = ROOST_ECANCELED;
-            break;
-        }
-        roost_dpsgd_step_info info;
-        rc = roost_dpsgd_step(d, params, ds, idx, grad, &info, em);
-        if (rc == ROOST_OK)
-            rc = roost_sgd_step(sgd, params, grad, global);
-        if (rc != ROOST_OK)
-            break;
-        if (plan.steps - s <= per_epoch) {
-            loss_sum += info.loss_sum;
-            loss_n += info.batch;
-        }
-        res->steps++;
+    t->steps_total = plan.steps;
+    t->per_epoch = (uint64_t)ceil(1.0 / plan.q);
+    return ROOST_OK;
+}
+
+int
+roost_local_trainer_create(roost_local_trainer **out,
+                           const roost_allocator *alloc,
+                           const roost_local_source *src,
+                           const roost_dataset *ds, const uint32_t *idx,
+                           size_t n, const float *global, float *params,
+                           const roost_local_task *task, roost_rng *rng,
+                           roost_errmsg *em)
+{
+    if (out == NULL || src == NULL || ds == NULL || global == NULL ||
+        params == NULL || task == NULL || rng == NULL ||
+        (src->model == NULL) == (src->ops == NULL))
+        return roost_fail(em, ROOST_EINVAL, "local training: bad argument");
+    *out = NULL;
+    if (n == 0)
+        return roost_fail(em, ROOST_EINVAL, "no local examples");
+    int rc = check_task(task, em);
+    if (rc != ROOST_OK)
+        return rc;
+    size_t n_params =
+        src->model ? roost_model_param_count(src->model) : src->n_params;
+    size_t dim =
+        src->model ? roost_model_input_dim(src->model) : src->input_dim;
+    if (n_params == 0 || dim == 0)
+        return roost_fail(em, ROOST_EINVAL, "local training: empty model");
+    if (roost_dataset_dim(ds) != dim)
+        return roost_fail(em, ROOST_ESHAPE,
+                          "local data has %zu features per example, the "
+                          "model takes %zu",
+                          roost_dataset_dim(ds), dim);
+    if (src->ops != NULL && src->ops->max_batch == 0)
+        return roost_fail(em, ROOST_EINVAL, "trainer accepts no batch");
+    roost_local_trainer *t = roost_alloc_calloc(alloc, 1, sizeof(*t));
+    if (t == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "local training: no memory");
+    t->alloc = alloc;
+    t->src = *src;
+    t->ds = ds;
+    t->idx = idx;
+    t->n = n;
+    t->global = global;
+    t->params = params;
+    t->task = *task;
+    t->rng = rng;
+    t->n_params = n_params;
+    t->dim = dim;
+    t->res.loss = (double)NAN;
+    t->res.examples = n;
+    roost_sgd_config sc = {
+        .lr = (float)task->learning_rate,
+        .momentum = (float)task->momentum,
+        .weight_decay = (float)task->weight_decay,
+        .prox_mu = (float)task->prox_mu,
+    };
+    rc = roost_sgd_create(&t->sgd, alloc, n_params, &sc, em);
+    if (rc != ROOST_OK)
+        goto fail;
+    t->grad = roost_alloc_calloc(alloc, n_params, sizeof(float));
+    if (t->grad == NULL) {
+        rc = roost_fail(em, ROOST_ENOMEM, "local training: no memory");
+        goto fail;
     }
-    res->loss = loss_n ? loss_sum / (double)loss_n : (double)NAN;
-    res->noise_draws = roost_dpsgd_noise_draws(d);
-    roost_noise_closeness(roost_dpsgd_noise(d), &res->noise_mu,
-                          &res->noise_beta);
-    roost_dpsgd_destroy(d);
+    rc = task->dp ? create_dp(t, em) : create_plain(t, em);
+    if (rc != ROOST_OK)
+        goto fail;
+    memcpy(params, global, n_params * sizeof(float));
+    *out = t;
+    return ROOST_OK;
+fail:
+    roost_local_trainer_destroy(t);
     return rc;
+}
+
+/* The mean gradient of a batch, from the model or the app's trainer. */
+static int
+plain_grad(roost_local_trainer *t, size_t b, double *loss)
+{
+    if (t->src.model != NULL)
+        return roost_model_grad(t->ws, t->params, t->x, t->y, b, t->grad, loss);
+    /* An app trainer gives per-example passes: weights 1/b make the
+     * weighted sum the mean gradient. */
+    int rc = t->src.ops->example_norms(t->src.ops->arg, t->params, t->x, t->y,
+                                       b, t->norms, loss);
+    if (rc != ROOST_OK)
+        return rc;
+    *loss /= (double)b;
+    for (size_t i = 0; i < b; i++)
+        t->weights[i] = (float)(1.0 / (double)b);
+    return t->src.ops->weighted_grad(t->src.ops->arg, t->weights, t->grad);
+}
+
+static int
+step_plain(roost_local_trainer *t, roost_errmsg *em)
+{
+    if (t->pos >= t->n) {
+        if (t->n_batches > 0)
+            t->res.loss = t->loss_sum / (double)t->n_batches;
+        t->loss_sum = 0;
+        t->n_batches = 0;
+        for (size_t j = t->n - 1; j > 0; j--) {
+            uint64_t r;
+            int rc = roost_rng_below(t->rng, j + 1, &r);
+            if (rc != ROOST_OK)
+                return roost_fail(em, rc, "random source failed");
+            uint32_t tmp = t->perm[j];
+            t->perm[j] = t->perm[r];
+            t->perm[r] = tmp;
+        }
+        t->pos = 0;
+        t->epoch++;
+    }
+    size_t b = t->n - t->pos < t->batch ? t->n - t->pos : t->batch;
+    for (size_t i = 0; i < b; i++) {
+        uint32_t p = t->perm[t->pos + i];
+        t->bidx[i] = t->idx != NULL ? t->idx[p] : p;
+    }
+    t->pos += b;
+    int rc = roost_dataset_gather(t->ds, t->bidx, b, t->x, t->y);
+    if (rc != ROOST_OK)
+        return roost_fail(em, rc, "local example index out of range");
+    double loss = 0;
+    rc = plain_grad(t, b, &loss);
+    if (rc == ROOST_OK)
+        rc = roost_sgd_step(t->sgd, t->params, t->grad, t->global);
+    if (rc != ROOST_OK)
+        return roost_fail(em, rc, "local training step failed");
+    t->loss_sum += loss;
+    t->n_batches++;
+    return ROOST_OK;
+}
+
+static int
+step_dp(roost_local_trainer *t, roost_errmsg *em)
+{
+    roost_dpsgd_step_info info;
+    int rc =
+        roost_dpsgd_step(t->dp, t->params, t->ds, t->idx, t->grad, &info, em);
+    if (rc == ROOST_OK)
+        rc = roost_sgd_step(t->sgd, t->params, t->grad, t->global);
+    if (rc != ROOST_OK)
+        return rc;
+    /* The loss of the last epoch's worth of steps (kept on the device:
+     * under DP it is not released). */
+    if (t->steps_total - t->res.steps <= t->per_epoch) {
+        t->loss_sum += info.loss_sum;
+        t->loss_n += info.batch;
+    }
+    return ROOST_OK;
+}
+
+int
+roost_local_trainer_step(roost_local_trainer *t, bool *done, roost_errmsg *em)
+{
+    if (t->done) {
+        *done = true;
+        return ROOST_OK;
+    }
+    int rc = t->dp != NULL ? step_dp(t, em) : step_plain(t, em);
+    if (rc != ROOST_OK)
+        return rc;
+    t->res.steps++;
+    t->done = t->res.steps >= t->steps_total;
+    if (t->done) {
+        if (t->dp != NULL) {
+            t->res.loss =
+                t->loss_n ? t->loss_sum / (double)t->loss_n : (double)NAN;
+            t->res.noise_draws = roost_dpsgd_noise_draws(t->dp);
+            roost_noise_closeness(roost_dpsgd_noise(t->dp), &t->res.noise_mu,
+                                  &t->res.noise_beta);
+        } else if (t->n_batches > 0) {
+            t->res.loss = t->loss_sum / (double)t->n_batches;
+        }
+    }
+    *done = t->done;
+    return ROOST_OK;
+}
+
+void
+roost_local_trainer_result(const roost_local_trainer *t,
+                           roost_local_result *res)
+{
+    *res = t->res;
 }
 
 int
@@ -196,44 +369,23 @@ roost_local_train(const roost_model *m, const roost_dataset *ds,
                   const volatile int *cancel, roost_local_result *result,
                   roost_errmsg *em)
 {
-    if (m == NULL || ds == NULL || global == NULL || params == NULL ||
-        task == NULL || rng == NULL || result == NULL)
-        return roost_fail(em, ROOST_EINVAL, "local training: NULL argument");
+    if (result == NULL)
+        return roost_fail(em, ROOST_EINVAL, "local training: NULL result");
     memset(result, 0, sizeof(*result));
     result->loss = (double)NAN;
-    if (n == 0)
-        return roost_fail(em, ROOST_EINVAL, "no local examples");
-    if (roost_dataset_dim(ds) != roost_model_input_dim(m))
-        return roost_fail(em, ROOST_ESHAPE,
-                          "local data has %zu features per example, the "
-                          "model takes %zu",
-                          roost_dataset_dim(ds), roost_model_input_dim(m));
-    int rc = check_task(task, em);
-    if (rc != ROOST_OK)
-        return rc;
-    size_t n_params = roost_model_param_count(m);
-    memcpy(params, global, n_params * sizeof(float));
-    roost_sgd_config sc = {
-        .lr = (float)task->learning_rate,
-        .momentum = (float)task->momentum,
-        .weight_decay = (float)task->weight_decay,
-        .prox_mu = (float)task->prox_mu,
-    };
-    roost_sgd *sgd = NULL;
-    rc = roost_sgd_create(&sgd, NULL, n_params, &sc, em);
-    if (rc != ROOST_OK)
-        return rc;
-    float *grad = malloc(n_params * sizeof(float));
-    if (grad == NULL) {
-        roost_sgd_destroy(sgd);
-        return roost_fail(em, ROOST_ENOMEM, "local training: out of memory");
+    roost_local_source src = {.model = m};
+    roost_local_trainer *t = NULL;
+    int rc = roost_local_trainer_create(&t, NULL, &src, ds, idx, n, global,
+                                        params, task, rng, em);
+    bool done = false;
+    while (rc == ROOST_OK && !done) {
+        if (cancel != NULL && *cancel)
+            rc = roost_fail(em, ROOST_ECANCELED, "training canceled");
+        else
+            rc = roost_local_trainer_step(t, &done, em);
     }
-    result->examples = n;
-    rc = task->dp ? train_dp(m, ds, idx, n, global, params, task, rng, cancel,
-                             sgd, grad, result, em)
-                  : train_plain(m, ds, idx, n, global, params, task, rng,
-                                cancel, sgd, grad, result, em);
-    free(grad);
-    roost_sgd_destroy(sgd);
+    if (t != NULL)
+        roost_local_trainer_result(t, result);
+    roost_local_trainer_destroy(t);
     return rc;
 }

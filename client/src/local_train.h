@@ -7,8 +7,10 @@
  * (roost_local_plan), so the ledger can be checked and charged for exactly
  * the steps that training then takes.
  *
- * Reentrant: everything a call needs is allocated in the call (a task is
- * seconds of GEMMs; its buffers are not a hot path) or passed in.
+ * A task is trained in steps (roost_local_trainer_step), so a client
+ * driven from an application's event loop never blocks for a whole task.
+ * Everything the steps need is allocated when the trainer is created.
+ * One thread at a time per trainer.
  */
 #ifndef ROOST_CLIENT_LOCAL_TRAIN_H
 #define ROOST_CLIENT_LOCAL_TRAIN_H
@@ -19,6 +21,7 @@
 #include "common/error.h"
 #include "common/model.h"
 #include "common/rng.h"
+#include "dp/dpsgd.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -54,13 +57,48 @@ typedef struct roost_local_result {
 int roost_local_plan(const roost_local_task *task, size_t n_local,
                      roost_local_plan_info *out, roost_errmsg *em);
 
+/* Where gradients come from: the built-in model, or an application's
+ * trainer (ops; see dp/dpsgd.h for what it must guarantee). Exactly one
+ * of model and ops is set. */
+typedef struct roost_local_source {
+    const roost_model *model;
+    const roost_grad_ops *ops;
+    size_t n_params, input_dim; /* required with ops */
+} roost_local_source;
+
+typedef struct roost_local_trainer roost_local_trainer;
+
 /*
- * roost_local_train - train from global (param_count floats) into params
- * (param_count floats, caller-owned) on examples idx[0..n) of ds (idx NULL:
- * the first n). rng drives shuffling, Poisson sampling and noise.
+ * roost_local_trainer_create - prepare to train from global (n_params
+ * floats) into params (n_params floats, caller-owned, must stay valid) on
+ * examples idx[0..n) of ds (idx NULL: the first n). rng drives shuffling,
+ * Poisson sampling and noise and must outlive the trainer. Everything the
+ * steps need is allocated here.
+ */
+int roost_local_trainer_create(roost_local_trainer **out,
+                               const roost_allocator *alloc,
+                               const roost_local_source *src,
+                               const roost_dataset *ds, const uint32_t *idx,
+                               size_t n, const float *global, float *params,
+                               const roost_local_task *task, roost_rng *rng,
+                               roost_errmsg *em);
+
+/* roost_local_trainer_step - one optimiser step (one minibatch, or one
+ * DP-SGD step); *done once the task's steps are all taken. An error
+ * leaves params unusable for release. */
+int roost_local_trainer_step(roost_local_trainer *t, bool *done,
+                             roost_errmsg *em);
+
+/* roost_local_trainer_result - what the steps so far did. */
+void roost_local_trainer_result(const roost_local_trainer *t,
+                                roost_local_result *res);
+
+void roost_local_trainer_destroy(roost_local_trainer *t);
+
+/*
+ * roost_local_train - all steps at once with the built-in model m.
  * cancel, when not NULL, is polled between steps: a nonzero value stops
  * training with ROOST_ECANCELED (params must then not be used).
- * Returns ROOST_OK or an error (em says why).
  */
 int roost_local_train(const roost_model *m, const roost_dataset *ds,
                       const uint32_t *idx, size_t n, const float *global,
