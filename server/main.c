@@ -31,7 +31,7 @@ static const struct roost_command commands[] = {
     {"sim", "simulate many clients in one process",
      "usage: roost sim --clients N --per-round K --rounds R [flags]\n"
      "Run virtual clients against the real coordinator logic.\n",
-     NULL},
+     roost_cmd_sim},
     {"train", "train a model centrally (to check it before federating)",
      "usage: roost train --model mlp|cnn|logreg|SPEC [flags]\n"
      "Train on Fashion-MNIST and report loss, accuracy and samples/s.\n",
