@@ -16,16 +16,22 @@
 #include <string.h>
 #include <time.h>
 
+#define STATUS_MAX_ROUNDS 1000
+
 static const char status_usage[] =
-    "usage: roost status --db FILE [--json]\n"
+    "usage: roost status --db FILE [--json] [--rounds N]\n"
     "\n"
     "Show the coordinator's state from its database: run settings, the\n"
     "round in progress, the last committed round (participants, accuracy,\n"
-    "loss, central DP entry) and the distribution across clients of the\n"
-    "latest epsilon each reported (min, quartiles, median, max).\n"
+    "loss, central DP entry), the distribution across clients of the\n"
+    "latest epsilon each reported (min, quartiles, median, max), and the\n"
+    "last few rounds.\n"
     "\n"
-    "  --db FILE  the coordinator's SQLite file (opened read-only)\n"
-    "  --json     print one JSON object instead of text\n";
+    "  --db FILE   the coordinator's SQLite file (opened read-only)\n"
+    "  --json      print one JSON object instead of text\n"
+    "  --rounds N  also list the last N committed rounds (default 5, 0..1000)\n"
+    "              with participation, accuracy, loss and the median epsilon\n"
+    "              reported in each\n";
 
 /* ISO 8601 UTC of a Unix time in milliseconds. */
 static void
@@ -96,6 +102,9 @@ struct status {
     roost_store_round_info last;
     int64_t clients;
     roost_store_eps_stats eps;
+    size_t n_recent;                /* rounds in recent[] */
+    roost_store_round_info *recent; /* ascending */
+    double *recent_eps_median;      /* per recent round, NaN: no reports */
 };
 
 static void
@@ -185,7 +194,28 @@ print_json(const struct status *st)
     json_number(f, st->eps.p75);
     fputs(", \"max\": ", f);
     json_number(f, st->eps.max);
-    fputs("}}\n", f);
+    fputs("}, \"recent_rounds\": [", f);
+    for (size_t i = 0; i < st->n_recent; i++) {
+        const roost_store_round_info *r = &st->recent[i];
+        fprintf(f, "%s{\"round\": %" PRId64 ", \"kind\": ", i ? ", " : "",
+                r->round_id);
+        json_string(f, r->kind);
+        fputs(", \"state\": ", f);
+        json_string(f, r->state == ROOST_ROUND_FAILED ? "failed" : "committed");
+        fprintf(f,
+                ", \"selected\": %" PRId64 ", \"accepted\": %" PRId64
+                ", \"refused\": %" PRId64 ", \"dropped\": %" PRId64
+                ", \"examples\": %" PRId64 ", \"eval_accuracy\": ",
+                r->n_selected, r->n_accepted, r->n_refused, r->n_dropped,
+                r->examples);
+        json_number(f, r->eval_accuracy);
+        fputs(", \"eval_loss\": ", f);
+        json_number(f, r->eval_loss);
+        fputs(", \"epsilon_median\": ", f);
+        json_number(f, st->recent_eps_median[i]);
+        fputs("}", f);
+    }
+    fputs("]}\n", f);
 }
 
 static void
@@ -258,6 +288,46 @@ print_text(const struct status *st)
                "%s, p25 %s, median %s, p75 %s, max %s\n",
                st->eps.n_clients, a, b, c, d, e);
     }
+    if (st->n_recent == 0)
+        return;
+    printf("\n%7s %-5s %-9s %5s %5s %5s %5s %9s %9s %9s %9s\n", "round", "kind",
+           "state", "sel", "acc", "ref", "drop", "examples", "eval_acc",
+           "eval_loss", "eps_med");
+    for (size_t i = 0; i < st->n_recent; i++) {
+        const roost_store_round_info *r = &st->recent[i];
+        text_number(a, sizeof(a), r->eval_accuracy);
+        text_number(b, sizeof(b), r->eval_loss);
+        text_number(c, sizeof(c), st->recent_eps_median[i]);
+        printf("%7" PRId64 " %-5s %-9s %5" PRId64 " %5" PRId64 " %5" PRId64
+               " %5" PRId64 " %9" PRId64 " %9s %9s %9s\n",
+               r->round_id, r->kind,
+               r->state == ROOST_ROUND_FAILED ? "failed" : "committed",
+               r->n_selected, r->n_accepted, r->n_refused, r->n_dropped,
+               r->examples, a, b, c);
+    }
+}
+
+/* The last n_rounds rounds up to head_round, each with the median epsilon
+ * its clients reported. */
+static int
+load_recent(roost_store *s, struct status *st, int64_t head_round,
+            size_t n_rounds, roost_errmsg *em)
+{
+    if (n_rounds == 0 || head_round <= 0)
+        return ROOST_OK;
+    st->recent = calloc(n_rounds, sizeof(*st->recent));
+    st->recent_eps_median = calloc(n_rounds, sizeof(double));
+    if (st->recent == NULL || st->recent_eps_median == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "out of memory");
+    int64_t first = head_round - (int64_t)n_rounds + 1;
+    int err = roost_store_list_rounds(s, first > 1 ? first : 1, st->recent,
+                                      n_rounds, &st->n_recent, em);
+    for (size_t i = 0; err == ROOST_OK && i < st->n_recent; i++) {
+        roost_store_eps_stats eps;
+        err = roost_store_epsilon_stats(s, st->recent[i].round_id, &eps, em);
+        st->recent_eps_median[i] = eps.median;
+    }
+    return err;
 }
 
 int
@@ -266,6 +336,7 @@ roost_cmd_status(int argc, char **argv)
     struct status st;
     memset(&st, 0, sizeof(st));
     bool json = false;
+    long n_rounds = 5;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(status_usage, stdout);
@@ -273,6 +344,14 @@ roost_cmd_status(int argc, char **argv)
         }
         if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--rounds") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "roost status: --rounds needs a value\n");
+                return ROOST_EXIT_USAGE;
+            }
+            if (!roost_cli_parse_int("status", "--rounds", argv[++i], 0,
+                                     STATUS_MAX_ROUNDS, &n_rounds))
+                return ROOST_EXIT_USAGE;
         } else if (strcmp(argv[i], "--db") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "roost status: --db needs a value\n");
@@ -318,6 +397,8 @@ roost_cmd_status(int argc, char **argv)
         err = roost_store_count_clients(s, &st.clients, &em);
     if (err == ROOST_OK)
         err = roost_store_epsilon_stats(s, 0, &st.eps, &em);
+    if (err == ROOST_OK)
+        err = load_recent(s, &st, head.round_id, (size_t)n_rounds, &em);
     if (err != ROOST_OK) {
         fprintf(stderr, "roost status: %s: %s\n", st.db, em.text);
     } else if (json) {
@@ -326,6 +407,8 @@ roost_cmd_status(int argc, char **argv)
         print_text(&st);
     }
     roost_store_run_info_free(st.run);
+    free(st.recent);
+    free(st.recent_eps_median);
     roost_store_close(s);
     return err == ROOST_OK ? ROOST_EXIT_OK : ROOST_EXIT_FAIL;
 }

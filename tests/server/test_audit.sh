@@ -46,14 +46,17 @@ check 0 "status" "$roost" status --db "$good"
 expect_text "status names the last round" "last round    6 (train, committed"
 expect_text "status shows the open round" "open round    7"
 expect_text "status shows the epsilon distribution" "epsilon       "
+expect_text "status lists the recent rounds" "eps_med"
 check 0 "status --json" "$roost" status --db "$good" --json
 expect_text "json last round" '"last_round": {"round": 6'
 expect_text "json epsilon" '"epsilon": {"clients": '
+expect_text "json recent rounds (default 5)" '"recent_rounds": \[{"round": 2,'
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$out" \
         && echo "ok: status --json parses" \
         || { echo "FAIL: status --json is not JSON"; fail=1; }
 fi
+check 2 "status --rounds out of range" "$roost" status --db "$good" --rounds 5000
 
 tamper() { # description round sql
     desc=$1; round=$2; sql=$3
