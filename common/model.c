@@ -11,11 +11,15 @@
  *
  * Memory layout. Flat tensors are batch x features, row-major. Spatial
  * tensors (conv and pool outputs) are stored channel-major across the
- * batch, C x B x (H*W) ("CBHW"): then one sgemm covers a whole batch of a
- * conv layer, W (Cout x Cin*k*k) times the im2col matrix (Cin*k*k x B*H*W),
- * and its output is already the next layer's input layout. With one channel
- * CBHW and BCHW coincide, so the 1x28x28 input is used in place; a dense
- * layer after a multi-channel spatial tensor transposes into its own flat
+ * batch, C x B x (H*W) ("CBHW"): then one sgemm covers a chunk of several
+ * examples of a conv layer, W (Cout x Cin*k*k) times the im2col matrix
+ * (Cin*k*k x examples*H*W), and writes straight into the output, which is
+ * already the next layer's input layout. Chunks are sized so the im2col
+ * matrix (and the input-gradient columns of the backward pass) stay in
+ * cache between being written and being read by the GEMM; the backward
+ * pass rebuilds them rather than keeping a batch-sized copy in memory. With one
+ * channel CBHW and BCHW coincide, so the 1x28x28 input is used in place; a
+ * dense layer after a multi-channel spatial tensor transposes into its own flat
  * buffer (PyTorch's flatten order C, H, W).
  *
  * Invariants. Every buffer is sized for max_batch when the workspace is
@@ -23,8 +27,7 @@
  * forward pass, out[i] holds op i's output for the current batch; after a
  * backward pass, gout[i] of a dense or conv op holds that op's delta (the
  * gradient with respect to its pre-activation output), which is what pass 2
- * of the per-example API reuses. The im2col matrix of each conv op is kept
- * from forward to backward (and to pass 2).
+ * of the per-example API reuses.
  *
  * No locking: a roost_model is read-only after creation; a workspace
  * belongs to one thread at a time.
@@ -80,9 +83,9 @@ struct roost_workspace {
     float *out[ROOST_MODEL_MAX_LAYERS];
     float *gout[ROOST_MODEL_MAX_LAYERS];
     float *flat[ROOST_MODEL_MAX_LAYERS]; /* dense: flattened CBHW input */
-    float *col[ROOST_MODEL_MAX_LAYERS];  /* conv: im2col matrix */
     uint32_t *argmax[ROOST_MODEL_MAX_LAYERS];
-    float *dcol;      /* conv input-gradient columns, shared */
+    float *col;       /* conv im2col chunk, shared */
+    float *dcol;      /* conv input-gradient columns of a chunk, shared */
     float *flatgrad;  /* dense input gradient before transposing, shared */
     float *scratch;   /* per-example conv weight gradient, shared */
     void *block;      /* one allocation holding every float buffer */
@@ -555,6 +558,23 @@ roost_model_train_flops(const roost_model *m, size_t batch)
 
 /* ------------------------------------------------------------ workspace */
 
+/* Floats of im2col matrix per conv chunk. 1 MiB (the L2 size of the
+ * cores this was tuned on) measured best: the FedAvg CNN's second conv
+ * then runs one example (196 columns) per chunk, its first 13. Whole-batch
+ * matrices (20 MiB at batch 32) were 10-15% slower end to end. */
+#define CONV_CHUNK_FLOATS ((size_t)1 << 18)
+
+/* Examples per chunk of conv op o at batch size B (at least 1). */
+static size_t
+conv_chunk(const struct op *o, size_t B)
+{
+    size_t per = o->kdim * o->in_h * o->in_w;
+    size_t nb = per > 0 ? CONV_CHUNK_FLOATS / per : B;
+    if (nb < 1)
+        nb = 1;
+    return nb < B ? nb : B;
+}
+
 int
 roost_workspace_create(roost_workspace **out, const roost_model *m,
                        size_t max_batch, roost_errmsg *em)
@@ -570,7 +590,8 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
      * pass: carve them out of one block. */
     size_t per[ROOST_MODEL_MAX_LAYERS][4]; /* out, gout, flat, col */
     size_t pool_idx[ROOST_MODEL_MAX_LAYERS];
-    size_t total = 0, itotal = 0, dcol = 0, flatgrad = 0, scratch = 0;
+    size_t total = 0, itotal = 0, col_max = 0, dcol = 0, flatgrad = 0;
+    size_t scratch = 0;
     bool ok = true;
     size_t xin = 0;
     if (m->input_cbhw)
@@ -589,10 +610,14 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
         }
         if (ok && o->kind == OP_CONV) {
             size_t nn;
-            ok = roost_size_mul(o->in_h * o->in_w, max_batch, &nn) &&
+            ok = roost_size_mul(o->in_h * o->in_w, conv_chunk(o, max_batch),
+                                &nn) &&
                  roost_size_mul(nn, o->kdim, &col);
+            if (col > col_max)
+                col_max = col;
             if (col > dcol && i > 0)
                 dcol = col;
+            col = 0;
             if (o->out_c * o->kdim > scratch)
                 scratch = o->out_c * o->kdim;
         }
@@ -605,7 +630,8 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
         for (int j = 0; ok && j < 4; j++)
             ok = roost_size_add(total, per[i][j], &total);
     }
-    ok = ok && roost_size_add(total, dcol, &total) &&
+    ok = ok && roost_size_add(total, col_max, &total) &&
+         roost_size_add(total, dcol, &total) &&
          roost_size_add(total, flatgrad, &total) &&
          roost_size_add(total, scratch, &total);
     size_t bytes = 0, ibytes = 0;
@@ -643,11 +669,12 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
         p += per[i][1];
         ws->flat[i] = per[i][2] ? p : NULL;
         p += per[i][2];
-        ws->col[i] = per[i][3] ? p : NULL;
         p += per[i][3];
         ws->argmax[i] = pool_idx[i] ? ip : NULL;
         ip += pool_idx[i];
     }
+    ws->col = col_max ? p : NULL;
+    p += col_max;
     ws->dcol = dcol ? p : NULL;
     p += dcol;
     ws->flatgrad = flatgrad ? p : NULL;
@@ -713,13 +740,14 @@ tap_range(long d, size_t w, size_t *lo, size_t *hi)
     *hi = (size_t)h;
 }
 
-/* im2col for stride 1, same padding: x is C x B x (H*W) (CBHW), col is
- * (C*K*K) x (B*H*W), row (c, kh, kw), column (b, oh, ow). */
+/* im2col for stride 1, same padding, of examples b0 .. b0+n-1: x is
+ * C x B x (H*W) (CBHW), col is (C*K*K) x (n*H*W), row (c, kh, kw), column
+ * (b - b0, oh, ow). */
 static void
 im2col(const float *x, size_t C, size_t B, size_t H, size_t W, size_t K,
-       float *col)
+       size_t b0, size_t n, float *col)
 {
-    size_t HW = H * W, N = B * HW;
+    size_t HW = H * W, N = n * HW;
     long pad = (long)K / 2;
     for (size_t c = 0; c < C; c++)
         for (size_t kh = 0; kh < K; kh++)
@@ -728,8 +756,8 @@ im2col(const float *x, size_t C, size_t B, size_t H, size_t W, size_t K,
                 long dh = (long)kh - pad, dw = (long)kw - pad;
                 size_t lo, hi;
                 tap_range(dw, W, &lo, &hi);
-                for (size_t b = 0; b < B; b++) {
-                    const float *xp = x + (c * B + b) * HW;
+                for (size_t b = 0; b < n; b++) {
+                    const float *xp = x + (c * B + b0 + b) * HW;
                     float *rp = row + b * HW;
                     for (size_t oh = 0; oh < H; oh++) {
                         long ih = (long)oh + dh;
@@ -750,12 +778,13 @@ im2col(const float *x, size_t C, size_t B, size_t H, size_t W, size_t K,
             }
 }
 
-/* col2im: the adjoint of im2col; dx (C x B x HW) must be zeroed first. */
+/* col2im: the adjoint of im2col (same chunk arguments); adds into dx
+ * (C x B x HW), which the caller zeroed. */
 static void
 col2im(const float *col, size_t C, size_t B, size_t H, size_t W, size_t K,
-       float *dx)
+       size_t b0, size_t n, float *dx)
 {
-    size_t HW = H * W, N = B * HW;
+    size_t HW = H * W, N = n * HW;
     long pad = (long)K / 2;
     for (size_t c = 0; c < C; c++)
         for (size_t kh = 0; kh < K; kh++)
@@ -764,8 +793,8 @@ col2im(const float *col, size_t C, size_t B, size_t H, size_t W, size_t K,
                 long dh = (long)kh - pad, dw = (long)kw - pad;
                 size_t lo, hi;
                 tap_range(dw, W, &lo, &hi);
-                for (size_t b = 0; b < B; b++) {
-                    float *xp = dx + (c * B + b) * HW;
+                for (size_t b = 0; b < n; b++) {
+                    float *xp = dx + (c * B + b0 + b) * HW;
                     const float *rp = row + b * HW;
                     for (size_t oh = 0; oh < H; oh++) {
                         long ih = (long)oh + dh;
@@ -910,12 +939,16 @@ forward(roost_workspace *ws, const float *params, const float *x, size_t B)
             bias_act_cols(y, params + o->b_off, B, o->out_c, o->act);
             break;
         case OP_CONV: {
-            size_t nn = B * o->in_h * o->in_w;
-            im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, ws->col[i]);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        (int)o->out_c, (int)nn, (int)o->kdim, 1.0f,
-                        params + o->w_off, (int)o->kdim, ws->col[i], (int)nn,
-                        0.0f, y, (int)nn);
+            size_t HW = o->in_h * o->in_w, nn = B * HW;
+            size_t nb = conv_chunk(o, B);
+            for (size_t b0 = 0; b0 < B; b0 += nb) {
+                size_t n = B - b0 < nb ? B - b0 : nb;
+                im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->col);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                            (int)o->out_c, (int)(n * HW), (int)o->kdim, 1.0f,
+                            params + o->w_off, (int)o->kdim, ws->col,
+                            (int)(n * HW), 0.0f, y + b0 * HW, (int)nn);
+            }
             bias_act_rows(y, params + o->b_off, o->out_c, nn, o->act);
             break;
         }
@@ -973,10 +1006,14 @@ enum bwd_mode {
     BWD_NORMS, /* per-example squared norms instead of weight gradients */
 };
 
-/* delta_to_weight_grad - dW, db of a dense or conv op from its delta
- * (already in gout[i]) and saved input. */
+static void conv_backward(roost_workspace *ws, size_t i, const float *params,
+                          float *grad, bool accumulate, double *norms_sq,
+                          float *gin);
+
+/* weight_grad - dW, db of a dense or conv op from its delta (already in
+ * gout[i]) and saved input, written into grad or (accumulate) added. */
 static void
-weight_grad(roost_workspace *ws, size_t i, float *grad)
+weight_grad(roost_workspace *ws, size_t i, float *grad, bool accumulate)
 {
     const struct op *o = &ws->m->ops[i];
     size_t B = ws->batch;
@@ -986,22 +1023,15 @@ weight_grad(roost_workspace *ws, size_t i, float *grad)
         const float *in = o->in_cbhw ? ws->flat[i] : op_input(ws, i);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o->out_c,
                     (int)o->kdim, (int)B, 1.0f, d, (int)o->out_c, in,
-                    (int)o->kdim, 0.0f, grad + o->w_off, (int)o->kdim);
-        memset(db, 0, o->out_c * sizeof(float));
+                    (int)o->kdim, accumulate ? 1.0f : 0.0f, grad + o->w_off,
+                    (int)o->kdim);
+        if (!accumulate)
+            memset(db, 0, o->out_c * sizeof(float));
         for (size_t b = 0; b < B; b++)
             for (size_t j = 0; j < o->out_c; j++)
                 db[j] += d[b * o->out_c + j];
     } else {
-        size_t nn = B * o->in_h * o->in_w;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)o->out_c,
-                    (int)o->kdim, (int)nn, 1.0f, d, (int)nn, ws->col[i],
-                    (int)nn, 0.0f, grad + o->w_off, (int)o->kdim);
-        for (size_t c = 0; c < o->out_c; c++) {
-            float s = 0.0f;
-            for (size_t j = 0; j < nn; j++)
-                s += d[c * nn + j];
-            db[c] = s;
-        }
+        conv_backward(ws, i, NULL, grad, accumulate, NULL, NULL);
     }
 }
 
@@ -1030,25 +1060,73 @@ example_norms_op(roost_workspace *ws, size_t i, const float *params,
         }
         return;
     }
-    /* Conv: g_b = delta_b (Cout x HW) col_b^T (HW x Cin k k), where both
-     * are column blocks of the batch matrices (leading dimension B*HW). */
-    size_t HW = o->in_h * o->in_w, nn = B * HW, nw = o->out_c * o->kdim;
-    for (size_t b = 0; b < B; b++) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)o->out_c,
-                    (int)o->kdim, (int)HW, 1.0f, d + b * HW, (int)nn,
-                    ws->col[i] + b * HW, (int)nn, 0.0f, ws->scratch,
-                    (int)o->kdim);
-        double s = 0.0;
-        for (size_t j = 0; j < nw; j++)
-            s += (double)(ws->scratch[j] * ws->scratch[j]);
+    conv_backward(ws, i, NULL, NULL, false, norms_sq, NULL);
+}
+
+/*
+ * conv_backward - the backward work of conv op i, whose delta is in
+ * gout[i], chunk by chunk so that each rebuilt im2col chunk is used from
+ * cache: the weight gradient into grad (if not NULL; added to it when
+ * accumulate), per-example squared
+ * norms added to norms_sq (if not NULL), the input gradient into gin (if
+ * not NULL; needs params).
+ */
+static void
+conv_backward(roost_workspace *ws, size_t i, const float *params, float *grad,
+              bool accumulate, double *norms_sq, float *gin)
+{
+    const struct op *o = &ws->m->ops[i];
+    size_t B = ws->batch, HW = o->in_h * o->in_w, nn = B * HW;
+    size_t nb = conv_chunk(o, B), nw = o->out_c * o->kdim;
+    const float *d = ws->gout[i];
+    const float *in = op_input(ws, i);
+    if (grad != NULL) {
+        float *db = grad + o->b_off;
         for (size_t c = 0; c < o->out_c; c++) {
-            const float *dc = d + c * nn + b * HW;
-            float bs = 0.0f;
-            for (size_t j = 0; j < HW; j++)
-                bs += dc[j];
-            s += (double)(bs * bs);
+            float s = 0.0f;
+            for (size_t j = 0; j < nn; j++)
+                s += d[c * nn + j];
+            db[c] = accumulate ? db[c] + s : s;
         }
-        norms_sq[b] += s;
+    }
+    if (gin != NULL)
+        memset(gin, 0, B * o->in_size * sizeof(float));
+    for (size_t b0 = 0; b0 < B; b0 += nb) {
+        size_t n = B - b0 < nb ? B - b0 : nb, cols = n * HW;
+        if (grad != NULL || norms_sq != NULL)
+            im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->col);
+        if (grad != NULL)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)o->out_c,
+                        (int)o->kdim, (int)cols, 1.0f, d + b0 * HW, (int)nn,
+                        ws->col, (int)cols,
+                        b0 == 0 && !accumulate ? 0.0f : 1.0f, grad + o->w_off,
+                        (int)o->kdim);
+        /* Per example: g_b = delta_b (Cout x HW) col_b^T (HW x Cin k k),
+         * column blocks of the delta and of the chunk's im2col matrix. */
+        for (size_t b = 0; norms_sq != NULL && b < n; b++) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)o->out_c,
+                        (int)o->kdim, (int)HW, 1.0f, d + (b0 + b) * HW, (int)nn,
+                        ws->col + b * HW, (int)cols, 0.0f, ws->scratch,
+                        (int)o->kdim);
+            double s = 0.0;
+            for (size_t j = 0; j < nw; j++)
+                s += (double)(ws->scratch[j] * ws->scratch[j]);
+            for (size_t c = 0; c < o->out_c; c++) {
+                const float *dc = d + c * nn + (b0 + b) * HW;
+                float bs = 0.0f;
+                for (size_t j = 0; j < HW; j++)
+                    bs += dc[j];
+                s += (double)(bs * bs);
+            }
+            norms_sq[b0 + b] += s;
+        }
+        if (gin != NULL) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o->kdim,
+                        (int)cols, (int)o->out_c, 1.0f, params + o->w_off,
+                        (int)o->kdim, d + b0 * HW, (int)nn, 0.0f, ws->dcol,
+                        (int)cols);
+            col2im(ws->dcol, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, gin);
+        }
     }
 }
 
@@ -1066,7 +1144,7 @@ backward(roost_workspace *ws, const float *params, enum bwd_mode mode,
         case OP_DENSE:
             act_backward(g, ws->out[ii], B * o->out_size, o->act);
             if (mode == BWD_GRAD)
-                weight_grad(ws, ii, grad);
+                weight_grad(ws, ii, grad, false);
             else
                 example_norms_op(ws, ii, params, norms_sq);
             if (gin != NULL) {
@@ -1079,23 +1157,11 @@ backward(roost_workspace *ws, const float *params, enum bwd_mode mode,
                     bchw_to_cbhw(dst, gin, B, o->in_c, o->in_h * o->in_w);
             }
             break;
-        case OP_CONV: {
-            size_t nn = B * o->in_h * o->in_w;
+        case OP_CONV:
             act_backward(g, ws->out[ii], B * o->out_size, o->act);
-            if (mode == BWD_GRAD)
-                weight_grad(ws, ii, grad);
-            else
-                example_norms_op(ws, ii, params, norms_sq);
-            if (gin != NULL) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                            (int)o->kdim, (int)nn, (int)o->out_c, 1.0f,
-                            params + o->w_off, (int)o->kdim, g, (int)nn, 0.0f,
-                            ws->dcol, (int)nn);
-                memset(gin, 0, B * o->in_size * sizeof(float));
-                col2im(ws->dcol, o->in_c, B, o->in_h, o->in_w, o->k, gin);
-            }
+            conv_backward(ws, ii, params, mode == BWD_GRAD ? grad : NULL, false,
+                          mode == BWD_NORMS ? norms_sq : NULL, gin);
             break;
-        }
         case OP_POOL:
             if (gin != NULL)
                 maxpool_backward(g, gin, ws->argmax[ii], o->in_c * B, o->in_h,
@@ -1169,9 +1235,9 @@ roost_model_example_norms(roost_workspace *ws, const float *params,
     return ROOST_OK;
 }
 
-int
-roost_model_weighted_grad(roost_workspace *ws, const float *weights,
-                          float *grad)
+static int
+weighted_grad(roost_workspace *ws, const float *weights, float *grad,
+              bool accumulate)
 {
     if (ws == NULL || weights == NULL || grad == NULL)
         return ROOST_EINVAL;
@@ -1203,10 +1269,24 @@ roost_model_weighted_grad(roost_workspace *ws, const float *weights,
         } else {
             continue;
         }
-        weight_grad(ws, i, grad);
+        weight_grad(ws, i, grad, accumulate);
     }
     ws->have_pass1 = false;
     return ROOST_OK;
+}
+
+int
+roost_model_weighted_grad(roost_workspace *ws, const float *weights,
+                          float *grad)
+{
+    return weighted_grad(ws, weights, grad, false);
+}
+
+int
+roost_model_weighted_grad_add(roost_workspace *ws, const float *weights,
+                              float *grad)
+{
+    return weighted_grad(ws, weights, grad, true);
 }
 
 int

@@ -178,6 +178,11 @@ int roost_model_example_norms(roost_workspace *ws, const float *params,
                               double *loss_sum_out);
 int roost_model_weighted_grad(roost_workspace *ws, const float *weights,
                               float *grad);
+/* roost_model_weighted_grad_add - as roost_model_weighted_grad but adds
+ * sum_i weights[i] * g_i to grad (for summing micro-batches without a
+ * second buffer). */
+int roost_model_weighted_grad_add(roost_workspace *ws, const float *weights,
+                                  float *grad);
 
 /*
  * roost_model_forward - logits (batch x num_classes, owned by the

@@ -289,11 +289,33 @@ check_per_example(const char *spec, uint32_t c, uint32_t h, uint32_t w,
             want += (double)weights[b] * (double)g[b * f.np + j];
         assert_near(f.grad[j], want, 1e-5 * scale + 1e-7);
     }
+    /* The accumulating form adds the same sum to what grad holds. */
+    float *twice = malloc(f.np * sizeof(float));
+    assert_non_null(twice);
+    memcpy(twice, f.grad, f.np * sizeof(float));
+    assert_int_equal(roost_model_example_norms(f.ws, f.params, f.x, f.labels,
+                                               batch, norms, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_model_weighted_grad_add(f.ws, weights, twice),
+                     ROOST_OK);
+    for (size_t j = 0; j < f.np; j++)
+        assert_near(twice[j], 2.0 * (double)f.grad[j], 1e-5 * scale + 1e-7);
+    free(twice);
     /* The deltas are consumed: a second pass 2 is refused. */
     assert_int_equal(roost_model_weighted_grad(f.ws, weights, f.grad),
                      ROOST_ESTATE);
-    /* The summed loss agrees with the mean loss of the fused pass. */
+    /* The summed loss agrees with the mean loss of the fused pass, and the
+     * fused mean gradient with the mean of the per-example ones. */
     assert_near(loss_sum / (double)batch, loss_at(&f), 1e-5);
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, batch, f.grad, NULL),
+        ROOST_OK);
+    for (size_t j = 0; j < f.np; j++) {
+        double mean = 0.0;
+        for (size_t b = 0; b < batch; b++)
+            mean += (double)g[b * f.np + j];
+        assert_near(f.grad[j], mean / (double)batch, 1e-5 * scale + 1e-7);
+    }
     free(g);
     free(norms);
     free(weights);
@@ -313,6 +335,18 @@ per_example_conv(void **state)
     (void)state;
     check_per_example("conv:3x3,relu,maxpool:2,conv:4x3,tanh,dense:4", 2, 6, 5,
                       5);
+}
+
+static void
+per_example_conv_chunked(void **state)
+{
+    (void)state;
+    /* Big enough that conv layers run their batch in several im2col
+     * chunks (first conv 13 examples per chunk, second 6, leaving partial
+     * last chunks): the chunked batch path must agree with single
+     * examples, for norms, the weighted sum and the fused mean. */
+    check_per_example("conv:8x5,relu,maxpool:2,conv:16x5,dense:4", 1, 28, 28,
+                      20);
 }
 
 static void
@@ -569,6 +603,7 @@ main(void)
         cmocka_unit_test(batch_equals_single_examples),
         cmocka_unit_test(per_example_dense),
         cmocka_unit_test(per_example_conv),
+        cmocka_unit_test(per_example_conv_chunked),
         cmocka_unit_test(sgd_matches_reference),
         cmocka_unit_test(training_reduces_loss),
     };
