@@ -28,6 +28,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * ROOST_VECTOR_CLONES - put on a hot loop (the norm here, the fold and the
+ * distances of strategy.c) to have GCC compile it for AVX-512, AVX2 and
+ * the x86-64 baseline and pick the best at load time (an ifunc), since the
+ * project builds for the baseline. Elsewhere it expands to nothing. The
+ * loops it marks fix their order of operations in the code, so every clone
+ * computes the same bits.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
+    defined(__linux__)
+#define ROOST_VECTOR_CLONES                                                    \
+    __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ROOST_VECTOR_CLONES
+#endif
+
 /* What to do with an update whose L2 norm exceeds max_norm. */
 typedef enum roost_norm_policy {
     ROOST_NORM_REJECT = 0, /* refuse it with ROOST_ENORM */
