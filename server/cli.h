@@ -30,8 +30,10 @@ int roost_cmd_train(int argc, char **argv); /* cmd_train.c */
 
 /* Commands over the coordinator's database (server/store.c). */
 int roost_cmd_audit(int argc, char **argv);  /* cmd_audit.c */
+int roost_cmd_report(int argc, char **argv); /* cmd_report.c */
 int roost_cmd_status(int argc, char **argv); /* cmd_status.c */
 int roost_cmd_sim(int argc, char **argv);    /* cmd_sim.c */
+int roost_cmd_client(int argc, char **argv); /* cmd_client.c */
 
 /* The program's logger: writes "roost: level: message" lines to stderr.
  * arg is unused. */

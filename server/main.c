@@ -27,7 +27,7 @@ static const struct roost_command commands[] = {
     {"client", "run a stand-alone client process",
      "usage: roost client --connect HOST:PORT --data DIR --shard K/N [flags]\n"
      "Run one federated client on a dataset shard.\n",
-     NULL},
+     roost_cmd_client},
     {"sim", "simulate many clients in one process",
      "usage: roost sim --clients N --per-round K --rounds R [flags]\n"
      "Run virtual clients against the real coordinator logic.\n",
@@ -47,7 +47,7 @@ static const struct roost_command commands[] = {
     {"status", "show the coordinator's current state from its database",
      "usage: roost status --db FILE [--json]\n", roost_cmd_status},
     {"report", "write a self-contained HTML report of a run",
-     "usage: roost report --db FILE -o report.html\n", NULL},
+     "usage: roost report --db FILE -o report.html\n", roost_cmd_report},
     {"audit", "verify the hash chain over committed rounds",
      "usage: roost audit --db FILE [--anchor ROUND:HEX]\n", roost_cmd_audit},
 };

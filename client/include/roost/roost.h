@@ -133,6 +133,199 @@ typedef void (*roost_log_fn)(void *arg, int level, const char *message);
 /* roost_log_level_name - "error", "warn", "info", "debug" (static). */
 const char *roost_log_level_name(int level);
 
+/* ===================================================================
+ * The client: an app's device taking part in a federation.
+ *
+ * Setup: fill a roost_config (typed setters; the config is copied by
+ * roost_client_create and may be destroyed right after), then create a
+ * roost_client. Drive it either with roost_client_run (blocks until done,
+ * canceled or failed) or from the app's own event loop: wait until
+ * roost_client_fd is readable or the timeout of the last
+ * roost_client_step has passed, then call roost_client_step again.
+ *
+ * What the library does for every task: check the round's privacy cost
+ * against the durable ledger and decline when the budget would be
+ * exceeded; train with DP-SGD (Poisson sampling, per-example clipping,
+ * Gaussian noise from a CSPRNG); record the privacy event durably; only
+ * then upload the clipped, noised update over TLS 1.3 with the device's
+ * certificate. The app supplies data (roost_data_provider) and may supply
+ * its own model (roost_trainer).
+ * =================================================================== */
+
+typedef struct roost_config roost_config;
+typedef struct roost_client roost_client;
+
+/*
+ * The app's local data. get() copies examples indices[0..n) into x (n
+ * rows of channels*height*width floats) and labels (n bytes, each <
+ * num_classes); it returns 0 or a ROOST_E* code. The library calls it
+ * from the thread that drives the client, at the start of each task, and
+ * keeps its own copy only for the duration of the task.
+ */
+typedef struct roost_data_provider {
+    size_t count;
+    uint32_t channels, height, width;
+    uint32_t num_classes;
+    int (*get)(void *arg, const uint32_t *indices, size_t n, float *x,
+               uint8_t *labels);
+    void *arg;
+} roost_data_provider;
+
+/* Storage for roost_data_provider_memory; caller-owned, must outlive the
+ * client. Its fields are private to the library. */
+typedef struct roost_memory_data {
+    const float *x;
+    const uint8_t *labels;
+    size_t dim;
+} roost_memory_data;
+
+/*
+ * roost_data_provider_memory - a provider over caller-owned arrays: x is
+ * count rows of channels*height*width floats, labels count bytes. The
+ * arrays and storage must outlive the client. Returns ROOST_OK or
+ * ROOST_EINVAL.
+ */
+int roost_data_provider_memory(roost_data_provider *out,
+                               roost_memory_data *storage, const float *x,
+                               const uint8_t *labels, size_t count,
+                               uint32_t channels, uint32_t height,
+                               uint32_t width, uint32_t num_classes);
+
+/*
+ * An app's own model. The library keeps sampling, clipping, noise, the
+ * ledger and transport; the trainer supplies per-example gradients in two
+ * passes over a batch of at most max_batch examples:
+ *   prepare        called once per task with the coordinator's model spec
+ *                  and parameter count; refuse (ROOST_ENOTSUP) a model
+ *                  you cannot run.
+ *   example_norms  forward and backward over the batch: norms_sq[i] =
+ *                  squared L2 norm of example i's loss gradient over ALL
+ *                  parameters; *loss_sum = sum of the losses (may be NULL).
+ *   weighted_grad  grad = sum_i weights[i] * g_i for the same batch.
+ * PRIVACY: the guarantee holds only if the norms are the true norms and
+ * the weighted sum is exact. A trainer that under-reports a norm lets an
+ * example exceed the clip bound, and the reported epsilon is then wrong.
+ * All three run on the thread that drives the client.
+ */
+typedef struct roost_trainer {
+    int (*prepare)(void *arg, const char *model_spec, uint32_t channels,
+                   uint32_t height, uint32_t width, size_t num_params);
+    int (*example_norms)(void *arg, const float *params, const float *x,
+                         const uint8_t *labels, size_t batch,
+                         double *norms_sq, double *loss_sum);
+    int (*weighted_grad)(void *arg, const float *weights, float *grad);
+    size_t max_batch;
+    void *arg;
+} roost_trainer;
+
+/* What a progress callback reports. */
+enum roost_client_event {
+    ROOST_EVENT_CONNECTED = 1,    /* TLS session up, checked in */
+    ROOST_EVENT_TASK = 2,         /* selected for a round */
+    ROOST_EVENT_UPLOADED = 3,     /* privacy event charged, update sent */
+    ROOST_EVENT_ACCEPTED = 4,     /* the coordinator aggregated it */
+    ROOST_EVENT_DECLINED = 5,     /* this client refused a task */
+    ROOST_EVENT_DISCONNECTED = 6, /* connection lost; reconnecting */
+};
+
+typedef struct roost_client_progress {
+    int event;              /* enum roost_client_event */
+    int64_t round_id;       /* 0 when not about a round */
+    double epsilon_spent;   /* from the ledger's accountant */
+    double epsilon_budget;  /* the ledger's budget */
+    uint64_t rounds;        /* updates accepted so far */
+} roost_client_progress;
+
+/* Runs on the thread that drives the client. */
+typedef void (*roost_progress_fn)(void *arg,
+                                  const roost_client_progress *progress);
+
+/* roost_config_create - an empty configuration. alloc (may be NULL: the C
+ * library) is used by the config and by clients created from it. */
+int roost_config_create(roost_config **out, const roost_allocator *alloc);
+/* roost_config_destroy - NULL does nothing. */
+void roost_config_destroy(roost_config *cfg);
+
+/* Setters copy their strings and structs. Each returns ROOST_OK,
+ * ROOST_EINVAL (NULL or out-of-range argument) or ROOST_ENOMEM. */
+
+/* The coordinator: endpoint "tcp://HOST:PORT"; server_name is the name its
+ * certificate must carry (NULL: HOST). Required. */
+int roost_config_set_server(roost_config *cfg, const char *endpoint,
+                            const char *server_name);
+/* PEM files: the deployment CA, this device's certificate and key.
+ * Required. */
+int roost_config_set_tls(roost_config *cfg, const char *ca_file,
+                         const char *cert_file, const char *key_file);
+/* The privacy ledger file and the budget (epsilon > 0, 0 < delta < 1).
+ * create: 1 creates the ledger if the file is missing; 0 refuses to run
+ * without it (use 0 once a ledger was created: a missing ledger then
+ * means it was lost, and spent budget must not be forgotten). Required. */
+int roost_config_set_ledger(roost_config *cfg, const char *path,
+                            double epsilon, double delta, int create);
+/* The local data. Required. The struct is copied; arg is borrowed. */
+int roost_config_set_data(roost_config *cfg, const roost_data_provider *data);
+/* An app's own model; without it the built-in BLAS trainer runs the
+ * coordinator's model spec. */
+int roost_config_set_trainer(roost_config *cfg, const roost_trainer *trainer);
+/* Logging (default: silent). */
+int roost_config_set_log(roost_config *cfg, roost_log_fn fn, void *arg,
+                         int max_level);
+int roost_config_set_progress(roost_config *cfg, roost_progress_fn fn,
+                              void *arg);
+/* Stop after this many accepted updates (0: run until canceled or the
+ * budget is exhausted). */
+int roost_config_set_max_rounds(roost_config *cfg, uint64_t rounds);
+/* Reconnect backoff bounds in ms (default 100 .. 30000), with jitter. */
+int roost_config_set_reconnect(roost_config *cfg, int min_ms, int max_ms);
+/* A display label sent at check-in (not an identity). */
+int roost_config_set_label(roost_config *cfg, const char *label);
+/* INSECURE, tests only: derive all randomness (DP noise included) from
+ * seed, which makes the noise predictable and voids the privacy
+ * guarantee. */
+int roost_config_set_insecure_seed(roost_config *cfg, uint64_t seed);
+
+/*
+ * roost_client_create - validate the configuration, open (or create) the
+ * ledger -- refusing a missing, corrupt or tampered one -- load the TLS
+ * files and start connecting. Returns ROOST_OK, ROOST_ECONFIG (missing or
+ * bad setting; roost_config_errmsg-style detail in *errmsg when errmsg is
+ * not NULL, a static-size copy of at most 256 bytes), ROOST_ELEDGER,
+ * ROOST_ETLS, ROOST_ENOMEM. *out is NULL on failure.
+ */
+int roost_client_create(roost_client **out, const roost_config *cfg,
+                        char *errmsg, size_t errmsg_cap);
+/* roost_client_destroy - close the connection and the ledger; NULL does
+ * nothing. Not while another thread is inside run or step. */
+void roost_client_destroy(roost_client *c);
+
+/*
+ * roost_client_step - do one bounded piece of work (network I/O, or one
+ * training step) and return. *timeout_ms receives how long the app may
+ * wait (on roost_client_fd) before calling again; 0 means call again at
+ * once. Returns ROOST_OK while there is more to do; ROOST_ECLOSED when
+ * max_rounds were contributed (done); ROOST_EBUDGET when the privacy
+ * budget is exhausted; ROOST_ECANCELED after roost_client_cancel; another
+ * code on a fatal error (see roost_client_errmsg). Call from one thread.
+ */
+int roost_client_step(roost_client *c, int *timeout_ms);
+/* roost_client_run - step until done, canceled or failed; returns what the
+ * last step returned (ROOST_ECLOSED when max_rounds were reached). */
+int roost_client_run(roost_client *c);
+/* roost_client_fd - a descriptor that becomes readable when the client
+ * has network work (level-triggered use is not guaranteed: always call
+ * step after a wake-up and honour its timeout). */
+int roost_client_fd(roost_client *c, int *fd);
+/* roost_client_cancel - ask run/step to stop soon. Any thread, any time
+ * (async-signal-safe: it only sets a flag). */
+void roost_client_cancel(roost_client *c);
+/* Detail of the last error (static to the handle, valid until the next
+ * call on it). */
+const char *roost_client_errmsg(const roost_client *c);
+/* Epsilon spent (from the ledger's accountant) and the budget. */
+int roost_client_epsilon(roost_client *c, double *spent, double *budget);
+
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,856 @@
+/*
+ * client.c - libroost's public client: configuration, the durable ledger,
+ * the TLS channel to the coordinator, the round protocol (cproto.c) and
+ * step-wise local training, driven by roost_client_step.
+ *
+ * Invariants:
+ *  - Privacy events go to the ledger (roost_ledger_charge, fsync'd) and
+ *    are released (roost_ledger_release) before cproto hands the update to
+ *    the channel; a failed charge sends nothing.
+ *  - One step does a bounded amount of work: one channel poll without
+ *    waiting, then at most one training step.
+ *  - The local data is copied from the provider at the start of a task
+ *    and freed at its end.
+ * Threading: one thread drives a client; roost_client_cancel may come
+ * from any thread (it only stores to a sig_atomic_t-like flag).
+ */
+#include <roost/roost.h>
+
+#include "client/src/cproto.h"
+#include "client/src/local_train.h"
+#include "common/alloc.h"
+#include "common/channel.h"
+#include "common/dataset.h"
+#include "common/model.h"
+#include "common/rng.h"
+#include "common/wire.h"
+#include "dp/ledger.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+struct roost_config {
+    const roost_allocator *alloc;
+    char *endpoint, *server_name;
+    char *ca, *cert, *key;
+    char *ledger_path;
+    double epsilon, delta;
+    int ledger_create;
+    bool has_data, has_trainer;
+    roost_data_provider data;
+    roost_trainer trainer;
+    roost_logger log;
+    roost_progress_fn progress;
+    void *progress_arg;
+    uint64_t max_rounds;
+    int reconnect_min_ms, reconnect_max_ms;
+    char *label;
+    bool seeded;
+    uint64_t seed;
+};
+
+struct roost_client {
+    const roost_allocator *alloc;
+    roost_config cfg; /* strings owned (deep copy) */
+    roost_errmsg em;
+    volatile int canceled;
+    roost_ledger *ledger;
+    roost_tls_ctx *tls;
+    roost_channel *ch;
+    uint64_t session; /* 0: not connected */
+    roost_cproto *proto;
+    roost_rng *rng;
+    uint8_t *buf;
+    size_t buf_cap;
+    int fatal; /* a protocol or ledger failure seen inside a callback */
+    /* The task in hand. */
+    roost_dataset *data;
+    roost_model *model;
+    roost_local_trainer *trainer;
+    roost_grad_ops ops;
+    roost_cproto_job *job;
+    uint64_t rounds_seen;
+};
+
+/* ----------------------------------------------------------- config */
+
+static char *
+dup_str(const roost_allocator *a, const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = roost_alloc_malloc(a, n);
+    if (d != NULL)
+        memcpy(d, s, n);
+    return d;
+}
+
+static int
+set_str(roost_config *cfg, char **slot, const char *value)
+{
+    char *d = NULL;
+    if (value != NULL) {
+        d = dup_str(cfg->alloc, value);
+        if (d == NULL)
+            return ROOST_ENOMEM;
+    }
+    roost_alloc_free(cfg->alloc, *slot);
+    *slot = d;
+    return ROOST_OK;
+}
+
+int
+roost_config_create(roost_config **out, const roost_allocator *alloc)
+{
+    if (out == NULL)
+        return ROOST_EINVAL;
+    *out = roost_alloc_calloc(alloc, 1, sizeof(**out));
+    if (*out == NULL)
+        return ROOST_ENOMEM;
+    (*out)->alloc = alloc;
+    (*out)->log.max_level = -1;
+    (*out)->reconnect_min_ms = 100;
+    (*out)->reconnect_max_ms = 30000;
+    return ROOST_OK;
+}
+
+static void
+config_free_strings(roost_config *cfg)
+{
+    char **s[] = {&cfg->endpoint, &cfg->server_name, &cfg->ca,   &cfg->cert,
+                  &cfg->key,      &cfg->ledger_path, &cfg->label};
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+        roost_alloc_free(cfg->alloc, *s[i]);
+        *s[i] = NULL;
+    }
+}
+
+void
+roost_config_destroy(roost_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    config_free_strings(cfg);
+    roost_alloc_free(cfg->alloc, cfg);
+}
+
+int
+roost_config_set_server(roost_config *cfg, const char *endpoint,
+                        const char *server_name)
+{
+    if (cfg == NULL || endpoint == NULL || strncmp(endpoint, "tcp://", 6) != 0)
+        return ROOST_EINVAL;
+    int rc = set_str(cfg, &cfg->endpoint, endpoint);
+    if (rc == ROOST_OK)
+        rc = set_str(cfg, &cfg->server_name, server_name);
+    return rc;
+}
+
+int
+roost_config_set_tls(roost_config *cfg, const char *ca_file,
+                     const char *cert_file, const char *key_file)
+{
+    if (cfg == NULL || ca_file == NULL || cert_file == NULL || key_file == NULL)
+        return ROOST_EINVAL;
+    int rc = set_str(cfg, &cfg->ca, ca_file);
+    if (rc == ROOST_OK)
+        rc = set_str(cfg, &cfg->cert, cert_file);
+    if (rc == ROOST_OK)
+        rc = set_str(cfg, &cfg->key, key_file);
+    return rc;
+}
+
+int
+roost_config_set_ledger(roost_config *cfg, const char *path, double epsilon,
+                        double delta, int create)
+{
+    if (cfg == NULL || path == NULL || !(epsilon > 0) || !isfinite(epsilon) ||
+        !(delta > 0 && delta < 1))
+        return ROOST_EINVAL;
+    cfg->epsilon = epsilon;
+    cfg->delta = delta;
+    cfg->ledger_create = create != 0;
+    return set_str(cfg, &cfg->ledger_path, path);
+}
+
+int
+roost_config_set_data(roost_config *cfg, const roost_data_provider *data)
+{
+    if (cfg == NULL || data == NULL || data->get == NULL || data->count == 0 ||
+        data->count > UINT32_MAX || data->channels == 0 || data->height == 0 ||
+        data->width == 0 || data->num_classes < 2 || data->num_classes > 256)
+        return ROOST_EINVAL;
+    cfg->data = *data;
+    cfg->has_data = true;
+    return ROOST_OK;
+}
+
+int
+roost_config_set_trainer(roost_config *cfg, const roost_trainer *trainer)
+{
+    if (cfg == NULL || trainer == NULL || trainer->example_norms == NULL ||
+        trainer->weighted_grad == NULL || trainer->max_batch == 0)
+        return ROOST_EINVAL;
+    cfg->trainer = *trainer;
+    cfg->has_trainer = true;
+    return ROOST_OK;
+}
+
+int
+roost_config_set_log(roost_config *cfg, roost_log_fn fn, void *arg,
+                     int max_level)
+{
+    if (cfg == NULL)
+        return ROOST_EINVAL;
+    cfg->log.fn = fn;
+    cfg->log.arg = arg;
+    cfg->log.max_level = max_level;
+    return ROOST_OK;
+}
+
+int
+roost_config_set_progress(roost_config *cfg, roost_progress_fn fn, void *arg)
+{
+    if (cfg == NULL)
+        return ROOST_EINVAL;
+    cfg->progress = fn;
+    cfg->progress_arg = arg;
+    return ROOST_OK;
+}
+
+int
+roost_config_set_max_rounds(roost_config *cfg, uint64_t rounds)
+{
+    if (cfg == NULL)
+        return ROOST_EINVAL;
+    cfg->max_rounds = rounds;
+    return ROOST_OK;
+}
+
+int
+roost_config_set_reconnect(roost_config *cfg, int min_ms, int max_ms)
+{
+    if (cfg == NULL || min_ms <= 0 || max_ms < min_ms)
+        return ROOST_EINVAL;
+    cfg->reconnect_min_ms = min_ms;
+    cfg->reconnect_max_ms = max_ms;
+    return ROOST_OK;
+}
+
+int
+roost_config_set_label(roost_config *cfg, const char *label)
+{
+    if (cfg == NULL || (label != NULL && strlen(label) > 128))
+        return ROOST_EINVAL;
+    return set_str(cfg, &cfg->label, label);
+}
+
+int
+roost_config_set_insecure_seed(roost_config *cfg, uint64_t seed)
+{
+    if (cfg == NULL)
+        return ROOST_EINVAL;
+    cfg->seeded = true;
+    cfg->seed = seed;
+    return ROOST_OK;
+}
+
+static int
+memory_get(void *arg, const uint32_t *indices, size_t n, float *x,
+           uint8_t *labels)
+{
+    roost_memory_data *m = arg;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(x + i * m->dim, m->x + (size_t)indices[i] * m->dim,
+               m->dim * sizeof(float));
+        labels[i] = m->labels[indices[i]];
+    }
+    return ROOST_OK;
+}
+
+int
+roost_data_provider_memory(roost_data_provider *out, roost_memory_data *storage,
+                           const float *x, const uint8_t *labels, size_t count,
+                           uint32_t channels, uint32_t height, uint32_t width,
+                           uint32_t num_classes)
+{
+    size_t dim;
+    if (out == NULL || storage == NULL || x == NULL || labels == NULL ||
+        count == 0 || channels == 0 || height == 0 || width == 0 ||
+        !roost_size_mul((size_t)channels * height, width, &dim))
+        return ROOST_EINVAL;
+    storage->x = x;
+    storage->labels = labels;
+    storage->dim = dim;
+    out->count = count;
+    out->channels = channels;
+    out->height = height;
+    out->width = width;
+    out->num_classes = num_classes;
+    out->get = memory_get;
+    out->arg = storage;
+    return ROOST_OK;
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ----------------------------------------------------------- ledger */
+
+static int
+ledger_plan(void *arg, double q, double sigma, uint64_t steps, double delta,
+            int64_t round_id, double *eps_after, roost_errmsg *em)
+{
+    roost_client *c = arg;
+    roost_ledger_event ev = {.q = q,
+                             .sigma = sigma,
+                             .steps = steps,
+                             .delta = delta,
+                             .round_id = round_id};
+    int rc = roost_ledger_plan(c->ledger, &ev, eps_after);
+    if (rc != ROOST_OK)
+        roost_fail(em, rc, "%s", roost_ledger_errmsg(c->ledger));
+    return rc;
+}
+
+static int
+ledger_charge(void *arg, double q, double sigma, uint64_t steps, double delta,
+              int64_t round_id, const char *task_id, double *eps_after,
+              roost_errmsg *em)
+{
+    roost_client *c = arg;
+    roost_ledger_event ev = {.q = q,
+                             .sigma = sigma,
+                             .steps = steps,
+                             .delta = delta,
+                             .round_id = round_id,
+                             .task_id = task_id};
+    roost_ledger_receipt receipt;
+    int rc = roost_ledger_charge(c->ledger, &ev, &receipt, eps_after);
+    /* Released at once: the protocol sends right after this returns, and
+     * the event is durable by now. */
+    if (rc == ROOST_OK)
+        rc = roost_ledger_release(c->ledger, &receipt);
+    if (rc != ROOST_OK)
+        roost_fail(em, rc, "%s", roost_ledger_errmsg(c->ledger));
+    return rc;
+}
+
+static int
+ledger_remaining(void *arg, double *eps_remaining, double *delta)
+{
+    roost_client *c = arg;
+    double spent = 0;
+    int rc = roost_ledger_spent(c->ledger, &spent, NULL, NULL);
+    if (rc != ROOST_OK)
+        return rc;
+    roost_ledger_budget b;
+    roost_ledger_get_budget(c->ledger, &b);
+    *eps_remaining = b.epsilon_max - spent;
+    *delta = b.delta;
+    return ROOST_OK;
+}
+
+/* ---------------------------------------------------------- channel */
+
+static void
+progress(roost_client *c, int event, int64_t round_id)
+{
+    if (c->cfg.progress == NULL)
+        return;
+    roost_client_progress p = {.event = event, .round_id = round_id};
+    double spent = 0, budget = 0;
+    roost_client_epsilon(c, &spent, &budget);
+    p.epsilon_spent = spent;
+    p.epsilon_budget = budget;
+    p.rounds = roost_cproto_rounds(c->proto);
+    c->cfg.progress(c->cfg.progress_arg, &p);
+}
+
+static int
+proto_send(void *arg, const Roost__V1__Envelope *m)
+{
+    roost_client *c = arg;
+    if (c->session == 0)
+        return ROOST_ECLOSED;
+    size_t len = 0;
+    int rc = roost_wire_encode(m, c->buf, c->buf_cap, &len);
+    if (rc == ROOST_ETOOSMALL) {
+        uint8_t *b = roost_alloc_realloc(c->alloc, c->buf, len);
+        if (b == NULL)
+            return ROOST_ENOMEM;
+        c->buf = b;
+        c->buf_cap = len;
+        rc = roost_wire_encode(m, c->buf, c->buf_cap, &len);
+    }
+    if (rc == ROOST_OK)
+        rc = roost_channel_send(c->ch, c->session, c->buf, len);
+    return rc;
+}
+
+static void end_task(roost_client *c);
+
+static void
+on_channel_event(void *arg, const roost_channel_event *ev)
+{
+    roost_client *c = arg;
+    switch (ev->type) {
+    case ROOST_CHANNEL_OPENED: {
+        c->session = ev->session;
+        int rc = roost_cproto_check_in(c->proto, mono_ms());
+        if (rc == ROOST_EBUDGET) {
+            c->fatal = rc;
+            return;
+        }
+        progress(c, ROOST_EVENT_CONNECTED, 0);
+        return;
+    }
+    case ROOST_CHANNEL_FRAME: {
+        Roost__V1__Envelope *m = NULL;
+        roost_errmsg em;
+        int rc = roost_wire_decode(c->alloc, ev->data, ev->len, NULL, &m, &em);
+        if (rc != ROOST_OK) {
+            roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                      "undecodable message from the coordinator: %s", em.text);
+            roost_channel_close(c->ch, ev->session);
+            return;
+        }
+        enum roost_cproto_state before = roost_cproto_state(c->proto);
+        uint64_t rounds_before = roost_cproto_rounds(c->proto);
+        rc = roost_cproto_on_message(c->proto, m, mono_ms());
+        roost_wire_free(c->alloc, m);
+        if (rc != ROOST_OK) {
+            roost_log(&c->cfg.log, ROOST_LOG_WARN, "%s",
+                      roost_cproto_errmsg(c->proto));
+            if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE)
+                c->fatal = rc;
+            roost_channel_close(c->ch, ev->session);
+            return;
+        }
+        enum roost_cproto_state after = roost_cproto_state(c->proto);
+        if (after == ROOST_CP_EXHAUSTED && before != after) {
+            progress(c, ROOST_EVENT_DECLINED, 0);
+            c->fatal = ROOST_EBUDGET;
+        }
+        if ((after == ROOST_CP_RECEIVING || after == ROOST_CP_READY) &&
+            before == ROOST_CP_WAITING)
+            progress(c, ROOST_EVENT_TASK, 0);
+        if (roost_cproto_rounds(c->proto) > rounds_before)
+            progress(c, ROOST_EVENT_ACCEPTED, 0);
+        return;
+    }
+    case ROOST_CHANNEL_CLOSED:
+        c->session = 0;
+        if (roost_cproto_state(c->proto) == ROOST_CP_TRAINING)
+            end_task(c);
+        roost_cproto_disconnected(c->proto);
+        progress(c, ROOST_EVENT_DISCONNECTED, 0);
+        return;
+    default:
+        return;
+    }
+}
+
+/* ------------------------------------------------------------ tasks */
+
+static void
+end_task(roost_client *c)
+{
+    roost_local_trainer_destroy(c->trainer);
+    c->trainer = NULL;
+    roost_dataset_destroy(c->data);
+    c->data = NULL;
+    c->job = NULL;
+}
+
+/* Copy the provider's examples into a dataset for this task. */
+static int
+load_data(roost_client *c)
+{
+    const roost_data_provider *p = &c->cfg.data;
+    size_t dim = (size_t)p->channels * p->height * p->width;
+    size_t n = p->count;
+    float *x = roost_alloc_calloc(c->alloc, n, dim * sizeof(float));
+    uint8_t *y = roost_alloc_malloc(c->alloc, n);
+    uint32_t *idx = roost_alloc_calloc(c->alloc, n, sizeof(uint32_t));
+    int rc = ROOST_ENOMEM;
+    if (x != NULL && y != NULL && idx != NULL) {
+        for (size_t i = 0; i < n; i++)
+            idx[i] = (uint32_t)i;
+        rc = p->get(p->arg, idx, n, x, y);
+        if (rc != ROOST_OK)
+            roost_fail(&c->em, rc, "data provider failed: %s",
+                       roost_strerror(rc));
+        else
+            rc = roost_dataset_create_from_arrays(
+                &c->data, c->alloc, n, p->channels, p->height, p->width, x, y,
+                p->num_classes, &c->em);
+    }
+    roost_alloc_free(c->alloc, x);
+    roost_alloc_free(c->alloc, y);
+    roost_alloc_free(c->alloc, idx);
+    return rc;
+}
+
+static int
+start_task(roost_client *c)
+{
+    roost_cproto_job *j = NULL;
+    int rc = roost_cproto_take_job(c->proto, &j);
+    if (rc != ROOST_OK)
+        return rc;
+    c->job = j;
+    const roost_data_provider *p = &c->cfg.data;
+    if (j->channels != p->channels || j->height != p->height ||
+        j->width != p->width) {
+        rc = roost_fail(&c->em, ROOST_ESHAPE,
+                        "task model takes %ux%ux%u inputs, the local data is "
+                        "%ux%ux%u",
+                        j->channels, j->height, j->width, p->channels,
+                        p->height, p->width);
+        goto fail;
+    }
+    rc = load_data(c);
+    if (rc != ROOST_OK)
+        goto fail;
+    roost_local_source src = {0};
+    if (c->cfg.has_trainer) {
+        if (c->cfg.trainer.prepare != NULL) {
+            rc = c->cfg.trainer.prepare(c->cfg.trainer.arg, j->model_spec,
+                                        j->channels, j->height, j->width,
+                                        j->n_params);
+            if (rc != ROOST_OK) {
+                roost_fail(&c->em, rc, "trainer refused model '%s'",
+                           j->model_spec);
+                goto fail;
+            }
+        }
+        c->ops.example_norms = c->cfg.trainer.example_norms;
+        c->ops.weighted_grad = c->cfg.trainer.weighted_grad;
+        c->ops.arg = c->cfg.trainer.arg;
+        c->ops.max_batch = c->cfg.trainer.max_batch;
+        src.ops = &c->ops;
+        src.n_params = j->n_params;
+        src.input_dim = (size_t)j->channels * j->height * j->width;
+    } else {
+        if (c->model == NULL ||
+            strcmp(roost_model_spec(c->model), j->model_spec) != 0) {
+            roost_model_destroy(c->model);
+            c->model = NULL;
+            rc = roost_model_create(&c->model, c->alloc, j->model_spec,
+                                    j->channels, j->height, j->width, &c->em);
+            if (rc != ROOST_OK)
+                goto fail;
+        }
+        if (roost_model_param_count(c->model) != j->n_params) {
+            rc = roost_fail(&c->em, ROOST_ESHAPE,
+                            "model '%s' has %zu parameters, the task %zu",
+                            j->model_spec, roost_model_param_count(c->model),
+                            j->n_params);
+            goto fail;
+        }
+        src.model = c->model;
+    }
+    rc = roost_local_trainer_create(&c->trainer, c->alloc, &src, c->data, NULL,
+                                    roost_dataset_count(c->data), j->global,
+                                    j->params, &j->task, c->rng, &c->em);
+    if (rc != ROOST_OK)
+        goto fail;
+    return ROOST_OK;
+fail:
+    /* The task cannot be trained: decline it (nothing was charged). */
+    end_task(c);
+    roost_local_result none;
+    memset(&none, 0, sizeof(none));
+    roost_cproto_finish(c->proto, rc, &none, mono_ms());
+    progress(c, ROOST_EVENT_DECLINED, 0);
+    return ROOST_OK;
+}
+
+/* One training step; at the end, charge and upload. */
+static int
+train_step(roost_client *c)
+{
+    bool done = false;
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    int rc = roost_local_trainer_step(c->trainer, &done, &em);
+    if (rc == ROOST_OK && !done)
+        return ROOST_OK;
+    roost_local_result res;
+    roost_local_trainer_result(c->trainer, &res);
+    int64_t round_id = c->job->round_id;
+    if (rc != ROOST_OK)
+        roost_log(&c->cfg.log, ROOST_LOG_WARN, "training failed: %s", em.text);
+    int frc = roost_cproto_finish(c->proto, rc, &res, mono_ms());
+    end_task(c);
+    if (frc == ROOST_EBUDGET)
+        return ROOST_EBUDGET;
+    if (frc == ROOST_ELEDGER || frc == ROOST_ESTORE) {
+        roost_fail(&c->em, frc, "%s", roost_cproto_errmsg(c->proto));
+        return frc;
+    }
+    if (rc == ROOST_OK && frc == ROOST_OK)
+        progress(c, ROOST_EVENT_UPLOADED, round_id);
+    return ROOST_OK;
+}
+
+/* ----------------------------------------------------------- client */
+
+static void
+copy_config(roost_client *c, const roost_config *cfg, int *rc)
+{
+    c->cfg = *cfg;
+    c->cfg.alloc = c->alloc;
+    char **dst[] = {&c->cfg.endpoint, &c->cfg.server_name, &c->cfg.ca,
+                    &c->cfg.cert,     &c->cfg.key,         &c->cfg.ledger_path,
+                    &c->cfg.label};
+    const char *src[] = {cfg->endpoint, cfg->server_name, cfg->ca,   cfg->cert,
+                         cfg->key,      cfg->ledger_path, cfg->label};
+    for (size_t i = 0; i < sizeof(dst) / sizeof(dst[0]); i++) {
+        *dst[i] = NULL;
+        if (src[i] != NULL && *rc == ROOST_OK) {
+            *dst[i] = dup_str(c->alloc, src[i]);
+            if (*dst[i] == NULL)
+                *rc = ROOST_ENOMEM;
+        }
+    }
+}
+
+/* The host part of "tcp://HOST:PORT", as the default server name. */
+static void
+default_server_name(const char *endpoint, char *out, size_t cap)
+{
+    const char *h = endpoint + 6;
+    const char *colon = strrchr(h, ':');
+    size_t n = colon != NULL ? (size_t)(colon - h) : strlen(h);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, h, n);
+    out[n] = '\0';
+}
+
+int
+roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
+                    size_t errmsg_cap)
+{
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    int rc = ROOST_OK;
+    if (out == NULL || cfg == NULL)
+        return ROOST_EINVAL;
+    *out = NULL;
+    if (cfg->endpoint == NULL)
+        rc = roost_fail(&em, ROOST_ECONFIG,
+                        "no coordinator (roost_config_set_server)");
+    else if (cfg->ca == NULL)
+        rc = roost_fail(&em, ROOST_ECONFIG,
+                        "no TLS files (roost_config_set_tls)");
+    else if (cfg->ledger_path == NULL)
+        rc = roost_fail(&em, ROOST_ECONFIG,
+                        "no privacy ledger (roost_config_set_ledger)");
+    else if (!cfg->has_data)
+        rc = roost_fail(&em, ROOST_ECONFIG,
+                        "no local data (roost_config_set_data)");
+    roost_client *c = NULL;
+    if (rc == ROOST_OK) {
+        c = roost_alloc_calloc(cfg->alloc, 1, sizeof(*c));
+        if (c == NULL)
+            rc = roost_fail(&em, ROOST_ENOMEM, "out of memory");
+    }
+    if (rc == ROOST_OK) {
+        c->alloc = cfg->alloc;
+        copy_config(c, cfg, &rc);
+        if (rc != ROOST_OK)
+            roost_fail(&em, rc, "out of memory");
+    }
+    if (rc == ROOST_OK) {
+        roost_ledger_budget budget = {cfg->epsilon, cfg->delta};
+        rc = roost_ledger_open(&c->ledger, c->alloc, cfg->ledger_path,
+                               cfg->ledger_create ? ROOST_LEDGER_CREATE : 0,
+                               &budget, &em);
+    }
+    if (rc == ROOST_OK) {
+        rc = cfg->seeded ? roost_rng_create_insecure_deterministic(
+                               &c->rng, c->alloc, cfg->seed, 0)
+                         : roost_rng_create(&c->rng, c->alloc);
+        if (rc != ROOST_OK)
+            roost_fail(&em, rc, "random source unavailable");
+        else if (cfg->seeded)
+            roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                      "INSECURE: a fixed seed makes this client's DP noise "
+                      "predictable; its privacy guarantee does not hold");
+    }
+    if (rc == ROOST_OK) {
+        roost_tls_files files = {cfg->ca, cfg->cert, cfg->key, NULL};
+        rc = roost_tls_ctx_create_client(&c->tls, &files, &em);
+    }
+    if (rc == ROOST_OK) {
+        roost_channel_config chc;
+        roost_channel_config_init(&chc);
+        chc.on_event = on_channel_event;
+        chc.event_arg = c;
+        chc.logger = c->cfg.log;
+        chc.alloc = c->alloc;
+        chc.reconnect_min_ms = cfg->reconnect_min_ms;
+        chc.reconnect_max_ms = cfg->reconnect_max_ms;
+        rc = roost_channel_create(&c->ch, &chc, c->tls, &em);
+    }
+    if (rc == ROOST_OK) {
+        roost_cproto_config pc = {
+            .label = c->cfg.label,
+            .n_local = cfg->data.count,
+            .budget = {ledger_plan, ledger_charge, ledger_remaining, c},
+            .keep_model = true,
+            .log = c->cfg.log,
+        };
+        rc = roost_cproto_create(&c->proto, c->alloc, &pc, proto_send, c, &em);
+    }
+    if (rc == ROOST_OK) {
+        char name[256];
+        if (cfg->server_name != NULL)
+            snprintf(name, sizeof(name), "%s", cfg->server_name);
+        else
+            default_server_name(cfg->endpoint, name, sizeof(name));
+        rc = roost_channel_connect(c->ch, cfg->endpoint, name);
+        if (rc != ROOST_OK)
+            roost_fail(&em, rc, "cannot connect to %s: %s", cfg->endpoint,
+                       roost_channel_errmsg(c->ch));
+    }
+    if (rc != ROOST_OK) {
+        if (errmsg != NULL && errmsg_cap > 0)
+            snprintf(errmsg, errmsg_cap, "%s", em.text);
+        roost_client_destroy(c);
+        return rc;
+    }
+    *out = c;
+    return ROOST_OK;
+}
+
+void
+roost_client_destroy(roost_client *c)
+{
+    if (c == NULL)
+        return;
+    end_task(c);
+    roost_cproto_destroy(c->proto);
+    roost_channel_destroy(c->ch);
+    roost_tls_ctx_destroy(c->tls);
+    roost_model_destroy(c->model);
+    roost_ledger_close(c->ledger);
+    roost_rng_destroy(c->rng);
+    roost_alloc_free(c->alloc, c->buf);
+    config_free_strings(&c->cfg);
+    roost_alloc_free(c->alloc, c);
+}
+
+int
+roost_client_step(roost_client *c, int *timeout_ms)
+{
+    int wait = 0;
+    if (timeout_ms != NULL)
+        *timeout_ms = 0;
+    if (c->canceled)
+        return roost_fail(&c->em, ROOST_ECANCELED, "canceled");
+    if (c->fatal != ROOST_OK) {
+        if (c->fatal == ROOST_EBUDGET)
+            roost_fail(&c->em, ROOST_EBUDGET, "%s",
+                       roost_cproto_errmsg(c->proto));
+        return c->fatal;
+    }
+    if (c->cfg.max_rounds != 0 &&
+        roost_cproto_rounds(c->proto) >= c->cfg.max_rounds)
+        return roost_fail(&c->em, ROOST_ECLOSED,
+                          "contributed %" PRIu64 " rounds; done",
+                          c->cfg.max_rounds);
+    int rc = roost_channel_poll(c->ch, 0);
+    if (rc != ROOST_OK)
+        return roost_fail(&c->em, rc, "network: %s",
+                          roost_channel_errmsg(c->ch));
+    if (c->fatal != ROOST_OK)
+        return c->fatal;
+    enum roost_cproto_state st = roost_cproto_state(c->proto);
+    if (st == ROOST_CP_READY && c->session != 0) {
+        rc = start_task(c);
+        if (rc != ROOST_OK)
+            return rc;
+    } else if (st == ROOST_CP_TRAINING && c->trainer != NULL) {
+        rc = train_step(c);
+        if (rc != ROOST_OK) {
+            c->fatal = rc;
+            return rc;
+        }
+    } else {
+        int64_t now = mono_ms(), next = INT64_MAX;
+        if (c->session != 0)
+            roost_cproto_tick(c->proto, now, &next);
+        int timer = roost_channel_next_timer_ms(c->ch);
+        wait = timer < 0 ? 1000 : timer;
+        if (next != INT64_MAX && next - now < wait)
+            wait = next - now < 0 ? 0 : (int)(next - now);
+        if (wait > 1000)
+            wait = 1000;
+    }
+    if (timeout_ms != NULL)
+        *timeout_ms = wait;
+    return ROOST_OK;
+}
+
+int
+roost_client_run(roost_client *c)
+{
+    int fd = -1;
+    roost_channel_fd(c->ch, &fd);
+    for (;;) {
+        int timeout = 0;
+        int rc = roost_client_step(c, &timeout);
+        if (rc != ROOST_OK)
+            return rc;
+        if (timeout > 0) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            poll(&pfd, fd >= 0 ? 1 : 0, timeout);
+        }
+    }
+}
+
+int
+roost_client_fd(roost_client *c, int *fd)
+{
+    if (c == NULL || fd == NULL)
+        return ROOST_EINVAL;
+    return roost_channel_fd(c->ch, fd);
+}
+
+void
+roost_client_cancel(roost_client *c)
+{
+    if (c != NULL)
+        c->canceled = 1;
+}
+
+const char *
+roost_client_errmsg(const roost_client *c)
+{
+    return c != NULL ? c->em.text : "";
+}
+
+int
+roost_client_epsilon(roost_client *c, double *spent, double *budget)
+{
+    if (c == NULL || spent == NULL || budget == NULL)
+        return ROOST_EINVAL;
+    roost_ledger_budget b;
+    roost_ledger_get_budget(c->ledger, &b);
+    *budget = b.epsilon_max;
+    return roost_ledger_spent(c->ledger, spent, NULL, NULL);
+}
