@@ -25,7 +25,9 @@
  * the parameters and the state exactly as they were.
  *
  * A roost_strategy is not thread-safe: one thread (the round loop, or the
- * worker it hands a round to) uses it at a time.
+ * worker it hands a round to) uses it at a time. The functions that take
+ * no handle (config_init, config_check, kind_parse, kind_name,
+ * memory_bound) keep no state and may be called from any thread.
  */
 #ifndef ROOST_SERVER_STRATEGY_H
 #define ROOST_SERVER_STRATEGY_H
@@ -158,7 +160,9 @@ bool roost_strategy_kind_is_robust(roost_strategy_kind kind);
 /*
  * roost_strategy_config_check - ROOST_OK, or ROOST_ECONFIG naming the bad
  * field (rates and betas out of range, tau <= 0, trim fraction outside
- * [0, 0.5), central DP on a robust kind or with C <= 0, z < 0 or no rng).
+ * [0, 0.5), central DP on a robust kind or with C <= 0, z <= 0 or no rng,
+ * adaptive clipping without central DP or dp_expected_updates, quantile
+ * outside [0, 1], step <= 0). ROOST_EINVAL for NULL.
  */
 int roost_strategy_config_check(const roost_strategy_config *cfg,
                                 roost_errmsg *em);
@@ -181,8 +185,9 @@ int roost_strategy_memory_bound(const roost_strategy_config *cfg, size_t n,
  *
  * Returns ROOST_OK; ROOST_EINVAL (NULL out/cfg, n == 0); ROOST_ECONFIG
  * (see config_check); ROOST_ETOOBIG (a robust kind whose limits cannot hold
- * even 2*f+3 updates, or Krum's minimum); ROOST_ENOMEM. With central DP
- * also ROOST_ECONFIG when the noise grid is too coarse for n.
+ * its smallest round: 1 update, 2f + 3 for Krum); ROOST_ENOMEM. With
+ * central DP also ROOST_ECONFIG when the noise grid is too coarse for n or
+ * (adaptive clipping) 2 * sigma_b <= z.
  * On failure *out is NULL and nothing leaks.
  */
 int roost_strategy_create(roost_strategy **out, const roost_allocator *alloc,
