@@ -54,6 +54,9 @@
 #define RECV_BUDGET 4096
 #define SEND_SLICE ((size_t)256 << 10)
 #define FIRST_RECORD 16384
+/* Frames at least this large keep OpenSSL's record buffers while they
+ * arrive (see roost_tls_keep_buffers). */
+#define BIG_FRAME ((size_t)65536)
 
 enum { S_HANDSHAKE, S_OPEN, S_CLOSING };
 
@@ -517,6 +520,8 @@ read_frames(roost_channel *ch, session *s)
             s->in_body = true;
             s->body_len = len;
             s->body_have = 0;
+            if (len >= BIG_FRAME)
+                roost_tls_keep_buffers(s->tls, true);
             continue;
         }
         rc = roost_tls_read(s->tls, s->body + s->body_have,
@@ -526,6 +531,8 @@ read_frames(roost_channel *ch, session *s)
         s->body_have += got;
         if (s->body_have == s->body_len) {
             s->in_body = false;
+            if (s->body_len >= BIG_FRAME)
+                roost_tls_keep_buffers(s->tls, false);
             deliver_frame(ch, s, s->body, s->body_len);
             body_release(ch, s);
         }

@@ -490,6 +490,15 @@ roost_tls_out_consume(roost_tls *tls, size_t n)
     }
 }
 
+void
+roost_tls_keep_buffers(roost_tls *tls, bool keep)
+{
+    if (keep)
+        SSL_clear_mode(tls->ssl, SSL_MODE_RELEASE_BUFFERS);
+    else
+        SSL_set_mode(tls->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
 size_t
 roost_tls_in_pending(const roost_tls *tls)
 {
