@@ -1,0 +1,121 @@
+#!/bin/sh
+# bench_sim.sh - roost sim at scale, next to a plain PyTorch FedAvg loop
+# measured in the same run.
+#
+#   sh tests/bench/bench_sim.sh BUILD_DIR [ROUNDS] [REPS]
+#
+# 1. Speed: REPS times (default 2), alternately, `roost sim --no-dp` and
+#    tests/bench/torch_fedavg.py on the same job: Fashion-MNIST, IID
+#    partition, 100 clients, 10 per round, MLP 784-200-200-10, E = 1,
+#    B = 32, lr 0.05, ROUNDS rounds (default 10), evaluation on the 10,000
+#    test images after every round in both. Each uses the machine as it
+#    does by default (roost: one worker thread per core, one BLAS thread
+#    each; PyTorch: its default intra-op thread count, printed). Prints the
+#    median seconds per round (rounds after the first), their ratio, the
+#    accuracy each reached after ROUNDS rounds and each one's peak RSS.
+# 2. Memory per idle virtual client: peak RSS of `roost sim --no-dp` with
+#    1,000 and with 10,000 clients (10 per round, 1 round; 3 runs each,
+#    medians); (difference) / 9,000. Both partition the same 60,000
+#    training examples, so the data indices (4 bytes per example) are the
+#    same total in both runs and cancel out of the difference.
+# 3. Scale: 10,000 clients, 100 per round, 3 rounds, with DP (the default)
+#    and with --no-dp: completes or not, wall time, peak RSS.
+#
+# Timings on a shared machine are noisy; alternating runs keep the
+# comparison fair. Needs /usr/bin/python3 with torch (python3-torch) and
+# /usr/bin/time.
+set -eu
+build=${1:?usage: bench_sim.sh BUILD_DIR [ROUNDS] [REPS]}
+rounds=${2:-10}
+reps=${3:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+roost="$build/server/roost"
+[ -x "$roost" ] || { echo "bench_sim.sh: $roost not built" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+job="--clients 100 --per-round 10 --local-epochs 1 --batch 32 --lr 0.05"
+
+# --- 1. speed and accuracy against PyTorch -------------------------------
+i=0
+while [ "$i" -lt "$reps" ]; do
+    # shellcheck disable=SC2086
+    /usr/bin/time -f '{"impl": "roost-time", "peak_rss_kib": %M}' \
+        -o "$tmp/time" "$roost" sim --no-dp $job --rounds "$rounds" \
+        --seed $((i + 1)) --json --quiet --db "$tmp/sim.db" --overwrite \
+        >"$tmp/roost.$i" 2>/dev/null
+    cat "$tmp/time" >>"$tmp/roost.$i"
+    # shellcheck disable=SC2086
+    /usr/bin/python3 "$here/torch_fedavg.py" $job --rounds "$rounds" \
+        --seed $((i + 1)) >"$tmp/torch.$i"
+    i=$((i + 1))
+done
+
+# --- 2. memory per idle virtual client ------------------------------------
+for i in 1 2 3; do
+    for n in 1000 10000; do
+        /usr/bin/time -f "$n %M" -a -o "$tmp/mem" "$roost" sim --no-dp \
+            --clients "$n" --per-round 10 --rounds 1 --json --quiet \
+            --db "$tmp/mem.db" --overwrite >/dev/null 2>&1
+    done
+done
+
+# --- 3. 10,000 clients, 100 per round, 3 rounds ---------------------------
+for mode in dp no-dp; do
+    flag=
+    [ "$mode" = no-dp ] && flag=--no-dp
+    if /usr/bin/time -f "%e %M" -o "$tmp/scale.$mode" "$roost" sim $flag \
+        --clients 10000 --per-round 100 --rounds 3 --json --quiet \
+        --db "$tmp/scale.db" --overwrite >"$tmp/scale.$mode.json" \
+        2>"$tmp/scale.$mode.err"; then
+        echo ok >>"$tmp/scale.$mode"
+    else
+        echo failed >>"$tmp/scale.$mode"
+    fi
+done
+
+/usr/bin/python3 - "$tmp" "$reps" "$rounds" <<'PY'
+import json, os, statistics, sys
+tmp, reps, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def rows(path):
+    return [json.loads(l) for l in open(path) if l.startswith("{")]
+r_round, r_acc, r_rss, t_round, t_acc, t_rss, t_thr = [], [], [], [], [], [], 0
+for i in range(reps):
+    rr = rows(os.path.join(tmp, f"roost.{i}"))
+    per = [x for x in rr if "round" in x]
+    r_round.append(statistics.median(x["seconds"] for x in per[1:] or per))
+    r_acc.append(per[-1]["accuracy"])
+    r_rss.append([x for x in rr if x.get("impl") == "roost-time"][0]
+                 ["peak_rss_kib"])
+    tt = rows(os.path.join(tmp, f"torch.{i}"))
+    s = [x for x in tt if x.get("impl") == "torch"][0]
+    t_round.append(s["median_round_s"]); t_acc.append(s["accuracy"])
+    t_rss.append(s["peak_rss_kib"]); t_thr = s["threads"]
+print(f"1. FedAvg, 100 clients, 10 per round, MLP, E=1, B=32, lr 0.05, "
+      f"{rounds} rounds, median of {reps} alternating runs")
+print(f"   {'impl':22} {'s/round':>8} {'accuracy':>9} {'peak RSS':>9}")
+rr_, tr_ = statistics.median(r_round), statistics.median(t_round)
+print(f"   {'roost sim':22} {rr_:8.3f} {100*statistics.median(r_acc):8.2f}%"
+      f" {statistics.median(r_rss)/1024:6.0f} MiB")
+print(f"   {'pytorch (%d thread%s)' % (t_thr, 's'[:t_thr != 1]):22}"
+      f" {tr_:8.3f} {100*statistics.median(t_acc):8.2f}%"
+      f" {statistics.median(t_rss)/1024:6.0f} MiB")
+print(f"   roost is {tr_/rr_:.2f}x faster per round")
+mem = {}
+for line in open(os.path.join(tmp, "mem")):
+    n, kib = line.split()
+    mem.setdefault(int(n), []).append(int(kib))
+a, b = statistics.median(mem[1000]), statistics.median(mem[10000])
+print("2. memory per idle virtual client (peak RSS, median of 3)")
+print(f"   1,000 clients {a/1024:.1f} MiB, 10,000 clients {b/1024:.1f} MiB:"
+      f" {(b - a) * 1024 / 9000:.0f} bytes per client"
+      f" ({(b - a) / 9000:.2f} KiB; target <= 16 KiB)")
+print("3. 10,000 clients, 100 per round, 3 rounds")
+for mode in ("dp", "no-dp"):
+    lines = open(os.path.join(tmp, f"scale.{mode}")).read().split()
+    el, kib, status = lines[-3], lines[-2], lines[-1]
+    js = rows(os.path.join(tmp, f"scale.{mode}.json"))
+    last = js[-1] if js else {}
+    print(f"   {mode:6}: {status}, {len(js)} rounds, {el} s,"
+          f" peak RSS {int(kib)/1024:.1f} MiB, last accuracy"
+          f" {last.get('accuracy')}, epsilon_max {last.get('epsilon_max')}")
+PY
