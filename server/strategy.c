@@ -1212,3 +1212,225 @@ roost_strategy_dp_info_get(const roost_strategy *s, roost_strategy_dp_info *out)
     out->insecure_rng = roost_rng_is_insecure(s->cfg.dp_rng);
     return ROOST_OK;
 }
+
+/* ---- optimiser state blob (see strategy.h for the format) ------------- */
+
+#define ROOST_STATE_MAGIC "RSTS"
+#define ROOST_STATE_VERSION 1u
+#define ROOST_STATE_HEADER 24 /* magic, version, kind, flags, n */
+#define ROOST_STATE_MOMENTUM 1u
+#define ROOST_STATE_V 2u
+#define ROOST_STATE_CLIP 4u
+
+static unsigned
+state_flags(const roost_strategy *s)
+{
+    unsigned f = 0;
+    if (s->state1 != NULL)
+        f |= ROOST_STATE_MOMENTUM;
+    if (s->state2 != NULL)
+        f |= ROOST_STATE_V;
+    if (s->cfg.central_dp && s->cfg.dp_adaptive_clip)
+        f |= ROOST_STATE_CLIP;
+    return f;
+}
+
+/* Blob size for flags and n; false on overflow. */
+static bool
+state_bytes(unsigned flags, size_t n, size_t *out)
+{
+    size_t total = ROOST_STATE_HEADER, vec;
+    if (!roost_size_mul(n, 8, &vec))
+        return false;
+    if ((flags & ROOST_STATE_CLIP) && !roost_size_add(total, 8, &total))
+        return false;
+    if ((flags & ROOST_STATE_MOMENTUM) && !roost_size_add(total, vec, &total))
+        return false;
+    if ((flags & ROOST_STATE_V) && !roost_size_add(total, vec, &total))
+        return false;
+    *out = total;
+    return true;
+}
+
+static void
+put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t
+get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t
+get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static void
+put_double(unsigned char *p, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof(bits));
+    put_u64(p, bits);
+}
+
+static double
+get_double(const unsigned char *p)
+{
+    uint64_t bits = get_u64(p);
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+int
+roost_strategy_state_size(const roost_strategy *s, size_t *bytes)
+{
+    if (s == NULL || bytes == NULL)
+        return ROOST_EINVAL;
+    /* Every vector of n doubles was allocated, so this cannot overflow. */
+    return state_bytes(state_flags(s), s->n, bytes) ? ROOST_OK
+                                                    : ROOST_EOVERFLOW;
+}
+
+int
+roost_strategy_state_save(const roost_strategy *s, void *buf, size_t cap,
+                          size_t *len, roost_errmsg *em)
+{
+    if (s == NULL || len == NULL || (buf == NULL && cap > 0))
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL argument");
+    unsigned flags = state_flags(s);
+    size_t need;
+    if (!state_bytes(flags, s->n, &need))
+        return roost_fail(em, ROOST_EOVERFLOW, "strategy: state too large");
+    *len = need;
+    if (cap < need)
+        return roost_fail(em, ROOST_ETOOSMALL,
+                          "strategy: state needs %zu bytes, buffer has %zu",
+                          need, cap);
+    unsigned char *p = buf;
+    memcpy(p, ROOST_STATE_MAGIC, 4);
+    put_u32(p + 4, ROOST_STATE_VERSION);
+    put_u32(p + 8, (uint32_t)s->cfg.kind);
+    put_u32(p + 12, flags);
+    put_u64(p + 16, (uint64_t)s->n);
+    p += ROOST_STATE_HEADER;
+    if (flags & ROOST_STATE_CLIP) {
+        put_double(p, s->dp_clip);
+        p += 8;
+    }
+    if (flags & ROOST_STATE_MOMENTUM)
+        for (size_t i = 0; i < s->n; i++, p += 8)
+            put_double(p, s->state1[i]);
+    if (flags & ROOST_STATE_V)
+        for (size_t i = 0; i < s->n; i++, p += 8)
+            put_double(p, s->state2[i]);
+    return ROOST_OK;
+}
+
+int
+roost_strategy_state_load(roost_strategy *s, const void *buf, size_t len,
+                          roost_errmsg *em)
+{
+    if (s == NULL || (buf == NULL && len > 0))
+        return roost_fail(em, ROOST_EINVAL, "strategy: NULL argument");
+    if (s->round_open)
+        return roost_fail(em, ROOST_ESTATE,
+                          "strategy: cannot load state during a round");
+    const unsigned char *p = buf;
+    if (len < ROOST_STATE_HEADER || memcmp(p, ROOST_STATE_MAGIC, 4) != 0)
+        return roost_fail(em, ROOST_EDECODE,
+                          "strategy state: not a strategy state blob");
+    if (get_u32(p + 4) != ROOST_STATE_VERSION)
+        return roost_fail(em, ROOST_EDECODE,
+                          "strategy state: unknown version %u",
+                          (unsigned)get_u32(p + 4));
+    uint32_t kind = get_u32(p + 8), flags = get_u32(p + 12);
+    uint64_t n = get_u64(p + 16);
+    if (kind != (uint32_t)s->cfg.kind)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy state: saved by %s, this is %s",
+                          roost_strategy_kind_name((roost_strategy_kind)kind),
+                          roost_strategy_kind_name(s->cfg.kind));
+    if (flags != state_flags(s))
+        return roost_fail(em, (flags & ~7u) ? ROOST_EDECODE : ROOST_ECONFIG,
+                          "strategy state: flags %u do not match this "
+                          "configuration's %u",
+                          (unsigned)flags, state_flags(s));
+    if (n != (uint64_t)s->n)
+        return roost_fail(em, ROOST_ESHAPE,
+                          "strategy state: %llu coordinates, the model has "
+                          "%zu",
+                          (unsigned long long)n, s->n);
+    size_t need;
+    if (!state_bytes(flags, s->n, &need) || len != need)
+        return roost_fail(em, ROOST_EDECODE,
+                          "strategy state: %zu bytes, expected %zu", len, need);
+    /* Check every value before changing anything. */
+    const unsigned char *q = p + ROOST_STATE_HEADER;
+    if (flags & ROOST_STATE_CLIP) {
+        double c = get_double(q);
+        if (!isfinite(c) || c <= 0)
+            return roost_fail(em, ROOST_ENONFINITE,
+                              "strategy state: clip norm %g", c);
+        q += 8;
+    }
+    const unsigned char *m = q;
+    const unsigned char *v = (flags & ROOST_STATE_MOMENTUM) ? q + 8 * s->n : q;
+    if (flags & ROOST_STATE_MOMENTUM)
+        for (size_t i = 0; i < s->n; i++)
+            if (!isfinite(get_double(m + 8 * i)))
+                return roost_fail(em, ROOST_ENONFINITE,
+                                  "strategy state: momentum %zu is not "
+                                  "finite",
+                                  i);
+    if (flags & ROOST_STATE_V)
+        for (size_t i = 0; i < s->n; i++) {
+            double x = get_double(v + 8 * i);
+            if (!isfinite(x) || x < 0)
+                return roost_fail(em, ROOST_ENONFINITE,
+                                  "strategy state: v[%zu] = %g", i, x);
+        }
+    /* The clip's sampler is built before anything is replaced, so a
+     * failure here also leaves the handle as it was. */
+    if (flags & ROOST_STATE_CLIP) {
+        double c = get_double(p + ROOST_STATE_HEADER);
+        roost_noise *next;
+        double grid, update_clip;
+        int rc = make_update_noise(s, c, &next, &grid, &update_clip, em);
+        if (rc != ROOST_OK)
+            return rc;
+        roost_noise_destroy(s->noise);
+        s->noise = next;
+        s->dp_grid = grid;
+        s->dp_update_clip = update_clip;
+        s->dp_clip = c;
+        s->dp_last_clip = c;
+        s->ada.clip = c;
+    }
+    if (flags & ROOST_STATE_MOMENTUM)
+        for (size_t i = 0; i < s->n; i++)
+            s->state1[i] = get_double(m + 8 * i);
+    if (flags & ROOST_STATE_V)
+        for (size_t i = 0; i < s->n; i++)
+            s->state2[i] = get_double(v + 8 * i);
+    return ROOST_OK;
+}

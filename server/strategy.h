@@ -276,4 +276,34 @@ int roost_strategy_dp_info_get(const roost_strategy *s,
  * the round loop reads prox_mu for FedProx tasks). */
 const roost_strategy_config *roost_strategy_config_of(const roost_strategy *s);
 
+/*
+ * Server optimiser state across a restart. FedAvgM's momentum, the
+ * adaptive strategies' m and v and the adaptive clip norm C carry over
+ * from round to round; a coordinator that resumes from its last committed
+ * round saves this blob with the round and loads it into a fresh handle,
+ * so the resumed run continues exactly as an uninterrupted one would.
+ * Strategies without such state (FedAvg, FedProx, the robust kinds) give a
+ * header-only blob, so callers need no special case.
+ *
+ * Format (version 1, little-endian, independent of the host): "RSTS",
+ * u32 version, u32 kind, u32 flags (1: momentum/m, 2: v, 4: clip), u64 n,
+ * then the clip as an IEEE-754 double if flagged, then n doubles of
+ * momentum/m, then n doubles of v, as flagged.
+ *
+ * roost_strategy_state_size - *bytes = the blob's exact size.
+ * roost_strategy_state_save - write it into buf[0..cap), *len = its size;
+ *   ROOST_ETOOSMALL (and *len = the size needed) if cap is too small.
+ * roost_strategy_state_load - check the whole blob, then (only if it is
+ *   valid) replace the handle's state: ROOST_EDECODE (bad magic, version,
+ *   flags or length), ROOST_ECONFIG (saved by another strategy kind, or
+ *   with/without adaptive clipping), ROOST_ESHAPE (another n),
+ *   ROOST_ENONFINITE (a non-finite value, a negative v or a clip <= 0).
+ *   Not during a round (ROOST_ESTATE).
+ */
+int roost_strategy_state_size(const roost_strategy *s, size_t *bytes);
+int roost_strategy_state_save(const roost_strategy *s, void *buf, size_t cap,
+                              size_t *len, roost_errmsg *em);
+int roost_strategy_state_load(roost_strategy *s, const void *buf, size_t len,
+                              roost_errmsg *em);
+
 #endif

@@ -1053,6 +1053,190 @@ central_dp_adaptive_clip_tracks_the_quantile(void **state)
     roost_rng_destroy(rng);
 }
 
+static void
+state_round_trip(void **state)
+{
+    (void)state;
+    /* FedAdam and FedAvgM: two rounds on handle a, save, load into a fresh
+     * handle b; a third identical round on both gives the same bits. */
+    roost_strategy_kind kinds[] = {ROOST_STRATEGY_FEDADAM,
+                                   ROOST_STRATEGY_FEDAVGM};
+    const float d1[] = {1, -0.5f, 0.25f}, d2[] = {0.05f, 0.5f, -2},
+                d3[] = {-1, 1, 0.125f};
+    roost_errmsg em;
+    for (int kk = 0; kk < 2; kk++) {
+        roost_strategy_config cfg;
+        roost_strategy_config_init(&cfg, kinds[kk]);
+        roost_strategy *a = make(&cfg, 3), *b = make(&cfg, 3);
+        float xa[] = {0, 1, 2};
+        const float *ds[] = {d1, d2};
+        for (int r = 0; r < 2; r++) {
+            roost_strategy_begin_round(a);
+            add_ok(a, ds[r], 1);
+            finish_ok(a, xa);
+        }
+        size_t size, len;
+        assert_int_equal(roost_strategy_state_size(a, &size), ROOST_OK);
+        /* header 24 + 3 doubles per vector (FedAdam: m and v) */
+        assert_int_equal(size, kk == 0 ? 24 + 2 * 24 : 24 + 24);
+        unsigned char blob[128];
+        assert_int_equal(roost_strategy_state_save(a, blob, 10, &len, &em),
+                         ROOST_ETOOSMALL);
+        assert_int_equal(len, size);
+        assert_int_equal(
+            roost_strategy_state_save(a, blob, sizeof(blob), &len, &em),
+            ROOST_OK);
+        assert_int_equal(len, size);
+        assert_int_equal(roost_strategy_state_load(b, blob, len, &em),
+                         ROOST_OK);
+        float xb[3];
+        memcpy(xb, xa, sizeof(xa));
+        roost_strategy_begin_round(a);
+        add_ok(a, d3, 1);
+        finish_ok(a, xa);
+        roost_strategy_begin_round(b);
+        add_ok(b, d3, 1);
+        finish_ok(b, xb);
+        assert_memory_equal(xa, xb, sizeof(xa));
+        roost_strategy_destroy(a);
+        roost_strategy_destroy(b);
+    }
+
+    /* FedAvg has no state: a header-only blob, which loads. */
+    roost_strategy_config cfg;
+    roost_strategy_config_init(&cfg, ROOST_STRATEGY_FEDAVG);
+    roost_strategy *s = make(&cfg, 3);
+    unsigned char hdr[24];
+    size_t len;
+    assert_int_equal(roost_strategy_state_save(s, hdr, sizeof(hdr), &len, &em),
+                     ROOST_OK);
+    assert_int_equal(len, 24);
+    assert_int_equal(roost_strategy_state_load(s, hdr, len, &em), ROOST_OK);
+    roost_strategy_destroy(s);
+}
+
+static void
+state_adaptive_clip_round_trip(void **state)
+{
+    (void)state;
+    /* The adaptive clip norm is part of the state: after one round (C moves
+     * to ~exp(-0.1)) a fresh handle that loads the blob clips with the same
+     * C. */
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 8, 0),
+                     ROOST_OK);
+    roost_strategy_config cfg;
+    roost_strategy_config_init(&cfg, ROOST_STRATEGY_FEDAVG);
+    cfg.central_dp = true;
+    cfg.dp_noise_multiplier = 0.05;
+    cfg.dp_expected_updates = 10;
+    cfg.dp_rng = rng;
+    cfg.dp_adaptive_clip = true;
+    cfg.dp_count_sigma = 0.05;
+    roost_strategy *a = make(&cfg, 2), *b = make(&cfg, 2);
+    const float small[] = {0.1f, 0};
+    float x[] = {0, 0};
+    roost_strategy_begin_round(a);
+    for (int i = 0; i < 10; i++)
+        add_ok(a, small, 1);
+    finish_ok(a, x);
+    unsigned char blob[64];
+    size_t len;
+    roost_errmsg em;
+    assert_int_equal(
+        roost_strategy_state_save(a, blob, sizeof(blob), &len, &em), ROOST_OK);
+    assert_int_equal(len, 24 + 8);
+    assert_int_equal(roost_strategy_state_load(b, blob, len, &em), ROOST_OK);
+    roost_strategy_dp_info ia, ib;
+    roost_strategy_dp_info_get(a, &ia);
+    roost_strategy_dp_info_get(b, &ib);
+    assert_true(ia.next_clip_norm < 0.95);
+    assert_near(ib.next_clip_norm, ia.next_clip_norm, 0);
+    assert_near(ib.update_clip_norm, ia.update_clip_norm, 0);
+    /* A fixed-clip handle refuses the adaptive blob. */
+    cfg.dp_adaptive_clip = false;
+    roost_strategy *c = make(&cfg, 2);
+    assert_int_equal(roost_strategy_state_load(c, blob, len, &em),
+                     ROOST_ECONFIG);
+    roost_strategy_destroy(a);
+    roost_strategy_destroy(b);
+    roost_strategy_destroy(c);
+    roost_rng_destroy(rng);
+}
+
+static void
+state_load_refuses_bad_blobs(void **state)
+{
+    (void)state;
+    roost_errmsg em;
+    roost_strategy_config cfg;
+    roost_strategy_config_init(&cfg, ROOST_STRATEGY_FEDYOGI);
+    roost_strategy *s = make(&cfg, 2), *fresh = make(&cfg, 2);
+    const float d[] = {1, -1};
+    float x[] = {0, 0};
+    roost_strategy_begin_round(s);
+    add_ok(s, d, 1);
+    finish_ok(s, x);
+    unsigned char good[24 + 32], bad[24 + 32];
+    size_t len;
+    assert_int_equal(
+        roost_strategy_state_save(s, good, sizeof(good), &len, &em), ROOST_OK);
+    assert_int_equal(len, sizeof(good));
+
+    /* Magic, version, truncation, trailing bytes: EDECODE. */
+    memcpy(bad, good, len);
+    bad[0] = 'X';
+    assert_int_equal(roost_strategy_state_load(fresh, bad, len, &em),
+                     ROOST_EDECODE);
+    memcpy(bad, good, len);
+    bad[4] = 2;
+    assert_int_equal(roost_strategy_state_load(fresh, bad, len, &em),
+                     ROOST_EDECODE);
+    assert_non_null(strstr(em.text, "version"));
+    assert_int_equal(roost_strategy_state_load(fresh, good, len - 1, &em),
+                     ROOST_EDECODE);
+    assert_int_equal(roost_strategy_state_load(fresh, good, 10, &em),
+                     ROOST_EDECODE);
+    /* Another kind (FedAdam's code in the kind field): ECONFIG. */
+    memcpy(bad, good, len);
+    bad[8] = (unsigned char)ROOST_STRATEGY_FEDADAM;
+    assert_int_equal(roost_strategy_state_load(fresh, bad, len, &em),
+                     ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "saved by fedadam"));
+    /* Another n: ESHAPE. */
+    memcpy(bad, good, len);
+    bad[16] = 3;
+    assert_int_equal(roost_strategy_state_load(fresh, bad, len, &em),
+                     ROOST_ESHAPE);
+    /* A NaN in m (the first double after the header), a negative v:
+     * ENONFINITE. */
+    memcpy(bad, good, len);
+    memset(bad + 24, 0xff, 8);
+    assert_int_equal(roost_strategy_state_load(fresh, bad, len, &em),
+                     ROOST_ENONFINITE);
+    memcpy(bad, good, len);
+    bad[24 + 16 + 7] |= 0x80; /* sign bit of v[0] */
+    assert_int_equal(roost_strategy_state_load(fresh, bad, len, &em),
+                     ROOST_ENONFINITE);
+    /* None of the refusals changed fresh: its next round equals that of a
+     * handle that never saw a blob. */
+    roost_strategy *pristine = make(&cfg, 2);
+    float y[] = {0, 0}, z[] = {0, 0};
+    roost_strategy_begin_round(fresh);
+    add_ok(fresh, d, 1);
+    /* Loading during a round: ESTATE. */
+    assert_int_equal(roost_strategy_state_load(fresh, good, len, &em),
+                     ROOST_ESTATE);
+    finish_ok(fresh, y);
+    roost_strategy_begin_round(pristine);
+    add_ok(pristine, d, 1);
+    finish_ok(pristine, z);
+    assert_memory_equal(y, z, sizeof(y));
+    roost_strategy_destroy(s);
+    roost_strategy_destroy(fresh);
+    roost_strategy_destroy(pristine);
+}
+
 /* An allocator that fails after a set number of successful allocations,
  * counting live blocks, so every failure point of create is exercised. */
 struct failing_alloc {
@@ -1156,6 +1340,9 @@ main(void)
         cmocka_unit_test(central_dp_clips_and_ignores_weights),
         cmocka_unit_test(central_dp_noise_has_the_stated_stddev),
         cmocka_unit_test(central_dp_adaptive_clip_tracks_the_quantile),
+        cmocka_unit_test(state_round_trip),
+        cmocka_unit_test(state_adaptive_clip_round_trip),
+        cmocka_unit_test(state_load_refuses_bad_blobs),
         cmocka_unit_test(create_allocation_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
