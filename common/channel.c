@@ -549,16 +549,31 @@ read_frames(roost_channel *ch, session *s)
     }
 }
 
+static void process_input(roost_channel *ch, session *s);
+
 static void
 on_bytes(roost_channel *ch, session *s, const uint8_t *data, size_t len)
 {
     roost_errmsg em;
     s->last_rx_ms = now_ms();
-    int rc = roost_tls_feed(s->tls, data, len, &em);
-    if (rc != ROOST_OK) {
-        session_end(ch, s, rc, ROOST_LOG_WARN, "%s", em.text);
+    /* Lend the message to TLS for this step (no copy); whatever is left
+     * of it afterwards (a partial record) is copied on release. */
+    roost_tls_feed_borrow(s->tls, data, len);
+    process_input(ch, s);
+    if (s->state == S_CLOSING) {
+        roost_tls_feed_borrow(s->tls, NULL, 0); /* nothing more to read */
         return;
     }
+    int rc = roost_tls_feed_release(s->tls, &em);
+    if (rc != ROOST_OK)
+        session_end(ch, s, rc, ROOST_LOG_WARN, "%s", em.text);
+}
+
+static void
+process_input(roost_channel *ch, session *s)
+{
+    roost_errmsg em;
+    int rc;
     if (s->state == S_HANDSHAKE) {
         rc = roost_tls_handshake(s->tls, &em);
         if (rc == ROOST_EAGAIN) {

@@ -1,10 +1,15 @@
 /*
  * tls.c - TLS 1.3 sessions over OpenSSL memory BIOs (see tls.h).
  *
- * Each session owns two BIO_s_mem: `in` holds ciphertext fed by the
- * transport and not yet consumed by OpenSSL, `out` holds ciphertext
- * OpenSSL produced and the transport has not yet shipped. Both are bounded
- * by the caller: `in` by in_cap (checked in roost_tls_feed), `out` by the
+ * Input: each session's read BIO is Roost's own minimal BIO (one
+ * BIO_METHOD per context) that serves OpenSSL first from an owned "spill"
+ * buffer of leftovers, then from bytes the transport lends it for the
+ * duration of one processing step (roost_tls_feed_borrow / _release), so
+ * the bulk of the ciphertext goes from the ZeroMQ message straight into
+ * OpenSSL's record buffer without an intermediate copy. Only a partial
+ * record left at the end of a step is copied, into the spill buffer,
+ * which is bounded by in_cap. Output: a BIO_s_mem holding ciphertext
+ * OpenSSL produced and the transport has not yet shipped, bounded by the
  * caller draining it after each write.
  *
  * Verification is OpenSSL's own chain verification (no custom callback
@@ -23,6 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,18 +38,118 @@
 
 struct roost_tls_ctx {
     SSL_CTX *ssl_ctx;
+    BIO_METHOD *in_method; /* the input BIO (see the file comment) */
     bool server;
-    int refs;
+    atomic_int refs; /* the owner's reference + one per session */
 };
 
 struct roost_tls {
     SSL *ssl;
-    BIO *in;  /* ciphertext from the peer; owned by ssl */
-    BIO *out; /* ciphertext to the peer; owned by ssl */
+    roost_tls_ctx *ctx; /* referenced: its in_method serves `in` */
+    BIO *in;            /* ciphertext from the peer; owned by ssl */
+    BIO *out;           /* ciphertext to the peer; owned by ssl */
     size_t in_cap;
+    /* Input not yet consumed by OpenSSL: spill[spill_start, spill_end)
+     * first, then the borrowed bytes. */
+    uint8_t *spill;
+    size_t spill_cap, spill_start, spill_end;
+    const uint8_t *borrow;
+    size_t borrow_len;
     bool done;
     bool server;
 };
+
+static size_t
+in_available(const roost_tls *t)
+{
+    return t->spill_end - t->spill_start + t->borrow_len;
+}
+
+static int
+in_read(BIO *bio, char *out, size_t outl, size_t *readbytes)
+{
+    roost_tls *t = BIO_get_data(bio);
+    size_t done = 0;
+    BIO_clear_retry_flags(bio);
+    size_t n = t->spill_end - t->spill_start;
+    if (n > 0) {
+        if (n > outl)
+            n = outl;
+        memcpy(out, t->spill + t->spill_start, n);
+        t->spill_start += n;
+        if (t->spill_start == t->spill_end)
+            t->spill_start = t->spill_end = 0;
+        done = n;
+    }
+    if (done < outl && t->borrow_len > 0) {
+        n = outl - done < t->borrow_len ? outl - done : t->borrow_len;
+        memcpy(out + done, t->borrow, n);
+        t->borrow += n;
+        t->borrow_len -= n;
+        done += n;
+    }
+    if (done == 0) {
+        BIO_set_retry_read(bio); /* wait for more, not end of file */
+        *readbytes = 0;
+        return 0;
+    }
+    *readbytes = done;
+    return 1;
+}
+
+static long
+in_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    roost_tls *t = BIO_get_data(bio);
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        return t != NULL ? (long)in_available(t) : 0;
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int
+in_create(BIO *bio)
+{
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+/* Make room for n more spill bytes (within in_cap). */
+static int
+spill_append(roost_tls *t, const uint8_t *data, size_t n)
+{
+    if (n == 0)
+        return ROOST_OK;
+    size_t have = t->spill_end - t->spill_start;
+    if (have + n > t->in_cap)
+        return ROOST_ETOOBIG;
+    if (t->spill_start > 0) {
+        memmove(t->spill, t->spill + t->spill_start, have);
+        t->spill_start = 0;
+        t->spill_end = have;
+    }
+    if (have + n > t->spill_cap) {
+        size_t cap = t->spill_cap ? t->spill_cap : 4096;
+        while (cap < have + n)
+            cap *= 2;
+        if (cap > t->in_cap)
+            cap = t->in_cap;
+        uint8_t *p = roost_alloc_realloc(NULL, t->spill, cap);
+        if (p == NULL)
+            return ROOST_ENOMEM;
+        t->spill = p;
+        t->spill_cap = cap;
+    }
+    memcpy(t->spill + t->spill_end, data, n);
+    t->spill_end += n;
+    return ROOST_OK;
+}
 
 /* Append OpenSSL's error queue (most recent reason) to a message, and
  * clear the queue so one session's failure never leaks into another's. */
@@ -71,16 +177,17 @@ fail_ssl(roost_errmsg *em, int code, const char *what)
 void
 roost_tls_ctx_destroy(roost_tls_ctx *ctx)
 {
-    if (ctx == NULL || --ctx->refs > 0)
+    if (ctx == NULL || atomic_fetch_sub(&ctx->refs, 1) > 1)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
+    BIO_meth_free(ctx->in_method);
     roost_alloc_free(NULL, ctx);
 }
 
 void
 roost_tls_ctx_ref(roost_tls_ctx *ctx)
 {
-    ctx->refs++;
+    atomic_fetch_add(&ctx->refs, 1);
 }
 
 bool
@@ -133,12 +240,21 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
     if (ctx == NULL)
         return roost_fail(em, ROOST_ENOMEM, "TLS context: out of memory");
     ctx->server = server;
-    ctx->refs = 1;
+    atomic_init(&ctx->refs, 1);
     ctx->ssl_ctx =
         SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     int rc = ROOST_OK;
     if (ctx->ssl_ctx == NULL) {
         rc = fail_ssl(em, ROOST_ECRYPTO, "SSL_CTX_new");
+        goto fail;
+    }
+    ctx->in_method =
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "roost-in");
+    if (ctx->in_method == NULL ||
+        !BIO_meth_set_read_ex(ctx->in_method, in_read) ||
+        !BIO_meth_set_ctrl(ctx->in_method, in_ctrl) ||
+        !BIO_meth_set_create(ctx->in_method, in_create)) {
+        rc = fail_ssl(em, ROOST_ECRYPTO, "BIO method");
         goto fail;
     }
     SSL_CTX *c = ctx->ssl_ctx;
@@ -247,7 +363,7 @@ roost_tls_create(roost_tls **out, roost_tls_ctx *ctx, const char *server_name,
     t->in_cap = in_cap != 0 ? in_cap : TLS_DEFAULT_IN_CAP;
     t->server = ctx->server;
     t->ssl = SSL_new(ctx->ssl_ctx);
-    t->in = BIO_new(BIO_s_mem());
+    t->in = BIO_new(ctx->in_method);
     t->out = BIO_new(BIO_s_mem());
     if (t->ssl == NULL || t->in == NULL || t->out == NULL) {
         BIO_free(t->in);
@@ -257,9 +373,10 @@ roost_tls_create(roost_tls **out, roost_tls_ctx *ctx, const char *server_name,
         ERR_clear_error();
         return roost_fail(em, ROOST_ENOMEM, "TLS session: out of memory");
     }
-    /* An empty `in` means "wait for more" (retry), not end of file. */
-    BIO_set_mem_eof_return(t->in, -1);
+    BIO_set_data(t->in, t);
     SSL_set_bio(t->ssl, t->in, t->out); /* ssl owns both now */
+    t->ctx = ctx;
+    roost_tls_ctx_ref(ctx);
     if (ctx->server) {
         SSL_set_accept_state(t->ssl);
     } else {
@@ -270,8 +387,7 @@ roost_tls_create(roost_tls **out, roost_tls_ctx *ctx, const char *server_name,
         if (SSL_set1_host(t->ssl, server_name) != 1 ||
             SSL_set_tlsext_host_name(t->ssl, sni) != 1) {
             int rc = fail_ssl(em, ROOST_EINVAL, "server host name");
-            SSL_free(t->ssl);
-            roost_alloc_free(NULL, t);
+            roost_tls_destroy(t);
             return rc;
         }
         SSL_set_connect_state(t->ssl);
@@ -286,27 +402,41 @@ roost_tls_destroy(roost_tls *tls)
     if (tls == NULL)
         return;
     SSL_free(tls->ssl);
+    roost_alloc_free(NULL, tls->spill);
+    roost_tls_ctx_destroy(tls->ctx);
     roost_alloc_free(NULL, tls);
 }
 
 int
 roost_tls_feed(roost_tls *tls, const void *data, size_t len, roost_errmsg *em)
 {
-    if (len == 0)
-        return ROOST_OK;
-    size_t pending = BIO_ctrl_pending(tls->in);
-    if (len > tls->in_cap || pending > tls->in_cap - len)
-        return roost_fail(em, ROOST_ETOOBIG,
+    size_t pending = in_available(tls);
+    int rc = spill_append(tls, data, len);
+    if (rc == ROOST_ETOOBIG)
+        return roost_fail(em, rc,
                           "TLS input buffer cap %zu bytes exceeded "
                           "(%zu buffered, %zu arriving)",
                           tls->in_cap, pending, len);
-    if (len > INT32_MAX)
-        return roost_fail(em, ROOST_ETOOBIG, "TLS input chunk too large");
-    if (BIO_write(tls->in, data, (int)len) != (int)len) {
-        ERR_clear_error();
-        return roost_fail(em, ROOST_ENOMEM, "TLS input buffer: out of memory");
-    }
+    if (rc != ROOST_OK)
+        return roost_fail(em, rc, "TLS input buffer: out of memory");
     return ROOST_OK;
+}
+
+void
+roost_tls_feed_borrow(roost_tls *tls, const void *data, size_t len)
+{
+    tls->borrow = data;
+    tls->borrow_len = len;
+}
+
+int
+roost_tls_feed_release(roost_tls *tls, roost_errmsg *em)
+{
+    const uint8_t *rest = tls->borrow;
+    size_t n = tls->borrow_len;
+    tls->borrow = NULL;
+    tls->borrow_len = 0;
+    return roost_tls_feed(tls, rest, n, em);
 }
 
 /* Turn a failed SSL_* call into a code and message. */
@@ -504,5 +634,5 @@ roost_tls_in_pending(const roost_tls *tls)
 {
     /* OpenSSL moves a partial record out of the BIO into its own buffer
      * while it waits for the rest; count that as one pending byte. */
-    return BIO_ctrl_pending(tls->in) + (SSL_has_pending(tls->ssl) ? 1 : 0);
+    return in_available(tls) + (SSL_has_pending(tls->ssl) ? 1 : 0);
 }

@@ -15,8 +15,9 @@
  * peer's identity is the SHA-256 fingerprint of its certificate (DER); the
  * subject is for display only.
  *
- * A roost_tls_ctx is immutable after creation; sessions made from it may
- * run on different threads (OpenSSL reference-counts the SSL_CTX). A roost_tls
+ * A roost_tls_ctx is immutable after creation and reference-counted
+ * atomically; sessions made from it hold a reference and may run on
+ * different threads. A roost_tls
  * is used by one thread at a time.
  */
 #ifndef ROOST_COMMON_TLS_H
@@ -65,12 +66,10 @@ int roost_tls_ctx_create_server(roost_tls_ctx **out,
 int roost_tls_ctx_create_client(roost_tls_ctx **out,
                                 const roost_tls_files *files, roost_errmsg *em);
 /* roost_tls_ctx_destroy - drop a reference (the context is freed with the
- * last one); NULL does nothing. Sessions created from the context keep
- * what they need alive until they are destroyed. */
+ * last one); NULL does nothing. Sessions hold their own reference. */
 void roost_tls_ctx_destroy(roost_tls_ctx *ctx);
 /* roost_tls_ctx_ref - take another reference, released with
- * roost_tls_ctx_destroy. Reference counting is not atomic: take and drop
- * references on one thread (sessions themselves hold none). */
+ * roost_tls_ctx_destroy (atomic: any thread). */
 void roost_tls_ctx_ref(roost_tls_ctx *ctx);
 bool roost_tls_ctx_is_server(const roost_tls_ctx *ctx);
 
@@ -90,6 +89,17 @@ void roost_tls_destroy(roost_tls *tls);
  * sends junk that never forms a record) or ROOST_ENOMEM. */
 int roost_tls_feed(roost_tls *tls, const void *data, size_t len,
                    roost_errmsg *em);
+
+/*
+ * roost_tls_feed_borrow / roost_tls_feed_release - the zero-copy form of
+ * roost_tls_feed: lend the session len bytes at data for one processing
+ * step (handshake/read calls), then release them; release copies the
+ * bytes OpenSSL did not consume yet into the session (ROOST_ETOOBIG past
+ * in_cap, ROOST_ENOMEM), after which data may be reused. Bytes fed
+ * earlier are consumed before borrowed ones.
+ */
+void roost_tls_feed_borrow(roost_tls *tls, const void *data, size_t len);
+int roost_tls_feed_release(roost_tls *tls, roost_errmsg *em);
 
 /*
  * roost_tls_handshake - advance the handshake with what was fed.

@@ -518,6 +518,48 @@ thousand_connections(void **state)
     check_good_session();
 }
 
+static void
+max_sessions_refuses_extra_connections(void **state)
+{
+    (void)state;
+    log_reset();
+    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_channel_config cfg;
+    roost_channel_config_init(&cfg);
+    cfg.logger = (roost_logger){capture_log, NULL, ROOST_LOG_DEBUG};
+    cfg.max_sessions = 2;
+    roost_channel *small;
+    roost_errmsg em = {{0}};
+    assert_int_equal(roost_channel_create(&small, &cfg, sctx, &em), ROOST_OK);
+    roost_tls_ctx_destroy(sctx);
+    assert_int_equal(roost_channel_listen(small, "tcp://127.0.0.1:*"),
+                     ROOST_OK);
+    char ep[128];
+    assert_int_equal(roost_channel_endpoint(small, ep, sizeof(ep)), ROOST_OK);
+    int saved_port = port;
+    port = atoi(strrchr(ep, ':') + 1);
+    int fds[3];
+    for (int i = 0; i < 3; i++)
+        fds[i] = raw_connect();
+    port = saved_port;
+    int64_t deadline = mono_ms() + 5000;
+    while (strstr(logbuf, "refusing connection") == NULL &&
+           mono_ms() < deadline) {
+        roost_channel_poll(small, 1);
+        pump(1);
+    }
+    assert_non_null(strstr(logbuf, "(max_sessions)"));
+    assert_true(roost_channel_session_count(small) <= 2);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    deadline = mono_ms() + 5000;
+    while (roost_channel_session_count(small) > 0 && mono_ms() < deadline)
+        roost_channel_poll(small, 1);
+    assert_int_equal(roost_channel_session_count(small), 0);
+    roost_channel_destroy(small);
+    check_good_session();
+}
+
 /* ---- openssl s_client interop ----------------------------------------- */
 
 typedef struct child {
@@ -690,6 +732,7 @@ main(void)
         cmocka_unit_test(oversize_frame),
         cmocka_unit_test(handshake_never_finishes),
         cmocka_unit_test(thousand_connections),
+        cmocka_unit_test(max_sessions_refuses_extra_connections),
         cmocka_unit_test(s_client_interop),
         cmocka_unit_test(s_client_without_certificate_fails),
         cmocka_unit_test(reconnects_after_server_restart),
