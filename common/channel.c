@@ -1161,6 +1161,18 @@ roost_channel_close(roost_channel *ch, uint64_t session_id)
     return ROOST_OK;
 }
 
+int
+roost_channel_set_tls(roost_channel *ch, roost_tls_ctx *tls)
+{
+    if (roost_tls_ctx_is_server(tls) != ch->server)
+        return roost_fail(&ch->em, ROOST_EINVAL,
+                          "replacement TLS context has the other role");
+    roost_tls_ctx_ref(tls);
+    roost_tls_ctx_destroy(ch->tls);
+    ch->tls = tls;
+    return ROOST_OK;
+}
+
 size_t
 roost_channel_session_count(const roost_channel *ch)
 {

@@ -159,6 +159,12 @@ int roost_channel_send(roost_channel *ch, uint64_t session, const void *data,
  * if there is no such session. */
 int roost_channel_close(roost_channel *ch, uint64_t session);
 
+/* roost_channel_set_tls - use tls (same role) for sessions that start from
+ * now on, e.g. a context rebuilt after `roost pki revoke` rewrote the
+ * CRL. Sessions already open keep theirs: close those whose identity was
+ * revoked. ROOST_EINVAL if the role differs. */
+int roost_channel_set_tls(roost_channel *ch, roost_tls_ctx *tls);
+
 /* Sessions in the table (handshaking, open, or closing). */
 size_t roost_channel_session_count(const roost_channel *ch);
 /* Sessions open (handshake done). */

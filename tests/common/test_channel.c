@@ -261,6 +261,11 @@ good_session_identity_and_frames(void **state)
     assert_int_equal(good_rec.frames, before + 1);
     free(big);
     assert_int_equal(roost_channel_send(good, 999999, "x", 1), ROOST_ENOENT);
+    /* Swapping the context (as after a CRL update) keeps sessions. */
+    roost_tls_ctx *fresh = fx_server_ctx(&fx);
+    assert_int_equal(roost_channel_set_tls(good, fresh), ROOST_EINVAL);
+    assert_int_equal(roost_channel_set_tls(server, fresh), ROOST_OK);
+    roost_tls_ctx_destroy(fresh);
     check_good_session();
 }
 
