@@ -55,6 +55,7 @@ struct roost_tls {
     size_t spill_cap, spill_start, spill_end;
     const uint8_t *borrow;
     size_t borrow_len;
+    bool keep; /* roost_tls_keep_buffers(true) in force */
     bool done;
     bool server;
 };
@@ -436,6 +437,13 @@ roost_tls_feed_release(roost_tls *tls, roost_errmsg *em)
     size_t n = tls->borrow_len;
     tls->borrow = NULL;
     tls->borrow_len = 0;
+    if (n == 0 && tls->spill_end == tls->spill_start && !tls->keep &&
+        tls->spill != NULL) {
+        /* Idle sessions hold no input buffer. */
+        roost_alloc_free(NULL, tls->spill);
+        tls->spill = NULL;
+        tls->spill_cap = tls->spill_start = tls->spill_end = 0;
+    }
     return roost_tls_feed(tls, rest, n, em);
 }
 
@@ -623,6 +631,7 @@ roost_tls_out_consume(roost_tls *tls, size_t n)
 void
 roost_tls_keep_buffers(roost_tls *tls, bool keep)
 {
+    tls->keep = keep;
     if (keep)
         SSL_clear_mode(tls->ssl, SSL_MODE_RELEASE_BUFFERS);
     else

@@ -143,9 +143,10 @@ const uint8_t *roost_tls_out_peek(roost_tls *tls, size_t *len);
 void roost_tls_out_consume(roost_tls *tls, size_t n);
 
 /* roost_tls_keep_buffers - sessions release OpenSSL's 16 KiB record
- * buffers whenever they run empty, which keeps idle sessions small but
- * costs a malloc/free per record; keep them while a large transfer is
- * under way (keep = true) and release again afterwards. */
+ * buffers (and their own input buffer) whenever they run empty, which
+ * keeps idle sessions small but costs a malloc/free per record; keep them
+ * while a large transfer is under way (keep = true) and release again
+ * afterwards. */
 void roost_tls_keep_buffers(roost_tls *tls, bool keep);
 
 /* Ciphertext fed but not yet consumed by the TLS engine, plus one if the
