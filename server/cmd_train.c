@@ -8,14 +8,25 @@
  * training throughput (samples/s, timing only the training steps). With
  * --json each epoch is one JSON object on its own line of stdout.
  *
- * Randomness: with --seed the initialisation and the shuffles come from
- * the insecure deterministic generator (reproducible runs; nothing here is
- * private); without it from the CSPRNG.
+ * With --dp each step is a DP-SGD gradient (dp/dpsgd.h: Poisson sampling
+ * at rate q, per-example clipping to C, Gaussian noise sigma*C, division by
+ * the expected batch q*N) and each epoch also prints the (epsilon, delta)
+ * spent so far: the RDP accountant's bound for the steps taken, charged
+ * for the discrete noise sampler (roost_noise_charge). With --epsilon the
+ * noise multiplier is calibrated so the whole run meets the target.
+ *
+ * Randomness: with --seed the initialisation, the shuffles and (with --dp)
+ * the sampling and the noise come from the insecure deterministic
+ * generator: reproducible, and for --dp it gives NO privacy, which the
+ * output says. Without --seed everything comes from the CSPRNG.
  */
 #include "server/cli.h"
 
 #include "common/dataset.h"
 #include "common/model.h"
+#include "dp/accountant.h"
+#include "dp/dpsgd.h"
+#include "dp/noise.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -45,7 +56,17 @@ static const char train_usage[] =
     "  --limit N        train on the first N examples only\n"
     "  --data DIR       Fashion-MNIST directory (default $ROOST_FMNIST_DIR,\n"
     "                   else " ROOST_FMNIST_DEFAULT_DIR ")\n"
-    "  --json           one JSON object per epoch on stdout\n";
+    "  --json           one JSON object per epoch on stdout\n"
+    "\n"
+    "Differentially private training (DP-SGD with Poisson sampling):\n"
+    "  --dp             enable; needs --clip, --delta and --sigma or\n"
+    "                   --epsilon\n"
+    "  --clip C         per-example L2 clip norm\n"
+    "  --sigma S        noise multiplier (noise stddev = S * C)\n"
+    "  --epsilon E      calibrate sigma so the whole run spends at most E\n"
+    "  --delta D        target delta, below 1 / training examples\n"
+    "  --q Q            sampling rate (default batch / training examples);\n"
+    "                   one epoch is round(1 / Q) steps\n";
 
 struct train_args {
     const char *model;
@@ -54,6 +75,8 @@ struct train_args {
     double lr, momentum, weight_decay;
     uint64_t seed, limit;
     bool have_seed, json, cosine;
+    bool dp, have_clip, have_sigma, have_epsilon, have_delta, have_q;
+    double clip, sigma, epsilon, delta, q;
 };
 
 static double
@@ -76,11 +99,16 @@ parse_args(int argc, char **argv, struct train_args *a)
     a->momentum = 0.9;
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
-        if (strcmp(flag, "--json") == 0 || strcmp(flag, "--cosine") == 0) {
-            if (flag[2] == 'j')
-                a->json = true;
-            else
-                a->cosine = true;
+        if (strcmp(flag, "--json") == 0) {
+            a->json = true;
+            continue;
+        }
+        if (strcmp(flag, "--cosine") == 0) {
+            a->cosine = true;
+            continue;
+        }
+        if (strcmp(flag, "--dp") == 0) {
+            a->dp = true;
             continue;
         }
         if (i + 1 >= argc) {
@@ -110,6 +138,19 @@ parse_args(int argc, char **argv, struct train_args *a)
             ok = a->have_seed = roost_cli_parse_u64(cmd, flag, v, &a->seed);
         else if (strcmp(flag, "--limit") == 0)
             ok = roost_cli_parse_u64(cmd, flag, v, &a->limit);
+        else if (strcmp(flag, "--clip") == 0)
+            ok = a->have_clip = roost_cli_parse_double(cmd, flag, v, &a->clip);
+        else if (strcmp(flag, "--sigma") == 0)
+            ok = a->have_sigma =
+                roost_cli_parse_double(cmd, flag, v, &a->sigma);
+        else if (strcmp(flag, "--epsilon") == 0)
+            ok = a->have_epsilon =
+                roost_cli_parse_double(cmd, flag, v, &a->epsilon);
+        else if (strcmp(flag, "--delta") == 0)
+            ok = a->have_delta =
+                roost_cli_parse_double(cmd, flag, v, &a->delta);
+        else if (strcmp(flag, "--q") == 0)
+            ok = a->have_q = roost_cli_parse_double(cmd, flag, v, &a->q);
         else {
             fprintf(stderr,
                     "roost train: unknown flag '%s' (see 'roost train "
@@ -130,6 +171,27 @@ parse_args(int argc, char **argv, struct train_args *a)
                         "--weight-decay >= 0\n");
         return false;
     }
+    bool dp_flags = a->have_clip || a->have_sigma || a->have_epsilon ||
+                    a->have_delta || a->have_q;
+    if (dp_flags && !a->dp) {
+        fprintf(stderr, "roost train: --clip, --sigma, --epsilon, --delta "
+                        "and --q need --dp\n");
+        return false;
+    }
+    if (a->dp) {
+        if (!a->have_clip || !(a->clip > 0.0) || !a->have_delta ||
+            !(a->delta > 0.0 && a->delta < 1.0) ||
+            a->have_sigma == a->have_epsilon ||
+            (a->have_sigma && !(a->sigma > 0.0)) ||
+            (a->have_epsilon && !(a->epsilon > 0.0)) ||
+            (a->have_q && !(a->q > 0.0 && a->q <= 1.0))) {
+            fprintf(stderr,
+                    "roost train: --dp needs --clip C > 0, --delta in (0, 1) "
+                    "and exactly one of --sigma S > 0 or --epsilon E > 0 "
+                    "(--q in (0, 1])\n");
+            return false;
+        }
+    }
     return true;
 }
 
@@ -139,7 +201,8 @@ struct run {
     roost_model *model;
     roost_workspace *ws;
     roost_sgd *opt;
-    roost_rng *init_rng, *shuffle_rng;
+    roost_rng *init_rng, *shuffle_rng, *dp_rng;
+    roost_dpsgd *dpsgd;
     float *params, *grad, *xb;
     uint8_t *yb;
     size_t *order;
@@ -148,10 +211,14 @@ struct run {
 static void
 run_free(struct run *r)
 {
-    roost_dataset_destroy(r->train);
-    roost_dataset_destroy(r->test);
+    /* The DP-SGD handle and the workspace refer to the model, and the
+     * DP-SGD handle to its rng: destroy them first. */
+    roost_dpsgd_destroy(r->dpsgd);
+    roost_rng_destroy(r->dp_rng);
     roost_workspace_destroy(r->ws);
     roost_model_destroy(r->model);
+    roost_dataset_destroy(r->train);
+    roost_dataset_destroy(r->test);
     roost_sgd_destroy(r->opt);
     roost_rng_destroy(r->init_rng);
     roost_rng_destroy(r->shuffle_rng);
@@ -170,6 +237,124 @@ fail_rc(const char *what, int rc, const roost_errmsg *em)
                                                    : roost_strerror(rc),
             roost_errname(rc));
     return ROOST_EXIT_FAIL;
+}
+
+/* One epoch line or JSON object. eps < 0: not a DP run. */
+static void
+print_epoch(const struct train_args *a, long epoch, double loss,
+            double test_loss, double acc, double sps, double secs, double lr,
+            double eps, double delta)
+{
+    if (a->json) {
+        printf("{\"epoch\":%ld,\"loss\":%.6f,\"test_loss\":%.6f,"
+               "\"accuracy\":%.6f,\"samples_per_s\":%.1f,"
+               "\"train_seconds\":%.3f,\"lr\":%g",
+               epoch, loss, test_loss, acc, sps, secs, lr);
+        if (eps >= 0.0)
+            printf(",\"epsilon\":%.6f,\"delta\":%.3g,\"insecure_rng\":%s", eps,
+                   delta, a->have_seed ? "true" : "false");
+        printf("}\n");
+    } else {
+        printf("epoch %3ld  loss %.4f  test loss %.4f  test accuracy "
+               "%6.2f%%  %9.1f samples/s  (%.1f s)",
+               epoch, loss, test_loss, 100.0 * acc, sps, secs);
+        if (eps >= 0.0)
+            printf("  epsilon %.4f (delta %.3g)%s", eps, delta,
+                   a->have_seed ? " INSECURE rng: no privacy" : "");
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
+/*
+ * train_dp - DP-SGD epochs: round(1/q) Poisson-sampled steps each, then
+ * the evaluation and the privacy spent so far.
+ */
+static int
+train_dp(const struct train_args *a, struct run *r, size_t n)
+{
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    double q = a->have_q ? a->q : (double)a->batch / (double)n;
+    if (q > 1.0)
+        q = 1.0;
+    uint64_t steps_per_epoch = (uint64_t)llround(1.0 / q);
+    if (steps_per_epoch == 0)
+        steps_per_epoch = 1;
+    uint64_t total_steps = steps_per_epoch * (uint64_t)a->epochs;
+    double sigma = a->sigma;
+    int rc;
+    if (a->have_epsilon) {
+        rc = roost_dp_calibrate_sigma(q, total_steps, a->delta, a->epsilon,
+                                      &sigma, &em);
+        if (rc != ROOST_OK)
+            return fail_rc("--epsilon", rc, &em);
+    }
+    if (a->have_seed)
+        rc = roost_rng_create_insecure_deterministic(&r->dp_rng, NULL, a->seed,
+                                                     2);
+    else
+        rc = roost_rng_create(&r->dp_rng, NULL);
+    if (rc != ROOST_OK)
+        return fail_rc("random generator", rc, NULL);
+    roost_dpsgd_config cfg = {.sampling_rate = q,
+                              .noise_multiplier = sigma,
+                              .clip_norm = a->clip,
+                              .sampling = ROOST_DPSGD_POISSON};
+    rc = roost_dpsgd_create(&r->dpsgd, NULL, r->model, n, &cfg, r->dp_rng, &em);
+    if (rc != ROOST_OK)
+        return fail_rc("--dp", rc, &em);
+    if (!a->json)
+        printf("DP-SGD: q %.6g (expected batch %.1f), %llu steps per epoch, "
+               "clip %g (effective %.6g), sigma %.6g, delta %g%s\n",
+               q, q * (double)n, (unsigned long long)steps_per_epoch, a->clip,
+               roost_dpsgd_effective_clip(r->dpsgd), sigma, a->delta,
+               a->have_seed ? "; INSECURE deterministic rng (--seed): the "
+                              "noise gives NO privacy"
+                            : "");
+    for (long epoch = 1; epoch <= a->epochs; epoch++) {
+        double lr = a->lr;
+        if (a->cosine)
+            lr *= 0.5 * (1.0 + cos(3.14159265358979323846 *
+                                   (double)(epoch - 1) / (double)a->epochs));
+        roost_sgd_set_lr(r->opt, (float)lr);
+        double loss_sum = 0.0, t0 = now_seconds();
+        size_t seen = 0;
+        for (uint64_t s = 0; s < steps_per_epoch; s++) {
+            roost_dpsgd_step_info info;
+            rc = roost_dpsgd_step(r->dpsgd, r->params, r->train, NULL, r->grad,
+                                  &info, &em);
+            if (rc != ROOST_OK)
+                return fail_rc("DP-SGD step", rc, &em);
+            rc = roost_sgd_step(r->opt, r->params, r->grad, NULL);
+            if (rc != ROOST_OK)
+                return fail_rc("training step", rc, NULL);
+            loss_sum += info.loss_sum;
+            seen += info.batch;
+        }
+        double secs = now_seconds() - t0;
+        double test_loss, acc;
+        rc = roost_model_evaluate(
+            r->ws, r->params, roost_dataset_features(r->test),
+            roost_dataset_labels(r->test), roost_dataset_count(r->test),
+            &test_loss, &acc);
+        if (rc != ROOST_OK)
+            return fail_rc("evaluation", rc, NULL);
+        roost_dp_event ev = {
+            .q = q, .sigma = sigma, .steps = steps_per_epoch * (uint64_t)epoch};
+        double eps, eps_charged, delta_charged;
+        rc = roost_dp_epsilon(&ev, 1, a->delta, &eps, NULL, &em);
+        if (rc == ROOST_OK)
+            rc = roost_noise_charge(roost_dpsgd_noise(r->dpsgd),
+                                    roost_dpsgd_noise_draws(r->dpsgd), eps,
+                                    a->delta, &eps_charged, &delta_charged);
+        if (rc != ROOST_OK)
+            return fail_rc("accounting", rc, &em);
+        print_epoch(a, epoch, seen ? loss_sum / (double)seen : 0.0, test_loss,
+                    acc, (double)seen / secs, secs, lr, eps_charged,
+                    delta_charged);
+    }
+    return ROOST_EXIT_OK;
 }
 
 static int
@@ -236,6 +421,8 @@ train(const struct train_args *a, struct run *r)
     rc = roost_model_init_params(r->model, r->params, r->init_rng);
     if (rc != ROOST_OK)
         return fail_rc("initialisation", rc, NULL);
+    if (a->dp)
+        return train_dp(a, r, n);
 
     if (!a->json)
         printf("model %s: %zu parameters, %zu training / %zu test examples, "
@@ -286,17 +473,8 @@ train(const struct train_args *a, struct run *r)
             &test_loss, &acc);
         if (rc != ROOST_OK)
             return fail_rc("evaluation", rc, NULL);
-        double sps = (double)n / secs, loss = loss_sum / (double)n;
-        if (a->json)
-            printf("{\"epoch\":%ld,\"loss\":%.6f,\"test_loss\":%.6f,"
-                   "\"accuracy\":%.6f,\"samples_per_s\":%.1f,"
-                   "\"train_seconds\":%.3f,\"lr\":%g}\n",
-                   epoch, loss, test_loss, acc, sps, secs, lr);
-        else
-            printf("epoch %3ld  loss %.4f  test loss %.4f  test accuracy "
-                   "%6.2f%%  %9.1f samples/s  (%.1f s)\n",
-                   epoch, loss, test_loss, 100.0 * acc, sps, secs);
-        fflush(stdout);
+        print_epoch(a, epoch, loss_sum / (double)n, test_loss, acc,
+                    (double)n / secs, secs, lr, -1.0, 0.0);
     }
     return ROOST_EXIT_OK;
 }

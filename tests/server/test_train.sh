@@ -1,8 +1,9 @@
 #!/bin/sh
 # test_train.sh - `roost train` end to end on real Fashion-MNIST
 # ($ROOST_FMNIST_DIR): --json prints one object per epoch with the promised
-# keys and a learned accuracy; bad specs and flags are refused with the
-# right exit status and a message naming the problem.
+# keys and a learned accuracy, also with --dp (plus epsilon); bad specs and
+# flags are refused with the right exit status and a message naming the
+# problem.
 set -u
 roost=${1:?usage: test_train.sh ROOST}
 fail=0
@@ -39,6 +40,19 @@ if ! sed 's/"samples_per_s".*//' "$out" | cmp -s - "$err"; then
     fail=1
 fi
 
+# DP-SGD: an epsilon in every epoch object, the seeded (insecure) rng
+# flagged, and still learning something with sigma 1.
+"$roost" train --model logreg --epochs 1 --limit 3000 --batch 50 --lr 0.5 \
+    --momentum 0 --seed 3 --dp --clip 1 --sigma 1 --delta 1e-5 --json \
+    >"$out" 2>"$err" || { echo "FAIL: --dp run: $(cat "$err")"; fail=1; }
+grep -q '"epsilon":[0-9]' "$out" || { echo "FAIL: no epsilon: $(cat "$out")"; fail=1; }
+grep -q '"insecure_rng":true' "$out" || { echo "FAIL: seeded DP run not flagged insecure"; fail=1; }
+acc=$(sed 's/.*"accuracy":\([0-9.]*\).*/\1/' "$out")
+if ! awk -v a="$acc" 'BEGIN { exit !(a > 0.5) }'; then
+    echo "FAIL: DP accuracy $acc not above 0.5"
+    fail=1
+fi
+
 check() { # expected-status needle args...
     want=$1 needle=$2
     shift 2
@@ -56,6 +70,10 @@ check 2 "unknown flag" "$roost" train --model mlp --nonsense 1
 check 2 "required" "$roost" train --epochs 1
 check 2 "momentum" "$roost" train --model mlp --momentum 1.5
 check 1 "not found" "$roost" train --model mlp --data /nonexistent/dir
+check 2 "need --dp" "$roost" train --model mlp --sigma 1
+check 2 "exactly one of" "$roost" train --model mlp --dp --clip 1 --delta 1e-5
+check 1 "unreachable" "$roost" train --model mlp --limit 100 --dp --clip 1 \
+    --epsilon 0.001 --delta 1e-5
 
 if [ "$fail" -eq 0 ]; then
     echo "server.train: all checks passed"
