@@ -45,6 +45,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -332,13 +333,21 @@ static void
 on_round(void *arg, const roost_coord_round_summary *s)
 {
     struct serve *sv = arg;
+    char loss[32] = "-", acc[32] = "-", eps[32] = "-";
+    if (isfinite(s->train_loss))
+        snprintf(loss, sizeof(loss), "%.4g", s->train_loss);
+    if (isfinite(s->eval_accuracy))
+        snprintf(acc, sizeof(acc), "%.4g", s->eval_accuracy);
+    if (isfinite(s->epsilon_max))
+        snprintf(eps, sizeof(eps), "%.4g", s->epsilon_max);
     roost_log(&sv->log, ROOST_LOG_INFO,
               "round %" PRId64 " %s in %.1f s: %u selected, %u accepted, %u "
               "refused, %u dropped; %" PRIu64
-              " examples; train loss %.4g; eval accuracy %.4g",
+              " examples; train loss %s; held-out accuracy %s; max epsilon "
+              "reported %s",
               s->round_id, s->committed ? "committed" : "failed", s->seconds,
               s->selected, s->accepted, s->refused, s->dropped, s->examples,
-              s->train_loss, s->eval_accuracy);
+              loss, acc, eps);
 }
 
 /* ---------------------------------------------------------------------

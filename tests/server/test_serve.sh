@@ -196,6 +196,58 @@ pid=
 check 0 "status reads the daemon's database" "$roost" status --db state/roost.db
 expect_text "run recorded" "run           1: "
 
+# --- rounds with real clients --------------------------------------
+# Three `roost client` processes on small shards, two DP rounds with
+# held-out evaluation: the loop carries check-in, task, chunks, update
+# and ack over TLS; the daemon stops by itself at max_rounds; status,
+# report and audit read what it recorded.
+fmnist=${ROOST_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [ ! -e "$fmnist/t10k-labels-idx1-ubyte.gz" ] &&
+    [ ! -e "$fmnist/t10k-labels-idx1-ubyte" ]; then
+    echo "skip: no Fashion-MNIST in $fmnist; rounds not exercised"
+else
+    for i in 0 1 2; do
+        "$roost" pki request --cn "dev$i" --out "dev$i" >/dev/null &&
+            "$roost" pki sign --ca-dir ca --csr "dev$i.csr" --out "dev$i.crt" \
+                >/dev/null || { echo "FAIL: client certificates"; exit 1; }
+    done
+    mkdir rstate
+    rm -f serve.log
+    "$roost" serve --config serve.conf --state-dir "$work/rstate" \
+        --set round.clients_per_round=3 --set round.timeout=2min \
+        --set round.max_rounds=2 --set dp.enabled=true \
+        --set evaluation.enabled=true \
+        --set "evaluation.dataset_dir=$fmnist" --set server.log_level=info &
+    pid=$!
+    wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
+        { echo "FAIL: daemon did not start"; cat serve.log; exit 1; }
+    port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+    cpids=
+    for i in 0 1 2; do
+        "$roost" client --connect "tcp://127.0.0.1:$port" --ca ca/ca.crt \
+            --cert "dev$i.crt" --key "dev$i.key" --ledger "ledger$i.db" \
+            --create-ledger --shard "$i/200" --data "$fmnist" --rounds 2 \
+            >"client$i.log" 2>&1 &
+        cpids="$cpids $!"
+    done
+    wait "$pid"
+    st=$?
+    pid=
+    for c in $cpids; do wait "$c"; done
+    if [ "$st" -eq 0 ]; then echo "ok: daemon stopped at max_rounds"; else
+        echo "FAIL: daemon exit $st"; cat serve.log; fail=1; fi
+    expect_text "round 1 committed" "round 1 committed: 3/3 updates" serve.log
+    expect_text "round 2 committed" "round 2 committed: 3/3 updates" serve.log
+    expect_text "held-out accuracy measured" "held-out accuracy 0\.[0-9]" serve.log
+    expect_text "client finished" "done (contributed 2 rounds" client0.log
+    check 0 "audit of the daemon's record" "$roost" audit --db rstate/roost.db
+    expect_text "chain holds 2 rounds" "chain intact: 2 rounds"
+    check 0 "report of the daemon's record" \
+        "$roost" report --db rstate/roost.db -o report.html
+    expect_text "report has the participation chart" \
+        'id="chart-participation"' report.html
+fi
+
 # Bad TLS files: exit 1 with a message, not a crash.
 check 1 "missing certificate" "$roost" serve --config serve.conf \
     --set server.cert_file=nope.crt --log ""
