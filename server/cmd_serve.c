@@ -514,9 +514,18 @@ run(roost_serve_config *cfg)
     sopt.flags = ROOST_STORE_CREATE;
     sopt.keep_last = cfg->keep_last;
     sopt.keep_every = cfg->keep_every;
+    size_t sd_len = strlen(cfg->state_dir);
+    bool in_state_dir = strncmp(cfg->database, cfg->state_dir, sd_len) == 0 &&
+                        cfg->database[sd_len] == '/';
+    if (in_state_dir && access(cfg->state_dir, W_OK | X_OK) != 0) {
+        roost_log(&sv.log, ROOST_LOG_ERROR,
+                  "state_dir %s: %s (create it, writable by this user; "
+                  "systemd's StateDirectory= does)",
+                  cfg->state_dir, strerror(errno));
+        goto out;
+    }
     if (roost_store_open_ex(&store, cfg->database, &sopt, &em) != ROOST_OK) {
-        roost_log(&sv.log, ROOST_LOG_ERROR, "database %s: %s", cfg->database,
-                  em.text);
+        roost_log(&sv.log, ROOST_LOG_ERROR, "database: %s", em.text);
         goto out;
     }
     roost_tls_files files = {cfg->ca_file, cfg->cert_file, cfg->key_file,
