@@ -942,11 +942,20 @@ channel_new(roost_channel **out, const roost_channel_config *cfg,
                             zmq_strerror(errno));
             goto fail;
         }
-        int zero = 0, one = 1, never = -1;
+        int zero = 0, one = 1;
+        int ivl = ch->cfg.reconnect_min_ms, ivl_max = ch->cfg.reconnect_max_ms;
         zmq_setsockopt(ch->sock, ZMQ_LINGER, &zero, sizeof(zero));
         zmq_setsockopt(ch->sock, ZMQ_STREAM_NOTIFY, &one, sizeof(one));
-        /* The connector does its own backoff with jitter. */
-        zmq_setsockopt(ch->sock, ZMQ_RECONNECT_IVL, &never, sizeof(never));
+        /* ZeroMQ's own reconnect cannot simply be turned off: with
+         * ZMQ_RECONNECT_IVL = -1, libzmq 4.3 drops the disconnect notice
+         * on the connecting side, and a client would never learn that its
+         * coordinator died. So ZeroMQ retries a refused TCP connect with
+         * the configured bounds, while the channel schedules each new
+         * attempt (after a session ends) with its own jittered backoff and
+         * cancels ZeroMQ's retries with zmq_disconnect. */
+        zmq_setsockopt(ch->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl));
+        zmq_setsockopt(ch->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max,
+                       sizeof(ivl_max));
     }
     ch->tls = tls;
     roost_tls_ctx_ref(tls);

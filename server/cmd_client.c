@@ -29,6 +29,7 @@ struct client_args {
     bool seeded;
     uint64_t seed;
     int log_level;
+    long reconnect_min_ms, reconnect_max_ms;
 };
 
 static roost_client *running_client;
@@ -65,6 +66,8 @@ usage(FILE *out)
           "  --partition-seed S   seed of the partition (default 1)\n"
           "  --data DIR           Fashion-MNIST directory\n"
           "  --rounds N           stop after N accepted updates\n"
+          "  --reconnect MIN:MAX  reconnect backoff bounds in ms (default "
+          "100:30000)\n"
           "  --label TEXT         display label sent at check-in\n"
           "  --insecure-seed S    INSECURE: fixed seed for all randomness, "
           "DP noise included\n"
@@ -81,6 +84,8 @@ parse(int argc, char **argv, struct client_args *a)
     a->partition = "iid";
     a->partition_seed = 1;
     a->log_level = ROOST_LOG_WARN;
+    a->reconnect_min_ms = 100;
+    a->reconnect_max_ms = 30000;
     bool have_shard = false;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -136,6 +141,19 @@ parse(int argc, char **argv, struct client_args *a)
             if (!roost_cli_parse_u64("client", f, v, &a->seed))
                 return false;
             a->seeded = true;
+        } else if (strcmp(f, "--reconnect") == 0) {
+            char extra;
+            if (sscanf(v, "%ld:%ld%c", &a->reconnect_min_ms,
+                       &a->reconnect_max_ms, &extra) != 2 ||
+                a->reconnect_min_ms <= 0 ||
+                a->reconnect_max_ms < a->reconnect_min_ms ||
+                a->reconnect_max_ms > 3600000) {
+                fprintf(stderr,
+                        "roost client: --reconnect: '%s' is not "
+                        "MIN:MAX milliseconds with 0 < MIN <= MAX\n",
+                        v);
+                return false;
+            }
         } else if (strcmp(f, "--shard") == 0) {
             unsigned k, n;
             char extra;
@@ -262,6 +280,8 @@ roost_cmd_client(int argc, char **argv)
     roost_config_set_log(cfg, roost_cli_log_stderr, NULL, a.log_level);
     roost_config_set_progress(cfg, on_progress, label);
     roost_config_set_max_rounds(cfg, a.rounds);
+    roost_config_set_reconnect(cfg, (int)a.reconnect_min_ms,
+                               (int)a.reconnect_max_ms);
     roost_config_set_label(cfg, label);
     if (a.seeded)
         roost_config_set_insecure_seed(cfg, a.seed);
