@@ -1025,7 +1025,7 @@ roost_ledger_charge(roost_ledger *l, const roost_ledger_event *ev,
     roost_errmsg_clear(&l->em);
     if (receipt == NULL)
         return roost_fail(&l->em, ROOST_EINVAL, "ledger: receipt is NULL");
-    size_t task_len;
+    size_t task_len = 0;
     int rc = check_caller_event(l, ev, &task_len);
     if (rc != ROOST_OK)
         return rc;

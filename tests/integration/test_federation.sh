@@ -94,7 +94,7 @@ echo "federation of $n_clients clients finished $rounds rounds in ${waited}s"
 committed=$(grep -o '"state": "committed"' status.json | wc -l)
 # last_round plus every recent round: rounds + 1 matches
 [ "$committed" -ge "$rounds" ] || fail "only $committed committed rounds"
-accs=$(grep -o 'eval accuracy [0-9.]*' serve.log | awk '{print $3}')
+accs=$(grep -o 'held-out accuracy [0-9.]*' serve.log | awk '{print $3}')
 [ "$(echo "$accs" | wc -l)" -eq "$rounds" ] ||
     fail "want $rounds evaluated rounds in the log, got: $accs"
 first=$(echo "$accs" | head -n 1); last=$(echo "$accs" | tail -n 1)
