@@ -38,6 +38,7 @@
 
 #include <cblas.h>
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -601,6 +602,12 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
         const struct op *o = &m->ops[i];
         size_t a = 0, fl = 0, col = 0;
         ok = roost_size_mul(o->out_size, max_batch, &a);
+        /* BLAS takes int dimensions: every batch matrix must index with
+         * an int. */
+        size_t in_all;
+        ok = ok && a <= INT_MAX &&
+             roost_size_mul(o->in_size, max_batch, &in_all) &&
+             in_all <= INT_MAX;
         per[i][0] = per[i][1] = a;
         pool_idx[i] = 0;
         if (ok && o->kind == OP_DENSE && o->in_cbhw) {

@@ -497,6 +497,17 @@ bad_arguments(void **state)
     roost_workspace *ws = (roost_workspace *)&ws;
     assert_int_equal(roost_workspace_create(&ws, f.m, 0, NULL), ROOST_EINVAL);
     assert_null(ws);
+    /* Batch matrices beyond INT_MAX elements cannot go to BLAS (this one
+     * is 2^31 floats, 8 GiB: below the byte cap, above the int range). */
+    roost_model *wide;
+    assert_int_equal(
+        roost_model_create(&wide, NULL, "dense:3", 1, 256, 256, NULL),
+        ROOST_OK);
+    ws = (roost_workspace *)&ws;
+    assert_int_equal(roost_workspace_create(&ws, wide, (size_t)1 << 15, NULL),
+                     ROOST_ETOOBIG);
+    assert_null(ws);
+    roost_model_destroy(wide);
     assert_int_equal(roost_workspace_max_batch(f.ws), 4);
     assert_true(roost_workspace_bytes(f.ws) > 0);
     assert_int_equal(
