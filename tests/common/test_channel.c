@@ -722,6 +722,48 @@ reconnects_after_server_restart(void **state)
     check_good_session();
 }
 
+/* The coordinator dies (its socket goes away without a TLS goodbye) and
+ * comes back on the same port: the connector notices and reconnects. */
+static void
+reconnects_after_server_dies(void **state)
+{
+    (void)state;
+    log_reset();
+    int closed = good_rec.closed, opened = good_rec.opened;
+    roost_channel_destroy(server);
+    server = NULL;
+    int64_t deadline = mono_ms() + 10000;
+    while (good_rec.closed == closed && mono_ms() < deadline)
+        roost_channel_poll(good, 5);
+    assert_int_equal(good_rec.closed, closed + 1);
+    assert_int_equal(good_rec.last_reason, ROOST_ECLOSED);
+    /* A new listener on the same endpoint. */
+    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_channel_config cfg;
+    roost_channel_config_init(&cfg);
+    cfg.on_event = on_event;
+    cfg.event_arg = &srv_rec;
+    cfg.logger = (roost_logger){capture_log, NULL, ROOST_LOG_DEBUG};
+    cfg.max_frame = MAX_FRAME;
+    roost_errmsg em = {{0}};
+    assert_int_equal(roost_channel_create(&server, &cfg, sctx, &em), ROOST_OK);
+    roost_tls_ctx_destroy(sctx);
+    srv_rec.ch = server;
+    deadline = mono_ms() + 5000;
+    int rc;
+    while ((rc = roost_channel_listen(server, endpoint)) != ROOST_OK &&
+           mono_ms() < deadline)
+        roost_channel_poll(good, 10);
+    assert_int_equal(rc, ROOST_OK);
+    int srv_opened = srv_rec.opened;
+    PUMP_UNTIL(good_rec.opened > opened && srv_rec.opened > srv_opened, 15000);
+    assert_int_equal(good_rec.opened, opened + 1);
+    good_srv_session = srv_rec.session;
+    good_rec.closed--;
+    good_rec.opened--;
+    check_good_session();
+}
+
 int
 main(void)
 {
@@ -741,6 +783,7 @@ main(void)
         cmocka_unit_test(s_client_interop),
         cmocka_unit_test(s_client_without_certificate_fails),
         cmocka_unit_test(reconnects_after_server_restart),
+        cmocka_unit_test(reconnects_after_server_dies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
