@@ -586,6 +586,7 @@ process_input(roost_channel *ch, session *s)
             return;
         }
         flush(ch, s);
+        roost_tls_trim(s->tls); /* the handshake's buffers */
         session_open(ch, s);
     }
     read_frames(ch, s);

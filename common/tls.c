@@ -638,6 +638,27 @@ roost_tls_keep_buffers(roost_tls *tls, bool keep)
         SSL_set_mode(tls->ssl, SSL_MODE_RELEASE_BUFFERS);
 }
 
+void
+roost_tls_trim(roost_tls *tls)
+{
+    if (BIO_ctrl_pending(tls->out) == 0) {
+        /* A drained BIO_s_mem keeps its largest buffer; a fresh one
+         * holds none until something is written. */
+        BIO *fresh = BIO_new(BIO_s_mem());
+        if (fresh != NULL) {
+            SSL_set0_wbio(tls->ssl, fresh); /* frees the old one */
+            tls->out = fresh;
+        }
+    }
+    if (tls->borrow_len == 0 && tls->spill_start == tls->spill_end &&
+        tls->spill != NULL) {
+        roost_alloc_free(NULL, tls->spill);
+        tls->spill = NULL;
+        tls->spill_cap = tls->spill_start = tls->spill_end = 0;
+    }
+    ERR_clear_error();
+}
+
 size_t
 roost_tls_in_pending(const roost_tls *tls)
 {

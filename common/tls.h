@@ -149,6 +149,11 @@ void roost_tls_out_consume(roost_tls *tls, size_t n);
  * afterwards. */
 void roost_tls_keep_buffers(roost_tls *tls, bool keep);
 
+/* roost_tls_trim - give back buffers an idle session does not need (the
+ * output buffer's capacity once drained, an empty input buffer). Call it
+ * when a session goes idle, e.g. after the handshake. */
+void roost_tls_trim(roost_tls *tls);
+
 /* Ciphertext fed but not yet consumed by the TLS engine, plus one if the
  * engine holds a partial record or undelivered plaintext: non-zero means
  * a disconnect now would truncate something. */
