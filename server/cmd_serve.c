@@ -489,6 +489,12 @@ run(roost_serve_config *cfg)
     sv.log.arg = &lg;
     sv.log.max_level = cfg->log_level;
     roost_wire_limits_default(&sv.limits);
+    /* One limit for the operator: the channel's frame cap is also the
+     * decoder's message cap (the table keeps it >= the 2 MiB default), and
+     * the decoder may allocate twice that while unpacking. */
+    sv.limits.max_message_bytes = (size_t)cfg->max_frame;
+    if (sv.limits.max_alloc_bytes < 2 * (size_t)cfg->max_frame)
+        sv.limits.max_alloc_bytes = 2 * (size_t)cfg->max_frame;
 
     int status = ROOST_EXIT_FAIL;
     bool signals_on = false;

@@ -76,11 +76,12 @@ static const roost_config_key keys[] = {
     {"server", "max_sessions", ROOST_CONFIG_U32, OFF(max_sessions), "1024",
      1, 1000000, 0, NULL,
      "Most concurrent client connections; more are refused at connect."},
-    {"server", "max_frame", ROOST_CONFIG_BYTES, OFF(max_frame), "4MiB",
-     64 * KIB, GIB, 0, NULL,
+    {"server", "max_frame", ROOST_CONFIG_BYTES, OFF(max_frame), "2MiB",
+     2 * MIB, GIB, 0, NULL,
      "Largest message accepted from a client, checked before any memory "
-     "is set aside for it. Parameters travel in 1 MiB chunks, so a few MiB "
-     "suffice for any model."},
+     "is set aside for it; also the wire decoder's message limit. "
+     "Parameters travel in chunks of at most 1 MiB, so the 2 MiB minimum "
+     "carries any model."},
     {"server", "handshake_timeout", ROOST_CONFIG_DURATION,
      OFF(handshake_timeout_ms), "10s", 100, 10 * MIN_MS, 0, NULL,
      "A connection that has not completed its TLS handshake by then is "
