@@ -167,6 +167,17 @@ fi
 grep -q "opened: CN=intruder" serve.log &&
     { echo "FAIL: intruder session opened"; fail=1; }
 
+# A framed message that is not a protobuf Envelope: logged, session closed,
+# daemon unaffected.
+(printf '\000\000\000\005hello'; sleep 1) | timeout 10 openssl s_client \
+    -connect "127.0.0.1:$port" -CAfile ca/ca.crt -cert dev.crt -key dev.key \
+    -tls1_3 -quiet >"$work/sc3.out" 2>&1
+if wait_for serve.log "undecodable message.*closing it"; then
+    echo "ok: undecodable frame closes its session"
+else
+    echo "FAIL: undecodable frame not reported"; cat serve.log; fail=1
+fi
+
 mv serve.log serve.log.1
 kill -HUP "$pid"
 if wait_for serve.log "SIGHUP: log file reopened"; then
