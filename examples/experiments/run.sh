@@ -112,14 +112,16 @@ if [ "$table_only" = 0 ]; then
             tail -n 3 "$out/$name.err" >&2
         fi
         # The flags, for the table.
-        printf '%s\n' "$common $flags $extra" | tr -s ' ' >"$out/$name.flags"
+        printf '%s\n' "$common $flags $extra" | tr -s ' ' |
+            sed -e 's/^ //' -e 's/ $//' >"$out/$name.flags"
     done
     [ "$dry" = 1 ] && exit 0
 fi
 
-# One row per OUT/*.jsonl: final and best accuracy, the first round at or
-# above the target, the largest epsilon spent by any client, and the mean
-# seconds per round (wall time on this machine, evaluation included).
+# One row per OUT/*.jsonl (earlier runs in OUT stay in the table): final
+# and best accuracy, the first round at or above the target, the largest
+# epsilon spent by any client, and the mean seconds per round (wall time on
+# this machine, evaluation included).
 {
     echo "| preset | rounds | final acc % | best acc % (round) |" \
         "rounds to ${target}% | epsilon_max | s/round | flags |"

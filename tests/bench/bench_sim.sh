@@ -4,15 +4,16 @@
 #
 #   sh tests/bench/bench_sim.sh BUILD_DIR [ROUNDS] [REPS]
 #
-# 1. Speed: REPS times (default 2), alternately, `roost sim --no-dp` and
+# 1. Speed: REPS times (default 3), alternately, `roost sim --no-dp` and
 #    tests/bench/torch_fedavg.py on the same job: Fashion-MNIST, IID
 #    partition, 100 clients, 10 per round, MLP 784-200-200-10, E = 1,
-#    B = 32, lr 0.05, ROUNDS rounds (default 10), evaluation on the 10,000
+#    B = 32, lr 0.05, ROUNDS rounds (default 20), evaluation on the 10,000
 #    test images after every round in both. Each uses the machine as it
 #    does by default (roost: one worker thread per core, one BLAS thread
-#    each; PyTorch: its default intra-op thread count, printed). Prints the
-#    median seconds per round (rounds after the first), their ratio, the
-#    accuracy each reached after ROUNDS rounds and each one's peak RSS.
+#    each; PyTorch: its default intra-op thread count, printed), and
+#    PyTorch once more with one intra-op thread per core. Prints the median
+#    seconds per round (rounds after the first), the ratios, the accuracy
+#    each reached after ROUNDS rounds and each one's peak RSS.
 # 2. Memory per idle virtual client: peak RSS of `roost sim --no-dp` with
 #    1,000 and with 10,000 clients (10 per round, 1 round; 3 runs each,
 #    medians); (difference) / 9,000. Both partition the same 60,000
@@ -26,13 +27,14 @@
 # /usr/bin/time.
 set -eu
 build=${1:?usage: bench_sim.sh BUILD_DIR [ROUNDS] [REPS]}
-rounds=${2:-10}
-reps=${3:-2}
+rounds=${2:-20}
+reps=${3:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 roost="$build/server/roost"
 [ -x "$roost" ] || { echo "bench_sim.sh: $roost not built" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+cores=$(nproc 2>/dev/null || echo 1)
 job="--clients 100 --per-round 10 --local-epochs 1 --batch 32 --lr 0.05"
 
 # --- 1. speed and accuracy against PyTorch -------------------------------
@@ -47,6 +49,11 @@ while [ "$i" -lt "$reps" ]; do
     # shellcheck disable=SC2086
     /usr/bin/python3 "$here/torch_fedavg.py" $job --rounds "$rounds" \
         --seed $((i + 1)) >"$tmp/torch.$i"
+    # PyTorch again with one intra-op thread per core, in case its default
+    # leaves cores idle (Debian's 1.13 defaults to 1 thread on some hosts).
+    # shellcheck disable=SC2086
+    /usr/bin/python3 "$here/torch_fedavg.py" $job --rounds "$rounds" \
+        --seed $((i + 1)) --threads "$cores" >"$tmp/torchn.$i"
     i=$((i + 1))
 done
 
@@ -78,28 +85,34 @@ import json, os, statistics, sys
 tmp, reps, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def rows(path):
     return [json.loads(l) for l in open(path) if l.startswith("{")]
-r_round, r_acc, r_rss, t_round, t_acc, t_rss, t_thr = [], [], [], [], [], [], 0
-for i in range(reps):
-    rr = rows(os.path.join(tmp, f"roost.{i}"))
+def summary(path):
+    rr = rows(path)
+    s = [x for x in rr if x.get("impl") == "torch"]
+    if s:
+        s = s[0]
+        return s["median_round_s"], s["accuracy"], s["peak_rss_kib"], \
+            s["threads"]
     per = [x for x in rr if "round" in x]
-    r_round.append(statistics.median(x["seconds"] for x in per[1:] or per))
-    r_acc.append(per[-1]["accuracy"])
-    r_rss.append([x for x in rr if x.get("impl") == "roost-time"][0]
-                 ["peak_rss_kib"])
-    tt = rows(os.path.join(tmp, f"torch.{i}"))
-    s = [x for x in tt if x.get("impl") == "torch"][0]
-    t_round.append(s["median_round_s"]); t_acc.append(s["accuracy"])
-    t_rss.append(s["peak_rss_kib"]); t_thr = s["threads"]
+    rss = [x for x in rr if x.get("impl") == "roost-time"][0]["peak_rss_kib"]
+    return (statistics.median(x["seconds"] for x in per[1:] or per),
+            per[-1]["accuracy"], rss, 0)
 print(f"1. FedAvg, 100 clients, 10 per round, MLP, E=1, B=32, lr 0.05, "
       f"{rounds} rounds, median of {reps} alternating runs")
-print(f"   {'impl':22} {'s/round':>8} {'accuracy':>9} {'peak RSS':>9}")
-rr_, tr_ = statistics.median(r_round), statistics.median(t_round)
-print(f"   {'roost sim':22} {rr_:8.3f} {100*statistics.median(r_acc):8.2f}%"
-      f" {statistics.median(r_rss)/1024:6.0f} MiB")
-print(f"   {'pytorch (%d thread%s)' % (t_thr, 's'[:t_thr != 1]):22}"
-      f" {tr_:8.3f} {100*statistics.median(t_acc):8.2f}%"
-      f" {statistics.median(t_rss)/1024:6.0f} MiB")
-print(f"   roost is {tr_/rr_:.2f}x faster per round")
+print(f"   {'impl':22} {'s/round':>8} {'accuracy':>9} {'peak RSS':>9}"
+      f" {'roost faster':>12}")
+med = {}
+for tag in ("roost", "torch", "torchn"):
+    got = [summary(os.path.join(tmp, f"{tag}.{i}")) for i in range(reps)]
+    med[tag] = [statistics.median(g[k] for g in got) for k in range(3)]
+    med[tag].append(got[0][3])
+for tag in ("roost", "torch", "torchn"):
+    sec, acc, rss, thr = med[tag]
+    name = "roost sim" if tag == "roost" else \
+        "pytorch (%d thread%s%s)" % (thr, "s"[:thr != 1],
+                                     ", default" if tag == "torch" else "")
+    ratio = "" if tag == "roost" else f"{sec / med['roost'][0]:11.2f}x"
+    print(f"   {name:22} {sec:8.3f} {100 * acc:8.2f}% {rss / 1024:5.0f} MiB"
+          f" {ratio:>12}")
 mem = {}
 for line in open(os.path.join(tmp, "mem")):
     n, kib = line.split()
