@@ -355,9 +355,19 @@ line_chart(FILE *f, const struct report *r, const char *id, const char *title,
     struct chart c;
     chart_begin(&c, f, id, title, (double)r->rounds[0].round_id,
                 (double)r->rounds[r->n - 1].round_id, lo, hi);
-    for (size_t k = 0; k < ny; k++)
+    /* Series never measured (e.g. client-reported loss under DP) are
+     * neither drawn nor listed in the legend. */
+    const char *shown_names[8], *shown_classes[8];
+    size_t shown = 0;
+    for (size_t k = 0; k < ny && shown < 8; k++) {
+        double slo, shi;
+        if (!finite_range(&ys[k], 1, r->n, &slo, &shi))
+            continue;
         chart_line(&c, r, ys[k], classes[k], names[k]);
-    chart_legend(&c, names, classes, ny);
+        shown_names[shown] = names[k];
+        shown_classes[shown++] = classes[k];
+    }
+    chart_legend(&c, shown_names, shown_classes, shown);
     fputs("</svg>\n", f);
 }
 
@@ -382,8 +392,8 @@ epsilon_chart(FILE *f, const struct report *r, const double *mn,
                 (double)r->rounds[r->n - 1].round_id, fmin(0, lo), hi);
     chart_band(&c, r, mn, mx, "s-band");
     chart_line(&c, r, mn, "s-min", "min");
-    chart_line(&c, r, med, "s-med", "median");
     chart_line(&c, r, mx, "s-max", "max");
+    chart_line(&c, r, med, "s-med", "median"); /* on top: the usual case */
     bool any_cdp = false;
     for (size_t i = 0; i < r->n; i++)
         any_cdp = any_cdp || isfinite(cdp[i]);
@@ -419,7 +429,7 @@ participation_chart(FILE *f, const struct report *r)
     struct chart c;
     chart_begin(&c, f, "chart-participation", title,
                 (double)r->rounds[0].round_id,
-                (double)r->rounds[r->n - 1].round_id, 0, hi);
+                (double)r->rounds[r->n - 1].round_id, 0, hi * 1.1);
     double slot = (CH_W - PAD_L - PAD_R) / (c.x.hi - c.x.lo);
     double w = fmax(1.0, fmin(40.0, slot * 0.7));
     for (size_t i = 0; i < r->n; i++) {
