@@ -1011,103 +1011,82 @@ softmax_xent(roost_workspace *ws, const uint8_t *labels, size_t B, float scale)
 enum bwd_mode {
     BWD_GRAD,  /* weight gradients now, summed over the batch */
     BWD_NORMS, /* per-example squared norms instead of weight gradients */
+    BWD_FUSED, /* apply the SGD update layer by layer (no gradient vector) */
 };
 
-static void conv_backward(roost_workspace *ws, size_t i, const float *params,
-                          float *grad, bool accumulate, double *norms_sq,
-                          float *gin);
+/* Where a layer's weight gradient G goes: dst = alpha * G + beta * dst
+ * (beta 0 overwrites, 1 accumulates), dst indexed by the layout offsets. */
+struct wdst {
+    float *base;
+    float alpha, beta;
+};
 
-/* weight_grad - dW, db of a dense or conv op from its delta (already in
- * gout[i]) and saved input, written into grad or (accumulate) added. */
+/* A fused SGD step (roost_model_sgd_step): the optimiser's settings and
+ * buffers. */
+struct fused {
+    float lr, mom, wd, mu;
+    float *v;            /* velocity, NULL without momentum */
+    const float *anchor; /* FedProx w_global, NULL when mu is 0 */
+    float *w;            /* the parameters being updated */
+};
+
+/* dst = alpha * colsum/rowsum + beta * dst, with beta 0 never reading dst
+ * (it may hold garbage). */
 static void
-weight_grad(roost_workspace *ws, size_t i, float *grad, bool accumulate)
+bias_store(float *dst, size_t j, float sum, struct wdst t)
 {
-    const struct op *o = &ws->m->ops[i];
-    size_t B = ws->batch;
-    const float *d = ws->gout[i];
-    float *db = grad + o->b_off;
-    if (o->kind == OP_DENSE) {
-        const float *in = o->in_cbhw ? ws->flat[i] : op_input(ws, i);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o->out_c,
-                    (int)o->kdim, (int)B, 1.0f, d, (int)o->out_c, in,
-                    (int)o->kdim, accumulate ? 1.0f : 0.0f, grad + o->w_off,
-                    (int)o->kdim);
-        if (!accumulate)
-            memset(db, 0, o->out_c * sizeof(float));
-        for (size_t b = 0; b < B; b++)
-            for (size_t j = 0; j < o->out_c; j++)
-                db[j] += d[b * o->out_c + j];
-    } else {
-        conv_backward(ws, i, NULL, grad, accumulate, NULL, NULL);
-    }
+    dst[j] = t.beta == 0.0f ? t.alpha * sum : t.alpha * sum + t.beta * dst[j];
 }
 
-/* example_norms_op - add each example's squared gradient norm of op i's
- * parameters to norms_sq. */
+/* conv_dx - the input gradient of conv op i (delta in gout[i]) into gin,
+ * chunk by chunk through the cache-sized column buffer. */
 static void
-example_norms_op(roost_workspace *ws, size_t i, const float *params,
-                 double *norms_sq)
+conv_dx(roost_workspace *ws, size_t i, const float *params, float *gin)
 {
-    (void)params;
     const struct op *o = &ws->m->ops[i];
-    size_t B = ws->batch;
+    size_t B = ws->batch, HW = o->in_h * o->in_w, nn = B * HW;
+    size_t nb = conv_chunk(o, B);
     const float *d = ws->gout[i];
-    if (o->kind == OP_DENSE) {
-        /* g_b = delta_b a_b^T (+ delta_b for the bias):
-         * ||g_b||^2 = ||delta_b||^2 (||a_b||^2 + 1). */
-        const float *in = o->in_cbhw ? ws->flat[i] : op_input(ws, i);
-        for (size_t b = 0; b < B; b++) {
-            double dn = 0.0, an = 0.0;
-            const float *db = d + b * o->out_c, *ab = in + b * o->kdim;
-            for (size_t j = 0; j < o->out_c; j++)
-                dn += (double)(db[j] * db[j]);
-            for (size_t j = 0; j < o->kdim; j++)
-                an += (double)(ab[j] * ab[j]);
-            norms_sq[b] += dn * (an + 1.0);
-        }
-        return;
+    memset(gin, 0, B * o->in_size * sizeof(float));
+    for (size_t b0 = 0; b0 < B; b0 += nb) {
+        size_t n = B - b0 < nb ? B - b0 : nb, cols = n * HW;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o->kdim,
+                    (int)cols, (int)o->out_c, 1.0f, params + o->w_off,
+                    (int)o->kdim, d + b0 * HW, (int)nn, 0.0f, ws->dcol,
+                    (int)cols);
+        col2im(ws->dcol, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, gin);
     }
-    conv_backward(ws, i, NULL, NULL, false, norms_sq, NULL);
 }
 
 /*
- * conv_backward - the backward work of conv op i, whose delta is in
- * gout[i], chunk by chunk so that each rebuilt im2col chunk is used from
- * cache: the weight gradient into grad (if not NULL; added to it when
- * accumulate), per-example squared
- * norms added to norms_sq (if not NULL), the input gradient into gin (if
- * not NULL; needs params).
+ * conv_dw - the weight gradient of conv op i into dst (if dst.base is not
+ * NULL) and/or each example's squared gradient norm added to norms_sq (if
+ * not NULL), rebuilding the im2col matrix chunk by chunk so each chunk is
+ * used from cache.
  */
 static void
-conv_backward(roost_workspace *ws, size_t i, const float *params, float *grad,
-              bool accumulate, double *norms_sq, float *gin)
+conv_dw(roost_workspace *ws, size_t i, struct wdst dst, double *norms_sq)
 {
     const struct op *o = &ws->m->ops[i];
     size_t B = ws->batch, HW = o->in_h * o->in_w, nn = B * HW;
     size_t nb = conv_chunk(o, B), nw = o->out_c * o->kdim;
     const float *d = ws->gout[i];
     const float *in = op_input(ws, i);
-    if (grad != NULL) {
-        float *db = grad + o->b_off;
+    if (dst.base != NULL)
         for (size_t c = 0; c < o->out_c; c++) {
             float s = 0.0f;
             for (size_t j = 0; j < nn; j++)
                 s += d[c * nn + j];
-            db[c] = accumulate ? db[c] + s : s;
+            bias_store(dst.base + o->b_off, c, s, dst);
         }
-    }
-    if (gin != NULL)
-        memset(gin, 0, B * o->in_size * sizeof(float));
     for (size_t b0 = 0; b0 < B; b0 += nb) {
         size_t n = B - b0 < nb ? B - b0 : nb, cols = n * HW;
-        if (grad != NULL || norms_sq != NULL)
-            im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->col);
-        if (grad != NULL)
+        im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->col);
+        if (dst.base != NULL)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)o->out_c,
-                        (int)o->kdim, (int)cols, 1.0f, d + b0 * HW, (int)nn,
-                        ws->col, (int)cols,
-                        b0 == 0 && !accumulate ? 0.0f : 1.0f, grad + o->w_off,
-                        (int)o->kdim);
+                        (int)o->kdim, (int)cols, dst.alpha, d + b0 * HW,
+                        (int)nn, ws->col, (int)cols, b0 == 0 ? dst.beta : 1.0f,
+                        dst.base + o->w_off, (int)o->kdim);
         /* Per example: g_b = delta_b (Cout x HW) col_b^T (HW x Cin k k),
          * column blocks of the delta and of the chunk's im2col matrix. */
         for (size_t b = 0; norms_sq != NULL && b < n; b++) {
@@ -1127,19 +1106,122 @@ conv_backward(roost_workspace *ws, size_t i, const float *params, float *grad,
             }
             norms_sq[b0 + b] += s;
         }
-        if (gin != NULL) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o->kdim,
-                        (int)cols, (int)o->out_c, 1.0f, params + o->w_off,
-                        (int)o->kdim, d + b0 * HW, (int)nn, 0.0f, ws->dcol,
-                        (int)cols);
-            col2im(ws->dcol, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, gin);
-        }
+    }
+}
+
+/* weight_grad - dW, db of a dense or conv op from its delta (already in
+ * gout[i]) and saved input, stored as dst says. */
+static void
+weight_grad(roost_workspace *ws, size_t i, struct wdst dst)
+{
+    const struct op *o = &ws->m->ops[i];
+    size_t B = ws->batch;
+    const float *d = ws->gout[i];
+    if (o->kind == OP_CONV) {
+        conv_dw(ws, i, dst, NULL);
+        return;
+    }
+    const float *in = o->in_cbhw ? ws->flat[i] : op_input(ws, i);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o->out_c,
+                (int)o->kdim, (int)B, dst.alpha, d, (int)o->out_c, in,
+                (int)o->kdim, dst.beta, dst.base + o->w_off, (int)o->kdim);
+    for (size_t j = 0; j < o->out_c; j++) {
+        float s = 0.0f;
+        for (size_t b = 0; b < B; b++)
+            s += d[b * o->out_c + j];
+        bias_store(dst.base + o->b_off, j, s, dst);
+    }
+}
+
+/* example_norms_dense - add each example's squared gradient norm of dense
+ * op i's parameters to norms_sq. */
+static void
+example_norms_dense(roost_workspace *ws, size_t i, double *norms_sq)
+{
+    const struct op *o = &ws->m->ops[i];
+    size_t B = ws->batch;
+    const float *d = ws->gout[i];
+    /* g_b = delta_b a_b^T (+ delta_b for the bias):
+     * ||g_b||^2 = ||delta_b||^2 (||a_b||^2 + 1). */
+    const float *in = o->in_cbhw ? ws->flat[i] : op_input(ws, i);
+    for (size_t b = 0; b < B; b++) {
+        double dn = 0.0, an = 0.0;
+        const float *db = d + b * o->out_c, *ab = in + b * o->kdim;
+        for (size_t j = 0; j < o->out_c; j++)
+            dn += (double)(db[j] * db[j]);
+        for (size_t j = 0; j < o->kdim; j++)
+            an += (double)(ab[j] * ab[j]);
+        norms_sq[b] += dn * (an + 1.0);
+    }
+}
+
+/* Fused SGD around one layer's weight-gradient GEMM, on its parameter
+ * range [off, off + n) (weights then bias, contiguous). Without momentum
+ * the decay and proximal terms are applied first and the GEMM then adds
+ * -lr * G into the weights; with momentum the GEMM forms
+ * v = momentum * v + G, the terms are added to v, and w -= lr * v. Both
+ * equal roost_sgd_step's d = G + wd*w + mu*(w - w_global) update. */
+static void
+fused_pre(const struct fused *f, size_t off, size_t n)
+{
+    if (f->v != NULL || (f->wd == 0.0f && f->anchor == NULL))
+        return;
+    float *restrict w = f->w + off;
+    const float lr = f->lr, wd = f->wd, mu = f->mu;
+    if (f->anchor == NULL) {
+        for (size_t j = 0; j < n; j++)
+            w[j] -= lr * wd * w[j];
+    } else {
+        const float *restrict a = f->anchor + off;
+        for (size_t j = 0; j < n; j++)
+            w[j] -= lr * (wd * w[j] + mu * (w[j] - a[j]));
     }
 }
 
 static void
+fused_post(const struct fused *f, size_t off, size_t n)
+{
+    if (f->v == NULL)
+        return;
+    float *restrict w = f->w + off, *restrict v = f->v + off;
+    const float lr = f->lr, wd = f->wd, mu = f->mu;
+    if (f->anchor != NULL) {
+        const float *restrict a = f->anchor + off;
+        for (size_t j = 0; j < n; j++) {
+            float vj = v[j] + wd * w[j] + mu * (w[j] - a[j]);
+            v[j] = vj;
+            w[j] -= lr * vj;
+        }
+    } else if (f->wd != 0.0f) {
+        for (size_t j = 0; j < n; j++) {
+            float vj = v[j] + wd * w[j];
+            v[j] = vj;
+            w[j] -= lr * vj;
+        }
+    } else {
+        for (size_t j = 0; j < n; j++)
+            w[j] -= lr * v[j];
+    }
+}
+
+static struct wdst
+fused_dst(const struct fused *f)
+{
+    if (f->v != NULL)
+        return (struct wdst){f->v, 1.0f, f->mom};
+    return (struct wdst){f->w, -f->lr, 1.0f};
+}
+
+/*
+ * backward - from the loss delta in the last op's gout down to the first
+ * op. Per dense or conv op: the activation derivative, then the input
+ * gradient (with the weights as they were in the forward pass), then, by
+ * mode, the weight gradient into grad, the per-example norms, or the fused
+ * SGD update of that layer's parameters (f).
+ */
+static void
 backward(roost_workspace *ws, const float *params, enum bwd_mode mode,
-         float *grad, double *norms_sq)
+         float *grad, double *norms_sq, const struct fused *f)
 {
     const roost_model *m = ws->m;
     size_t B = ws->batch;
@@ -1149,12 +1231,11 @@ backward(roost_workspace *ws, const float *params, enum bwd_mode mode,
         float *gin = ii > 0 ? ws->gout[ii - 1] : NULL;
         switch (o->kind) {
         case OP_DENSE:
+        case OP_CONV: {
             act_backward(g, ws->out[ii], B * o->out_size, o->act);
-            if (mode == BWD_GRAD)
-                weight_grad(ws, ii, grad, false);
-            else
-                example_norms_op(ws, ii, params, norms_sq);
-            if (gin != NULL) {
+            if (gin != NULL && o->kind == OP_CONV) {
+                conv_dx(ws, ii, params, gin);
+            } else if (gin != NULL) {
                 float *dst = o->in_cbhw ? ws->flatgrad : gin;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B,
                             (int)o->kdim, (int)o->out_c, 1.0f, g, (int)o->out_c,
@@ -1163,12 +1244,20 @@ backward(roost_workspace *ws, const float *params, enum bwd_mode mode,
                 if (o->in_cbhw)
                     bchw_to_cbhw(dst, gin, B, o->in_c, o->in_h * o->in_w);
             }
+            size_t n = o->b_off + o->out_c - o->w_off;
+            if (mode == BWD_GRAD) {
+                weight_grad(ws, ii, (struct wdst){grad, 1.0f, 0.0f});
+            } else if (mode == BWD_FUSED) {
+                fused_pre(f, o->w_off, n);
+                weight_grad(ws, ii, fused_dst(f));
+                fused_post(f, o->w_off, n);
+            } else if (o->kind == OP_CONV) {
+                conv_dw(ws, ii, (struct wdst){NULL, 0.0f, 0.0f}, norms_sq);
+            } else {
+                example_norms_dense(ws, ii, norms_sq);
+            }
             break;
-        case OP_CONV:
-            act_backward(g, ws->out[ii], B * o->out_size, o->act);
-            conv_backward(ws, ii, params, mode == BWD_GRAD ? grad : NULL, false,
-                          mode == BWD_NORMS ? norms_sq : NULL, gin);
-            break;
+        }
         case OP_POOL:
             if (gin != NULL)
                 maxpool_backward(g, gin, ws->argmax[ii], o->in_c * B, o->in_h,
@@ -1215,7 +1304,38 @@ roost_model_grad(roost_workspace *ws, const float *params, const float *x,
         return rc;
     forward(ws, params, x, batch);
     double loss = softmax_xent(ws, labels, batch, 1.0f / (float)batch);
-    backward(ws, params, BWD_GRAD, grad, NULL);
+    backward(ws, params, BWD_GRAD, grad, NULL, NULL);
+    if (loss_out != NULL)
+        *loss_out = loss / (double)batch;
+    return ROOST_OK;
+}
+
+int
+roost_model_sgd_step(roost_workspace *ws, float *params, const float *x,
+                     const uint8_t *labels, size_t batch, roost_sgd *opt,
+                     const float *global_params, double *loss_out)
+{
+    if (labels == NULL || opt == NULL)
+        return ROOST_EINVAL;
+    int rc = check_batch(ws, params, x, labels, batch);
+    if (rc != ROOST_OK)
+        return rc;
+    roost_sgd_config cfg;
+    float *velocity;
+    size_t n;
+    roost_sgd_state(opt, &cfg, &velocity, &n);
+    if (n != ws->m->n_params || (cfg.prox_mu > 0.0f && global_params == NULL))
+        return ROOST_EINVAL;
+    forward(ws, params, x, batch);
+    double loss = softmax_xent(ws, labels, batch, 1.0f / (float)batch);
+    struct fused f = {.lr = cfg.lr,
+                      .mom = cfg.momentum,
+                      .wd = cfg.weight_decay,
+                      .mu = cfg.prox_mu,
+                      .v = velocity,
+                      .anchor = cfg.prox_mu > 0.0f ? global_params : NULL,
+                      .w = params};
+    backward(ws, params, BWD_FUSED, NULL, NULL, &f);
     if (loss_out != NULL)
         *loss_out = loss / (double)batch;
     return ROOST_OK;
@@ -1235,7 +1355,7 @@ roost_model_example_norms(roost_workspace *ws, const float *params,
     double loss = softmax_xent(ws, labels, batch, 1.0f);
     for (size_t b = 0; b < batch; b++)
         norms_sq[b] = 0.0;
-    backward(ws, params, BWD_NORMS, NULL, norms_sq);
+    backward(ws, params, BWD_NORMS, NULL, norms_sq, NULL);
     ws->have_pass1 = true;
     if (loss_sum_out != NULL)
         *loss_sum_out = loss;
@@ -1276,7 +1396,7 @@ weighted_grad(roost_workspace *ws, const float *weights, float *grad,
         } else {
             continue;
         }
-        weight_grad(ws, i, grad, accumulate);
+        weight_grad(ws, i, (struct wdst){grad, 1.0f, accumulate ? 1.0f : 0.0f});
     }
     ws->have_pass1 = false;
     return ROOST_OK;

@@ -47,6 +47,7 @@
 
 typedef struct roost_model roost_model;
 typedef struct roost_workspace roost_workspace;
+typedef struct roost_sgd roost_sgd;
 
 /* Limits on what a spec may ask for (a spec can arrive over the wire). */
 #define ROOST_MODEL_MAX_LAYERS 64
@@ -149,6 +150,20 @@ int roost_model_grad(roost_workspace *ws, const float *params, const float *x,
                      double *loss_out);
 
 /*
+ * roost_model_sgd_step - one training step with the update fused into the
+ * backward pass: the same result as roost_model_grad followed by
+ * roost_sgd_step(opt, params, grad, global_params), up to float rounding,
+ * but with no gradient vector: each layer's weight-gradient GEMM writes
+ * into the optimiser's velocity (or, without momentum, straight into the
+ * weights) and the layer is updated while that memory is in cache. This
+ * is the fast path for small batches. opt must be for param_count floats;
+ * global_params as for roost_sgd_step. params is updated in place.
+ */
+int roost_model_sgd_step(roost_workspace *ws, float *params, const float *x,
+                         const uint8_t *labels, size_t batch, roost_sgd *opt,
+                         const float *global_params, double *loss_out);
+
+/*
  * Per-example gradients for DP-SGD, in two passes that never materialise
  * batch full gradients.
  *
@@ -213,8 +228,6 @@ typedef struct roost_sgd_config {
     float prox_mu;      /* FedProx mu, 0 for none */
 } roost_sgd_config;
 
-typedef struct roost_sgd roost_sgd;
-
 /* roost_sgd_create - an optimiser for vectors of n floats. Returns
  * ROOST_OK, ROOST_EINVAL (n 0, negative or non-finite hyper-parameter),
  * ROOST_ENOMEM. */
@@ -226,6 +239,10 @@ void roost_sgd_reset(roost_sgd *opt);
 /* roost_sgd_set_lr - change the learning rate (schedules); ROOST_EINVAL
  * unless lr is finite and >= 0. */
 int roost_sgd_set_lr(roost_sgd *opt, float lr);
+/* roost_sgd_state - the optimiser's settings, its velocity buffer (NULL
+ * without momentum) and its vector length; for fused update paths. */
+void roost_sgd_state(roost_sgd *opt, roost_sgd_config *cfg, float **velocity,
+                     size_t *n);
 /* roost_sgd_step - update params in place from grad. global_params is the
  * FedProx anchor w_global (n floats); it may be NULL when prox_mu is 0. */
 int roost_sgd_step(roost_sgd *opt, float *params, const float *grad,

@@ -76,6 +76,15 @@ roost_sgd_reset(roost_sgd *opt)
         memset(opt->velocity, 0, opt->n * sizeof(float));
 }
 
+void
+roost_sgd_state(roost_sgd *opt, roost_sgd_config *cfg, float **velocity,
+                size_t *n)
+{
+    *cfg = opt->cfg;
+    *velocity = opt->velocity;
+    *n = opt->n;
+}
+
 int
 roost_sgd_set_lr(roost_sgd *opt, float lr)
 {

@@ -457,10 +457,8 @@ train(const struct train_args *a, struct run *r)
                 r->yb[k] = lab[idx];
             }
             double loss;
-            rc = roost_model_grad(r->ws, r->params, r->xb, r->yb, b, r->grad,
-                                  &loss);
-            if (rc == ROOST_OK)
-                rc = roost_sgd_step(r->opt, r->params, r->grad, NULL);
+            rc = roost_model_sgd_step(r->ws, r->params, r->xb, r->yb, b, r->opt,
+                                      NULL, &loss);
             if (rc != ROOST_OK)
                 return fail_rc("training step", rc, NULL);
             loss_sum += loss * (double)b;

@@ -7,11 +7,13 @@
  * from running clients side by side).
  *
  *   bench_train [--model mlp|cnn|logreg|SPEC] [--batch B] [--seconds S]
- *               [--reps R] [--per-example] [--cpu-clock] [--json]
+ *               [--reps R] [--per-example] [--unfused] [--cpu-clock]
+ *               [--json]
  *
- * With --per-example the step is the DP-SGD path (per-example norms, then
- * the clip-weighted sum) instead of the fused mean gradient. Prints one
- * line (or JSON object) per repetition; tests/bench/bench_train.sh runs it
+ * A step is roost_model_sgd_step (gradient and SGD update fused); with
+ * --unfused roost_model_grad then roost_sgd_step; with --per-example the
+ * DP-SGD path (per-example norms, the clip-weighted sum, the update). Prints
+ * one line (or JSON object) per repetition; tests/bench/bench_train.sh runs it
  * interleaved with the PyTorch baseline and takes medians.
  */
 #include "common/model.h"
@@ -22,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* --unfused: roost_model_grad then roost_sgd_step instead of the fused
+ * roost_model_sgd_step (for comparing the two). */
+static bool unfused = false;
 
 /* Wall clock by default; --cpu-clock times this process's CPU instead,
  * for A/B comparisons of the engine on a machine shared with other work
@@ -84,11 +90,16 @@ time_steps(roost_workspace *ws, roost_sgd *opt, float *params, float *grad,
                 }
                 if (rc == ROOST_OK)
                     rc = roost_model_weighted_grad(ws, weights, grad);
-            } else {
+                if (rc == ROOST_OK)
+                    rc = roost_sgd_step(opt, params, grad, NULL);
+            } else if (unfused) {
                 rc = roost_model_grad(ws, params, x, y, batch, grad, NULL);
+                if (rc == ROOST_OK)
+                    rc = roost_sgd_step(opt, params, grad, NULL);
+            } else {
+                rc = roost_model_sgd_step(ws, params, x, y, batch, opt, NULL,
+                                          NULL);
             }
-            if (rc == ROOST_OK)
-                rc = roost_sgd_step(opt, params, grad, NULL);
             if (rc != ROOST_OK)
                 die("step", rc, NULL);
         }
@@ -138,6 +149,8 @@ main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = true;
+        else if (strcmp(argv[i], "--unfused") == 0)
+            unfused = true;
         else if (strcmp(argv[i], "--cpu-clock") == 0)
             bench_clock = CLOCK_PROCESS_CPUTIME_ID;
         else if (strcmp(argv[i], "--per-example") == 0)
@@ -153,8 +166,8 @@ main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: bench_train [--model M] [--batch B] "
-                    "[--seconds S] [--reps R] [--per-example] [--cpu-clock] "
-                    "[--json]\n");
+                    "[--seconds S] [--reps R] [--per-example] [--unfused] "
+                    "[--cpu-clock] [--json]\n");
             return 2;
         }
     }

@@ -559,6 +559,82 @@ sgd_matches_reference(void **state)
     assert_int_equal(roost_sgd_create(&opt, NULL, 2, &cfg, NULL), ROOST_EINVAL);
 }
 
+/* Three fused steps (roost_model_sgd_step) must land where three
+ * roost_model_grad + roost_sgd_step steps land. */
+static void
+check_fused(const char *spec, uint32_t c, uint32_t h, uint32_t w, size_t batch,
+            roost_sgd_config cfg)
+{
+    struct fixture f;
+    fixture_init(&f, spec, c, h, w, batch);
+    float *p2 = malloc(f.np * sizeof(float));
+    float *anchor = malloc(f.np * sizeof(float));
+    assert_non_null(p2);
+    assert_non_null(anchor);
+    for (size_t j = 0; j < f.np; j++)
+        anchor[j] = f.params[j] + uniform(f.rng, -0.1f, 0.1f);
+    memcpy(p2, f.params, f.np * sizeof(float));
+    roost_sgd *a, *b;
+    assert_int_equal(roost_sgd_create(&a, NULL, f.np, &cfg, NULL), ROOST_OK);
+    assert_int_equal(roost_sgd_create(&b, NULL, f.np, &cfg, NULL), ROOST_OK);
+    for (int step = 0; step < 3; step++) {
+        double l1, l2;
+        assert_int_equal(
+            roost_model_grad(f.ws, f.params, f.x, f.labels, batch, f.grad, &l1),
+            ROOST_OK);
+        assert_int_equal(roost_sgd_step(a, f.params, f.grad, anchor), ROOST_OK);
+        assert_int_equal(roost_model_sgd_step(f.ws, p2, f.x, f.labels, batch, b,
+                                              anchor, &l2),
+                         ROOST_OK);
+        assert_rel_near(l2, l1, 1e-5);
+    }
+    double scale = 0.0;
+    for (size_t j = 0; j < f.np; j++)
+        scale = fmax(scale, fabs((double)f.params[j]));
+    for (size_t j = 0; j < f.np; j++)
+        assert_near(p2[j], f.params[j], 1e-5 * scale);
+    /* FedProx without its anchor is refused. */
+    if (cfg.prox_mu > 0.0f)
+        assert_int_equal(
+            roost_model_sgd_step(f.ws, p2, f.x, f.labels, batch, b, NULL, NULL),
+            ROOST_EINVAL);
+    roost_sgd_destroy(a);
+    roost_sgd_destroy(b);
+    free(p2);
+    free(anchor);
+    fixture_free(&f);
+}
+
+static void
+fused_step_matches_grad_then_sgd(void **state)
+{
+    (void)state;
+    const roost_sgd_config cfgs[] = {
+        {.lr = 0.01f, .momentum = 0.9f},
+        {.lr = 0.01f},
+        {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 0.01f, .prox_mu = 0.1f},
+        {.lr = 0.01f, .weight_decay = 0.01f, .prox_mu = 0.1f},
+        {.lr = 0.01f, .momentum = 0.5f, .weight_decay = 0.01f},
+    };
+    for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
+        check_fused("dense:9,relu,dense:7,tanh,dense:5", 2, 3, 4, 6, cfgs[i]);
+        check_fused("conv:8x5,relu,maxpool:2,conv:16x5,dense:4", 1, 28, 28, 20,
+                    cfgs[i]);
+    }
+    /* A vector length other than the model's is refused. */
+    struct fixture f;
+    fixture_init(&f, "dense:3", 1, 2, 2, 2);
+    roost_sgd *opt;
+    roost_sgd_config cfg = {.lr = 0.1f};
+    assert_int_equal(roost_sgd_create(&opt, NULL, f.np + 1, &cfg, NULL),
+                     ROOST_OK);
+    assert_int_equal(
+        roost_model_sgd_step(f.ws, f.params, f.x, f.labels, 2, opt, NULL, NULL),
+        ROOST_EINVAL);
+    roost_sgd_destroy(opt);
+    fixture_free(&f);
+}
+
 static void
 training_reduces_loss(void **state)
 {
@@ -616,6 +692,7 @@ main(void)
         cmocka_unit_test(per_example_conv),
         cmocka_unit_test(per_example_conv_chunked),
         cmocka_unit_test(sgd_matches_reference),
+        cmocka_unit_test(fused_step_matches_grad_then_sgd),
         cmocka_unit_test(training_reduces_loss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
