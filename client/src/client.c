@@ -369,6 +369,8 @@ progress(roost_client *c, int event, int64_t round_id)
     if (c->cfg.progress == NULL)
         return;
     roost_client_progress p = {.event = event, .round_id = round_id};
+    if (round_id == 0)
+        p.round_id = roost_cproto_round_id(c->proto);
     double spent = 0, budget = 0;
     roost_client_epsilon(c, &spent, &budget);
     p.epsilon_spent = spent;
@@ -754,6 +756,15 @@ roost_client_destroy(roost_client *c)
     roost_alloc_free(c->alloc, c);
 }
 
+/* A condition that ends the client, with the protocol's explanation. */
+static int
+fatal_error(roost_client *c)
+{
+    if (c->em.text[0] == '\0')
+        roost_fail(&c->em, c->fatal, "%s", roost_cproto_errmsg(c->proto));
+    return c->fatal;
+}
+
 int
 roost_client_step(roost_client *c, int *timeout_ms)
 {
@@ -762,12 +773,8 @@ roost_client_step(roost_client *c, int *timeout_ms)
         *timeout_ms = 0;
     if (c->canceled)
         return roost_fail(&c->em, ROOST_ECANCELED, "canceled");
-    if (c->fatal != ROOST_OK) {
-        if (c->fatal == ROOST_EBUDGET)
-            roost_fail(&c->em, ROOST_EBUDGET, "%s",
-                       roost_cproto_errmsg(c->proto));
-        return c->fatal;
-    }
+    if (c->fatal != ROOST_OK)
+        return fatal_error(c);
     if (c->cfg.max_rounds != 0 &&
         roost_cproto_rounds(c->proto) >= c->cfg.max_rounds)
         return roost_fail(&c->em, ROOST_ECLOSED,
@@ -778,7 +785,7 @@ roost_client_step(roost_client *c, int *timeout_ms)
         return roost_fail(&c->em, rc, "network: %s",
                           roost_channel_errmsg(c->ch));
     if (c->fatal != ROOST_OK)
-        return c->fatal;
+        return fatal_error(c);
     enum roost_cproto_state st = roost_cproto_state(c->proto);
     if (st == ROOST_CP_READY && c->session != 0) {
         rc = start_task(c);

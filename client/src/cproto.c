@@ -295,9 +295,15 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
 static int
 on_chunk(roost_cproto *p, const Roost__V1__ParamChunk *c)
 {
-    if (p->state != ROOST_CP_RECEIVING)
+    if (p->state != ROOST_CP_RECEIVING) {
+        /* The parameters of a task this client just declined follow the
+         * task on the wire anyway: drop them. */
+        if (c->task_id == p->job.task_id &&
+            c->round_id == (uint64_t)p->job.round_id)
+            return ROOST_OK;
         return roost_fail(&p->em, ROOST_EPROTO,
                           "parameter chunk outside a task");
+    }
     bool complete = false;
     int rc = roost_xfer_receiver_add(p->rx, c, &complete, &p->em);
     if (rc != ROOST_OK)
@@ -548,6 +554,12 @@ double
 roost_cproto_epsilon(const roost_cproto *p)
 {
     return p->eps_spent;
+}
+
+int64_t
+roost_cproto_round_id(const roost_cproto *p)
+{
+    return p->job.round_id;
 }
 
 uint64_t

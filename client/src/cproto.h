@@ -129,6 +129,9 @@ int roost_cproto_finish(roost_cproto *p, int train_rc,
 /* Epsilon spent as of the last charge (NaN before any). */
 double roost_cproto_epsilon(const roost_cproto *p);
 
+/* Round of the task in hand, or of the last one (0 before any). */
+int64_t roost_cproto_round_id(const roost_cproto *p);
+
 /* Rounds this client has contributed to (updates acknowledged). */
 uint64_t roost_cproto_rounds(const roost_cproto *p);
 

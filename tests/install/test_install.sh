@@ -18,6 +18,12 @@ PKG_CONFIG_PATH="$libdir/pkgconfig" cc -std=c11 -Wall -Werror $extra_cflags \
     -o "$work/hello_shared" "$src/examples/hello_roost.c" \
     $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs roost)
 LD_LIBRARY_PATH="$libdir" "$work/hello_shared" | grep -q "libroost"
+# The embedding example uses the whole client API: it must build from the
+# installed header and library alone.
+PKG_CONFIG_PATH="$libdir/pkgconfig" cc -std=c11 -Wall -Werror $extra_cflags \
+    -o "$work/edge_client" "$src/examples/edge_client.c" \
+    $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs roost)
+LD_LIBRARY_PATH="$libdir" "$work/edge_client" 2>&1 | grep -q "usage:"
 PKG_CONFIG_PATH="$libdir/pkgconfig" cc -std=c11 -Wall -Werror $extra_cflags \
     -o "$work/hello_static" "$src/examples/hello_roost.c" \
     $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags roost) \
