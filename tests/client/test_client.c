@@ -1,0 +1,393 @@
+/*
+ * test_client.c - libroost's client API: bad configuration is refused with
+ * a clear code and message; a missing ledger that must exist is refused;
+ * and an allocation-failure sweep (fail the Nth allocation through the
+ * embedder's allocator, for every N) over client creation and over the
+ * protocol's handling of a task shows no crash and no leak: every call
+ * fails cleanly or succeeds, and every allocation is returned.
+ *
+ * Real TLS files (made with the PKI functions) and real ledger files in a
+ * temporary directory; the coordinator is not needed for these paths (the
+ * integration tests run the client against one).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/src/cproto.h"
+#include "common/tls.h"
+#include "common/xfer.h"
+#include "common/tls_fixture.h"
+
+/* ------------------------------------------------- counting allocator */
+
+struct counting {
+    long fail_at; /* fail the allocation with this number (1-based); 0 never */
+    long count;   /* allocations attempted */
+    long live;    /* allocations not yet freed */
+};
+
+static void *
+c_malloc(void *arg, size_t n)
+{
+    struct counting *c = arg;
+    if (++c->count == c->fail_at)
+        return NULL;
+    void *p = malloc(n);
+    if (p != NULL)
+        c->live++;
+    return p;
+}
+
+static void *
+c_realloc(void *arg, void *ptr, size_t n)
+{
+    struct counting *c = arg;
+    if (++c->count == c->fail_at)
+        return NULL;
+    void *p = realloc(ptr, n);
+    if (p != NULL && ptr == NULL)
+        c->live++;
+    return p;
+}
+
+static void
+c_free(void *arg, void *ptr)
+{
+    struct counting *c = arg;
+    if (ptr != NULL)
+        c->live--;
+    free(ptr);
+}
+
+/* -------------------------------------------------------------- data */
+
+#define N_EX 8
+static float data_x[N_EX * 4];
+static uint8_t data_y[N_EX];
+
+static int
+get_examples(void *arg, const uint32_t *idx, size_t n, float *x,
+             uint8_t *labels)
+{
+    (void)arg;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(x + 4 * i, data_x + 4 * idx[i], 4 * sizeof(float));
+        labels[i] = data_y[idx[i]];
+    }
+    return ROOST_OK;
+}
+
+static const roost_data_provider provider = {N_EX,         1,   2, 2, 3,
+                                             get_examples, NULL};
+
+static tls_fixture fx;
+
+static int
+setup(void **state)
+{
+    (void)state;
+    fx_create(&fx);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    fx_destroy(&fx);
+    return 0;
+}
+
+static roost_config *
+full_config(const roost_allocator *alloc, const char *ledger, int create)
+{
+    roost_config *cfg = NULL;
+    if (roost_config_create(&cfg, alloc) != ROOST_OK)
+        return NULL;
+    if (roost_config_set_server(cfg, "tcp://127.0.0.1:9", "localhost") ||
+        roost_config_set_tls(cfg, fx_path(&fx, "ca.crt"),
+                             fx_path(&fx, "good.crt"),
+                             fx_path(&fx, "good.key")) ||
+        roost_config_set_ledger(cfg, ledger, 3.0, 1e-5, create) ||
+        roost_config_set_data(cfg, &provider) ||
+        roost_config_set_label(cfg, "test")) {
+        roost_config_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static void
+fixture_files_load(void **state)
+{
+    (void)state;
+    /* The certificates the client tests use are valid TLS material. */
+    roost_tls_ctx_destroy(fx_client_ctx(&fx, "good", "ca"));
+    roost_tls_ctx_destroy(fx_server_ctx(&fx));
+}
+
+static void
+bad_configuration_is_refused(void **state)
+{
+    (void)state;
+    roost_config *cfg = NULL;
+    assert_int_equal(roost_config_create(&cfg, NULL), ROOST_OK);
+    roost_client *c = (roost_client *)&c;
+    char err[256];
+    assert_int_equal(roost_client_create(&c, cfg, err, sizeof(err)),
+                     ROOST_ECONFIG);
+    assert_null(c);
+    assert_non_null(strstr(err, "roost_config_set_server"));
+    /* Setters refuse nonsense without changing the config. */
+    assert_int_equal(roost_config_set_server(cfg, "127.0.0.1:7443", NULL),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_config_set_ledger(cfg, "/tmp/x", 0.0, 1e-5, 1),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_config_set_ledger(cfg, "/tmp/x", 1.0, 1.5, 1),
+                     ROOST_EINVAL);
+    roost_data_provider bad = provider;
+    bad.num_classes = 1;
+    assert_int_equal(roost_config_set_data(cfg, &bad), ROOST_EINVAL);
+    bad = provider;
+    bad.get = NULL;
+    assert_int_equal(roost_config_set_data(cfg, &bad), ROOST_EINVAL);
+    assert_int_equal(roost_config_set_reconnect(cfg, 100, 10), ROOST_EINVAL);
+    roost_trainer t = {0};
+    assert_int_equal(roost_config_set_trainer(cfg, &t), ROOST_EINVAL);
+    /* Each missing piece is named. */
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://127.0.0.1:9", "localhost"),
+        ROOST_OK);
+    assert_int_equal(roost_client_create(&c, cfg, err, sizeof(err)),
+                     ROOST_ECONFIG);
+    assert_non_null(strstr(err, "roost_config_set_tls"));
+    roost_config_destroy(cfg);
+    roost_config_destroy(NULL);
+    roost_client_destroy(NULL);
+}
+
+static void
+missing_ledger_is_refused_unless_created(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/never-created.db", fx.dir);
+    roost_config *cfg = full_config(NULL, path, 0);
+    assert_non_null(cfg);
+    roost_client *c = NULL;
+    char err[256] = "";
+    int rc = roost_client_create(&c, cfg, err, sizeof(err));
+    assert_int_not_equal(rc, ROOST_OK);
+    assert_null(c);
+    assert_true(err[0] != '\0');
+    assert_int_not_equal(access(path, F_OK), 0); /* nothing was created */
+    roost_config_destroy(cfg);
+    /* With create, the client comes up (connecting in the background) and
+     * reports nothing spent of its budget. */
+    cfg = full_config(NULL, path, 1);
+    assert_int_equal(roost_client_create(&c, cfg, err, sizeof(err)), ROOST_OK);
+    double spent = -1, budget = 0;
+    assert_int_equal(roost_client_epsilon(c, &spent, &budget), ROOST_OK);
+    assert_true(spent == 0.0 && budget == 3.0);
+    int timeout = -1;
+    assert_int_equal(roost_client_step(c, &timeout), ROOST_OK);
+    assert_true(timeout >= 0);
+    roost_client_cancel(c);
+    assert_int_equal(roost_client_step(c, &timeout), ROOST_ECANCELED);
+    roost_client_destroy(c);
+    roost_config_destroy(cfg);
+    unlink(path);
+}
+
+static void
+allocation_failure_sweep_over_create(void **state)
+{
+    (void)state;
+    long n_ok = 0;
+    for (long n = 1; n < 400; n++) {
+        struct counting cnt = {n, 0, 0};
+        roost_allocator a = {c_malloc, c_realloc, c_free, &cnt};
+        char path[320];
+        snprintf(path, sizeof(path), "%s/sweep-%ld.db", fx.dir, n);
+        roost_config *cfg = full_config(&a, path, 1);
+        roost_client *c = NULL;
+        int rc = ROOST_ENOMEM;
+        if (cfg != NULL)
+            rc = roost_client_create(&c, cfg, NULL, 0);
+        if (rc == ROOST_OK) {
+            assert_non_null(c);
+            n_ok++;
+        } else {
+            assert_null(c);
+        }
+        roost_client_destroy(c);
+        roost_config_destroy(cfg);
+        if (cnt.live != 0)
+            fail_msg("allocation %ld failed: %ld allocations leaked", n,
+                     cnt.live);
+        unlink(path);
+        if (rc == ROOST_OK && cnt.count < n) {
+            print_message("create: swept %ld allocation points\n", n - 1);
+            break; /* no allocation left to fail */
+        }
+    }
+    assert_true(n_ok > 0);
+}
+
+/* A fake budget for the protocol sweep (the ledger has its own tests). */
+static int
+fake_plan(void *arg, double q, double sigma, uint64_t steps, double delta,
+          int64_t round_id, double *eps_after, roost_errmsg *em)
+{
+    (void)arg, (void)q, (void)sigma, (void)steps, (void)delta;
+    (void)round_id, (void)em;
+    *eps_after = 1.0;
+    return ROOST_OK;
+}
+
+static int
+fake_charge(void *arg, double q, double sigma, uint64_t steps, double delta,
+            int64_t round_id, const char *task_id, double *eps_after,
+            roost_errmsg *em)
+{
+    (void)task_id;
+    return fake_plan(arg, q, sigma, steps, delta, round_id, eps_after, em);
+}
+
+static int
+fake_remaining(void *arg, double *eps, double *delta)
+{
+    (void)arg;
+    *eps = 2.0;
+    *delta = 1e-5;
+    return ROOST_OK;
+}
+
+static int
+swallow(void *arg, const Roost__V1__Envelope *m)
+{
+    (void)m;
+    (*(int *)arg)++;
+    return ROOST_OK;
+}
+
+static void
+allocation_failure_sweep_over_a_task(void **state)
+{
+    (void)state;
+    enum { N = 300000 }; /* parameters: two chunks of the default size */
+    float *global = calloc(N, sizeof(float));
+    for (size_t i = 0; i < N; i++)
+        global[i] = (float)i * 1e-6f;
+    uint8_t hash[32];
+    assert_int_equal(roost_xfer_hash_floats(global, N, hash), ROOST_OK);
+    long completed = 0;
+    for (long n = 1; n < 200; n++) {
+        struct counting cnt = {n, 0, 0};
+        roost_allocator a = {c_malloc, c_realloc, c_free, &cnt};
+        roost_cproto_config pc = {
+            .n_local = N_EX,
+            .budget = {fake_plan, fake_charge, fake_remaining, NULL},
+            .keep_model = true,
+            .log = {NULL, NULL, -1},
+        };
+        roost_cproto *p = NULL;
+        int sent = 0;
+        int rc = roost_cproto_create(&p, &a, &pc, swallow, &sent, NULL);
+        if (rc == ROOST_OK)
+            rc = roost_cproto_check_in(p, 0);
+        roost_xfer_sender snd;
+        uint32_t chunks = 0;
+        assert_int_equal(
+            roost_xfer_sender_init(&snd, global, N, 0, 1, 7, &chunks),
+            ROOST_OK);
+        if (rc == ROOST_OK) {
+            Roost__V1__Envelope env;
+            Roost__V1__Task task;
+            Roost__V1__ModelSpec spec;
+            Roost__V1__TrainingParams tp;
+            roost__v1__envelope__init(&env);
+            roost__v1__task__init(&task);
+            roost__v1__model_spec__init(&spec);
+            roost__v1__training_params__init(&tp);
+            spec.spec = (char *)(uintptr_t) "dense:3";
+            spec.input_channels = 1;
+            spec.input_height = 2;
+            spec.input_width = 2;
+            spec.num_params = N;
+            tp.local_epochs = 1;
+            tp.batch_size = 4;
+            tp.learning_rate = 0.1;
+            task.round_id = 1;
+            task.task_id = 7;
+            task.kind = ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
+            task.model = &spec;
+            task.training = &tp;
+            task.model_hash.data = hash;
+            task.model_hash.len = 32;
+            task.parameters_follow = true;
+            task.param_chunk_count = chunks;
+            env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
+            env.task = &task;
+            rc = roost_cproto_on_message(p, &env, 0);
+        }
+        Roost__V1__Envelope cenv;
+        Roost__V1__ParamChunk ch;
+        roost__v1__envelope__init(&cenv);
+        roost__v1__param_chunk__init(&ch);
+        cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
+        cenv.param_chunk = &ch;
+        while (rc == ROOST_OK) {
+            bool done = false;
+            assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done),
+                             ROOST_OK);
+            if (done)
+                break;
+            rc = roost_cproto_on_message(p, &cenv, 0);
+        }
+        if (rc == ROOST_OK) {
+            assert_int_equal(roost_cproto_state(p), ROOST_CP_READY);
+            roost_cproto_job *job = NULL;
+            rc = roost_cproto_take_job(p, &job);
+            if (rc == ROOST_OK) {
+                assert_memory_equal(job->global, global, N * sizeof(float));
+                completed++;
+            }
+        } else {
+            assert_int_equal(rc, ROOST_ENOMEM);
+        }
+        roost_cproto_destroy(p);
+        if (cnt.live != 0)
+            fail_msg("allocation %ld failed: %ld allocations leaked", n,
+                     cnt.live);
+        if (rc == ROOST_OK && cnt.count < n) {
+            print_message("task: swept %ld allocation points\n", n - 1);
+            break;
+        }
+    }
+    assert_true(completed > 0);
+    free(global);
+}
+
+int
+main(void)
+{
+    for (int i = 0; i < N_EX * 4; i++)
+        data_x[i] = (float)(i % 7) / 7.0f;
+    for (int i = 0; i < N_EX; i++)
+        data_y[i] = (uint8_t)(i % 3);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fixture_files_load),
+        cmocka_unit_test(bad_configuration_is_refused),
+        cmocka_unit_test(missing_ledger_is_refused_unless_created),
+        cmocka_unit_test(allocation_failure_sweep_over_create),
+        cmocka_unit_test(allocation_failure_sweep_over_a_task),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
