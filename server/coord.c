@@ -24,6 +24,7 @@
 #include "common/rng.h"
 #include "common/wire.h"
 #include "common/xfer.h"
+#include "dp/accountant.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -479,6 +480,38 @@ round_close(roost_coord *c, int64_t now_ms)
             quorum = false;
         }
     }
+    /* Central DP: the accountant's entry for the whole history so far.
+     * The coordinator does not know the population it samples from, so no
+     * amplification by sampling is claimed: every committed round counts
+     * as one full Gaussian mechanism of multiplier z on the clipped sum
+     * (q = 1), an upper bound. The sampler's distance from the ideal
+     * Gaussian is charged as in roost_noise_charge. */
+    bool has_cdp = false;
+    double cdp_z = NOT_MEASURED, cdp_clip = NOT_MEASURED;
+    double cdp_eps = NOT_MEASURED, cdp_delta = NOT_MEASURED;
+    if (quorum && c->cfg.strategy.central_dp) {
+        roost_strategy_dp_info info;
+        if (roost_strategy_dp_info_get(c->strategy, &info) == ROOST_OK &&
+            info.enabled) {
+            roost_dp_event ev = {1.0, info.noise_multiplier, (uint64_t)r->id};
+            double eps = 0;
+            if (roost_dp_epsilon(&ev, 1, c->cfg.dp_delta, &eps, NULL, &em) ==
+                ROOST_OK) {
+                double draws = (double)info.draws_per_round * (double)r->id;
+                double mu = info.closeness_mu, beta = info.closeness_beta;
+                has_cdp = true;
+                cdp_z = info.noise_multiplier;
+                cdp_clip = info.clip_norm;
+                cdp_eps = eps + 2.0 * draws * mu;
+                cdp_delta = exp(draws * mu) * c->cfg.dp_delta +
+                            exp(eps + 2.0 * draws * mu) * draws * beta;
+            } else {
+                roost_log(&c->cfg.log, ROOST_LOG_ERROR,
+                          "round %" PRId64 ": central DP accounting: %s", r->id,
+                          roost_errmsg_text(&em));
+            }
+        }
+    }
     if (quorum && c->eval_ws != NULL) {
         const roost_dataset *ds = c->cfg.eval_set;
         roost_model_evaluate(c->eval_ws, new_params, roost_dataset_features(ds),
@@ -521,6 +554,11 @@ round_close(roost_coord *c, int64_t now_ms)
         r->loss_weight > 0 ? r->acc_sum / r->loss_weight : NOT_MEASURED;
     rec.round.eval_loss = sum.eval_loss;
     rec.round.eval_accuracy = sum.eval_accuracy;
+    rec.round.has_central_dp = has_cdp;
+    rec.round.cdp_noise_multiplier = cdp_z;
+    rec.round.cdp_clip_norm = cdp_clip;
+    rec.round.cdp_epsilon = cdp_eps;
+    rec.round.cdp_delta = cdp_delta;
     rec.participants = parts;
     rec.n_participants = r->n_parts;
     rec.updates = ups;

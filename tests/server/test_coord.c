@@ -21,6 +21,7 @@
 
 #include "common/wire.h"
 #include "common/xfer.h"
+#include "dp/accountant.h"
 #include "server/coord.h"
 #include "test_util.h"
 
@@ -472,6 +473,64 @@ bad_messages_close_the_session(void **state)
 }
 
 static void
+central_dp_round_is_accounted(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 3);
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
+                     ROOST_OK);
+    cfg.strategy.central_dp = true;
+    cfg.strategy.dp_clip_norm = 1.0;
+    cfg.strategy.dp_noise_multiplier = 1.5;
+    cfg.strategy.dp_expected_updates = 3;
+    cfg.strategy.dp_rng = rng;
+    cfg.dp_delta = 1e-5;
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    if (roost_coord_create(&h->coord, &cfg, &io, &em) != ROOST_OK)
+        fail_msg("%s", em.text);
+    for (int round = 1; round <= 2; round++) {
+        for (int i = 0; i < 3; i++) {
+            if (round == 1)
+                connect_and_check_in(h, i, 0);
+            else
+                check_in(h, i, 10);
+        }
+        assert_int_equal(roost_coord_tick(h->coord, round * 10 + 1, NULL),
+                         ROOST_OK);
+        for (int i = 0; i < 3; i++)
+            send_update(h, i, 0.1f, 10, (uint64_t)round, h->clients[i].task_id,
+                        round * 10 + 2);
+        assert_int_equal(h->rounds_seen, round);
+        assert_true(h->last.committed);
+    }
+    /* Each committed round is one Gaussian mechanism with z = 1.5 on the
+     * clipped sum, composed without sampling amplification. */
+    roost_store_round_info info[2];
+    size_t n = 0;
+    assert_int_equal(roost_store_list_rounds(h->store, 1, info, 2, &n, &em),
+                     ROOST_OK);
+    assert_int_equal(n, 2);
+    for (size_t k = 0; k < 2; k++) {
+        assert_true(info[k].has_central_dp);
+        assert_near(info[k].cdp_noise_multiplier, 1.5, 0);
+        assert_near(info[k].cdp_clip_norm, 1.0, 0);
+        roost_dp_event ev = {1.0, 1.5, (uint64_t)(k + 1)};
+        double eps;
+        assert_int_equal(roost_dp_epsilon(&ev, 1, 1e-5, &eps, NULL, NULL),
+                         ROOST_OK);
+        assert_rel_near(info[k].cdp_epsilon, eps, 1e-9);
+        assert_true(info[k].cdp_delta >= 1e-5 && info[k].cdp_delta < 1.001e-5);
+    }
+    assert_true(info[1].cdp_epsilon > info[0].cdp_epsilon);
+    roost_coord_destroy(h->coord);
+    h->coord = NULL;
+    roost_rng_destroy(rng);
+}
+
+static void
 many_sessions_open_and_close(void **state)
 {
     struct harness *h = *state;
@@ -506,6 +565,8 @@ main(void)
         cmocka_unit_test_setup_teardown(resume_continues_from_last_commit,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(bad_messages_close_the_session, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(central_dp_round_is_accounted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(many_sessions_open_and_close, setup,
                                         teardown),
