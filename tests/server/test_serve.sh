@@ -222,6 +222,19 @@ else
             "$roost" pki sign --ca-dir ca --csr "dev$i.csr" --out "dev$i.crt" \
                 >/dev/null || { echo "FAIL: client certificates"; exit 1; }
     done
+    # Each client process must exit 0 (under ASan: also without leaks).
+    wait_clients() {
+        for c in $cpids; do
+            wait "$c"
+            cst=$?
+            [ "$cst" -eq 0 ] ||
+                { echo "FAIL: a roost client exited $cst (see below)"; fail=1; }
+        done
+        [ "$fail" -eq 0 ] || for f in client*.log resume*.log; do
+            [ -f "$f" ] && grep -q "Sanitizer\|FAIL\|error" "$f" &&
+                { echo "--- $f"; head -40 "$f"; }
+        done
+    }
     mkdir rstate
     rm -f serve.log
     "$roost" serve --config serve.conf --state-dir "$work/rstate" \
@@ -244,7 +257,7 @@ else
     wait "$pid"
     st=$?
     pid=
-    for c in $cpids; do wait "$c"; done
+    wait_clients
     if [ "$st" -eq 0 ]; then echo "ok: daemon stopped at max_rounds"; else
         echo "FAIL: daemon exit $st"; cat serve.log; fail=1; fi
     expect_text "round 1 committed" "round 1 committed: 3/3 updates" serve.log
@@ -302,7 +315,7 @@ else
     wait "$pid"
     st=$?
     pid=
-    for c in $cpids; do wait "$c"; done
+    wait_clients
     [ "$st" -eq 0 ] && echo "ok: resumed daemon stopped at max_rounds" ||
         { echo "FAIL: resumed daemon exit $st"; cat serve.log; fail=1; }
     expect_text "round 3 run again and committed" \
