@@ -219,13 +219,18 @@ note_fatal(struct serve *sv, int rc)
     }
 }
 
-/* Deliver the CLOSED events held back while the coordinator was busy. */
+/* Deliver the CLOSED events held back while the coordinator was busy.
+ * Delivering one may make the coordinator close another session (whose
+ * CLOSED is then queued behind it), so the loop re-reads the count. */
 static void
 drain_closed(struct serve *sv)
 {
+    bool was = sv->in_coord;
+    sv->in_coord = true;
     for (size_t i = 0; i < sv->n_closed; i++)
         roost_coord_session_closed(sv->coord, sv->closed[i], now_ms());
     sv->n_closed = 0;
+    sv->in_coord = was;
 }
 
 static void
@@ -288,10 +293,9 @@ on_event(void *arg, const roost_channel_event *ev)
 {
     struct serve *sv = arg;
     if (ev->type == ROOST_CHANNEL_CLOSED) {
-        if (sv->in_coord)
-            hold_closed(sv, ev->session);
-        else
-            roost_coord_session_closed(sv->coord, ev->session, now_ms());
+        hold_closed(sv, ev->session);
+        if (!sv->in_coord)
+            drain_closed(sv);
         return;
     }
     if (sv->fatal != ROOST_OK)
