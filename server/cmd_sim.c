@@ -24,9 +24,11 @@
 
 #include "client/src/cproto.h"
 #include "client/src/local_train.h"
+#include "common/channel.h"
 #include "common/dataset.h"
 #include "common/model.h"
 #include "common/partition.h"
+#include "common/pki.h"
 #include "common/rng.h"
 #include "common/wire.h"
 #include "dp/accountant.h"
@@ -42,8 +44,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 struct sim_args {
     uint32_t clients, per_round, rounds;
@@ -64,6 +68,7 @@ struct sim_args {
     const char *strategy;
     uint64_t round_timeout_ms;
     uint32_t min_clients;
+    bool tls;
 };
 
 /* ------------------------------------------------------------ budgets */
@@ -171,6 +176,10 @@ struct vclient {
      * out by the main loop, since the coordinator must not be re-entered
      * from its own send or close callbacks. */
     bool drop_pending;
+    /* --tls: this client's own certificate, TLS context and connector. */
+    roost_tls_ctx *tls;
+    roost_channel *ch;
+    uint64_t csession; /* the connector's open session, 0 when none */
     int64_t reconnect_at_ms;
 };
 
@@ -216,6 +225,15 @@ struct sim {
     pthread_t *threads;
     uint32_t n_threads;
     int failed;
+    /* --tls: a real listener on loopback and one connector per client,
+     * with a throw-away PKI made for the run. */
+    void *zctx;
+    roost_tls_ctx *server_tls;
+    roost_channel *listener;
+    char pki_dir[64];
+    bool in_coord;
+    uint64_t held_closed[64];
+    size_t n_held_closed;
     /* progress */
     double dp_sigma, dp_q;
     uint64_t dp_steps_per_round;
@@ -366,6 +384,235 @@ vclient_connect(struct sim *s, struct vclient *vc, int64_t now)
     if (roost_cproto_state(vc->proto) == ROOST_CP_EXHAUSTED)
         return ROOST_OK;
     return roost_cproto_check_in(vc->proto, now);
+}
+
+/* ------------------------------------------------ --tls: real transport */
+
+/* The coordinator side: the listener's events, as roost serve handles
+ * them. A session closed while the coordinator is inside one of our calls
+ * is held and reported after it returns, so the coordinator is never
+ * re-entered. */
+static void
+tls_drain_closed(struct sim *s)
+{
+    for (size_t i = 0; i < s->n_held_closed; i++)
+        roost_coord_session_closed(s->coord, s->held_closed[i], now_ms());
+    s->n_held_closed = 0;
+}
+
+static void
+tls_listener_event(void *arg, const roost_channel_event *ev)
+{
+    struct sim *s = arg;
+    if (ev->type == ROOST_CHANNEL_CLOSED) {
+        if (s->in_coord && s->n_held_closed < 64)
+            s->held_closed[s->n_held_closed++] = ev->session;
+        else
+            roost_coord_session_closed(s->coord, ev->session, now_ms());
+        return;
+    }
+    s->in_coord = true;
+    if (ev->type == ROOST_CHANNEL_OPENED) {
+        if (roost_coord_session_opened(
+                s->coord, ev->session, ev->identity->fingerprint_hex,
+                ev->identity->subject, now_ms()) != ROOST_OK)
+            roost_channel_close(s->listener, ev->session);
+    } else if (ev->type == ROOST_CHANNEL_FRAME) {
+        Roost__V1__Envelope *m = NULL;
+        roost_errmsg em;
+        if (roost_wire_decode(NULL, ev->data, ev->len, NULL, &m, &em) !=
+            ROOST_OK) {
+            fprintf(stderr, "roost sim: undecodable frame from %s: %s\n",
+                    ev->identity->subject, em.text);
+            roost_channel_close(s->listener, ev->session);
+        } else {
+            if (roost_coord_session_message(s->coord, ev->session, m,
+                                            now_ms()) != ROOST_OK)
+                s->failed = 1;
+            roost_wire_free(NULL, m);
+        }
+    }
+    s->in_coord = false;
+    tls_drain_closed(s);
+}
+
+static int
+tls_coord_send(void *arg, uint64_t session, const Roost__V1__Envelope *m)
+{
+    struct sim *s = arg;
+    size_t len = 0;
+    int rc = encode(s, m, &len);
+    if (rc == ROOST_OK)
+        rc = roost_channel_send(s->listener, session, s->encode_buf, len);
+    if (rc != ROOST_OK)
+        roost_channel_close(s->listener, session);
+    return rc;
+}
+
+static void
+tls_coord_close(void *arg, uint64_t session, const char *reason)
+{
+    struct sim *s = arg;
+    if (!s->a.quiet)
+        fprintf(stderr,
+                "roost sim: coordinator closed session %" PRIu64 ": %s\n",
+                session, reason);
+    roost_channel_close(s->listener, session);
+}
+
+/* The client side: each virtual client's own connector. */
+static int
+tls_client_send(void *arg, const Roost__V1__Envelope *m)
+{
+    struct vclient *vc = arg;
+    struct sim *s = vc->sim;
+    if (vc->csession == 0)
+        return ROOST_ECLOSED;
+    size_t len = 0;
+    int rc = encode(s, m, &len);
+    if (rc == ROOST_OK)
+        rc = roost_channel_send(vc->ch, vc->csession, s->encode_buf, len);
+    return rc;
+}
+
+static void
+tls_client_event(void *arg, const roost_channel_event *ev)
+{
+    struct vclient *vc = arg;
+    int64_t now = now_ms();
+    if (ev->type == ROOST_CHANNEL_OPENED) {
+        vc->csession = ev->session;
+        vc->connected = true;
+        if (roost_cproto_state(vc->proto) != ROOST_CP_EXHAUSTED)
+            roost_cproto_check_in(vc->proto, now);
+    } else if (ev->type == ROOST_CHANNEL_CLOSED) {
+        vc->csession = 0;
+        vc->connected = false;
+        roost_cproto_disconnected(vc->proto);
+    } else if (ev->type == ROOST_CHANNEL_FRAME) {
+        Roost__V1__Envelope *m = NULL;
+        roost_errmsg em;
+        if (roost_wire_decode(NULL, ev->data, ev->len, NULL, &m, &em) !=
+            ROOST_OK) {
+            roost_channel_close(vc->ch, ev->session);
+            return;
+        }
+        int rc = roost_cproto_on_message(vc->proto, m, now);
+        roost_wire_free(NULL, m);
+        if (rc != ROOST_OK)
+            roost_channel_close(vc->ch, ev->session);
+        else
+            maybe_drop(vc->sim, vc, now);
+    }
+}
+
+/* A CA, a server certificate for localhost and one client certificate per
+ * virtual client, in a temporary directory removed at the end. */
+static int
+tls_setup(struct sim *s)
+{
+    roost_errmsg em;
+    char a[128], b[128], c[128], d[128];
+    snprintf(s->pki_dir, sizeof(s->pki_dir), "/tmp/roost-sim-pki-XXXXXX");
+    if (mkdtemp(s->pki_dir) == NULL) {
+        s->pki_dir[0] = '\0';
+        fprintf(stderr, "roost sim: --tls: cannot make a temporary dir\n");
+        return ROOST_EIO;
+    }
+    snprintf(a, sizeof(a), "%s/ca.key", s->pki_dir);
+    snprintf(b, sizeof(b), "%s/ca.crt", s->pki_dir);
+    snprintf(c, sizeof(c), "%s/ca.crl", s->pki_dir);
+    int rc = roost_pki_init(a, b, c, "roost sim CA", 2, 2, &em);
+    roost_pki_validity v = {-60, ROOST_PKI_DAY_S};
+    const char *sans[] = {"127.0.0.1"};
+    char sk[128], sc[128];
+    snprintf(sk, sizeof(sk), "%s/server.key", s->pki_dir);
+    snprintf(sc, sizeof(sc), "%s/server.crt", s->pki_dir);
+    if (rc == ROOST_OK)
+        rc = roost_pki_server(a, b, sk, sc, "localhost", sans, 1, &v, &em);
+    roost_tls_files sf = {b, sc, sk, c};
+    if (rc == ROOST_OK)
+        rc = roost_tls_ctx_create_server(&s->server_tls, &sf, &em);
+    s->zctx = rc == ROOST_OK ? zmq_ctx_new() : NULL;
+    if (rc == ROOST_OK && s->zctx == NULL)
+        rc = roost_fail(&em, ROOST_EIO, "zmq_ctx_new failed");
+    roost_channel_config chc;
+    roost_channel_config_init(&chc);
+    chc.on_event = tls_listener_event;
+    chc.event_arg = s;
+    chc.zmq_ctx = s->zctx;
+    chc.max_sessions = (size_t)s->a.clients + 16;
+    if (rc == ROOST_OK)
+        rc = roost_channel_create(&s->listener, &chc, s->server_tls, &em);
+    if (rc == ROOST_OK)
+        rc = roost_channel_listen(s->listener, "tcp://127.0.0.1:*");
+    char endpoint[128];
+    if (rc == ROOST_OK)
+        rc = roost_channel_endpoint(s->listener, endpoint, sizeof(endpoint));
+    for (uint32_t i = 0; rc == ROOST_OK && i < s->a.clients; i++) {
+        struct vclient *vc = &s->vc[i];
+        char cn[32];
+        snprintf(cn, sizeof(cn), "sim-client-%u", i);
+        snprintf(a, sizeof(a), "%s/c%u.key", s->pki_dir, i);
+        snprintf(d, sizeof(d), "%s/c%u.csr", s->pki_dir, i);
+        snprintf(c, sizeof(c), "%s/c%u.crt", s->pki_dir, i);
+        char cak[128];
+        snprintf(cak, sizeof(cak), "%s/ca.key", s->pki_dir);
+        rc = roost_pki_request(a, d, cn, &em);
+        if (rc == ROOST_OK)
+            rc = roost_pki_sign(cak, b, d, c, &v, &em);
+        roost_tls_files cf = {b, c, a, NULL};
+        if (rc == ROOST_OK)
+            rc = roost_tls_ctx_create_client(&vc->tls, &cf, &em);
+        roost_channel_config cc;
+        roost_channel_config_init(&cc);
+        cc.on_event = tls_client_event;
+        cc.event_arg = vc;
+        cc.zmq_ctx = s->zctx;
+        cc.reconnect_min_ms = 20;
+        cc.reconnect_max_ms = 500;
+        if (rc == ROOST_OK)
+            rc = roost_channel_create(&vc->ch, &cc, vc->tls, &em);
+        if (rc == ROOST_OK)
+            rc = roost_channel_connect(vc->ch, endpoint, "localhost");
+    }
+    if (rc != ROOST_OK)
+        fprintf(stderr, "roost sim: --tls: %s\n", em.text);
+    else if (!s->a.json && !s->a.quiet)
+        printf("roost sim: TLS 1.3 over loopback: coordinator on %s, %u "
+               "client certificates\n",
+               endpoint, s->a.clients);
+    return rc;
+}
+
+static void
+tls_teardown(struct sim *s)
+{
+    if (s->vc != NULL)
+        for (uint32_t i = 0; i < s->a.clients; i++) {
+            roost_channel_destroy(s->vc[i].ch);
+            roost_tls_ctx_destroy(s->vc[i].tls);
+        }
+    roost_channel_destroy(s->listener);
+    roost_tls_ctx_destroy(s->server_tls);
+    if (s->zctx != NULL)
+        zmq_ctx_term(s->zctx);
+    if (s->pki_dir[0] != '\0') {
+        /* Remove the throw-away PKI: every file is ours. */
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->pki_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "roost sim: could not remove %s\n", s->pki_dir);
+    }
+}
+
+/* One pass over every channel without waiting. */
+static void
+tls_poll(struct sim *s)
+{
+    roost_channel_poll(s->listener, 0);
+    for (uint32_t i = 0; i < s->a.clients; i++)
+        roost_channel_poll(s->vc[i].ch, 0);
 }
 
 /* ---------------------------------------------------------- worker pool */
@@ -615,6 +862,9 @@ usage(FILE *out)
         "  --min-clients M      updates that commit a round at the deadline\n"
         "                       (default: per-round)\n"
         "  --data DIR           Fashion-MNIST directory\n"
+        "  --tls                carry every message over real TLS 1.3 on\n"
+        "                       loopback TCP (a certificate per client;\n"
+        "                       for up to a few hundred clients)\n"
         "  --json               one JSON object per round on stdout\n"
         "  --quiet              no progress output\n",
         out);
@@ -768,6 +1018,8 @@ parse_args(int argc, char **argv, struct sim_args *a)
         } else if (strcmp(f, "--data") == 0) {
             NEED_VALUE();
             a->data_dir = v;
+        } else if (strcmp(f, "--tls") == 0) {
+            a->tls = true;
         } else if (strcmp(f, "--json") == 0) {
             a->json = true;
         } else if (strcmp(f, "--quiet") == 0) {
@@ -810,6 +1062,7 @@ parse_args(int argc, char **argv, struct sim_args *a)
 static void
 sim_free(struct sim *s)
 {
+    tls_teardown(s);
     if (s->threads != NULL) {
         pthread_mutex_lock(&s->mu);
         s->stop = true;
@@ -1052,6 +1305,10 @@ roost_cmd_sim(int argc, char **argv)
     if (a->dp && setup_dp(s, &cc) != ROOST_OK)
         goto out;
     roost_coord_io io = {coord_send, coord_close, s};
+    if (a->tls) {
+        io.send = tls_coord_send;
+        io.close = tls_coord_close;
+    }
     rc = roost_coord_create(&s->coord, &cc, &io, &em);
     if (rc != ROOST_OK) {
         fprintf(stderr, "roost sim: coordinator: %s\n", em.text);
@@ -1078,14 +1335,18 @@ roost_cmd_sim(int argc, char **argv)
             .keep_model = false,
             .log = {NULL, NULL, -1},
         };
-        rc = roost_cproto_create(&vc->proto, NULL, &pc, client_send, vc, &em);
-        if (rc == ROOST_OK)
+        rc = roost_cproto_create(&vc->proto, NULL, &pc,
+                                 a->tls ? tls_client_send : client_send, vc,
+                                 &em);
+        if (rc == ROOST_OK && !a->tls)
             rc = vclient_connect(s, vc, now);
         if (rc != ROOST_OK) {
             fprintf(stderr, "roost sim: client %u: %s\n", i, em.text);
             goto out;
         }
     }
+    if (a->tls && tls_setup(s) != ROOST_OK)
+        goto out;
     s->n_threads = a->threads;
     s->threads = calloc(s->n_threads, sizeof(*s->threads));
     if (s->threads == NULL)
@@ -1104,7 +1365,9 @@ roost_cmd_sim(int argc, char **argv)
                roost_model_spec(s->model), roost_model_param_count(s->model),
                s->n_threads, a->db);
 
-    while (!roost_coord_finished(s->coord)) {
+    while (!roost_coord_finished(s->coord) && !s->failed) {
+        if (a->tls)
+            tls_poll(s);
         now = now_ms();
         int64_t next;
         rc = roost_coord_tick(s->coord, now, &next);
@@ -1119,8 +1382,17 @@ roost_cmd_sim(int argc, char **argv)
             struct vclient *vc = &s->vc[i];
             if (vc->drop_pending) {
                 vc->drop_pending = false;
-                vclient_disconnect(s, vc, now);
+                if (a->tls) {
+                    /* The connector reconnects by itself after its
+                     * backoff, like a device coming back. */
+                    if (vc->csession != 0)
+                        roost_channel_close(vc->ch, vc->csession);
+                } else {
+                    vclient_disconnect(s, vc, now);
+                }
             }
+            if (!vc->connected && a->tls)
+                continue;
             if (!vc->connected) {
                 if (now >= vc->reconnect_at_ms &&
                     vclient_connect(s, vc, now) != ROOST_OK)

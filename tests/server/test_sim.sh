@@ -12,7 +12,7 @@ fail=0
 run() { # name args...
     name=$1; shift
     if ! "$roost" sim --clients 100 --per-round 4 --rounds 3 --seed 7 --json \
-        --db "$work/$name.db" "$@" >"$work/$name.out" 2>"$work/$name.err"; then
+        --quiet --db "$work/$name.db" "$@" >"$work/$name.out" 2>"$work/$name.err"; then
         echo "FAIL: $name: roost sim exited non-zero"; cat "$work/$name.err"
         fail=1; return 1
     fi
@@ -60,7 +60,15 @@ if run some --no-dp --dropout 0.3 --min-clients 2; then
         { echo "FAIL: some: want 3 committed rounds"; fail=1; }
 fi
 
-# 5. Bad flags are refused with status 2 and a message.
+# 5. The same protocol over real TLS 1.3 on loopback (a certificate per
+#    virtual client): it learns just as well.
+if run tls --no-dp --tls --clients 12; then
+    acc=$(field "$(last tls)" accuracy)
+    awk -v a="$acc" 'BEGIN { exit !(a > 0.5) }' ||
+        { echo "FAIL: tls accuracy $acc <= 0.5"; fail=1; }
+fi
+
+# 6. Bad flags are refused with status 2 and a message.
 "$roost" sim --clients 0 >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] && grep -q -- "--clients" "$work/bad.err" ||
     { echo "FAIL: --clients 0 not refused"; fail=1; }
