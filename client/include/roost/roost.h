@@ -211,8 +211,8 @@ typedef struct roost_trainer {
     int (*prepare)(void *arg, const char *model_spec, uint32_t channels,
                    uint32_t height, uint32_t width, size_t num_params);
     int (*example_norms)(void *arg, const float *params, const float *x,
-                         const uint8_t *labels, size_t batch,
-                         double *norms_sq, double *loss_sum);
+                         const uint8_t *labels, size_t batch, double *norms_sq,
+                         double *loss_sum);
     int (*weighted_grad)(void *arg, const float *weights, float *grad);
     size_t max_batch;
     void *arg;
@@ -229,11 +229,11 @@ enum roost_client_event {
 };
 
 typedef struct roost_client_progress {
-    int event;              /* enum roost_client_event */
-    int64_t round_id;       /* 0 when not about a round */
-    double epsilon_spent;   /* from the ledger's accountant */
-    double epsilon_budget;  /* the ledger's budget */
-    uint64_t rounds;        /* updates accepted so far */
+    int event;             /* enum roost_client_event */
+    int64_t round_id;      /* 0 when not about a round */
+    double epsilon_spent;  /* from the ledger's accountant */
+    double epsilon_budget; /* the ledger's budget */
+    uint64_t rounds;       /* updates accepted so far */
 } roost_client_progress;
 
 /* Runs on the thread that drives the client. */
@@ -261,8 +261,8 @@ int roost_config_set_tls(roost_config *cfg, const char *ca_file,
  * create: 1 creates the ledger if the file is missing; 0 refuses to run
  * without it (use 0 once a ledger was created: a missing ledger then
  * means it was lost, and spent budget must not be forgotten). Required. */
-int roost_config_set_ledger(roost_config *cfg, const char *path,
-                            double epsilon, double delta, int create);
+int roost_config_set_ledger(roost_config *cfg, const char *path, double epsilon,
+                            double delta, int create);
 /* The local data. Required. The struct is copied; arg is borrowed. */
 int roost_config_set_data(roost_config *cfg, const roost_data_provider *data);
 /* An app's own model; without it the built-in BLAS trainer runs the
@@ -324,7 +324,6 @@ void roost_client_cancel(roost_client *c);
 const char *roost_client_errmsg(const roost_client *c);
 /* Epsilon spent (from the ledger's accountant) and the budget. */
 int roost_client_epsilon(roost_client *c, double *spent, double *budget);
-
 
 #ifdef __cplusplus
 }
