@@ -98,7 +98,7 @@ def summary(path):
             per[-1]["accuracy"], rss, 0)
 print(f"1. FedAvg, 100 clients, 10 per round, MLP, E=1, B=32, lr 0.05, "
       f"{rounds} rounds, median of {reps} alternating runs")
-print(f"   {'impl':22} {'s/round':>8} {'accuracy':>9} {'peak RSS':>9}"
+print(f"   {'impl':28} {'s/round':>8} {'accuracy':>9} {'peak RSS':>9}"
       f" {'roost faster':>12}")
 med = {}
 for tag in ("roost", "torch", "torchn"):
@@ -111,7 +111,7 @@ for tag in ("roost", "torch", "torchn"):
         "pytorch (%d thread%s%s)" % (thr, "s"[:thr != 1],
                                      ", default" if tag == "torch" else "")
     ratio = "" if tag == "roost" else f"{sec / med['roost'][0]:11.2f}x"
-    print(f"   {name:22} {sec:8.3f} {100 * acc:8.2f}% {rss / 1024:5.0f} MiB"
+    print(f"   {name:28} {sec:8.3f} {100 * acc:8.2f}% {rss / 1024:5.0f} MiB"
           f" {ratio:>12}")
 mem = {}
 for line in open(os.path.join(tmp, "mem")):
