@@ -94,7 +94,7 @@ tests=$(cmake --build "$build" --target help |
 # shellcheck disable=SC2086
 cmake --build "$build" -j "$jobs" --target roost_static roost_shared $tests
 echo "built ($(elapsed "$t")): $(echo $tests | wc -w) test programs"
-file -L "$build/client/libroost.so" | sed 's/,.*BuildID.*//'
+"$triple-objdump" -f "$build/client/libroost.so" | sed -n 's/.*file format/libroost.so:/p'
 
 step "footprint"
 sh "$src/tests/cross/footprint.sh" "$build" "$triple-"
