@@ -1,0 +1,85 @@
+#!/bin/sh
+# The client's ledger never under-counts, whatever instant the client dies
+# at: a `roost client` is killed with SIGKILL at random moments (while
+# training, charging, uploading or idle), TRIALS times, against a real
+# coordinator over TLS. Afterwards the ledger still verifies, and it holds
+# at least one privacy event for every update the coordinator received
+# from that client -- nothing left the device before its event was
+# durable.
+#
+# usage: test_client_kill.sh ROOST STORE_FIXTURE [TRIALS]
+set -u
+roost="$1"; fixture="$2"; trials=${3:-12}
+work=$(mktemp -d)
+serve_pid=""; client_pid=""
+cleanup() {
+    [ -n "$client_pid" ] && kill -9 "$client_pid" 2>/dev/null
+    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; tail -n 20 "$work/serve.log"; exit 1; }
+cd "$work" || exit 1
+"$roost" pki init --dir ca >/dev/null || fail "pki"
+"$roost" pki server --ca-dir ca --name localhost --out server >/dev/null
+"$roost" pki request --cn device --out dev >/dev/null
+"$roost" pki sign --ca-dir ca --csr dev.csr --out dev.crt >/dev/null
+cat >kill.conf <<CONF
+[server]
+listen = tcp://127.0.0.1:*
+ca_file = ca/ca.crt
+cert_file = server.crt
+key_file = server.key
+crl_file = ca/ca.crl
+state_dir = $work
+database = coord.db
+[round]
+clients_per_round = 1
+timeout = 5s
+[dp]
+enabled = true
+sampling_rate = 0.05
+CONF
+"$roost" serve --config kill.conf >serve.log 2>&1 &
+serve_pid=$!
+endpoint=""
+for _ in $(seq 100); do
+    endpoint=$(sed -n 's/.*listening on \(tcp:[^;]*\);.*/\1/p' serve.log | head -n 1)
+    [ -n "$endpoint" ] && break
+    sleep 0.1
+done
+[ -n "$endpoint" ] || fail "coordinator did not start"
+
+create="--create-ledger"
+t=1
+while [ $t -le "$trials" ]; do
+    "$roost" client --connect "$endpoint" --server-name localhost \
+        --ca ca/ca.crt --cert dev.crt --key dev.key --ledger ledger.db \
+        $create --epsilon 1000 --shard 0/100 --reconnect 20:200 \
+        >>client.log 2>&1 &
+    client_pid=$!
+    delay=$(awk -v s=$(($$ + t)) 'BEGIN { srand(s); printf "%.2f", 0.3 + 2.5 * rand() }')
+    sleep "$delay"
+    kill -9 "$client_pid" 2>/dev/null
+    wait "$client_pid" 2>/dev/null
+    client_pid=""
+    [ -f ledger.db ] && create=""
+    if [ -f ledger.db ]; then
+        "$roost" dp ledger --path ledger.db >/dev/null 2>&1 ||
+            fail "trial $t: ledger does not verify after kill -9"
+    fi
+    t=$((t + 1))
+done
+kill "$serve_pid"; wait "$serve_pid" 2>/dev/null; serve_pid=""
+
+events=$("$roost" dp ledger --path ledger.db --json |
+    sed -n 's/.*"events": \([0-9]*\).*/\1/p')
+# Every update the coordinator received (accepted or refused), over all
+# rounds, came from this one client.
+"$fixture" sql coord.db "CREATE TEMP TABLE chk (n INTEGER CHECK (n <= $events));
+    INSERT INTO chk SELECT count(*) FROM updates;" ||
+    fail "the coordinator holds more updates than the ledger has events ($events)"
+received=$(grep -c "uploaded" client.log)
+echo "ok: $trials kills; ledger verifies with $events events; client reported $received uploads"
+[ "$events" -gt 0 ] || fail "no round ever completed: nothing was tested"
