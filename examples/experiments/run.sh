@@ -1,14 +1,15 @@
 #!/bin/sh
 # run.sh - run FedAvg experiment presets with roost sim and tabulate them.
 #
-#   sh examples/experiments/run.sh [options] [quick|all|NAME|PATTERN ...]
+#   sh examples/experiments/run.sh [options] [quick|all|TAG|NAME|PATTERN ...]
 #
 # Presets are the lines of presets.tsv (next to this script): a name, a tag
-# list and the roost sim flags. "quick" (the default) runs the presets
-# tagged quick, "all" every preset, anything else is a preset name or a
-# shell pattern over names (quote it: 'dp3-*'). Each run's per-round JSON
-# goes to OUT/NAME.jsonl and its stderr to OUT/NAME.err; the summary table
-# is written to OUT/results.md and printed.
+# list and the roost sim flags. "all" runs every preset; a tag (quick, the
+# default; fedavg, iid, shards, dp, dp1, dp3, dp8, target) the presets
+# carrying it; anything else is a preset name or a shell pattern over names
+# (quote it: 'dp3-*'). Each run's per-round JSON goes to OUT/NAME.jsonl
+# and its stderr to OUT/NAME.err; the summary table is written to
+# OUT/results.md and printed.
 #
 # Options:
 #   -o DIR      output directory (default: ./experiments-out)
@@ -76,8 +77,8 @@ selected=$(awk -v sel="$*" '
     {
         for (i = 1; i <= n; i++) {
             w = want[i]
-            if (w == "all" || (w == "quick" && ("," $2 ",") ~ /,quick,/) ||
-                w == $1) { print $1; next }
+            if (w == "all" || w == $1 ||
+                index("," $2 ",", "," w ",") > 0) { print $1; next }
             # Shell-style pattern: turn * and ? into a regular expression.
             if (w ~ /[*?]/) {
                 re = w; gsub(/\./, "\\.", re); gsub(/\*/, ".*", re)
