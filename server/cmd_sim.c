@@ -37,6 +37,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -870,6 +871,81 @@ usage(FILE *out)
         out);
 }
 
+/* The flags that take one plain value (or none), as one table: name, type,
+ * where the value goes in struct sim_args, and the accepted range for
+ * integers. Flags with structured values are parsed by hand below. */
+enum flag_type { FLAG_U32, FLAG_DOUBLE, FLAG_STR, FLAG_TRUE, FLAG_FALSE };
+
+struct sim_flag {
+    const char *name;
+    enum flag_type type;
+    size_t offset;
+    long min, max;
+};
+
+#define SIM_FLAG(name, type, field, min, max)                                  \
+    {                                                                          \
+        name, type, offsetof(struct sim_args, field), min, max                 \
+    }
+
+static const struct sim_flag sim_flags[] = {
+    SIM_FLAG("--clients", FLAG_U32, clients, 1, 1000000),
+    SIM_FLAG("--per-round", FLAG_U32, per_round, 1, 1000000),
+    SIM_FLAG("--rounds", FLAG_U32, rounds, 1, 1000000),
+    SIM_FLAG("--local-epochs", FLAG_U32, local_epochs, 1, 1000),
+    SIM_FLAG("--batch", FLAG_U32, batch, 1, 65536),
+    SIM_FLAG("--threads", FLAG_U32, threads, 1, 256),
+    SIM_FLAG("--min-clients", FLAG_U32, min_clients, 1, 1000000),
+    SIM_FLAG("--lr", FLAG_DOUBLE, lr, 0, 0),
+    SIM_FLAG("--momentum", FLAG_DOUBLE, momentum, 0, 0),
+    SIM_FLAG("--epsilon", FLAG_DOUBLE, epsilon, 0, 0),
+    SIM_FLAG("--sigma", FLAG_DOUBLE, sigma, 0, 0),
+    SIM_FLAG("--clip", FLAG_DOUBLE, clip, 0, 0),
+    SIM_FLAG("--delta", FLAG_DOUBLE, delta, 0, 0),
+    SIM_FLAG("--dropout", FLAG_DOUBLE, dropout, 0, 0),
+    SIM_FLAG("--model", FLAG_STR, model, 0, 0),
+    SIM_FLAG("--partition", FLAG_STR, partition, 0, 0),
+    SIM_FLAG("--strategy", FLAG_STR, strategy, 0, 0),
+    SIM_FLAG("--db", FLAG_STR, db, 0, 0),
+    SIM_FLAG("--data", FLAG_STR, data_dir, 0, 0),
+    SIM_FLAG("--no-dp", FLAG_FALSE, dp, 0, 0),
+    SIM_FLAG("--overwrite", FLAG_TRUE, overwrite, 0, 0),
+    SIM_FLAG("--tls", FLAG_TRUE, tls, 0, 0),
+    SIM_FLAG("--json", FLAG_TRUE, json, 0, 0),
+    SIM_FLAG("--quiet", FLAG_TRUE, quiet, 0, 0),
+};
+
+static const struct sim_flag *
+find_flag(const char *name)
+{
+    for (size_t i = 0; i < sizeof(sim_flags) / sizeof(sim_flags[0]); i++)
+        if (strcmp(sim_flags[i].name, name) == 0)
+            return &sim_flags[i];
+    return NULL;
+}
+
+/* Parse v into the field sf names; prints the reason on failure. */
+static bool
+set_flag(struct sim_args *a, const struct sim_flag *sf, const char *v)
+{
+    void *field = (char *)a + sf->offset;
+    long l;
+    switch (sf->type) {
+    case FLAG_U32:
+        if (!roost_cli_parse_int("sim", sf->name, v, sf->min, sf->max, &l))
+            return false;
+        *(uint32_t *)field = (uint32_t)l;
+        return true;
+    case FLAG_DOUBLE:
+        return roost_cli_parse_double("sim", sf->name, v, (double *)field);
+    case FLAG_STR:
+        *(const char **)field = v;
+        return true;
+    default:
+        return false;
+    }
+}
+
 static bool
 parse_args(int argc, char **argv, struct sim_args *a)
 {
@@ -894,7 +970,6 @@ parse_args(int argc, char **argv, struct sim_args *a)
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long l;
         uint64_t u;
         if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) {
             usage(stdout);
@@ -908,86 +983,18 @@ parse_args(int argc, char **argv, struct sim_args *a)
         }                                                                      \
         i++;                                                                   \
     } while (0)
-        if (strcmp(f, "--clients") == 0) {
+        const struct sim_flag *sf = find_flag(f);
+        if (sf != NULL) {
+            if (sf->type == FLAG_TRUE || sf->type == FLAG_FALSE) {
+                *(bool *)((char *)a + sf->offset) = sf->type == FLAG_TRUE;
+                continue;
+            }
             NEED_VALUE();
-            if (!roost_cli_parse_int("sim", f, v, 1, 1000000, &l))
+            if (!set_flag(a, sf, v))
                 return false;
-            a->clients = (uint32_t)l;
-        } else if (strcmp(f, "--per-round") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_int("sim", f, v, 1, 1000000, &l))
-                return false;
-            a->per_round = (uint32_t)l;
-        } else if (strcmp(f, "--rounds") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_int("sim", f, v, 1, 1000000, &l))
-                return false;
-            a->rounds = (uint32_t)l;
-        } else if (strcmp(f, "--model") == 0) {
-            NEED_VALUE();
-            a->model = v;
-        } else if (strcmp(f, "--local-epochs") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_int("sim", f, v, 1, 1000, &l))
-                return false;
-            a->local_epochs = (uint32_t)l;
-        } else if (strcmp(f, "--batch") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_int("sim", f, v, 1, 65536, &l))
-                return false;
-            a->batch = (uint32_t)l;
-        } else if (strcmp(f, "--lr") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_double("sim", f, v, &a->lr))
-                return false;
-        } else if (strcmp(f, "--momentum") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_double("sim", f, v, &a->momentum))
-                return false;
-        } else if (strcmp(f, "--partition") == 0) {
-            NEED_VALUE();
-            a->partition = v;
-        } else if (strcmp(f, "--strategy") == 0) {
-            NEED_VALUE();
-            a->strategy = v;
-        } else if (strcmp(f, "--epsilon") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_double("sim", f, v, &a->epsilon))
-                return false;
-        } else if (strcmp(f, "--sigma") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_double("sim", f, v, &a->sigma))
-                return false;
-        } else if (strcmp(f, "--clip") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_double("sim", f, v, &a->clip))
-                return false;
-        } else if (strcmp(f, "--delta") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_double("sim", f, v, &a->delta))
-                return false;
-        } else if (strcmp(f, "--no-dp") == 0) {
-            a->dp = false;
-        } else if (strcmp(f, "--seed") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_u64("sim", f, v, &a->seed))
-                return false;
-            a->seeded = true;
-        } else if (strcmp(f, "--db") == 0) {
-            NEED_VALUE();
-            a->db = v;
-        } else if (strcmp(f, "--overwrite") == 0) {
-            a->overwrite = true;
-        } else if (strcmp(f, "--threads") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_int("sim", f, v, 1, 256, &l))
-                return false;
-            a->threads = (uint32_t)l;
-        } else if (strcmp(f, "--dropout") == 0) {
-            NEED_VALUE();
-            if (!roost_cli_parse_double("sim", f, v, &a->dropout))
-                return false;
-        } else if (strcmp(f, "--straggler") == 0) {
+            continue;
+        }
+        if (strcmp(f, "--straggler") == 0) {
             NEED_VALUE();
             char *colon = strchr(v, ':');
             char pbuf[64];
@@ -1010,20 +1017,11 @@ parse_args(int argc, char **argv, struct sim_args *a)
             if (!roost_cli_parse_u64("sim", f, v, &u) || u == 0)
                 return false;
             a->round_timeout_ms = u * 1000;
-        } else if (strcmp(f, "--min-clients") == 0) {
+        } else if (strcmp(f, "--seed") == 0) {
             NEED_VALUE();
-            if (!roost_cli_parse_int("sim", f, v, 1, 1000000, &l))
+            if (!roost_cli_parse_u64("sim", f, v, &a->seed))
                 return false;
-            a->min_clients = (uint32_t)l;
-        } else if (strcmp(f, "--data") == 0) {
-            NEED_VALUE();
-            a->data_dir = v;
-        } else if (strcmp(f, "--tls") == 0) {
-            a->tls = true;
-        } else if (strcmp(f, "--json") == 0) {
-            a->json = true;
-        } else if (strcmp(f, "--quiet") == 0) {
-            a->quiet = true;
+            a->seeded = true;
         } else {
             fprintf(stderr, "roost sim: unknown flag '%s' (see --help)\n", f);
             return false;
