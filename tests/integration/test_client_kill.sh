@@ -20,20 +20,10 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; tail -n 20 "$work/serve.log"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 cd "$work" || exit 1
-"$roost" pki init --dir ca >/dev/null || fail "pki"
-"$roost" pki server --ca-dir ca --name localhost --out server >/dev/null
-"$roost" pki request --cn device --out dev >/dev/null
-"$roost" pki sign --ca-dir ca --csr dev.csr --out dev.crt >/dev/null
-cat >kill.conf <<CONF
-[server]
-listen = tcp://127.0.0.1:*
-ca_file = ca/ca.crt
-cert_file = server.crt
-key_file = server.key
-crl_file = ca/ca.crl
-state_dir = $work
-database = coord.db
+make_pki 1
+{ server_section "tcp://127.0.0.1:*" coord.db; cat <<CONF
 [round]
 clients_per_round = 1
 timeout = 5s
@@ -41,21 +31,14 @@ timeout = 5s
 enabled = true
 sampling_rate = 0.05
 CONF
-"$roost" serve --config kill.conf >serve.log 2>&1 &
-serve_pid=$!
-endpoint=""
-for _ in $(seq 100); do
-    endpoint=$(sed -n 's/.*listening on \(tcp:[^;]*\);.*/\1/p' serve.log | head -n 1)
-    [ -n "$endpoint" ] && break
-    sleep 0.1
-done
-[ -n "$endpoint" ] || fail "coordinator did not start"
+} >kill.conf
+start_serve kill.conf serve.log
 
 create="--create-ledger"
 t=1
 while [ $t -le "$trials" ]; do
     "$roost" client --connect "$endpoint" --server-name localhost \
-        --ca ca/ca.crt --cert dev.crt --key dev.key --ledger ledger.db \
+        --ca ca/ca.crt --cert dev0.crt --key dev0.key --ledger ledger.db \
         $create --epsilon 1000 --shard 0/100 --reconnect 20:200 \
         >>client.log 2>&1 &
     client_pid=$!

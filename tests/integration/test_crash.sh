@@ -22,26 +22,14 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$work/serve.log" ] && tail -n 30 "$work/serve.log"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 cd "$work" || exit 1
 
-"$roost" pki init --dir ca >/dev/null || fail "pki init"
-"$roost" pki server --ca-dir ca --name localhost --out server >/dev/null ||
-    fail "pki server"
-for i in 0 1 2 3; do
-    "$roost" pki request --cn "device-$i" --out "dev$i" >/dev/null &&
-        "$roost" pki sign --ca-dir ca --csr "dev$i.csr" --out "dev$i.crt" \
-            >/dev/null || fail "pki for device $i"
-done
+make_pki 4
+# A fixed port: the clients must find each restarted coordinator where
+# the last one was.
 port=$(( 20000 + ($$ * 7) % 20000 ))
-cat >crash.conf <<CONF
-[server]
-listen = tcp://127.0.0.1:$port
-ca_file = ca/ca.crt
-cert_file = server.crt
-key_file = server.key
-crl_file = ca/ca.crl
-state_dir = $work
-database = crash.db
+{ server_section "tcp://127.0.0.1:$port" crash.db; cat <<CONF
 [model]
 spec = logreg
 [round]
@@ -50,6 +38,7 @@ timeout = 20s
 [training]
 learning_rate = 0.1
 CONF
+} >crash.conf
 [ -n "${ROOST_FMNIST_DIR:-}" ] &&
     printf '[evaluation]\ndataset_dir = %s\n' "$ROOST_FMNIST_DIR" >>crash.conf
 

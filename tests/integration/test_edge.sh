@@ -13,44 +13,27 @@ serve_pid=""
 cleanup() { [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; tail -n 20 "$work/serve.log"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 cd "$work" || exit 1
-"$roost" pki init --dir ca >/dev/null || fail "pki"
-"$roost" pki server --ca-dir ca --name localhost,127.0.0.1 --out server >/dev/null
-"$roost" pki request --cn edge --out edge >/dev/null
-"$roost" pki sign --ca-dir ca --csr edge.csr --out edge.crt >/dev/null
-cat >edge.conf <<CONF
-[server]
-listen = tcp://127.0.0.1:*
-ca_file = ca/ca.crt
-cert_file = server.crt
-key_file = server.key
-crl_file = ca/ca.crl
-state_dir = $work
-database = edge-coord.db
+make_pki 1
+{ server_section "tcp://127.0.0.1:*" edge-coord.db; cat <<CONF
 [round]
 clients_per_round = 1
 [dp]
 enabled = true
 sampling_rate = 0.05
 CONF
-"$roost" serve --config edge.conf >serve.log 2>&1 &
-serve_pid=$!
-endpoint=""
-for _ in $(seq 100); do
-    endpoint=$(sed -n 's/.*listening on \(tcp:[^;]*\);.*/\1/p' serve.log | head -n 1)
-    [ -n "$endpoint" ] && break
-    sleep 0.1
-done
-[ -n "$endpoint" ] || fail "coordinator did not start"
+} >edge.conf
+start_serve edge.conf serve.log
 
 # Run 1: three rounds (max_rounds 3 in the example) within the budget.
-timeout 300 "$edge" "$endpoint" ca/ca.crt edge.crt edge.key ledger.db >run1.out 2>&1 ||
+timeout 300 "$edge" "$endpoint" ca/ca.crt dev0.crt dev0.key ledger.db >run1.out 2>&1 ||
     { cat run1.out; fail "first run did not finish its 3 rounds"; }
 [ "$(grep -c '^edge: accepted' run1.out)" -eq 3 ] ||
     { cat run1.out; fail "want 3 accepted rounds"; }
 
 # Run 2: the same ledger; the budget runs out, the task is declined.
-timeout 300 "$edge" "$endpoint" ca/ca.crt edge.crt edge.key ledger.db >run2.out 2>&1
+timeout 300 "$edge" "$endpoint" ca/ca.crt dev0.crt dev0.key ledger.db >run2.out 2>&1
 rc=$?
 [ $rc -ne 0 ] || { cat run2.out; fail "second run should stop on the budget"; }
 grep -q "ROOST_EBUDGET (privacy budget exceeded" run2.out ||

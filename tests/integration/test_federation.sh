@@ -21,32 +21,13 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in "$work"/serve.log "$work"/c0.log; do
     [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done; exit 1; }
+. "$(dirname "$0")/lib.sh"
 cd "$work" || exit 1
 
-"$roost" pki init --dir ca >/dev/null || fail "pki init"
-"$roost" pki server --ca-dir ca --name localhost,127.0.0.1 --out server \
-    >/dev/null || fail "pki server"
-i=0
-while [ $i -lt "$n_clients" ]; do
-    "$roost" pki request --cn "device-$i" --out "dev$i" >/dev/null &&
-        "$roost" pki sign --ca-dir ca --csr "dev$i.csr" --out "dev$i.crt" \
-            >/dev/null || fail "pki for device $i"
-    i=$((i + 1))
-done
+make_pki "$n_clients"
 
-# An ephemeral port: bind, note, release. A clash is possible but would
-# fail loudly, not silently.
-port=$(( 20000 + $$ % 20000 ))
 per_round=$(( n_clients / 2 ))
-cat >fed.conf <<CONF
-[server]
-listen = tcp://127.0.0.1:$port
-ca_file = ca/ca.crt
-cert_file = server.crt
-key_file = server.key
-crl_file = ca/ca.crl
-state_dir = $work
-database = fed.db
+{ server_section "tcp://127.0.0.1:*" fed.db; cat <<CONF
 [round]
 clients_per_round = $per_round
 min_clients = $per_round
@@ -62,17 +43,17 @@ sampling_rate = 0.02
 [evaluation]
 enabled = true
 CONF
+} >fed.conf
 [ -n "${ROOST_FMNIST_DIR:-}" ] &&
     printf 'dataset_dir = %s\n' "$ROOST_FMNIST_DIR" >>fed.conf
 "$roost" serve --check-config fed.conf >/dev/null 2>check.err ||
     { cat check.err; fail "config refused"; }
 
-"$roost" serve --config fed.conf >serve.log 2>&1 &
-serve_pid=$!
+start_serve fed.conf serve.log
 pids="$serve_pid"
 i=0
 while [ $i -lt "$n_clients" ]; do
-    "$roost" client --connect "tcp://127.0.0.1:$port" --server-name localhost \
+    "$roost" client --connect "$endpoint" --server-name localhost \
         --ca ca/ca.crt --cert "dev$i.crt" --key "dev$i.key" \
         --ledger "ledger$i.db" --create-ledger --epsilon 50 \
         --shard "$i/$n_clients" >"c$i.log" 2>&1 &
