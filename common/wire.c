@@ -704,6 +704,24 @@ roost_wire_encode(const Roost__V1__Envelope *env, uint8_t *buf, size_t cap,
     return ROOST_OK;
 }
 
+int
+roost_wire_encode_reuse(const roost_allocator *alloc,
+                        const Roost__V1__Envelope *env, uint8_t **buf,
+                        size_t *cap, size_t *len)
+{
+    if (buf == NULL || cap == NULL)
+        return ROOST_EINVAL;
+    int rc = roost_wire_encode(env, *buf, *cap, len);
+    if (rc != ROOST_ETOOSMALL)
+        return rc;
+    uint8_t *grown = roost_alloc_realloc(alloc, *buf, *len);
+    if (grown == NULL)
+        return ROOST_ENOMEM;
+    *buf = grown;
+    *cap = *len;
+    return roost_wire_encode(env, *buf, *cap, len);
+}
+
 const char *
 roost_wire_body_name(const Roost__V1__Envelope *env)
 {

@@ -96,6 +96,17 @@ int roost_wire_encode(const Roost__V1__Envelope *env, uint8_t *buf, size_t cap,
                       size_t *len);
 
 /*
+ * roost_wire_encode_reuse - encode env into a caller-kept buffer *buf of
+ * *cap bytes, growing it (through alloc; NULL = libc) when the message
+ * does not fit, so senders reuse one buffer for every message. On success
+ * *len is the encoded length. On ROOST_ENOMEM the old buffer is kept.
+ * Other codes as roost_wire_encode.
+ */
+int roost_wire_encode_reuse(const roost_allocator *alloc,
+                            const Roost__V1__Envelope *env, uint8_t **buf,
+                            size_t *cap, size_t *len);
+
+/*
  * roost_wire_validate - run only the allocation-free validator over one
  * frame (what roost_wire_decode does before unpacking). limits NULL means
  * the defaults. Returns ROOST_OK or the code roost_wire_decode would give,

@@ -257,15 +257,7 @@ io_send(void *arg, uint64_t session, const Roost__V1__Envelope *msg)
 {
     struct serve *sv = arg;
     size_t len = 0;
-    int rc = roost_wire_encode(msg, sv->buf, sv->buf_cap, &len);
-    if (rc == ROOST_ETOOSMALL) {
-        uint8_t *p = realloc(sv->buf, len);
-        if (p == NULL)
-            return ROOST_ENOMEM;
-        sv->buf = p;
-        sv->buf_cap = len;
-        rc = roost_wire_encode(msg, sv->buf, sv->buf_cap, &len);
-    }
+    int rc = roost_wire_encode_reuse(NULL, msg, &sv->buf, &sv->buf_cap, &len);
     if (rc == ROOST_OK)
         rc = roost_channel_send(sv->ch, session, sv->buf, len);
     if (rc != ROOST_OK) {

@@ -261,16 +261,8 @@ mono_s(void)
 static int
 encode(struct sim *s, const Roost__V1__Envelope *m, size_t *len)
 {
-    int rc = roost_wire_encode(m, s->encode_buf, s->encode_cap, len);
-    if (rc == ROOST_ETOOSMALL) {
-        uint8_t *b = realloc(s->encode_buf, *len);
-        if (b == NULL)
-            return ROOST_ENOMEM;
-        s->encode_buf = b;
-        s->encode_cap = *len;
-        rc = roost_wire_encode(m, s->encode_buf, s->encode_cap, len);
-    }
-    return rc;
+    return roost_wire_encode_reuse(NULL, m, &s->encode_buf, &s->encode_cap,
+                                   len);
 }
 
 /* Client -> coordinator: encode now, deliver from the main loop. */

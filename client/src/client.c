@@ -386,15 +386,7 @@ proto_send(void *arg, const Roost__V1__Envelope *m)
     if (c->session == 0)
         return ROOST_ECLOSED;
     size_t len = 0;
-    int rc = roost_wire_encode(m, c->buf, c->buf_cap, &len);
-    if (rc == ROOST_ETOOSMALL) {
-        uint8_t *b = roost_alloc_realloc(c->alloc, c->buf, len);
-        if (b == NULL)
-            return ROOST_ENOMEM;
-        c->buf = b;
-        c->buf_cap = len;
-        rc = roost_wire_encode(m, c->buf, c->buf_cap, &len);
-    }
+    int rc = roost_wire_encode_reuse(c->alloc, m, &c->buf, &c->buf_cap, &len);
     if (rc == ROOST_OK)
         rc = roost_channel_send(c->ch, c->session, c->buf, len);
     return rc;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/wire.h"
+#include "common/alloc.h"
 #include "tests/common/wire_samples.h"
 
 /* ---- a growable byte buffer to hand-craft protobuf encodings ---------- */
@@ -721,6 +722,69 @@ validate_matches_decode(void **state)
                      ROOST_ETRUNCATED);
 }
 
+/* For the encoder's reusable buffer, which does grow with realloc (the
+ * decoder's allocator above forbids realloc). */
+static void *grow_realloc(void *arg, void *p, size_t n);
+
+static void *
+grow_malloc(void *arg, size_t n)
+{
+    return grow_realloc(arg, NULL, n);
+}
+
+static void *
+grow_realloc(void *arg, void *p, size_t n)
+{
+    size_t *reallocs = arg;
+    (*reallocs)++;
+    return realloc(p, n);
+}
+
+static void
+grow_free(void *arg, void *p)
+{
+    (void)arg;
+    free(p);
+}
+
+static void
+encode_reuse_grows_once_and_reuses(void **state)
+{
+    (void)state;
+    static wire_samples s;
+    wire_samples_fill(&s);
+    size_t grows = 0;
+    roost_allocator a = {grow_malloc, grow_realloc, grow_free, &grows};
+    uint8_t *buf = NULL;
+    size_t cap = 0, len = 0, biggest = 0;
+    for (int i = 0; i < WIRE_SAMPLE_COUNT; i++) {
+        size_t need;
+        assert_int_equal(roost_wire_encoded_size(&s.env[i], &need), ROOST_OK);
+        assert_int_equal(
+            roost_wire_encode_reuse(&a, &s.env[i], &buf, &cap, &len), ROOST_OK);
+        assert_int_equal(len, need);
+        if (need > biggest)
+            biggest = need;
+        assert_int_equal(cap, biggest); /* grown only when needed */
+        Roost__V1__Envelope *back = NULL;
+        assert_int_equal(roost_wire_decode(NULL, buf, len, NULL, &back, NULL),
+                         ROOST_OK);
+        assert_int_equal(back->body_case, s.env[i].body_case);
+        roost_wire_free(NULL, back);
+    }
+    /* Grown only when a message did not fit: never more often than there
+     * are samples, and the buffer ends at the largest message. */
+    assert_true(grows >= 1 && grows <= WIRE_SAMPLE_COUNT);
+    assert_int_equal(cap, biggest);
+    roost_alloc_free(&a, buf);
+    Roost__V1__Envelope empty;
+    roost__v1__envelope__init(&empty);
+    assert_int_equal(roost_wire_encode_reuse(NULL, &empty, &buf, &cap, &len),
+                     ROOST_EMISSING);
+    assert_int_equal(roost_wire_encode_reuse(NULL, &s.env[0], NULL, &cap, &len),
+                     ROOST_EINVAL);
+}
+
 int
 main(void)
 {
@@ -728,6 +792,7 @@ main(void)
         cmocka_unit_test(roundtrip_every_message_type),
         cmocka_unit_test(roundtrip_field_values),
         cmocka_unit_test(encode_argument_errors),
+        cmocka_unit_test(encode_reuse_grows_once_and_reuses),
         cmocka_unit_test(truncated_at_every_offset),
         cmocka_unit_test(frame_over_limit),
         cmocka_unit_test(string_over_limit_names_field),
