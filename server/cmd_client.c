@@ -28,6 +28,7 @@ struct client_args {
     const char *label;
     bool seeded;
     uint64_t seed;
+    bool allow_eval;
     int log_level;
     long reconnect_min_ms, reconnect_max_ms;
 };
@@ -69,6 +70,9 @@ usage(FILE *out)
           "  --reconnect MIN:MAX  reconnect backoff bounds in ms (default "
           "100:30000)\n"
           "  --label TEXT         display label sent at check-in\n"
+          "  --allow-eval         answer federated evaluation tasks (loss and\n"
+          "                       accuracy on the local data, sent WITHOUT\n"
+          "                       differential privacy)\n"
           "  --insecure-seed S    INSECURE: fixed seed for all randomness, "
           "DP noise included\n"
           "  --verbose            log protocol events to stderr\n",
@@ -100,6 +104,10 @@ parse(int argc, char **argv, struct client_args *a)
         }
         if (strcmp(f, "--verbose") == 0) {
             a->log_level = ROOST_LOG_INFO;
+            continue;
+        }
+        if (strcmp(f, "--allow-eval") == 0) {
+            a->allow_eval = true;
             continue;
         }
         if (v == NULL) {
@@ -280,6 +288,7 @@ roost_cmd_client(int argc, char **argv)
     roost_config_set_log(cfg, roost_cli_log_stderr, NULL, a.log_level);
     roost_config_set_progress(cfg, on_progress, label);
     roost_config_set_max_rounds(cfg, a.rounds);
+    roost_config_set_allow_evaluation(cfg, a.allow_eval ? 1 : 0);
     roost_config_set_reconnect(cfg, (int)a.reconnect_min_ms,
                                (int)a.reconnect_max_ms);
     roost_config_set_label(cfg, label);

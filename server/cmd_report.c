@@ -266,7 +266,10 @@ chart_line(struct chart *c, const struct report *r, const double *y,
     fprintf(c->f, "<path class=\"%s ln\" d=\"", cls);
     for (size_t i = 0; i < r->n; i++) {
         if (!isfinite(y[i])) {
-            pen = false;
+            /* A federated evaluation round measures nothing held-out: it
+             * does not break the line of the training rounds around it. */
+            if (strcmp(r->rounds[i].kind, "eval") != 0)
+                pen = false;
             continue;
         }
         fprintf(c->f, "%s%.1f %.1f ", pen ? "L" : "M",

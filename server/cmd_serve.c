@@ -330,6 +330,21 @@ on_round(void *arg, const roost_coord_round_summary *s)
 {
     struct serve *sv = arg;
     char loss[32] = "-", acc[32] = "-", eps[32] = "-";
+    if (s->evaluation) {
+        if (isfinite(s->fed_eval_loss))
+            snprintf(loss, sizeof(loss), "%.4g", s->fed_eval_loss);
+        if (isfinite(s->fed_eval_accuracy))
+            snprintf(acc, sizeof(acc), "%.4g", s->fed_eval_accuracy);
+        roost_log(&sv->log, ROOST_LOG_INFO,
+                  "round %" PRId64 " (federated evaluation) %s in %.1f s: %u "
+                  "selected, %u answered, %u refused, %u dropped; %" PRIu64
+                  " client examples; client loss %s; client accuracy %s "
+                  "(not covered by DP)",
+                  s->round_id, s->committed ? "committed" : "failed",
+                  s->seconds, s->selected, s->accepted, s->refused, s->dropped,
+                  s->examples, loss, acc);
+        return;
+    }
     if (isfinite(s->train_loss))
         snprintf(loss, sizeof(loss), "%.4g", s->train_loss);
     if (isfinite(s->eval_accuracy))
@@ -617,8 +632,9 @@ run(roost_serve_config *cfg)
             break;
         if (roost_coord_finished(sv.coord)) {
             roost_log(&sv.log, ROOST_LOG_INFO,
-                      "round.max_rounds reached (%" PRId64 "); stopping",
-                      roost_coord_last_round(sv.coord));
+                      "round.max_rounds (%" PRIu64 " training rounds) "
+                      "reached at round %" PRId64 "; stopping",
+                      cfg->coord.max_rounds, roost_coord_last_round(sv.coord));
             status = ROOST_EXIT_OK;
             break;
         }

@@ -70,6 +70,8 @@ struct sim_args {
     uint64_t round_timeout_ms;
     uint32_t min_clients;
     bool tls;
+    uint32_t fed_eval_every; /* 0: no federated evaluation rounds */
+    uint32_t dp_rounds;      /* rounds a budget is planned for; 0: all */
 };
 
 /* ------------------------------------------------------------ budgets */
@@ -199,6 +201,7 @@ struct job {
     roost_cproto_job *pj;
     int rc;
     roost_local_result result;
+    double eval_loss, eval_accuracy; /* evaluation jobs */
     double seconds;
     int64_t release_at_ms; /* stragglers: completion held until then */
 };
@@ -639,15 +642,20 @@ worker_main(void *arg)
                                   ((uint64_t)j->vc->index << 32) ^
                                       (uint64_t)j->pj->round_id)
                             : roost_rng_create(&rng, NULL);
-        if (j->rc == ROOST_OK)
+        if (j->rc == ROOST_OK && j->pj->evaluate)
+            j->rc = roost_local_evaluate(s->model, NULL, s->train, j->vc->idx,
+                                         j->vc->n_local, j->pj->global,
+                                         &j->eval_loss, &j->eval_accuracy, &em);
+        else if (j->rc == ROOST_OK)
             j->rc = roost_local_train(
                 s->model, s->train, j->vc->idx, j->vc->n_local, j->pj->global,
                 j->pj->params, &j->pj->task, rng, NULL, &j->result, &em);
         roost_rng_destroy(rng);
         j->seconds = mono_s() - t0;
         if (j->rc != ROOST_OK && !s->a.quiet)
-            fprintf(stderr, "roost sim: client %u: training failed: %s\n",
-                    j->vc->index, em.text);
+            fprintf(stderr, "roost sim: client %u: %s failed: %s\n",
+                    j->vc->index, j->pj->evaluate ? "evaluation" : "training",
+                    em.text);
 
         pthread_mutex_lock(&s->mu);
         j->next = s->done_head;
@@ -694,7 +702,10 @@ complete_job(struct sim *s, struct job *j, int64_t now)
 {
     struct vclient *vc = j->vc;
     vc->queued = false;
-    int rc = roost_cproto_finish(vc->proto, j->rc, &j->result, now);
+    int rc = j->pj->evaluate
+                 ? roost_cproto_finish_eval(vc->proto, j->rc, vc->n_local,
+                                            j->eval_loss, j->eval_accuracy, now)
+                 : roost_cproto_finish(vc->proto, j->rc, &j->result, now);
     if (rc != ROOST_OK && rc != ROOST_EBUDGET && !s->a.quiet)
         fprintf(stderr, "roost sim: client %u: %s\n", vc->index,
                 roost_cproto_errmsg(vc->proto));
@@ -755,10 +766,54 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
 
 /* ------------------------------------------------------------ progress */
 
+/* A federated evaluation round: the clients' own figures for the model of
+ * the training round before it. */
+static void
+on_eval_round(struct sim *s, const roost_coord_round_summary *r)
+{
+    int64_t now = now_ms();
+    double secs = (double)(now - s->last_round_ms) / 1000.0;
+    s->last_round_ms = now;
+    if (s->a.json) {
+        char acc[32] = "null", loss[32] = "null";
+        if (isfinite(r->fed_eval_accuracy))
+            snprintf(acc, sizeof(acc), "%.6f", r->fed_eval_accuracy);
+        if (isfinite(r->fed_eval_loss))
+            snprintf(loss, sizeof(loss), "%.6f", r->fed_eval_loss);
+        printf("{\"round\":%" PRId64 ",\"kind\":\"eval\","
+               "\"committed\":%s,\"fed_accuracy\":%s,\"fed_loss\":%s,"
+               "\"clients\":%u,\"selected\":%u,\"examples\":%" PRIu64
+               ",\"seconds\":%.3f}\n",
+               r->round_id, r->committed ? "true" : "false", acc, loss,
+               r->accepted, r->selected, r->examples, secs);
+        fflush(stdout);
+        return;
+    }
+    if (s->a.quiet)
+        return;
+    if (isatty(STDOUT_FILENO))
+        printf("\r\033[K");
+    if (r->committed)
+        printf("round %3" PRId64 " federated evaluation: accuracy %6.2f%%  "
+               "loss %.4f on %" PRIu64 " client examples (%u clients; no "
+               "DP)  %.2fs\n",
+               r->round_id, 100.0 * r->fed_eval_accuracy, r->fed_eval_loss,
+               r->examples, r->accepted, secs);
+    else
+        printf("round %3" PRId64 " federated evaluation FAILED: %u/%u "
+               "clients answered\n",
+               r->round_id, r->accepted, r->selected);
+    fflush(stdout);
+}
+
 static void
 on_round(void *arg, const roost_coord_round_summary *r)
 {
     struct sim *s = arg;
+    if (r->evaluation) {
+        on_eval_round(s, r);
+        return;
+    }
     s->rounds_done++;
     /* The largest epsilon any client has spent so far: each value is the
      * accountant's, recomputed from that client's events at its charge. */
@@ -805,7 +860,7 @@ on_round(void *arg, const roost_coord_round_summary *r)
         printf("\r\033[K");
     printf("round %3" PRId64 "/%u %s accuracy %6.2f%%  loss %.4f  %s  "
            "clients %u/%u  %.2fs",
-           r->round_id, s->a.rounds, r->committed ? "" : "FAILED",
+           (int64_t)s->rounds_done, s->a.rounds, r->committed ? "" : "FAILED",
            100.0 * r->eval_accuracy, r->eval_loss, eps_text, r->accepted,
            r->selected, secs);
     if (isatty(STDOUT_FILENO) && s->rounds_done < s->a.rounds)
@@ -837,8 +892,11 @@ usage(FILE *out)
         "  --strategy S         fedavg, fedavgm, fedadam, ... (default "
         "fedavg)\n"
         "  --epsilon E          DP budget per client (default 8); sigma is\n"
-        "                       calibrated so a client joining every round\n"
-        "                       stays within it\n"
+        "                       calibrated so a client joining --dp-rounds\n"
+        "                       rounds stays within it\n"
+        "  --dp-rounds N        rounds each client's budget is planned for\n"
+        "                       (default: all); a client whose ledger is\n"
+        "                       spent declines and another takes its place\n"
         "  --sigma S            use this noise multiplier instead\n"
         "  --clip C             per-example clip norm (default 1)\n"
         "  --delta D            DP delta (default 1e-5)\n"
@@ -858,6 +916,9 @@ usage(FILE *out)
         "  --tls                carry every message over real TLS 1.3 on\n"
         "                       loopback TCP (a certificate per client;\n"
         "                       for up to a few hundred clients)\n"
+        "  --fed-eval N         every N training rounds, a federated\n"
+        "                       evaluation round: clients report loss and\n"
+        "                       accuracy on their own data, WITHOUT DP\n"
         "  --json               one JSON object per round on stdout\n"
         "  --quiet              no progress output\n",
         out);
@@ -888,6 +949,8 @@ static const struct sim_flag sim_flags[] = {
     SIM_FLAG("--batch", FLAG_U32, batch, 1, 65536),
     SIM_FLAG("--threads", FLAG_U32, threads, 1, 256),
     SIM_FLAG("--min-clients", FLAG_U32, min_clients, 1, 1000000),
+    SIM_FLAG("--fed-eval", FLAG_U32, fed_eval_every, 1, 1000000),
+    SIM_FLAG("--dp-rounds", FLAG_U32, dp_rounds, 1, 1000000),
     SIM_FLAG("--lr", FLAG_DOUBLE, lr, 0, 0),
     SIM_FLAG("--momentum", FLAG_DOUBLE, momentum, 0, 0),
     SIM_FLAG("--epsilon", FLAG_DOUBLE, epsilon, 0, 0),
@@ -1143,8 +1206,11 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     uint64_t steps = (uint64_t)ceil((double)a->local_epochs / q - 1e-9);
     double sigma = a->sigma;
     roost_errmsg em;
+    uint32_t plan_rounds = a->dp_rounds != 0 && a->dp_rounds < a->rounds
+                               ? a->dp_rounds
+                               : a->rounds;
     if (sigma == 0) {
-        int rc = roost_dp_calibrate_sigma(q, steps * a->rounds, a->delta,
+        int rc = roost_dp_calibrate_sigma(q, steps * plan_rounds, a->delta,
                                           a->epsilon, &sigma, &em);
         if (rc != ROOST_OK) {
             fprintf(stderr, "roost sim: cannot calibrate sigma: %s\n", em.text);
@@ -1152,7 +1218,7 @@ setup_dp(struct sim *s, roost_coord_config *cc)
         }
     }
     double eps_all = 0;
-    roost_dp_event ev = {q, sigma, steps * a->rounds};
+    roost_dp_event ev = {q, sigma, steps * plan_rounds};
     int rc = roost_dp_epsilon(&ev, 1, a->delta, &eps_all, NULL, &em);
     if (rc != ROOST_OK) {
         fprintf(stderr, "roost sim: accountant: %s\n", em.text);
@@ -1170,9 +1236,12 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     if (!a->json)
         printf("DP-SGD: noise multiplier %.4f, clip %g, q %.5f, %" PRIu64
                " steps per round; budget epsilon %g at delta %g per client "
-               "(a client in all %u rounds would reach %.4f)\n",
-               sigma, a->clip, q, steps, a->epsilon, a->delta, a->rounds,
-               eps_all);
+               "(a client in %u rounds would reach %.4f%s)\n",
+               sigma, a->clip, q, steps, a->epsilon, a->delta, plan_rounds,
+               eps_all,
+               plan_rounds < a->rounds
+                   ? "; each client's own budget stops it after that"
+                   : "");
     return ROOST_OK;
 }
 
@@ -1270,6 +1339,7 @@ roost_cmd_sim(int argc, char **argv)
     cc.init_seed = a->seeded ? a->seed : 1;
     cc.clients_per_round = a->per_round;
     cc.min_clients = a->min_clients ? a->min_clients : a->per_round;
+    cc.fed_eval_every = a->fed_eval_every;
     cc.min_available = a->per_round;
     cc.round_timeout_ms = a->round_timeout_ms;
     cc.max_rounds = a->rounds;
@@ -1294,6 +1364,11 @@ roost_cmd_sim(int argc, char **argv)
     roost_strategy_config_init(&cc.strategy, kind);
     if (a->dp && setup_dp(s, &cc) != ROOST_OK)
         goto out;
+    if (a->fed_eval_every > 0 && !a->json)
+        printf("federated evaluation every %u training rounds: clients "
+               "report loss and accuracy on their own data WITHOUT "
+               "differential privacy\n",
+               a->fed_eval_every);
     roost_coord_io io = {coord_send, coord_close, s};
     if (a->tls) {
         io.send = tls_coord_send;
@@ -1323,6 +1398,7 @@ roost_cmd_sim(int argc, char **argv)
             .budget = {budget_plan, budget_charge, budget_remaining,
                        &vc->budget},
             .keep_model = false,
+            .allow_evaluation = a->fed_eval_every > 0,
             .log = {NULL, NULL, -1},
         };
         rc = roost_cproto_create(&vc->proto, NULL, &pc,

@@ -157,7 +157,8 @@ static const roost_config_key keys[] = {
      "stay connected and wait for the next round."},
     {"round", "max_rounds", ROOST_CONFIG_U64, COORD(max_rounds), "0", 0,
      1e15, 0, NULL,
-     "Stop (exit 0) once this round has committed; 0: run until stopped."},
+     "Stop (exit 0) once this many training rounds have run (and a "
+     "federated evaluation due after the last); 0: run until stopped."},
     {"round", "selection_seed", ROOST_CONFIG_U64, COORD(selection_seed), "0",
      0, 1.8e19, 0, NULL,
      "0: clients are selected with the CSPRNG. Non-zero makes selection "
@@ -267,6 +268,17 @@ static const roost_config_key keys[] = {
      "/usr/share/datasets/fashion-mnist", 0, 0, 0, NULL,
      "Directory with the test split as IDX files (t10k-images-idx3-ubyte"
      "[.gz], t10k-labels-idx1-ubyte[.gz])."},
+    {"evaluation", "federated_every", ROOST_CONFIG_U32, COORD(fed_eval_every),
+     "0", 1, 1000000, ROOST_CONFIG_ZERO_OK, NULL,
+     "After every N-th committed training round, run a federated "
+     "evaluation round: selected clients report loss and accuracy of the "
+     "new model on their own data. Those figures are NOT covered by "
+     "differential privacy; clients decline unless their embedder allows "
+     "it (roost client --allow-eval). 0: never."},
+    {"evaluation", "federated_clients", ROOST_CONFIG_U32,
+     COORD(fed_eval_clients), "0", 1, 100000, ROOST_CONFIG_ZERO_OK, NULL,
+     "Answers wanted per federated evaluation round. 0: same as "
+     "clients_per_round."},
 };
 /* clang-format on */
 

@@ -77,16 +77,21 @@ struct update_rec {
 
 struct round_state {
     bool open;
+    bool evaluate; /* a federated evaluation round, not training */
     int64_t id;
     int64_t started_ms, deadline_ms;
     struct participant *parts;
-    size_t n_parts;
+    size_t n_parts, cap_parts; /* cap: room for replacements */
     struct update_rec *updates;
     size_t n_updates, cap_updates;
     uint32_t accepted, refused;
     uint64_t examples;
     double loss_sum, acc_sum; /* example-weighted */
     double loss_weight;
+    /* Evaluation rounds: answers and their example-weighted sums. */
+    uint32_t answered;
+    uint64_t ev_examples;
+    double ev_loss_sum, ev_acc_sum;
 };
 
 struct roost_coord {
@@ -103,7 +108,11 @@ struct roost_coord {
     roost_rng *rng;
     int64_t run_id;
     int64_t last_round;
+    int64_t train_rounds; /* training rounds recorded (committed or failed) */
+    bool eval_due;        /* the next round is a federated evaluation */
     bool finished;
+    void *state_buf; /* strategy state saved with each commit */
+    size_t state_cap;
 
     /* Sessions: open-addressing hash table keyed by session id. */
     struct session **slots;
@@ -309,14 +318,16 @@ send_task(roost_coord *c, struct session *s, uint64_t task_id)
     }
     task.round_id = (uint64_t)c->round.id;
     task.task_id = task_id;
-    task.kind = ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
+    task.kind = c->round.evaluate ? ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE
+                                  : ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
     task.model = &spec;
     task.model_hash.data = c->params_hash;
     task.model_hash.len = sizeof(c->params_hash);
     task.parameters_follow = need_params;
     task.param_chunk_count = chunk_count;
-    task.training = &tp;
-    task.dp = &dp;
+    /* An evaluation task carries no training or DP parameters. */
+    task.training = c->round.evaluate ? NULL : &tp;
+    task.dp = c->round.evaluate ? NULL : &dp;
     task.deadline_unix_ms = (uint64_t)c->round.deadline_ms;
     env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
     env.task = &task;
@@ -385,7 +396,29 @@ round_reset(roost_coord *c)
     r->accepted = r->refused = 0;
     r->examples = 0;
     r->loss_sum = r->acc_sum = r->loss_weight = 0;
+    r->answered = 0;
+    r->ev_examples = 0;
+    r->ev_loss_sum = r->ev_acc_sum = 0;
+    r->cap_parts = 0;
+    r->evaluate = false;
     r->open = false;
+}
+
+/* Updates (or evaluation answers) that close the open round at once. */
+static uint32_t
+round_quorum(const roost_coord *c)
+{
+    if (c->round.evaluate && c->cfg.fed_eval_clients > 0)
+        return c->cfg.fed_eval_clients;
+    return c->cfg.clients_per_round;
+}
+
+/* The fewest that still make the round count at its deadline. */
+static uint32_t
+round_minimum(const roost_coord *c)
+{
+    uint32_t q = round_quorum(c);
+    return c->cfg.min_clients < q ? c->cfg.min_clients : q;
 }
 
 /* Detach every session from the round (after commit or abandon). Those
@@ -437,6 +470,146 @@ epsilon_stats(const struct round_state *r, double *max, double *median)
     free(v);
 }
 
+/* Participants as the store records them; *dropped counts the dropped. */
+static roost_store_participant *
+record_participants(const struct round_state *r, uint32_t *dropped)
+{
+    roost_store_participant *parts = calloc(r->n_parts + 1, sizeof(*parts));
+    *dropped = 0;
+    if (parts == NULL)
+        return NULL;
+    for (size_t i = 0; i < r->n_parts; i++) {
+        parts[i].fingerprint = r->parts[i].fingerprint;
+        parts[i].status = r->parts[i].status;
+        if (parts[i].status == ROOST_PART_DROPPED)
+            (*dropped)++;
+    }
+    return parts;
+}
+
+/* Whether the next round is due to be a federated evaluation, after
+ * c->train_rounds training rounds the last of which committed or not. */
+static void
+update_eval_due(roost_coord *c, bool last_train_committed)
+{
+    c->eval_due = c->cfg.fed_eval_every > 0 && last_train_committed &&
+                  c->train_rounds > 0 &&
+                  c->train_rounds % c->cfg.fed_eval_every == 0;
+}
+
+static void
+update_finished(roost_coord *c)
+{
+    c->finished = c->cfg.max_rounds != 0 &&
+                  (uint64_t)c->train_rounds >= c->cfg.max_rounds &&
+                  !c->eval_due;
+}
+
+/* Close a federated evaluation round: record the example-weighted mean
+ * loss and accuracy the clients reported as metrics of a round of kind
+ * "eval" (the model is unchanged). It counts when at least the round's
+ * minimum answered; either way the next round trains. */
+static int
+eval_close(roost_coord *c, int64_t now_ms)
+{
+    struct round_state *r = &c->round;
+    roost_coord_round_summary sum;
+    memset(&sum, 0, sizeof(sum));
+    sum.round_id = r->id;
+    sum.evaluation = true;
+    sum.selected = (uint32_t)r->n_parts;
+    sum.accepted = r->answered;
+    sum.refused = r->refused;
+    sum.examples = r->ev_examples;
+    sum.train_loss = sum.eval_loss = sum.eval_accuracy = NOT_MEASURED;
+    sum.epsilon_max = sum.epsilon_median = NOT_MEASURED;
+    sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
+    bool counted = r->answered >= round_minimum(c) && r->answered > 0 &&
+                   r->ev_examples > 0;
+    double w = (double)r->ev_examples;
+    sum.fed_eval_loss = counted ? r->ev_loss_sum / w : NOT_MEASURED;
+    sum.fed_eval_accuracy = counted ? r->ev_acc_sum / w : NOT_MEASURED;
+
+    uint32_t dropped = 0;
+    roost_store_participant *parts = record_participants(r, &dropped);
+    if (parts == NULL)
+        return roost_fail(&c->em, ROOST_ENOMEM,
+                          "round %" PRId64 ": no memory for the record", r->id);
+    sum.dropped = dropped;
+    sum.committed = counted;
+    roost_store_metric metrics[4] = {
+        {"fed_eval.loss", sum.fed_eval_loss},
+        {"fed_eval.accuracy", sum.fed_eval_accuracy},
+        {"fed_eval.examples", (double)r->ev_examples},
+        {"fed_eval.clients", (double)r->answered},
+    };
+    roost_store_commit rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.round.round_id = r->id;
+    rec.round.run_id = c->run_id;
+    rec.round.kind = "eval";
+    rec.round.state = counted ? ROOST_ROUND_COMMITTED : ROOST_ROUND_FAILED;
+    rec.round.started_ms = r->started_ms;
+    rec.round.committed_ms = now_ms;
+    rec.round.strategy = roost_strategy_kind_name(c->cfg.strategy.kind);
+    /* The clients' figures on their own data are what the record calls
+     * "reported by clients"; held-out figures belong to training rounds. */
+    rec.round.train_loss = sum.fed_eval_loss;
+    rec.round.train_accuracy = sum.fed_eval_accuracy;
+    rec.round.eval_loss = rec.round.eval_accuracy = NOT_MEASURED;
+    rec.participants = parts;
+    rec.n_participants = r->n_parts;
+    rec.metrics = metrics;
+    rec.n_metrics = 4;
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    int rc = roost_store_commit_round(c->cfg.store, &rec, NULL, &em);
+    free(parts);
+    if (rc != ROOST_OK)
+        return roost_fail(&c->em, rc, "round %" PRId64 ": commit failed: %s",
+                          r->id, roost_errmsg_text(&em));
+    c->last_round = r->id;
+    c->eval_due = false;
+    if (counted)
+        roost_log(&c->cfg.log, ROOST_LOG_INFO,
+                  "round %" PRId64 " (federated evaluation): %u/%u clients, "
+                  "%" PRIu64 " examples, loss %.4f, accuracy %.4f",
+                  r->id, r->answered, sum.selected, r->ev_examples,
+                  sum.fed_eval_loss, sum.fed_eval_accuracy);
+    else
+        roost_log(&c->cfg.log, ROOST_LOG_INFO,
+                  "round %" PRId64 " (federated evaluation) failed: %u/%u "
+                  "clients answered",
+                  r->id, r->answered, sum.selected);
+    round_release_sessions(c);
+    round_reset(c);
+    update_finished(c);
+    if (c->cfg.on_round != NULL)
+        c->cfg.on_round(c->cfg.on_round_arg, &sum);
+    return ROOST_OK;
+}
+
+/* The strategy's state for the commit record, in c->state_buf. */
+static int
+save_strategy_state(roost_coord *c, size_t *len, roost_errmsg *em)
+{
+    size_t need = 0;
+    int rc = roost_strategy_state_size(c->strategy, &need);
+    if (rc != ROOST_OK)
+        return roost_fail(em, rc, "strategy state size");
+    if (need > c->state_cap) {
+        void *b = realloc(c->state_buf, need);
+        if (b == NULL)
+            return roost_fail(em, ROOST_ENOMEM,
+                              "no memory for the strategy "
+                              "state");
+        c->state_buf = b;
+        c->state_cap = need;
+    }
+    return roost_strategy_state_save(c->strategy, c->state_buf, c->state_cap,
+                                     len, em);
+}
+
 /* Close the open round: aggregate when it reached min_clients, record it
  * either way, and move on. Returns a fatal error only when the store
  * fails. */
@@ -444,6 +617,8 @@ static int
 round_close(roost_coord *c, int64_t now_ms)
 {
     struct round_state *r = &c->round;
+    if (r->evaluate)
+        return eval_close(c, now_ms);
     roost_coord_round_summary sum;
     memset(&sum, 0, sizeof(sum));
     sum.round_id = r->id;
@@ -454,10 +629,11 @@ round_close(roost_coord *c, int64_t now_ms)
     sum.train_loss =
         r->loss_weight > 0 ? r->loss_sum / r->loss_weight : NOT_MEASURED;
     sum.eval_loss = sum.eval_accuracy = NOT_MEASURED;
+    sum.fed_eval_loss = sum.fed_eval_accuracy = NOT_MEASURED;
     sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
     epsilon_stats(r, &sum.epsilon_max, &sum.epsilon_median);
 
-    bool quorum = r->accepted >= c->cfg.min_clients && r->accepted > 0;
+    bool quorum = r->accepted >= round_minimum(c) && r->accepted > 0;
     float *new_params = NULL;
     roost_errmsg em;
     roost_errmsg_clear(&em);
@@ -519,21 +695,20 @@ round_close(roost_coord *c, int64_t now_ms)
                              &sum.eval_loss, &sum.eval_accuracy);
     }
 
-    roost_store_participant *parts = calloc(r->n_parts + 1, sizeof(*parts));
+    uint32_t dropped = 0;
+    roost_store_participant *parts = record_participants(r, &dropped);
     roost_store_update *ups = calloc(r->n_updates + 1, sizeof(*ups));
-    if (parts == NULL || ups == NULL) {
+    size_t state_len = 0;
+    int src = quorum ? save_strategy_state(c, &state_len, &em) : ROOST_OK;
+    if (parts == NULL || ups == NULL || src != ROOST_OK) {
         free(parts);
         free(ups);
         free(new_params);
+        if (src != ROOST_OK)
+            return roost_fail(&c->em, src, "round %" PRId64 ": %s", r->id,
+                              roost_errmsg_text(&em));
         return roost_fail(&c->em, ROOST_ENOMEM,
                           "round %" PRId64 ": no memory for the record", r->id);
-    }
-    uint32_t dropped = 0;
-    for (size_t i = 0; i < r->n_parts; i++) {
-        parts[i].fingerprint = r->parts[i].fingerprint;
-        parts[i].status = r->parts[i].status;
-        if (parts[i].status == ROOST_PART_DROPPED)
-            dropped++;
     }
     for (size_t i = 0; i < r->n_updates; i++)
         ups[i] = r->updates[i].u;
@@ -565,6 +740,10 @@ round_close(roost_coord *c, int64_t now_ms)
     rec.n_updates = r->n_updates;
     rec.params = quorum ? new_params : NULL;
     rec.n_params = quorum ? c->n : 0;
+    /* The server optimiser's state goes with the model it produced, so a
+     * restart resumes both (FedAvgM/FedAdam momentum, adaptive clip). */
+    rec.strategy_state = quorum ? c->state_buf : NULL;
+    rec.strategy_state_len = quorum ? state_len : 0;
     int rc = roost_store_commit_round(c->cfg.store, &rec, NULL, &em);
     free(parts);
     free(ups);
@@ -579,16 +758,97 @@ round_close(roost_coord *c, int64_t now_ms)
     }
     free(new_params);
     c->last_round = r->id;
+    c->train_rounds++;
+    update_eval_due(c, quorum);
     roost_log(&c->cfg.log, ROOST_LOG_INFO,
               "round %" PRId64 " %s: %u/%u updates, %u refused, %u dropped",
               r->id, quorum ? "committed" : "failed (no quorum)", r->accepted,
               sum.selected, r->refused, dropped);
     round_release_sessions(c);
     round_reset(c);
-    if (c->cfg.max_rounds != 0 && (uint64_t)c->last_round >= c->cfg.max_rounds)
-        c->finished = true;
+    update_finished(c);
     if (c->cfg.on_round != NULL)
         c->cfg.on_round(c->cfg.on_round_arg, &sum);
+    return ROOST_OK;
+}
+
+/* Whether s may be selected for the round about to open (or open): it
+ * waits, and for a DP training round it has budget left by its own
+ * account. A client that reports none would only decline. */
+static bool
+selectable(const roost_coord *c, const struct session *s, bool evaluate)
+{
+    if (s->state != S_WAITING)
+        return false;
+    return evaluate || !c->cfg.dp_enabled || s->epsilon_remaining > 0;
+}
+
+/* Give s slot i of the open round and send it the task. A session whose
+ * task cannot be sent is dropped from the round at once. */
+static void
+assign(roost_coord *c, struct session *s, size_t i)
+{
+    struct participant *p = &c->round.parts[i];
+    memcpy(p->fingerprint, s->fingerprint, sizeof(p->fingerprint));
+    p->session = s->id;
+    p->task_id = ++c->next_task_id;
+    p->status = ROOST_PART_SELECTED;
+    s->part = (int)i;
+    s->state = S_ASSIGNED;
+    if (send_task(c, s, p->task_id) != ROOST_OK) {
+        p->status = ROOST_PART_DROPPED;
+        p->session = 0;
+        s->part = -1;
+        s->state = S_DONE;
+        c->io.close(c->io.arg, s->id, "task could not be sent");
+    }
+}
+
+/* A selected client declined before training (budget, not now, cannot
+ * run the model): give its place to a waiting client that was not
+ * selected, so one refusal does not cost the round its quorum. Clients
+ * already in the round (including earlier decliners) are never picked
+ * again; the round's participant array has room for every client that
+ * was waiting when it opened. */
+static int
+replace_participant(roost_coord *c)
+{
+    struct round_state *r = &c->round;
+    if (r->n_parts >= r->cap_parts)
+        return ROOST_OK;
+    /* Candidates: waiting sessions not already in this round (a decliner
+     * that checked in again still holds its slot index). */
+    size_t n_cand = 0;
+    for (size_t i = 0; i < c->n_slots; i++) {
+        const struct session *s = c->slots[i];
+        if (s != NULL && s->part < 0 && selectable(c, s, r->evaluate))
+            n_cand++;
+    }
+    /* A few draws: a pick whose certificate is already in the round under
+     * another session (it reconnected) is passed over. */
+    for (int attempt = 0; attempt < 4 && n_cand > 0; attempt++) {
+        uint64_t pick;
+        int rc = roost_rng_below(c->rng, n_cand, &pick);
+        if (rc != ROOST_OK)
+            return roost_fail(&c->em, rc, "selection: random source failed");
+        struct session *chosen = NULL;
+        for (size_t i = 0; i < c->n_slots && chosen == NULL; i++) {
+            struct session *s = c->slots[i];
+            if (s != NULL && s->part < 0 && selectable(c, s, r->evaluate) &&
+                pick-- == 0)
+                chosen = s;
+        }
+        bool taken = false;
+        for (size_t k = 0; k < r->n_parts && !taken; k++)
+            taken = strcmp(r->parts[k].fingerprint, chosen->fingerprint) == 0;
+        if (taken)
+            continue;
+        roost_log(&c->cfg.log, ROOST_LOG_INFO,
+                  "round %" PRId64 ": %s replaces a client that declined",
+                  r->id, chosen->fingerprint);
+        assign(c, chosen, r->n_parts++);
+        return ROOST_OK;
+    }
     return ROOST_OK;
 }
 
@@ -596,20 +856,37 @@ static int
 round_open(roost_coord *c, int64_t now_ms)
 {
     const roost_coord_config *cfg = &c->cfg;
-    size_t n_wait = 0;
-    for (size_t i = 0; i < c->n_slots; i++)
-        if (c->slots[i] != NULL && c->slots[i]->state == S_WAITING)
+    bool evaluate = c->eval_due;
+    size_t n_wait = 0, n_broke = 0;
+    for (size_t i = 0; i < c->n_slots; i++) {
+        struct session *s = c->slots[i];
+        if (s == NULL || s->state != S_WAITING)
+            continue;
+        if (selectable(c, s, evaluate))
             n_wait++;
+        else
+            n_broke++;
+    }
     if (n_wait < cfg->min_available || n_wait == 0)
         return ROOST_OK;
     struct session **pool = malloc(n_wait * sizeof(*pool));
     if (pool == NULL)
         return roost_fail(&c->em, ROOST_ENOMEM, "no memory to open a round");
     size_t k = 0;
-    for (size_t i = 0; i < c->n_slots; i++)
-        if (c->slots[i] != NULL && c->slots[i]->state == S_WAITING)
-            pool[k++] = c->slots[i];
-    double want = ceil((double)cfg->clients_per_round * cfg->over_selection);
+    for (size_t i = 0; i < c->n_slots; i++) {
+        struct session *s = c->slots[i];
+        if (s == NULL || s->state != S_WAITING)
+            continue;
+        if (selectable(c, s, evaluate))
+            pool[k++] = s;
+        else
+            send_come_back(c, s,
+                           cfg->retry_after_ms ? cfg->retry_after_ms : 60000,
+                           "no privacy budget left by your own account");
+    }
+    struct round_state *r = &c->round;
+    r->evaluate = evaluate;
+    double want = ceil((double)round_quorum(c) * cfg->over_selection);
     size_t n_sel = want >= (double)n_wait ? n_wait : (size_t)want;
     /* Partial Fisher-Yates: the first n_sel entries become a uniform random
      * subset. */
@@ -618,46 +895,41 @@ round_open(roost_coord *c, int64_t now_ms)
         int rc = roost_rng_below(c->rng, n_wait - i, &j);
         if (rc != ROOST_OK) {
             free(pool);
+            r->evaluate = false;
             return roost_fail(&c->em, rc, "selection: random source failed");
         }
         struct session *t = pool[i];
         pool[i] = pool[i + j];
         pool[i + j] = t;
     }
-    struct round_state *r = &c->round;
-    r->parts = calloc(n_sel, sizeof(*r->parts));
+    /* Room for every waiting client: replacements for decliners come from
+     * those not selected (replace_participant). */
+    r->parts = calloc(n_wait, sizeof(*r->parts));
     if (r->parts == NULL) {
         free(pool);
+        r->evaluate = false;
         return roost_fail(&c->em, ROOST_ENOMEM, "no memory to open a round");
     }
+    r->cap_parts = n_wait;
     r->open = true;
     r->id = c->last_round + 1;
     r->started_ms = now_ms;
     r->deadline_ms = now_ms + (int64_t)cfg->round_timeout_ms;
     r->n_parts = n_sel;
-    roost_strategy_begin_round(c->strategy);
+    if (!evaluate)
+        roost_strategy_begin_round(c->strategy);
     roost_store_note_open_round(cfg->store, r->id, now_ms, (int64_t)n_sel,
                                 NULL);
     roost_log(&c->cfg.log, ROOST_LOG_INFO,
-              "round %" PRId64 " open: %zu selected of %zu waiting", r->id,
-              n_sel, n_wait);
-    for (size_t i = 0; i < n_sel; i++) {
-        struct session *s = pool[i];
-        struct participant *p = &r->parts[i];
-        memcpy(p->fingerprint, s->fingerprint, sizeof(p->fingerprint));
-        p->session = s->id;
-        p->task_id = ++c->next_task_id;
-        p->status = ROOST_PART_SELECTED;
-        s->part = (int)i;
-        s->state = S_ASSIGNED;
-        if (send_task(c, s, p->task_id) != ROOST_OK) {
-            p->status = ROOST_PART_DROPPED;
-            p->session = 0;
-            s->part = -1;
-            s->state = S_DONE;
-            c->io.close(c->io.arg, s->id, "task could not be sent");
-        }
-    }
+              "round %" PRId64 " open%s: %zu selected of %zu waiting", r->id,
+              evaluate ? " (federated evaluation)" : "", n_sel, n_wait);
+    if (n_broke > 0)
+        roost_log(&c->cfg.log, ROOST_LOG_INFO,
+                  "round %" PRId64 ": %zu waiting clients report no privacy "
+                  "budget left and were not selected",
+                  r->id, n_broke);
+    for (size_t i = 0; i < n_sel; i++)
+        assign(c, pool[i], i);
     if (cfg->retry_after_ms > 0)
         for (size_t i = n_sel; i < n_wait; i++)
             send_come_back(c, pool[i], cfg->retry_after_ms,
@@ -728,8 +1000,8 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
                              "update header while chunks are outstanding",
                              now_ms, true);
     }
-    bool current = r->open && s->part >= 0 && s->state == S_ASSIGNED &&
-                   u->round_id == (uint64_t)r->id &&
+    bool current = r->open && !r->evaluate && s->part >= 0 &&
+                   s->state == S_ASSIGNED && u->round_id == (uint64_t)r->id &&
                    u->task_id == r->parts[s->part].task_id;
     if (!current) {
         /* Answering a task twice, or for a round that is over or was
@@ -852,7 +1124,7 @@ fold_update(roost_coord *c, struct session *s, int64_t now_ms)
         r->loss_weight += (double)vr.examples;
     }
     send_ack(c, s, (uint64_t)r->id, p->task_id, ROOST_OK, "");
-    if (r->accepted >= c->cfg.clients_per_round)
+    if (r->accepted >= round_quorum(c))
         return round_close(c, now_ms);
     return ROOST_OK;
 }
@@ -877,17 +1149,70 @@ on_chunk(roost_coord *c, struct session *s, const Roost__V1__ParamChunk *ch,
     return complete ? fold_update(c, s, now_ms) : ROOST_OK;
 }
 
-static void
+static int
 on_decline(roost_coord *c, struct session *s, const Roost__V1__Decline *d)
 {
     struct round_state *r = &c->round;
     if (!r->open || s->part < 0 || d->round_id != (uint64_t)r->id ||
         d->task_id != r->parts[s->part].task_id || s->state != S_ASSIGNED)
-        return; /* a late or foreign decline changes nothing */
+        return ROOST_OK; /* a late or foreign decline changes nothing */
     r->parts[s->part].status = ROOST_PART_DROPPED;
     roost_log(&c->cfg.log, ROOST_LOG_INFO, "%s declined round %" PRId64 ": %s",
               s->fingerprint, r->id, d->message ? d->message : "");
     s->state = S_DONE;
+    return replace_participant(c);
+}
+
+/* An answer to a federated evaluation task. Checked like an update's
+ * header (round, task, once), then its figures: at least one example
+ * (capped like training counts), a finite non-negative loss and an
+ * accuracy in [0, 1]. */
+static int
+on_eval_result(roost_coord *c, struct session *s,
+               const Roost__V1__EvaluationResult *e, int64_t now_ms)
+{
+    struct round_state *r = &c->round;
+    bool current = r->open && r->evaluate && s->part >= 0 &&
+                   s->state == S_ASSIGNED && e->round_id == (uint64_t)r->id &&
+                   e->task_id == r->parts[s->part].task_id;
+    if (!current) {
+        bool dup = s->state == S_DONE && r->open && r->evaluate &&
+                   e->round_id == (uint64_t)r->id;
+        send_ack(c, s, e->round_id, e->task_id,
+                 dup ? ROOST_EDUPLICATE : ROOST_ESTALE,
+                 dup ? "this task was already answered"
+                     : "no such evaluation task in the open round");
+        return ROOST_OK;
+    }
+    struct participant *p = &r->parts[s->part];
+    s->state = S_DONE;
+    const char *why = NULL;
+    if (e->num_examples == 0)
+        why = "evaluation over zero examples";
+    else if (!isfinite(e->loss) || e->loss < 0)
+        why = "evaluation loss is not a finite value >= 0";
+    else if (!(e->accuracy >= 0 && e->accuracy <= 1))
+        why = "evaluation accuracy is not in [0, 1]";
+    if (why != NULL) {
+        p->status = ROOST_PART_REFUSED;
+        r->refused++;
+        roost_log(&c->cfg.log, ROOST_LOG_INFO, "evaluation from %s refused: %s",
+                  s->fingerprint, why);
+        send_ack(c, s, e->round_id, e->task_id, ROOST_EINVAL, why);
+        return ROOST_OK;
+    }
+    uint64_t n = e->num_examples;
+    if (c->cfg.max_examples != 0 && n > c->cfg.max_examples)
+        n = c->cfg.max_examples;
+    p->status = ROOST_PART_UPDATED;
+    r->answered++;
+    r->ev_examples += n;
+    r->ev_loss_sum += (double)n * e->loss;
+    r->ev_acc_sum += (double)n * e->accuracy;
+    send_ack(c, s, e->round_id, e->task_id, ROOST_OK, "");
+    if (r->answered >= round_quorum(c))
+        return round_close(c, now_ms);
+    return ROOST_OK;
 }
 
 /* -------------------------------------------------------------- public */
@@ -996,6 +1321,59 @@ open_run(roost_coord *c, roost_errmsg *em)
     return roost_store_add_run(c->cfg.store, &run, &c->run_id, em);
 }
 
+/* After loading the model: how many training rounds were run, whether the
+ * last one's federated evaluation is still due, and the strategy state
+ * saved with the model resumed from. A state saved with a different
+ * model (or none, for a store written before states were kept) restarts
+ * the strategy from zero, with a warning: for FedAvg that changes
+ * nothing, for server momentum and adaptive optimisers it loses their
+ * accumulated state. */
+static int
+resume_progress(roost_coord *c, const roost_store_head *head, roost_errmsg *em)
+{
+    int rc =
+        roost_store_count_rounds(c->cfg.store, "train", &c->train_rounds, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (head->round_id > 0 && c->cfg.fed_eval_every > 0) {
+        roost_store_round_info last;
+        size_t n = 0;
+        rc = roost_store_list_rounds(c->cfg.store, head->round_id, &last, 1, &n,
+                                     em);
+        if (rc != ROOST_OK)
+            return rc;
+        if (n == 1 && strcmp(last.kind, "train") == 0)
+            update_eval_due(c, last.state == ROOST_ROUND_COMMITTED);
+    }
+    update_finished(c);
+    if (head->checkpoint_round <= 0)
+        return ROOST_OK;
+    int64_t state_round = 0;
+    void *buf = NULL;
+    size_t len = 0;
+    roost_errmsg lem;
+    roost_errmsg_clear(&lem);
+    rc = roost_store_load_strategy_state(c->cfg.store, &state_round, &buf, &len,
+                                         &lem);
+    if (rc == ROOST_OK && state_round != head->checkpoint_round)
+        rc = roost_fail(&lem, ROOST_ESTATE,
+                        "the newest strategy state is of round %" PRId64
+                        ", the model of round %" PRId64,
+                        state_round, head->checkpoint_round);
+    if (rc == ROOST_OK)
+        rc = roost_strategy_state_load(c->strategy, buf, len, &lem);
+    free(buf);
+    if (rc == ROOST_EHASH)
+        return roost_fail(em, rc, "%s", roost_errmsg_text(&lem));
+    if (rc != ROOST_OK)
+        roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                  "strategy state not resumed (%s); the %s state restarts "
+                  "from zero",
+                  roost_errmsg_text(&lem),
+                  roost_strategy_kind_name(c->cfg.strategy.kind));
+    return ROOST_OK;
+}
+
 int
 roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
                    const roost_coord_io *io, roost_errmsg *em)
@@ -1083,8 +1461,9 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
         }
     }
     roost_xfer_hash_floats(c->params, c->n, c->params_hash);
-    if (cfg->max_rounds != 0 && (uint64_t)c->last_round >= cfg->max_rounds)
-        c->finished = true;
+    rc = resume_progress(c, &head, em);
+    if (rc != ROOST_OK)
+        goto fail;
     if (c->last_round > 0)
         roost_log(&c->cfg.log, ROOST_LOG_INFO, "resuming after round %" PRId64,
                   c->last_round);
@@ -1115,6 +1494,7 @@ roost_coord_destroy(roost_coord *c)
     roost_workspace_destroy(c->eval_ws);
     roost_model_destroy(c->model);
     free(c->params);
+    free(c->state_buf);
     free(c);
 }
 
@@ -1164,8 +1544,7 @@ roost_coord_session_message(roost_coord *c, uint64_t session,
     case ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK:
         return on_chunk(c, s, msg->param_chunk, now_ms);
     case ROOST__V1__ENVELOPE__BODY_DECLINE:
-        on_decline(c, s, msg->decline);
-        break;
+        return on_decline(c, s, msg->decline);
     case ROOST__V1__ENVELOPE__BODY_ERROR:
         roost_log(&c->cfg.log, ROOST_LOG_WARN, "client %s reports %s: %s",
                   s->fingerprint, roost_errname((int)msg->error->code),
@@ -1173,12 +1552,7 @@ roost_coord_session_message(roost_coord *c, uint64_t session,
         c->io.close(c->io.arg, s->id, "client reported an error");
         break;
     case ROOST__V1__ENVELOPE__BODY_EVALUATION_RESULT:
-        /* Federated evaluation tasks are never sent by this coordinator,
-         * so a result answers nothing. */
-        send_ack(c, s, msg->evaluation_result->round_id,
-                 msg->evaluation_result->task_id, ROOST_ESTALE,
-                 "no evaluation task is open");
-        break;
+        return on_eval_result(c, s, msg->evaluation_result, now_ms);
     default:
         send_error_and_close(c, s, ROOST_EPROTO,
                              "message type not valid from a client");

@@ -28,6 +28,20 @@
  *      next round open.
  * Updates for another round, a second update for the same task, and
  * updates after the round closed are refused with a reason in the Ack.
+ * A selected client that declines is replaced by a waiting client that
+ * was not selected (so one budget-exhausted client does not cost the
+ * round its quorum), and with DP on, clients whose check-in reports no
+ * budget left are not selected at all.
+ *
+ * Federated evaluation (fed_eval_every > 0): after every N-th committed
+ * training round, a round of kind "eval" sends the new model to clients
+ * with an EVALUATE task; their EvaluationResults (checked: once per task,
+ * examples >= 1 and capped, finite loss >= 0, accuracy in [0, 1]) are
+ * combined weighted by examples and recorded as the round's client-reported
+ * loss and accuracy and as fed_eval.* metrics. The model is unchanged.
+ *
+ * The strategy's state (server momentum, adaptive moments, adaptive clip)
+ * is committed with every new model and loaded on resume.
  *
  * Resume: roost_coord_create() continues from the store's last committed
  * round and its checkpoint. A coordinator killed mid-round loses only the
@@ -72,6 +86,7 @@ typedef struct roost_coord_io {
  * coordinator, e.g. for progress lines. */
 typedef struct roost_coord_round_summary {
     int64_t round_id;
+    bool evaluation;       /* a federated evaluation round (no training) */
     bool committed;        /* false: no quorum, model unchanged */
     uint32_t selected;     /* tasks sent */
     uint32_t accepted;     /* updates aggregated */
@@ -83,7 +98,10 @@ typedef struct roost_coord_round_summary {
     double eval_accuracy;  /* in [0,1], or NaN */
     double epsilon_max;    /* largest epsilon reported spent, or NaN */
     double epsilon_median; /* median over accepted updates, or NaN */
-    double seconds;        /* from opening to commit */
+    /* Evaluation rounds: example-weighted means of the clients' answers
+     * (accepted counts the answers), or NaN. */
+    double fed_eval_loss, fed_eval_accuracy;
+    double seconds; /* from opening to commit */
 } roost_coord_round_summary;
 
 typedef void (*roost_coord_round_fn)(void *arg,
@@ -104,7 +122,17 @@ typedef struct roost_coord_config {
     uint64_t round_timeout_ms;  /* deadline after opening */
     uint64_t retry_after_ms;    /* 0: unselected clients keep waiting;
                                    else told to come back after this */
-    uint64_t max_rounds;        /* stop after this round id; 0: forever */
+    uint64_t max_rounds;        /* stop after this many training rounds
+                                   (and a federated evaluation due after
+                                   the last); 0: forever */
+    /* Federated evaluation: after every fed_eval_every-th training round
+     * that committed, one round of kind "eval" sends the new model to
+     * fed_eval_clients clients (0: clients_per_round), which answer with
+     * loss and accuracy on their local data. 0: never. Clients release
+     * these figures without DP and decline unless their embedder allows
+     * it (roost_config_set_allow_evaluation). */
+    uint32_t fed_eval_every;
+    uint32_t fed_eval_clients;
 
     /* Sent to clients in each task. */
     uint32_t local_epochs;

@@ -122,6 +122,11 @@ static const struct migration migrations[] = {
      " n_selected INTEGER NOT NULL);"
      "CREATE UNIQUE INDEX updates_one_accepted ON updates(round_id,"
      " fingerprint) WHERE accepted = 1;"},
+    {"strategy_state: the server optimiser's state (momentum, Adam moments, "
+     "adaptive clip) after a round, so a restart resumes it",
+     "CREATE TABLE strategy_state ("
+     " round_id INTEGER PRIMARY KEY REFERENCES rounds(round_id),"
+     " sha256 BLOB NOT NULL, state BLOB NOT NULL);"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
@@ -173,6 +178,10 @@ enum stmt_id {
     ST_EPSILON_ROUND,
     ST_SYNC_NORMAL,
     ST_SYNC_FULL,
+    ST_COUNT_KIND,
+    ST_INSERT_STRATEGY,
+    ST_PRUNE_STRATEGY,
+    ST_GET_STRATEGY,
     ST_COUNT_
 };
 
@@ -244,6 +253,13 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_RECORD_HASH] = "SELECT record_hash FROM rounds WHERE round_id = ?1",
     [ST_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
     [ST_SYNC_FULL] = "PRAGMA synchronous = FULL",
+    [ST_COUNT_KIND] = "SELECT count(*) FROM rounds WHERE kind = ?1",
+    [ST_INSERT_STRATEGY] = "INSERT INTO strategy_state (round_id, sha256,"
+                           " state) VALUES (?1, ?2, ?3)",
+    /* Only the newest state is ever resumed from. */
+    [ST_PRUNE_STRATEGY] = "DELETE FROM strategy_state WHERE round_id < ?1",
+    [ST_GET_STRATEGY] = "SELECT round_id, sha256, state FROM strategy_state"
+                        " ORDER BY round_id DESC LIMIT 1",
     /* Per round: each client's last report in that round. Overall (?1 =
      * 0): each client's latest report across rounds. Sorted ascending. */
     [ST_EPSILON] =
@@ -1283,9 +1299,17 @@ commit_body(roost_store *s, const roost_store_commit *c,
             n_refused++;
         }
     }
-    for (size_t i = 0; i < c->n_participants; i++)
-        if (c->participants[i].status == ROOST_PART_DROPPED)
+    for (size_t i = 0; i < c->n_participants; i++) {
+        int st_i = c->participants[i].status;
+        if (st_i == ROOST_PART_DROPPED)
             n_dropped++;
+        /* An evaluation round has answers, not updates: its participants
+         * say which were accepted or refused. */
+        if (strcmp(r->kind, "eval") == 0 && st_i == ROOST_PART_UPDATED)
+            n_accepted++;
+        if (strcmp(r->kind, "eval") == 0 && st_i == ROOST_PART_REFUSED)
+            n_refused++;
+    }
 
     st = s->stmt[ST_INSERT_ROUND];
     sqlite3_bind_int64(st, 1, r->round_id);
@@ -1409,6 +1433,28 @@ commit_body(roost_store *s, const roost_store_commit *c,
             ROOST_OK)
             return err;
     }
+    if (c->strategy_state != NULL) {
+        if ((err = need_stmt(s, ST_INSERT_STRATEGY, em)) != ROOST_OK)
+            return err;
+        uint8_t sh[ROOST_STORE_HASH_LEN];
+        if (EVP_Digest(c->strategy_state, c->strategy_state_len, sh, NULL,
+                       EVP_sha256(), NULL) != 1)
+            return roost_fail(em, ROOST_ESTORE,
+                              "hashing the strategy state failed");
+        st = s->stmt[ST_INSERT_STRATEGY];
+        sqlite3_bind_int64(st, 1, r->round_id);
+        sqlite3_bind_blob(st, 2, sh, ROOST_STORE_HASH_LEN, SQLITE_TRANSIENT);
+        sqlite3_bind_blob64(st, 3, c->strategy_state,
+                            (sqlite3_uint64)c->strategy_state_len,
+                            SQLITE_STATIC);
+        if ((err = exec_stmt(s, st, em, "inserting the strategy state")) !=
+            ROOST_OK)
+            return err;
+        st = s->stmt[ST_PRUNE_STRATEGY];
+        sqlite3_bind_int64(st, 1, r->round_id);
+        if ((err = exec_stmt(s, st, em, "pruning strategy states")) != ROOST_OK)
+            return err;
+    }
     hook(s, 7);
 
     st = s->stmt[ST_RETENTION];
@@ -1488,6 +1534,76 @@ roost_store_commit_round(roost_store *s, const roost_store_commit *c,
     if (err == ROOST_OK && record_hash != NULL)
         memcpy(record_hash, hash, ROOST_STORE_HASH_LEN);
     return err;
+}
+
+int
+roost_store_count_rounds(roost_store *s, const char *kind, int64_t *n,
+                         roost_errmsg *em)
+{
+    if (s == NULL || kind == NULL || n == NULL)
+        return roost_fail(em, ROOST_EINVAL, "count rounds: NULL argument");
+    sqlite3_stmt *st = s->stmt[ST_COUNT_KIND];
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    int err = ROOST_OK;
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(st, 0);
+    else
+        err = sql_fail(s, em, "counting rounds");
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return err;
+}
+
+int
+roost_store_load_strategy_state(roost_store *s, int64_t *round_id, void **buf,
+                                size_t *len, roost_errmsg *em)
+{
+    if (s == NULL || round_id == NULL || buf == NULL || len == NULL)
+        return roost_fail(em, ROOST_EINVAL, "strategy state: NULL argument");
+    *round_id = 0;
+    *buf = NULL;
+    *len = 0;
+    int err = need_stmt(s, ST_GET_STRATEGY, em);
+    if (err != ROOST_OK)
+        return err;
+    sqlite3_stmt *st = s->stmt[ST_GET_STRATEGY];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return roost_fail(em, ROOST_ENOENT, "no strategy state stored");
+    }
+    if (rc != SQLITE_ROW) {
+        err = sql_fail(s, em, "reading the strategy state");
+        sqlite3_reset(st);
+        return err;
+    }
+    int64_t round = sqlite3_column_int64(st, 0);
+    const void *stored_hash = sqlite3_column_blob(st, 1);
+    int hash_len = sqlite3_column_bytes(st, 1);
+    const void *blob = sqlite3_column_blob(st, 2);
+    int blob_len = sqlite3_column_bytes(st, 2);
+    uint8_t h[ROOST_STORE_HASH_LEN];
+    if (hash_len != ROOST_STORE_HASH_LEN || blob_len <= 0 || blob == NULL ||
+        EVP_Digest(blob, (size_t)blob_len, h, NULL, EVP_sha256(), NULL) != 1 ||
+        memcmp(h, stored_hash, sizeof(h)) != 0) {
+        sqlite3_reset(st);
+        return roost_fail(em, ROOST_EHASH,
+                          "strategy state of round %lld does not match its "
+                          "SHA-256",
+                          (long long)round);
+    }
+    void *copy = roost_alloc_malloc(NULL, (size_t)blob_len);
+    if (copy == NULL) {
+        sqlite3_reset(st);
+        return roost_fail(em, ROOST_ENOMEM, "strategy state buffer");
+    }
+    memcpy(copy, blob, (size_t)blob_len);
+    sqlite3_reset(st);
+    *round_id = round;
+    *buf = copy;
+    *len = (size_t)blob_len;
+    return ROOST_OK;
 }
 
 /* ---------------------------------------------------------------------
@@ -1690,10 +1806,13 @@ roost_store_verify_chain(roost_store *s, int64_t *first_bad_round,
     sqlite3_finalize(st);
     if (err == ROOST_OK && rc != SQLITE_DONE)
         err = sql_fail(s, em, "listing rounds");
-    static const char *const chained[] = {"participants", "updates", "metrics",
-                                          "checkpoints"};
-    for (size_t i = 0; err == ROOST_OK && i < 4; i++)
-        err = check_orphans(s, chained[i], &v, em);
+    /* Per-round tables (strategy_state is not chained, but a row of it
+     * for a round that does not exist is still an edit). */
+    static const char *const per_round[] = {
+        "participants", "updates", "metrics", "checkpoints", "strategy_state"};
+    size_t n_tables = s->version >= 3 ? 5 : 4;
+    for (size_t i = 0; err == ROOST_OK && i < n_tables; i++)
+        err = check_orphans(s, per_round[i], &v, em);
     if (err == ROOST_OK)
         err = verify_checkpoints(s, &v, em);
     if (err == ROOST_OK) {

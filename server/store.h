@@ -37,7 +37,7 @@
 /* The schema version this binary writes and understands. A file with a
  * newer version is refused; an older one is migrated when opened for
  * writing. */
-#define ROOST_STORE_SCHEMA_VERSION 2
+#define ROOST_STORE_SCHEMA_VERSION 3
 /* SQLite's application_id for Roost coordinator files: "RoSt". */
 #define ROOST_STORE_APPLICATION_ID 0x526f5374
 
@@ -222,6 +222,12 @@ typedef struct roost_store_commit {
      * model hash is the previous one. */
     const float *params;
     size_t n_params;
+    /* The strategy's state after the round (roost_strategy_state_save), or
+     * NULL. Stored with its SHA-256 in the same transaction; older states
+     * are deleted. Not part of the chained record: it is derived data the
+     * coordinator checks against its hash when it resumes. */
+    const void *strategy_state;
+    size_t strategy_state_len;
 } roost_store_commit;
 
 /*
@@ -257,6 +263,21 @@ typedef struct roost_store_head {
 
 int roost_store_last_committed_round(roost_store *s, roost_store_head *out,
                                      roost_errmsg *em);
+
+/* roost_store_count_rounds - *n = rounds of that kind ("train", "eval",
+ * "init"), committed or failed. */
+int roost_store_count_rounds(roost_store *s, const char *kind, int64_t *n,
+                             roost_errmsg *em);
+
+/*
+ * roost_store_load_strategy_state - the newest stored strategy state:
+ * *round_id the round it was saved after, *buf a copy (release with
+ * free()), *len its size. ROOST_ENOENT: none stored; ROOST_EHASH: the
+ * blob does not match its SHA-256; ROOST_ENOTSUP: the file's schema
+ * predates strategy states.
+ */
+int roost_store_load_strategy_state(roost_store *s, int64_t *round_id,
+                                    void **buf, size_t *len, roost_errmsg *em);
 
 /*
  * roost_store_load_checkpoint - copy round's checkpoint into params (n

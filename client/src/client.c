@@ -47,6 +47,7 @@ struct roost_config {
     roost_progress_fn progress;
     void *progress_arg;
     uint64_t max_rounds;
+    bool allow_evaluation;
     int reconnect_min_ms, reconnect_max_ms;
     char *label;
     bool seeded;
@@ -229,6 +230,15 @@ roost_config_set_max_rounds(roost_config *cfg, uint64_t rounds)
     if (cfg == NULL)
         return ROOST_EINVAL;
     cfg->max_rounds = rounds;
+    return ROOST_OK;
+}
+
+int
+roost_config_set_allow_evaluation(roost_config *cfg, int allow)
+{
+    if (cfg == NULL || (allow != 0 && allow != 1))
+        return ROOST_EINVAL;
+    cfg->allow_evaluation = allow == 1;
     return ROOST_OK;
 }
 
@@ -496,6 +506,52 @@ load_data(roost_client *c)
     return rc;
 }
 
+/* Build (or reuse) the built-in model for the job's spec. */
+static int
+job_model(roost_client *c, const roost_cproto_job *j)
+{
+    if (c->model == NULL ||
+        strcmp(roost_model_spec(c->model), j->model_spec) != 0) {
+        roost_model_destroy(c->model);
+        c->model = NULL;
+        int rc = roost_model_create(&c->model, c->alloc, j->model_spec,
+                                    j->channels, j->height, j->width, &c->em);
+        if (rc != ROOST_OK)
+            return rc;
+    }
+    if (roost_model_param_count(c->model) != j->n_params)
+        return roost_fail(
+            &c->em, ROOST_ESHAPE, "model '%s' has %zu parameters, the task %zu",
+            j->model_spec, roost_model_param_count(c->model), j->n_params);
+    return ROOST_OK;
+}
+
+/* A federated evaluation task, run to completion in this step: one forward
+ * pass over the local data (cproto only hands these out when the embedder
+ * allowed evaluation). */
+static int
+evaluate_task(roost_client *c)
+{
+    const roost_cproto_job *j = c->job;
+    double loss = (double)NAN, acc = (double)NAN;
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    int rc = job_model(c, j);
+    if (rc == ROOST_OK)
+        rc = roost_local_evaluate(c->model, c->alloc, c->data, NULL,
+                                  roost_dataset_count(c->data), j->global,
+                                  &loss, &acc, &em);
+    if (rc != ROOST_OK)
+        roost_log(&c->cfg.log, ROOST_LOG_WARN, "evaluation failed: %s",
+                  em.text[0] ? em.text : c->em.text);
+    uint64_t n = roost_dataset_count(c->data);
+    end_task(c);
+    int frc = roost_cproto_finish_eval(c->proto, rc, n, loss, acc, mono_ms());
+    if (frc != ROOST_OK)
+        roost_fail(&c->em, frc, "%s", roost_cproto_errmsg(c->proto));
+    return ROOST_OK;
+}
+
 static int
 start_task(roost_client *c)
 {
@@ -517,6 +573,8 @@ start_task(roost_client *c)
     rc = load_data(c);
     if (rc != ROOST_OK)
         goto fail;
+    if (j->evaluate)
+        return evaluate_task(c);
     roost_local_source src = {0};
     if (c->cfg.has_trainer) {
         if (c->cfg.trainer.prepare != NULL) {
@@ -537,22 +595,9 @@ start_task(roost_client *c)
         src.n_params = j->n_params;
         src.input_dim = (size_t)j->channels * j->height * j->width;
     } else {
-        if (c->model == NULL ||
-            strcmp(roost_model_spec(c->model), j->model_spec) != 0) {
-            roost_model_destroy(c->model);
-            c->model = NULL;
-            rc = roost_model_create(&c->model, c->alloc, j->model_spec,
-                                    j->channels, j->height, j->width, &c->em);
-            if (rc != ROOST_OK)
-                goto fail;
-        }
-        if (roost_model_param_count(c->model) != j->n_params) {
-            rc = roost_fail(&c->em, ROOST_ESHAPE,
-                            "model '%s' has %zu parameters, the task %zu",
-                            j->model_spec, roost_model_param_count(c->model),
-                            j->n_params);
+        rc = job_model(c, j);
+        if (rc != ROOST_OK)
             goto fail;
-        }
         src.model = c->model;
     }
     rc = roost_local_trainer_create(&c->trainer, c->alloc, &src, c->data, NULL,
@@ -706,6 +751,7 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
             .n_local = cfg->data.count,
             .budget = {ledger_plan, ledger_charge, ledger_remaining, c},
             .keep_model = true,
+            .allow_evaluation = cfg->allow_evaluation && !cfg->has_trainer,
             .log = c->cfg.log,
         };
         rc = roost_cproto_create(&c->proto, c->alloc, &pc, proto_send, c, &em);

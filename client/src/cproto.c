@@ -182,20 +182,25 @@ reserve(roost_cproto *p, size_t n)
     return ROOST_OK;
 }
 
+static int receive_model(roost_cproto *p, const Roost__V1__Task *t);
+
 static int
 on_task(roost_cproto *p, const Roost__V1__Task *t)
 {
     if (p->state != ROOST_CP_WAITING)
         return roost_fail(&p->em, ROOST_EPROTO,
                           "task arrived while not waiting for one");
-    if (t->kind != ROOST__V1__TASK_KIND__TASK_KIND_TRAIN || t->model == NULL ||
-        t->training == NULL || t->model_hash.len != ROOST_XFER_HASH_BYTES)
+    bool evaluate = t->kind == ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE;
+    if (t->model == NULL || t->model_hash.len != ROOST_XFER_HASH_BYTES ||
+        (!evaluate && (t->kind != ROOST__V1__TASK_KIND__TASK_KIND_TRAIN ||
+                       t->training == NULL)))
         return roost_fail(&p->em, ROOST_EPROTO,
-                          "task is not a complete training task");
+                          "task is not a complete training or evaluation "
+                          "task");
     const Roost__V1__ModelSpec *ms = t->model;
-    const Roost__V1__TrainingParams *tp = t->training;
     roost_cproto_job *j = &p->job;
     memset(j, 0, sizeof(*j));
+    j->evaluate = evaluate;
     snprintf(p->spec, sizeof(p->spec), "%s", ms->spec ? ms->spec : "");
     j->model_spec = p->spec;
     j->channels = ms->input_channels;
@@ -204,6 +209,18 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
     j->n_params = (size_t)ms->num_params;
     j->round_id = (int64_t)t->round_id;
     j->task_id = t->task_id;
+    memcpy(p->task_hash, t->model_hash.data, sizeof(p->task_hash));
+    if (evaluate) {
+        if (!p->cfg.allow_evaluation) {
+            p->state = ROOST_CP_IDLE;
+            return send_decline(
+                p, ROOST__V1__DECLINE_REASON__DECLINE_REASON_UNSUPPORTED,
+                "federated evaluation is not enabled on this client (its "
+                "results are not covered by differential privacy)");
+        }
+        return receive_model(p, t);
+    }
+    const Roost__V1__TrainingParams *tp = t->training;
     j->task.local_epochs = tp->local_epochs;
     j->task.batch_size = tp->batch_size;
     j->task.learning_rate = tp->learning_rate;
@@ -218,7 +235,6 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
         j->task.sampling_rate = t->dp->sampling_rate;
         j->task.expected_batch = t->dp->expected_batch_size;
     }
-    memcpy(p->task_hash, t->model_hash.data, sizeof(p->task_hash));
 
     /* Plan before anything else: a task that would break the budget is
      * declined without downloading the model. */
@@ -260,7 +276,15 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
                   "round %" PRId64 " runs WITHOUT differential privacy",
                   j->round_id);
     }
+    return receive_model(p, t);
+}
 
+/* After a task was accepted: receive its parameters, or use the cached
+ * model the coordinator says this client holds. */
+static int
+receive_model(roost_cproto *p, const Roost__V1__Task *t)
+{
+    roost_cproto_job *j = &p->job;
     if (j->n_params == 0 || j->n_params > (size_t)1 << 30)
         return roost_fail(&p->em, ROOST_EPROTO, "task model has %zu params",
                           j->n_params);
@@ -345,13 +369,15 @@ roost_cproto_on_message(roost_cproto *p, const Roost__V1__Envelope *m,
     case ROOST__V1__ENVELOPE__BODY_ACK:
         if (p->state != ROOST_CP_AWAIT_ACK)
             return ROOST_OK; /* an ack for a refused stray: nothing to do */
-        if (m->ack->accepted)
-            p->rounds++;
-        else
+        if (!m->ack->accepted)
             roost_log(&p->cfg.log, ROOST_LOG_WARN,
-                      "round %" PRIu64 ": update refused: %s (%s)",
-                      m->ack->round_id, roost_errname((int)m->ack->error_code),
+                      "round %" PRIu64 ": %s refused: %s (%s)",
+                      m->ack->round_id,
+                      p->job.evaluate ? "evaluation" : "update",
+                      roost_errname((int)m->ack->error_code),
                       m->ack->reason ? m->ack->reason : "");
+        else if (!p->job.evaluate)
+            p->rounds++; /* evaluations are not contributed rounds */
         end_task(p);
         p->state = ROOST_CP_IDLE;
         return roost_cproto_check_in(p, now_ms);
@@ -400,7 +426,7 @@ roost_cproto_take_job(roost_cproto *p, roost_cproto_job **job)
 {
     if (p->state != ROOST_CP_READY)
         return roost_fail(&p->em, ROOST_ESTATE, "no training job ready");
-    if (p->params == NULL) {
+    if (p->params == NULL && !p->job.evaluate) {
         p->params =
             roost_alloc_calloc(p->alloc, p->job.n_params, sizeof(float));
         if (p->params == NULL)
@@ -502,6 +528,10 @@ roost_cproto_finish(roost_cproto *p, int train_rc,
     }
     if (p->state != ROOST_CP_TRAINING)
         return roost_fail(&p->em, ROOST_ESTATE, "no training job in hand");
+    if (j->evaluate && train_rc == ROOST_OK)
+        return roost_fail(&p->em, ROOST_ESTATE,
+                          "an evaluation job ends with "
+                          "roost_cproto_finish_eval");
     if (train_rc != ROOST_OK) {
         end_task(p);
         p->state = ROOST_CP_IDLE;
@@ -548,6 +578,42 @@ roost_cproto_finish(roost_cproto *p, int train_rc,
     p->state = ROOST_CP_AWAIT_ACK;
     (void)now_ms;
     return rc;
+}
+
+int
+roost_cproto_finish_eval(roost_cproto *p, int eval_rc, uint64_t n, double loss,
+                         double accuracy, int64_t now_ms)
+{
+    (void)now_ms;
+    if (p->state == ROOST_CP_BACKOFF || p->state == ROOST_CP_IDLE) {
+        end_task(p);
+        return ROOST_OK;
+    }
+    if (p->state != ROOST_CP_TRAINING || !p->job.evaluate)
+        return roost_fail(&p->em, ROOST_ESTATE, "no evaluation job in hand");
+    if (eval_rc != ROOST_OK || n == 0 || !isfinite(loss) || loss < 0 ||
+        !(accuracy >= 0 && accuracy <= 1)) {
+        end_task(p);
+        p->state = ROOST_CP_IDLE;
+        char why[160];
+        snprintf(why, sizeof(why), "local evaluation failed: %s",
+                 roost_strerror(eval_rc != ROOST_OK ? eval_rc : ROOST_EINVAL));
+        return send_decline(
+            p, ROOST__V1__DECLINE_REASON__DECLINE_REASON_NOT_NOW, why);
+    }
+    Roost__V1__Envelope env;
+    Roost__V1__EvaluationResult er;
+    roost__v1__envelope__init(&env);
+    roost__v1__evaluation_result__init(&er);
+    er.round_id = (uint64_t)p->job.round_id;
+    er.task_id = p->job.task_id;
+    er.num_examples = n;
+    er.loss = loss;
+    er.accuracy = accuracy;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_EVALUATION_RESULT;
+    env.evaluation_result = &er;
+    p->state = ROOST_CP_AWAIT_ACK;
+    return send_env(p, &env);
 }
 
 double

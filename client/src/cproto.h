@@ -63,6 +63,11 @@ typedef struct roost_cproto_config {
     size_t n_local;    /* local examples */
     roost_cproto_budget budget;
     bool keep_model; /* keep the last global model (cache by hash) */
+    /* Answer federated evaluation tasks. Their loss and accuracy are
+     * computed from the local data and released WITHOUT differential
+     * privacy, so this is off unless the embedder turns it on; when off,
+     * evaluation tasks are declined before the model is downloaded. */
+    bool allow_evaluation;
     roost_logger log;
 } roost_cproto_config;
 
@@ -77,8 +82,11 @@ enum roost_cproto_state {
     ROOST_CP_EXHAUSTED, /* budget exhausted: takes no more tasks */
 };
 
-/* A training job: everything the host needs to run roost_local_train. */
+/* A job: everything the host needs to run roost_local_train, or, when
+ * evaluate is set, roost_local_evaluate on global (params is then NULL and
+ * task holds zeros). */
 typedef struct roost_cproto_job {
+    bool evaluate;
     const char *model_spec;
     uint32_t channels, height, width;
     size_t n_params;
@@ -125,6 +133,16 @@ int roost_cproto_take_job(roost_cproto *p, roost_cproto_job **job);
  */
 int roost_cproto_finish(roost_cproto *p, int train_rc,
                         const roost_local_result *result, int64_t now_ms);
+
+/*
+ * roost_cproto_finish_eval - the host's evaluation of an evaluate job
+ * ended with eval_rc; on success send an EvaluationResult (n examples,
+ * mean loss, accuracy), else Decline. No budget is charged: the result is
+ * not differentially private (cproto_config.allow_evaluation). Returns
+ * ROOST_OK, ROOST_ESTATE (no evaluate job in hand) or a send error.
+ */
+int roost_cproto_finish_eval(roost_cproto *p, int eval_rc, uint64_t n,
+                             double loss, double accuracy, int64_t now_ms);
 
 /* Epsilon spent as of the last charge (NaN before any). */
 double roost_cproto_epsilon(const roost_cproto *p);

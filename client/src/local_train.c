@@ -389,3 +389,62 @@ roost_local_train(const roost_model *m, const roost_dataset *ds,
     roost_local_trainer_destroy(t);
     return rc;
 }
+
+int
+roost_local_evaluate(const roost_model *m, const roost_allocator *alloc,
+                     const roost_dataset *ds, const uint32_t *idx, size_t n,
+                     const float *params, double *loss, double *accuracy,
+                     roost_errmsg *em)
+{
+    if (m == NULL || ds == NULL || params == NULL || loss == NULL ||
+        accuracy == NULL)
+        return roost_fail(em, ROOST_EINVAL, "evaluation: NULL argument");
+    size_t dim = roost_dataset_dim(ds);
+    if (n == 0 || n > roost_dataset_count(ds))
+        return roost_fail(em, ROOST_EINVAL,
+                          "evaluation: %zu examples of %zu available", n,
+                          roost_dataset_count(ds));
+    if (dim != roost_model_input_dim(m))
+        return roost_fail(em, ROOST_EINVAL,
+                          "evaluation: examples have %zu features, the model "
+                          "takes %zu",
+                          dim, roost_model_input_dim(m));
+    enum { EVAL_BATCH = 256 };
+    size_t cap = n < EVAL_BATCH ? n : EVAL_BATCH;
+    roost_workspace *ws = NULL;
+    int rc = roost_workspace_create(&ws, m, cap, em);
+    if (rc != ROOST_OK)
+        return rc;
+    float *x = roost_alloc_malloc(alloc, cap * dim * sizeof(float));
+    uint8_t *y = roost_alloc_malloc(alloc, cap);
+    if (x == NULL || y == NULL) {
+        rc = roost_fail(em, ROOST_ENOMEM, "evaluation: out of memory");
+        goto out;
+    }
+    const float *feat = roost_dataset_features(ds);
+    const uint8_t *lab = roost_dataset_labels(ds);
+    double loss_sum = 0, correct = 0;
+    for (size_t start = 0; start < n; start += cap) {
+        size_t b = n - start < cap ? n - start : cap;
+        for (size_t i = 0; i < b; i++) {
+            size_t e = idx != NULL ? idx[start + i] : start + i;
+            memcpy(x + i * dim, feat + e * dim, dim * sizeof(float));
+            y[i] = lab[e];
+        }
+        double bl = 0, ba = 0;
+        rc = roost_model_evaluate(ws, params, x, y, b, &bl, &ba);
+        if (rc != ROOST_OK) {
+            roost_fail(em, rc, "evaluation failed: %s", roost_strerror(rc));
+            goto out;
+        }
+        loss_sum += bl * (double)b;
+        correct += ba * (double)b;
+    }
+    *loss = loss_sum / (double)n;
+    *accuracy = correct / (double)n;
+out:
+    roost_alloc_free(alloc, x);
+    roost_alloc_free(alloc, y);
+    roost_workspace_destroy(ws);
+    return rc;
+}

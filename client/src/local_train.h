@@ -106,4 +106,18 @@ int roost_local_train(const roost_model *m, const roost_dataset *ds,
                       roost_rng *rng, const volatile int *cancel,
                       roost_local_result *result, roost_errmsg *em);
 
+/*
+ * roost_local_evaluate - mean cross-entropy and accuracy of params (the
+ * model's param_count floats) on examples idx[0..n) of ds (idx NULL: the
+ * first n), for a federated evaluation task. Works through the examples in
+ * batches of at most 256 with buffers allocated here. The results are
+ * functions of the local data that no DP mechanism covers (see
+ * docs/client.md, "Federated evaluation").
+ * Returns ROOST_OK, ROOST_EINVAL (n 0, a shape mismatch), ROOST_ENOMEM.
+ */
+int roost_local_evaluate(const roost_model *m, const roost_allocator *alloc,
+                         const roost_dataset *ds, const uint32_t *idx, size_t n,
+                         const float *params, double *loss, double *accuracy,
+                         roost_errmsg *em);
+
 #endif

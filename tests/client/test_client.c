@@ -15,6 +15,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -375,6 +376,179 @@ allocation_failure_sweep_over_a_task(void **state)
     free(global);
 }
 
+/* What the protocol last sent, copied out of the transient envelope. */
+struct recorded {
+    int n, last_case;
+    int decline_reason;
+    uint64_t eval_examples;
+    double eval_loss, eval_accuracy;
+};
+
+static int
+record(void *arg, const Roost__V1__Envelope *m)
+{
+    struct recorded *r = arg;
+    r->n++;
+    r->last_case = (int)m->body_case;
+    if (m->body_case == ROOST__V1__ENVELOPE__BODY_DECLINE)
+        r->decline_reason = (int)m->decline->reason;
+    if (m->body_case == ROOST__V1__ENVELOPE__BODY_EVALUATION_RESULT) {
+        r->eval_examples = m->evaluation_result->num_examples;
+        r->eval_loss = m->evaluation_result->loss;
+        r->eval_accuracy = m->evaluation_result->accuracy;
+    }
+    return ROOST_OK;
+}
+
+/* Send an EVALUATE task for model dense:3 with params following. */
+static int
+send_eval_task(roost_cproto *p, const float *params, size_t n,
+               const uint8_t hash[32])
+{
+    roost_xfer_sender snd;
+    uint32_t chunks = 0;
+    assert_int_equal(roost_xfer_sender_init(&snd, params, n, 0, 4, 9, &chunks),
+                     ROOST_OK);
+    Roost__V1__Envelope env;
+    Roost__V1__Task task;
+    Roost__V1__ModelSpec spec;
+    roost__v1__envelope__init(&env);
+    roost__v1__task__init(&task);
+    roost__v1__model_spec__init(&spec);
+    spec.spec = (char *)(uintptr_t) "dense:3";
+    spec.input_channels = 1;
+    spec.input_height = 2;
+    spec.input_width = 2;
+    spec.num_params = n;
+    task.round_id = 4;
+    task.task_id = 9;
+    task.kind = ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE;
+    task.model = &spec;
+    task.model_hash.data = (uint8_t *)(uintptr_t)hash;
+    task.model_hash.len = 32;
+    task.parameters_follow = true;
+    task.param_chunk_count = chunks;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
+    env.task = &task;
+    int rc = roost_cproto_on_message(p, &env, 0);
+    Roost__V1__Envelope cenv;
+    Roost__V1__ParamChunk ch;
+    roost__v1__envelope__init(&cenv);
+    roost__v1__param_chunk__init(&ch);
+    cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
+    cenv.param_chunk = &ch;
+    while (rc == ROOST_OK) {
+        bool done = false;
+        assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
+        if (done)
+            break;
+        rc = roost_cproto_on_message(p, &cenv, 0);
+    }
+    return rc;
+}
+
+/* Federated evaluation tasks: declined (before the model is taken) unless
+ * allowed; when allowed, the job carries the global model, the answer
+ * carries roost_local_evaluate's figures, no budget is charged and the
+ * answer does not count as a contributed round; results out of range are
+ * declined, not sent; a training finish on an evaluation job is refused. */
+static void
+evaluation_tasks(void **state)
+{
+    (void)state;
+    enum { NP = 15 }; /* dense:3 on 4 inputs */
+    float params[NP];
+    for (int i = 0; i < NP; i++)
+        params[i] = (float)((i * 37) % 11 - 5) / 10.0f;
+    uint8_t hash[32];
+    assert_int_equal(roost_xfer_hash_floats(params, NP, hash), ROOST_OK);
+    roost_dataset *ds = NULL;
+    assert_int_equal(roost_dataset_create_from_arrays(&ds, NULL, N_EX, 1, 2, 2,
+                                                      data_x, data_y, 3, NULL),
+                     ROOST_OK);
+    roost_model *m = NULL;
+    assert_int_equal(roost_model_create(&m, NULL, "dense:3", 1, 2, 2, NULL),
+                     ROOST_OK);
+
+    for (int allow = 0; allow < 2; allow++) {
+        roost_cproto_config pc = {
+            .n_local = N_EX,
+            .budget = {fake_plan, fake_charge, fake_remaining, NULL},
+            .allow_evaluation = allow == 1,
+            .log = {NULL, NULL, -1},
+        };
+        struct recorded rec = {0};
+        roost_cproto *p = NULL;
+        assert_int_equal(roost_cproto_create(&p, NULL, &pc, record, &rec, NULL),
+                         ROOST_OK);
+        assert_int_equal(roost_cproto_check_in(p, 0), ROOST_OK);
+        assert_int_equal(send_eval_task(p, params, NP, hash), ROOST_OK);
+        if (!allow) {
+            assert_int_equal(rec.last_case, ROOST__V1__ENVELOPE__BODY_DECLINE);
+            assert_int_equal(
+                rec.decline_reason,
+                ROOST__V1__DECLINE_REASON__DECLINE_REASON_UNSUPPORTED);
+            assert_int_equal(roost_cproto_state(p), ROOST_CP_IDLE);
+            roost_cproto_destroy(p);
+            continue;
+        }
+        assert_int_equal(roost_cproto_state(p), ROOST_CP_READY);
+        roost_cproto_job *job = NULL;
+        assert_int_equal(roost_cproto_take_job(p, &job), ROOST_OK);
+        assert_true(job->evaluate);
+        assert_null(job->params);
+        assert_memory_equal(job->global, params, sizeof(params));
+        assert_int_equal(
+            roost_cproto_finish(p, ROOST_OK, &(roost_local_result){0}, 0),
+            ROOST_ESTATE);
+        double loss = 0, acc = 0;
+        assert_int_equal(roost_local_evaluate(m, NULL, ds, NULL, N_EX,
+                                              job->global, &loss, &acc, NULL),
+                         ROOST_OK);
+        /* The same figures straight from the model. */
+        roost_workspace *ws = NULL;
+        assert_int_equal(roost_workspace_create(&ws, m, N_EX, NULL), ROOST_OK);
+        double l2 = 0, a2 = 0;
+        assert_int_equal(
+            roost_model_evaluate(ws, params, data_x, data_y, N_EX, &l2, &a2),
+            ROOST_OK);
+        roost_workspace_destroy(ws);
+        assert_true(fabs(loss - l2) < 1e-6 && fabs(acc - a2) < 1e-12);
+        assert_int_equal(
+            roost_cproto_finish_eval(p, ROOST_OK, N_EX, loss, acc, 0),
+            ROOST_OK);
+        assert_int_equal(rec.last_case,
+                         ROOST__V1__ENVELOPE__BODY_EVALUATION_RESULT);
+        assert_int_equal(rec.eval_examples, N_EX);
+        assert_true(rec.eval_loss == loss && rec.eval_accuracy == acc);
+        assert_int_equal(roost_cproto_state(p), ROOST_CP_AWAIT_ACK);
+        assert_true(isnan(roost_cproto_epsilon(p))); /* nothing charged */
+        Roost__V1__Envelope env;
+        Roost__V1__Ack ack;
+        roost__v1__envelope__init(&env);
+        roost__v1__ack__init(&ack);
+        ack.round_id = 4;
+        ack.task_id = 9;
+        ack.accepted = true;
+        env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
+        env.ack = &ack;
+        assert_int_equal(roost_cproto_on_message(p, &env, 0), ROOST_OK);
+        assert_int_equal(roost_cproto_rounds(p), 0);
+        assert_int_equal(roost_cproto_state(p), ROOST_CP_WAITING);
+
+        /* A second task whose result is out of range is declined. */
+        assert_int_equal(send_eval_task(p, params, NP, hash), ROOST_OK);
+        assert_int_equal(roost_cproto_take_job(p, &job), ROOST_OK);
+        assert_int_equal(
+            roost_cproto_finish_eval(p, ROOST_OK, N_EX, 0.5, 1.5, 0), ROOST_OK);
+        assert_int_equal(rec.last_case, ROOST__V1__ENVELOPE__BODY_DECLINE);
+        assert_int_equal(roost_cproto_state(p), ROOST_CP_IDLE);
+        roost_cproto_destroy(p);
+    }
+    roost_model_destroy(m);
+    roost_dataset_destroy(ds);
+}
+
 int
 main(void)
 {
@@ -388,6 +562,7 @@ main(void)
         cmocka_unit_test(missing_ledger_is_refused_unless_created),
         cmocka_unit_test(allocation_failure_sweep_over_create),
         cmocka_unit_test(allocation_failure_sweep_over_a_task),
+        cmocka_unit_test(evaluation_tasks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,11 +5,14 @@
 # rounds. Checks: every round is committed in SQLite, held-out accuracy
 # rises, `roost audit` verifies the chain, and editing one row makes audit
 # fail naming that round.
+# With FED_EVAL = fed, a federated evaluation round follows every training
+# round; only the even-numbered clients allow evaluation, so the others
+# decline and are replaced, and every evaluation round must still commit.
 #
-# usage: test_federation.sh ROOST STORE_FIXTURE [CLIENTS] [ROUNDS]
+# usage: test_federation.sh ROOST STORE_FIXTURE [CLIENTS] [ROUNDS] [FED_EVAL]
 set -u
 roost="$1"; fixture="$2"
-n_clients=${3:-20}; rounds=${4:-5}
+n_clients=${3:-20}; rounds=${4:-5}; fed_eval=${5:-}
 [ "$rounds" -ge 2 ] || { echo "need at least 2 rounds"; exit 2; }
 work=$(mktemp -d)
 pids=""
@@ -43,6 +46,8 @@ sampling_rate = 0.02
 [evaluation]
 enabled = true
 CONF
+[ "$fed_eval" = fed ] && printf 'federated_every = 1\nfederated_clients = %d\n' \
+    $(( n_clients / 2 ))
 } >fed.conf
 [ -n "${ROOST_FMNIST_DIR:-}" ] &&
     printf 'dataset_dir = %s\n' "$ROOST_FMNIST_DIR" >>fed.conf
@@ -56,6 +61,7 @@ while [ $i -lt "$n_clients" ]; do
     "$roost" client --connect "$endpoint" --server-name localhost \
         --ca ca/ca.crt --cert "dev$i.crt" --key "dev$i.key" \
         --ledger "ledger$i.db" --create-ledger --epsilon 50 \
+        $( [ "$fed_eval" = fed ] && [ $((i % 2)) -eq 0 ] && echo --allow-eval) \
         --shard "$i/$n_clients" >"c$i.log" 2>&1 &
     pids="$pids $!"
     i=$((i + 1))
@@ -82,12 +88,25 @@ first=$(echo "$accs" | head -n 1); last=$(echo "$accs" | tail -n 1)
 echo "held-out accuracy per round:" $accs
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b > a && b > 0.5) }' ||
     fail "accuracy did not rise: first $first, last $last"
+if [ "$fed_eval" = fed ]; then
+    evals=$(grep -c 'federated evaluation) committed' serve.log)
+    [ "$evals" -eq "$rounds" ] ||
+        fail "want $rounds committed federated evaluation rounds, got $evals"
+    grep 'federated evaluation) committed' serve.log | tail -n 1 |
+        grep -o 'client accuracy [0-9.]*'
+    # Only clients that allow it answer: the odd ones declined.
+    grep -q 'replaces a client that declined' serve.log ||
+        echo "note: no decline needed a replacement this run"
+fi
 
 "$roost" audit --db fed.db || fail "audit of an untouched record"
+# The second training round (round 3 when evaluation rounds interleave).
+tamper=2; [ "$fed_eval" = fed ] && tamper=3
 "$fixture" sql fed.db "UPDATE updates SET l2_norm = l2_norm * 2 WHERE
-    round_id = 2 AND seq = 1" || fail "tampering"
+    round_id = $tamper AND seq = 1" || fail "tampering"
 if "$roost" audit --db fed.db >audit.out 2>&1; then
     cat audit.out; fail "audit passed after a row was edited"
 fi
-grep -q "round 2" audit.out || { cat audit.out; fail "audit did not name round 2"; }
+grep -q "round $tamper" audit.out ||
+    { cat audit.out; fail "audit did not name round $tamper"; }
 echo "ok: $rounds rounds over TLS, accuracy $first -> $last, audit catches tampering"

@@ -33,6 +33,7 @@ struct fake_client {
     bool open;
     /* last task */
     bool has_task;
+    bool task_eval, task_training; /* kind EVALUATE; carries TrainingParams */
     uint64_t round_id, task_id;
     uint32_t chunks_expected, chunks_seen;
     float global[N_PARAMS];
@@ -70,6 +71,9 @@ fake_send(void *arg, uint64_t session, const Roost__V1__Envelope *m)
         fc->has_task = true;
         fc->round_id = m->task->round_id;
         fc->task_id = m->task->task_id;
+        fc->task_eval =
+            m->task->kind == ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE;
+        fc->task_training = m->task->training != NULL;
         fc->chunks_expected = m->task->param_chunk_count;
         fc->chunks_seen = 0;
         assert_int_equal(m->task->model->num_params, N_PARAMS);
@@ -196,17 +200,66 @@ connect_and_check_in(struct harness *h, int i, int64_t now)
 }
 
 static void
-check_in(struct harness *h, int i, int64_t now)
+check_in_with_budget(struct harness *h, int i, int64_t now, double eps_left)
 {
     struct fake_client *fc = &h->clients[i];
     Roost__V1__Envelope env;
     roost__v1__envelope__init(&env);
     Roost__V1__CheckIn ci;
     roost__v1__check_in__init(&ci);
+    ci.epsilon_remaining = eps_left;
+    ci.budget_delta = 1e-5;
     ci.protocol_version = ROOST_WIRE_PROTOCOL_VERSION;
     ci.software_version = (char *)(uintptr_t) "test";
     env.body_case = ROOST__V1__ENVELOPE__BODY_CHECK_IN;
     env.check_in = &ci;
+    assert_int_equal(
+        roost_coord_session_message(h->coord, fc->session, &env, now),
+        ROOST_OK);
+}
+
+static void
+check_in(struct harness *h, int i, int64_t now)
+{
+    check_in_with_budget(h, i, now, 10.0);
+}
+
+/* Client i answers an evaluation task. */
+static void
+send_eval(struct harness *h, int i, uint64_t examples, double loss,
+          double accuracy, int64_t now)
+{
+    struct fake_client *fc = &h->clients[i];
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__EvaluationResult er;
+    roost__v1__evaluation_result__init(&er);
+    er.round_id = fc->round_id;
+    er.task_id = fc->task_id;
+    er.num_examples = examples;
+    er.loss = loss;
+    er.accuracy = accuracy;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_EVALUATION_RESULT;
+    env.evaluation_result = &er;
+    assert_int_equal(
+        roost_coord_session_message(h->coord, fc->session, &env, now),
+        ROOST_OK);
+}
+
+static void
+send_decline(struct harness *h, int i, int64_t now)
+{
+    struct fake_client *fc = &h->clients[i];
+    Roost__V1__Envelope env;
+    roost__v1__envelope__init(&env);
+    Roost__V1__Decline d;
+    roost__v1__decline__init(&d);
+    d.round_id = fc->round_id;
+    d.task_id = fc->task_id;
+    d.reason = ROOST__V1__DECLINE_REASON__DECLINE_REASON_BUDGET_EXHAUSTED;
+    d.message = (char *)(uintptr_t) "budget";
+    env.body_case = ROOST__V1__ENVELOPE__BODY_DECLINE;
+    env.decline = &d;
     assert_int_equal(
         roost_coord_session_message(h->coord, fc->session, &env, now),
         ROOST_OK);
@@ -552,6 +605,230 @@ many_sessions_open_and_close(void **state)
     assert_int_equal(roost_coord_session_count(h->coord), 0);
 }
 
+/* Which clients hold a task of round_id. */
+static int
+tasked(struct harness *h, uint64_t round_id, int n, int *who)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (h->clients[i].has_task && h->clients[i].round_id == round_id)
+            who[k++] = i;
+    return k;
+}
+
+/* After every committed training round, a round of kind "eval" sends the
+ * new model to clients and records the example-weighted means of their
+ * answers; a restart between the two still runs the evaluation; answers
+ * that are not evaluations, out of range, or repeated are refused. */
+static void
+federated_evaluation_round(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.min_available = 3;
+    cfg.fed_eval_every = 1;
+    cfg.fed_eval_clients = 3;
+    cfg.max_rounds = 1;
+    roost_coord_io io = {fake_send, fake_close, h};
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    int who[3];
+    assert_int_equal(tasked(h, 1, 3, who), 2);
+    for (int k = 0; k < 2; k++) {
+        assert_false(h->clients[who[k]].task_eval);
+        send_update(h, who[k], 1.0f, 10, 1, h->clients[who[k]].task_id, 2);
+    }
+    assert_true(h->last.committed);
+    assert_false(h->last.evaluation);
+    assert_false(roost_coord_finished(h->coord)); /* evaluation still due */
+    float model[N_PARAMS];
+    memcpy(model, roost_coord_params(h->coord, NULL), sizeof(model));
+
+    /* The coordinator restarts between the training round and its
+     * evaluation: the evaluation is still run. */
+    roost_coord_destroy(h->coord);
+    h->coord = NULL;
+    memset(h->clients, 0, sizeof(h->clients));
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    assert_false(roost_coord_finished(h->coord));
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tasked(h, 2, 3, who), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_true(h->clients[i].task_eval);
+        assert_false(h->clients[i].task_training);
+        assert_memory_equal(h->clients[i].global, model, sizeof(model));
+    }
+    /* An update is not an answer to an evaluation task. */
+    send_update(h, 0, 1.0f, 10, 2, h->clients[0].task_id, 12);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_ESTALE);
+    /* 100 examples at loss 1.0 / accuracy 0.5 and 300 at 2.0 / 0.9:
+     * loss (100 + 600) / 400 = 1.75, accuracy (50 + 270) / 400 = 0.8. */
+    send_eval(h, 0, 100, 1.0, 0.5, 12);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
+    send_eval(h, 0, 100, 1.0, 0.5, 12);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_EDUPLICATE);
+    send_eval(h, 1, 300, 2.0, 0.9, 13);
+    assert_int_equal(h->clients[1].last_ack_code, ROOST_OK);
+    send_eval(h, 2, 50, 1.0, 1.5, 13);
+    assert_int_equal(h->clients[2].last_ack_code, ROOST_EINVAL);
+    /* Nobody can answer any more: the round closes at the next tick with
+     * two answers (min_clients 2). */
+    assert_int_equal(roost_coord_tick(h->coord, 14, NULL), ROOST_OK);
+    assert_true(h->last.evaluation);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.round_id, 2);
+    assert_int_equal(h->last.accepted, 2);
+    assert_int_equal(h->last.refused, 1);
+    assert_int_equal(h->last.examples, 400);
+    assert_near(h->last.fed_eval_loss, 1.75, 1e-12);
+    assert_near(h->last.fed_eval_accuracy, 0.8, 1e-12);
+    assert_true(roost_coord_finished(h->coord));
+    assert_memory_equal(roost_coord_params(h->coord, NULL), model,
+                        sizeof(model));
+
+    roost_store_round_info info;
+    size_t n = 0;
+    roost_errmsg em;
+    assert_int_equal(roost_store_list_rounds(h->store, 2, &info, 1, &n, &em),
+                     ROOST_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(info.kind, "eval");
+    roost_store_metric_value mv[8];
+    assert_int_equal(roost_store_round_metrics(h->store, 2, mv, 8, &n, &em),
+                     ROOST_OK);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(mv[i].name, "fed_eval.accuracy") == 0)
+            assert_near(mv[i].value, 0.8, 1e-12);
+        else if (strcmp(mv[i].name, "fed_eval.examples") == 0)
+            assert_near(mv[i].value, 400, 0);
+    }
+    int64_t bad;
+    assert_int_equal(roost_store_verify_chain(h->store, &bad, NULL, NULL, &em),
+                     ROOST_OK);
+}
+
+/* A selected client that declines (here: its budget) is replaced by a
+ * waiting client that was not selected, so the round still reaches its
+ * quorum. */
+static void
+declined_task_goes_to_a_waiting_client(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.min_available = 3;
+    roost_coord_io io = {fake_send, fake_close, h};
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    int who[3];
+    assert_int_equal(tasked(h, 1, 3, who), 2);
+    send_decline(h, who[0], 2);
+    assert_int_equal(tasked(h, 1, 3, who), 3);
+    /* The decliner is not asked again; the other two answer. */
+    int answered = 0;
+    for (int i = 0; i < 3; i++) {
+        if (i == who[0])
+            continue;
+        send_update(h, i, 1.0f, 10, 1, h->clients[i].task_id, 3);
+        answered++;
+    }
+    assert_int_equal(answered, 2);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.selected, 3);
+    assert_int_equal(h->last.accepted, 2);
+    assert_int_equal(h->last.dropped, 1);
+}
+
+/* With DP on, a client whose check-in reports no budget left is not
+ * selected (it would only decline) and is told to come back later. */
+static void
+clients_without_budget_are_not_selected(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.min_available = 2;
+    cfg.dp_enabled = true;
+    roost_coord_io io = {fake_send, fake_close, h};
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    for (int i = 0; i < 3; i++) {
+        h->clients[i].session = (uint64_t)(1000 + i);
+        h->clients[i].open = true;
+        char fp[65];
+        snprintf(fp, sizeof(fp), "%064x", 0xbbb0 + i);
+        assert_int_equal(roost_coord_session_opened(
+                             h->coord, 1000u + (unsigned)i, fp, NULL, 0),
+                         ROOST_OK);
+        check_in_with_budget(h, i, 0, i == 1 ? 0.0 : 2.5);
+    }
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_true(h->clients[0].has_task);
+    assert_true(h->clients[2].has_task);
+    assert_false(h->clients[1].has_task);
+    assert_int_equal(h->clients[1].come_backs, 1);
+}
+
+/* Server momentum survives a restart: a run interrupted after round 1
+ * ends round 2 with exactly the model of a run that was not. */
+static void
+strategy_state_survives_restart(void **state)
+{
+    struct harness *h = *state;
+    float uninterrupted[N_PARAMS];
+    for (int pass = 0; pass < 2; pass++) {
+        roost_coord_config cfg;
+        make_config(h, &cfg, 1);
+        roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_FEDAVGM);
+        cfg.strategy.momentum = 0.9;
+        roost_coord_io io = {fake_send, fake_close, h};
+        assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL),
+                         ROOST_OK);
+        connect_and_check_in(h, 0, 0);
+        assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+        send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
+        assert_int_equal(roost_coord_last_round(h->coord), 1);
+        if (pass == 1) {
+            roost_coord_destroy(h->coord);
+            h->coord = NULL;
+            memset(h->clients, 0, sizeof(h->clients));
+            assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL),
+                             ROOST_OK);
+            connect_and_check_in(h, 0, 3);
+        } else {
+            check_in(h, 0, 3);
+        }
+        assert_int_equal(roost_coord_tick(h->coord, 4, NULL), ROOST_OK);
+        send_update(h, 0, 1.0f, 10, 2, h->clients[0].task_id, 5);
+        assert_int_equal(roost_coord_last_round(h->coord), 2);
+        if (pass == 0) {
+            memcpy(uninterrupted, roost_coord_params(h->coord, NULL),
+                   sizeof(uninterrupted));
+            /* A fresh store for the interrupted run. */
+            roost_coord_destroy(h->coord);
+            h->coord = NULL;
+            roost_store_close(h->store);
+            unlink(h->db);
+            assert_int_equal(
+                roost_store_open(&h->store, h->db, ROOST_STORE_CREATE, NULL),
+                ROOST_OK);
+            memset(h->clients, 0, sizeof(h->clients));
+        }
+    }
+    /* With momentum 0.9 the second step moves 1 + 0.9 = 1.9, where a lost
+     * momentum would move 1.0. */
+    assert_memory_equal(roost_coord_params(h->coord, NULL), uninterrupted,
+                        sizeof(uninterrupted));
+}
+
 int
 main(void)
 {
@@ -569,6 +846,14 @@ main(void)
         cmocka_unit_test_setup_teardown(central_dp_round_is_accounted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(many_sessions_open_and_close, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(federated_evaluation_round, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(declined_task_goes_to_a_waiting_client,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(clients_without_budget_are_not_selected,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(strategy_state_survives_restart, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -176,19 +176,24 @@ newer_schema_refused(void **state)
 {
     tmpdir *t = *state;
     roost_store_close(open_rw(t->db));
-    raw_sql(t->db, "PRAGMA user_version = 3");
+    char sql[64], version[32];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+             ROOST_STORE_SCHEMA_VERSION + 1);
+    snprintf(version, sizeof(version), "version %d",
+             ROOST_STORE_SCHEMA_VERSION + 1);
+    raw_sql(t->db, sql);
     roost_store *s = NULL;
     roost_errmsg em;
     assert_int_equal(roost_store_open(&s, t->db, 0, &em), ROOST_ENOTSUP);
     assert_null(s);
     assert_non_null(strstr(em.text, "newer"));
-    assert_non_null(strstr(em.text, "version 3"));
+    assert_non_null(strstr(em.text, version));
     assert_int_equal(roost_store_open(&s, t->db, ROOST_STORE_READONLY, &em),
                      ROOST_ENOTSUP);
 }
 
 static void
-migration_v1_to_v2(void **state)
+migration_v1_to_latest(void **state)
 {
     tmpdir *t = *state;
     roost_store_options opt;
@@ -213,7 +218,7 @@ migration_v1_to_v2(void **state)
     assert_non_null(strstr(em.text, "migrat"));
 
     s = open_rw(t->db);
-    assert_int_equal(roost_store_schema_version(s), 2);
+    assert_int_equal(roost_store_schema_version(s), 3);
     assert_int_equal(roost_store_note_open_round(s, 3, 0, 5, &em), ROOST_OK);
     int64_t open_round, opened, nsel;
     assert_int_equal(
@@ -232,7 +237,97 @@ migration_v1_to_v2(void **state)
     assert_int_equal(n, 3);
     roost_store_close(s);
     assert_int_equal(raw_count(t->db, "SELECT count(*) FROM schema_migrations"),
-                     2);
+                     3);
+}
+
+/* Version 2 files have no strategy_state table: loading says so, and a
+ * commit that carries a state is refused whole (nothing half-written). */
+static void
+strategy_state_needs_v3(void **state)
+{
+    tmpdir *t = *state;
+    roost_store_options opt;
+    roost_store_options_init(&opt);
+    opt.flags = ROOST_STORE_CREATE;
+    opt.schema_version = 2;
+    roost_store *s = NULL;
+    roost_errmsg em;
+    assert_int_equal(roost_store_open_ex(&s, t->db, &opt, &em), ROOST_OK);
+    int64_t run = fixture_add_run(s, N_PARAMS);
+    int64_t round = -1;
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        roost_store_load_strategy_state(s, &round, &buf, &len, &em),
+        ROOST_ENOTSUP);
+    fixture_round f;
+    assert_int_equal(fixture_round_init(&f, run, 1, 3, N_PARAMS), 0);
+    static const char blob[] = "state";
+    f.commit.strategy_state = blob;
+    f.commit.strategy_state_len = sizeof(blob);
+    assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
+                     ROOST_ENOTSUP);
+    fixture_round_free(&f);
+    roost_store_head head;
+    assert_int_equal(roost_store_last_committed_round(s, &head, &em), ROOST_OK);
+    assert_int_equal(head.round_id, 0);
+    roost_store_close(s);
+}
+
+/* The newest strategy state comes back byte for byte; older ones are
+ * pruned by the commit that supersedes them; a round without a state
+ * keeps the last one; a state whose bytes were edited is refused. */
+static void
+strategy_state_round_trip(void **state)
+{
+    tmpdir *t = *state;
+    roost_store *s = open_rw(t->db);
+    roost_errmsg em;
+    int64_t run = fixture_add_run(s, N_PARAMS);
+    int64_t round = -1, n = -1;
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        roost_store_load_strategy_state(s, &round, &buf, &len, &em),
+        ROOST_ENOENT);
+    unsigned char blob[300];
+    for (int r = 1; r <= 3; r++) {
+        for (size_t i = 0; i < sizeof(blob); i++)
+            blob[i] = (unsigned char)(i * 7u + (unsigned)r);
+        fixture_round f;
+        assert_int_equal(fixture_round_init(&f, run, r, 3, N_PARAMS), 0);
+        /* Round 3 records no state (a failed round keeps the old one). */
+        if (r < 3) {
+            f.commit.strategy_state = blob;
+            f.commit.strategy_state_len = sizeof(blob) - (size_t)r;
+        }
+        assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
+                         ROOST_OK);
+        fixture_round_free(&f);
+    }
+    assert_int_equal(raw_count(t->db, "SELECT count(*) FROM strategy_state"),
+                     1);
+    assert_int_equal(
+        roost_store_load_strategy_state(s, &round, &buf, &len, &em), ROOST_OK);
+    assert_int_equal(round, 2);
+    assert_int_equal(len, sizeof(blob) - 2);
+    assert_int_equal(((unsigned char *)buf)[5], (unsigned char)(35 + 2));
+    free(buf);
+    assert_int_equal(roost_store_count_rounds(s, "train", &n, &em), ROOST_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(roost_store_count_rounds(s, "eval", &n, &em), ROOST_OK);
+    assert_int_equal(n, 0);
+    roost_store_close(s);
+
+    raw_sql(t->db, "UPDATE strategy_state SET state = zeroblob(298)");
+    s = open_rw(t->db);
+    buf = NULL;
+    assert_int_equal(
+        roost_store_load_strategy_state(s, &round, &buf, &len, &em),
+        ROOST_EHASH);
+    assert_null(buf);
+    assert_non_null(strstr(em.text, "SHA-256"));
+    roost_store_close(s);
 }
 
 /* ---------------------------------------------------------------------
@@ -1058,7 +1153,11 @@ main(void)
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(newer_schema_refused, setup_tmp,
                                         teardown_tmp),
-        cmocka_unit_test_setup_teardown(migration_v1_to_v2, setup_tmp,
+        cmocka_unit_test_setup_teardown(migration_v1_to_latest, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(strategy_state_needs_v3, setup_tmp,
+                                        teardown_tmp),
+        cmocka_unit_test_setup_teardown(strategy_state_round_trip, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(commit_and_read_back, setup_tmp,
                                         teardown_tmp),

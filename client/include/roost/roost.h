@@ -278,6 +278,13 @@ int roost_config_set_progress(roost_config *cfg, roost_progress_fn fn,
 int roost_config_set_max_rounds(roost_config *cfg, uint64_t rounds);
 /* Reconnect backoff bounds in ms (default 100 .. 30000), with jitter. */
 int roost_config_set_reconnect(roost_config *cfg, int min_ms, int max_ms);
+/* Federated evaluation (default 0: off). With allow 1 the client answers
+ * the coordinator's evaluation tasks with the loss and accuracy of the
+ * global model on its local data. Those figures are computed from the
+ * private data and released WITHOUT differential privacy (no noise, no
+ * ledger charge); leave this off when that matters. Clients with their own
+ * trainer (roost_config_set_trainer) always decline evaluation tasks. */
+int roost_config_set_allow_evaluation(roost_config *cfg, int allow);
 /* A display label sent at check-in (not an identity). */
 int roost_config_set_label(roost_config *cfg, const char *label);
 /* INSECURE, tests only: derive all randomness (DP noise included) from
