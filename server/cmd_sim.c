@@ -885,7 +885,9 @@ usage(FILE *out)
         "  --local-epochs E     local epochs per round (default 1)\n"
         "  --batch B            batch size; with DP the expected batch\n"
         "                       (default 32)\n"
-        "  --lr LR              client learning rate (default 0.05)\n"
+        "  --lr LR              client learning rate (default 0.05; 0.5\n"
+        "                       with DP, whose clipped, noised steps are\n"
+        "                       smaller)\n"
         "  --momentum M         client momentum (default 0)\n"
         "  --partition P        iid | shards[:S] | dirichlet:ALPHA (default "
         "iid)\n"
@@ -895,8 +897,10 @@ usage(FILE *out)
         "                       calibrated so a client joining --dp-rounds\n"
         "                       rounds stays within it\n"
         "  --dp-rounds N        rounds each client's budget is planned for\n"
-        "                       (default: all); a client whose ledger is\n"
-        "                       spent declines and another takes its place\n"
+        "                       (default: twice a client's expected share,\n"
+        "                       2*R*K/N, at most R); a client whose budget\n"
+        "                       is spent declines and another takes its\n"
+        "                       place\n"
         "  --sigma S            use this noise multiplier instead\n"
         "  --clip C             per-example clip norm (default 1)\n"
         "  --delta D            DP delta (default 1e-5)\n"
@@ -1011,7 +1015,7 @@ parse_args(int argc, char **argv, struct sim_args *a)
     a->model = "mlp";
     a->local_epochs = 1;
     a->batch = 32;
-    a->lr = 0.05;
+    a->lr = (double)NAN; /* unset: chosen after parsing, by DP or not */
     a->partition = "iid";
     a->dp = true;
     a->epsilon = 8.0;
@@ -1103,9 +1107,23 @@ parse_args(int argc, char **argv, struct sim_args *a)
                         "--sigma >= 0 and --delta in (0, 1)\n");
         return false;
     }
+    if (isnan(a->lr))
+        a->lr = a->dp ? 0.5 : 0.05;
     if (!(a->lr > 0)) {
         fprintf(stderr, "roost sim: --lr must be > 0\n");
         return false;
+    }
+    if (a->dp_rounds == 0) {
+        /* Twice the rounds a client takes part in on average: a client
+         * selected more often than that runs out of budget and is
+         * replaced, instead of every client's noise being sized for the
+         * unlikely case of joining every round. */
+        double share =
+            2.0 * (double)a->rounds * (double)a->per_round / (double)a->clients;
+        a->dp_rounds =
+            share >= (double)a->rounds ? a->rounds : (uint32_t)ceil(share);
+        if (a->dp_rounds == 0)
+            a->dp_rounds = 1;
     }
     return true;
 }

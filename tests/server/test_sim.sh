@@ -2,7 +2,8 @@
 # roost sim end to end on the real Fashion-MNIST files: a small federation
 # learns (accuracy far above chance), with DP the reported epsilon stays
 # within the budget, dropout still commits rounds when the quorum holds and
-# records failed rounds cleanly when it cannot, and every record verifies
+# records failed rounds cleanly when it cannot, budget-exhausted clients
+# are replaced, federated evaluation rounds run, and every record verifies
 # with roost audit.
 set -u
 roost="$1"
@@ -68,7 +69,32 @@ if run tls --no-dp --tls --clients 12; then
         { echo "FAIL: tls accuracy $acc <= 0.5"; fail=1; }
 fi
 
-# 6. Bad flags are refused with status 2 and a message.
+# 6. Budgets sized for 2 rounds each (--dp-rounds 2) on 8 clients, 4 per
+#    round: clients that have spent theirs decline when selected and a
+#    waiting client takes their place, so every round still commits and
+#    nobody exceeds epsilon.
+if run budget --clients 8 --dp-rounds 2 --epsilon 8; then
+    [ "$(grep -c '"committed":true' "$work/budget.out")" -eq 3 ] ||
+        { echo "FAIL: budget: want 3 committed rounds"; fail=1; }
+    eps=$(field "$(last budget)" epsilon_max)
+    awk -v e="$eps" 'BEGIN { exit !(e > 0 && e <= 8) }' ||
+        { echo "FAIL: budget epsilon_max $eps not in (0, 8]"; fail=1; }
+fi
+
+# 7. Federated evaluation after every training round: 3 training rounds
+#    and 3 evaluation rounds, whose client-reported accuracy is far above
+#    chance.
+if run fedeval --no-dp --fed-eval 1; then
+    [ "$(grep -c '"kind":"eval","committed":true' "$work/fedeval.out")" -eq 3 ] ||
+        { echo "FAIL: fedeval: want 3 committed evaluation rounds"; fail=1; }
+    [ "$(grep -vc '"kind":"eval"' "$work/fedeval.out")" -eq 3 ] ||
+        { echo "FAIL: fedeval: want 3 training rounds"; fail=1; }
+    acc=$(field "$(last fedeval)" fed_accuracy)
+    awk -v a="$acc" 'BEGIN { exit !(a > 0.5) }' ||
+        { echo "FAIL: fedeval accuracy $acc <= 0.5"; fail=1; }
+fi
+
+# 8. Bad flags are refused with status 2 and a message.
 "$roost" sim --clients 0 >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] && grep -q -- "--clients" "$work/bad.err" ||
     { echo "FAIL: --clients 0 not refused"; fail=1; }
