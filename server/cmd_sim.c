@@ -71,6 +71,7 @@ struct sim_args {
     uint32_t min_clients;
     bool tls;
     uint32_t fed_eval_every; /* 0: no federated evaluation rounds */
+    uint32_t eval_every;     /* held-out evaluation every N rounds */
     uint32_t dp_rounds;      /* rounds a budget is planned for; 0: all */
 };
 
@@ -228,6 +229,9 @@ struct sim {
     bool stop;
     pthread_t *threads;
     uint32_t n_threads;
+    /* Held-out evaluation: one workspace per thread that takes a slice. */
+    roost_workspace **eval_ws;
+    uint32_t n_eval;
     int failed;
     /* --tls: a real listener on loopback and one connector per client,
      * with a throw-away PKI made for the run. */
@@ -611,6 +615,71 @@ tls_poll(struct sim *s)
         roost_channel_poll(s->vc[i].ch, 0);
 }
 
+/* ------------------------------------------------- held-out evaluation */
+
+struct eval_slice {
+    roost_workspace *ws;
+    const float *params, *x;
+    const uint8_t *y;
+    size_t n;
+    double loss, accuracy;
+    int rc;
+};
+
+static void *
+eval_slice_main(void *arg)
+{
+    struct eval_slice *e = arg;
+    e->rc = roost_model_evaluate(e->ws, e->params, e->x, e->y, e->n, &e->loss,
+                                 &e->accuracy);
+    return NULL;
+}
+
+/* The coordinator's held-out evaluation, spread over as many threads as
+ * the simulation trains with: the round's clients have all answered, so
+ * the cores would otherwise wait for one thread. Each slice is
+ * contiguous; the means are recombined weighted by slice size. */
+static int
+sim_evaluate(void *arg, const float *params, double *loss, double *accuracy)
+{
+    struct sim *s = arg;
+    size_t n = roost_dataset_count(s->test), dim = roost_dataset_dim(s->test);
+    const float *x = roost_dataset_features(s->test);
+    const uint8_t *y = roost_dataset_labels(s->test);
+    struct eval_slice sl[64];
+    pthread_t th[64];
+    bool started[64] = {false};
+    uint32_t k = s->n_eval;
+    size_t at = 0;
+    for (uint32_t i = 0; i < k; i++) {
+        size_t len = n / k + (i < n % k ? 1 : 0);
+        sl[i] = (struct eval_slice){
+            s->eval_ws[i], params, x + at * dim, y + at, len, 0, 0, ROOST_OK};
+        at += len;
+    }
+    for (uint32_t i = 1; i < k; i++)
+        started[i] = sl[i].n > 0 &&
+                     pthread_create(&th[i], NULL, eval_slice_main, &sl[i]) == 0;
+    for (uint32_t i = 0; i < k; i++)
+        if (i == 0 || (!started[i] && sl[i].n > 0))
+            eval_slice_main(&sl[i]); /* this thread, or a failed start */
+    double l = 0, a = 0;
+    int rc = ROOST_OK;
+    for (uint32_t i = 0; i < k; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        if (sl[i].n == 0)
+            continue;
+        if (sl[i].rc != ROOST_OK)
+            rc = sl[i].rc;
+        l += sl[i].loss * (double)sl[i].n;
+        a += sl[i].accuracy * (double)sl[i].n;
+    }
+    *loss = l / (double)n;
+    *accuracy = a / (double)n;
+    return rc;
+}
+
 /* ---------------------------------------------------------- worker pool */
 
 static void *
@@ -858,11 +927,14 @@ on_round(void *arg, const roost_coord_round_summary *r)
         snprintf(eps_text, sizeof(eps_text), "no DP");
     if (isatty(STDOUT_FILENO))
         printf("\r\033[K");
-    printf("round %3" PRId64 "/%u %s accuracy %6.2f%%  loss %.4f  %s  "
-           "clients %u/%u  %.2fs",
+    /* Rounds between held-out evaluations (--eval-every) have none. */
+    char acc_text[48] = "accuracy       -  loss      -";
+    if (isfinite(r->eval_accuracy))
+        snprintf(acc_text, sizeof(acc_text), "accuracy %6.2f%%  loss %.4f",
+                 100.0 * r->eval_accuracy, r->eval_loss);
+    printf("round %3" PRId64 "/%u %s %s  %s  clients %u/%u  %.2fs",
            (int64_t)s->rounds_done, s->a.rounds, r->committed ? "" : "FAILED",
-           100.0 * r->eval_accuracy, r->eval_loss, eps_text, r->accepted,
-           r->selected, secs);
+           acc_text, eps_text, r->accepted, r->selected, secs);
     if (isatty(STDOUT_FILENO) && s->rounds_done < s->a.rounds)
         printf("  [eta %.0fs]", eta);
     printf("\n");
@@ -920,6 +992,8 @@ usage(FILE *out)
         "  --tls                carry every message over real TLS 1.3 on\n"
         "                       loopback TCP (a certificate per client;\n"
         "                       for up to a few hundred clients)\n"
+        "  --eval-every N       evaluate the global model on the test set\n"
+        "                       every N rounds and after the last (default 1)\n"
         "  --fed-eval N         every N training rounds, a federated\n"
         "                       evaluation round: clients report loss and\n"
         "                       accuracy on their own data, WITHOUT DP\n"
@@ -954,6 +1028,7 @@ static const struct sim_flag sim_flags[] = {
     SIM_FLAG("--threads", FLAG_U32, threads, 1, 256),
     SIM_FLAG("--min-clients", FLAG_U32, min_clients, 1, 1000000),
     SIM_FLAG("--fed-eval", FLAG_U32, fed_eval_every, 1, 1000000),
+    SIM_FLAG("--eval-every", FLAG_U32, eval_every, 1, 1000000),
     SIM_FLAG("--dp-rounds", FLAG_U32, dp_rounds, 1, 1000000),
     SIM_FLAG("--lr", FLAG_DOUBLE, lr, 0, 0),
     SIM_FLAG("--momentum", FLAG_DOUBLE, momentum, 0, 0),
@@ -1170,6 +1245,9 @@ sim_free(struct sim *s)
     roost_coord_destroy(s->coord);
     roost_store_close(s->store);
     roost_partition_destroy(s->part);
+    for (uint32_t i = 0; s->eval_ws != NULL && i < s->n_eval; i++)
+        roost_workspace_destroy(s->eval_ws[i]);
+    free(s->eval_ws);
     roost_model_destroy(s->model);
     roost_dataset_destroy(s->train);
     roost_dataset_destroy(s->test);
@@ -1366,6 +1444,9 @@ roost_cmd_sim(int argc, char **argv)
     cc.learning_rate = a->lr;
     cc.momentum = a->momentum;
     cc.eval_set = s->test;
+    cc.eval_every = a->eval_every;
+    cc.evaluate = sim_evaluate;
+    cc.evaluate_arg = s;
     cc.selection_seed = a->seeded ? a->seed : 0;
     cc.store = s->store;
     cc.run_name = "roost sim";
@@ -1431,6 +1512,16 @@ roost_cmd_sim(int argc, char **argv)
     }
     if (a->tls && tls_setup(s) != ROOST_OK)
         goto out;
+    s->n_eval = a->threads < 64 ? a->threads : 64;
+    s->eval_ws = calloc(s->n_eval, sizeof(*s->eval_ws));
+    if (s->eval_ws == NULL)
+        goto out;
+    for (uint32_t i = 0; i < s->n_eval; i++)
+        if (roost_workspace_create(&s->eval_ws[i], s->model, 256, &em) !=
+            ROOST_OK) {
+            fprintf(stderr, "roost sim: evaluation workspace: %s\n", em.text);
+            goto out;
+        }
     s->n_threads = a->threads;
     s->threads = calloc(s->n_threads, sizeof(*s->threads));
     if (s->threads == NULL)

@@ -688,11 +688,26 @@ round_close(roost_coord *c, int64_t now_ms)
             }
         }
     }
-    if (quorum && c->eval_ws != NULL) {
+    /* Training round number of this round, counting the failed ones. */
+    int64_t train_no = c->train_rounds + 1;
+    bool eval_due =
+        c->cfg.eval_every <= 1 || train_no % (int64_t)c->cfg.eval_every == 0 ||
+        (c->cfg.max_rounds != 0 && (uint64_t)train_no >= c->cfg.max_rounds);
+    if (quorum && c->eval_ws != NULL && eval_due) {
         const roost_dataset *ds = c->cfg.eval_set;
-        roost_model_evaluate(c->eval_ws, new_params, roost_dataset_features(ds),
-                             roost_dataset_labels(ds), roost_dataset_count(ds),
-                             &sum.eval_loss, &sum.eval_accuracy);
+        int erc = c->cfg.evaluate != NULL
+                      ? c->cfg.evaluate(c->cfg.evaluate_arg, new_params,
+                                        &sum.eval_loss, &sum.eval_accuracy)
+                      : roost_model_evaluate(
+                            c->eval_ws, new_params, roost_dataset_features(ds),
+                            roost_dataset_labels(ds), roost_dataset_count(ds),
+                            &sum.eval_loss, &sum.eval_accuracy);
+        if (erc != ROOST_OK) {
+            roost_log(&c->cfg.log, ROOST_LOG_ERROR,
+                      "round %" PRId64 ": held-out evaluation failed: %s",
+                      r->id, roost_strerror(erc));
+            sum.eval_loss = sum.eval_accuracy = NOT_MEASURED;
+        }
     }
 
     uint32_t dropped = 0;

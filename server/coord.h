@@ -149,9 +149,18 @@ typedef struct roost_coord_config {
     uint64_t max_examples; /* cap on reported counts; 0: none */
     roost_strategy_config strategy;
 
-    /* Optional held-out evaluation of every new global model (borrowed;
-     * must outlive the coordinator). */
+    /* Optional held-out evaluation of new global models (borrowed; must
+     * outlive the coordinator): after every eval_every-th training round
+     * (0 or 1: every round) and after the last one (max_rounds). */
     const roost_dataset *eval_set;
+    uint32_t eval_every;
+    /* Optional: runs the held-out evaluation instead of the coordinator's
+     * single-threaded loop (e.g. roost sim spreads it over its worker
+     * threads). Called on the coordinator's thread; must compute the mean
+     * cross-entropy and accuracy of params on all of eval_set. */
+    int (*evaluate)(void *arg, const float *params, double *loss,
+                    double *accuracy);
+    void *evaluate_arg;
 
     /* Deterministic selection for reproducible simulations (INSECURE: the
      * selection becomes predictable; it is not a privacy mechanism, but

@@ -11,9 +11,12 @@
 #    test images after every round in both. Each uses the machine as it
 #    does by default (roost: one worker thread per core, one BLAS thread
 #    each; PyTorch: its default intra-op thread count, printed), and
-#    PyTorch once more with one intra-op thread per core. Prints the median
-#    seconds per round (rounds after the first), the ratios, the accuracy
-#    each reached after ROUNDS rounds and each one's peak RSS.
+#    PyTorch once more with one intra-op thread per core; then roost and
+#    PyTorch (default threads) again evaluating only after the last round
+#    (--eval-every ROUNDS in both), which times training and aggregation
+#    alone. Prints the median seconds per round (rounds after the first),
+#    the ratios, the accuracy each reached after ROUNDS rounds and each
+#    one's peak RSS.
 # 2. Memory per idle virtual client: peak RSS of `roost sim --no-dp` with
 #    1,000 and with 10,000 clients (10 per round, 1 round; 3 runs each,
 #    medians); (difference) / 9,000. Both partition the same 60,000
@@ -54,6 +57,18 @@ while [ "$i" -lt "$reps" ]; do
     # shellcheck disable=SC2086
     /usr/bin/python3 "$here/torch_fedavg.py" $job --rounds "$rounds" \
         --seed $((i + 1)) --threads "$cores" >"$tmp/torchn.$i"
+    # Both again evaluating only after the last round: the training and
+    # aggregation themselves, without the 10,000-image test pass that
+    # otherwise costs as much as training the round's 10 clients.
+    # shellcheck disable=SC2086
+    /usr/bin/time -f '{"impl": "roost-time", "peak_rss_kib": %M}' \
+        -o "$tmp/time" "$roost" sim --no-dp $job --rounds "$rounds" \
+        --eval-every "$rounds" --seed $((i + 1)) --json --quiet \
+        --db "$tmp/sim.db" --overwrite >"$tmp/rooste.$i" 2>/dev/null
+    cat "$tmp/time" >>"$tmp/rooste.$i"
+    # shellcheck disable=SC2086
+    /usr/bin/python3 "$here/torch_fedavg.py" $job --rounds "$rounds" \
+        --eval-every "$rounds" --seed $((i + 1)) >"$tmp/torche.$i"
     i=$((i + 1))
 done
 
@@ -101,16 +116,19 @@ print(f"1. FedAvg, 100 clients, 10 per round, MLP, E=1, B=32, lr 0.05, "
 print(f"   {'impl':28} {'s/round':>8} {'accuracy':>9} {'peak RSS':>9}"
       f" {'roost faster':>12}")
 med = {}
-for tag in ("roost", "torch", "torchn"):
+for tag in ("roost", "torch", "torchn", "rooste", "torche"):
     got = [summary(os.path.join(tmp, f"{tag}.{i}")) for i in range(reps)]
     med[tag] = [statistics.median(g[k] for g in got) for k in range(3)]
     med[tag].append(got[0][3])
-for tag in ("roost", "torch", "torchn"):
+for tag in ("roost", "torch", "torchn", "rooste", "torche"):
+    if tag == "rooste":
+        print(f"   evaluating only after round {rounds} (both):")
     sec, acc, rss, thr = med[tag]
-    name = "roost sim" if tag == "roost" else \
+    base = "rooste" if tag.endswith("e") else "roost"
+    name = "roost sim" if tag.startswith("roost") else \
         "pytorch (%d thread%s%s)" % (thr, "s"[:thr != 1],
-                                     ", default" if tag == "torch" else "")
-    ratio = "" if tag == "roost" else f"{sec / med['roost'][0]:11.2f}x"
+                                     ", default" if tag != "torchn" else "")
+    ratio = "" if tag == base else f"{sec / med[base][0]:11.2f}x"
     print(f"   {name:28} {sec:8.3f} {100 * acc:8.2f}% {rss / 1024:5.0f} MiB"
           f" {ratio:>12}")
 mem = {}

@@ -94,7 +94,15 @@ if run fedeval --no-dp --fed-eval 1; then
         { echo "FAIL: fedeval accuracy $acc <= 0.5"; fail=1; }
 fi
 
-# 8. Bad flags are refused with status 2 and a message.
+# 8. Held-out evaluation every 2 rounds and after the last: round 1 has
+#    none (null), rounds 2 and 3 do.
+if run evalevery --no-dp --eval-every 2; then
+    [ "$(sed -n 1p "$work/evalevery.out" | grep -c '"accuracy":null')" -eq 1 ] &&
+        [ "$(grep -c '"accuracy":0\.' "$work/evalevery.out")" -eq 2 ] ||
+        { echo "FAIL: evalevery: want rounds 2 and 3 evaluated only"; fail=1; }
+fi
+
+# 9. Bad flags are refused with status 2 and a message.
 "$roost" sim --clients 0 >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] && grep -q -- "--clients" "$work/bad.err" ||
     { echo "FAIL: --clients 0 not refused"; fail=1; }
