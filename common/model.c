@@ -78,6 +78,7 @@ struct roost_workspace {
     const roost_model *m;
     size_t max_batch;
     size_t batch;       /* batch of the last forward pass */
+    size_t correct;     /* last loss: examples whose top logit was right */
     bool have_pass1;    /* deltas of a per-example pass 1 are saved */
     const float *input; /* the current batch's input (maybe ws->xin) */
     float *xin;         /* transposed input when input_cbhw */
@@ -987,12 +988,18 @@ softmax_xent(roost_workspace *ws, const uint8_t *labels, size_t B, float scale)
     const float *z = ws->out[last];
     float *g = ws->gout[last];
     double loss = 0.0;
+    size_t correct = 0;
     for (size_t b = 0; b < B; b++) {
         const float *zb = z + b * K;
         float *gb = g + b * K;
         float mx = zb[0];
+        size_t top = 0;
         for (size_t k = 1; k < K; k++)
-            mx = zb[k] > mx ? zb[k] : mx;
+            if (zb[k] > mx) {
+                mx = zb[k];
+                top = k;
+            }
+        correct += top == labels[b];
         float s = 0.0f;
         for (size_t k = 0; k < K; k++) {
             gb[k] = expf(zb[k] - mx);
@@ -1004,7 +1011,14 @@ softmax_xent(roost_workspace *ws, const uint8_t *labels, size_t B, float scale)
             gb[k] *= inv;
         gb[labels[b]] -= scale;
     }
+    ws->correct = correct;
     return loss;
+}
+
+size_t
+roost_workspace_correct(const roost_workspace *ws)
+{
+    return ws->correct;
 }
 
 /* Which parts of the backward pass to run. */

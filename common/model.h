@@ -132,6 +132,10 @@ int roost_workspace_create(roost_workspace **out, const roost_model *m,
                            size_t max_batch, roost_errmsg *em);
 /* roost_workspace_destroy - NULL does nothing. */
 void roost_workspace_destroy(roost_workspace *ws);
+/* Of the batch behind the workspace's last loss (training step, gradient
+ * or evaluation batch): how many examples had their largest logit at
+ * their label, i.e. were classified correctly before the update. */
+size_t roost_workspace_correct(const roost_workspace *ws);
 /* Bytes held by the workspace's buffers. */
 size_t roost_workspace_bytes(const roost_workspace *ws);
 size_t roost_workspace_max_batch(const roost_workspace *ws);

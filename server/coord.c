@@ -87,7 +87,7 @@ struct round_state {
     uint32_t accepted, refused;
     uint64_t examples;
     double loss_sum, acc_sum; /* example-weighted */
-    double loss_weight;
+    double loss_weight, acc_weight;
     /* Evaluation rounds: answers and their example-weighted sums. */
     uint32_t answered;
     uint64_t ev_examples;
@@ -395,7 +395,7 @@ round_reset(roost_coord *c)
     r->n_updates = 0;
     r->accepted = r->refused = 0;
     r->examples = 0;
-    r->loss_sum = r->acc_sum = r->loss_weight = 0;
+    r->loss_sum = r->acc_sum = r->loss_weight = r->acc_weight = 0;
     r->answered = 0;
     r->ev_examples = 0;
     r->ev_loss_sum = r->ev_acc_sum = 0;
@@ -741,7 +741,7 @@ round_close(roost_coord *c, int64_t now_ms)
     rec.round.strategy = roost_strategy_kind_name(c->cfg.strategy.kind);
     rec.round.train_loss = sum.train_loss;
     rec.round.train_accuracy =
-        r->loss_weight > 0 ? r->acc_sum / r->loss_weight : NOT_MEASURED;
+        r->acc_weight > 0 ? r->acc_sum / r->acc_weight : NOT_MEASURED;
     rec.round.eval_loss = sum.eval_loss;
     rec.round.eval_accuracy = sum.eval_accuracy;
     rec.round.has_central_dp = has_cdp;
@@ -1033,7 +1033,9 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
     }
     s->reported_examples = u->num_examples;
     s->train_loss = u->metrics ? u->metrics->loss : NOT_MEASURED;
-    s->train_accuracy = u->metrics ? u->metrics->accuracy : NOT_MEASURED;
+    s->train_accuracy = u->metrics && u->metrics->accuracy_measured
+                            ? u->metrics->accuracy
+                            : NOT_MEASURED;
     if (u->dp != NULL && c->cfg.dp_enabled) {
         s->dp_epsilon = u->dp->epsilon_spent;
         s->dp_delta = u->dp->delta;
@@ -1135,8 +1137,11 @@ fold_update(roost_coord *c, struct session *s, int64_t now_ms)
     r->examples += vr.examples;
     if (isfinite(s->train_loss) && vr.examples > 0) {
         r->loss_sum += (double)vr.examples * s->train_loss;
-        r->acc_sum += (double)vr.examples * s->train_accuracy;
         r->loss_weight += (double)vr.examples;
+    }
+    if (isfinite(s->train_accuracy) && vr.examples > 0) {
+        r->acc_sum += (double)vr.examples * s->train_accuracy;
+        r->acc_weight += (double)vr.examples;
     }
     send_ack(c, s, (uint64_t)r->id, p->task_id, ROOST_OK, "");
     if (r->accepted >= round_quorum(c))

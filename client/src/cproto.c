@@ -486,7 +486,8 @@ send_update(roost_cproto *p, const roost_local_result *res, double eps,
     } else {
         up.num_examples = res->examples;
         met.loss = isfinite(res->loss) ? res->loss : 0.0;
-        met.accuracy = 0.0;
+        met.accuracy_measured = isfinite(res->accuracy);
+        met.accuracy = met.accuracy_measured ? res->accuracy : 0.0;
         up.metrics = &met;
     }
     env.body_case = ROOST__V1__ENVELOPE__BODY_UPDATE;

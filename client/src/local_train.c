@@ -44,6 +44,7 @@ struct roost_local_trainer {
     uint64_t per_epoch;
     double loss_sum;
     size_t loss_n;
+    size_t correct, seen; /* plain, built-in model: this epoch's accuracy */
     /* plain */
     roost_workspace *ws;
     size_t batch, pos;
@@ -225,6 +226,7 @@ roost_local_trainer_create(roost_local_trainer **out,
     t->n_params = n_params;
     t->dim = dim;
     t->res.loss = (double)NAN;
+    t->res.accuracy = (double)NAN;
     t->res.examples = n;
     roost_sgd_config sc = {
         .lr = (float)task->learning_rate,
@@ -275,8 +277,11 @@ step_plain(roost_local_trainer *t, roost_errmsg *em)
     if (t->pos >= t->n) {
         if (t->n_batches > 0)
             t->res.loss = t->loss_sum / (double)t->n_batches;
+        if (t->seen > 0)
+            t->res.accuracy = (double)t->correct / (double)t->seen;
         t->loss_sum = 0;
         t->n_batches = 0;
+        t->correct = t->seen = 0;
         for (size_t j = t->n - 1; j > 0; j--) {
             uint64_t r;
             int rc = roost_rng_below(t->rng, j + 1, &r);
@@ -306,6 +311,10 @@ step_plain(roost_local_trainer *t, roost_errmsg *em)
         return roost_fail(em, rc, "local training step failed");
     t->loss_sum += loss;
     t->n_batches++;
+    if (t->src.model != NULL) {
+        t->correct += roost_workspace_correct(t->ws);
+        t->seen += b;
+    }
     return ROOST_OK;
 }
 
@@ -349,6 +358,8 @@ roost_local_trainer_step(roost_local_trainer *t, bool *done, roost_errmsg *em)
                                   &t->res.noise_beta);
         } else if (t->n_batches > 0) {
             t->res.loss = t->loss_sum / (double)t->n_batches;
+            if (t->seen > 0)
+                t->res.accuracy = (double)t->correct / (double)t->seen;
         }
     }
     *done = t->done;
@@ -373,6 +384,7 @@ roost_local_train(const roost_model *m, const roost_dataset *ds,
         return roost_fail(em, ROOST_EINVAL, "local training: NULL result");
     memset(result, 0, sizeof(*result));
     result->loss = (double)NAN;
+    result->accuracy = (double)NAN;
     roost_local_source src = {.model = m};
     roost_local_trainer *t = NULL;
     int rc = roost_local_trainer_create(&t, NULL, &src, ds, idx, n, global,

@@ -46,6 +46,9 @@ typedef struct roost_local_plan_info {
 
 typedef struct roost_local_result {
     double loss;        /* mean training loss over the last epoch's steps */
+    double accuracy;    /* training accuracy over the same steps (before
+                           each step's update); NaN when not measured
+                           (DP, or an application's own trainer) */
     uint64_t examples;  /* local examples */
     uint64_t steps;     /* optimiser steps taken */
     double noise_draws; /* DP: noise values drawn (for roost_noise_charge) */

@@ -239,6 +239,14 @@ loss_matches_definition(void **state)
         ROOST_OK);
     assert_near(loss, want, 1e-5);
     assert_near(acc, 0.5, 1e-12); /* argmax is class 9 */
+    assert_int_equal(roost_workspace_correct(f.ws), 1);
+    /* A gradient pass counts the same way: both labelled 9 now. */
+    f.labels[0] = 9;
+    float *g = calloc(f.np, sizeof(float));
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, 2, g, &loss), ROOST_OK);
+    assert_int_equal(roost_workspace_correct(f.ws), 2);
+    free(g);
     fixture_free(&f);
 }
 

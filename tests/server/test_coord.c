@@ -289,6 +289,7 @@ send_update(struct harness *h, int i, float value, uint64_t examples,
     roost__v1__metrics__init(&met);
     met.loss = 1.0;
     met.accuracy = 0.5;
+    met.accuracy_measured = examples != 77; /* 77: a client that did not */
     up.round_id = round_id;
     up.task_id = task_id;
     up.num_examples = examples;
@@ -368,6 +369,27 @@ fedavg_round_commits_weighted_mean(void **state)
     int64_t bad;
     assert_int_equal(roost_store_verify_chain(h->store, &bad, NULL, NULL, &em),
                      ROOST_OK);
+    /* Reported training figures, example-weighted: all said loss 1.0 and
+     * measured accuracy 0.5. */
+    roost_store_round_info info;
+    size_t n_info = 0;
+    assert_int_equal(
+        roost_store_list_rounds(h->store, 1, &info, 1, &n_info, &em), ROOST_OK);
+    assert_near(info.train_loss, 1.0, 1e-12);
+    assert_near(info.train_accuracy, 0.5, 1e-12);
+
+    /* Round 2: one client did not measure accuracy; the others' value
+     * stands alone, the loss still counts all three. */
+    for (int i = 0; i < 3; i++)
+        check_in(h, i, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    send_update(h, 0, 1.0f, 77, 2, h->clients[0].task_id, 12);
+    send_update(h, 1, 1.0f, 100, 2, h->clients[1].task_id, 12);
+    send_update(h, 2, 1.0f, 100, 2, h->clients[2].task_id, 12);
+    assert_int_equal(
+        roost_store_list_rounds(h->store, 2, &info, 1, &n_info, &em), ROOST_OK);
+    assert_near(info.train_accuracy, 0.5, 1e-12);
+    assert_near(info.train_loss, 1.0, 1e-12);
 }
 
 static void
