@@ -1289,6 +1289,32 @@ drain_queue(struct sim *s, int64_t now)
     return ROOST_OK;
 }
 
+/* With DP, whether the run can go on: between rounds, with nothing
+ * training, at least as many clients as a round needs must still have
+ * budget. Otherwise no round can ever open again (a deployment would wait
+ * for new devices; a simulation has no others), so it says so and stops. */
+static bool
+out_of_budget(struct sim *s)
+{
+    if (!s->a.dp || roost_coord_round_open(s->coord) || s->running > 0 ||
+        s->held != NULL)
+        return false;
+    uint32_t able = 0;
+    for (uint32_t i = 0; i < s->a.clients; i++) {
+        const struct vclient *vc = &s->vc[i];
+        if (roost_cproto_state(vc->proto) != ROOST_CP_EXHAUSTED &&
+            vc->budget.eps_max - vc->budget.spent > 0)
+            able++;
+    }
+    if (able >= s->a.per_round)
+        return false;
+    fprintf(stderr,
+            "roost sim: stopping after %u rounds: only %u clients have "
+            "privacy budget left, and a round needs %u\n",
+            s->rounds_done, able, s->a.per_round);
+    return true;
+}
+
 static int
 setup_dp(struct sim *s, roost_coord_config *cc)
 {
@@ -1591,6 +1617,8 @@ roost_cmd_sim(int argc, char **argv)
         rc = drain_queue(s, now_ms());
         if (rc != ROOST_OK)
             goto out;
+        if (out_of_budget(s))
+            break;
     }
     if (!a->json && !a->quiet) {
         struct rusage ru;

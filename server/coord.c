@@ -1637,6 +1637,12 @@ roost_coord_finished(const roost_coord *c)
     return c->finished;
 }
 
+bool
+roost_coord_round_open(const roost_coord *c)
+{
+    return c->round.open;
+}
+
 int64_t
 roost_coord_last_round(const roost_coord *c)
 {

@@ -225,6 +225,9 @@ void roost_coord_abandon_round(roost_coord *c);
 /* true once max_rounds rounds are committed. */
 bool roost_coord_finished(const roost_coord *c);
 
+/* true while a round is open. */
+bool roost_coord_round_open(const roost_coord *c);
+
 /* The last committed round id (0 before the first) and the current global
  * parameters (owned by the coordinator, param_count floats). */
 int64_t roost_coord_last_round(const roost_coord *c);

@@ -81,6 +81,17 @@ if run budget --clients 8 --dp-rounds 2 --epsilon 8; then
         { echo "FAIL: budget epsilon_max $eps not in (0, 8]"; fail=1; }
 fi
 
+# 6b. Asked for more rounds than the budgets allow (8 clients x 2 rounds
+#     = 4 rounds of 4), the run stops by itself with a clear message once
+#     fewer than 4 clients have budget, instead of waiting forever.
+if run spent --clients 8 --dp-rounds 2 --epsilon 8 --rounds 12; then
+    grep -q "privacy budget left" "$work/spent.err" ||
+        { echo "FAIL: spent: no out-of-budget message"; fail=1; }
+    n=$(wc -l <"$work/spent.out")
+    [ "$n" -ge 4 ] && [ "$n" -lt 12 ] ||
+        { echo "FAIL: spent: $n rounds, want 4..11"; fail=1; }
+fi
+
 # 7. Federated evaluation after every training round: 3 training rounds
 #    and 3 evaluation rounds, whose client-reported accuracy is far above
 #    chance.
