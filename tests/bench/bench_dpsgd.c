@@ -122,8 +122,9 @@ main(int argc, char **argv)
     check(roost_dpsgd_create(&dp, NULL, m, n_local, &dc, rng, &em), "dpsgd",
           &em);
     roost_noise *noise;
-    check(roost_noise_create(&noise, NULL, rng, 1.0, 1.0, 0, &em), "noise",
-          &em);
+    check(roost_noise_create(&noise, NULL, rng, 1.0, 1.0,
+                             ROOST_NOISE_GRID_BITS_DEFAULT, &em),
+          "noise", &em);
 
     double plain[64], dps[64], noise_ms[64];
     for (int r = 0; r < reps; r++) {
@@ -148,7 +149,8 @@ main(int argc, char **argv)
         } while ((t = now_seconds() - t0) < seconds);
         dps[r] = (double)(steps * batch) / t;
 
-        /* The noise alone, on a vector of the model's size. */
+        /* The noise alone, on a vector of the model's size, at the grid
+         * the DP step uses. */
         memset(grad, 0, n_params * sizeof(float));
         steps = 0;
         t0 = now_seconds();
