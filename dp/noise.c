@@ -404,20 +404,29 @@ static void
 fast_chunk_scalar(const roost_noise *noise, const uint64_t *w, int32_t *z,
                   size_t count, uint8_t *tie)
 {
-    const uint32_t *hot_b = noise->tb.hot, *hot_a = noise->ta.hot;
-    const unsigned bits_b = noise->tb.bits, bits_a = noise->ta.bits;
-    const int64_t k = noise->k;
+    /* One table per pass keeps the loop's constants in registers. */
+    const uint32_t *hot = noise->tb.hot;
+    unsigned bits = noise->tb.bits;
     for (size_t g = 0; g * NOISE_GROUP < count; g++) {
         size_t end =
             (g + 1) * NOISE_GROUP < count ? (g + 1) * NOISE_GROUP : count;
         uint32_t t = 0;
-        for (size_t i = g * NOISE_GROUP; i < end; i++) {
-            int64_t b = fast_draw(hot_b, bits_b, (uint32_t)(w[i] >> 32), &t);
-            if (k != 0)
-                b += k * fast_draw(hot_a, bits_a, (uint32_t)w[i], &t);
-            z[i] = (int32_t)b;
-        }
+        for (size_t i = g * NOISE_GROUP; i < end; i++)
+            z[i] = fast_draw(hot, bits, (uint32_t)(w[i] >> 32), &t);
         tie[g] = (uint8_t)t;
+    }
+    if (noise->k == 0)
+        return;
+    const int32_t k = (int32_t)noise->k;
+    hot = noise->ta.hot;
+    bits = noise->ta.bits;
+    for (size_t g = 0; g * NOISE_GROUP < count; g++) {
+        size_t end =
+            (g + 1) * NOISE_GROUP < count ? (g + 1) * NOISE_GROUP : count;
+        uint32_t t = 0;
+        for (size_t i = g * NOISE_GROUP; i < end; i++)
+            z[i] += k * fast_draw(hot, bits, (uint32_t)w[i], &t);
+        tie[g] |= (uint8_t)t;
     }
 }
 
