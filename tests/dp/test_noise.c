@@ -3,9 +3,11 @@
  * the grid, the closeness figures, moments and a Kolmogorov-Smirnov test
  * over 10^6 draws against N(0,1), exact-distribution chi-square tests at
  * small scales (single table and the B + K*A convolution), the grid
- * property of roost_noise_add, and reproducibility with the insecure
- * deterministic rng. Seeds are fixed, so every statistical verdict is
- * reproducible; the thresholds are set at strict alphas (1e-3 to 1e-6).
+ * property of roost_noise_add, reproducibility with the insecure
+ * deterministic rng, the exact tie paths of a 32-bit draw, and the AVX2
+ * and scalar paths giving the same output from the same stream. Seeds are
+ * fixed, so every statistical verdict is reproducible; the thresholds are set
+ * at strict alphas (1e-3 to 1e-6).
  */
 #include <stdarg.h>
 #include <stddef.h>
