@@ -271,7 +271,10 @@ roost_dpsgd_step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
     if (rc != ROOST_OK)
         return roost_fail(em, rc, "dpsgd: random source failed");
     roost_dpsgd_step_info local = {0};
-    memset(grad, 0, d->n_params * sizeof(float));
+    /* The first micro-batch's weighted sum overwrites grad; an empty batch
+     * still gets noise, on zeros. */
+    if (n_batch == 0)
+        memset(grad, 0, d->n_params * sizeof(float));
     for (size_t start = 0; start < n_batch; start += d->micro) {
         size_t mb = n_batch - start < d->micro ? n_batch - start : d->micro;
         for (size_t i = 0; i < mb; i++) {
@@ -310,15 +313,15 @@ roost_dpsgd_step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
                 grad[j] += d->part[j];
     }
     local.batch = n_batch;
-    rc = roost_noise_add(d->noise, grad, d->n_params, em);
-    if (rc != ROOST_OK)
-        return rc;
-    d->draws += (double)d->n_params;
     float scale = (float)(1.0 / (d->cfg.sampling_rate * (double)d->n_examples));
     if (d->cfg.sampling == ROOST_DPSGD_SHUFFLED_NOT_ACCOUNTED)
         scale = (float)(1.0 / (double)d->fixed_batch);
-    for (size_t j = 0; j < d->n_params; j++)
-        grad[j] *= scale;
+    /* Noise and the division by the expected batch in one pass over grad;
+     * the division is post-processing of the noised sum. */
+    rc = roost_noise_add_scaled(d->noise, grad, d->n_params, scale, em);
+    if (rc != ROOST_OK)
+        return rc;
+    d->draws += (double)d->n_params;
     if (info != NULL)
         *info = local;
     return ROOST_OK;

@@ -474,7 +474,7 @@ load_events(roost_ledger *l)
             ret = tampered(&l->em, "the task id is malformed", expect);
             goto out;
         }
-        size_t task_len;
+        size_t task_len = 0; /* set by check_event; GCC -O3 cannot tell */
         if (check_event(r.q, r.sigma, r.steps, r.delta, r.task_id, &task_len,
                         &l->em) != ROOST_OK) {
             ret = tampered(&l->em, "an event has invalid parameters", expect);

@@ -16,21 +16,25 @@
  * Both base distributions are symmetric, so each table holds |value| and
  * a random bit gives the sign. Each table is an alias table built in exact
  * 128-bit integer arithmetic: the probability of every entry is a multiple
- * of 2^-127 and the table samples exactly that distribution Q. One 64-bit
- * CSPRNG word gives the slot (top bits), the sign (bit 0) and the first
- * 63 - bits bits of the position inside the slot, which is compared with
- * the slot's threshold: first the top 32 - bits bits, from a 4-byte hot
- * table (branch-free); when those are equal (probability 2^(bits-32),
- * about 2^-17) the full 63 - bits bits; when those are equal too
- * (probability about 2^-48) a second word decides. The support is cut
- * where the ideal probability drops below 2^-76, so on the support
- * |ln(Q/P)| <= mu_table (about 2^-51, measured when the table is built)
- * and the cut-off mass is charged as beta.
+ * of 2^-127 and the table samples exactly that distribution Q. A draw
+ * takes 32 bits of CSPRNG output (so one 64-bit word per coordinate feeds
+ * both B and A): the slot (top bits), the sign (bit 0) and the first
+ * 31 - bits bits of the position inside the slot, which are compared with
+ * the slot's threshold from a 4-byte hot table (branch-free, eight draws
+ * at a time with AVX2 gathers where the CPU has them). When those bits are
+ * equal (probability 2^(bits-31), about 2^-16) the next 64 bits of the
+ * position come from an extra word and are compared with the threshold's
+ * next 64 bits; when those are equal too (probability 2^-64) a further
+ * word gives the last 32. The support is cut where the ideal probability
+ * drops below 2^-76, so on the support |ln(Q/P)| <= mu_table (about
+ * 2^-51, measured when the table is built) and the cut-off mass is charged
+ * as beta.
  *
  * Invariants: the 128-bit threshold thr of a slot is its own mass,
- * thr < 2^(127-bits); hot = (thr >> 95) << bits | alias,
- * word = (thr >> 64) << bits | alias, lo = low 64 bits of thr; a full slot
- * is stored as thr = 0, alias = itself. The slot index is |value|.
+ * thr < 2^(127-bits), bits <= 30; hot = (thr >> 96) << bits | alias,
+ * hi = thr >> 64, lo = low 64 bits of thr; a full slot is stored as
+ * thr = 0, alias = itself. The slot index is |value|. The scalar and the
+ * AVX2 paths compute the same function of the CSPRNG stream.
  * No locking: a sampler belongs to one thread, like its rng.
  */
 #include "dp/noise.h"
@@ -40,13 +44,19 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <openssl/crypto.h>
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#define NOISE_X86 1
+#include <immintrin.h>
+#endif
+
 __extension__ typedef unsigned __int128 u128;
 
-/* Coordinates per CSPRNG refill: 2 words each, 32 KiB, stays in L1/L2. */
+/* Coordinates per CSPRNG refill: one word each, 16 KiB, stays in L1. */
 #define NOISE_CHUNK 2048
 /* Entries whose ideal probability is below 2^-NOISE_CUT_BITS are cut. */
 #define NOISE_CUT_BITS 76
@@ -58,12 +68,12 @@ __extension__ typedef unsigned __int128 u128;
 #define NOISE_TAU_MIN 1.5
 
 typedef struct noise_table {
-    uint32_t *hot;  /* n_slots: (top 32-bits bits of thr << bits) | alias */
-    uint64_t *word; /* n_slots: (thr >> 64) << bits | alias */
-    uint64_t *lo;   /* n_slots: low 64 bits of thr */
-    unsigned bits;  /* log2(n_slots), 1..31 */
-    double mu;      /* max |ln(Q/P)| on the support */
-    double tail;    /* P-mass outside the support */
+    uint32_t *hot; /* n_slots: (thr >> 96) << bits | alias */
+    uint64_t *hi;  /* n_slots: thr >> 64 */
+    uint64_t *lo;  /* n_slots: low 64 bits of thr */
+    unsigned bits; /* log2(n_slots), 1..30 */
+    double mu;     /* max |ln(Q/P)| on the support */
+    double tail;   /* P-mass outside the support */
 } noise_table;
 
 struct roost_noise {
@@ -79,7 +89,8 @@ struct roost_noise {
     double mu_theta; /* convolution distance (0 when k == 0) */
     double mu, beta; /* per-draw closeness to round(N(0, s^2)) */
     noise_table tb, ta;
-    uint64_t *words; /* 2 * NOISE_CHUNK CSPRNG words */
+    bool avx2;       /* the CPU has AVX2: use the 8-wide paths */
+    uint64_t *words; /* NOISE_CHUNK CSPRNG words */
 };
 
 /* ---- ideal probabilities ------------------------------------------------ */
@@ -157,10 +168,10 @@ static void
 table_free(const roost_allocator *alloc, noise_table *tab)
 {
     roost_alloc_free(alloc, tab->hot);
-    roost_alloc_free(alloc, tab->word);
+    roost_alloc_free(alloc, tab->hi);
     roost_alloc_free(alloc, tab->lo);
     tab->hot = NULL;
-    tab->word = NULL;
+    tab->hi = NULL;
     tab->lo = NULL;
 }
 
@@ -178,7 +189,7 @@ table_build(noise_table *tab, const roost_allocator *alloc,
     unsigned bits = 1;
     while (((size_t)1 << bits) < n)
         bits++;
-    if (bits > 31)
+    if (bits > 30)
         return roost_fail(em, ROOST_EINVAL, "noise table of %zu entries", n);
     size_t n_slots = (size_t)1 << bits;
     const u128 total = (u128)1 << 127;
@@ -188,11 +199,11 @@ table_build(noise_table *tab, const roost_allocator *alloc,
     uint32_t *small = roost_alloc_calloc(alloc, n_slots, sizeof(*small));
     uint32_t *large = roost_alloc_calloc(alloc, n_slots, sizeof(*large));
     tab->hot = roost_alloc_calloc(alloc, n_slots, sizeof(*tab->hot));
-    tab->word = roost_alloc_calloc(alloc, n_slots, sizeof(*tab->word));
+    tab->hi = roost_alloc_calloc(alloc, n_slots, sizeof(*tab->hi));
     tab->lo = roost_alloc_calloc(alloc, n_slots, sizeof(*tab->lo));
     int rc = ROOST_OK;
     if (mass == NULL || small == NULL || large == NULL || tab->hot == NULL ||
-        tab->word == NULL || tab->lo == NULL) {
+        tab->hi == NULL || tab->lo == NULL) {
         rc = roost_fail(em, ROOST_ENOMEM, "noise table of %zu slots", n_slots);
         goto done;
     }
@@ -251,7 +262,7 @@ table_build(noise_table *tab, const roost_allocator *alloc,
         uint32_t sm = small[--ns];
         uint32_t lg = large[nl - 1];
         /* mass[sm] is now final: the slot's own share. */
-        tab->word[sm] = lg;
+        tab->hi[sm] = lg; /* the alias, until the final pass */
         mass[lg] -= cap - mass[sm];
         if (mass[lg] < cap) {
             nl--;
@@ -265,13 +276,13 @@ table_build(noise_table *tab, const roost_allocator *alloc,
     while (nl > 0) {
         uint32_t lg = large[--nl];
         mass[lg] = 0; /* full slot: alias to itself, threshold unused */
-        tab->word[lg] = lg;
+        tab->hi[lg] = lg;
     }
-    /* thr = mass < 2^(127-bits): its top 32-bits bits are thr >> 95. */
+    /* thr = mass < 2^(127-bits): its top 31-bits bits are thr >> 96. */
     for (size_t i = 0; i < n_slots; i++) {
-        uint64_t alias = tab->word[i];
-        tab->hot[i] = (uint32_t)(((uint64_t)(mass[i] >> 95) << bits) | alias);
-        tab->word[i] = ((uint64_t)(mass[i] >> 64) << bits) | alias;
+        uint64_t alias = tab->hi[i];
+        tab->hot[i] = (uint32_t)(((uint64_t)(mass[i] >> 96) << bits) | alias);
+        tab->hi[i] = (uint64_t)(mass[i] >> 64);
         tab->lo[i] = (uint64_t)mass[i];
     }
     tab->bits = bits;
@@ -331,111 +342,185 @@ base_table(noise_table *tab, const roost_allocator *alloc, long double t,
 /* ---- sampling ------------------------------------------------------------ */
 
 /*
- * A draw from a word u: bits 63..64-bits pick the slot; bits 63-bits..1 are
- * the first 63 - bits bits of the position w inside the slot (the rest of w
- * comes from a second word only if needed); bit 0 is the sign. The slot's
- * own value is chosen when w < thr, its alias otherwise. The fast path
- * compares the top 32 - bits bits of w and thr (from the 4-byte hot table);
- * equal top bits (probability 2^(bits-32)) take the exact path below.
+ * A draw from a 32-bit value h: bits 31..32-bits pick the slot; bits
+ * 31-bits..1 are the first 31 - bits bits of the position w inside the
+ * slot (the rest of w comes from further words only if needed); bit 0 is
+ * the sign. The slot's own value is chosen when w < thr, its alias
+ * otherwise. fast_draw compares the first bits with the hot table and sets
+ * *tie when they are equal; the draw is then undecided and table_draw
+ * finishes it.
  */
-static uint64_t
-table_resolve(const noise_table *tab, uint64_t u, roost_rng *rng, int *rc)
+static inline int32_t
+fast_draw(const uint32_t *hot, unsigned bits, uint32_t h, uint32_t *tie)
 {
+    uint32_t slot = h >> (32 - bits);
+    uint32_t r = (h >> 1) & (UINT32_MAX >> (bits + 1));
+    uint32_t e = hot[slot];
+    uint32_t ttop = e >> bits;
+    uint32_t alias = e & ((1u << bits) - 1);
+    uint32_t own = 0u - (uint32_t)(r < ttop);
+    uint32_t mag = (slot & own) | (alias & ~own);
+    *tie |= (uint32_t)(r == ttop);
+    uint32_t neg = 0u - (h & 1u);
+    return (int32_t)((mag ^ neg) - neg);
+}
+
+/* The exact draw: fast_draw, and on a tie the next 64 bits of the
+ * position (one more word) against bits 95..32 of thr, then, only if those
+ * are equal too, 32 more bits against thr's lowest 32. */
+static int32_t
+table_draw(const noise_table *tab, uint32_t h, roost_rng *rng, int *rc)
+{
+    uint32_t tie = 0;
+    int32_t value = fast_draw(tab->hot, tab->bits, h, &tie);
+    if (tie == 0)
+        return value;
     const unsigned bits = tab->bits;
-    uint64_t slot = u >> (64 - bits);
-    uint64_t r = (u >> 1) & (UINT64_MAX >> (bits + 1));
-    uint64_t w = tab->word[slot];
-    uint64_t thr_hi = w >> bits, alias = w & (((uint64_t)1 << bits) - 1);
-    if (r != thr_hi)
-        return r < thr_hi ? slot : alias;
-    /* The first 63 - bits bits of w equal thr's: the next 64 decide. */
+    uint32_t slot = h >> (32 - bits);
+    uint32_t alias = tab->hot[slot] & ((1u << bits) - 1);
+    uint64_t mid = (tab->hi[slot] << 32) | (tab->lo[slot] >> 32);
     uint64_t v = 0;
     int e = roost_rng_u64(rng, &v);
+    bool own = v < mid;
+    if (e == ROOST_OK && v == mid) {
+        e = roost_rng_u64(rng, &v);
+        own = (v >> 32) < (tab->lo[slot] & UINT32_MAX);
+    }
     if (e != ROOST_OK)
         *rc = e;
-    return v < tab->lo[slot] ? slot : alias;
+    uint32_t mag = own ? slot : alias;
+    uint32_t neg = 0u - (h & 1u);
+    return (int32_t)((mag ^ neg) - neg);
 }
 
-/* |value| from the hot table, then the sign from bit 0, branch-free except
- * for the rare exact path. */
-static inline int64_t
-table_draw(const noise_table *tab, uint64_t u, roost_rng *rng, int *rc)
+/* Draws per tie group: the fast paths record ties per group of this many
+ * coordinates, and only those groups are redone exactly. */
+#define NOISE_GROUP 8
+
+/* The fast path for coordinates [0, count) of a chunk, scalar: z[i] =
+ * B + k*A from the high (B) and low (A) halves of word w[i], or B alone
+ * from the high half when k == 0; tie[g] != 0 when group g has a tie. */
+static void
+fast_chunk_scalar(const roost_noise *noise, const uint64_t *w, int32_t *z,
+                  size_t count, uint8_t *tie)
 {
-    const unsigned bits = tab->bits;
-    uint64_t slot = u >> (64 - bits);
-    uint64_t rtop = (u >> 32) & (UINT32_MAX >> bits);
-    uint32_t h = tab->hot[slot];
-    uint64_t ttop = (uint64_t)(h >> bits);
-    uint64_t own = (uint64_t)0 - (uint64_t)(rtop < ttop);
-    uint64_t mag = (slot & own) | ((uint64_t)h & ((1u << bits) - 1) & ~own);
-    if (rtop == ttop)
-        mag = table_resolve(tab, u, rng, rc);
-    uint64_t neg = (uint64_t)0 - (u & 1);
-    return (int64_t)((mag ^ neg) - neg);
+    /* One table per pass keeps the loop's constants in registers. */
+    const uint32_t *hot = noise->tb.hot;
+    unsigned bits = noise->tb.bits;
+    for (size_t g = 0; g * NOISE_GROUP < count; g++) {
+        size_t end =
+            (g + 1) * NOISE_GROUP < count ? (g + 1) * NOISE_GROUP : count;
+        uint32_t t = 0;
+        for (size_t i = g * NOISE_GROUP; i < end; i++)
+            z[i] = fast_draw(hot, bits, (uint32_t)(w[i] >> 32), &t);
+        tie[g] = (uint8_t)t;
+    }
+    if (noise->k == 0)
+        return;
+    const int32_t k = (int32_t)noise->k;
+    hot = noise->ta.hot;
+    bits = noise->ta.bits;
+    for (size_t g = 0; g * NOISE_GROUP < count; g++) {
+        size_t end =
+            (g + 1) * NOISE_GROUP < count ? (g + 1) * NOISE_GROUP : count;
+        uint32_t t = 0;
+        for (size_t i = g * NOISE_GROUP; i < end; i++)
+            z[i] += k * fast_draw(hot, bits, (uint32_t)w[i], &t);
+        tie[g] |= (uint8_t)t;
+    }
 }
 
-/* The fast path of table_draw with the table's fields in locals (so the
- * loop keeps them in registers) and without the exact path: *tie records
- * that some draw needs it, and the caller then redoes the chunk with
- * table_draw. */
-#define NOISE_FAST_DRAW(out, u, hot, bits, tmask, amask, tie)                  \
-    do {                                                                       \
-        uint64_t slot_ = (u) >> (64 - (bits));                                 \
-        uint64_t rtop_ = ((u) >> 32) & (tmask);                                \
-        uint64_t h_ = (hot)[slot_];                                            \
-        uint64_t ttop_ = h_ >> (bits);                                         \
-        uint64_t own_ = (uint64_t)0 - (uint64_t)(rtop_ < ttop_);               \
-        uint64_t mag_ = (slot_ & own_) | (h_ & (amask) & ~own_);               \
-        uint64_t neg_ = (uint64_t)0 - ((u)&1);                                 \
-        (tie) |= (uint64_t)(rtop_ == ttop_);                                   \
-        (out) = (int64_t)((mag_ ^ neg_) - neg_);                               \
-    } while (0)
+#ifdef NOISE_X86
+/* Eight fast draws: the lanes of h as in fast_draw; equal first bits set
+ * the lane in *tie. Values of ttop and r are below 2^31, so the signed
+ * comparisons are exact. */
+__attribute__((target("avx2"))) static inline __m256i
+fast_draw8(const uint32_t *hot, unsigned bits, __m256i h, __m256i *tie)
+{
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i slot = _mm256_srl_epi32(h, _mm_cvtsi32_si128((int)(32 - bits)));
+    __m256i r =
+        _mm256_and_si256(_mm256_srli_epi32(h, 1),
+                         _mm256_set1_epi32((int)(UINT32_MAX >> (bits + 1))));
+    __m256i e = _mm256_i32gather_epi32((const int *)hot, slot, 4);
+    __m256i ttop = _mm256_srl_epi32(e, _mm_cvtsi32_si128((int)bits));
+    __m256i alias =
+        _mm256_and_si256(e, _mm256_set1_epi32((int)((1u << bits) - 1)));
+    __m256i own = _mm256_cmpgt_epi32(ttop, r);
+    *tie = _mm256_or_si256(*tie, _mm256_cmpeq_epi32(ttop, r));
+    __m256i mag = _mm256_blendv_epi8(alias, slot, own);
+    __m256i neg =
+        _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_and_si256(h, one));
+    return _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
+}
 
-/* Integer noise for count <= NOISE_CHUNK coordinates into z. The words are
- * consumed in a fixed order (B's word, then A's, per coordinate); the rare
- * extra word of an exact comparison is drawn from the stream after the
- * chunk's words, in coordinate order, so the output is a fixed function of
- * the rng stream. */
+/* fast_chunk_scalar for whole groups of eight, with AVX2. The high and low
+ * halves of eight words are split into two vectors in coordinate order
+ * (shuffle within 128-bit lanes, then a 64-bit permute). */
+__attribute__((target("avx2"))) static void
+fast_chunk_avx2(const roost_noise *noise, const uint64_t *w, int32_t *z,
+                size_t groups, uint8_t *tie)
+{
+    const uint32_t *hot_b = noise->tb.hot, *hot_a = noise->ta.hot;
+    const unsigned bits_b = noise->tb.bits, bits_a = noise->ta.bits;
+    const __m256i kv = _mm256_set1_epi32((int)noise->k);
+    const bool two = noise->k != 0;
+    for (size_t g = 0; g < groups; g++) {
+        __m256 w0 = _mm256_castsi256_ps(
+            _mm256_loadu_si256((const __m256i *)(const void *)(w + 8 * g)));
+        __m256 w1 = _mm256_castsi256_ps(
+            _mm256_loadu_si256((const __m256i *)(const void *)(w + 8 * g + 4)));
+        __m256i hi = _mm256_permute4x64_epi64(
+            _mm256_castps_si256(_mm256_shuffle_ps(w0, w1, 0xDD)), 0xD8);
+        __m256i t = _mm256_setzero_si256();
+        __m256i b = fast_draw8(hot_b, bits_b, hi, &t);
+        if (two) {
+            __m256i lo = _mm256_permute4x64_epi64(
+                _mm256_castps_si256(_mm256_shuffle_ps(w0, w1, 0x88)), 0xD8);
+            __m256i a = fast_draw8(hot_a, bits_a, lo, &t);
+            b = _mm256_add_epi32(b, _mm256_mullo_epi32(a, kv));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)(z + 8 * g), b);
+        tie[g] = (uint8_t)!_mm256_testz_si256(t, t);
+    }
+}
+#endif
+
+/* Integer noise for count <= NOISE_CHUNK coordinates into z, from one
+ * CSPRNG word per coordinate (B from its high half, A from its low half).
+ * The rare extra words of exact comparisons are drawn from the stream
+ * after the chunk's words, in coordinate order (B before A), so the output
+ * is a fixed function of the rng stream whichever path computes it. */
 static int
-draw_chunk(roost_noise *noise, int64_t *z, size_t count)
+draw_chunk(roost_noise *noise, int32_t *z, size_t count)
 {
-    size_t per = noise->k != 0 ? 2 : 1;
     int rc = roost_rng_bytes(noise->rng, noise->words,
-                             count * per * sizeof(*noise->words));
+                             count * sizeof(*noise->words));
     if (rc != ROOST_OK)
         return rc;
     const uint64_t *w = noise->words;
+    uint8_t tie[NOISE_CHUNK / NOISE_GROUP];
+    size_t groups = (count + NOISE_GROUP - 1) / NOISE_GROUP, done = 0;
+#ifdef NOISE_X86
+    if (noise->avx2) {
+        done = count / NOISE_GROUP;
+        fast_chunk_avx2(noise, w, z, done, tie);
+    }
+#endif
+    fast_chunk_scalar(noise, w + done * NOISE_GROUP, z + done * NOISE_GROUP,
+                      count - done * NOISE_GROUP, tie + done);
     const noise_table *tb = &noise->tb, *ta = &noise->ta;
-    const uint32_t *hot_b = tb->hot;
-    const unsigned bits_b = tb->bits;
-    const uint64_t tmask_b = UINT32_MAX >> bits_b;
-    const uint64_t amask_b = ((uint64_t)1 << bits_b) - 1;
-    uint64_t tie = 0;
-    if (noise->k != 0) {
-        const uint32_t *hot_a = ta->hot;
-        const unsigned bits_a = ta->bits;
-        const uint64_t tmask_a = UINT32_MAX >> bits_a;
-        const uint64_t amask_a = ((uint64_t)1 << bits_a) - 1;
-        const int64_t k = noise->k;
-        for (size_t i = 0; i < count; i++) {
-            int64_t b, a;
-            NOISE_FAST_DRAW(b, w[2 * i], hot_b, bits_b, tmask_b, amask_b, tie);
-            NOISE_FAST_DRAW(a, w[2 * i + 1], hot_a, bits_a, tmask_a, amask_a,
-                            tie);
-            z[i] = b + k * a;
-        }
-        if (tie != 0) {
-            /* A few percent of chunks at the default grid. */
-            for (size_t i = 0; i < count; i++)
-                z[i] = table_draw(tb, w[2 * i], noise->rng, &rc) +
-                       k * table_draw(ta, w[2 * i + 1], noise->rng, &rc);
-        }
-    } else {
-        for (size_t i = 0; i < count; i++)
-            NOISE_FAST_DRAW(z[i], w[i], hot_b, bits_b, tmask_b, amask_b, tie);
-        if (tie != 0) {
-            for (size_t i = 0; i < count; i++)
-                z[i] = table_draw(tb, w[i], noise->rng, &rc);
+    for (size_t g = 0; g < groups; g++) {
+        if (tie[g] == 0)
+            continue;
+        /* About 2^-13 of the groups at the default grid. */
+        size_t end =
+            (g + 1) * NOISE_GROUP < count ? (g + 1) * NOISE_GROUP : count;
+        for (size_t i = g * NOISE_GROUP; i < end; i++) {
+            int64_t b = table_draw(tb, (uint32_t)(w[i] >> 32), noise->rng, &rc);
+            if (noise->k != 0)
+                b += noise->k * table_draw(ta, (uint32_t)w[i], noise->rng, &rc);
+            z[i] = (int32_t)b;
         }
     }
     return rc;
@@ -485,6 +570,9 @@ roost_noise_create(roost_noise **out, const roost_allocator *alloc,
     noise->stddev = stddev;
     noise->grid = grid;
     noise->inv_grid = 1.0 / grid;
+#ifdef NOISE_X86
+    noise->avx2 = __builtin_cpu_supports("avx2") != 0;
+#endif
     noise->s = stddev / grid; /* exact: grid is a power of two */
 
     double kk = floor(sqrt(noise->s / NOISE_TAU_MIN - 1.0));
@@ -509,7 +597,7 @@ roost_noise_create(roost_noise **out, const roost_allocator *alloc,
     }
     if (rc == ROOST_OK) {
         noise->words =
-            roost_alloc_calloc(alloc, 2 * NOISE_CHUNK, sizeof(*noise->words));
+            roost_alloc_calloc(alloc, NOISE_CHUNK, sizeof(*noise->words));
         if (noise->words == NULL)
             rc = roost_fail(em, ROOST_ENOMEM, "noise word buffer");
     }
@@ -530,7 +618,7 @@ roost_noise_destroy(roost_noise *noise)
         return;
     const roost_allocator *alloc = noise->alloc;
     if (noise->words != NULL)
-        OPENSSL_cleanse(noise->words, 2 * NOISE_CHUNK * sizeof(*noise->words));
+        OPENSSL_cleanse(noise->words, NOISE_CHUNK * sizeof(*noise->words));
     roost_alloc_free(alloc, noise->words);
     table_free(alloc, &noise->tb);
     table_free(alloc, &noise->ta);
@@ -538,47 +626,110 @@ roost_noise_destroy(roost_noise *noise)
     roost_alloc_free(alloc, noise);
 }
 
+/* Whether every |x[i]| < lim (false for NaN): a branch-free pass the
+ * compiler vectorises; the caller looks for the culprit only on failure. */
+static bool
+all_below(const float *x, size_t n, float lim)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= (uint32_t) !(fabsf(x[i]) < lim);
+    return bad == 0;
+}
+
+/* x[i] <- float(g * (round(x[i]/g) + z[i])) * scale for i < count, the
+ * scalar version. Adding and subtracting 1.5*2^52 rounds a double of
+ * magnitude below 2^51 to the nearest integer, ties to even, without a
+ * libm call; the result is exact and does not depend on the rounding of
+ * any earlier operation, since x/g is itself exact. */
+static void
+apply_scalar(const roost_noise *noise, float *x, const int32_t *z, size_t count,
+             float scale)
+{
+    const double magic = 0x1.8p52, inv_g = noise->inv_grid, g = noise->grid;
+    for (size_t i = 0; i < count; i++) {
+        double m = ((double)x[i] * inv_g + magic) - magic;
+        x[i] = (float)((m + (double)z[i]) * g) * scale;
+    }
+}
+
+#ifdef NOISE_X86
+/* apply_scalar four lanes at a time: the same operations in the same
+ * order, each correctly rounded, so the same results. */
+__attribute__((target("avx2"))) static void
+apply_avx2(const roost_noise *noise, float *x, const int32_t *z, size_t count,
+           float scale)
+{
+    const __m256d magic = _mm256_set1_pd(0x1.8p52);
+    const __m256d inv_g = _mm256_set1_pd(noise->inv_grid);
+    const __m256d g = _mm256_set1_pd(noise->grid);
+    const __m128 sc = _mm_set1_ps(scale);
+    size_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        __m256d xd = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        __m256d m = _mm256_sub_pd(
+            _mm256_add_pd(_mm256_mul_pd(xd, inv_g), magic), magic);
+        __m256d zd = _mm256_cvtepi32_pd(
+            _mm_loadu_si128((const __m128i *)(const void *)(z + i)));
+        __m128 y = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_add_pd(m, zd), g));
+        _mm_storeu_ps(x + i, _mm_mul_ps(y, sc));
+    }
+    apply_scalar(noise, x + i, z + i, count - i, scale);
+}
+#endif
+
 int
-roost_noise_add(roost_noise *noise, float *x, size_t n, roost_errmsg *em)
+roost_noise_add_scaled(roost_noise *noise, float *x, size_t n, float scale,
+                       roost_errmsg *em)
 {
     if (noise == NULL || (x == NULL && n > 0))
         return roost_fail(em, ROOST_EINVAL, "noise_add: NULL argument");
     /* Check everything first so a rejected vector is left untouched and no
-     * randomness is spent on it. */
+     * randomness is spent on it. |x|/g < 2^51 is |x| < 2^51 g exactly (g
+     * is a power of two); as a float that bound is exact, or infinite when
+     * it exceeds FLT_MAX (every finite float then passes). */
     const double limit = 0x1p51;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(x[i]))
-            return roost_fail(em, ROOST_ENONFINITE,
-                              "noise_add: coordinate %zu is not finite", i);
-        if (fabs((double)x[i] * noise->inv_grid) >= limit)
-            return roost_fail(em, ROOST_EOVERFLOW,
-                              "noise_add: coordinate %zu (%g) exceeds 2^51 "
-                              "grid steps of %g",
-                              i, (double)x[i], noise->grid);
+    double lim_d = limit * noise->grid;
+    float lim = lim_d > (double)FLT_MAX ? INFINITY : (float)lim_d;
+    if (!all_below(x, n, lim)) {
+        for (size_t i = 0; i < n; i++) {
+            if (!isfinite(x[i]))
+                return roost_fail(em, ROOST_ENONFINITE,
+                                  "noise_add: coordinate %zu is not finite", i);
+            if (fabs((double)x[i] * noise->inv_grid) >= limit)
+                return roost_fail(em, ROOST_EOVERFLOW,
+                                  "noise_add: coordinate %zu (%g) exceeds "
+                                  "2^51 grid steps of %g",
+                                  i, (double)x[i], noise->grid);
+        }
     }
-    int64_t z[NOISE_CHUNK];
-    /* Adding and subtracting 1.5*2^52 rounds a double of magnitude below
-     * 2^51 to the nearest integer, ties to even, without a libm call; the
-     * result is exact and does not depend on the rounding of any earlier
-     * operation, since x/g is itself exact. */
-    const double magic = 0x1.8p52;
+    int32_t z[NOISE_CHUNK];
     int rc = ROOST_OK;
     for (size_t base = 0; base < n && rc == ROOST_OK; base += NOISE_CHUNK) {
         size_t count = n - base < NOISE_CHUNK ? n - base : NOISE_CHUNK;
         rc = draw_chunk(noise, z, count);
         if (rc != ROOST_OK)
             break;
-        float *xs = x + base;
-        for (size_t i = 0; i < count; i++) {
-            double m = ((double)xs[i] * noise->inv_grid + magic) - magic;
-            xs[i] = (float)((m + (double)z[i]) * noise->grid);
+#ifdef NOISE_X86
+        if (noise->avx2) {
+            apply_avx2(noise, x + base, z, count, scale);
+            continue;
         }
+#endif
+        apply_scalar(noise, x + base, z, count, scale);
     }
     OPENSSL_cleanse(z, sizeof(z));
-    OPENSSL_cleanse(noise->words, 2 * NOISE_CHUNK * sizeof(*noise->words));
+    OPENSSL_cleanse(noise->words, NOISE_CHUNK * sizeof(*noise->words));
     if (rc != ROOST_OK)
         return roost_fail(em, rc, "noise_add: CSPRNG failure");
     return ROOST_OK;
+}
+
+int
+roost_noise_add(roost_noise *noise, float *x, size_t n, roost_errmsg *em)
+{
+    /* float * 1.0f is exact: the same values as without a scale. */
+    return roost_noise_add_scaled(noise, x, n, 1.0f, em);
 }
 
 int
@@ -586,7 +737,7 @@ roost_noise_fill_standard(roost_noise *noise, double *out, size_t n)
 {
     if (noise == NULL || (out == NULL && n > 0))
         return ROOST_EINVAL;
-    int64_t z[NOISE_CHUNK];
+    int32_t z[NOISE_CHUNK];
     double inv_s = 1.0 / noise->s;
     int rc = ROOST_OK;
     for (size_t base = 0; base < n; base += NOISE_CHUNK) {
@@ -598,7 +749,7 @@ roost_noise_fill_standard(roost_noise *noise, double *out, size_t n)
             out[base + i] = (double)z[i] * inv_s;
     }
     OPENSSL_cleanse(z, sizeof(z));
-    OPENSSL_cleanse(noise->words, 2 * NOISE_CHUNK * sizeof(*noise->words));
+    OPENSSL_cleanse(noise->words, NOISE_CHUNK * sizeof(*noise->words));
     return rc;
 }
 
@@ -688,9 +839,9 @@ roost_noise_debug_slot(const roost_noise *noise, int which, size_t slot,
     const noise_table *tab = debug_table(noise, which);
     if (tab == NULL || slot >= ((size_t)1 << tab->bits))
         return ROOST_EINVAL;
-    *thr_hi = tab->word[slot] >> tab->bits;
+    *thr_hi = tab->hi[slot];
     *thr_lo = tab->lo[slot];
-    *alias = tab->word[slot] & (((uint64_t)1 << tab->bits) - 1);
+    *alias = tab->hot[slot] & ((1u << tab->bits) - 1);
     return ROOST_OK;
 }
 
@@ -702,6 +853,18 @@ roost_noise_debug_draw(roost_noise *noise, int which, uint64_t word,
     if (tab == NULL)
         return ROOST_EINVAL;
     int rc = ROOST_OK;
-    *value = table_draw(tab, word, noise->rng, &rc);
+    *value = table_draw(tab, (uint32_t)word, noise->rng, &rc);
     return rc;
+}
+
+bool
+roost_noise_debug_use_simd(roost_noise *noise, bool on)
+{
+#ifdef NOISE_X86
+    noise->avx2 = on && __builtin_cpu_supports("avx2") != 0;
+#else
+    (void)on;
+    noise->avx2 = false;
+#endif
+    return noise->avx2;
 }

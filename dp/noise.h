@@ -71,6 +71,14 @@ void roost_noise_destroy(roost_noise *noise);
 int roost_noise_add(roost_noise *noise, float *x, size_t n, roost_errmsg *em);
 
 /*
+ * roost_noise_add_scaled - roost_noise_add followed by x[i] *= scale in
+ * float (the same values as the two steps, in one pass): DP-SGD's division
+ * by the expected batch, which is post-processing of the noised sum.
+ */
+int roost_noise_add_scaled(roost_noise *noise, float *x, size_t n, float scale,
+                           roost_errmsg *em);
+
+/*
  * roost_noise_fill_standard - out[i] = Z_i / (s/g): the same integer draws,
  * scaled to unit standard deviation (variance 1 + (g/s)^2/12, the rounding
  * of the Gaussian adds 1/12 grid unit squared). For statistical tests.

@@ -8,6 +8,7 @@
 
 #include "dp/noise.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,9 +29,15 @@ int roost_noise_debug_table(const roost_noise *noise, int which,
 int roost_noise_debug_slot(const roost_noise *noise, int which, size_t slot,
                            uint64_t *thr_hi, uint64_t *thr_lo, uint64_t *alias);
 
-/* One signed draw from table `which` driven by `word` (a second word, if
- * the exact comparison needs it, comes from the sampler's rng). */
+/* One signed draw from table `which` driven by the 32-bit value in the
+ * low half of `word` (slot in its top bits, sign in bit 0; the further
+ * words an exact comparison needs come from the sampler's rng). */
 int roost_noise_debug_draw(roost_noise *noise, int which, uint64_t word,
                            int64_t *value);
+
+/* Use the AVX2 paths (on = true, if the CPU has AVX2) or the scalar ones;
+ * returns whether the AVX2 paths are now in use. Both must give the same
+ * output for the same rng stream. */
+bool roost_noise_debug_use_simd(roost_noise *noise, bool on);
 
 #endif

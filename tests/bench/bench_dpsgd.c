@@ -3,15 +3,20 @@
  * measured in the same run, single-threaded BLAS.
  *
  *   bench_dpsgd [--model mlp|SPEC] [--batch B] [--seconds S] [--reps R]
+ *               [--json]
  *
  * A DP step is the whole mechanism as clients run it: Poisson sampling of
  * N = 64 * B examples with q = 1/64 (expected batch B), per-example norms
  * over all layers, the clip-weighted sum, secure grid-rounded noise on
  * every coordinate (dp/noise.h), division by the expected batch, and the
  * SGD update. A plain step is the fused forward/backward/update at batch
- * B. Samples/s counts expected examples. Alternating repetitions, median
+ * B. Samples/s counts expected examples per second of process CPU time
+ * (one thread does the work, so this is per core, and it stays meaningful
+ * when other jobs share the machine). Alternating repetitions, median
  * reported, with the DP/plain ratio and the share of a DP step spent
- * drawing noise (timed separately on the same vector size).
+ * drawing noise (timed separately on the same vector size). --json prints
+ * one JSON object per repetition instead (for tests/bench/bench_dpsgd.sh,
+ * which runs it next to the PyTorch baselines of torch_dpsgd.py).
  */
 #include "common/dataset.h"
 #include "common/model.h"
@@ -19,6 +24,7 @@
 #include "dp/noise.h"
 
 #include <cblas.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +34,7 @@ static double
 now_seconds(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -56,7 +62,14 @@ main(int argc, char **argv)
     size_t batch = 64;
     double seconds = 2.0;
     int reps = 5;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if (i + 1 == argc)
+            break;
         if (strcmp(argv[i], "--model") == 0)
             spec = argv[i + 1];
         else if (strcmp(argv[i], "--batch") == 0)
@@ -65,10 +78,11 @@ main(int argc, char **argv)
             seconds = strtod(argv[i + 1], NULL);
         else if (strcmp(argv[i], "--reps") == 0)
             reps = atoi(argv[i + 1]);
+        i++;
     }
     if (batch == 0 || reps < 1 || reps > 64 || !(seconds > 0)) {
         fprintf(stderr, "usage: bench_dpsgd [--model M] [--batch B] "
-                        "[--seconds S] [--reps R]\n");
+                        "[--seconds S] [--reps R] [--json]\n");
         return 2;
     }
     openblas_set_num_threads(1);
@@ -108,8 +122,9 @@ main(int argc, char **argv)
     check(roost_dpsgd_create(&dp, NULL, m, n_local, &dc, rng, &em), "dpsgd",
           &em);
     roost_noise *noise;
-    check(roost_noise_create(&noise, NULL, rng, 1.0, 1.0, 0, &em), "noise",
-          &em);
+    check(roost_noise_create(&noise, NULL, rng, 1.0, 1.0,
+                             ROOST_NOISE_GRID_BITS_DEFAULT, &em),
+          "noise", &em);
 
     double plain[64], dps[64], noise_ms[64];
     for (int r = 0; r < reps; r++) {
@@ -134,7 +149,8 @@ main(int argc, char **argv)
         } while ((t = now_seconds() - t0) < seconds);
         dps[r] = (double)(steps * batch) / t;
 
-        /* The noise alone, on a vector of the model's size. */
+        /* The noise alone, on a vector of the model's size, at the grid
+         * the DP step uses. */
         memset(grad, 0, n_params * sizeof(float));
         steps = 0;
         t0 = now_seconds();
@@ -143,13 +159,22 @@ main(int argc, char **argv)
             steps++;
         } while ((t = now_seconds() - t0) < seconds / 4);
         noise_ms[r] = 1e3 * t / (double)steps;
-        fprintf(stderr, "rep %d: plain %.0f/s, dp %.0f/s, noise %.3f ms\n",
-                r + 1, plain[r], dps[r], noise_ms[r]);
+        if (json)
+            printf("{\"impl\": \"roost\", \"batch\": %zu, "
+                   "\"plain_samples_per_s\": %.1f, \"samples_per_s\": %.1f, "
+                   "\"noise_ms\": %.4f, \"params\": %zu}\n",
+                   batch, plain[r], dps[r], noise_ms[r], n_params);
+        else
+            fprintf(stderr, "rep %d: plain %.0f/s, dp %.0f/s, noise %.3f ms\n",
+                    r + 1, plain[r], dps[r], noise_ms[r]);
+        fflush(stdout);
     }
     qsort(plain, (size_t)reps, sizeof(double), cmp);
     qsort(dps, (size_t)reps, sizeof(double), cmp);
     qsort(noise_ms, (size_t)reps, sizeof(double), cmp);
     double p = plain[reps / 2], d = dps[reps / 2], nz = noise_ms[reps / 2];
+    if (json)
+        goto done;
     double dp_step_ms = 1e3 * (double)batch / d;
     printf("model %s (%zu parameters), expected batch %zu, 1 thread, "
            "medians of %d:\n",
@@ -159,6 +184,7 @@ main(int argc, char **argv)
     printf("  noise per step   %10.3f ms = %.0f%% of a DP step (%.0fM "
            "draws/s)\n",
            nz, 100.0 * nz / dp_step_ms, (double)n_params / nz / 1e3);
+done:
     roost_noise_destroy(noise);
     roost_dpsgd_destroy(dp);
     roost_workspace_destroy(ws);

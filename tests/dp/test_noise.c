@@ -3,9 +3,11 @@
  * the grid, the closeness figures, moments and a Kolmogorov-Smirnov test
  * over 10^6 draws against N(0,1), exact-distribution chi-square tests at
  * small scales (single table and the B + K*A convolution), the grid
- * property of roost_noise_add, and reproducibility with the insecure
- * deterministic rng. Seeds are fixed, so every statistical verdict is
- * reproducible; the thresholds are set at strict alphas (1e-3 to 1e-6).
+ * property of roost_noise_add, reproducibility with the insecure
+ * deterministic rng, the exact tie paths of a 32-bit draw, and the AVX2
+ * and scalar paths giving the same output from the same stream. Seeds are
+ * fixed, so every statistical verdict is reproducible; the thresholds are set
+ * at strict alphas (1e-3 to 1e-6).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -515,9 +517,10 @@ tables_sample_the_ideal_distribution(void **state)
     roost_rng_destroy(r);
 }
 
-/* Crafted words reach the rare comparison paths: position bits just below,
- * equal to and just above the threshold's first 63 - bits bits; equality
- * draws one more word from the rng, which decides against the low half. */
+/* Crafted 32-bit draws reach the rare comparison paths: position bits just
+ * below, equal to and just above the threshold's first 31 - bits bits;
+ * equality draws one more word from the rng, which decides against the
+ * threshold's next 64 bits. */
 static void
 tie_paths_are_exact(void **state)
 {
@@ -531,34 +534,37 @@ tie_paths_are_exact(void **state)
         unsigned bits;
         assert_int_equal(roost_noise_debug_table(nz, which, &bits), ROOST_OK);
         size_t n_slots = (size_t)1 << bits, tested = 0;
-        const uint64_t rmax = UINT64_MAX >> (bits + 1);
+        const uint64_t rmax = UINT32_MAX >> (bits + 1);
         for (size_t slot = 1; slot < n_slots && tested < 200; slot += 37) {
             uint64_t hi, lo, alias;
             assert_int_equal(
                 roost_noise_debug_slot(nz, which, slot, &hi, &lo, &alias),
                 ROOST_OK);
-            if (hi == 0 || hi == rmax || alias == slot)
+            uint64_t top = hi >> 32; /* thr >> 96 */
+            uint64_t mid = (hi << 32) | (lo >> 32);
+            if (top == 0 || top == rmax || alias == slot)
                 continue;
             tested++;
             for (uint64_t sign = 0; sign < 2; sign++) {
-                uint64_t base = ((uint64_t)slot << (64 - bits)) | sign;
+                uint64_t base = ((uint64_t)slot << (32 - bits)) | sign;
                 int64_t v, expect_sign = sign ? -1 : 1;
                 /* Below: own value; above: alias; no extra word. */
-                assert_int_equal(
-                    roost_noise_debug_draw(nz, which, base | (hi - 1) << 1, &v),
-                    ROOST_OK);
+                assert_int_equal(roost_noise_debug_draw(
+                                     nz, which, base | (top - 1) << 1, &v),
+                                 ROOST_OK);
                 assert_true(v == expect_sign * (int64_t)slot);
-                assert_int_equal(
-                    roost_noise_debug_draw(nz, which, base | (hi + 1) << 1, &v),
-                    ROOST_OK);
+                assert_int_equal(roost_noise_debug_draw(
+                                     nz, which, base | (top + 1) << 1, &v),
+                                 ROOST_OK);
                 assert_true(v == expect_sign * (int64_t)alias);
                 /* Equal: the next rng word decides. */
                 uint64_t next;
                 assert_int_equal(roost_rng_u64(r2, &next), ROOST_OK);
+                assert_true(next != mid); /* probability 2^-64 */
                 assert_int_equal(
-                    roost_noise_debug_draw(nz, which, base | hi << 1, &v),
+                    roost_noise_debug_draw(nz, which, base | top << 1, &v),
                     ROOST_OK);
-                int64_t mag = next < lo ? (int64_t)slot : (int64_t)alias;
+                int64_t mag = next < mid ? (int64_t)slot : (int64_t)alias;
                 assert_true(v == expect_sign * mag);
             }
         }
@@ -572,6 +578,98 @@ tie_paths_are_exact(void **state)
     roost_noise_destroy(nz);
     roost_rng_destroy(r1);
     roost_rng_destroy(r2);
+}
+
+/* The AVX2 and the scalar paths give the same noise from the same stream,
+ * ties included (10^6 coordinates at the default grid have dozens), for
+ * add, add_scaled and fill_standard. Skipped without AVX2. */
+static void
+simd_and_scalar_paths_agree(void **state)
+{
+    (void)state;
+    size_t n = 1000003; /* not a multiple of the chunk or the group */
+    float *x = malloc(n * sizeof(*x)), *y = malloc(n * sizeof(*y));
+    double *u = malloc(n * sizeof(*u)), *v = malloc(n * sizeof(*v));
+    assert_true(x != NULL && y != NULL && u != NULL && v != NULL);
+    roost_rng *src = det_rng(12);
+    for (size_t i = 0; i < n; i++) {
+        double w;
+        assert_int_equal(roost_rng_uniform(src, &w), ROOST_OK);
+        x[i] = (float)((w - 0.5) * 4.0);
+    }
+    roost_rng_destroy(src);
+    memcpy(y, x, n * sizeof(*x));
+    struct {
+        double sigma;
+        unsigned bits;
+    } cases[] = {{1.0, ROOST_NOISE_GRID_BITS_DEFAULT}, {1.5, 0}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        roost_rng *r1 = det_rng(13), *r2 = det_rng(13);
+        roost_noise *a = NULL, *b = NULL;
+        assert_int_equal(roost_noise_create(&a, NULL, r1, cases[c].sigma, 1.0,
+                                            cases[c].bits, NULL),
+                         ROOST_OK);
+        assert_int_equal(roost_noise_create(&b, NULL, r2, cases[c].sigma, 1.0,
+                                            cases[c].bits, NULL),
+                         ROOST_OK);
+        if (!roost_noise_debug_use_simd(a, true)) {
+            print_message("no AVX2: only the scalar path is tested\n");
+        }
+        roost_noise_debug_use_simd(b, false);
+        assert_int_equal(roost_noise_fill_standard(a, u, n), ROOST_OK);
+        assert_int_equal(roost_noise_fill_standard(b, v, n), ROOST_OK);
+        assert_memory_equal(u, v, n * sizeof(*u));
+        assert_int_equal(roost_noise_add_scaled(a, x, n, 0.37f, NULL),
+                         ROOST_OK);
+        assert_int_equal(roost_noise_add_scaled(b, y, n, 0.37f, NULL),
+                         ROOST_OK);
+        assert_memory_equal(x, y, n * sizeof(*x));
+        /* Both consumed the same number of words. */
+        uint64_t wa, wb;
+        assert_int_equal(roost_rng_u64(r1, &wa), ROOST_OK);
+        assert_int_equal(roost_rng_u64(r2, &wb), ROOST_OK);
+        assert_true(wa == wb);
+        roost_noise_destroy(a);
+        roost_noise_destroy(b);
+        roost_rng_destroy(r1);
+        roost_rng_destroy(r2);
+    }
+    free(x);
+    free(y);
+    free(u);
+    free(v);
+}
+
+/* add_scaled is add followed by a float multiplication. */
+static void
+add_scaled_is_add_then_scale(void **state)
+{
+    (void)state;
+    size_t n = 5000;
+    float *x = malloc(n * sizeof(*x)), *y = malloc(n * sizeof(*y));
+    assert_true(x != NULL && y != NULL);
+    for (size_t i = 0; i < n; i++)
+        x[i] = y[i] = (float)i * 0.001f - 2.0f;
+    roost_rng *r1 = det_rng(21), *r2 = det_rng(21);
+    roost_noise *a = NULL, *b = NULL;
+    assert_int_equal(roost_noise_create(&a, NULL, r1, 1.0, 1.0,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_noise_create(&b, NULL, r2, 1.0, 1.0,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    const float scale = 1.0f / 3.0f;
+    assert_int_equal(roost_noise_add(a, x, n, NULL), ROOST_OK);
+    for (size_t i = 0; i < n; i++)
+        x[i] *= scale;
+    assert_int_equal(roost_noise_add_scaled(b, y, n, scale, NULL), ROOST_OK);
+    assert_memory_equal(x, y, n * sizeof(*x));
+    roost_noise_destroy(a);
+    roost_noise_destroy(b);
+    roost_rng_destroy(r1);
+    roost_rng_destroy(r2);
+    free(x);
+    free(y);
 }
 
 /* An allocator that fails once `budget` allocations have succeeded and
@@ -653,6 +751,8 @@ main(void)
         cmocka_unit_test(exact_distribution_small_scales),
         cmocka_unit_test(tables_sample_the_ideal_distribution),
         cmocka_unit_test(tie_paths_are_exact),
+        cmocka_unit_test(simd_and_scalar_paths_agree),
+        cmocka_unit_test(add_scaled_is_add_then_scale),
         cmocka_unit_test(add_is_on_grid_and_matches_stream),
         cmocka_unit_test(reproducible_with_deterministic_rng),
         cmocka_unit_test(add_rejects_bad_input_untouched),
