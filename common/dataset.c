@@ -556,7 +556,7 @@ dataset_from_arrays(roost_dataset **out, const roost_allocator *alloc,
         height = images->dims[1];
         width = images->dims[2];
     }
-    uint32_t num_classes;
+    uint32_t num_classes = 0; /* set by check_labels when it succeeds */
     int rc = check_labels(labels->data, count, declared_classes, labels_name,
                           &num_classes, em);
     if (rc != ROOST_OK)
