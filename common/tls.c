@@ -4,7 +4,8 @@
  * Input: each session's read BIO is Roost's own minimal BIO (one
  * BIO_METHOD per context) that serves OpenSSL first from an owned "spill"
  * buffer of leftovers, then from bytes the transport lends it for the
- * duration of one processing step (roost_tls_feed_borrow / _release), so
+ * duration of one processing step (roost_tls_feed_borrow[v] / _release:
+ * one or several pieces, e.g. consecutive ZeroMQ messages), so
  * the bulk of the ciphertext goes from the ZeroMQ message straight into
  * OpenSSL's record buffer without an intermediate copy. Only a partial
  * record left at the end of a step is copied, into the spill buffer,
@@ -53,9 +54,14 @@ struct roost_tls {
      * first, then the borrowed bytes. */
     uint8_t *spill;
     size_t spill_cap, spill_start, spill_end;
+    /* Borrowed input: the current piece (borrow, borrow_len left of it),
+     * then the pieces after it, borrow_rest bytes in all. */
     const uint8_t *borrow;
     size_t borrow_len;
-    bool keep; /* roost_tls_keep_buffers(true) in force */
+    const roost_tls_piece *next_piece;
+    size_t n_next, borrow_rest;
+    roost_tls_piece one; /* the single piece of roost_tls_feed_borrow */
+    bool keep;           /* roost_tls_keep_buffers(true) in force */
     bool done;
     bool server;
 };
@@ -63,7 +69,21 @@ struct roost_tls {
 static size_t
 in_available(const roost_tls *t)
 {
-    return t->spill_end - t->spill_start + t->borrow_len;
+    return t->spill_end - t->spill_start + t->borrow_len + t->borrow_rest;
+}
+
+/* Make the next non-empty borrowed piece current; false if none is left. */
+static bool
+borrow_advance(roost_tls *t)
+{
+    while (t->borrow_len == 0 && t->n_next > 0) {
+        t->borrow = t->next_piece->data;
+        t->borrow_len = t->next_piece->len;
+        t->borrow_rest -= t->borrow_len;
+        t->next_piece++;
+        t->n_next--;
+    }
+    return t->borrow_len > 0;
 }
 
 static int
@@ -82,7 +102,7 @@ in_read(BIO *bio, char *out, size_t outl, size_t *readbytes)
             t->spill_start = t->spill_end = 0;
         done = n;
     }
-    if (done < outl && t->borrow_len > 0) {
+    while (done < outl && borrow_advance(t)) {
         n = outl - done < t->borrow_len ? outl - done : t->borrow_len;
         memcpy(out + done, t->borrow, n);
         t->borrow += n;
@@ -150,6 +170,18 @@ spill_append(roost_tls *t, const uint8_t *data, size_t n)
     memcpy(t->spill + t->spill_end, data, n);
     t->spill_end += n;
     return ROOST_OK;
+}
+
+/* Clear OpenSSL's error queue before a call whose failure we classify
+ * with SSL_get_error (which consults the queue). ERR_clear_error walks
+ * all queue slots on every call, a measurable cost when it runs once per
+ * TLS record and ZeroMQ message on the receive path; peeking first is
+ * cheap and gives SSL_get_error the same empty queue. */
+static void
+clear_errors(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
 }
 
 /* Append OpenSSL's error queue (most recent reason) to a message, and
@@ -424,19 +456,30 @@ roost_tls_feed(roost_tls *tls, const void *data, size_t len, roost_errmsg *em)
 }
 
 void
+roost_tls_feed_borrowv(roost_tls *tls, const roost_tls_piece *pieces, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += pieces[i].len;
+    tls->borrow = NULL;
+    tls->borrow_len = 0;
+    tls->next_piece = pieces;
+    tls->n_next = n;
+    tls->borrow_rest = total;
+}
+
+void
 roost_tls_feed_borrow(roost_tls *tls, const void *data, size_t len)
 {
-    tls->borrow = data;
-    tls->borrow_len = len;
+    tls->one.data = data;
+    tls->one.len = len;
+    roost_tls_feed_borrowv(tls, &tls->one, 1);
 }
 
 int
 roost_tls_feed_release(roost_tls *tls, roost_errmsg *em)
 {
-    const uint8_t *rest = tls->borrow;
-    size_t n = tls->borrow_len;
-    tls->borrow = NULL;
-    tls->borrow_len = 0;
+    size_t n = tls->borrow_len + tls->borrow_rest;
     if (n == 0 && tls->spill_end == tls->spill_start && !tls->keep &&
         tls->spill != NULL) {
         /* Idle sessions hold no input buffer. */
@@ -444,7 +487,22 @@ roost_tls_feed_release(roost_tls *tls, roost_errmsg *em)
         tls->spill = NULL;
         tls->spill_cap = tls->spill_start = tls->spill_end = 0;
     }
-    return roost_tls_feed(tls, rest, n, em);
+    size_t pending = in_available(tls) - n;
+    int rc = ROOST_OK;
+    if (pending + n > tls->in_cap)
+        rc = roost_fail(em, ROOST_ETOOBIG,
+                        "TLS input buffer cap %zu bytes exceeded "
+                        "(%zu buffered, %zu arriving)",
+                        tls->in_cap, pending, n);
+    while (rc == ROOST_OK && borrow_advance(tls)) {
+        rc = roost_tls_feed(tls, tls->borrow, tls->borrow_len, em);
+        tls->borrow_len = 0;
+    }
+    tls->borrow = NULL;
+    tls->borrow_len = 0;
+    tls->next_piece = NULL;
+    tls->n_next = tls->borrow_rest = 0;
+    return rc;
 }
 
 /* Turn a failed SSL_* call into a code and message. */
@@ -455,7 +513,7 @@ ssl_failure(roost_tls *tls, int ret, const char *op, roost_errmsg *em)
     switch (err) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
-        ERR_clear_error();
+        clear_errors();
         return ROOST_EAGAIN;
     case SSL_ERROR_ZERO_RETURN:
         ERR_clear_error();
@@ -553,7 +611,7 @@ roost_tls_read(roost_tls *tls, void *buf, size_t cap, size_t *len,
         return roost_fail(em, ROOST_ESTATE, "TLS read before handshake");
     if (cap == 0)
         return ROOST_OK;
-    ERR_clear_error();
+    clear_errors();
     size_t got = 0;
     int ret = SSL_read_ex(tls->ssl, buf, cap, &got);
     if (ret == 1) {
@@ -570,7 +628,7 @@ roost_tls_write(roost_tls *tls, const void *data, size_t len, roost_errmsg *em)
         return roost_fail(em, ROOST_ESTATE, "TLS write before handshake");
     const uint8_t *p = data;
     while (len > 0) {
-        ERR_clear_error();
+        clear_errors();
         size_t written = 0;
         int ret = SSL_write_ex(tls->ssl, p, len, &written);
         if (ret != 1) {
@@ -650,8 +708,8 @@ roost_tls_trim(roost_tls *tls)
             tls->out = fresh;
         }
     }
-    if (tls->borrow_len == 0 && tls->spill_start == tls->spill_end &&
-        tls->spill != NULL) {
+    if (tls->borrow_len + tls->borrow_rest == 0 &&
+        tls->spill_start == tls->spill_end && tls->spill != NULL) {
         roost_alloc_free(NULL, tls->spill);
         tls->spill = NULL;
         tls->spill_cap = tls->spill_start = tls->spill_end = 0;

@@ -101,6 +101,23 @@ int roost_tls_feed(roost_tls *tls, const void *data, size_t len,
 void roost_tls_feed_borrow(roost_tls *tls, const void *data, size_t len);
 int roost_tls_feed_release(roost_tls *tls, roost_errmsg *em);
 
+/* One borrowed piece of ciphertext (see roost_tls_feed_borrowv). */
+typedef struct roost_tls_piece {
+    const void *data;
+    size_t len;
+} roost_tls_piece;
+
+/*
+ * roost_tls_feed_borrowv - roost_tls_feed_borrow for n pieces that
+ * continue one another (several messages received from the same peer),
+ * so that one processing step covers all of them. The array and the bytes
+ * it points to stay the caller's and must stay valid until
+ * roost_tls_feed_release, which copies whatever OpenSSL did not consume,
+ * from all pieces, into the session (ROOST_ETOOBIG past in_cap).
+ */
+void roost_tls_feed_borrowv(roost_tls *tls, const roost_tls_piece *pieces,
+                            size_t n);
+
 /*
  * roost_tls_handshake - advance the handshake with what was fed.
  * ROOST_OK: done, peer verified (roost_tls_peer_identity works).
