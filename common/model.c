@@ -959,6 +959,28 @@ maxpool_forward(const float *x, float *y, uint32_t *arg, size_t C, size_t B,
         float *yp = y + p * OH * OW;
         uint32_t *ap = arg + p * OH * OW;
         float bv = bias != NULL ? bias[p / B] : 0.0f;
+        if (K == 2) {
+            /* The common 2x2 case without the inner loops: branch-free
+             * selects, first maximum wins as below. */
+            for (size_t oh = 0; oh < OH; oh++) {
+                const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+                uint32_t base = (uint32_t)(2 * oh * W);
+                for (size_t ow = 0; ow < OW; ow++) {
+                    float a = r0[2 * ow], b = r0[2 * ow + 1];
+                    float c = r1[2 * ow], d = r1[2 * ow + 1];
+                    uint32_t ia = base + (uint32_t)(2 * ow);
+                    float m0 = b > a ? b : a, m1 = d > c ? d : c;
+                    uint32_t i0 = b > a ? ia + 1 : ia;
+                    uint32_t i1 =
+                        d > c ? ia + (uint32_t)W + 1 : ia + (uint32_t)W;
+                    float mx = m1 > m0 ? m1 : m0;
+                    ap[oh * OW + ow] = m1 > m0 ? i1 : i0;
+                    yp[oh * OW + ow] =
+                        bias != NULL ? act_apply(mx + bv, act) : mx;
+                }
+            }
+            continue;
+        }
         for (size_t oh = 0; oh < OH; oh++)
             for (size_t ow = 0; ow < OW; ow++) {
                 size_t best = oh * K * W + ow * K;
