@@ -960,23 +960,27 @@ maxpool_forward(const float *x, float *y, uint32_t *arg, size_t C, size_t B,
         uint32_t *ap = arg + p * OH * OW;
         float bv = bias != NULL ? bias[p / B] : 0.0f;
         if (K == 2) {
-            /* The common 2x2 case without the inner loops: branch-free
-             * selects, first maximum wins as below. */
+            /* The 2x2 case (both pools of the FedAvg CNN) as selects the
+             * compiler can vectorise: the larger of each column pair, then
+             * of the two columns; ties go to the top row, then the left
+             * column (any maximum is a valid subgradient). The bias and
+             * activation follow in their own pass over the row. */
             for (size_t oh = 0; oh < OH; oh++) {
                 const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
-                uint32_t base = (uint32_t)(2 * oh * W);
+                float *yr = yp + oh * OW;
+                uint32_t *ar = ap + oh * OW;
+                uint32_t base = (uint32_t)(2 * oh * W), w32 = (uint32_t)W;
                 for (size_t ow = 0; ow < OW; ow++) {
                     float a = r0[2 * ow], b = r0[2 * ow + 1];
                     float c = r1[2 * ow], d = r1[2 * ow + 1];
-                    uint32_t ia = base + (uint32_t)(2 * ow);
-                    float m0 = b > a ? b : a, m1 = d > c ? d : c;
-                    uint32_t i0 = b > a ? ia + 1 : ia;
-                    uint32_t i1 =
-                        d > c ? ia + (uint32_t)W + 1 : ia + (uint32_t)W;
+                    float m0 = c > a ? c : a, m1 = d > b ? d : b;
+                    /* Comparison results as integers, not branches: the
+                     * data decides them at random. */
+                    uint32_t dn0 = c > a, dn1 = d > b, rt = m1 > m0;
+                    uint32_t dn = dn0 ^ ((dn0 ^ dn1) & (0u - rt));
                     float mx = m1 > m0 ? m1 : m0;
-                    ap[oh * OW + ow] = m1 > m0 ? i1 : i0;
-                    yp[oh * OW + ow] =
-                        bias != NULL ? act_apply(mx + bv, act) : mx;
+                    yr[ow] = bias != NULL ? act_apply(mx + bv, act) : mx;
+                    ar[ow] = base + (uint32_t)(2 * ow) + rt + dn * w32;
                 }
             }
             continue;
