@@ -200,6 +200,16 @@ gradcheck_conv_stack(void **state)
 }
 
 static void
+gradcheck_conv_kernel_larger_than_image(void **state)
+{
+    (void)state;
+    /* Taps that fall entirely outside the image in one or both directions
+     * (im2col and its adjoint see empty ranges). */
+    gradcheck("conv:2x7,dense:3", 1, 3, 2, 2);
+    gradcheck("conv:2x5,relu,conv:2x9,dense:3", 2, 1, 4, 2);
+}
+
+static void
 gradcheck_relu_before_conv(void **state)
 {
     (void)state;
@@ -745,6 +755,7 @@ main(void)
         cmocka_unit_test(gradcheck_standalone_activations),
         cmocka_unit_test(gradcheck_conv_multichannel_input),
         cmocka_unit_test(gradcheck_conv_stack),
+        cmocka_unit_test(gradcheck_conv_kernel_larger_than_image),
         cmocka_unit_test(gradcheck_relu_before_conv),
         cmocka_unit_test(gradcheck_conv_pool_fused),
         cmocka_unit_test(pool_fusion_matches_unfused),
