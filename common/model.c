@@ -7,7 +7,9 @@
  * absorbs an activation that directly follows it (bias + activation are
  * applied in one pass over the GEMM output, and the backward pass takes the
  * activation's derivative from the stored output), maxpool and any other
- * activation stay ops of their own.
+ * activation stay ops of their own. A maxpool right after a conv takes over
+ * the conv's bias and activation (applied to the pooled values, see
+ * struct op's pool_fused) and, in the backward pass, the derivative.
  *
  * Memory layout. Flat tensors are batch x features, row-major. Spatial
  * tensors (conv and pool outputs) are stored channel-major across the
@@ -24,7 +26,8 @@
  *
  * Invariants. Every buffer is sized for max_batch when the workspace is
  * created; the training calls only index into them, never allocate. After a
- * forward pass, out[i] holds op i's output for the current batch; after a
+ * forward pass, out[i] holds op i's output for the current batch (for a
+ * conv with pool_fused, its GEMM output before bias and activation); after a
  * backward pass, gout[i] of a dense or conv op holds that op's delta (the
  * gradient with respect to its pre-activation output), which is what pass 2
  * of the per-example API reuses.
