@@ -646,7 +646,7 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
             col = 0;
             if (o->out_c * o->kdim > scratch)
                 scratch = o->out_c * o->kdim;
-            size_t planes, pl;
+            size_t planes = 0, pl = 0;
             ok = ok &&
                  roost_size_mul(o->in_c, conv_chunk(o, max_batch), &planes) &&
                  roost_size_mul((o->in_h + o->k - 1) * (o->in_w + o->k - 1),
