@@ -7,7 +7,9 @@
  * absorbs an activation that directly follows it (bias + activation are
  * applied in one pass over the GEMM output, and the backward pass takes the
  * activation's derivative from the stored output), maxpool and any other
- * activation stay ops of their own.
+ * activation stay ops of their own. A maxpool right after a conv takes over
+ * the conv's bias and activation (applied to the pooled values, see
+ * struct op's pool_fused) and, in the backward pass, the derivative.
  *
  * Memory layout. Flat tensors are batch x features, row-major. Spatial
  * tensors (conv and pool outputs) are stored channel-major across the
@@ -24,7 +26,8 @@
  *
  * Invariants. Every buffer is sized for max_batch when the workspace is
  * created; the training calls only index into them, never allocate. After a
- * forward pass, out[i] holds op i's output for the current batch; after a
+ * forward pass, out[i] holds op i's output for the current batch (for a
+ * conv with pool_fused, its GEMM output before bias and activation); after a
  * backward pass, gout[i] of a dense or conv op holds that op's delta (the
  * gradient with respect to its pre-activation output), which is what pass 2
  * of the per-example API reuses.
@@ -59,6 +62,15 @@ struct op {
     size_t k;      /* conv kernel or pool size */
     size_t kdim;   /* conv: in_c * k * k; dense: in_size */
     size_t w_off, b_off;
+    /* A conv op followed directly by a maxpool leaves its raw GEMM output
+     * (no bias, no activation) in out, and the pool applies the bias and
+     * activation to the pooled values instead: max commutes with adding a
+     * per-channel constant and with a nondecreasing activation, so the
+     * result is the same at 1/k^2 of the element-wise work. The pool's
+     * backward pass then applies the activation's derivative, taken from its
+     * own output, while it writes the conv's delta. Set on both ops; the
+     * pool's act and b_off are the conv's. */
+    bool pool_fused;
 };
 
 struct roost_model {
@@ -88,6 +100,7 @@ struct roost_workspace {
     uint32_t *argmax[ROOST_MODEL_MAX_LAYERS];
     float *col;       /* conv im2col chunk, shared */
     float *dcol;      /* conv input-gradient columns of a chunk, shared */
+    float *pad;       /* zero-padded planes of a conv chunk, shared */
     float *flatgrad;  /* dense input gradient before transposing, shared */
     float *scratch;   /* per-example conv weight gradient, shared */
     void *block;      /* one allocation holding every float buffer */
@@ -364,6 +377,12 @@ build_ops(roost_model *m, const struct layer_tok *toks, size_t n,
             o->k = t->a;
             h /= t->a;
             w /= t->a;
+            if (m->n_ops > 0 && m->ops[m->n_ops - 1].kind == OP_CONV) {
+                struct op *conv = &m->ops[m->n_ops - 1];
+                conv->pool_fused = o->pool_fused = true;
+                o->act = conv->act;
+                o->b_off = conv->b_off;
+            }
             break;
         case OP_RELU:
         case OP_TANH:
@@ -593,7 +612,7 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
     size_t per[ROOST_MODEL_MAX_LAYERS][4]; /* out, gout, flat, col */
     size_t pool_idx[ROOST_MODEL_MAX_LAYERS];
     size_t total = 0, itotal = 0, col_max = 0, dcol = 0, flatgrad = 0;
-    size_t scratch = 0;
+    size_t scratch = 0, pad = 0;
     bool ok = true;
     size_t xin = 0;
     if (m->input_cbhw)
@@ -628,6 +647,13 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
             col = 0;
             if (o->out_c * o->kdim > scratch)
                 scratch = o->out_c * o->kdim;
+            size_t planes = 0, pl = 0;
+            ok = ok &&
+                 roost_size_mul(o->in_c, conv_chunk(o, max_batch), &planes) &&
+                 roost_size_mul((o->in_h + o->k - 1) * (o->in_w + o->k - 1),
+                                planes, &pl);
+            if (pl > pad)
+                pad = pl;
         }
         if (ok && o->kind == OP_POOL) {
             pool_idx[i] = a;
@@ -641,7 +667,8 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
     ok = ok && roost_size_add(total, col_max, &total) &&
          roost_size_add(total, dcol, &total) &&
          roost_size_add(total, flatgrad, &total) &&
-         roost_size_add(total, scratch, &total);
+         roost_size_add(total, scratch, &total) &&
+         roost_size_add(total, pad, &total);
     size_t bytes = 0, ibytes = 0;
     ok = ok && roost_size_mul(total, sizeof(float), &bytes) &&
          roost_size_mul(itotal, sizeof(uint32_t), &ibytes);
@@ -688,6 +715,8 @@ roost_workspace_create(roost_workspace **out, const roost_model *m,
     ws->flatgrad = flatgrad ? p : NULL;
     p += flatgrad;
     ws->scratch = scratch ? p : NULL;
+    p += scratch;
+    ws->pad = pad ? p : NULL;
     *out = ws;
     return ROOST_OK;
 }
@@ -735,86 +764,120 @@ cbhw_to_bchw(const float *src, float *dst, size_t B, size_t C, size_t HW)
                    HW * sizeof(float));
 }
 
-/* The valid output columns [*lo, *hi) of a kernel tap at offset d
- * (input column = output column + d) on a row of width w. */
-static void
-tap_range(long d, size_t w, size_t *lo, size_t *hi)
+/* Copy 4 floats; a constant-size memcpy compiles to one vector move. */
+static inline void
+copy4(float *restrict dst, const float *restrict src)
 {
-    long l = d < 0 ? -d : 0;
-    long h = d > 0 ? (long)w - d : (long)w;
-    if (h < l)
-        h = l;
-    *lo = (size_t)l;
-    *hi = (size_t)h;
+    memcpy(dst, src, 4 * sizeof(float));
 }
 
-/* im2col for stride 1, same padding, of examples b0 .. b0+n-1: x is
+/* Copy n floats. Rows are short (W floats, 14 or 28 in the FedAvg CNN) and
+ * there are hundreds of thousands per step, so rows of up to 16 floats are
+ * copied in straight-line, overlapping 4-float blocks: a memcpy call per
+ * row (which is what the compiler makes of a copy loop) costs more than the
+ * copy itself. */
+static inline void
+copy_row(float *restrict dst, const float *restrict src, size_t n)
+{
+    if (n >= 4 && n <= 8) {
+        copy4(dst, src);
+        copy4(dst + n - 4, src + n - 4);
+    } else if (n > 8 && n <= 16) {
+        copy4(dst, src);
+        copy4(dst + 4, src + 4);
+        copy4(dst + n - 8, src + n - 8);
+        copy4(dst + n - 4, src + n - 4);
+    } else if (n > 16) {
+        memcpy(dst, src, n * sizeof(float));
+    } else {
+        if (n > 0)
+            dst[0] = src[0];
+        if (n > 1)
+            dst[1] = src[1];
+        if (n > 2)
+            dst[2] = src[2];
+    }
+}
+
+/* dst[j] += src[j] for j < n, 4 at a time (see copy_row). */
+static inline void
+add_row(float *restrict dst, const float *restrict src, size_t n)
+{
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (size_t l = 0; l < 4; l++)
+            dst[j + l] += src[j + l];
+    for (; j < n; j++)
+        dst[j] += src[j];
+}
+
+/*
+ * im2col for stride 1, same padding, of examples b0 .. b0+n-1: x is
  * C x B x (H*W) (CBHW), col is (C*K*K) x (n*H*W), row (c, kh, kw), column
- * (b - b0, oh, ow). */
+ * (b - b0, oh, ow). The chunk's planes are first copied into pad
+ * (C x n x (H+K-1) x (W+K-1), zero borders), so that every row of col is a
+ * plain copy of W floats without bounds tests.
+ */
 static void
 im2col(const float *x, size_t C, size_t B, size_t H, size_t W, size_t K,
-       size_t b0, size_t n, float *col)
+       size_t b0, size_t n, float *pad, float *col)
 {
-    size_t HW = H * W, N = n * HW;
-    long pad = (long)K / 2;
+    size_t HW = H * W, N = n * HW, P = K / 2;
+    size_t Hp = H + K - 1, Wp = W + K - 1, HWp = Hp * Wp;
+    for (size_t j = 0; j < C * n * HWp; j++)
+        pad[j] = 0.0f;
+    for (size_t c = 0; c < C; c++)
+        for (size_t b = 0; b < n; b++) {
+            const float *xp = x + (c * B + b0 + b) * HW;
+            float *pp = pad + (c * n + b) * HWp + P * Wp + P;
+            for (size_t h = 0; h < H; h++)
+                copy_row(pp + h * Wp, xp + h * W, W);
+        }
     for (size_t c = 0; c < C; c++)
         for (size_t kh = 0; kh < K; kh++)
             for (size_t kw = 0; kw < K; kw++) {
                 float *row = col + ((c * K + kh) * K + kw) * N;
-                long dh = (long)kh - pad, dw = (long)kw - pad;
-                size_t lo, hi;
-                tap_range(dw, W, &lo, &hi);
                 for (size_t b = 0; b < n; b++) {
-                    const float *xp = x + (c * B + b0 + b) * HW;
-                    float *rp = row + b * HW;
-                    for (size_t oh = 0; oh < H; oh++) {
-                        long ih = (long)oh + dh;
-                        float *r = rp + oh * W;
-                        if (ih < 0 || ih >= (long)H) {
-                            memset(r, 0, W * sizeof(float));
-                            continue;
-                        }
-                        const float *src = xp + (size_t)ih * W;
-                        for (size_t ow = 0; ow < lo; ow++)
-                            r[ow] = 0.0f;
-                        memcpy(r + lo, src + (long)lo + dw,
-                               (hi - lo) * sizeof(float));
-                        for (size_t ow = hi; ow < W; ow++)
-                            r[ow] = 0.0f;
-                    }
+                    const float *src = pad + (c * n + b) * HWp + kh * Wp + kw;
+                    float *dst = row + b * HW;
+                    for (size_t oh = 0; oh < H; oh++)
+                        copy_row(dst + oh * W, src + oh * Wp, W);
                 }
             }
 }
 
-/* col2im: the adjoint of im2col (same chunk arguments); adds into dx
- * (C x B x HW), which the caller zeroed. */
+/*
+ * col2im: the adjoint of im2col (same chunk arguments); writes the chunk's
+ * examples of dx (C x B x HW), summing the columns into the zero-bordered
+ * planes of pad first so that the inner loop has no bounds tests and dx
+ * needs no zeroing beforehand.
+ */
 static void
 col2im(const float *col, size_t C, size_t B, size_t H, size_t W, size_t K,
-       size_t b0, size_t n, float *dx)
+       size_t b0, size_t n, float *pad, float *dx)
 {
-    size_t HW = H * W, N = n * HW;
-    long pad = (long)K / 2;
+    size_t HW = H * W, N = n * HW, P = K / 2;
+    size_t Hp = H + K - 1, Wp = W + K - 1, HWp = Hp * Wp;
+    for (size_t j = 0; j < C * n * HWp; j++)
+        pad[j] = 0.0f;
     for (size_t c = 0; c < C; c++)
         for (size_t kh = 0; kh < K; kh++)
             for (size_t kw = 0; kw < K; kw++) {
                 const float *row = col + ((c * K + kh) * K + kw) * N;
-                long dh = (long)kh - pad, dw = (long)kw - pad;
-                size_t lo, hi;
-                tap_range(dw, W, &lo, &hi);
                 for (size_t b = 0; b < n; b++) {
-                    float *xp = dx + (c * B + b0 + b) * HW;
-                    const float *rp = row + b * HW;
-                    for (size_t oh = 0; oh < H; oh++) {
-                        long ih = (long)oh + dh;
-                        if (ih < 0 || ih >= (long)H)
-                            continue;
-                        float *dst = xp + (size_t)ih * W + (long)lo + dw;
-                        const float *r = rp + oh * W + lo;
-                        for (size_t j = 0; j < hi - lo; j++)
-                            dst[j] += r[j];
-                    }
+                    float *dst = pad + (c * n + b) * HWp + kh * Wp + kw;
+                    const float *src = row + b * HW;
+                    for (size_t oh = 0; oh < H; oh++)
+                        add_row(dst + oh * Wp, src + oh * W, W);
                 }
             }
+    for (size_t c = 0; c < C; c++)
+        for (size_t b = 0; b < n; b++) {
+            float *xp = dx + (c * B + b0 + b) * HW;
+            const float *pp = pad + (c * n + b) * HWp + P * Wp + P;
+            for (size_t h = 0; h < H; h++)
+                copy_row(xp + h * W, pp + h * Wp, W);
+        }
 }
 
 /* y[r][j] = act(y[r][j] + bias[r]) on a rows x cols matrix (conv). */
@@ -872,42 +935,127 @@ act_backward(float *g, const float *y, size_t n, enum act_kind act)
     }
 }
 
+/* act(v) for one value. */
+static inline float
+act_apply(float v, enum act_kind act)
+{
+    if (act == ACT_RELU)
+        return v > 0.0f ? v : 0.0f;
+    if (act == ACT_TANH)
+        return tanhf(v);
+    return v;
+}
+
+/*
+ * maxpool_forward - KxK max pooling, stride K, of the C x B planes of x
+ * (plane c * B + b). With bias non-NULL (a conv's bias and activation fused
+ * into the pool) each output is act(max + bias[c]); arg gets the index of
+ * the maximum within its plane.
+ */
 static void
-maxpool_forward(const float *x, float *y, uint32_t *arg, size_t planes,
-                size_t H, size_t W, size_t K)
+maxpool_forward(const float *x, float *y, uint32_t *arg, size_t C, size_t B,
+                size_t H, size_t W, size_t K, const float *bias,
+                enum act_kind act)
 {
     size_t OH = H / K, OW = W / K;
-    for (size_t p = 0; p < planes; p++) {
+    for (size_t p = 0; p < C * B; p++) {
         const float *xp = x + p * H * W;
         float *yp = y + p * OH * OW;
         uint32_t *ap = arg + p * OH * OW;
+        float bv = bias != NULL ? bias[p / B] : 0.0f;
+        if (K == 2) {
+            /* The 2x2 case (both pools of the FedAvg CNN) as selects the
+             * compiler can vectorise: the larger of each column pair, then
+             * of the two columns; ties go to the top row, then the left
+             * column (any maximum is a valid subgradient). The bias and
+             * activation follow in their own pass over the row. */
+            for (size_t oh = 0; oh < OH; oh++) {
+                const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+                float *yr = yp + oh * OW;
+                uint32_t *ar = ap + oh * OW;
+                uint32_t base = (uint32_t)(2 * oh * W), w32 = (uint32_t)W;
+                for (size_t ow = 0; ow < OW; ow++) {
+                    float a = r0[2 * ow], b = r0[2 * ow + 1];
+                    float c = r1[2 * ow], d = r1[2 * ow + 1];
+                    float m0 = c > a ? c : a, m1 = d > b ? d : b;
+                    /* Comparison results as integers, not branches: the
+                     * data decides them at random. */
+                    uint32_t dn0 = c > a, dn1 = d > b, rt = m1 > m0;
+                    uint32_t dn = dn0 ^ ((dn0 ^ dn1) & (0u - rt));
+                    float mx = m1 > m0 ? m1 : m0;
+                    yr[ow] = bias != NULL ? act_apply(mx + bv, act) : mx;
+                    ar[ow] = base + (uint32_t)(2 * ow) + rt + dn * w32;
+                }
+            }
+            continue;
+        }
         for (size_t oh = 0; oh < OH; oh++)
             for (size_t ow = 0; ow < OW; ow++) {
                 size_t best = oh * K * W + ow * K;
-                float bv = xp[best];
+                float mx = xp[best];
                 for (size_t i = 0; i < K; i++)
                     for (size_t j = 0; j < K; j++) {
                         size_t idx = (oh * K + i) * W + ow * K + j;
-                        if (xp[idx] > bv) {
-                            bv = xp[idx];
+                        if (xp[idx] > mx) {
+                            mx = xp[idx];
                             best = idx;
                         }
                     }
-                yp[oh * OW + ow] = bv;
+                yp[oh * OW + ow] = bias != NULL ? act_apply(mx + bv, act) : mx;
                 ap[oh * OW + ow] = (uint32_t)best;
             }
     }
 }
 
+/*
+ * maxpool_backward - the input gradient of a max pool: each output's
+ * gradient, times the derivative of the activation fused into the pool
+ * (taken from the pool's output y), goes to its argmax; every other input
+ * gets 0. Plane by plane, zeroed and then scattered while in L1, so gx is
+ * written once; with the activation folded in, the conv before the pool
+ * needs no derivative pass of its own.
+ */
 static void
-maxpool_backward(const float *gy, float *gx, const uint32_t *arg, size_t planes,
-                 size_t H, size_t W, size_t K)
+maxpool_backward(const float *gy, float *gx, const uint32_t *arg,
+                 const float *y, size_t planes, size_t H, size_t W, size_t K,
+                 enum act_kind act)
 {
-    size_t OHW = (H / K) * (W / K);
-    memset(gx, 0, planes * H * W * sizeof(float));
-    for (size_t p = 0; p < planes; p++)
-        for (size_t j = 0; j < OHW; j++)
-            gx[p * H * W + arg[p * OHW + j]] += gy[p * OHW + j];
+    size_t OHW = (H / K) * (W / K), HW = H * W;
+    for (size_t p = 0; p < planes; p++) {
+        float *restrict xp = gx + p * HW;
+        const float *gp = gy + p * OHW, *yp = y + p * OHW;
+        const uint32_t *ap = arg + p * OHW;
+        for (size_t j = 0; j < HW; j++)
+            xp[j] = 0.0f;
+        if (act == ACT_RELU) {
+            for (size_t j = 0; j < OHW; j++)
+                xp[ap[j]] = yp[j] > 0.0f ? gp[j] : 0.0f;
+        } else if (act == ACT_TANH) {
+            for (size_t j = 0; j < OHW; j++)
+                xp[ap[j]] = gp[j] * (1.0f - yp[j] * yp[j]);
+        } else {
+            for (size_t j = 0; j < OHW; j++)
+                xp[ap[j]] = gp[j];
+        }
+    }
+}
+
+/* The sum of n floats in 16 interleaved partial sums, so that the compiler
+ * vectorises it (it may not reorder a single running float sum). */
+static float
+sum_floats(const float *x, size_t n)
+{
+    float acc[16] = {0};
+    size_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (size_t l = 0; l < 16; l++)
+            acc[l] += x[j + l];
+    float s = 0.0f;
+    for (; j < n; j++)
+        s += x[j];
+    for (size_t l = 0; l < 16; l++)
+        s += acc[l];
+    return s;
 }
 
 /* ------------------------------------------------------- forward/backward */
@@ -951,18 +1099,21 @@ forward(roost_workspace *ws, const float *params, const float *x, size_t B)
             size_t nb = conv_chunk(o, B);
             for (size_t b0 = 0; b0 < B; b0 += nb) {
                 size_t n = B - b0 < nb ? B - b0 : nb;
-                im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->col);
+                im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->pad,
+                       ws->col);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
                             (int)o->out_c, (int)(n * HW), (int)o->kdim, 1.0f,
                             params + o->w_off, (int)o->kdim, ws->col,
                             (int)(n * HW), 0.0f, y + b0 * HW, (int)nn);
             }
-            bias_act_rows(y, params + o->b_off, o->out_c, nn, o->act);
+            if (!o->pool_fused)
+                bias_act_rows(y, params + o->b_off, o->out_c, nn, o->act);
             break;
         }
         case OP_POOL:
-            maxpool_forward(in, y, ws->argmax[i], o->in_c * B, o->in_h, o->in_w,
-                            o->k);
+            maxpool_forward(in, y, ws->argmax[i], o->in_c, B, o->in_h, o->in_w,
+                            o->k, o->pool_fused ? params + o->b_off : NULL,
+                            o->act);
             break;
         case OP_RELU:
             for (size_t j = 0; j < B * o->out_size; j++)
@@ -1061,14 +1212,14 @@ conv_dx(roost_workspace *ws, size_t i, const float *params, float *gin)
     size_t B = ws->batch, HW = o->in_h * o->in_w, nn = B * HW;
     size_t nb = conv_chunk(o, B);
     const float *d = ws->gout[i];
-    memset(gin, 0, B * o->in_size * sizeof(float));
     for (size_t b0 = 0; b0 < B; b0 += nb) {
         size_t n = B - b0 < nb ? B - b0 : nb, cols = n * HW;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o->kdim,
                     (int)cols, (int)o->out_c, 1.0f, params + o->w_off,
                     (int)o->kdim, d + b0 * HW, (int)nn, 0.0f, ws->dcol,
                     (int)cols);
-        col2im(ws->dcol, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, gin);
+        col2im(ws->dcol, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->pad,
+               gin);
     }
 }
 
@@ -1087,15 +1238,11 @@ conv_dw(roost_workspace *ws, size_t i, struct wdst dst, double *norms_sq)
     const float *d = ws->gout[i];
     const float *in = op_input(ws, i);
     if (dst.base != NULL)
-        for (size_t c = 0; c < o->out_c; c++) {
-            float s = 0.0f;
-            for (size_t j = 0; j < nn; j++)
-                s += d[c * nn + j];
-            bias_store(dst.base + o->b_off, c, s, dst);
-        }
+        for (size_t c = 0; c < o->out_c; c++)
+            bias_store(dst.base + o->b_off, c, sum_floats(d + c * nn, nn), dst);
     for (size_t b0 = 0; b0 < B; b0 += nb) {
         size_t n = B - b0 < nb ? B - b0 : nb, cols = n * HW;
-        im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->col);
+        im2col(in, o->in_c, B, o->in_h, o->in_w, o->k, b0, n, ws->pad, ws->col);
         if (dst.base != NULL)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)o->out_c,
                         (int)o->kdim, (int)cols, dst.alpha, d + b0 * HW,
@@ -1261,7 +1408,8 @@ backward(roost_workspace *ws, const float *params, enum bwd_mode mode,
         switch (o->kind) {
         case OP_DENSE:
         case OP_CONV: {
-            act_backward(g, ws->out[ii], B * o->out_size, o->act);
+            if (!o->pool_fused)
+                act_backward(g, ws->out[ii], B * o->out_size, o->act);
             if (gin != NULL && o->kind == OP_CONV) {
                 conv_dx(ws, ii, params, gin);
             } else if (gin != NULL) {
@@ -1289,8 +1437,9 @@ backward(roost_workspace *ws, const float *params, enum bwd_mode mode,
         }
         case OP_POOL:
             if (gin != NULL)
-                maxpool_backward(g, gin, ws->argmax[ii], o->in_c * B, o->in_h,
-                                 o->in_w, o->k);
+                maxpool_backward(g, gin, ws->argmax[ii], ws->out[ii],
+                                 o->in_c * B, o->in_h, o->in_w, o->k,
+                                 o->pool_fused ? o->act : ACT_NONE);
             break;
         case OP_RELU:
         case OP_TANH:

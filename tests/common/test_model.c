@@ -200,10 +200,80 @@ gradcheck_conv_stack(void **state)
 }
 
 static void
+gradcheck_conv_kernel_larger_than_image(void **state)
+{
+    (void)state;
+    /* Taps that fall entirely outside the image in one or both directions
+     * (im2col and its adjoint see empty ranges). */
+    gradcheck("conv:2x7,dense:3", 1, 3, 2, 2);
+    gradcheck("conv:2x5,relu,conv:2x9,dense:3", 2, 1, 4, 2);
+}
+
+static void
 gradcheck_relu_before_conv(void **state)
 {
     (void)state;
     gradcheck("relu,conv:2x3,maxpool:3,dense:3", 2, 6, 5, 2);
+}
+
+static void
+gradcheck_conv_pool_fused(void **state)
+{
+    (void)state;
+    /* A conv's bias and activation applied by the maxpool after it: tanh
+     * with a pool that floors (rows and columns left over), and a 3x3 pool
+     * (the general path; 2x2 has its own). */
+    gradcheck("conv:3x3,tanh,maxpool:2,dense:3", 1, 5, 7, 2);
+    gradcheck("conv:3x3,relu,maxpool:3,dense:3", 2, 7, 8, 2);
+    gradcheck("conv:2x3,maxpool:2,dense:3", 1, 6, 5, 2);
+}
+
+/*
+ * A maxpool right after a conv applies the conv's bias and relu to the
+ * pooled values; a second relu in the spec stops that fusion without
+ * changing the function (relu is idempotent). Both must give the same loss
+ * and gradients, at sizes with several im2col chunks per conv and pools
+ * that floor.
+ */
+static void
+pool_fusion_matches_unfused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fused, *unfused;
+        uint32_t c, h, w;
+        size_t batch;
+    } cases[] = {
+        {"conv:8x5,relu,maxpool:2,conv:16x5,relu,maxpool:2,dense:4",
+         "conv:8x5,relu,relu,maxpool:2,conv:16x5,relu,relu,maxpool:2,dense:4",
+         1, 28, 28, 9},
+        {"conv:3x3,relu,maxpool:2,dense:5",
+         "conv:3x3,relu,relu,maxpool:2,dense:5", 2, 7, 9, 4},
+        {"conv:3x3,relu,maxpool:3,dense:5",
+         "conv:3x3,relu,relu,maxpool:3,dense:5", 1, 8, 7, 3},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        struct fixture a, b;
+        fixture_init(&a, cases[k].fused, cases[k].c, cases[k].h, cases[k].w,
+                     cases[k].batch);
+        fixture_init(&b, cases[k].unfused, cases[k].c, cases[k].h, cases[k].w,
+                     cases[k].batch);
+        assert_int_equal(a.np, b.np);
+        assert_memory_equal(a.params, b.params, a.np * sizeof(float));
+        double la, lb;
+        assert_int_equal(roost_model_grad(a.ws, a.params, a.x, a.labels,
+                                          a.batch, a.grad, &la),
+                         ROOST_OK);
+        assert_int_equal(roost_model_grad(b.ws, b.params, b.x, b.labels,
+                                          b.batch, b.grad, &lb),
+                         ROOST_OK);
+        assert_true(fabs(la - lb) <= 1e-6 * fabs(lb));
+        for (size_t i = 0; i < a.np; i++)
+            assert_true(fabsf(a.grad[i] - b.grad[i]) <=
+                        1e-5f + 1e-4f * fabsf(b.grad[i]));
+        fixture_free(&a);
+        fixture_free(&b);
+    }
 }
 
 static void
@@ -693,7 +763,10 @@ main(void)
         cmocka_unit_test(gradcheck_standalone_activations),
         cmocka_unit_test(gradcheck_conv_multichannel_input),
         cmocka_unit_test(gradcheck_conv_stack),
+        cmocka_unit_test(gradcheck_conv_kernel_larger_than_image),
         cmocka_unit_test(gradcheck_relu_before_conv),
+        cmocka_unit_test(gradcheck_conv_pool_fused),
+        cmocka_unit_test(pool_fusion_matches_unfused),
         cmocka_unit_test(gradcheck_conv_tanh_output),
         cmocka_unit_test(batch_equals_single_examples),
         cmocka_unit_test(per_example_dense),
