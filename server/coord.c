@@ -82,6 +82,7 @@ struct round_state {
     int64_t started_ms, deadline_ms;
     struct participant *parts;
     size_t n_parts, cap_parts; /* cap: room for replacements */
+    uint32_t owed;             /* declines not yet replaced */
     struct update_rec *updates;
     size_t n_updates, cap_updates;
     uint32_t accepted, refused;
@@ -400,6 +401,7 @@ round_reset(roost_coord *c)
     r->ev_examples = 0;
     r->ev_loss_sum = r->ev_acc_sum = 0;
     r->cap_parts = 0;
+    r->owed = 0;
     r->evaluate = false;
     r->open = false;
 }
@@ -829,7 +831,7 @@ static int
 replace_participant(roost_coord *c)
 {
     struct round_state *r = &c->round;
-    if (r->n_parts >= r->cap_parts)
+    if (r->n_parts >= r->cap_parts || r->owed == 0)
         return ROOST_OK;
     /* Candidates: waiting sessions not already in this round (a decliner
      * that checked in again still holds its slot index). */
@@ -861,6 +863,7 @@ replace_participant(roost_coord *c)
         roost_log(&c->cfg.log, ROOST_LOG_INFO,
                   "round %" PRId64 ": %s replaces a client that declined",
                   r->id, chosen->fingerprint);
+        r->owed--;
         assign(c, chosen, r->n_parts++);
         return ROOST_OK;
     }
@@ -979,6 +982,10 @@ on_check_in(roost_coord *c, struct session *s, const Roost__V1__CheckIn *ci)
         return;
     }
     s->state = S_WAITING;
+    /* A client that checks in while the open round still owes a
+     * replacement for a decline may take that place. */
+    if (c->round.open && c->round.owed > 0)
+        (void)replace_participant(c);
 }
 
 static int
@@ -1180,6 +1187,7 @@ on_decline(roost_coord *c, struct session *s, const Roost__V1__Decline *d)
     roost_log(&c->cfg.log, ROOST_LOG_INFO, "%s declined round %" PRId64 ": %s",
               s->fingerprint, r->id, d->message ? d->message : "");
     s->state = S_DONE;
+    r->owed++;
     return replace_participant(c);
 }
 

@@ -165,7 +165,13 @@ send_decline(roost_cproto *p, Roost__V1__DeclineReason reason, const char *why)
     env.decline = &d;
     roost_log(&p->cfg.log, ROOST_LOG_INFO, "declining round %" PRId64 ": %s",
               p->job.round_id, why);
-    return send_env(p, &env);
+    int rc = send_env(p, &env);
+    /* A client that declined one task (it cannot evaluate, this model or
+     * round failed) may still take the next: it checks in again at once.
+     * One whose budget is spent (EXHAUSTED) does not. */
+    if (rc == ROOST_OK && p->state == ROOST_CP_IDLE)
+        rc = roost_cproto_check_in(p, 0);
+    return rc;
 }
 
 /* Make sure global/params hold n floats. */
@@ -263,10 +269,10 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
         if (rc != ROOST_OK) {
             /* A ledger that cannot be read refuses training; it never
              * assumes nothing was spent. */
-            p->state = ROOST_CP_IDLE;
             roost_fail(&p->em, rc, "privacy ledger: %s", em.text);
             send_decline(p, ROOST__V1__DECLINE_REASON__DECLINE_REASON_NOT_NOW,
                          "privacy ledger unavailable");
+            p->state = ROOST_CP_IDLE; /* the host treats rc as fatal */
             return rc;
         }
     } else if (!j->task.dp) {

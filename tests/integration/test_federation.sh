@@ -30,10 +30,14 @@ cd "$work" || exit 1
 make_pki "$n_clients"
 
 per_round=$(( n_clients / 2 ))
+# With evaluation rounds every round waits for all clients, so a
+# decliner's place can always go to a client that allows evaluation.
+min_avail=0; [ "$fed_eval" = fed ] && min_avail=$n_clients
 { server_section "tcp://127.0.0.1:*" fed.db; cat <<CONF
 [round]
 clients_per_round = $per_round
 min_clients = $per_round
+min_available = $min_avail
 timeout = 300s
 max_rounds = $rounds
 [training]
