@@ -300,6 +300,7 @@ client_send(void *arg, const Roost__V1__Envelope *m)
 }
 
 static void vclient_disconnect(struct sim *s, struct vclient *vc, int64_t now);
+static int submit_job(struct sim *s, struct vclient *vc);
 
 static void
 maybe_drop(struct sim *s, struct vclient *vc, int64_t now)
@@ -344,6 +345,13 @@ coord_send(void *arg, uint64_t session, const Roost__V1__Envelope *m)
         return ROOST_OK;
     }
     maybe_drop(s, vc, now);
+    /* Hand the job to the workers as soon as its model is complete,
+     * rather than after the coordinator has sent every selected client
+     * its copy: the first clients train while the rest still receive. */
+    if (!vc->drop_pending && !vc->queued &&
+        roost_cproto_state(vc->proto) == ROOST_CP_READY &&
+        submit_job(s, vc) != ROOST_OK)
+        vc->drop_pending = true; /* disconnected by the main loop */
     return ROOST_OK;
 }
 

@@ -237,10 +237,14 @@ roost_local_trainer_create(roost_local_trainer **out,
     rc = roost_sgd_create(&t->sgd, alloc, n_params, &sc, em);
     if (rc != ROOST_OK)
         goto fail;
-    t->grad = roost_alloc_calloc(alloc, n_params, sizeof(float));
-    if (t->grad == NULL) {
-        rc = roost_fail(em, ROOST_ENOMEM, "local training: no memory");
-        goto fail;
+    /* The built-in model's plain steps fuse the update into the backward
+     * pass and need no gradient vector. */
+    if (task->dp || src->model == NULL) {
+        t->grad = roost_alloc_calloc(alloc, n_params, sizeof(float));
+        if (t->grad == NULL) {
+            rc = roost_fail(em, ROOST_ENOMEM, "local training: no memory");
+            goto fail;
+        }
     }
     rc = task->dp ? create_dp(t, em) : create_plain(t, em);
     if (rc != ROOST_OK)
@@ -253,14 +257,12 @@ fail:
     return rc;
 }
 
-/* The mean gradient of a batch, from the model or the app's trainer. */
+/* The mean gradient of a batch from the app's trainer. It gives
+ * per-example passes: weights 1/b make the weighted sum the mean
+ * gradient. */
 static int
-plain_grad(roost_local_trainer *t, size_t b, double *loss)
+app_grad(roost_local_trainer *t, size_t b, double *loss)
 {
-    if (t->src.model != NULL)
-        return roost_model_grad(t->ws, t->params, t->x, t->y, b, t->grad, loss);
-    /* An app trainer gives per-example passes: weights 1/b make the
-     * weighted sum the mean gradient. */
     int rc = t->src.ops->example_norms(t->src.ops->arg, t->params, t->x, t->y,
                                        b, t->norms, loss);
     if (rc != ROOST_OK)
@@ -304,9 +306,16 @@ step_plain(roost_local_trainer *t, roost_errmsg *em)
     if (rc != ROOST_OK)
         return roost_fail(em, rc, "local example index out of range");
     double loss = 0;
-    rc = plain_grad(t, b, &loss);
-    if (rc == ROOST_OK)
-        rc = roost_sgd_step(t->sgd, t->params, t->grad, t->global);
+    if (t->src.model != NULL) {
+        /* The built-in model updates each layer as its gradient is
+         * formed (same result as gradient + step, no gradient vector). */
+        rc = roost_model_sgd_step(t->ws, t->params, t->x, t->y, b, t->sgd,
+                                  t->global, &loss);
+    } else {
+        rc = app_grad(t, b, &loss);
+        if (rc == ROOST_OK)
+            rc = roost_sgd_step(t->sgd, t->params, t->grad, t->global);
+    }
     if (rc != ROOST_OK)
         return roost_fail(em, rc, "local training step failed");
     t->loss_sum += loss;
