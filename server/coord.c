@@ -663,7 +663,10 @@ round_close(roost_coord *c, int64_t now_ms)
      * amplification by sampling is claimed: every committed round counts
      * as one full Gaussian mechanism of multiplier z on the clipped sum
      * (q = 1), an upper bound. The sampler's distance from the ideal
-     * Gaussian is charged as in roost_noise_charge. */
+     * Gaussian is charged as in roost_noise_charge. Training rounds are
+     * counted, failed ones included (an upper bound); federated
+     * evaluation rounds release no aggregate and are not. */
+    int64_t train_no = c->train_rounds + 1;
     bool has_cdp = false;
     double cdp_z = NOT_MEASURED, cdp_clip = NOT_MEASURED;
     double cdp_eps = NOT_MEASURED, cdp_delta = NOT_MEASURED;
@@ -671,11 +674,12 @@ round_close(roost_coord *c, int64_t now_ms)
         roost_strategy_dp_info info;
         if (roost_strategy_dp_info_get(c->strategy, &info) == ROOST_OK &&
             info.enabled) {
-            roost_dp_event ev = {1.0, info.noise_multiplier, (uint64_t)r->id};
+            roost_dp_event ev = {1.0, info.noise_multiplier,
+                                 (uint64_t)train_no};
             double eps = 0;
             if (roost_dp_epsilon(&ev, 1, c->cfg.dp_delta, &eps, NULL, &em) ==
                 ROOST_OK) {
-                double draws = (double)info.draws_per_round * (double)r->id;
+                double draws = (double)info.draws_per_round * (double)train_no;
                 double mu = info.closeness_mu, beta = info.closeness_beta;
                 has_cdp = true;
                 cdp_z = info.noise_multiplier;
@@ -690,8 +694,7 @@ round_close(roost_coord *c, int64_t now_ms)
             }
         }
     }
-    /* Training round number of this round, counting the failed ones. */
-    int64_t train_no = c->train_rounds + 1;
+    /* Held-out evaluation of this training round's model when due. */
     bool eval_due =
         c->cfg.eval_every <= 1 || train_no % (int64_t)c->cfg.eval_every == 0 ||
         (c->cfg.max_rounds != 0 && (uint64_t)train_no >= c->cfg.max_rounds);
