@@ -1304,8 +1304,12 @@ drain_queue(struct sim *s, int64_t now)
 static bool
 out_of_budget(struct sim *s)
 {
-    if (!s->a.dp || roost_coord_round_open(s->coord) || s->running > 0 ||
-        s->held != NULL)
+    if (!s->a.dp || roost_coord_round_open(s->coord))
+        return false;
+    pthread_mutex_lock(&s->mu);
+    bool busy = s->running > 0 || s->held != NULL || s->done_head != NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (busy)
         return false;
     uint32_t able = 0;
     for (uint32_t i = 0; i < s->a.clients; i++) {
