@@ -605,6 +605,70 @@ central_dp_round_is_accounted(void **state)
     roost_rng_destroy(rng);
 }
 
+/* Central DP composes one mechanism per training round: a federated
+ * evaluation round between two training rounds (it releases no aggregate)
+ * leaves round 3's entry at two mechanisms, not three. */
+static void
+central_dp_counts_training_rounds_only(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 3);
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
+                     ROOST_OK);
+    cfg.strategy.central_dp = true;
+    cfg.strategy.dp_clip_norm = 1.0;
+    cfg.strategy.dp_noise_multiplier = 1.5;
+    cfg.strategy.dp_expected_updates = 3;
+    cfg.strategy.dp_rng = rng;
+    cfg.dp_delta = 1e-5;
+    cfg.fed_eval_every = 2; /* after training round 2 only */
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    if (roost_coord_create(&h->coord, &cfg, &io, &em) != ROOST_OK)
+        fail_msg("%s", em.text);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    for (int round = 1; round <= 4; round++) {
+        if (round > 1)
+            for (int i = 0; i < 3; i++)
+                check_in(h, i, round * 10);
+        assert_int_equal(roost_coord_tick(h->coord, round * 10 + 1, NULL),
+                         ROOST_OK);
+        for (int i = 0; i < 3; i++) {
+            if (round == 3) {
+                assert_true(h->clients[i].task_eval);
+                send_eval(h, i, 10, 1.0, 0.5, round * 10 + 2);
+            } else {
+                send_update(h, i, 0.1f, 10, (uint64_t)round,
+                            h->clients[i].task_id, round * 10 + 2);
+            }
+        }
+        assert_true(h->last.committed);
+    }
+    /* Rounds 1, 2 and 4 trained: 1, 2 and 3 mechanisms. */
+    roost_store_round_info info[4];
+    size_t n = 0;
+    assert_int_equal(roost_store_list_rounds(h->store, 1, info, 4, &n, &em),
+                     ROOST_OK);
+    assert_int_equal(n, 4);
+    assert_false(info[2].has_central_dp);
+    const int mechanisms[4] = {1, 2, 0, 3};
+    for (size_t k = 0; k < 4; k++) {
+        if (mechanisms[k] == 0)
+            continue;
+        roost_dp_event ev = {1.0, 1.5, (uint64_t)mechanisms[k]};
+        double eps;
+        assert_int_equal(roost_dp_epsilon(&ev, 1, 1e-5, &eps, NULL, NULL),
+                         ROOST_OK);
+        assert_rel_near(info[k].cdp_epsilon, eps, 1e-9);
+    }
+    roost_coord_destroy(h->coord);
+    h->coord = NULL;
+    roost_rng_destroy(rng);
+}
+
 static void
 many_sessions_open_and_close(void **state)
 {
@@ -871,6 +935,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(federated_evaluation_round, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(central_dp_counts_training_rounds_only,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(declined_task_goes_to_a_waiting_client,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(clients_without_budget_are_not_selected,
