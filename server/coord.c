@@ -507,6 +507,34 @@ update_finished(roost_coord *c)
                   !c->eval_due;
 }
 
+/* The fields every round record shares, training or evaluation. */
+static void
+record_begin(const roost_coord *c, roost_store_commit *rec, const char *kind,
+             bool counted, int64_t now_ms)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->round.round_id = c->round.id;
+    rec->round.run_id = c->run_id;
+    rec->round.kind = kind;
+    rec->round.state = counted ? ROOST_ROUND_COMMITTED : ROOST_ROUND_FAILED;
+    rec->round.started_ms = c->round.started_ms;
+    rec->round.committed_ms = now_ms;
+    rec->round.strategy = roost_strategy_kind_name(c->cfg.strategy.kind);
+}
+
+/* After a round's record is committed: free its sessions for the next
+ * round and tell the program running the coordinator. */
+static int
+round_end(roost_coord *c, const roost_coord_round_summary *sum)
+{
+    round_release_sessions(c);
+    round_reset(c);
+    update_finished(c);
+    if (c->cfg.on_round != NULL)
+        c->cfg.on_round(c->cfg.on_round_arg, sum);
+    return ROOST_OK;
+}
+
 /* Close a federated evaluation round: record the example-weighted mean
  * loss and accuracy the clients reported as metrics of a round of kind
  * "eval" (the model is unchanged). It counts when at least the round's
@@ -546,14 +574,7 @@ eval_close(roost_coord *c, int64_t now_ms)
         {"fed_eval.clients", (double)r->answered},
     };
     roost_store_commit rec;
-    memset(&rec, 0, sizeof(rec));
-    rec.round.round_id = r->id;
-    rec.round.run_id = c->run_id;
-    rec.round.kind = "eval";
-    rec.round.state = counted ? ROOST_ROUND_COMMITTED : ROOST_ROUND_FAILED;
-    rec.round.started_ms = r->started_ms;
-    rec.round.committed_ms = now_ms;
-    rec.round.strategy = roost_strategy_kind_name(c->cfg.strategy.kind);
+    record_begin(c, &rec, "eval", counted, now_ms);
     /* The clients' figures on their own data are what the record calls
      * "reported by clients"; held-out figures belong to training rounds. */
     rec.round.train_loss = sum.fed_eval_loss;
@@ -583,12 +604,7 @@ eval_close(roost_coord *c, int64_t now_ms)
                   "round %" PRId64 " (federated evaluation) failed: %u/%u "
                   "clients answered",
                   r->id, r->answered, sum.selected);
-    round_release_sessions(c);
-    round_reset(c);
-    update_finished(c);
-    if (c->cfg.on_round != NULL)
-        c->cfg.on_round(c->cfg.on_round_arg, &sum);
-    return ROOST_OK;
+    return round_end(c, &sum);
 }
 
 /* The strategy's state for the commit record, in c->state_buf. */
@@ -736,14 +752,7 @@ round_close(roost_coord *c, int64_t now_ms)
     sum.committed = quorum;
 
     roost_store_commit rec;
-    memset(&rec, 0, sizeof(rec));
-    rec.round.round_id = r->id;
-    rec.round.run_id = c->run_id;
-    rec.round.kind = "train";
-    rec.round.state = quorum ? ROOST_ROUND_COMMITTED : ROOST_ROUND_FAILED;
-    rec.round.started_ms = r->started_ms;
-    rec.round.committed_ms = now_ms;
-    rec.round.strategy = roost_strategy_kind_name(c->cfg.strategy.kind);
+    record_begin(c, &rec, "train", quorum, now_ms);
     rec.round.train_loss = sum.train_loss;
     rec.round.train_accuracy =
         r->acc_weight > 0 ? r->acc_sum / r->acc_weight : NOT_MEASURED;
@@ -784,12 +793,7 @@ round_close(roost_coord *c, int64_t now_ms)
               "round %" PRId64 " %s: %u/%u updates, %u refused, %u dropped",
               r->id, quorum ? "committed" : "failed (no quorum)", r->accepted,
               sum.selected, r->refused, dropped);
-    round_release_sessions(c);
-    round_reset(c);
-    update_finished(c);
-    if (c->cfg.on_round != NULL)
-        c->cfg.on_round(c->cfg.on_round_arg, &sum);
-    return ROOST_OK;
+    return round_end(c, &sum);
 }
 
 /* Whether s may be selected for the round about to open (or open): it

@@ -1299,16 +1299,14 @@ commit_body(roost_store *s, const roost_store_commit *c,
             n_refused++;
         }
     }
+    /* An evaluation round has answers, not updates: its participants say
+     * which were accepted or refused. */
+    bool answers = strcmp(r->kind, "eval") == 0;
     for (size_t i = 0; i < c->n_participants; i++) {
         int st_i = c->participants[i].status;
-        if (st_i == ROOST_PART_DROPPED)
-            n_dropped++;
-        /* An evaluation round has answers, not updates: its participants
-         * say which were accepted or refused. */
-        if (strcmp(r->kind, "eval") == 0 && st_i == ROOST_PART_UPDATED)
-            n_accepted++;
-        if (strcmp(r->kind, "eval") == 0 && st_i == ROOST_PART_REFUSED)
-            n_refused++;
+        n_dropped += st_i == ROOST_PART_DROPPED;
+        n_accepted += answers && st_i == ROOST_PART_UPDATED;
+        n_refused += answers && st_i == ROOST_PART_REFUSED;
     }
 
     st = s->stmt[ST_INSERT_ROUND];

@@ -433,26 +433,34 @@ roost_local_evaluate(const roost_model *m, const roost_allocator *alloc,
     enum { EVAL_BATCH = 256 };
     size_t cap = n < EVAL_BATCH ? n : EVAL_BATCH;
     roost_workspace *ws = NULL;
+    float *x = NULL;
+    uint8_t *y = NULL;
     int rc = roost_workspace_create(&ws, m, cap, em);
     if (rc != ROOST_OK)
         return rc;
-    float *x = roost_alloc_malloc(alloc, cap * dim * sizeof(float));
-    uint8_t *y = roost_alloc_malloc(alloc, cap);
+    if (idx == NULL) {
+        /* The first n examples are contiguous: evaluate them in place. */
+        rc = roost_model_evaluate(ws, params, roost_dataset_features(ds),
+                                  roost_dataset_labels(ds), n, loss, accuracy);
+        if (rc != ROOST_OK)
+            roost_fail(em, rc, "evaluation failed: %s", roost_strerror(rc));
+        goto out;
+    }
+    x = roost_alloc_malloc(alloc, cap * dim * sizeof(float));
+    y = roost_alloc_malloc(alloc, cap);
     if (x == NULL || y == NULL) {
         rc = roost_fail(em, ROOST_ENOMEM, "evaluation: out of memory");
         goto out;
     }
-    const float *feat = roost_dataset_features(ds);
-    const uint8_t *lab = roost_dataset_labels(ds);
     double loss_sum = 0, correct = 0;
     for (size_t start = 0; start < n; start += cap) {
         size_t b = n - start < cap ? n - start : cap;
-        for (size_t i = 0; i < b; i++) {
-            size_t e = idx != NULL ? idx[start + i] : start + i;
-            memcpy(x + i * dim, feat + e * dim, dim * sizeof(float));
-            y[i] = lab[e];
-        }
         double bl = 0, ba = 0;
+        rc = roost_dataset_gather(ds, idx + start, b, x, y);
+        if (rc != ROOST_OK) {
+            roost_fail(em, rc, "evaluation: example index out of range");
+            goto out;
+        }
         rc = roost_model_evaluate(ws, params, x, y, b, &bl, &ba);
         if (rc != ROOST_OK) {
             roost_fail(em, rc, "evaluation failed: %s", roost_strerror(rc));
