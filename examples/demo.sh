@@ -16,23 +16,8 @@
 # The same protocol as separate `roost serve` and `roost client` processes:
 # examples/federation.sh.
 set -eu
-src=$(cd "$(dirname "$0")/.." && pwd)
-root=${ROOST_BUILD_ROOT:-$src/build}
-build=$root/release
-demo=$root/demo
-jobs=$(nproc 2>/dev/null || echo 2)
-
-sh "$src/deploy/install-deps.sh" build
-echo "==> building Roost ($build)"
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-    -DROOST_BUILD_TESTS=OFF -DROOST_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j "$jobs" --target roost >/dev/null
-roost=$build/server/roost
-"$roost" --version
-
-rm -rf "$demo"
-mkdir -p "$demo"
-cd "$demo"
+. "$(dirname "$0")/lib.sh"
+build_roost_into demo
 start=$(date +%s)
 echo "==> roost sim --tls $*"
 "$roost" sim --tls --db roost.db "$@"

@@ -11,25 +11,10 @@
 # epsilon any client has spent. Everything lands in build/federation/: the
 # SQLite record, an HTML report, the certificates and the logs.
 set -eu
-src=$(cd "$(dirname "$0")/.." && pwd)
-root=${ROOST_BUILD_ROOT:-$src/build}
-build=$root/release
-demo=$root/federation
 clients=${ROOST_DEMO_CLIENTS:-10}
 rounds=${ROOST_DEMO_ROUNDS:-10}
-jobs=$(nproc 2>/dev/null || echo 2)
-
-sh "$src/deploy/install-deps.sh" build
-echo "==> building Roost ($build)"
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-    -DROOST_BUILD_TESTS=OFF -DROOST_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j "$jobs" --target roost >/dev/null
-roost=$build/server/roost
-"$roost" --version
-
-rm -rf "$demo"
-mkdir -p "$demo"
-cd "$demo"
+. "$(dirname "$0")/lib.sh"
+build_roost_into federation
 echo "==> certificates: a CA, the coordinator, $clients devices ($demo)"
 "$roost" pki init --dir ca >/dev/null
 "$roost" pki server --ca-dir ca --name localhost --out server >/dev/null
