@@ -1,7 +1,7 @@
 /*
  * bench_noise.c - throughput of the secure Gaussian noise sampler
  * (dp/noise.c) next to baselines measured in the same run:
- *   - raw ChaCha20 keystream from the CSPRNG layer (bytes/s, and the
+ *   - raw AES-256-CTR keystream from the CSPRNG layer (bytes/s, and the
  *     draws/s it would allow at the sampler's 8 bytes per draw),
  *   - textbook Box-Muller on the same CSPRNG's uniforms (the naive
  *     floating-point sampler the secure one replaces),
@@ -182,7 +182,7 @@ main(int argc, char **argv)
     printf("  table build (CPU)               %8.1f ms\n", build_ms);
     printf("  per-draw closeness              mu = %.3g, beta = %.3g\n", mu,
            beta);
-    printf("  ChaCha20 keystream (rng)        %8.0f MB/s      [%.0f]\n",
+    printf("  AES-256-CTR keystream (rng)     %8.0f MB/s      [%.0f]\n",
            med[0][0] / 1e6, med[0][1] / 1e6);
     printf("    = bound at 8 bytes per draw   %8.1f M draws/s\n",
            med[0][0] / 8.0 / 1e6);
