@@ -1298,7 +1298,13 @@ weight_grad(roost_workspace *ws, size_t i, struct wdst dst)
  * a single running sum is a chain of dependent additions that the
  * compiler may not reorder, and on a 784-wide input it cost as much as
  * the layer's GEMM share; eight lanes vectorise and keep the products
- * exact (a float squared is exact in double). */
+ * exact (a float squared is exact in double). With AVX2 (a clone chosen
+ * at load time) the eight lanes are two 4-double registers instead of
+ * four SSE2 pairs; the operations and their order are the same, and no
+ * FMA is allowed, so both clones give identical sums. */
+#if defined(__GNUC__) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 static double
 sum_sq(const float *v, size_t n)
 {

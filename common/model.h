@@ -251,5 +251,11 @@ void roost_sgd_state(roost_sgd *opt, roost_sgd_config *cfg, float **velocity,
  * FedProx anchor w_global (n floats); it may be NULL when prox_mu is 0. */
 int roost_sgd_step(roost_sgd *opt, float *params, const float *grad,
                    const float *global_params);
+/* roost_sgd_step_range - roost_sgd_step on coordinates [off, off + count)
+ * only (params, grad and global_params are still whole vectors): a step
+ * done range by range equals one whole step. ROOST_EINVAL if the range
+ * does not fit. */
+int roost_sgd_step_range(roost_sgd *opt, float *params, const float *grad,
+                         const float *global_params, size_t off, size_t count);
 
 #endif

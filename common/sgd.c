@@ -136,23 +136,36 @@ step_general(float *restrict w, float *restrict v, const float *restrict g,
 }
 
 int
-roost_sgd_step(roost_sgd *opt, float *params, const float *grad,
-               const float *global_params)
+roost_sgd_step_range(roost_sgd *opt, float *params, const float *grad,
+                     const float *global_params, size_t off, size_t count)
 {
-    if (opt == NULL || params == NULL || grad == NULL)
+    if (opt == NULL || params == NULL || grad == NULL || off > opt->n ||
+        count > opt->n - off)
         return ROOST_EINVAL;
     const float lr = opt->cfg.lr, mom = opt->cfg.momentum;
     const float wd = opt->cfg.weight_decay, mu = opt->cfg.prox_mu;
     if (mu > 0.0f && global_params == NULL)
         return ROOST_EINVAL;
+    float *v = opt->velocity != NULL ? opt->velocity + off : NULL;
+    params += off;
+    grad += off;
     if (wd == 0.0f && mu == 0.0f) {
-        if (opt->velocity == NULL)
-            step_plain(params, grad, opt->n, lr);
+        if (v == NULL)
+            step_plain(params, grad, count, lr);
         else
-            step_momentum(params, opt->velocity, grad, opt->n, lr, mom);
+            step_momentum(params, v, grad, count, lr, mom);
     } else {
-        step_general(params, opt->velocity, grad,
-                     mu > 0.0f ? global_params : NULL, opt->n, lr, mom, wd, mu);
+        step_general(params, v, grad, mu > 0.0f ? global_params + off : NULL,
+                     count, lr, mom, wd, mu);
     }
     return ROOST_OK;
+}
+
+int
+roost_sgd_step(roost_sgd *opt, float *params, const float *grad,
+               const float *global_params)
+{
+    if (opt == NULL)
+        return ROOST_EINVAL;
+    return roost_sgd_step_range(opt, params, grad, global_params, 0, opt->n);
 }

@@ -255,10 +255,31 @@ sample_batch(roost_dpsgd *d, size_t *n)
     return ROOST_OK;
 }
 
-int
-roost_dpsgd_step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
-                 const uint32_t *indices, float *grad,
-                 roost_dpsgd_step_info *info, roost_errmsg *em)
+/* The optimiser's update of one noised chunk (roost_dpsgd_step_sgd). */
+struct update_arg {
+    roost_sgd *sgd;
+    float *params;
+    const float *grad, *global;
+    int rc;
+};
+
+static void
+update_chunk(void *arg, size_t off, size_t count)
+{
+    struct update_arg *u = arg;
+    int rc =
+        roost_sgd_step_range(u->sgd, u->params, u->grad, u->global, off, count);
+    if (rc != ROOST_OK && u->rc == ROOST_OK)
+        u->rc = rc;
+}
+
+/* One DP-SGD step into grad; with u, also the update, chunk by chunk as
+ * the noise is added (params changes only after the whole clipped sum is
+ * formed, so the gradient is the one at the incoming params). */
+static int
+step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
+     const uint32_t *indices, float *grad, struct update_arg *u,
+     roost_dpsgd_step_info *info, roost_errmsg *em)
 {
     if (d == NULL || params == NULL || ds == NULL || grad == NULL)
         return roost_fail(em, ROOST_EINVAL, "dpsgd: NULL argument");
@@ -318,13 +339,50 @@ roost_dpsgd_step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
         scale = (float)(1.0 / (double)d->fixed_batch);
     /* Noise and the division by the expected batch in one pass over grad;
      * the division is post-processing of the noised sum. */
-    rc = roost_noise_add_scaled(d->noise, grad, d->n_params, scale, em);
+    if (u != NULL)
+        rc = roost_noise_add_scaled_each(d->noise, grad, d->n_params, scale,
+                                         update_chunk, u, em);
+    else
+        rc = roost_noise_add_scaled(d->noise, grad, d->n_params, scale, em);
     if (rc != ROOST_OK)
         return rc;
     d->draws += (double)d->n_params;
+    if (u != NULL && u->rc != ROOST_OK)
+        return roost_fail(em, u->rc, "dpsgd: optimiser step failed");
     if (info != NULL)
         *info = local;
     return ROOST_OK;
+}
+
+int
+roost_dpsgd_step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
+                 const uint32_t *indices, float *grad,
+                 roost_dpsgd_step_info *info, roost_errmsg *em)
+{
+    return step(d, params, ds, indices, grad, NULL, info, em);
+}
+
+int
+roost_dpsgd_step_sgd(roost_dpsgd *d, float *params, const roost_dataset *ds,
+                     const uint32_t *indices, float *grad, roost_sgd *sgd,
+                     const float *global_params, roost_dpsgd_step_info *info,
+                     roost_errmsg *em)
+{
+    if (sgd == NULL || params == NULL)
+        return roost_fail(em, ROOST_EINVAL, "dpsgd: NULL argument");
+    roost_sgd_config cfg;
+    float *velocity;
+    size_t n;
+    roost_sgd_state(sgd, &cfg, &velocity, &n);
+    if (n != d->n_params)
+        return roost_fail(em, ROOST_EINVAL,
+                          "dpsgd: optimiser for %zu parameters, model has %zu",
+                          n, d->n_params);
+    if (cfg.prox_mu > 0.0f && global_params == NULL)
+        return roost_fail(em, ROOST_EINVAL,
+                          "dpsgd: FedProx needs the global parameters");
+    struct update_arg u = {sgd, params, grad, global_params, ROOST_OK};
+    return step(d, params, ds, indices, grad, &u, info, em);
 }
 
 double

@@ -122,6 +122,20 @@ int roost_dpsgd_step(roost_dpsgd *d, const float *params,
                      float *grad, roost_dpsgd_step_info *info,
                      roost_errmsg *em);
 
+/*
+ * roost_dpsgd_step_sgd - roost_dpsgd_step followed by
+ * roost_sgd_step(sgd, params, grad, global_params), with the same result,
+ * but the update of each chunk of coordinates runs as soon as its noise is
+ * added, while it is in cache (one pass over the gradient fewer). grad is
+ * scratch of param_count floats and ends holding the noised gradient.
+ * Errors as roost_dpsgd_step; after ROOST_ECRYPTO params may be partly
+ * updated and must be discarded, like grad.
+ */
+int roost_dpsgd_step_sgd(roost_dpsgd *d, float *params, const roost_dataset *ds,
+                         const uint32_t *indices, float *grad, roost_sgd *sgd,
+                         const float *global_params,
+                         roost_dpsgd_step_info *info, roost_errmsg *em);
+
 /* The clip norm actually applied per example (C minus the grid slack). */
 double roost_dpsgd_effective_clip(const roost_dpsgd *d);
 

@@ -682,6 +682,14 @@ int
 roost_noise_add_scaled(roost_noise *noise, float *x, size_t n, float scale,
                        roost_errmsg *em)
 {
+    return roost_noise_add_scaled_each(noise, x, n, scale, NULL, NULL, em);
+}
+
+int
+roost_noise_add_scaled_each(roost_noise *noise, float *x, size_t n, float scale,
+                            void (*each)(void *arg, size_t off, size_t count),
+                            void *arg, roost_errmsg *em)
+{
     if (noise == NULL || (x == NULL && n > 0))
         return roost_fail(em, ROOST_EINVAL, "noise_add: NULL argument");
     /* Check everything first so a rejected vector is left untouched and no
@@ -711,12 +719,13 @@ roost_noise_add_scaled(roost_noise *noise, float *x, size_t n, float scale,
         if (rc != ROOST_OK)
             break;
 #ifdef NOISE_X86
-        if (noise->avx2) {
+        if (noise->avx2)
             apply_avx2(noise, x + base, z, count, scale);
-            continue;
-        }
+        else
 #endif
-        apply_scalar(noise, x + base, z, count, scale);
+            apply_scalar(noise, x + base, z, count, scale);
+        if (each != NULL)
+            each(arg, base, count);
     }
     OPENSSL_cleanse(z, sizeof(z));
     OPENSSL_cleanse(noise->words, NOISE_CHUNK * sizeof(*noise->words));

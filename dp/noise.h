@@ -79,6 +79,19 @@ int roost_noise_add_scaled(roost_noise *noise, float *x, size_t n, float scale,
                            roost_errmsg *em);
 
 /*
+ * roost_noise_add_scaled_each - roost_noise_add_scaled, calling
+ * each(arg, off, count) as soon as coordinates [off, off + count) have
+ * their final values (chunks in order, a few thousand coordinates each),
+ * so a consumer such as the optimiser can use them while they are in
+ * cache. Nothing is called when the input is rejected. On ROOST_ECRYPTO
+ * some chunks may have been passed to each already.
+ */
+int
+roost_noise_add_scaled_each(roost_noise *noise, float *x, size_t n, float scale,
+                            void (*each)(void *arg, size_t off, size_t count),
+                            void *arg, roost_errmsg *em);
+
+/*
  * roost_noise_fill_standard - out[i] = Z_i / (s/g): the same integer draws,
  * scaled to unit standard deviation (variance 1 + (g/s)^2/12, the rounding
  * of the Gaussian adds 1/12 grid unit squared). For statistical tests.

@@ -322,13 +322,10 @@ train_dp(const struct train_args *a, struct run *r, size_t n)
         size_t seen = 0;
         for (uint64_t s = 0; s < steps_per_epoch; s++) {
             roost_dpsgd_step_info info;
-            rc = roost_dpsgd_step(r->dpsgd, r->params, r->train, NULL, r->grad,
-                                  &info, &em);
+            rc = roost_dpsgd_step_sgd(r->dpsgd, r->params, r->train, NULL,
+                                      r->grad, r->opt, NULL, &info, &em);
             if (rc != ROOST_OK)
                 return fail_rc("DP-SGD step", rc, &em);
-            rc = roost_sgd_step(r->opt, r->params, r->grad, NULL);
-            if (rc != ROOST_OK)
-                return fail_rc("training step", rc, NULL);
             loss_sum += info.loss_sum;
             seen += info.batch;
         }

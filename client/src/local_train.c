@@ -331,10 +331,9 @@ static int
 step_dp(roost_local_trainer *t, roost_errmsg *em)
 {
     roost_dpsgd_step_info info;
-    int rc =
-        roost_dpsgd_step(t->dp, t->params, t->ds, t->idx, t->grad, &info, em);
-    if (rc == ROOST_OK)
-        rc = roost_sgd_step(t->sgd, t->params, t->grad, t->global);
+    /* The update runs chunk by chunk as the noise is added. */
+    int rc = roost_dpsgd_step_sgd(t->dp, t->params, t->ds, t->idx, t->grad,
+                                  t->sgd, t->global, &info, em);
     if (rc != ROOST_OK)
         return rc;
     /* The loss of the last epoch's worth of steps (kept on the device:

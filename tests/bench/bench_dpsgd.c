@@ -185,9 +185,9 @@ main(int argc, char **argv)
         steps = 0;
         t0 = now_seconds();
         do {
-            check(roost_dpsgd_step(dp, params, ds, NULL, grad, NULL, &em),
+            check(roost_dpsgd_step_sgd(dp, params, ds, NULL, grad, sgd, NULL,
+                                       NULL, &em),
                   "dp step", &em);
-            check(roost_sgd_step(sgd, params, grad, NULL), "update", NULL);
             steps++;
         } while ((t = now_seconds() - t0) < seconds);
         dps[r] = (double)(steps * batch) / t;

@@ -694,6 +694,52 @@ check_fused(const char *spec, uint32_t c, uint32_t h, uint32_t w, size_t batch,
     fixture_free(&f);
 }
 
+/* A step taken range by range (as DP-SGD's fused update does) equals one
+ * whole step, for every optimiser variant, velocity included; ranges that
+ * do not fit are refused. */
+static void
+sgd_range_steps_equal_whole_step(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    const roost_sgd_config cfgs[] = {
+        {.lr = 0.1f},
+        {.lr = 0.1f, .momentum = 0.9f},
+        {.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .prox_mu = 0.1f},
+    };
+    static float w1[N], w2[N], g[N], anchor[N];
+    for (size_t c = 0; c < sizeof(cfgs) / sizeof(cfgs[0]); c++) {
+        roost_sgd *a, *b;
+        assert_int_equal(roost_sgd_create(&a, NULL, N, &cfgs[c], NULL),
+                         ROOST_OK);
+        assert_int_equal(roost_sgd_create(&b, NULL, N, &cfgs[c], NULL),
+                         ROOST_OK);
+        for (size_t i = 0; i < N; i++) {
+            w1[i] = w2[i] = (float)i * 0.001f - 0.3f;
+            anchor[i] = 0.1f;
+        }
+        for (int s = 0; s < 3; s++) {
+            for (size_t i = 0; i < N; i++)
+                g[i] = (float)((i * 7 + (size_t)s * 13) % 17) * 0.01f - 0.08f;
+            assert_int_equal(roost_sgd_step(a, w1, g, anchor), ROOST_OK);
+            const size_t cuts[] = {0, 1, 333, 334, 999, N};
+            for (size_t k = 0; k + 1 < sizeof(cuts) / sizeof(cuts[0]); k++)
+                assert_int_equal(roost_sgd_step_range(b, w2, g, anchor, cuts[k],
+                                                      cuts[k + 1] - cuts[k]),
+                                 ROOST_OK);
+        }
+        assert_memory_equal(w1, w2, sizeof(w1));
+        assert_int_equal(roost_sgd_step_range(b, w2, g, anchor, N, 1),
+                         ROOST_EINVAL);
+        assert_int_equal(roost_sgd_step_range(b, w2, g, anchor, 10, N),
+                         ROOST_EINVAL);
+        assert_int_equal(roost_sgd_step_range(b, w2, g, anchor, N, 0),
+                         ROOST_OK);
+        roost_sgd_destroy(a);
+        roost_sgd_destroy(b);
+    }
+}
+
 static void
 fused_step_matches_grad_then_sgd(void **state)
 {
@@ -784,6 +830,7 @@ main(void)
         cmocka_unit_test(per_example_conv),
         cmocka_unit_test(per_example_conv_chunked),
         cmocka_unit_test(sgd_matches_reference),
+        cmocka_unit_test(sgd_range_steps_equal_whole_step),
         cmocka_unit_test(fused_step_matches_grad_then_sgd),
         cmocka_unit_test(training_reduces_loss),
     };

@@ -198,6 +198,90 @@ deterministic_rng_reproduces_a_step(void **state)
     free(b);
 }
 
+/* The fused step (noise and momentum SGD chunk by chunk) gives exactly
+ * what the step followed by roost_sgd_step gives, over several steps (so
+ * the velocity carries over), at a size with several noise chunks. */
+static void
+fused_update_matches_step_then_sgd(void **state)
+{
+    struct fixture *f = *state;
+    /* A wider model than the fixture's: 1,000 hidden units give 10,003
+     * parameters, five noise chunks. */
+    roost_model *model;
+    assert_int_equal(roost_model_create(&model, NULL, "dense:1000,tanh,dense:3",
+                                        1, 2, 3, NULL),
+                     ROOST_OK);
+    size_t n = roost_model_param_count(model);
+    assert_true(n > 4 * 2048);
+    float *init = malloc(n * sizeof(float));
+    assert_non_null(init);
+    assert_int_equal(roost_model_init_params(model, init, f->rng), ROOST_OK);
+    roost_dpsgd_config cfg = {
+        .sampling_rate = 0.3, .noise_multiplier = 1.0, .clip_norm = 1.0};
+    roost_sgd_config sc = {.lr = 0.05f, .momentum = 0.9f, .prox_mu = 0.01f};
+    float *p[2], *grad = malloc(n * sizeof(float));
+    float *global = malloc(n * sizeof(float));
+    assert_non_null(grad);
+    assert_non_null(global);
+    for (size_t i = 0; i < n; i++)
+        global[i] = init[i] * 0.5f;
+    for (int k = 0; k < 2; k++) {
+        p[k] = malloc(n * sizeof(float));
+        assert_non_null(p[k]);
+        memcpy(p[k], init, n * sizeof(float));
+        roost_rng *rng;
+        assert_int_equal(
+            roost_rng_create_insecure_deterministic(&rng, NULL, 5, 9),
+            ROOST_OK);
+        roost_dpsgd *d;
+        assert_int_equal(
+            roost_dpsgd_create(&d, NULL, model, N_EX, &cfg, rng, NULL),
+            ROOST_OK);
+        roost_sgd *sgd;
+        assert_int_equal(roost_sgd_create(&sgd, NULL, n, &sc, NULL), ROOST_OK);
+        for (int s = 0; s < 3; s++) {
+            if (k == 0) {
+                assert_int_equal(
+                    roost_dpsgd_step(d, p[k], f->ds, NULL, grad, NULL, NULL),
+                    ROOST_OK);
+                assert_int_equal(roost_sgd_step(sgd, p[k], grad, global),
+                                 ROOST_OK);
+            } else {
+                assert_int_equal(roost_dpsgd_step_sgd(d, p[k], f->ds, NULL,
+                                                      grad, sgd, global, NULL,
+                                                      NULL),
+                                 ROOST_OK);
+            }
+        }
+        roost_errmsg em;
+        if (k == 1) {
+            /* FedProx without the anchor, and a mismatched optimiser. */
+            assert_int_equal(roost_dpsgd_step_sgd(d, p[k], f->ds, NULL, grad,
+                                                  sgd, NULL, NULL, &em),
+                             ROOST_EINVAL);
+            assert_non_null(strstr(em.text, "FedProx"));
+            roost_sgd *small;
+            assert_int_equal(roost_sgd_create(&small, NULL, 3, &sc, NULL),
+                             ROOST_OK);
+            assert_int_equal(roost_dpsgd_step_sgd(d, p[k], f->ds, NULL, grad,
+                                                  small, global, NULL, &em),
+                             ROOST_EINVAL);
+            roost_sgd_destroy(small);
+        }
+        roost_sgd_destroy(sgd);
+        roost_dpsgd_destroy(d);
+        roost_rng_destroy(rng);
+    }
+    assert_memory_equal(p[0], p[1], n * sizeof(float));
+    assert_memory_not_equal(p[0], init, n * sizeof(float));
+    free(p[0]);
+    free(p[1]);
+    free(grad);
+    free(global);
+    free(init);
+    roost_model_destroy(model);
+}
+
 static void
 bad_configs_are_refused(void **state)
 {
@@ -236,6 +320,8 @@ main(void)
             full_batch_equals_mean_of_clipped_gradients, setup, teardown),
         cmocka_unit_test_setup_teardown(poisson_batches_and_noise_scale, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(fused_update_matches_step_then_sgd,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(deterministic_rng_reproduces_a_step,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(bad_configs_are_refused, setup,
