@@ -7,14 +7,15 @@
  * OpenSSL 3.0's AES-NI code, which does one block per instruction); on
  * every other CPU OpenSSL's EVP computes them. Both paths give the same
  * bytes (tests/common/test_rng.c checks them against each other and
- * against EVP), so a seeded run reproduces on any machine.
+ * against EVP), so a seeded keystream is the same on any machine.
  *
  * Invariants: `block` counts the keystream blocks produced so far, on
- * either path (the EVP context's counter equals it). Output is handed out
- * in whole blocks: buf[pos..ROOST_RNG_BUF) holds keystream not yet handed
- * out; each byte is handed out at most once, in keystream order, whatever
- * the sizes of the requests (large requests take whole blocks directly and
- * the rest from a refilled buf, so the stream is the same). Handed-out
+ * either path; while the EVP path is in use, the EVP context's counter
+ * equals it (evp_seek restores that when a test switches paths). Output is
+ * handed out in whole blocks: buf[pos..ROOST_RNG_BUF) holds keystream not yet
+ * handed out; each byte is handed out at most once, in keystream order,
+ * whatever the sizes of the requests (large requests take whole blocks directly
+ * and the rest from a refilled buf, so the stream is the same). Handed-out
  * bytes are wiped from buf, and the key schedule on destroy. No locking:
  * one generator belongs to one thread.
  */

@@ -3,8 +3,9 @@
  * privacy (DP noise, Poisson sampling, client selection, keys) comes from
  * here. No libc rand/random/drand48 anywhere.
  *
- * A roost_rng is a ChaCha20 keystream (OpenSSL's implementation, which is
- * vectorised) under a 256-bit key. In normal use the key comes from
+ * A roost_rng is an AES-256-CTR keystream under a 256-bit key (computed
+ * with VAES on CPUs that have it, else by OpenSSL; the same bytes either
+ * way). In normal use the key comes from
  * OpenSSL's private DRBG (RAND_priv_bytes). For reproducible simulations
  * and tests there is an INSECURE deterministic mode keyed from a 64-bit
  * seed; its output is predictable by anyone who knows the seed, so noise
