@@ -15,7 +15,10 @@
  *    unsent output <= max_out_buffered (+ one flush chunk);
  *  - a frame's body buffer is reserved only after its length passed the
  *    max_frame check; body buffers come from a small per-channel pool, so
- *    idle sessions hold none and steady traffic does not call malloc.
+ *    idle sessions hold none and steady traffic does not call malloc;
+ *  - frames of STREAM_FRAME bytes or more pass, a record at a time,
+ *    through one staging buffer per channel (RECORD_PLAIN bytes) on
+ *    their way into the frame buffer (see read_body).
  *
  * Input is batched per poll step: data messages for known sessions are
  * held (up to BATCH_MSGS, still owned by ZeroMQ's zmq_msg_t) and then lent
