@@ -368,7 +368,7 @@ roost_dpsgd_step_sgd(roost_dpsgd *d, float *params, const roost_dataset *ds,
                      const float *global_params, roost_dpsgd_step_info *info,
                      roost_errmsg *em)
 {
-    if (sgd == NULL || params == NULL)
+    if (d == NULL || sgd == NULL || params == NULL)
         return roost_fail(em, ROOST_EINVAL, "dpsgd: NULL argument");
     roost_sgd_config cfg;
     float *velocity;

@@ -260,6 +260,9 @@ fused_update_matches_step_then_sgd(void **state)
                                                   sgd, NULL, NULL, &em),
                              ROOST_EINVAL);
             assert_non_null(strstr(em.text, "FedProx"));
+            assert_int_equal(roost_dpsgd_step_sgd(NULL, p[k], f->ds, NULL, grad,
+                                                  sgd, global, NULL, &em),
+                             ROOST_EINVAL);
             roost_sgd *small;
             assert_int_equal(roost_sgd_create(&small, NULL, 3, &sc, NULL),
                              ROOST_OK);
