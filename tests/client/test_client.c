@@ -278,6 +278,64 @@ swallow(void *arg, const Roost__V1__Envelope *m)
     return ROOST_OK;
 }
 
+/* Send a task of kind for model dense:3 (a training task with 1 local
+ * epoch, batch 4, lr 0.1), then its parameters in chunks; stops at the
+ * first refusal and returns it. */
+static int
+send_task(roost_cproto *p, Roost__V1__TaskKind kind, uint64_t round_id,
+          uint64_t task_id, const float *params, size_t n,
+          const uint8_t hash[32])
+{
+    roost_xfer_sender snd;
+    uint32_t chunks = 0;
+    assert_int_equal(
+        roost_xfer_sender_init(&snd, params, n, 0, round_id, task_id, &chunks),
+        ROOST_OK);
+    Roost__V1__Envelope env;
+    Roost__V1__Task task;
+    Roost__V1__ModelSpec spec;
+    Roost__V1__TrainingParams tp;
+    roost__v1__envelope__init(&env);
+    roost__v1__task__init(&task);
+    roost__v1__model_spec__init(&spec);
+    roost__v1__training_params__init(&tp);
+    spec.spec = (char *)(uintptr_t) "dense:3";
+    spec.input_channels = 1;
+    spec.input_height = 2;
+    spec.input_width = 2;
+    spec.num_params = n;
+    tp.local_epochs = 1;
+    tp.batch_size = 4;
+    tp.learning_rate = 0.1;
+    task.round_id = round_id;
+    task.task_id = task_id;
+    task.kind = kind;
+    task.model = &spec;
+    if (kind == ROOST__V1__TASK_KIND__TASK_KIND_TRAIN)
+        task.training = &tp;
+    task.model_hash.data = (uint8_t *)(uintptr_t)hash;
+    task.model_hash.len = 32;
+    task.parameters_follow = true;
+    task.param_chunk_count = chunks;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
+    env.task = &task;
+    int rc = roost_cproto_on_message(p, &env, 0);
+    Roost__V1__Envelope cenv;
+    Roost__V1__ParamChunk ch;
+    roost__v1__envelope__init(&cenv);
+    roost__v1__param_chunk__init(&ch);
+    cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
+    cenv.param_chunk = &ch;
+    while (rc == ROOST_OK) {
+        bool done = false;
+        assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
+        if (done)
+            break;
+        rc = roost_cproto_on_message(p, &cenv, 0);
+    }
+    return rc;
+}
+
 static void
 allocation_failure_sweep_over_a_task(void **state)
 {
@@ -303,55 +361,9 @@ allocation_failure_sweep_over_a_task(void **state)
         int rc = roost_cproto_create(&p, &a, &pc, swallow, &sent, NULL);
         if (rc == ROOST_OK)
             rc = roost_cproto_check_in(p, 0);
-        roost_xfer_sender snd;
-        uint32_t chunks = 0;
-        assert_int_equal(
-            roost_xfer_sender_init(&snd, global, N, 0, 1, 7, &chunks),
-            ROOST_OK);
-        if (rc == ROOST_OK) {
-            Roost__V1__Envelope env;
-            Roost__V1__Task task;
-            Roost__V1__ModelSpec spec;
-            Roost__V1__TrainingParams tp;
-            roost__v1__envelope__init(&env);
-            roost__v1__task__init(&task);
-            roost__v1__model_spec__init(&spec);
-            roost__v1__training_params__init(&tp);
-            spec.spec = (char *)(uintptr_t) "dense:3";
-            spec.input_channels = 1;
-            spec.input_height = 2;
-            spec.input_width = 2;
-            spec.num_params = N;
-            tp.local_epochs = 1;
-            tp.batch_size = 4;
-            tp.learning_rate = 0.1;
-            task.round_id = 1;
-            task.task_id = 7;
-            task.kind = ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
-            task.model = &spec;
-            task.training = &tp;
-            task.model_hash.data = hash;
-            task.model_hash.len = 32;
-            task.parameters_follow = true;
-            task.param_chunk_count = chunks;
-            env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
-            env.task = &task;
-            rc = roost_cproto_on_message(p, &env, 0);
-        }
-        Roost__V1__Envelope cenv;
-        Roost__V1__ParamChunk ch;
-        roost__v1__envelope__init(&cenv);
-        roost__v1__param_chunk__init(&ch);
-        cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
-        cenv.param_chunk = &ch;
-        while (rc == ROOST_OK) {
-            bool done = false;
-            assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done),
-                             ROOST_OK);
-            if (done)
-                break;
-            rc = roost_cproto_on_message(p, &cenv, 0);
-        }
+        if (rc == ROOST_OK)
+            rc = send_task(p, ROOST__V1__TASK_KIND__TASK_KIND_TRAIN, 1, 7,
+                           global, N, hash);
         if (rc == ROOST_OK) {
             assert_int_equal(roost_cproto_state(p), ROOST_CP_READY);
             roost_cproto_job *job = NULL;
@@ -402,53 +414,6 @@ record(void *arg, const Roost__V1__Envelope *m)
     return ROOST_OK;
 }
 
-/* Send an EVALUATE task for model dense:3 with params following. */
-static int
-send_eval_task(roost_cproto *p, const float *params, size_t n,
-               const uint8_t hash[32])
-{
-    roost_xfer_sender snd;
-    uint32_t chunks = 0;
-    assert_int_equal(roost_xfer_sender_init(&snd, params, n, 0, 4, 9, &chunks),
-                     ROOST_OK);
-    Roost__V1__Envelope env;
-    Roost__V1__Task task;
-    Roost__V1__ModelSpec spec;
-    roost__v1__envelope__init(&env);
-    roost__v1__task__init(&task);
-    roost__v1__model_spec__init(&spec);
-    spec.spec = (char *)(uintptr_t) "dense:3";
-    spec.input_channels = 1;
-    spec.input_height = 2;
-    spec.input_width = 2;
-    spec.num_params = n;
-    task.round_id = 4;
-    task.task_id = 9;
-    task.kind = ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE;
-    task.model = &spec;
-    task.model_hash.data = (uint8_t *)(uintptr_t)hash;
-    task.model_hash.len = 32;
-    task.parameters_follow = true;
-    task.param_chunk_count = chunks;
-    env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
-    env.task = &task;
-    int rc = roost_cproto_on_message(p, &env, 0);
-    Roost__V1__Envelope cenv;
-    Roost__V1__ParamChunk ch;
-    roost__v1__envelope__init(&cenv);
-    roost__v1__param_chunk__init(&ch);
-    cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
-    cenv.param_chunk = &ch;
-    while (rc == ROOST_OK) {
-        bool done = false;
-        assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
-        if (done)
-            break;
-        rc = roost_cproto_on_message(p, &cenv, 0);
-    }
-    return rc;
-}
-
 /* Federated evaluation tasks: declined (before the model is taken) unless
  * allowed; when allowed, the job carries the global model, the answer
  * carries roost_local_evaluate's figures, no budget is charged and the
@@ -484,7 +449,9 @@ evaluation_tasks(void **state)
         assert_int_equal(roost_cproto_create(&p, NULL, &pc, record, &rec, NULL),
                          ROOST_OK);
         assert_int_equal(roost_cproto_check_in(p, 0), ROOST_OK);
-        assert_int_equal(send_eval_task(p, params, NP, hash), ROOST_OK);
+        assert_int_equal(send_task(p, ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE,
+                                   4, 9, params, NP, hash),
+                         ROOST_OK);
         if (!allow) {
             /* Declined, then checked in again for the next task. */
             assert_int_equal(rec.declines, 1);
@@ -541,7 +508,9 @@ evaluation_tasks(void **state)
         assert_int_equal(roost_cproto_state(p), ROOST_CP_WAITING);
 
         /* A second task whose result is out of range is declined. */
-        assert_int_equal(send_eval_task(p, params, NP, hash), ROOST_OK);
+        assert_int_equal(send_task(p, ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE,
+                                   4, 9, params, NP, hash),
+                         ROOST_OK);
         assert_int_equal(roost_cproto_take_job(p, &job), ROOST_OK);
         assert_int_equal(
             roost_cproto_finish_eval(p, ROOST_OK, N_EX, 0.5, 1.5, 0), ROOST_OK);

@@ -35,6 +35,37 @@ det_rng(uint64_t seed)
     return r;
 }
 
+/* Two samplers with equal parameters on two generators of the same seed:
+ * they see the same stream, so their outputs can be compared. */
+struct twin {
+    roost_rng *r1, *r2;
+    roost_noise *a, *b;
+};
+
+static void
+twin_create(struct twin *t, uint64_t seed, double sigma, double clip,
+            unsigned grid_bits)
+{
+    t->r1 = det_rng(seed);
+    t->r2 = det_rng(seed);
+    t->a = t->b = NULL;
+    assert_int_equal(
+        roost_noise_create(&t->a, NULL, t->r1, sigma, clip, grid_bits, NULL),
+        ROOST_OK);
+    assert_int_equal(
+        roost_noise_create(&t->b, NULL, t->r2, sigma, clip, grid_bits, NULL),
+        ROOST_OK);
+}
+
+static void
+twin_destroy(struct twin *t)
+{
+    roost_noise_destroy(t->a);
+    roost_noise_destroy(t->b);
+    roost_rng_destroy(t->r1);
+    roost_rng_destroy(t->r2);
+}
+
 static double
 normal_cdf(double x)
 {
@@ -317,14 +348,9 @@ add_is_on_grid_and_matches_stream(void **state)
     roost_rng_destroy(src);
     memcpy(y, x, n * sizeof(*x));
 
-    roost_rng *r1 = det_rng(9), *r2 = det_rng(9);
-    roost_noise *a = NULL, *b = NULL;
-    assert_int_equal(roost_noise_create(&a, NULL, r1, 1.0, 0.5,
-                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
-                     ROOST_OK);
-    assert_int_equal(roost_noise_create(&b, NULL, r2, 1.0, 0.5,
-                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
-                     ROOST_OK);
+    struct twin t;
+    twin_create(&t, 9, 1.0, 0.5, ROOST_NOISE_GRID_BITS_DEFAULT);
+    roost_noise *a = t.a, *b = t.b;
     assert_int_equal(roost_noise_add(a, y, n, NULL), ROOST_OK);
     assert_int_equal(roost_noise_fill_standard(b, z, n), ROOST_OK);
     double g = roost_noise_grid(a);
@@ -341,10 +367,7 @@ add_is_on_grid_and_matches_stream(void **state)
     }
     /* Noise of the right size: rms 0.5 within 5%. */
     assert_near(sqrt(sum_sq / (double)n), 0.5, 0.025);
-    roost_noise_destroy(a);
-    roost_noise_destroy(b);
-    roost_rng_destroy(r1);
-    roost_rng_destroy(r2);
+    twin_destroy(&t);
     free(x);
     free(y);
     free(z);
@@ -604,14 +627,9 @@ simd_and_scalar_paths_agree(void **state)
         unsigned bits;
     } cases[] = {{1.0, ROOST_NOISE_GRID_BITS_DEFAULT}, {1.5, 0}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        roost_rng *r1 = det_rng(13), *r2 = det_rng(13);
-        roost_noise *a = NULL, *b = NULL;
-        assert_int_equal(roost_noise_create(&a, NULL, r1, cases[c].sigma, 1.0,
-                                            cases[c].bits, NULL),
-                         ROOST_OK);
-        assert_int_equal(roost_noise_create(&b, NULL, r2, cases[c].sigma, 1.0,
-                                            cases[c].bits, NULL),
-                         ROOST_OK);
+        struct twin t;
+        twin_create(&t, 13, cases[c].sigma, 1.0, cases[c].bits);
+        roost_noise *a = t.a, *b = t.b;
         if (!roost_noise_debug_use_simd(a, true)) {
             print_message("no AVX2: only the scalar path is tested\n");
         }
@@ -626,13 +644,10 @@ simd_and_scalar_paths_agree(void **state)
         assert_memory_equal(x, y, n * sizeof(*x));
         /* Both consumed the same number of words. */
         uint64_t wa, wb;
-        assert_int_equal(roost_rng_u64(r1, &wa), ROOST_OK);
-        assert_int_equal(roost_rng_u64(r2, &wb), ROOST_OK);
+        assert_int_equal(roost_rng_u64(t.r1, &wa), ROOST_OK);
+        assert_int_equal(roost_rng_u64(t.r2, &wb), ROOST_OK);
         assert_true(wa == wb);
-        roost_noise_destroy(a);
-        roost_noise_destroy(b);
-        roost_rng_destroy(r1);
-        roost_rng_destroy(r2);
+        twin_destroy(&t);
     }
     free(x);
     free(y);
@@ -650,24 +665,16 @@ add_scaled_is_add_then_scale(void **state)
     assert_true(x != NULL && y != NULL);
     for (size_t i = 0; i < n; i++)
         x[i] = y[i] = (float)i * 0.001f - 2.0f;
-    roost_rng *r1 = det_rng(21), *r2 = det_rng(21);
-    roost_noise *a = NULL, *b = NULL;
-    assert_int_equal(roost_noise_create(&a, NULL, r1, 1.0, 1.0,
-                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
-                     ROOST_OK);
-    assert_int_equal(roost_noise_create(&b, NULL, r2, 1.0, 1.0,
-                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
-                     ROOST_OK);
+    struct twin t;
+    twin_create(&t, 21, 1.0, 1.0, ROOST_NOISE_GRID_BITS_DEFAULT);
+    roost_noise *a = t.a, *b = t.b;
     const float scale = 1.0f / 3.0f;
     assert_int_equal(roost_noise_add(a, x, n, NULL), ROOST_OK);
     for (size_t i = 0; i < n; i++)
         x[i] *= scale;
     assert_int_equal(roost_noise_add_scaled(b, y, n, scale, NULL), ROOST_OK);
     assert_memory_equal(x, y, n * sizeof(*x));
-    roost_noise_destroy(a);
-    roost_noise_destroy(b);
-    roost_rng_destroy(r1);
-    roost_rng_destroy(r2);
+    twin_destroy(&t);
     free(x);
     free(y);
 }

@@ -144,16 +144,38 @@ make_config(struct harness *h, roost_coord_config *cfg, uint32_t k)
     cfg->on_round_arg = h;
 }
 
+/* A coordinator from cfg over the fake transport into h->coord. */
+static void
+start_with(struct harness *h, const roost_coord_config *cfg)
+{
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    int rc = roost_coord_create(&h->coord, cfg, &io, &em);
+    if (rc != ROOST_OK)
+        fail_msg("coord_create: %s", em.text);
+}
+
 static void
 start(struct harness *h, uint32_t k)
 {
     roost_coord_config cfg;
     make_config(h, &cfg, k);
-    roost_coord_io io = {fake_send, fake_close, h};
-    roost_errmsg em;
-    int rc = roost_coord_create(&h->coord, &cfg, &io, &em);
-    if (rc != ROOST_OK)
-        fail_msg("coord_create: %s", em.text);
+    start_with(h, &cfg);
+}
+
+/* make_config for 3 clients with central DP (clip 1, z 1.5) drawing its
+ * noise from rng. */
+static void
+make_central_dp_config(struct harness *h, roost_coord_config *cfg,
+                       roost_rng *rng)
+{
+    make_config(h, cfg, 3);
+    cfg->strategy.central_dp = true;
+    cfg->strategy.dp_clip_norm = 1.0;
+    cfg->strategy.dp_noise_multiplier = 1.5;
+    cfg->strategy.dp_expected_updates = 3;
+    cfg->strategy.dp_rng = rng;
+    cfg->dp_delta = 1e-5;
 }
 
 static int
@@ -181,6 +203,15 @@ teardown(void **state)
     assert_int_equal(system(cmd), 0);
     free(h);
     return 0;
+}
+
+/* Client fc's message env reaches the coordinator, which accepts it. */
+static void
+deliver(struct harness *h, const struct fake_client *fc,
+        const Roost__V1__Envelope *env, int64_t now)
+{
+    assert_int_equal(
+        roost_coord_session_message(h->coord, fc->session, env, now), ROOST_OK);
 }
 
 static void check_in(struct harness *h, int i, int64_t now);
@@ -213,9 +244,7 @@ check_in_with_budget(struct harness *h, int i, int64_t now, double eps_left)
     ci.software_version = (char *)(uintptr_t) "test";
     env.body_case = ROOST__V1__ENVELOPE__BODY_CHECK_IN;
     env.check_in = &ci;
-    assert_int_equal(
-        roost_coord_session_message(h->coord, fc->session, &env, now),
-        ROOST_OK);
+    deliver(h, fc, &env, now);
 }
 
 static void
@@ -241,9 +270,7 @@ send_eval(struct harness *h, int i, uint64_t examples, double loss,
     er.accuracy = accuracy;
     env.body_case = ROOST__V1__ENVELOPE__BODY_EVALUATION_RESULT;
     env.evaluation_result = &er;
-    assert_int_equal(
-        roost_coord_session_message(h->coord, fc->session, &env, now),
-        ROOST_OK);
+    deliver(h, fc, &env, now);
 }
 
 static void
@@ -260,9 +287,7 @@ send_decline(struct harness *h, int i, int64_t now)
     d.message = (char *)(uintptr_t) "budget";
     env.body_case = ROOST__V1__ENVELOPE__BODY_DECLINE;
     env.decline = &d;
-    assert_int_equal(
-        roost_coord_session_message(h->coord, fc->session, &env, now),
-        ROOST_OK);
+    deliver(h, fc, &env, now);
 }
 
 /* Client i answers its task with delta[j] = value for every j. */
@@ -300,9 +325,7 @@ send_update(struct harness *h, int i, float value, uint64_t examples,
     up.metrics = &met;
     env.body_case = ROOST__V1__ENVELOPE__BODY_UPDATE;
     env.update = &up;
-    assert_int_equal(
-        roost_coord_session_message(h->coord, fc->session, &env, now),
-        ROOST_OK);
+    deliver(h, fc, &env, now);
     Roost__V1__Envelope cenv;
     roost__v1__envelope__init(&cenv);
     Roost__V1__ParamChunk ch;
@@ -436,8 +459,7 @@ dropout_below_quorum_fails_round_above_commits(void **state)
     roost_coord_config cfg;
     make_config(h, &cfg, 4);
     cfg.min_clients = 2; /* quorum 4, but 2 suffice at the deadline */
-    roost_coord_io io = {fake_send, fake_close, h};
-    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    start_with(h, &cfg);
     for (int i = 0; i < 4; i++)
         connect_and_check_in(h, i, 0);
     assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
@@ -456,7 +478,7 @@ dropout_below_quorum_fails_round_above_commits(void **state)
     roost_coord_destroy(h->coord);
     h->coord = NULL;
     cfg.min_available = 2;
-    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    start_with(h, &cfg);
     assert_int_equal(roost_coord_last_round(h->coord), 1);
     connect_and_check_in(h, 4, 10);
     connect_and_check_in(h, 5, 10);
@@ -551,21 +573,13 @@ static void
 central_dp_round_is_accounted(void **state)
 {
     struct harness *h = *state;
-    roost_coord_config cfg;
-    make_config(h, &cfg, 3);
     roost_rng *rng;
     assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
                      ROOST_OK);
-    cfg.strategy.central_dp = true;
-    cfg.strategy.dp_clip_norm = 1.0;
-    cfg.strategy.dp_noise_multiplier = 1.5;
-    cfg.strategy.dp_expected_updates = 3;
-    cfg.strategy.dp_rng = rng;
-    cfg.dp_delta = 1e-5;
-    roost_coord_io io = {fake_send, fake_close, h};
+    roost_coord_config cfg;
+    make_central_dp_config(h, &cfg, rng);
+    start_with(h, &cfg);
     roost_errmsg em;
-    if (roost_coord_create(&h->coord, &cfg, &io, &em) != ROOST_OK)
-        fail_msg("%s", em.text);
     for (int round = 1; round <= 2; round++) {
         for (int i = 0; i < 3; i++) {
             if (round == 1)
@@ -612,22 +626,14 @@ static void
 central_dp_counts_training_rounds_only(void **state)
 {
     struct harness *h = *state;
-    roost_coord_config cfg;
-    make_config(h, &cfg, 3);
     roost_rng *rng;
     assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
                      ROOST_OK);
-    cfg.strategy.central_dp = true;
-    cfg.strategy.dp_clip_norm = 1.0;
-    cfg.strategy.dp_noise_multiplier = 1.5;
-    cfg.strategy.dp_expected_updates = 3;
-    cfg.strategy.dp_rng = rng;
-    cfg.dp_delta = 1e-5;
+    roost_coord_config cfg;
+    make_central_dp_config(h, &cfg, rng);
     cfg.fed_eval_every = 2; /* after training round 2 only */
-    roost_coord_io io = {fake_send, fake_close, h};
+    start_with(h, &cfg);
     roost_errmsg em;
-    if (roost_coord_create(&h->coord, &cfg, &io, &em) != ROOST_OK)
-        fail_msg("%s", em.text);
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 0);
     for (int round = 1; round <= 4; round++) {
@@ -716,8 +722,7 @@ federated_evaluation_round(void **state)
     cfg.fed_eval_every = 1;
     cfg.fed_eval_clients = 3;
     cfg.max_rounds = 1;
-    roost_coord_io io = {fake_send, fake_close, h};
-    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    start_with(h, &cfg);
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 0);
     assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
@@ -738,7 +743,7 @@ federated_evaluation_round(void **state)
     roost_coord_destroy(h->coord);
     h->coord = NULL;
     memset(h->clients, 0, sizeof(h->clients));
-    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    start_with(h, &cfg);
     assert_false(roost_coord_finished(h->coord));
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 10);
@@ -809,8 +814,7 @@ declined_task_goes_to_a_waiting_client(void **state)
     roost_coord_config cfg;
     make_config(h, &cfg, 2);
     cfg.min_available = 3;
-    roost_coord_io io = {fake_send, fake_close, h};
-    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    start_with(h, &cfg);
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 0);
     assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
@@ -844,8 +848,7 @@ clients_without_budget_are_not_selected(void **state)
     make_config(h, &cfg, 2);
     cfg.min_available = 2;
     cfg.dp_enabled = true;
-    roost_coord_io io = {fake_send, fake_close, h};
-    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL), ROOST_OK);
+    start_with(h, &cfg);
     for (int i = 0; i < 3; i++) {
         h->clients[i].session = (uint64_t)(1000 + i);
         h->clients[i].open = true;
@@ -875,9 +878,7 @@ strategy_state_survives_restart(void **state)
         make_config(h, &cfg, 1);
         roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_FEDAVGM);
         cfg.strategy.momentum = 0.9;
-        roost_coord_io io = {fake_send, fake_close, h};
-        assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL),
-                         ROOST_OK);
+        start_with(h, &cfg);
         connect_and_check_in(h, 0, 0);
         assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
         send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
@@ -886,8 +887,7 @@ strategy_state_survives_restart(void **state)
             roost_coord_destroy(h->coord);
             h->coord = NULL;
             memset(h->clients, 0, sizeof(h->clients));
-            assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, NULL),
-                             ROOST_OK);
+            start_with(h, &cfg);
             connect_and_check_in(h, 0, 3);
         } else {
             check_in(h, 0, 3);
