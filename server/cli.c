@@ -74,3 +74,12 @@ roost_cli_parse_int(const char *cmd, const char *flag, const char *text,
     *out = v;
     return true;
 }
+
+void
+roost_cli_number(char *out, size_t cap, double v)
+{
+    if (isfinite(v))
+        snprintf(out, cap, "%.4g", v);
+    else
+        snprintf(out, cap, "-");
+}

@@ -39,6 +39,10 @@ int roost_cmd_client(int argc, char **argv); /* cmd_client.c */
  * arg is unused. */
 void roost_cli_log_stderr(void *arg, int level, const char *message);
 
+/* v as "%.4g" into out (cap bytes), or "-" when it is NaN or infinite
+ * (a figure that was not measured). */
+void roost_cli_number(char *out, size_t cap, double v);
+
 /* Parse helpers: on failure they print "roost CMD: FLAG: reason" to stderr
  * and return false. */
 bool roost_cli_parse_double(const char *cmd, const char *flag, const char *text,

@@ -329,12 +329,10 @@ static void
 on_round(void *arg, const roost_coord_round_summary *s)
 {
     struct serve *sv = arg;
-    char loss[32] = "-", acc[32] = "-", eps[32] = "-";
+    char loss[32], acc[32], eps[32];
     if (s->evaluation) {
-        if (isfinite(s->fed_eval_loss))
-            snprintf(loss, sizeof(loss), "%.4g", s->fed_eval_loss);
-        if (isfinite(s->fed_eval_accuracy))
-            snprintf(acc, sizeof(acc), "%.4g", s->fed_eval_accuracy);
+        roost_cli_number(loss, sizeof(loss), s->fed_eval_loss);
+        roost_cli_number(acc, sizeof(acc), s->fed_eval_accuracy);
         roost_log(&sv->log, ROOST_LOG_INFO,
                   "round %" PRId64 " (federated evaluation) %s in %.1f s: %u "
                   "selected, %u answered, %u refused, %u dropped; %" PRIu64
@@ -345,12 +343,9 @@ on_round(void *arg, const roost_coord_round_summary *s)
                   s->examples, loss, acc);
         return;
     }
-    if (isfinite(s->train_loss))
-        snprintf(loss, sizeof(loss), "%.4g", s->train_loss);
-    if (isfinite(s->eval_accuracy))
-        snprintf(acc, sizeof(acc), "%.4g", s->eval_accuracy);
-    if (isfinite(s->epsilon_max))
-        snprintf(eps, sizeof(eps), "%.4g", s->epsilon_max);
+    roost_cli_number(loss, sizeof(loss), s->train_loss);
+    roost_cli_number(acc, sizeof(acc), s->eval_accuracy);
+    roost_cli_number(eps, sizeof(eps), s->epsilon_max);
     roost_log(&sv->log, ROOST_LOG_INFO,
               "round %" PRId64 " %s in %.1f s: %u selected, %u accepted, %u "
               "refused, %u dropped; %" PRIu64

@@ -843,6 +843,17 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
 
 /* ------------------------------------------------------------ progress */
 
+/* v as a JSON number with six decimals, or null when it was not measured
+ * (NaN or infinite). */
+static void
+json_number(char *out, size_t cap, double v)
+{
+    if (isfinite(v))
+        snprintf(out, cap, "%.6f", v);
+    else
+        snprintf(out, cap, "null");
+}
+
 /* A federated evaluation round: the clients' own figures for the model of
  * the training round before it. */
 static void
@@ -852,11 +863,9 @@ on_eval_round(struct sim *s, const roost_coord_round_summary *r)
     double secs = (double)(now - s->last_round_ms) / 1000.0;
     s->last_round_ms = now;
     if (s->a.json) {
-        char acc[32] = "null", loss[32] = "null";
-        if (isfinite(r->fed_eval_accuracy))
-            snprintf(acc, sizeof(acc), "%.6f", r->fed_eval_accuracy);
-        if (isfinite(r->fed_eval_loss))
-            snprintf(loss, sizeof(loss), "%.6f", r->fed_eval_loss);
+        char acc[32], loss[32];
+        json_number(acc, sizeof(acc), r->fed_eval_accuracy);
+        json_number(loss, sizeof(loss), r->fed_eval_loss);
         printf("{\"round\":%" PRId64 ",\"kind\":\"eval\","
                "\"committed\":%s,\"fed_accuracy\":%s,\"fed_loss\":%s,"
                "\"clients\":%u,\"selected\":%u,\"examples\":%" PRIu64
@@ -904,11 +913,9 @@ on_round(void *arg, const roost_coord_round_summary *r)
     s->last_round_ms = now;
     if (s->a.json) {
         /* A failed round has no new model to evaluate: null. */
-        char acc[32] = "null", loss[32] = "null";
-        if (isfinite(r->eval_accuracy))
-            snprintf(acc, sizeof(acc), "%.6f", r->eval_accuracy);
-        if (isfinite(r->eval_loss))
-            snprintf(loss, sizeof(loss), "%.6f", r->eval_loss);
+        char acc[32], loss[32];
+        json_number(acc, sizeof(acc), r->eval_accuracy);
+        json_number(loss, sizeof(loss), r->eval_loss);
         printf("{\"round\":%" PRId64 ",\"committed\":%s,\"accuracy\":%s,"
                "\"loss\":%s,",
                r->round_id, r->committed ? "true" : "false", acc, loss);

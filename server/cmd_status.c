@@ -84,15 +84,6 @@ json_number(FILE *f, double v)
     fputs(buf, f);
 }
 
-static void
-text_number(char *out, size_t cap, double v)
-{
-    if (isfinite(v))
-        snprintf(out, cap, "%.4g", v);
-    else
-        snprintf(out, cap, "-");
-}
-
 struct status {
     const char *db;
     int schema_version;
@@ -251,21 +242,21 @@ print_text(const struct status *st)
                " examples\n",
                r->n_selected, r->n_accepted, r->n_refused, r->n_dropped,
                r->examples);
-        text_number(a, sizeof(a), r->eval_accuracy);
-        text_number(b, sizeof(b), r->train_accuracy);
+        roost_cli_number(a, sizeof(a), r->eval_accuracy);
+        roost_cli_number(b, sizeof(b), r->train_accuracy);
         printf("accuracy      %s (global model, held-out); %s (reported by "
                "clients)\n",
                a, b);
-        text_number(a, sizeof(a), r->eval_loss);
-        text_number(b, sizeof(b), r->train_loss);
+        roost_cli_number(a, sizeof(a), r->eval_loss);
+        roost_cli_number(b, sizeof(b), r->train_loss);
         printf("loss          %s (global model, held-out); %s (reported by "
                "clients)\n",
                a, b);
         if (r->has_central_dp) {
-            text_number(a, sizeof(a), r->cdp_epsilon);
-            text_number(b, sizeof(b), r->cdp_delta);
-            text_number(c, sizeof(c), r->cdp_noise_multiplier);
-            text_number(d, sizeof(d), r->cdp_clip_norm);
+            roost_cli_number(a, sizeof(a), r->cdp_epsilon);
+            roost_cli_number(b, sizeof(b), r->cdp_delta);
+            roost_cli_number(c, sizeof(c), r->cdp_noise_multiplier);
+            roost_cli_number(d, sizeof(d), r->cdp_clip_norm);
             printf("central DP    epsilon %s at delta %s (noise multiplier "
                    "%s, clip %s)\n",
                    a, b, c, d);
@@ -279,11 +270,11 @@ print_text(const struct status *st)
     if (st->eps.n_clients == 0) {
         printf("epsilon       no client has reported one\n");
     } else {
-        text_number(a, sizeof(a), st->eps.min);
-        text_number(b, sizeof(b), st->eps.p25);
-        text_number(c, sizeof(c), st->eps.median);
-        text_number(d, sizeof(d), st->eps.p75);
-        text_number(e, sizeof(e), st->eps.max);
+        roost_cli_number(a, sizeof(a), st->eps.min);
+        roost_cli_number(b, sizeof(b), st->eps.p25);
+        roost_cli_number(c, sizeof(c), st->eps.median);
+        roost_cli_number(d, sizeof(d), st->eps.p75);
+        roost_cli_number(e, sizeof(e), st->eps.max);
         printf("epsilon       %" PRId64 " clients (latest report each): min "
                "%s, p25 %s, median %s, p75 %s, max %s\n",
                st->eps.n_clients, a, b, c, d, e);
@@ -295,9 +286,9 @@ print_text(const struct status *st)
            "eval_loss", "eps_med");
     for (size_t i = 0; i < st->n_recent; i++) {
         const roost_store_round_info *r = &st->recent[i];
-        text_number(a, sizeof(a), r->eval_accuracy);
-        text_number(b, sizeof(b), r->eval_loss);
-        text_number(c, sizeof(c), st->recent_eps_median[i]);
+        roost_cli_number(a, sizeof(a), r->eval_accuracy);
+        roost_cli_number(b, sizeof(b), r->eval_loss);
+        roost_cli_number(c, sizeof(c), st->recent_eps_median[i]);
         printf("%7" PRId64 " %-5s %-9s %5" PRId64 " %5" PRId64 " %5" PRId64
                " %5" PRId64 " %9" PRId64 " %9s %9s %9s\n",
                r->round_id, r->kind,

@@ -45,13 +45,14 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from functorch import grad, make_functional, vmap  # noqa: E402
 
+from torch_train import build as build_model  # noqa: E402  (same directory)
+
 CLIP = 1.0
 SIGMA = 1.0
 
 
 def build():
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 200), nn.ReLU(),
-                         nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 10))
+    return build_model("mlp")  # the MLP 784-200-200-10 of bench_train
 
 
 def plain_step(model, opt):
