@@ -854,14 +854,22 @@ json_number(char *out, size_t cap, double v)
         snprintf(out, cap, "null");
 }
 
+/* Seconds since the previous round event (training or evaluation), which
+ * is the round just reported; now becomes the next one's start. */
+static double
+round_seconds(struct sim *s, int64_t now)
+{
+    double secs = (double)(now - s->last_round_ms) / 1000.0;
+    s->last_round_ms = now;
+    return secs;
+}
+
 /* A federated evaluation round: the clients' own figures for the model of
  * the training round before it. */
 static void
 on_eval_round(struct sim *s, const roost_coord_round_summary *r)
 {
-    int64_t now = now_ms();
-    double secs = (double)(now - s->last_round_ms) / 1000.0;
-    s->last_round_ms = now;
+    double secs = round_seconds(s, now_ms());
     if (s->a.json) {
         char acc[32], loss[32];
         json_number(acc, sizeof(acc), r->fed_eval_accuracy);
@@ -909,8 +917,7 @@ on_round(void *arg, const roost_coord_round_summary *r)
             if (s->vc[i].budget.spent > eps_max)
                 eps_max = s->vc[i].budget.spent;
     int64_t now = now_ms();
-    double secs = (double)(now - s->last_round_ms) / 1000.0;
-    s->last_round_ms = now;
+    double secs = round_seconds(s, now);
     if (s->a.json) {
         /* A failed round has no new model to evaluate: null. */
         char acc[32], loss[32];
