@@ -29,6 +29,7 @@ struct client_args {
     bool seeded;
     uint64_t seed;
     bool allow_eval;
+    bool allow_no_dp;
     int log_level;
     long reconnect_min_ms, reconnect_max_ms;
 };
@@ -73,6 +74,9 @@ usage(FILE *out)
           "  --allow-eval         answer federated evaluation tasks (loss and\n"
           "                       accuracy on the local data, sent WITHOUT\n"
           "                       differential privacy)\n"
+          "  --allow-no-dp        INSECURE: also train for tasks without DP\n"
+          "                       (updates not clipped, noised or charged to\n"
+          "                       the budget); by default they are declined\n"
           "  --insecure-seed S    INSECURE: fixed seed for all randomness, "
           "DP noise included\n"
           "  --verbose            log protocol events to stderr\n",
@@ -108,6 +112,10 @@ parse(int argc, char **argv, struct client_args *a)
         }
         if (strcmp(f, "--allow-eval") == 0) {
             a->allow_eval = true;
+            continue;
+        }
+        if (strcmp(f, "--allow-no-dp") == 0) {
+            a->allow_no_dp = true;
             continue;
         }
         if (v == NULL) {
@@ -289,6 +297,7 @@ roost_cmd_client(int argc, char **argv)
     roost_config_set_progress(cfg, on_progress, label);
     roost_config_set_max_rounds(cfg, a.rounds);
     roost_config_set_allow_evaluation(cfg, a.allow_eval ? 1 : 0);
+    roost_config_set_allow_no_dp_insecure(cfg, a.allow_no_dp ? 1 : 0);
     roost_config_set_reconnect(cfg, (int)a.reconnect_min_ms,
                                (int)a.reconnect_max_ms);
     roost_config_set_label(cfg, label);

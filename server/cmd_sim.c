@@ -1480,6 +1480,7 @@ roost_cmd_sim(int argc, char **argv)
 
     roost_coord_config cc;
     roost_coord_config_init(&cc);
+    cc.dp_enabled = false; /* set by the DP setup unless --no-dp */
     cc.model_spec = a->model;
     cc.input_channels = roost_dataset_channels(s->train);
     cc.input_height = roost_dataset_height(s->train);
@@ -1550,6 +1551,7 @@ roost_cmd_sim(int argc, char **argv)
                        &vc->budget},
             .keep_model = false,
             .allow_evaluation = a->fed_eval_every > 0,
+            .allow_no_dp = !a->dp, /* --no-dp: the whole run is non-private */
             .log = {NULL, NULL, -1},
         };
         rc = roost_cproto_create(&vc->proto, NULL, &pc,

@@ -177,10 +177,11 @@ static const roost_config_key keys[] = {
      "0", 0, 1, 0, NULL, "Local L2 weight decay."},
 
     /* [dp] */
-    {"dp", "enabled", ROOST_CONFIG_BOOL, COORD(dp_enabled), "false", 0, 0, 0,
+    {"dp", "enabled", ROOST_CONFIG_BOOL, COORD(dp_enabled), "true", 0, 0, 0,
      NULL,
      "Ask clients to train with DP-SGD (per-example clipping and Gaussian "
-     "noise on the device, accounted by the device)."},
+     "noise on the device, accounted by the device). Clients decline tasks "
+     "without it unless started with --allow-no-dp (INSECURE)."},
     {"dp", "noise_multiplier", ROOST_CONFIG_DOUBLE,
      COORD(dp_noise_multiplier), "1", 0, 1000, ROOST_CONFIG_MIN_OPEN, NULL,
      "sigma: noise standard deviation relative to clip_norm."},

@@ -1256,6 +1256,7 @@ void
 roost_coord_config_init(roost_coord_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
+    cfg->dp_enabled = true; /* clients decline tasks without DP by default */
     cfg->model_spec = "mlp";
     cfg->input_channels = 1;
     cfg->input_height = 28;

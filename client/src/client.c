@@ -48,6 +48,7 @@ struct roost_config {
     void *progress_arg;
     uint64_t max_rounds;
     bool allow_evaluation;
+    bool allow_no_dp;
     int reconnect_min_ms, reconnect_max_ms;
     char *label;
     bool seeded;
@@ -239,6 +240,15 @@ roost_config_set_allow_evaluation(roost_config *cfg, int allow)
     if (cfg == NULL || (allow != 0 && allow != 1))
         return ROOST_EINVAL;
     cfg->allow_evaluation = allow == 1;
+    return ROOST_OK;
+}
+
+int
+roost_config_set_allow_no_dp_insecure(roost_config *cfg, int allow)
+{
+    if (cfg == NULL || (allow != 0 && allow != 1))
+        return ROOST_EINVAL;
+    cfg->allow_no_dp = allow == 1;
     return ROOST_OK;
 }
 
@@ -729,6 +739,11 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
             roost_log(&c->cfg.log, ROOST_LOG_WARN,
                       "INSECURE: a fixed seed makes this client's DP noise "
                       "predictable; its privacy guarantee does not hold");
+        if (rc == ROOST_OK && cfg->allow_no_dp)
+            roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                      "INSECURE: this client also trains for tasks without "
+                      "differential privacy; those updates are sent "
+                      "unclipped, unnoised and uncharged");
     }
     if (rc == ROOST_OK) {
         roost_tls_files files = {cfg->ca, cfg->cert, cfg->key, NULL};
@@ -752,6 +767,7 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
             .budget = {ledger_plan, ledger_charge, ledger_remaining, c},
             .keep_model = true,
             .allow_evaluation = cfg->allow_evaluation && !cfg->has_trainer,
+            .allow_no_dp = cfg->allow_no_dp,
             .log = c->cfg.log,
         };
         rc = roost_cproto_create(&c->proto, c->alloc, &pc, proto_send, c, &em);

@@ -275,11 +275,25 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
             p->state = ROOST_CP_IDLE; /* the host treats rc as fatal */
             return rc;
         }
-    } else if (!j->task.dp) {
+    } else if (!p->cfg.allow_no_dp) {
+        /* The device, not the coordinator, decides whether its budget
+         * applies: a task without DP is refused unless the embedder
+         * allowed such tasks. */
+        roost_log(&p->cfg.log, ROOST_LOG_ERROR,
+                  "round %" PRId64 " asks for training WITHOUT differential "
+                  "privacy; declined (this client requires DP)",
+                  j->round_id);
+        p->state = ROOST_CP_IDLE;
+        return send_decline(
+            p, ROOST__V1__DECLINE_REASON__DECLINE_REASON_UNSUPPORTED,
+            "this client requires differential privacy and the task has "
+            "none");
+    } else {
         /* Without DP the update is not private: say so in the log of
          * every task, not once. */
         roost_log(&p->cfg.log, ROOST_LOG_WARN,
-                  "round %" PRId64 " runs WITHOUT differential privacy",
+                  "round %" PRId64 " runs WITHOUT differential privacy "
+                  "(allowed by this client's INSECURE allow-no-DP setting)",
                   j->round_id);
     }
     return receive_model(p, t);

@@ -68,6 +68,13 @@ typedef struct roost_cproto_config {
      * privacy, so this is off unless the embedder turns it on; when off,
      * evaluation tasks are declined before the model is downloaded. */
     bool allow_evaluation;
+    /* INSECURE. Train for tasks that carry no DP-SGD parameters. Such an
+     * update is neither clipped nor noised and is not charged to the
+     * budget, so the coordinator alone would decide whether the budget
+     * applies. Off unless the embedder turns it on (roost sim --no-dp,
+     * roost client --allow-no-dp); when off, those tasks are declined
+     * before the model is downloaded. */
+    bool allow_no_dp;
     roost_logger log;
 } roost_cproto_config;
 

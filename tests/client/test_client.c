@@ -354,6 +354,7 @@ allocation_failure_sweep_over_a_task(void **state)
             .n_local = N_EX,
             .budget = {fake_plan, fake_charge, fake_remaining, NULL},
             .keep_model = true,
+            .allow_no_dp = true, /* send_task's training task has no DP */
             .log = {NULL, NULL, -1},
         };
         roost_cproto *p = NULL;
@@ -523,6 +524,56 @@ evaluation_tasks(void **state)
     roost_dataset_destroy(ds);
 }
 
+/* A training task without DP is declined before its model is taken,
+ * unless the embedder allowed such tasks (INSECURE); either way nothing
+ * is charged to the budget. */
+static void
+tasks_without_dp_are_declined_unless_allowed(void **state)
+{
+    (void)state;
+    enum { NP = 15 }; /* dense:3 on 4 inputs */
+    float params[NP] = {0};
+    uint8_t hash[32];
+    assert_int_equal(roost_xfer_hash_floats(params, NP, hash), ROOST_OK);
+    for (int allow = 0; allow < 2; allow++) {
+        roost_cproto_config pc = {
+            .n_local = N_EX,
+            .budget = {fake_plan, fake_charge, fake_remaining, NULL},
+            .allow_no_dp = allow == 1,
+            .log = {NULL, NULL, -1},
+        };
+        struct recorded rec = {0};
+        roost_cproto *p = NULL;
+        assert_int_equal(roost_cproto_create(&p, NULL, &pc, record, &rec, NULL),
+                         ROOST_OK);
+        assert_int_equal(roost_cproto_check_in(p, 0), ROOST_OK);
+        int rc = send_task(p, ROOST__V1__TASK_KIND__TASK_KIND_TRAIN, 3, 5,
+                           params, NP, hash);
+        if (!allow) {
+            /* Declined at once, checked in again; the parameter chunks
+             * that follow the task on the wire are dropped. */
+            assert_int_equal(rc, ROOST_OK);
+            assert_int_equal(rec.declines, 1);
+            assert_int_equal(
+                rec.decline_reason,
+                ROOST__V1__DECLINE_REASON__DECLINE_REASON_UNSUPPORTED);
+            assert_int_equal(rec.last_case, ROOST__V1__ENVELOPE__BODY_CHECK_IN);
+            assert_int_equal(roost_cproto_state(p), ROOST_CP_WAITING);
+            roost_cproto_job *job = NULL;
+            assert_int_not_equal(roost_cproto_take_job(p, &job), ROOST_OK);
+        } else {
+            assert_int_equal(rc, ROOST_OK);
+            assert_int_equal(rec.declines, 0);
+            assert_int_equal(roost_cproto_state(p), ROOST_CP_READY);
+            roost_cproto_job *job = NULL;
+            assert_int_equal(roost_cproto_take_job(p, &job), ROOST_OK);
+            assert_false(job->task.dp);
+        }
+        assert_true(isnan(roost_cproto_epsilon(p))); /* nothing charged */
+        roost_cproto_destroy(p);
+    }
+}
+
 int
 main(void)
 {
@@ -537,6 +588,7 @@ main(void)
         cmocka_unit_test(allocation_failure_sweep_over_create),
         cmocka_unit_test(allocation_failure_sweep_over_a_task),
         cmocka_unit_test(evaluation_tasks),
+        cmocka_unit_test(tasks_without_dp_are_declined_unless_allowed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -127,6 +127,7 @@ static void
 make_config(struct harness *h, roost_coord_config *cfg, uint32_t k)
 {
     roost_coord_config_init(cfg);
+    cfg->dp_enabled = false; /* the fake clients send plain updates */
     cfg->model_spec = "dense:10";
     cfg->input_channels = 1;
     cfg->input_height = 2;

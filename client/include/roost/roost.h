@@ -285,6 +285,13 @@ int roost_config_set_reconnect(roost_config *cfg, int min_ms, int max_ms);
  * ledger charge); leave this off when that matters. Clients with their own
  * trainer (roost_config_set_trainer) always decline evaluation tasks. */
 int roost_config_set_allow_evaluation(roost_config *cfg, int allow);
+/* INSECURE (default 0: off). By default the client declines every
+ * training task that does not ask for DP-SGD: the device, not the
+ * coordinator, decides that its data is only released clipped, noised and
+ * charged to its budget. With allow 1 it also trains for tasks without
+ * DP; those updates are NOT private and are NOT charged to the ledger.
+ * For deployments where the data is not sensitive, and for tests. */
+int roost_config_set_allow_no_dp_insecure(roost_config *cfg, int allow);
 /* A display label sent at check-in (not an identity). */
 int roost_config_set_label(roost_config *cfg, const char *label);
 /* INSECURE, tests only: derive all randomness (DP noise included) from
