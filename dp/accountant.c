@@ -268,8 +268,12 @@ roost_rdp_to_epsilon(const double *orders, const double *rdp, size_t n,
         rc = check_orders(orders, n, em);
     if (rc != ROOST_OK)
         return rc;
-    if (eps == NULL || (rdp == NULL && n > 0))
+    if (eps == NULL || rdp == NULL)
         return roost_fail(em, ROOST_EINVAL, "eps or rdp is NULL");
+    /* No orders is no curve, not "nothing spent": an empty grid must not
+     * answer epsilon 0. */
+    if (n == 0)
+        return roost_fail(em, ROOST_EINVAL, "no RDP orders");
     bool all_zero = true;
     for (size_t k = 0; k < n; k++) {
         if (!(rdp[k] >= 0.0) || isnan(rdp[k]))

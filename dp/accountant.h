@@ -73,8 +73,9 @@ int roost_rdp_compute(double q, double sigma, uint64_t steps,
 
 /*
  * roost_rdp_to_epsilon - the (epsilon, delta) bound of an RDP curve, with
- * the order that attains it. 0 < delta < 1. When every rdp[k] is 0 (nothing
- * spent) *eps is 0 and *best_order is 0. epsilon is clamped at >= 0.
+ * the order that attains it. 0 < delta < 1, n >= 1 (no orders is
+ * ROOST_EINVAL). When every rdp[k] is 0 (nothing spent) *eps is 0 and
+ * *best_order is 0. epsilon is clamped at >= 0.
  * best_order may be NULL.
  */
 int roost_rdp_to_epsilon(const double *orders, const double *rdp, size_t n,

@@ -316,12 +316,18 @@ step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
             if (!isfinite(norm))
                 return roost_fail(em, ROOST_ENONFINITE,
                                   "dpsgd: non-finite per-example gradient");
-            double w = 1.0;
+            float w = 1.0f;
             if (norm > d->clip_eff) {
-                w = d->clip_eff / norm;
+                /* Rounded to float, clip_eff / norm lands above the exact
+                 * quotient about half the time, which would leave the
+                 * clipped example a few ulps longer than clip_eff: step
+                 * it down until w * norm <= clip_eff holds. */
+                w = (float)(d->clip_eff / norm);
+                while (w > 0.0f && (double)w * norm > d->clip_eff)
+                    w = nextafterf(w, 0.0f);
                 local.clipped++;
             }
-            d->weights[i] = (float)w;
+            d->weights[i] = w;
         }
         /* The first micro-batch writes grad directly; later ones go
          * through part. */

@@ -554,7 +554,10 @@ roost_noise_create(roost_noise **out, const roost_allocator *alloc,
     int e2 = 0;
     (void)frexp(stddev, &e2); /* stddev = f 2^e2, f in [0.5, 1) */
     double grid = ldexp(1.0, e2 - 1 - (int)grid_bits);
-    if (!isfinite(stddev) || stddev > 0x1p100 || grid < (double)FLT_MIN)
+    /* stddev < DBL_MIN: a product that underflowed (frexp of 0 gives
+     * exponent 0, which would hide it from the grid check). */
+    if (!isfinite(stddev) || stddev < DBL_MIN || stddev > 0x1p100 ||
+        grid < (double)FLT_MIN)
         return roost_fail(em, ROOST_EINVAL,
                           "noise: sigma*clip = %g gives a grid %g outside the "
                           "float range",

@@ -285,6 +285,18 @@ invalid_inputs_rejected(void **state)
     orders[1] = NAN;
     assert_int_equal(roost_rdp_compute(0.1, 1.0, 1, orders, 2, rdp, &em),
                      ROOST_EINVAL);
+    /* An empty order grid is no curve, not "nothing spent". */
+    orders[1] = 3.0;
+    rdp[0] = rdp[1] = 50.0;
+    eps = -1.0;
+    assert_int_equal(
+        roost_rdp_to_epsilon(orders, rdp, 0, 1e-5, &eps, NULL, &em),
+        ROOST_EINVAL);
+    assert_non_null(strstr(em.text, "orders"));
+    assert_true(eps == -1.0);
+    assert_int_equal(
+        roost_rdp_to_epsilon(orders, rdp, 2, 1e-5, &eps, NULL, &em), ROOST_OK);
+    assert_true(eps > 50.0);
 }
 
 /* No NaN or Inf for any valid input: a sweep of extreme q, sigma, steps.

@@ -72,6 +72,99 @@ teardown(void **state)
     return 0;
 }
 
+/* A trainer whose per-example gradient is the example itself: the norms
+ * DP-SGD sees and the weights it returns are recorded. */
+enum { CW_N = 2000, CW_DIM = 4 };
+struct clip_probe {
+    double norms[CW_N];
+    float weights[CW_N];
+    size_t seen, base, batch; /* examples so far; this micro-batch */
+    const float *x;
+};
+
+static int
+probe_norms(void *arg, const float *params, const float *x,
+            const uint8_t *labels, size_t batch, double *norms_sq,
+            double *loss_sum)
+{
+    (void)params;
+    (void)labels;
+    struct clip_probe *p = arg;
+    if (p->seen + batch > CW_N)
+        return ROOST_EINVAL;
+    p->base = p->seen;
+    p->seen += batch;
+    p->batch = batch;
+    p->x = x;
+    for (size_t i = 0; i < batch; i++) {
+        double s = 0;
+        for (size_t j = 0; j < CW_DIM; j++)
+            s += (double)x[i * CW_DIM + j] * (double)x[i * CW_DIM + j];
+        norms_sq[i] = s;
+        p->norms[p->base + i] = sqrt(s);
+    }
+    if (loss_sum != NULL)
+        *loss_sum = 0;
+    return ROOST_OK;
+}
+
+static int
+probe_weighted(void *arg, const float *weights, float *grad)
+{
+    struct clip_probe *p = arg;
+    memset(grad, 0, CW_DIM * sizeof(float));
+    for (size_t i = 0; i < p->batch; i++) {
+        p->weights[p->base + i] = weights[i];
+        for (size_t j = 0; j < CW_DIM; j++)
+            grad[j] += weights[i] * p->x[i * CW_DIM + j];
+    }
+    return ROOST_OK;
+}
+
+/* The float clip weight never scales an example above the effective clip
+ * norm: clip_eff / norm rounded to float lands above the exact quotient
+ * about half the time, so the weight must be rounded down. */
+static void
+clip_weight_never_exceeds_effective_clip(void **state)
+{
+    struct fixture *f = *state;
+    static struct clip_probe probe;
+    static float x[CW_N * CW_DIM];
+    uint8_t *y = calloc(CW_N, 1);
+    for (size_t i = 0; i < CW_N * CW_DIM; i++) {
+        double u;
+        assert_int_equal(roost_rng_uniform(f->rng, &u), ROOST_OK);
+        x[i] = (float)(1.0 + 9.0 * u); /* every norm is >= 2: all clip */
+    }
+    roost_dataset *ds = NULL;
+    assert_int_equal(roost_dataset_create_from_arrays(&ds, NULL, CW_N, 1, 2, 2,
+                                                      x, y, 2, NULL),
+                     ROOST_OK);
+    roost_grad_ops ops = {probe_norms, probe_weighted, &probe, CW_N};
+    roost_dpsgd_config cfg = {
+        .sampling_rate = 1.0, .noise_multiplier = 1.0, .clip_norm = 1.0};
+    roost_dpsgd *d = NULL;
+    assert_int_equal(roost_dpsgd_create_ops(&d, NULL, &ops, CW_DIM, CW_DIM,
+                                            CW_N, &cfg, f->rng, NULL),
+                     ROOST_OK);
+    float params[CW_DIM] = {0}, grad[CW_DIM];
+    roost_dpsgd_step_info info;
+    assert_int_equal(roost_dpsgd_step(d, params, ds, NULL, grad, &info, NULL),
+                     ROOST_OK);
+    assert_int_equal(probe.seen, CW_N);
+    assert_int_equal(info.clipped, CW_N);
+    double clip_eff = roost_dpsgd_effective_clip(d);
+    for (size_t i = 0; i < CW_N; i++) {
+        double scaled = (double)probe.weights[i] * probe.norms[i];
+        assert_true(scaled <= clip_eff);
+        /* Rounded down by at most a few ulps, not clipped harder. */
+        assert_true(scaled > clip_eff * (1.0 - 1e-6));
+    }
+    roost_dpsgd_destroy(d);
+    roost_dataset_destroy(ds);
+    free(y);
+}
+
 static void
 full_batch_equals_mean_of_clipped_gradients(void **state)
 {
@@ -321,6 +414,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             full_batch_equals_mean_of_clipped_gradients, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            clip_weight_never_exceeds_effective_clip, setup, teardown),
         cmocka_unit_test_setup_teardown(poisson_batches_and_noise_scale, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(fused_update_matches_step_then_sgd,

@@ -125,6 +125,11 @@ create_rejects_bad_arguments(void **state)
     assert_int_equal(roost_noise_create(&nz, NULL, r, 1e-35, 1e-3, 20, &em),
                      ROOST_EINVAL);
     assert_null(nz);
+    /* sigma * clip underflows to 0: refused by the range check, named. */
+    assert_int_equal(roost_noise_create(&nz, NULL, r, 1e-200, 1e-200, 20, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "float range"));
+    assert_null(nz);
     roost_noise_destroy(NULL);
     roost_rng_destroy(r);
 }
