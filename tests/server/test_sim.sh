@@ -154,6 +154,7 @@ refused() { # pattern flags...: exit 2, pattern on stderr, nothing run
         echo "FAIL: $*: exit $st, want 2 and '$pat'"; cat "$work/bad.err"
         fail=1
     fi
+    rm -f "$work/never.db" "$work/never.db-wal" "$work/never.db-shm"
 }
 refused "momentum 1 is outside \[0, 1)" --momentum 1
 refused "momentum -0.5 is outside" --momentum -0.5
