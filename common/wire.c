@@ -234,10 +234,11 @@ wire_rule_for(const ProtobufCMessageDescriptor *d,
  * Well-formed UTF-8 (no overlong forms, no surrogates, nothing above
  * U+10FFFF) without NUL: protobuf-c hands strings out NUL-terminated, so an
  * embedded NUL would silently cut them short. Returns the offset of the
- * first bad byte, or n when all is well.
+ * first bad byte, or n when all is well. Exported (wire.h) so that a
+ * sender can refuse, when it is set, a string the decoder would refuse.
  */
-static size_t
-wire_utf8_bad_offset(const uint8_t *s, size_t n)
+size_t
+roost_wire_utf8_bad_offset(const uint8_t *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -362,7 +363,7 @@ wire_check_len_value(wire_vctx *c, const ProtobufCMessageDescriptor *d,
                               "length %llu but only %zu bytes remain",
                               (unsigned long long)len, remaining);
         if (f->type == PROTOBUF_C_TYPE_STRING) {
-            size_t bad = wire_utf8_bad_offset(p, (size_t)len);
+            size_t bad = roost_wire_utf8_bad_offset(p, (size_t)len);
             if (bad != (size_t)len)
                 return wire_vfail(c, level, fn, ROOST_EDECODE,
                                   "invalid UTF-8 or NUL at byte %zu", bad);

@@ -152,6 +152,12 @@ int roost_wire_decode(const roost_allocator *alloc, const uint8_t *buf,
  * allocator. NULL env does nothing. */
 void roost_wire_free(const roost_allocator *alloc, Roost__V1__Envelope *env);
 
+/* roost_wire_utf8_bad_offset - the offset of the first byte of s[0..n)
+ * that makes it something the decoder refuses in a string field (not
+ * well-formed UTF-8: overlong forms, surrogates, code points above
+ * U+10FFFF; or a NUL), or n when the whole text is acceptable. Reentrant. */
+size_t roost_wire_utf8_bad_offset(const uint8_t *s, size_t n);
+
 /* roost_wire_body_name - the short name of env's body type ("Task", ...)
  * or "none"; a static string, for logs. */
 const char *roost_wire_body_name(const Roost__V1__Envelope *env);

@@ -4,6 +4,7 @@
  */
 #include "server/cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -17,16 +18,33 @@ roost_cli_log_stderr(void *arg, int level, const char *message)
     fprintf(stderr, "roost: %s: %s\n", roost_log_level_name(level), message);
 }
 
+/* Whether text starts like a number: the strto* functions skip leading
+ * white space (and strtoull accepts and negates a '-'), so a value such as
+ * " -1" would otherwise parse; a command-line value has none. */
+static bool
+starts_clean(const char *text)
+{
+    return text[0] != '\0' && !isspace((unsigned char)text[0]);
+}
+
 bool
 roost_cli_parse_double(const char *cmd, const char *flag, const char *text,
                        double *out)
 {
     char *end = NULL;
     errno = 0;
-    double v = strtod(text, &end);
-    if (text[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(v)) {
+    double v = starts_clean(text) ? strtod(text, &end) : 0.0;
+    if (!starts_clean(text) || *end != '\0' || !isfinite(v) ||
+        (errno != 0 && errno != ERANGE)) {
         fprintf(stderr, "roost %s: %s: '%s' is not a finite number\n", cmd,
                 flag, text);
+        return false;
+    }
+    if (errno == ERANGE) {
+        /* Overflow gives HUGE_VAL (refused above as not finite);
+         * underflow gives a value too small to represent exactly. */
+        fprintf(stderr, "roost %s: %s: '%s' is out of range\n", cmd, flag,
+                text);
         return false;
     }
     *out = v;
@@ -39,15 +57,23 @@ roost_cli_parse_u64(const char *cmd, const char *flag, const char *text,
 {
     char *end = NULL;
     errno = 0;
-    if (text[0] == '-' || text[0] == '\0') {
+    /* Digits only: no sign (strtoull would turn "-1" into 2^64 - 1) and no
+     * leading white space (which strtoull skips, sign and all). */
+    if (text[0] < '0' || text[0] > '9') {
         fprintf(stderr, "roost %s: %s: '%s' is not a non-negative integer\n",
                 cmd, flag, text);
         return false;
     }
     unsigned long long v = strtoull(text, &end, 10);
-    if (*end != '\0' || errno != 0) {
+    if (*end != '\0') {
         fprintf(stderr, "roost %s: %s: '%s' is not a non-negative integer\n",
                 cmd, flag, text);
+        return false;
+    }
+    if (errno != 0) {
+        fprintf(stderr,
+                "roost %s: %s: '%s' is too large (at most %" PRIu64 ")\n", cmd,
+                flag, text, UINT64_MAX);
         return false;
     }
     *out = (uint64_t)v;
@@ -60,10 +86,15 @@ roost_cli_parse_int(const char *cmd, const char *flag, const char *text,
 {
     char *end = NULL;
     errno = 0;
-    long v = strtol(text, &end, 10);
-    if (text[0] == '\0' || *end != '\0' || errno != 0) {
+    long v = starts_clean(text) ? strtol(text, &end, 10) : 0;
+    if (!starts_clean(text) || *end != '\0') {
         fprintf(stderr, "roost %s: %s: '%s' is not an integer\n", cmd, flag,
                 text);
+        return false;
+    }
+    if (errno != 0) {
+        fprintf(stderr, "roost %s: %s: '%s' is outside [%ld, %ld]\n", cmd, flag,
+                text, min, max);
         return false;
     }
     if (v < min || v > max) {

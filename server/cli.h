@@ -44,7 +44,9 @@ void roost_cli_log_stderr(void *arg, int level, const char *message);
 void roost_cli_number(char *out, size_t cap, double v);
 
 /* Parse helpers: on failure they print "roost CMD: FLAG: reason" to stderr
- * and return false. */
+ * and return false. None accepts leading white space; parse_u64 accepts
+ * digits only (no sign); parse_double refuses NaN, infinities and values
+ * out of double's range (overflow and underflow, "out of range"). */
 bool roost_cli_parse_double(const char *cmd, const char *flag, const char *text,
                             double *out);
 bool roost_cli_parse_u64(const char *cmd, const char *flag, const char *text,

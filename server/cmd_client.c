@@ -53,6 +53,8 @@ usage(FILE *out)
           "Run one federated client on shard K of N of Fashion-MNIST's "
           "training set.\n\n"
           "  --connect URL        coordinator endpoint, tcp://HOST:PORT\n"
+          "                       (a DNS name or IPv4 address; port\n"
+          "                       1..65535)\n"
           "  --server-name NAME   name the server certificate must carry\n"
           "                       (default: HOST)\n"
           "  --ca/--cert/--key F  deployment CA, this device's certificate "
@@ -70,7 +72,8 @@ usage(FILE *out)
           "  --rounds N           stop after N accepted updates\n"
           "  --reconnect MIN:MAX  reconnect backoff bounds in ms (default "
           "100:30000)\n"
-          "  --label TEXT         display label sent at check-in\n"
+          "  --label TEXT         display label sent at check-in (UTF-8,\n"
+          "                       at most 128 bytes)\n"
           "  --allow-eval         answer federated evaluation tasks (loss and\n"
           "                       accuracy on the local data, sent WITHOUT\n"
           "                       differential privacy)\n"
@@ -230,7 +233,10 @@ roost_cmd_client(int argc, char **argv)
     float *x = NULL;
     uint8_t *y = NULL;
     int status = ROOST_EXIT_FAIL;
-    char label[64];
+    /* Room for one byte more than the 128 a label may have, so that a
+     * longer --label stays too long here (and is refused below) instead of
+     * being cut, possibly inside a UTF-8 sequence. */
+    char label[130];
     snprintf(label, sizeof(label), "%s", a.label ? a.label : "");
     if (label[0] == '\0')
         snprintf(label, sizeof(label), "%u/%u", a.shard, a.shards);
@@ -277,8 +283,8 @@ roost_cmd_client(int argc, char **argv)
     rc = roost_config_set_server(cfg, a.connect, a.server_name);
     if (rc != ROOST_OK) {
         fprintf(stderr,
-                "roost client: --connect: '%s' is not tcp://HOST:PORT"
-                "\n",
+                "roost client: --connect: '%s' is not tcp://HOST:PORT "
+                "(HOST a DNS name or IPv4 address, PORT 1..65535)\n",
                 a.connect);
         status = ROOST_EXIT_USAGE;
         goto out;
@@ -300,7 +306,12 @@ roost_cmd_client(int argc, char **argv)
     roost_config_set_allow_no_dp_insecure(cfg, a.allow_no_dp ? 1 : 0);
     roost_config_set_reconnect(cfg, (int)a.reconnect_min_ms,
                                (int)a.reconnect_max_ms);
-    roost_config_set_label(cfg, label);
+    if (roost_config_set_label(cfg, label) != ROOST_OK) {
+        fprintf(stderr, "roost client: --label must be UTF-8 text of at most "
+                        "128 bytes\n");
+        status = ROOST_EXIT_USAGE;
+        goto out;
+    }
     if (a.seeded)
         roost_config_set_insecure_seed(cfg, a.seed);
     char err[256];

@@ -34,6 +34,7 @@
 #include "dp/accountant.h"
 #include "server/coord.h"
 #include "server/store.h"
+#include "server/strategy.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -245,7 +246,8 @@ struct sim {
     /* progress */
     double dp_sigma, dp_q;
     uint64_t dp_steps_per_round;
-    uint32_t rounds_done;
+    uint32_t rounds_done;      /* training rounds recorded */
+    uint32_t rounds_committed; /* of those, the ones that committed */
     int64_t last_round_ms;
 };
 
@@ -909,6 +911,8 @@ on_round(void *arg, const roost_coord_round_summary *r)
         return;
     }
     s->rounds_done++;
+    if (r->committed)
+        s->rounds_committed++;
     /* The largest epsilon any client has spent so far: each value is the
      * accountant's, recomputed from that client's events at its charge. */
     double eps_max = s->a.dp ? 0.0 : (double)NAN;
@@ -982,11 +986,12 @@ usage(FILE *out)
         "  --lr LR              client learning rate (default 0.05; 0.5\n"
         "                       with DP, whose clipped, noised steps are\n"
         "                       smaller)\n"
-        "  --momentum M         client momentum (default 0)\n"
+        "  --momentum M         client momentum, in [0, 1) (default 0)\n"
         "  --partition P        iid | shards[:S] | dirichlet:ALPHA (default "
         "iid)\n"
         "  --strategy S         fedavg, fedavgm, fedadam, ... (default "
-        "fedavg)\n"
+        "fedavg);\n"
+        "                       krum and multikrum need --per-round >= 5\n"
         "  --epsilon E          DP budget per client (default 8); sigma is\n"
         "                       calibrated so a client joining --dp-rounds\n"
         "                       rounds stays within it\n"
@@ -1007,7 +1012,8 @@ usage(FILE *out)
         "  --dropout P          selected clients vanish with probability P\n"
         "  --straggler P:F      with probability P a client is F times "
         "slower\n"
-        "  --round-timeout S    round deadline in seconds (default 300)\n"
+        "  --round-timeout S    round deadline in seconds, 1..604800\n"
+        "                       (default 300)\n"
         "  --min-clients M      updates that commit a round at the deadline\n"
         "                       (default: per-round)\n"
         "  --data DIR           Fashion-MNIST directory\n"
@@ -1020,7 +1026,12 @@ usage(FILE *out)
         "                       evaluation round: clients report loss and\n"
         "                       accuracy on their own data, WITHOUT DP\n"
         "  --json               one JSON object per round on stdout\n"
-        "  --quiet              no progress output\n",
+        "                       (notices go to stderr)\n"
+        "  --quiet              no progress output\n"
+        "\n"
+        "Exit status: 0 when at least one training round committed; 1 when\n"
+        "none did (every round failed, or the privacy budgets ran out\n"
+        "before the first) or the run failed; 2 for bad flags.\n",
         out);
 }
 
@@ -1102,6 +1113,9 @@ set_flag(struct sim_args *a, const struct sim_flag *sf, const char *v)
     }
 }
 
+/* Longest --round-timeout, in seconds: seven days. */
+#define SIM_ROUND_TIMEOUT_MAX_S 604800L
+
 static bool
 parse_args(int argc, char **argv, struct sim_args *a)
 {
@@ -1126,7 +1140,6 @@ parse_args(int argc, char **argv, struct sim_args *a)
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        uint64_t u;
         if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0) {
             usage(stdout);
             exit(ROOST_EXIT_OK);
@@ -1170,9 +1183,13 @@ parse_args(int argc, char **argv, struct sim_args *a)
             }
         } else if (strcmp(f, "--round-timeout") == 0) {
             NEED_VALUE();
-            if (!roost_cli_parse_u64("sim", f, v, &u) || u == 0)
+            /* Seconds, up to a week (serve's [round] timeout allows the
+             * same); the bound also keeps the milliseconds in range. */
+            long secs;
+            if (!roost_cli_parse_int("sim", f, v, 1, SIM_ROUND_TIMEOUT_MAX_S,
+                                     &secs))
                 return false;
-            a->round_timeout_ms = u * 1000;
+            a->round_timeout_ms = (uint64_t)secs * 1000u;
         } else if (strcmp(f, "--seed") == 0) {
             NEED_VALUE();
             if (!roost_cli_parse_u64("sim", f, v, &a->seed))
@@ -1208,6 +1225,32 @@ parse_args(int argc, char **argv, struct sim_args *a)
         a->lr = a->dp ? 0.5 : 0.05;
     if (!(a->lr > 0)) {
         fprintf(stderr, "roost sim: --lr must be > 0\n");
+        return false;
+    }
+    /* The range serve's [training] momentum allows: at 1 or above the
+     * velocity never decays and local training diverges. */
+    if (!(a->momentum >= 0 && a->momentum < 1)) {
+        fprintf(stderr, "roost sim: --momentum %g is outside [0, 1)\n",
+                a->momentum);
+        return false;
+    }
+    /* A strategy that needs more updates than a round can have would
+     * record every round as failed. */
+    roost_strategy_kind kind;
+    roost_errmsg em;
+    if (roost_strategy_kind_parse(a->strategy, &kind, &em) != ROOST_OK) {
+        fprintf(stderr, "roost sim: --strategy: %s\n", em.text);
+        return false;
+    }
+    roost_strategy_config scfg;
+    roost_strategy_config_init(&scfg, kind);
+    size_t need = roost_strategy_min_updates(&scfg);
+    if (need > a->per_round) {
+        fprintf(stderr,
+                "roost sim: --strategy %s (tolerating f=%zu Byzantine "
+                "clients) needs at least %zu updates per round; "
+                "--per-round is %u\n",
+                a->strategy, scfg.byzantine_f, need, a->per_round);
         return false;
     }
     if (a->dp_rounds == 0) {
@@ -1418,8 +1461,12 @@ roost_cmd_sim(int argc, char **argv)
         fprintf(stderr,
                 "roost sim: WARNING: --seed makes DP noise and client "
                 "selection predictable (INSECURE, for experiments only)\n");
-    if (!a->dp && !a->json)
-        printf("roost sim: differential privacy is OFF (--no-dp)\n");
+    /* Notices about privacy go to stdout with the progress lines, or to
+     * stderr under --json, whose stdout is JSON only: either way the user
+     * sees them. */
+    if (!a->dp)
+        fprintf(a->json ? stderr : stdout,
+                "roost sim: differential privacy is OFF (--no-dp)\n");
 
     if (access(a->db, F_OK) == 0) {
         if (!a->overwrite) {
@@ -1516,11 +1563,12 @@ roost_cmd_sim(int argc, char **argv)
     roost_strategy_config_init(&cc.strategy, kind);
     if (a->dp && setup_dp(s, &cc) != ROOST_OK)
         goto out;
-    if (a->fed_eval_every > 0 && !a->json)
-        printf("federated evaluation every %u training rounds: clients "
-               "report loss and accuracy on their own data WITHOUT "
-               "differential privacy\n",
-               a->fed_eval_every);
+    if (a->fed_eval_every > 0)
+        fprintf(a->json ? stderr : stdout,
+                "%sfederated evaluation every %u training rounds: clients "
+                "report loss and accuracy on their own data WITHOUT "
+                "differential privacy\n",
+                a->json ? "roost sim: " : "", a->fed_eval_every);
     roost_coord_io io = {coord_send, coord_close, s};
     if (a->tls) {
         io.send = tls_coord_send;
@@ -1656,6 +1704,16 @@ roost_cmd_sim(int argc, char **argv)
                "report.html)\n",
                s->rounds_done, (double)(now_ms() - s->t0_ms) / 1000.0,
                (double)ru.ru_maxrss / 1024.0, a->db, a->db, a->db);
+    }
+    /* A run in which no round committed produced no model: say so and
+     * fail, so a script does not take it for a result. */
+    if (s->rounds_committed == 0) {
+        fprintf(stderr,
+                "roost sim: no training round committed (%u recorded as "
+                "failed); the model is the initial one\n",
+                s->rounds_done);
+        status = ROOST_EXIT_FAIL;
+        goto out;
     }
     status = ROOST_EXIT_OK;
 out:

@@ -453,15 +453,27 @@ parse_bytes(const char *text, uint64_t *bytes, char *why, size_t cap)
 }
 
 static bool
-parse_double(const char *text, double *out)
+parse_double(const char *text, double *out, char *why, size_t cap)
 {
-    if (text[0] == '\0')
-        return false;
     errno = 0;
     char *end = NULL;
-    double v = strtod(text, &end);
-    if (*end != '\0' || errno != 0 || !isfinite(v))
+    double v = text[0] != '\0' ? strtod(text, &end) : 0.0;
+    if (text[0] == '\0' || *end != '\0' || (errno != 0 && errno != ERANGE)) {
+        snprintf(why, cap, "'%s' is not a finite number", text);
         return false;
+    }
+    if (errno == ERANGE) {
+        /* strtod saturates on overflow (an infinity) and rounds towards
+         * zero on underflow: either way not the number written. */
+        snprintf(why, cap, "'%s' is out of range (magnitude %s)", text,
+                 isfinite(v) ? "below 2.2e-308; write 0 for zero"
+                             : "above 1.8e308");
+        return false;
+    }
+    if (!isfinite(v)) {
+        snprintf(why, cap, "'%s' is not a finite number", text);
+        return false;
+    }
     *out = v;
     return true;
 }
@@ -543,10 +555,8 @@ apply_value(roost_serve_config *cfg, const roost_config_key *k,
     }
     case ROOST_CONFIG_DOUBLE: {
         double v;
-        if (!parse_double(text, &v)) {
-            snprintf(why, cap, "'%s' is not a finite number", text);
+        if (!parse_double(text, &v, why, cap))
             return ROOST_ECONFIG;
-        }
         if (!in_range(k, v, text, why, cap))
             return ROOST_ECONFIG;
         *(double *)dst = v;
@@ -972,6 +982,56 @@ roost_config_finish(roost_serve_config *cfg, roost_errmsg *em)
                           "%s[round] min_clients %" PRIu32
                           " is above clients_per_round %" PRIu32,
                           at, c->min_clients, c->clients_per_round);
+    }
+    /* A round selects only among the sessions waiting when it opens, and
+     * replaces decliners from the same pool, so it never has more updates
+     * than there are sessions. With more wanted than max_sessions allows,
+     * no round could ever open (min_available) or reach its quorum
+     * (clients_per_round, fed_eval_clients). over_selection may ask for
+     * more tasks than sessions: the coordinator then sends one to every
+     * waiting client, which is fine. */
+    struct {
+        const char *section, *name;
+        uint32_t value;
+        const char *why;
+    } wanted[] = {
+        {"round", "clients_per_round", c->clients_per_round,
+         "no round could reach its quorum"},
+        {"round", "min_available", c->min_available,
+         "no round could ever open"},
+        {"evaluation", "federated_clients", c->fed_eval_clients,
+         "no federated evaluation round could reach its quorum"},
+    };
+    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+        if (wanted[i].value <= cfg->max_sessions)
+            continue;
+        bool own = is_set(cfg, wanted[i].section, wanted[i].name);
+        if (own)
+            where(cfg, wanted[i].section, wanted[i].name, at, sizeof(at));
+        else
+            where(cfg, "server", "max_sessions", at, sizeof(at));
+        return roost_fail(em, ROOST_ECONFIG,
+                          "%s[%s] %s %" PRIu32
+                          " exceeds [server] max_sessions %" PRIu32
+                          ": %s (each participant needs a session)",
+                          at, wanted[i].section, wanted[i].name,
+                          wanted[i].value, cfg->max_sessions, wanted[i].why);
+    }
+    /* Krum and Multi-Krum aggregate a round only with at least 2f + 3
+     * updates, and a round never has more than clients_per_round: below
+     * that, every round would be recorded as failed. */
+    size_t need = roost_strategy_min_updates(&c->strategy);
+    if (need > c->clients_per_round) {
+        bool own = is_set(cfg, "aggregation", "byzantine_f");
+        where(cfg, own ? "aggregation" : "round",
+              own ? "byzantine_f" : "clients_per_round", at, sizeof(at));
+        return roost_fail(
+            em, ROOST_ECONFIG,
+            "%s[aggregation] %s with byzantine_f %zu needs at least %zu "
+            "updates per round, but [round] clients_per_round is %" PRIu32
+            ": no round could commit",
+            at, roost_strategy_kind_name(c->strategy.kind),
+            c->strategy.byzantine_f, need, c->clients_per_round);
     }
     if (cfg->idle_timeout_ms != 0 &&
         cfg->idle_timeout_ms <= c->round_timeout_ms) {

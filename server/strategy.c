@@ -371,6 +371,12 @@ min_updates(const roost_strategy_config *cfg)
     return kind_is_krum(cfg->kind) ? 2 * cfg->byzantine_f + 3 : 1;
 }
 
+size_t
+roost_strategy_min_updates(const roost_strategy_config *cfg)
+{
+    return min_updates(cfg);
+}
+
 static void *
 tracked_alloc(roost_strategy *s, size_t count, size_t size)
 {

@@ -157,6 +157,12 @@ const char *roost_strategy_kind_name(roost_strategy_kind kind);
  * update (median, trimmed mean, Krum, Multi-Krum). */
 bool roost_strategy_kind_is_robust(roost_strategy_kind kind);
 
+/* roost_strategy_min_updates - the fewest updates a round must have for
+ * finish to aggregate it under cfg: 2 * byzantine_f + 3 for Krum and
+ * Multi-Krum, 1 otherwise. Lets a program refuse, before it runs, a
+ * configuration under which no round could commit. */
+size_t roost_strategy_min_updates(const roost_strategy_config *cfg);
+
 /*
  * roost_strategy_config_check - ROOST_OK, or ROOST_ECONFIG naming the bad
  * field (rates and betas out of range, tau <= 0, trim fraction outside

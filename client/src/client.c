@@ -141,11 +141,56 @@ roost_config_destroy(roost_config *cfg)
     roost_alloc_free(cfg->alloc, cfg);
 }
 
+/* Longest host name (RFC 1035: 253 characters in text form). */
+#define ENDPOINT_HOST_MAX 253
+
+/*
+ * Whether endpoint is "tcp://HOST:PORT" as the channel can connect to it:
+ * HOST a non-empty DNS name or IPv4 address (letters, digits, '-', '.',
+ * '_'), PORT decimal in 1..65535. Checked here because the channel only
+ * hands the text to ZeroMQ when it connects, in the background: a bad
+ * endpoint would fail there on every attempt and the client would retry
+ * forever without saying why. IPv6 literals ("[::1]") are refused for the
+ * same reason: the channel does not turn on ZeroMQ's IPv6 mode, so such a
+ * connection never comes up. ZeroMQ's "source;destination" form and
+ * interface names are not client endpoints either.
+ */
+static bool
+endpoint_valid(const char *endpoint)
+{
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return false;
+    const char *host = endpoint + 6;
+    const char *colon = strrchr(host, ':');
+    if (colon == NULL || colon == host ||
+        (size_t)(colon - host) > ENDPOINT_HOST_MAX)
+        return false;
+    for (const char *p = host; p < colon; p++) {
+        char ch = *p;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+                  ch == '_';
+        if (!ok)
+            return false;
+    }
+    const char *port = colon + 1;
+    size_t digits = strlen(port);
+    if (digits == 0 || digits > 5)
+        return false;
+    unsigned long value = 0;
+    for (const char *p = port; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        value = value * 10 + (unsigned long)(*p - '0');
+    }
+    return value >= 1 && value <= 65535;
+}
+
 int
 roost_config_set_server(roost_config *cfg, const char *endpoint,
                         const char *server_name)
 {
-    if (cfg == NULL || endpoint == NULL || strncmp(endpoint, "tcp://", 6) != 0)
+    if (cfg == NULL || endpoint == NULL || !endpoint_valid(endpoint))
         return ROOST_EINVAL;
     int rc = set_str(cfg, &cfg->endpoint, endpoint);
     if (rc == ROOST_OK)
@@ -262,11 +307,23 @@ roost_config_set_reconnect(roost_config *cfg, int min_ms, int max_ms)
     return ROOST_OK;
 }
 
+/* The longest display label CheckIn carries (proto/roost.proto). */
+#define LABEL_MAX_BYTES 128
+
 int
 roost_config_set_label(roost_config *cfg, const char *label)
 {
-    if (cfg == NULL || (label != NULL && strlen(label) > 128))
+    if (cfg == NULL)
         return ROOST_EINVAL;
+    /* The coordinator's decoder refuses a check-in whose label is longer
+     * than the schema allows or is not UTF-8, and the client would then be
+     * disconnected at every check-in without a word: refuse it here. */
+    if (label != NULL) {
+        size_t n = strlen(label);
+        if (n > LABEL_MAX_BYTES ||
+            roost_wire_utf8_bad_offset((const uint8_t *)label, n) != n)
+            return ROOST_EINVAL;
+    }
     return set_str(cfg, &cfg->label, label);
 }
 
@@ -302,6 +359,7 @@ roost_data_provider_memory(roost_data_provider *out, roost_memory_data *storage,
     size_t dim;
     if (out == NULL || storage == NULL || x == NULL || labels == NULL ||
         count == 0 || channels == 0 || height == 0 || width == 0 ||
+        num_classes < 2 || num_classes > 256 ||
         !roost_size_mul((size_t)channels * height, width, &dim))
         return ROOST_EINVAL;
     storage->x = x;
@@ -696,9 +754,14 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
     roost_errmsg em;
     roost_errmsg_clear(&em);
     int rc = ROOST_OK;
-    if (out == NULL || cfg == NULL)
+    if (out != NULL)
+        *out = NULL;
+    if (out == NULL || cfg == NULL) {
+        if (errmsg != NULL && errmsg_cap > 0)
+            snprintf(errmsg, errmsg_cap, "%s",
+                     out == NULL ? "out is NULL" : "cfg is NULL");
         return ROOST_EINVAL;
-    *out = NULL;
+    }
     if (cfg->endpoint == NULL)
         rc = roost_fail(&em, ROOST_ECONFIG,
                         "no coordinator (roost_config_set_server)");
@@ -784,6 +847,12 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
                        roost_channel_errmsg(c->ch));
     }
     if (rc != ROOST_OK) {
+        /* Every argument of this call was checked above, so an EINVAL
+         * from a layer below means a bad setting in the config (e.g. a
+         * device key that does not match its certificate): the header
+         * promises ROOST_EINVAL only for NULL out or cfg. */
+        if (rc == ROOST_EINVAL)
+            rc = ROOST_ECONFIG;
         if (errmsg != NULL && errmsg_cap > 0)
             snprintf(errmsg, errmsg_cap, "%s", em.text);
         roost_client_destroy(c);
@@ -825,6 +894,8 @@ roost_client_step(roost_client *c, int *timeout_ms)
     int wait = 0;
     if (timeout_ms != NULL)
         *timeout_ms = 0;
+    if (c == NULL)
+        return ROOST_EINVAL;
     if (c->canceled)
         return roost_fail(&c->em, ROOST_ECANCELED, "canceled");
     if (c->fatal != ROOST_OK)
@@ -880,6 +951,8 @@ roost_client_step(roost_client *c, int *timeout_ms)
 int
 roost_client_run(roost_client *c)
 {
+    if (c == NULL)
+        return ROOST_EINVAL;
     int fd = -1;
     roost_channel_fd(c->ch, &fd);
     for (;;) {

@@ -1,6 +1,8 @@
 /*
  * test_client.c - libroost's client API: bad configuration is refused with
- * a clear code and message; a missing ledger that must exist is refused;
+ * a clear code and message (setters refuse endpoints and labels that could
+ * never work; NULL handles are ROOST_EINVAL; create's failures carry the
+ * documented codes); a missing ledger that must exist is refused;
  * and an allocation-failure sweep (fail the Nth allocation through the
  * embedder's allocator, for every N) over client creation and over the
  * protocol's handling of a task shows no crash and no leak: every call
@@ -171,6 +173,149 @@ bad_configuration_is_refused(void **state)
     roost_config_destroy(cfg);
     roost_config_destroy(NULL);
     roost_client_destroy(NULL);
+}
+
+/* Entry points given a NULL handle return ROOST_EINVAL instead of
+ * dereferencing it, and a failed create leaves *out NULL whatever the
+ * reason. */
+static void
+null_handles_are_refused(void **state)
+{
+    (void)state;
+    int timeout = -1;
+    assert_int_equal(roost_client_step(NULL, &timeout), ROOST_EINVAL);
+    assert_int_equal(timeout, 0);
+    assert_int_equal(roost_client_step(NULL, NULL), ROOST_EINVAL);
+    assert_int_equal(roost_client_run(NULL), ROOST_EINVAL);
+    int fd;
+    assert_int_equal(roost_client_fd(NULL, &fd), ROOST_EINVAL);
+    double spent, budget;
+    assert_int_equal(roost_client_epsilon(NULL, &spent, &budget), ROOST_EINVAL);
+    assert_int_equal(roost_client_create(NULL, NULL, NULL, 0), ROOST_EINVAL);
+    roost_client *c = (roost_client *)&c; /* not NULL: must be cleared */
+    char err[256] = "";
+    assert_int_equal(roost_client_create(&c, NULL, err, sizeof(err)),
+                     ROOST_EINVAL);
+    assert_null(c);
+    assert_true(err[0] != '\0');
+    /* A memory provider takes the same class range as set_data. */
+    roost_data_provider d;
+    roost_memory_data storage;
+    assert_int_equal(roost_data_provider_memory(&d, &storage, data_x, data_y,
+                                                N_EX, 1, 2, 2, 0),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_data_provider_memory(&d, &storage, data_x, data_y,
+                                                N_EX, 1, 2, 2, 257),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_data_provider_memory(&d, &storage, data_x, data_y,
+                                                N_EX, 1, 2, 2, 3),
+                     ROOST_OK);
+}
+
+/* Endpoints the channel could never connect to, and labels the
+ * coordinator would refuse at every check-in, are refused by the setter
+ * (the client would otherwise retry forever without a word). */
+static void
+setters_refuse_what_could_never_work(void **state)
+{
+    (void)state;
+    roost_config *cfg = NULL;
+    assert_int_equal(roost_config_create(&cfg, NULL), ROOST_OK);
+    static const char *const bad_endpoints[] = {
+        "tcp://",
+        "tcp://host",
+        "tcp://host:",
+        "tcp://:7443",
+        "tcp://127.0.0.1:notaport",
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:65536",
+        "tcp://127.0.0.1:007443",
+        "tcp://127.0.0.1:+80",
+        "tcp://127.0.0.1:-1",
+        "tcp://127.0.0.1: 80",
+        "tcp://127.0.0.1:80 ",
+        "tcp://host name:80",
+        "tcp://[::1]:7443",
+        "tcp://10.0.0.1;127.0.0.1:80",
+        "tcp://*:80",
+        "udp://127.0.0.1:80",
+        "127.0.0.1:80",
+    };
+    for (size_t i = 0; i < sizeof(bad_endpoints) / sizeof(bad_endpoints[0]);
+         i++)
+        if (roost_config_set_server(cfg, bad_endpoints[i], NULL) !=
+            ROOST_EINVAL)
+            fail_msg("endpoint '%s' was accepted", bad_endpoints[i]);
+    static const char *const good_endpoints[] = {
+        "tcp://127.0.0.1:1",    "tcp://127.0.0.1:65535",
+        "tcp://localhost:7443", "tcp://coord-1.example.org:7443",
+        "tcp://my_host:80",
+    };
+    for (size_t i = 0; i < sizeof(good_endpoints) / sizeof(good_endpoints[0]);
+         i++)
+        if (roost_config_set_server(cfg, good_endpoints[i], NULL) != ROOST_OK)
+            fail_msg("endpoint '%s' was refused", good_endpoints[i]);
+    char long_host[300] = "tcp://";
+    memset(long_host + 6, 'a', 254);
+    memcpy(long_host + 260, ":80", 4);
+    assert_int_equal(roost_config_set_server(cfg, long_host, NULL),
+                     ROOST_EINVAL);
+
+    static const char *const bad_labels[] = {
+        "\xff",               /* never valid in UTF-8 */
+        "caf\xe9",            /* Latin-1, not UTF-8 */
+        "\xc0\x80",           /* overlong NUL */
+        "\xed\xa0\x80",       /* a surrogate */
+        "\xf4\x90\x80\x80",   /* above U+10FFFF */
+        "truncated \xe2\x82", /* cut short */
+    };
+    for (size_t i = 0; i < sizeof(bad_labels) / sizeof(bad_labels[0]); i++)
+        if (roost_config_set_label(cfg, bad_labels[i]) != ROOST_EINVAL)
+            fail_msg("label %zu was accepted", i);
+    char label[130];
+    memset(label, 'x', 129);
+    label[129] = '\0';
+    assert_int_equal(roost_config_set_label(cfg, label), ROOST_EINVAL);
+    label[128] = '\0';
+    assert_int_equal(roost_config_set_label(cfg, label), ROOST_OK);
+    assert_int_equal(roost_config_set_label(cfg, "caf\xc3\xa9 \xe2\x82\xac"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_label(cfg, ""), ROOST_OK);
+    assert_int_equal(roost_config_set_label(cfg, NULL), ROOST_OK);
+    roost_config_destroy(cfg);
+}
+
+/* Create's failures come with the documented codes and *out NULL: an
+ * unreadable TLS file is ROOST_EIO, a key that does not belong to the
+ * certificate a bad setting (ROOST_ECONFIG), not ROOST_EINVAL. */
+static void
+create_failures_have_documented_codes(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/create-codes.db", fx.dir);
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    char err[256] = "";
+    roost_client *c = (roost_client *)&c;
+    assert_int_equal(roost_config_set_tls(cfg, fx_path(&fx, "ca.crt"),
+                                          "/nonexistent/dev.crt",
+                                          fx_path(&fx, "good.key")),
+                     ROOST_OK);
+    assert_int_equal(roost_client_create(&c, cfg, err, sizeof(err)), ROOST_EIO);
+    assert_null(c);
+    assert_non_null(strstr(err, "/nonexistent/dev.crt"));
+    c = (roost_client *)&c;
+    assert_int_equal(roost_config_set_tls(cfg, fx_path(&fx, "ca.crt"),
+                                          fx_path(&fx, "good.crt"),
+                                          fx_path(&fx, "good2.key")),
+                     ROOST_OK);
+    assert_int_equal(roost_client_create(&c, cfg, err, sizeof(err)),
+                     ROOST_ECONFIG);
+    assert_null(c);
+    assert_non_null(strstr(err, "does not match"));
+    roost_config_destroy(cfg);
+    unlink(path);
 }
 
 static void
@@ -584,6 +729,9 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fixture_files_load),
         cmocka_unit_test(bad_configuration_is_refused),
+        cmocka_unit_test(null_handles_are_refused),
+        cmocka_unit_test(setters_refuse_what_could_never_work),
+        cmocka_unit_test(create_failures_have_documented_codes),
         cmocka_unit_test(missing_ledger_is_refused_unless_created),
         cmocka_unit_test(allocation_failure_sweep_over_create),
         cmocka_unit_test(allocation_failure_sweep_over_a_task),

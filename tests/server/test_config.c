@@ -299,6 +299,31 @@ test_cross_key_checks(void **state)
     expect_refused("[server]\ndatabase =\n", 2, "must not be empty");
     expect_refused("[evaluation]\nenabled = true\ndataset_dir =\n", 3,
                    "dataset_dir is empty");
+    /* A round never has more participants than sessions: a quorum or an
+     * opening threshold above max_sessions could never be met. The line
+     * named is the key that was set. */
+    expect_refused("[server]\nmax_sessions = 10\n[round]\n"
+                   "clients_per_round = 50\n",
+                   4, "clients_per_round 50 exceeds [server] max_sessions 10");
+    expect_refused("[server]\nmax_sessions = 5\n", 2,
+                   "clients_per_round 10 exceeds [server] max_sessions 5");
+    expect_refused("[server]\nmax_sessions = 10\n[round]\n"
+                   "clients_per_round = 5\nmin_available = 11\n",
+                   5, "min_available 11 exceeds");
+    expect_refused("[server]\nmax_sessions = 10\n[evaluation]\n"
+                   "federated_every = 1\nfederated_clients = 12\n",
+                   5, "federated_clients 12 exceeds");
+    /* Krum needs 2f + 3 updates, and a round has at most K. */
+    expect_refused("[round]\nclients_per_round = 50\n[aggregation]\n"
+                   "strategy = krum\nbyzantine_f = 24\n",
+                   5, "krum with byzantine_f 24 needs at least 51 updates");
+    expect_refused("[round]\nclients_per_round = 4\n[aggregation]\n"
+                   "strategy = multikrum\n",
+                   2, "multikrum with byzantine_f 1 needs at least 5");
+    /* Double values out of range say so (1e-320 underflows to a
+     * subnormal: not the number written). */
+    expect_refused("[dp]\nsampling_rate = 1e-320\n", 2, "out of range");
+    expect_refused("[training]\nlearning_rate = 1e999\n", 2, "out of range");
 
     /* min_clients within K, derived min_available. */
     roost_serve_config *cfg = fresh();
@@ -309,6 +334,21 @@ test_cross_key_checks(void **state)
     assert_int_equal(roost_config_finish(cfg, &em), ROOST_OK);
     assert_int_equal(cfg->coord.min_clients, 6);
     assert_int_equal(cfg->coord.min_available, 8);
+    dispose(cfg);
+
+    /* At the limits these are valid: K = max_sessions, over-selection
+     * beyond the sessions (the coordinator then tasks every waiting
+     * client), and Krum with exactly 2f + 3 = K. */
+    cfg = fresh();
+    assert_int_equal(load(cfg,
+                          "[server]\nmax_sessions = 7\n[round]\n"
+                          "clients_per_round = 7\nover_selection = 2\n"
+                          "min_clients = 3\n[aggregation]\nstrategy = krum\n"
+                          "byzantine_f = 2\n",
+                          &em),
+                     ROOST_OK);
+    if (roost_config_finish(cfg, &em) != ROOST_OK)
+        fail_msg("refused: %s", em.text);
     dispose(cfg);
 }
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # `roost serve`: --check-config on the sample and on broken files (exit 2
-# with FILE:LINE: reason), --print-default-config equals deploy/roost.conf,
+# with FILE:LINE: reason; settings under which no round could commit are
+# broken too), --print-default-config equals deploy/roost.conf,
 # the systemd unit verifies, and the daemon runs for real: it listens, a
 # client certificate completes a TLS 1.3 handshake (openssl s_client), a
 # certificate from another CA is refused, SIGHUP reopens the log file,
@@ -66,6 +67,13 @@ printf '[aggregation]\nstrategy = fedavgg\n' |
 printf '[round]\ntimeout = 30\n' | bad 2 "needs a unit" "duration without unit"
 printf '[round]\nclients_per_round = 5\nmin_clients = 7\n' |
     bad 3 "min_clients 7 is above" "cross-key check"
+printf '[server]\nmax_sessions = 10\n[round]\nclients_per_round = 50\n' |
+    bad 4 "clients_per_round 50 exceeds .server. max_sessions 10" \
+        "quorum above max_sessions"
+printf '[round]\nclients_per_round = 50\n[aggregation]\nstrategy = krum\nbyzantine_f = 24\n' |
+    bad 5 "byzantine_f 24 needs at least 51 updates" "krum f too large for K"
+printf '[dp]\nsampling_rate = 1e-320\n' |
+    bad 2 "out of range" "double underflow"
 check 1 "missing config file" "$roost" serve --check-config "$work/none.conf"
 check 2 "serve without --config" "$roost" serve
 check 2 "unknown flag" "$roost" serve --config "$src/deploy/roost.conf" --frob 1

@@ -4,7 +4,8 @@
 # within the budget, dropout still commits rounds when the quorum holds and
 # records failed rounds cleanly when it cannot, budget-exhausted clients
 # are replaced, federated evaluation rounds run, and every record verifies
-# with roost audit.
+# with roost audit. A run in which no round commits exits 1; flags that
+# could never work are refused with status 2 before anything runs.
 set -u
 roost="$1"
 work=$(mktemp -d)
@@ -47,13 +48,22 @@ if run dp --epsilon 8; then
 fi
 
 # 3. Every selected client vanishes: rounds fail, nothing is aggregated,
-#    the run still ends and its record verifies.
-if run gone --no-dp --dropout 1.0; then
-    grep -q '"committed":true' "$work/gone.out" &&
-        { echo "FAIL: gone: a round committed without updates"; fail=1; }
-    [ "$(grep -c '"committed":false' "$work/gone.out")" -eq 3 ] ||
-        { echo "FAIL: gone: want 3 failed rounds"; fail=1; }
-fi
+#    the run still ends and its record verifies, but with no round
+#    committed there is no result: it says so and exits 1.
+"$roost" sim --clients 100 --per-round 4 --rounds 3 --seed 7 --json --quiet \
+    --db "$work/gone.db" --no-dp --dropout 1.0 \
+    >"$work/gone.out" 2>"$work/gone.err"
+st=$?
+[ $st -eq 1 ] && grep -q "no training round committed" "$work/gone.err" ||
+    { echo "FAIL: gone: exit $st, want 1 and a message"; cat "$work/gone.err"
+      fail=1; }
+"$roost" audit --db "$work/gone.db" >/dev/null ||
+    { echo "FAIL: gone: audit"; fail=1; }
+grep -q '"committed":true' "$work/gone.out" &&
+    { echo "FAIL: gone: a round committed without updates"; fail=1; }
+[ "$(grep -c '"committed":false' "$work/gone.out")" -eq 3 ] ||
+    { echo "FAIL: gone: want 3 failed rounds"; fail=1; }
+echo "ok: gone ran"
 
 # 4. Some clients vanish but the quorum (2 of 4) holds: rounds commit.
 if run some --no-dp --dropout 0.3 --min-clients 2; then
@@ -92,10 +102,26 @@ if run spent --clients 8 --dp-rounds 2 --epsilon 8 --rounds 12; then
         { echo "FAIL: spent: $n rounds, want 4..11"; fail=1; }
 fi
 
+# 6c. A noise multiplier so small that one round costs more than any
+#     budget: every client declines, no round ever commits, and the run
+#     stops at once with a message and status 1 (not 0).
+"$roost" sim --clients 20 --per-round 4 --rounds 3 --seed 7 --json --quiet \
+    --db "$work/broke.db" --sigma 0.001 >"$work/broke.out" 2>"$work/broke.err"
+st=$?
+[ $st -eq 1 ] && grep -q "privacy budget left" "$work/broke.err" &&
+    grep -q "no training round committed" "$work/broke.err" ||
+    { echo "FAIL: broke: exit $st, want 1 and messages"; cat "$work/broke.err"
+      fail=1; }
+
 # 7. Federated evaluation after every training round: 3 training rounds
 #    and 3 evaluation rounds, whose client-reported accuracy is far above
-#    chance.
+#    chance. Under --json the notice that those figures are not private
+#    goes to stderr.
 if run fedeval --no-dp --fed-eval 1; then
+    grep -q "WITHOUT differential privacy" "$work/fedeval.err" ||
+        { echo "FAIL: fedeval: no privacy notice on stderr"; fail=1; }
+    grep -q "differential privacy is OFF" "$work/fedeval.err" ||
+        { echo "FAIL: fedeval: no --no-dp notice on stderr"; fail=1; }
     [ "$(grep -c '"kind":"eval","committed":true' "$work/fedeval.out")" -eq 3 ] ||
         { echo "FAIL: fedeval: want 3 committed evaluation rounds"; fail=1; }
     [ "$(grep -vc '"kind":"eval"' "$work/fedeval.out")" -eq 3 ] ||
@@ -117,6 +143,31 @@ fi
 "$roost" sim --clients 0 >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] && grep -q -- "--clients" "$work/bad.err" ||
     { echo "FAIL: --clients 0 not refused"; fail=1; }
+refused() { # pattern flags...: exit 2, pattern on stderr, nothing run
+    pat=$1; shift
+    "$roost" sim --db "$work/never.db" "$@" >/dev/null 2>"$work/bad.err"
+    st=$?
+    if [ $st -eq 2 ] && grep -q -- "$pat" "$work/bad.err" &&
+        [ ! -e "$work/never.db" ]; then
+        echo "ok: refused: $*"
+    else
+        echo "FAIL: $*: exit $st, want 2 and '$pat'"; cat "$work/bad.err"
+        fail=1
+    fi
+    rm -f "$work/never.db" "$work/never.db-wal" "$work/never.db-shm"
+}
+refused "momentum 1 is outside \[0, 1)" --momentum 1
+refused "momentum -0.5 is outside" --momentum -0.5
+refused "needs at least 5 updates per round" --strategy krum --per-round 4
+refused "needs at least 5 updates per round" --strategy multikrum \
+    --per-round 2
+refused "round-timeout: 0 is outside \[1, 604800\]" --round-timeout 0
+refused "round-timeout: .* is outside" --round-timeout 18446744073709552
+refused "round-timeout: ' 5' is not an integer" --round-timeout " 5"
+refused "seed: ' -1' is not a non-negative integer" --seed " -1"
+refused "seed: '-1' is not a non-negative integer" --seed -1
+refused "lr: ' 0.1' is not a finite number" --lr " 0.1"
+refused "epsilon: '1e-999' is out of range" --epsilon 1e-999
 "$roost" sim --partition bogus --db "$work/x.db" >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] || { echo "FAIL: bad partition not refused"; fail=1; }
 : >"$work/exists.db"

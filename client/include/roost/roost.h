@@ -183,7 +183,8 @@ typedef struct roost_memory_data {
  * roost_data_provider_memory - a provider over caller-owned arrays: x is
  * count rows of channels*height*width floats, labels count bytes. The
  * arrays and storage must outlive the client. Returns ROOST_OK or
- * ROOST_EINVAL.
+ * ROOST_EINVAL (a NULL pointer, a zero count or dimension, or num_classes
+ * outside 2..256, the range roost_config_set_data accepts).
  */
 int roost_data_provider_memory(roost_data_provider *out,
                                roost_memory_data *storage, const float *x,
@@ -250,7 +251,12 @@ void roost_config_destroy(roost_config *cfg);
  * ROOST_EINVAL (NULL or out-of-range argument) or ROOST_ENOMEM. */
 
 /* The coordinator: endpoint "tcp://HOST:PORT"; server_name is the name its
- * certificate must carry (NULL: HOST). Required. */
+ * certificate must carry (NULL: HOST). Required. HOST is a DNS name or an
+ * IPv4 address (letters, digits, '-', '.', '_'; at most 253 characters),
+ * PORT a decimal number in 1..65535. Anything else -- a missing host or
+ * port, a port that is not a number, an IPv6 literal such as "[::1]" (the
+ * transport does not support IPv6 yet) -- is ROOST_EINVAL, so that a typo
+ * is reported here instead of the client retrying to connect forever. */
 int roost_config_set_server(roost_config *cfg, const char *endpoint,
                             const char *server_name);
 /* PEM files: the deployment CA, this device's certificate and key.
@@ -292,7 +298,10 @@ int roost_config_set_allow_evaluation(roost_config *cfg, int allow);
  * DP; those updates are NOT private and are NOT charged to the ledger.
  * For deployments where the data is not sensitive, and for tests. */
 int roost_config_set_allow_no_dp_insecure(roost_config *cfg, int allow);
-/* A display label sent at check-in (not an identity). */
+/* A display label sent at check-in (not an identity): NULL or UTF-8 text
+ * of at most 128 bytes, the limit of the wire schema. Text the coordinator
+ * would refuse (longer, or not well-formed UTF-8: overlong forms,
+ * surrogates, code points above U+10FFFF) is ROOST_EINVAL. */
 int roost_config_set_label(roost_config *cfg, const char *label);
 /* INSECURE, tests only: derive all randomness (DP noise included) from
  * seed, which makes the noise predictable and voids the privacy
@@ -302,10 +311,21 @@ int roost_config_set_insecure_seed(roost_config *cfg, uint64_t seed);
 /*
  * roost_client_create - validate the configuration, open (or create) the
  * ledger -- refusing a missing, corrupt or tampered one -- load the TLS
- * files and start connecting. Returns ROOST_OK, ROOST_ECONFIG (missing or
- * bad setting; roost_config_errmsg-style detail in *errmsg when errmsg is
- * not NULL, a static-size copy of at most 256 bytes), ROOST_ELEDGER,
- * ROOST_ETLS, ROOST_ENOMEM. *out is NULL on failure.
+ * files and start connecting. On failure the reason is copied into
+ * errmsg (when not NULL; at most errmsg_cap bytes, NUL-terminated) and
+ * *out is set to NULL (when out is not NULL). Returns:
+ *   ROOST_OK
+ *   ROOST_EINVAL   out or cfg is NULL
+ *   ROOST_ECONFIG  a required setting is missing, or a setting is bad
+ *                  (the device key does not match its certificate; the
+ *                  ledger exists with a different budget)
+ *   ROOST_EIO      a TLS file (CA, certificate, key) cannot be read or is
+ *                  not PEM; the network socket cannot be made
+ *   ROOST_ELEDGER  the ledger is missing (and create is 0), not a
+ *                  ledger, corrupt or tampered
+ *   ROOST_ESTORE   the ledger file cannot be opened or written
+ *   ROOST_ECRYPTO  OpenSSL or the random source failed
+ *   ROOST_ENOMEM
  */
 int roost_client_create(roost_client **out, const roost_config *cfg,
                         char *errmsg, size_t errmsg_cap);
@@ -317,14 +337,16 @@ void roost_client_destroy(roost_client *c);
  * roost_client_step - do one bounded piece of work (network I/O, or one
  * training step) and return. *timeout_ms receives how long the app may
  * wait (on roost_client_fd) before calling again; 0 means call again at
- * once. Returns ROOST_OK while there is more to do; ROOST_ECLOSED when
- * max_rounds were contributed (done); ROOST_EBUDGET when the privacy
- * budget is exhausted; ROOST_ECANCELED after roost_client_cancel; another
- * code on a fatal error (see roost_client_errmsg). Call from one thread.
+ * once (timeout_ms may be NULL). Returns ROOST_OK while there is more to
+ * do; ROOST_ECLOSED when max_rounds were contributed (done); ROOST_EBUDGET
+ * when the privacy budget is exhausted; ROOST_ECANCELED after
+ * roost_client_cancel; ROOST_EINVAL when c is NULL; another code on a
+ * fatal error (see roost_client_errmsg). Call from one thread.
  */
 int roost_client_step(roost_client *c, int *timeout_ms);
 /* roost_client_run - step until done, canceled or failed; returns what the
- * last step returned (ROOST_ECLOSED when max_rounds were reached). */
+ * last step returned (ROOST_ECLOSED when max_rounds were reached), or
+ * ROOST_EINVAL when c is NULL. */
 int roost_client_run(roost_client *c);
 /* roost_client_fd - a descriptor that becomes readable when the client
  * has network work (level-triggered use is not guaranteed: always call
