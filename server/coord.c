@@ -1308,6 +1308,40 @@ check_config(const roost_coord_config *cfg, roost_errmsg *em)
     return roost_strategy_config_check(&cfg->strategy, em);
 }
 
+/* Whether every value a commit writes fits in one SQLite value: the
+ * checkpoint (4 bytes per parameter) and the strategy state (8 or 16 bytes
+ * per parameter for server momentum and the adaptive optimisers). A model
+ * for which either does not fit could never commit a round, so it is
+ * refused here, before anything is recorded, rather than at the first
+ * commit. */
+static int
+check_value_sizes(const roost_coord *c, roost_errmsg *em)
+{
+    size_t limit = roost_store_max_value_bytes(c->cfg.store);
+    size_t state = 0;
+    int rc = roost_strategy_state_size(c->strategy, &state);
+    if (rc != ROOST_OK)
+        return roost_fail(em, rc, "strategy state size");
+    if (c->n > limit / 4)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "a model of %zu parameters needs a checkpoint above "
+                          "the store's value limit of %zu bytes (SQLite's "
+                          "SQLITE_LIMIT_LENGTH less room for the row), so no "
+                          "round could be committed; use a smaller model",
+                          c->n, limit);
+    if (state > limit)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy %s keeps %zu bytes of state for a model of "
+                          "%zu parameters, above the store's value limit of "
+                          "%zu bytes (SQLite's SQLITE_LIMIT_LENGTH less room "
+                          "for the row), so no round could be committed; use "
+                          "a smaller model or a strategy without "
+                          "per-parameter state (fedavg)",
+                          roost_strategy_kind_name(c->cfg.strategy.kind), state,
+                          c->n, limit);
+    return ROOST_OK;
+}
+
 /* Find the run this configuration continues, or start one. */
 static int
 open_run(roost_coord *c, roost_errmsg *em)
@@ -1465,6 +1499,9 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
         goto fail;
     }
     rc = roost_strategy_create(&c->strategy, NULL, &cfg->strategy, c->n, em);
+    if (rc != ROOST_OK)
+        goto fail;
+    rc = check_value_sizes(c, em);
     if (rc != ROOST_OK)
         goto fail;
     rc = open_run(c, em);

@@ -186,7 +186,9 @@ void roost_coord_config_init(roost_coord_config *cfg);
  * continue the run in the store, load the last committed model (or
  * initialise one from init_seed), and prepare the strategy. The config is
  * copied; io is copied. Returns ROOST_OK, ROOST_ECONFIG / ROOST_ESPEC (bad
- * configuration, with em naming the field), ROOST_ESTORE / ROOST_EHASH
+ * configuration, with em naming the field; also a model whose checkpoint
+ * or strategy state would exceed roost_store_max_value_bytes(), so that no
+ * round could ever commit), ROOST_ESTORE / ROOST_EHASH
  * (the store cannot be resumed from), ROOST_ENOMEM.
  */
 int roost_coord_create(roost_coord **out, const roost_coord_config *cfg,

@@ -916,6 +916,40 @@ strategy_state_survives_restart(void **state)
                         sizeof(uninterrupted));
 }
 
+/* A model whose strategy state cannot be stored in one SQLite value
+ * (FedAdam keeps 16 bytes per parameter: 62.5 M parameters reach SQLite's
+ * default 1e9-byte limit) is refused when the coordinator starts, naming
+ * the limit, instead of failing every commit. SQLite's limit is lowered
+ * to 700 bytes here, so the store holds values up to 444 bytes: FedAdam's
+ * 824-byte state does not fit, FedAvgM's 424 bytes do. */
+static void
+state_too_big_for_the_store_is_refused_at_start(void **state)
+{
+    struct harness *h = *state;
+    roost_store_set_sqlite_length_limit_for_testing(h->store, 700);
+    roost_coord_config cfg;
+    make_config(h, &cfg, 1);
+    roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_FEDADAM);
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, &em),
+                     ROOST_ECONFIG);
+    assert_null(h->coord);
+    assert_non_null(strstr(em.text, "fedadam"));
+    assert_non_null(strstr(em.text, "824 bytes"));
+    assert_non_null(strstr(em.text, "444 bytes"));
+    /* Nothing was recorded for the refused configuration. */
+    roost_store_run_info *info = NULL;
+    assert_int_equal(roost_store_get_run(h->store, 0, &info, NULL),
+                     ROOST_ENOENT);
+    roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_FEDAVGM);
+    start_with(h, &cfg);
+    connect_and_check_in(h, 0, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
+    assert_int_equal(roost_coord_last_round(h->coord), 1);
+}
+
 int
 main(void)
 {
@@ -944,6 +978,8 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(strategy_state_survives_restart, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            state_too_big_for_the_store_is_refused_at_start, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
