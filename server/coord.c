@@ -9,6 +9,13 @@
  *  - A session is in exactly one state (enum sess_state). Only sessions in
  *    S_ASSIGNED or S_RECEIVING belong to the open round, and each has a
  *    slot in round.parts.
+ *  - At most one session per certificate fingerprint: a session opened with
+ *    a fingerprint already in use replaces the older session, which is
+ *    closed and forgotten at once (see roost_coord_session_opened). So the
+ *    sessions a round selects from never share a certificate, and a
+ *    replacement pick (replace_participant) also passes over certificates
+ *    whose earlier session already holds a place in the round. The store
+ *    records one participant per certificate and round.
  *  - An update is folded into the strategy only after its chunks hashed to
  *    the announced SHA-256 and validation passed; each task folds at most
  *    once (the participant's status moves off PART_SELECTED first).
@@ -50,6 +57,7 @@ struct session {
     uint64_t id;
     enum sess_state state;
     char fingerprint[FP_CAP];
+    struct session *fp_next; /* next in its fingerprint bucket */
     bool has_model_hash;
     uint8_t model_hash[ROOST_XFER_HASH_BYTES];
     double epsilon_remaining;
@@ -115,9 +123,12 @@ struct roost_coord {
     void *state_buf; /* strategy state saved with each commit */
     size_t state_cap;
 
-    /* Sessions: open-addressing hash table keyed by session id. */
+    /* Sessions: open-addressing hash table keyed by session id, and an
+     * index by fingerprint (n_slots chained buckets) that finds a
+     * certificate's session when it connects again. */
     struct session **slots;
     size_t n_slots, n_sessions;
+    struct session **fp_buckets;
 
     struct round_state round;
     uint64_t next_task_id;
@@ -143,13 +154,59 @@ session_find(const roost_coord *c, uint64_t id)
     }
 }
 
+/* FNV-1a over the fingerprint, reduced to one of n (a power of two)
+ * buckets. */
+static size_t
+fp_bucket_of(const char *fingerprint, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = fingerprint; *p != '\0'; p++) {
+        h ^= (unsigned char)*p;
+        h *= 0x100000001b3ull;
+    }
+    return (size_t)(h & (uint64_t)(n - 1));
+}
+
+static struct session *
+session_by_fingerprint(const roost_coord *c, const char *fingerprint)
+{
+    struct session *x = c->fp_buckets[fp_bucket_of(fingerprint, c->n_slots)];
+    while (x != NULL && strcmp(x->fingerprint, fingerprint) != 0)
+        x = x->fp_next;
+    return x;
+}
+
+static void
+fp_link(struct session **buckets, size_t n, struct session *s)
+{
+    struct session **head = &buckets[fp_bucket_of(s->fingerprint, n)];
+    s->fp_next = *head;
+    *head = s;
+}
+
+static void
+fp_unlink(roost_coord *c, struct session *s)
+{
+    struct session **p =
+        &c->fp_buckets[fp_bucket_of(s->fingerprint, c->n_slots)];
+    while (*p != NULL && *p != s)
+        p = &(*p)->fp_next;
+    if (*p != NULL)
+        *p = s->fp_next;
+    s->fp_next = NULL;
+}
+
 static int
 table_grow(roost_coord *c)
 {
     size_t n_new = c->n_slots * 2;
     struct session **s = calloc(n_new, sizeof(*s));
-    if (s == NULL)
+    struct session **fp = calloc(n_new, sizeof(*fp));
+    if (s == NULL || fp == NULL) {
+        free(s);
+        free(fp);
         return ROOST_ENOMEM;
+    }
     for (size_t i = 0; i < c->n_slots; i++) {
         struct session *x = c->slots[i];
         if (x == NULL)
@@ -158,9 +215,12 @@ table_grow(roost_coord *c)
         while (s[j] != NULL)
             j = (j + 1) & (n_new - 1);
         s[j] = x;
+        fp_link(fp, n_new, x);
     }
     free(c->slots);
+    free(c->fp_buckets);
     c->slots = s;
+    c->fp_buckets = fp;
     c->n_slots = n_new;
     return ROOST_OK;
 }
@@ -198,6 +258,23 @@ session_drop_upload(struct session *s)
     s->rx = NULL;
     free(s->delta);
     s->delta = NULL;
+}
+
+/* Forget a session that ended: its place in the open round, if it still
+ * owed an answer, is dropped. */
+static void
+session_forget(roost_coord *c, struct session *s)
+{
+    if (s->part >= 0 && c->round.open) {
+        struct participant *p = &c->round.parts[s->part];
+        if (p->status == ROOST_PART_SELECTED)
+            p->status = ROOST_PART_DROPPED;
+        p->session = 0;
+    }
+    session_drop_upload(s);
+    fp_unlink(c, s);
+    session_remove(c, s->id);
+    free(s);
 }
 
 /* ------------------------------------------------------------ messages */
@@ -1462,7 +1539,8 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
     c->io = *io;
     c->n_slots = 64;
     c->slots = calloc(c->n_slots, sizeof(*c->slots));
-    if (c->slots == NULL) {
+    c->fp_buckets = calloc(c->n_slots, sizeof(*c->fp_buckets));
+    if (c->slots == NULL || c->fp_buckets == NULL) {
         rc = roost_fail(em, ROOST_ENOMEM, "coordinator: out of memory");
         goto fail;
     }
@@ -1560,6 +1638,7 @@ roost_coord_destroy(roost_coord *c)
         free(s);
     }
     free(c->slots);
+    free(c->fp_buckets);
     round_reset(c);
     free(c->round.updates);
     roost_strategy_destroy(c->strategy);
@@ -1586,6 +1665,27 @@ roost_coord_session_opened(roost_coord *c, uint64_t session,
     struct session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return ROOST_ENOMEM;
+    /* One session per certificate. A certificate that connects again while
+     * its older session still looks alive is usually a client whose old
+     * connection died without the server noticing (a half-open TCP
+     * session that would only end at the transport's idle timeout); the
+     * new session is the live one. Otherwise it is two processes sharing
+     * one certificate, which the deployment does not support: they take
+     * the session from each other, and the log says so. The older session
+     * is forgotten before the transport is asked to close it, so its
+     * closing report, whenever it comes, finds nothing; if it held a place
+     * in the open round that place is dropped, as for a disconnect. */
+    struct session *old = session_by_fingerprint(c, fingerprint);
+    if (old != NULL) {
+        uint64_t old_id = old->id;
+        roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                  "certificate %s connected again (session %" PRIu64
+                  "): its older session %" PRIu64 " is closed",
+                  fingerprint, session, old_id);
+        session_forget(c, old);
+        c->io.close(c->io.arg, old_id,
+                    "replaced by a newer session with the same certificate");
+    }
     s->id = session;
     s->state = S_NEW;
     s->part = -1;
@@ -1594,6 +1694,7 @@ roost_coord_session_opened(roost_coord *c, uint64_t session,
     while (c->slots[i] != NULL)
         i = (i + 1) & (c->n_slots - 1);
     c->slots[i] = s;
+    fp_link(c->fp_buckets, c->n_slots, s);
     c->n_sessions++;
     /* The client table is informational and outside the chain; failing to
      * update last_seen must not refuse a client. */
@@ -1639,17 +1740,8 @@ roost_coord_session_closed(roost_coord *c, uint64_t session, int64_t now_ms)
 {
     (void)now_ms;
     struct session *s = session_find(c, session);
-    if (s == NULL)
-        return;
-    if (s->part >= 0 && c->round.open) {
-        struct participant *p = &c->round.parts[s->part];
-        if (p->status == ROOST_PART_SELECTED)
-            p->status = ROOST_PART_DROPPED;
-        p->session = 0;
-    }
-    session_drop_upload(s);
-    session_remove(c, session);
-    free(s);
+    if (s != NULL)
+        session_forget(c, s);
 }
 
 int

@@ -199,7 +199,11 @@ int roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
 void roost_coord_destroy(roost_coord *c);
 
 /* A client connected. fingerprint: hex SHA-256 of its certificate (the
- * identity); subject for display (may be NULL). */
+ * identity); subject for display (may be NULL). One session per
+ * certificate: a session already open with the same fingerprint is
+ * replaced, i.e. forgotten at once (its place in the open round, if any,
+ * counts as dropped) and closed through io.close; the transport's later
+ * report of its end is ignored. */
 int roost_coord_session_opened(roost_coord *c, uint64_t session,
                                const char *fingerprint, const char *subject,
                                int64_t now_ms);
