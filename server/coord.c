@@ -39,6 +39,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A round accepts at most its quorum of updates, each reporting at most
+ * ROOST_COORD_MAX_EXAMPLES: the sum fits the store's signed count. */
+_Static_assert((ROOST_COORD_MAX_EXAMPLES * ROOST_COORD_MAX_QUORUM) <=
+                   (uint64_t)INT64_MAX,
+               "a round's example sum must fit in int64");
+
 /* NaN as a double ("not measured" in records); NAN itself is a float. */
 #define NOT_MEASURED ((double)NAN)
 
@@ -451,7 +457,12 @@ add_update_rec(roost_coord *c, struct session *s, int64_t now_ms)
     rec->u.fingerprint = r->parts[s->part].fingerprint;
     rec->u.received_ms = now_ms;
     rec->u.l2_norm = NOT_MEASURED;
-    rec->u.examples_reported = (int64_t)s->reported_examples;
+    /* The store keeps signed 64-bit counts: a claim above INT64_MAX (only
+     * ever on a refused update, see on_update) is recorded saturated, so
+     * the record of a refusal can never make the round's commit fail. */
+    rec->u.examples_reported = s->reported_examples > (uint64_t)INT64_MAX
+                                   ? INT64_MAX
+                                   : (int64_t)s->reported_examples;
     rec->u.train_loss = s->train_loss;
     rec->u.train_accuracy = s->train_accuracy;
     rec->u.dp_epsilon = s->dp_epsilon;
@@ -1148,6 +1159,18 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_ESHAPE, why,
                              now_ms, true);
     }
+    if (u->num_examples > ROOST_COORD_MAX_EXAMPLES) {
+        /* Refused at the header, whatever max_examples says, so that no
+         * client can overflow the round's example sum (coord.h). */
+        char why[128];
+        snprintf(why, sizeof(why),
+                 "update reports %" PRIu64 " examples, above the ceiling of "
+                 "%" PRIu64,
+                 u->num_examples, ROOST_COORD_MAX_EXAMPLES);
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, ROOST_ETOOBIG, why,
+                             now_ms, true);
+    }
     if (c->cfg.dp_enabled &&
         (u->dp == NULL ||
          u->dp->noise_multiplier < c->cfg.dp_noise_multiplier)) {
@@ -1361,8 +1384,15 @@ check_config(const roost_coord_config *cfg, roost_errmsg *em)
 {
     if (cfg->store == NULL)
         return roost_fail(em, ROOST_ECONFIG, "coordinator: no store");
-    if (cfg->clients_per_round == 0)
-        return roost_fail(em, ROOST_ECONFIG, "clients_per_round must be >= 1");
+    if (cfg->clients_per_round == 0 ||
+        cfg->clients_per_round > ROOST_COORD_MAX_QUORUM)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "clients_per_round must be in [1, %" PRIu32 "]",
+                          ROOST_COORD_MAX_QUORUM);
+    if (cfg->fed_eval_clients > ROOST_COORD_MAX_QUORUM)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "fed_eval_clients must be at most %" PRIu32,
+                          ROOST_COORD_MAX_QUORUM);
     if (cfg->min_clients == 0 || cfg->min_clients > cfg->clients_per_round)
         return roost_fail(em, ROOST_ECONFIG,
                           "min_clients must be in [1, clients_per_round]");

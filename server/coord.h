@@ -70,6 +70,22 @@
 
 typedef struct roost_coord roost_coord;
 
+/*
+ * ROOST_COORD_MAX_EXAMPLES - the largest example count one update may
+ * report. An update claiming more is refused (ROOST_ETOOBIG, with the
+ * reason in its Ack), whatever max_examples says; max_examples caps the
+ * counts below it. 2^40 (about 1.1e12) is far above any real device's or
+ * silo's data, yet small enough that the sum over a round cannot overflow
+ * the signed 64-bit count the store keeps: a training round accepts at
+ * most its quorum of updates (it closes when the quorum is in), the
+ * quorum is at most ROOST_COORD_MAX_QUORUM = 2^22, and 2^40 * 2^22 = 2^62.
+ * One client therefore can never make a round fail to commit.
+ */
+#define ROOST_COORD_MAX_EXAMPLES (UINT64_C(1) << 40)
+/* The largest clients_per_round and fed_eval_clients (about 4.2 million;
+ * the configuration file allows 100000, roost sim 1000000). */
+#define ROOST_COORD_MAX_QUORUM (UINT32_C(1) << 22)
+
 /* How the coordinator talks to sessions. send() must copy or consume the
  * message before returning (the coordinator reuses it); it returns
  * ROOST_OK or an error, after which the coordinator treats the session as

@@ -1022,6 +1022,72 @@ one_session_per_certificate(void **state)
     assert_int_equal(store_count(h, "SELECT count(*) FROM rounds"), 3);
 }
 
+/* An example count above the hard ceiling (2^40) is refused even with no
+ * max_examples cap, and is recorded without breaking the record: a claim
+ * of 2^63 does not fit the store's signed count, and two claims of 2^62
+ * would overflow the round's sum. Either would otherwise have made the
+ * round fail to commit, and every later round that selected the client. */
+static void
+absurd_example_counts_are_refused(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 3);
+    cfg.min_clients = 1;
+    cfg.max_examples = 0; /* no cap, the configuration's default */
+    start_with(h, &cfg);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    send_update(h, 0, 1.0f, ROOST_COORD_MAX_EXAMPLES, 1, h->clients[0].task_id,
+                2);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
+    send_update(h, 1, 1.0f, UINT64_C(1) << 63, 1, h->clients[1].task_id, 2);
+    assert_int_equal(h->clients[1].last_ack_code, ROOST_ETOOBIG);
+    send_update(h, 2, 1.0f, 10, 1, h->clients[2].task_id, 2);
+    assert_int_equal(h->clients[2].last_ack_code, ROOST_OK);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 2);
+    assert_int_equal(h->last.refused, 1);
+    assert_true(h->last.examples == ROOST_COORD_MAX_EXAMPLES + 10);
+
+    for (int i = 0; i < 3; i++)
+        check_in(h, i, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    uint64_t claims[3] = {UINT64_C(1) << 62, UINT64_C(1) << 62, UINT64_MAX};
+    for (int i = 0; i < 3; i++) {
+        send_update(h, i, 1.0f, claims[i], 2, h->clients[i].task_id, 12);
+        assert_int_equal(h->clients[i].last_ack_code, ROOST_ETOOBIG);
+    }
+    /* Nobody is left to answer: recorded as failed, and the next round
+     * with an honest count commits. */
+    assert_int_equal(roost_coord_tick(h->coord, 13, NULL), ROOST_OK);
+    assert_int_equal(roost_coord_last_round(h->coord), 2);
+    assert_false(h->last.committed);
+    assert_int_equal(h->last.refused, 3);
+    assert_int_equal(h->rounds_seen, 2);
+    for (int i = 0; i < 3; i++)
+        check_in(h, i, 20);
+    assert_int_equal(roost_coord_tick(h->coord, 21, NULL), ROOST_OK);
+    for (int i = 0; i < 3; i++)
+        send_update(h, i, 1.0f, 10, 3, h->clients[i].task_id, 22);
+    assert_int_equal(roost_coord_last_round(h->coord), 3);
+    assert_true(h->last.committed);
+    /* The refused claims are on record, saturated at the largest count
+     * the store holds. */
+    assert_int_equal(store_count(h, "SELECT count(*) FROM updates WHERE "
+                                    "accepted = 0 AND reason_code = 5"),
+                     4);
+    assert_true(store_count(h, "SELECT max(examples_reported) FROM updates") ==
+                INT64_MAX);
+    int64_t bad;
+    roost_errmsg em;
+    assert_int_equal(roost_store_verify_chain(h->store, &bad, NULL, NULL, &em),
+                     ROOST_OK);
+}
+
 /* A model whose strategy state cannot be stored in one SQLite value
  * (FedAdam keeps 16 bytes per parameter: 62.5 M parameters reach SQLite's
  * default 1e9-byte limit) is refused when the coordinator starts, naming
@@ -1086,6 +1152,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(one_session_per_certificate, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(absurd_example_counts_are_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             state_too_big_for_the_store_is_refused_at_start, setup, teardown),
     };
