@@ -346,12 +346,18 @@ oversized_values_are_refused_by_name(void **state)
     roost_store_set_sqlite_length_limit_for_testing(s, 8192);
     size_t max = roost_store_max_value_bytes(s);
     assert_int_equal(max, 8192 - 256);
-    static unsigned char blob[8192];
+    static unsigned char blob[8193];
     for (size_t i = 0; i < sizeof(blob); i++)
         blob[i] = (unsigned char)(i * 13u);
     fixture_round f;
     assert_int_equal(fixture_round_init(&f, run, 1, 3, N_PARAMS), 0);
     f.commit.strategy_state = blob;
+    /* Above SQLite's own limit (it would refuse the bind). */
+    f.commit.strategy_state_len = sizeof(blob);
+    assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
+                     ROOST_ETOOBIG);
+    assert_non_null(strstr(em.text, "strategy state of 8193 bytes"));
+    /* Within it, but with no room left for the rest of the row. */
     f.commit.strategy_state_len = max + 1;
     assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
                      ROOST_ETOOBIG);
