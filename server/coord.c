@@ -9,6 +9,13 @@
  *  - A session is in exactly one state (enum sess_state). Only sessions in
  *    S_ASSIGNED or S_RECEIVING belong to the open round, and each has a
  *    slot in round.parts.
+ *  - At most one session per certificate fingerprint: a session opened with
+ *    a fingerprint already in use replaces the older session, which is
+ *    closed and forgotten at once (see roost_coord_session_opened). So the
+ *    sessions a round selects from never share a certificate, and a
+ *    replacement pick (replace_participant) also passes over certificates
+ *    whose earlier session already holds a place in the round. The store
+ *    records one participant per certificate and round.
  *  - An update is folded into the strategy only after its chunks hashed to
  *    the announced SHA-256 and validation passed; each task folds at most
  *    once (the participant's status moves off PART_SELECTED first).
@@ -32,6 +39,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A round accepts at most its quorum of updates, each reporting at most
+ * ROOST_COORD_MAX_EXAMPLES: the sum fits the store's signed count. */
+_Static_assert((ROOST_COORD_MAX_EXAMPLES * ROOST_COORD_MAX_QUORUM) <=
+                   (uint64_t)INT64_MAX,
+               "a round's example sum must fit in int64");
+
 /* NaN as a double ("not measured" in records); NAN itself is a float. */
 #define NOT_MEASURED ((double)NAN)
 
@@ -50,6 +63,7 @@ struct session {
     uint64_t id;
     enum sess_state state;
     char fingerprint[FP_CAP];
+    struct session *fp_next; /* next in its fingerprint bucket */
     bool has_model_hash;
     uint8_t model_hash[ROOST_XFER_HASH_BYTES];
     double epsilon_remaining;
@@ -115,9 +129,12 @@ struct roost_coord {
     void *state_buf; /* strategy state saved with each commit */
     size_t state_cap;
 
-    /* Sessions: open-addressing hash table keyed by session id. */
+    /* Sessions: open-addressing hash table keyed by session id, and an
+     * index by fingerprint (n_slots chained buckets) that finds a
+     * certificate's session when it connects again. */
     struct session **slots;
     size_t n_slots, n_sessions;
+    struct session **fp_buckets;
 
     struct round_state round;
     uint64_t next_task_id;
@@ -143,13 +160,59 @@ session_find(const roost_coord *c, uint64_t id)
     }
 }
 
+/* FNV-1a over the fingerprint, reduced to one of n (a power of two)
+ * buckets. */
+static size_t
+fp_bucket_of(const char *fingerprint, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = fingerprint; *p != '\0'; p++) {
+        h ^= (unsigned char)*p;
+        h *= 0x100000001b3ull;
+    }
+    return (size_t)(h & (uint64_t)(n - 1));
+}
+
+static struct session *
+session_by_fingerprint(const roost_coord *c, const char *fingerprint)
+{
+    struct session *x = c->fp_buckets[fp_bucket_of(fingerprint, c->n_slots)];
+    while (x != NULL && strcmp(x->fingerprint, fingerprint) != 0)
+        x = x->fp_next;
+    return x;
+}
+
+static void
+fp_link(struct session **buckets, size_t n, struct session *s)
+{
+    struct session **head = &buckets[fp_bucket_of(s->fingerprint, n)];
+    s->fp_next = *head;
+    *head = s;
+}
+
+static void
+fp_unlink(roost_coord *c, struct session *s)
+{
+    struct session **p =
+        &c->fp_buckets[fp_bucket_of(s->fingerprint, c->n_slots)];
+    while (*p != NULL && *p != s)
+        p = &(*p)->fp_next;
+    if (*p != NULL)
+        *p = s->fp_next;
+    s->fp_next = NULL;
+}
+
 static int
 table_grow(roost_coord *c)
 {
     size_t n_new = c->n_slots * 2;
     struct session **s = calloc(n_new, sizeof(*s));
-    if (s == NULL)
+    struct session **fp = calloc(n_new, sizeof(*fp));
+    if (s == NULL || fp == NULL) {
+        free(s);
+        free(fp);
         return ROOST_ENOMEM;
+    }
     for (size_t i = 0; i < c->n_slots; i++) {
         struct session *x = c->slots[i];
         if (x == NULL)
@@ -158,9 +221,12 @@ table_grow(roost_coord *c)
         while (s[j] != NULL)
             j = (j + 1) & (n_new - 1);
         s[j] = x;
+        fp_link(fp, n_new, x);
     }
     free(c->slots);
+    free(c->fp_buckets);
     c->slots = s;
+    c->fp_buckets = fp;
     c->n_slots = n_new;
     return ROOST_OK;
 }
@@ -198,6 +264,23 @@ session_drop_upload(struct session *s)
     s->rx = NULL;
     free(s->delta);
     s->delta = NULL;
+}
+
+/* Forget a session that ended: its place in the open round, if it still
+ * owed an answer, is dropped. */
+static void
+session_forget(roost_coord *c, struct session *s)
+{
+    if (s->part >= 0 && c->round.open) {
+        struct participant *p = &c->round.parts[s->part];
+        if (p->status == ROOST_PART_SELECTED)
+            p->status = ROOST_PART_DROPPED;
+        p->session = 0;
+    }
+    session_drop_upload(s);
+    fp_unlink(c, s);
+    session_remove(c, s->id);
+    free(s);
 }
 
 /* ------------------------------------------------------------ messages */
@@ -374,7 +457,12 @@ add_update_rec(roost_coord *c, struct session *s, int64_t now_ms)
     rec->u.fingerprint = r->parts[s->part].fingerprint;
     rec->u.received_ms = now_ms;
     rec->u.l2_norm = NOT_MEASURED;
-    rec->u.examples_reported = (int64_t)s->reported_examples;
+    /* The store keeps signed 64-bit counts: a claim above INT64_MAX (only
+     * ever on a refused update, see on_update) is recorded saturated, so
+     * the record of a refusal can never make the round's commit fail. */
+    rec->u.examples_reported = s->reported_examples > (uint64_t)INT64_MAX
+                                   ? INT64_MAX
+                                   : (int64_t)s->reported_examples;
     rec->u.train_loss = s->train_loss;
     rec->u.train_accuracy = s->train_accuracy;
     rec->u.dp_epsilon = s->dp_epsilon;
@@ -1071,6 +1159,18 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_ESHAPE, why,
                              now_ms, true);
     }
+    if (u->num_examples > ROOST_COORD_MAX_EXAMPLES) {
+        /* Refused at the header, whatever max_examples says, so that no
+         * client can overflow the round's example sum (coord.h). */
+        char why[128];
+        snprintf(why, sizeof(why),
+                 "update reports %" PRIu64 " examples, above the ceiling of "
+                 "%" PRIu64,
+                 u->num_examples, ROOST_COORD_MAX_EXAMPLES);
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, ROOST_ETOOBIG, why,
+                             now_ms, true);
+    }
     if (c->cfg.dp_enabled &&
         (u->dp == NULL ||
          u->dp->noise_multiplier < c->cfg.dp_noise_multiplier)) {
@@ -1284,8 +1384,15 @@ check_config(const roost_coord_config *cfg, roost_errmsg *em)
 {
     if (cfg->store == NULL)
         return roost_fail(em, ROOST_ECONFIG, "coordinator: no store");
-    if (cfg->clients_per_round == 0)
-        return roost_fail(em, ROOST_ECONFIG, "clients_per_round must be >= 1");
+    if (cfg->clients_per_round == 0 ||
+        cfg->clients_per_round > ROOST_COORD_MAX_QUORUM)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "clients_per_round must be in [1, %" PRIu32 "]",
+                          ROOST_COORD_MAX_QUORUM);
+    if (cfg->fed_eval_clients > ROOST_COORD_MAX_QUORUM)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "fed_eval_clients must be at most %" PRIu32,
+                          ROOST_COORD_MAX_QUORUM);
     if (cfg->min_clients == 0 || cfg->min_clients > cfg->clients_per_round)
         return roost_fail(em, ROOST_ECONFIG,
                           "min_clients must be in [1, clients_per_round]");
@@ -1306,6 +1413,40 @@ check_config(const roost_coord_config *cfg, roost_errmsg *em)
                           "DP needs noise_multiplier > 0, clip_norm > 0 and "
                           "delta in (0, 1)");
     return roost_strategy_config_check(&cfg->strategy, em);
+}
+
+/* Whether every value a commit writes fits in one SQLite value: the
+ * checkpoint (4 bytes per parameter) and the strategy state (8 or 16 bytes
+ * per parameter for server momentum and the adaptive optimisers). A model
+ * for which either does not fit could never commit a round, so it is
+ * refused here, before anything is recorded, rather than at the first
+ * commit. */
+static int
+check_value_sizes(const roost_coord *c, roost_errmsg *em)
+{
+    size_t limit = roost_store_max_value_bytes(c->cfg.store);
+    size_t state = 0;
+    int rc = roost_strategy_state_size(c->strategy, &state);
+    if (rc != ROOST_OK)
+        return roost_fail(em, rc, "strategy state size");
+    if (c->n > limit / 4)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "a model of %zu parameters needs a checkpoint above "
+                          "the store's value limit of %zu bytes (SQLite's "
+                          "SQLITE_LIMIT_LENGTH less room for the row), so no "
+                          "round could be committed; use a smaller model",
+                          c->n, limit);
+    if (state > limit)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy %s keeps %zu bytes of state for a model of "
+                          "%zu parameters, above the store's value limit of "
+                          "%zu bytes (SQLite's SQLITE_LIMIT_LENGTH less room "
+                          "for the row), so no round could be committed; use "
+                          "a smaller model or a strategy without "
+                          "per-parameter state (fedavg)",
+                          roost_strategy_kind_name(c->cfg.strategy.kind), state,
+                          c->n, limit);
+    return ROOST_OK;
 }
 
 /* Find the run this configuration continues, or start one. */
@@ -1428,7 +1569,8 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
     c->io = *io;
     c->n_slots = 64;
     c->slots = calloc(c->n_slots, sizeof(*c->slots));
-    if (c->slots == NULL) {
+    c->fp_buckets = calloc(c->n_slots, sizeof(*c->fp_buckets));
+    if (c->slots == NULL || c->fp_buckets == NULL) {
         rc = roost_fail(em, ROOST_ENOMEM, "coordinator: out of memory");
         goto fail;
     }
@@ -1465,6 +1607,9 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
         goto fail;
     }
     rc = roost_strategy_create(&c->strategy, NULL, &cfg->strategy, c->n, em);
+    if (rc != ROOST_OK)
+        goto fail;
+    rc = check_value_sizes(c, em);
     if (rc != ROOST_OK)
         goto fail;
     rc = open_run(c, em);
@@ -1523,6 +1668,7 @@ roost_coord_destroy(roost_coord *c)
         free(s);
     }
     free(c->slots);
+    free(c->fp_buckets);
     round_reset(c);
     free(c->round.updates);
     roost_strategy_destroy(c->strategy);
@@ -1549,6 +1695,27 @@ roost_coord_session_opened(roost_coord *c, uint64_t session,
     struct session *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return ROOST_ENOMEM;
+    /* One session per certificate. A certificate that connects again while
+     * its older session still looks alive is usually a client whose old
+     * connection died without the server noticing (a half-open TCP
+     * session that would only end at the transport's idle timeout); the
+     * new session is the live one. Otherwise it is two processes sharing
+     * one certificate, which the deployment does not support: they take
+     * the session from each other, and the log says so. The older session
+     * is forgotten before the transport is asked to close it, so its
+     * closing report, whenever it comes, finds nothing; if it held a place
+     * in the open round that place is dropped, as for a disconnect. */
+    struct session *old = session_by_fingerprint(c, fingerprint);
+    if (old != NULL) {
+        uint64_t old_id = old->id;
+        roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                  "certificate %s connected again (session %" PRIu64
+                  "): its older session %" PRIu64 " is closed",
+                  fingerprint, session, old_id);
+        session_forget(c, old);
+        c->io.close(c->io.arg, old_id,
+                    "replaced by a newer session with the same certificate");
+    }
     s->id = session;
     s->state = S_NEW;
     s->part = -1;
@@ -1557,6 +1724,7 @@ roost_coord_session_opened(roost_coord *c, uint64_t session,
     while (c->slots[i] != NULL)
         i = (i + 1) & (c->n_slots - 1);
     c->slots[i] = s;
+    fp_link(c->fp_buckets, c->n_slots, s);
     c->n_sessions++;
     /* The client table is informational and outside the chain; failing to
      * update last_seen must not refuse a client. */
@@ -1602,17 +1770,8 @@ roost_coord_session_closed(roost_coord *c, uint64_t session, int64_t now_ms)
 {
     (void)now_ms;
     struct session *s = session_find(c, session);
-    if (s == NULL)
-        return;
-    if (s->part >= 0 && c->round.open) {
-        struct participant *p = &c->round.parts[s->part];
-        if (p->status == ROOST_PART_SELECTED)
-            p->status = ROOST_PART_DROPPED;
-        p->session = 0;
-    }
-    session_drop_upload(s);
-    session_remove(c, session);
-    free(s);
+    if (s != NULL)
+        session_forget(c, s);
 }
 
 int

@@ -70,6 +70,22 @@
 
 typedef struct roost_coord roost_coord;
 
+/*
+ * ROOST_COORD_MAX_EXAMPLES - the largest example count one update may
+ * report. An update claiming more is refused (ROOST_ETOOBIG, with the
+ * reason in its Ack), whatever max_examples says; max_examples caps the
+ * counts below it. 2^40 (about 1.1e12) is far above any real device's or
+ * silo's data, yet small enough that the sum over a round cannot overflow
+ * the signed 64-bit count the store keeps: a training round accepts at
+ * most its quorum of updates (it closes when the quorum is in), the
+ * quorum is at most ROOST_COORD_MAX_QUORUM = 2^22, and 2^40 * 2^22 = 2^62.
+ * One client therefore can never make a round fail to commit.
+ */
+#define ROOST_COORD_MAX_EXAMPLES (UINT64_C(1) << 40)
+/* The largest clients_per_round and fed_eval_clients (about 4.2 million;
+ * the configuration file allows 100000, roost sim 1000000). */
+#define ROOST_COORD_MAX_QUORUM (UINT32_C(1) << 22)
+
 /* How the coordinator talks to sessions. send() must copy or consume the
  * message before returning (the coordinator reuses it); it returns
  * ROOST_OK or an error, after which the coordinator treats the session as
@@ -186,7 +202,9 @@ void roost_coord_config_init(roost_coord_config *cfg);
  * continue the run in the store, load the last committed model (or
  * initialise one from init_seed), and prepare the strategy. The config is
  * copied; io is copied. Returns ROOST_OK, ROOST_ECONFIG / ROOST_ESPEC (bad
- * configuration, with em naming the field), ROOST_ESTORE / ROOST_EHASH
+ * configuration, with em naming the field; also a model whose checkpoint
+ * or strategy state would exceed roost_store_max_value_bytes(), so that no
+ * round could ever commit), ROOST_ESTORE / ROOST_EHASH
  * (the store cannot be resumed from), ROOST_ENOMEM.
  */
 int roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
@@ -197,7 +215,11 @@ int roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
 void roost_coord_destroy(roost_coord *c);
 
 /* A client connected. fingerprint: hex SHA-256 of its certificate (the
- * identity); subject for display (may be NULL). */
+ * identity); subject for display (may be NULL). One session per
+ * certificate: a session already open with the same fingerprint is
+ * replaced, i.e. forgotten at once (its place in the open round, if any,
+ * counts as dropped) and closed through io.close; the transport's later
+ * report of its end is ignored. */
 int roost_coord_session_opened(roost_coord *c, uint64_t session,
                                const char *fingerprint, const char *subject,
                                int64_t now_ms);

@@ -360,6 +360,31 @@ exec_sql(roost_store *s, const char *sql, roost_errmsg *em)
     return ROOST_OK;
 }
 
+/* Bind a large blob (a checkpoint, a strategy state) of len bytes, or say
+ * what was too big and the limit. Unchecked, SQLite would refuse the bind
+ * (SQLITE_TOOBIG) and leave the parameter NULL, which surfaces only at the
+ * step as a NOT NULL failure naming no size. The statement is reset on
+ * failure, as after a failed step. */
+static int
+bind_blob_or_fail(roost_store *s, sqlite3_stmt *st, int idx, const void *p,
+                  size_t len, const char *what, roost_errmsg *em)
+{
+    size_t max = roost_store_max_value_bytes(s);
+    int rc = len <= max ? sqlite3_bind_blob64(st, idx, p, (sqlite3_uint64)len,
+                                              SQLITE_STATIC)
+                        : SQLITE_TOOBIG;
+    if (rc == SQLITE_OK)
+        return ROOST_OK;
+    stmt_done(st);
+    if (rc == SQLITE_TOOBIG)
+        return roost_fail(em, ROOST_ETOOBIG,
+                          "%s of %zu bytes exceeds the store's value limit of "
+                          "%zu bytes (SQLite's SQLITE_LIMIT_LENGTH less room "
+                          "for the row)",
+                          what, len, max);
+    return sql_fail(s, em, what);
+}
+
 static void
 bind_double_or_null(sqlite3_stmt *st, int idx, double v)
 {
@@ -889,6 +914,25 @@ roost_store_set_test_hook(roost_store *s, roost_store_hook_fn fn, void *arg)
     s->hook_arg = arg;
 }
 
+/* SQLITE_LIMIT_LENGTH bounds a whole row as well as each value, so the
+ * largest checkpoint or strategy state is the limit less room for the
+ * row's other columns: a round id, a 32-byte hash, a count and the record
+ * header, well under 128 bytes. */
+#define ROW_ALLOWANCE 256
+
+size_t
+roost_store_max_value_bytes(roost_store *s)
+{
+    int limit = sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, -1);
+    return limit > ROW_ALLOWANCE ? (size_t)limit - ROW_ALLOWANCE : 0;
+}
+
+void
+roost_store_set_sqlite_length_limit_for_testing(roost_store *s, int bytes)
+{
+    sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, bytes);
+}
+
 /* A statement that the schema of this handle lacks (an older schema
  * opened by a tool) refuses the operation rather than crashing. */
 static int
@@ -1411,22 +1455,19 @@ commit_body(roost_store *s, const roost_store_commit *c,
     }
     hook(s, 6);
 
+    /* SQLite's largest value (SQLITE_MAX_LENGTH, 1e9 bytes by default):
+     * a larger checkpoint or strategy state cannot be stored in one row.
+     * The coordinator refuses such a model at start; this check keeps the
+     * store's own contract for any other caller. */
     if (c->params != NULL) {
-        size_t bytes = c->n_params * 4;
-        /* SQLite's largest value (SQLITE_MAX_LENGTH, 1e9 bytes by
-         * default): a larger model cannot be checkpointed in one row. */
-        int limit = sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, -1);
-        if (bytes > (size_t)limit)
-            return roost_fail(em, ROOST_ETOOBIG,
-                              "checkpoint of %zu bytes exceeds SQLite's value "
-                              "limit of %d bytes",
-                              bytes, limit);
         st = s->stmt[ST_INSERT_CHECKPOINT];
         sqlite3_bind_int64(st, 1, r->round_id);
         sqlite3_bind_blob(st, 2, model_hash, ROOST_STORE_HASH_LEN,
                           SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 3, (int64_t)c->n_params);
-        sqlite3_bind_blob(st, 4, blob, (int)bytes, SQLITE_STATIC);
+        if ((err = bind_blob_or_fail(s, st, 4, blob, c->n_params * 4,
+                                     "checkpoint", em)) != ROOST_OK)
+            return err;
         if ((err = exec_stmt(s, st, em, "inserting the checkpoint")) !=
             ROOST_OK)
             return err;
@@ -1442,9 +1483,10 @@ commit_body(roost_store *s, const roost_store_commit *c,
         st = s->stmt[ST_INSERT_STRATEGY];
         sqlite3_bind_int64(st, 1, r->round_id);
         sqlite3_bind_blob(st, 2, sh, ROOST_STORE_HASH_LEN, SQLITE_TRANSIENT);
-        sqlite3_bind_blob64(st, 3, c->strategy_state,
-                            (sqlite3_uint64)c->strategy_state_len,
-                            SQLITE_STATIC);
+        if ((err = bind_blob_or_fail(s, st, 3, c->strategy_state,
+                                     c->strategy_state_len, "strategy state",
+                                     em)) != ROOST_OK)
+            return err;
         if ((err = exec_stmt(s, st, em, "inserting the strategy state")) !=
             ROOST_OK)
             return err;

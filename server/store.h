@@ -243,7 +243,9 @@ typedef struct roost_store_commit {
  * never committed twice); ROOST_EINVAL (bad record, unknown run, bad
  * fingerprint or metric name, seq not 1..n); ROOST_EDUPLICATE (duplicate
  * participant or metric); ROOST_ESHAPE (n_params differs from the run's);
- * ROOST_ENONFINITE (a parameter is NaN/inf); ROOST_ESTORE (SQLite).
+ * ROOST_ENONFINITE (a parameter is NaN/inf); ROOST_ETOOBIG (the checkpoint
+ * or the strategy state exceeds roost_store_max_value_bytes());
+ * ROOST_ESTORE (SQLite).
  */
 int roost_store_commit_round(roost_store *s, const roost_store_commit *c,
                              uint8_t record_hash[ROOST_STORE_HASH_LEN],
@@ -393,6 +395,22 @@ int roost_store_epsilon_stats(roost_store *s, int64_t round_id,
 typedef void (*roost_store_hook_fn)(void *arg, int point);
 void roost_store_set_test_hook(roost_store *s, roost_store_hook_fn fn,
                                void *arg);
+
+/*
+ * roost_store_max_value_bytes - the largest checkpoint or strategy state
+ * (in bytes) this handle can store: SQLite's SQLITE_LIMIT_LENGTH on its
+ * connection (1e9 bytes unless SQLite was built with another
+ * SQLITE_MAX_LENGTH), less 256 bytes for the rest of the row, since the
+ * limit bounds whole rows too. The coordinator checks its model and
+ * strategy state against it at start, so a run that could never commit a
+ * round is refused there.
+ */
+size_t roost_store_max_value_bytes(roost_store *s);
+
+/* Test hook: set SQLITE_LIMIT_LENGTH on this handle's connection
+ * (sqlite3_limit; SQLite clamps it to its compiled maximum), so tests
+ * reach the limit without gigabytes of data. Not for production use. */
+void roost_store_set_sqlite_length_limit_for_testing(roost_store *s, int bytes);
 
 /* roost_store_hex - lower-case hex of a hash into out (65 bytes). */
 void roost_store_hex(const uint8_t hash[ROOST_STORE_HASH_LEN], char out[65]);

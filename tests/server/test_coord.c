@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -681,17 +682,21 @@ many_sessions_open_and_close(void **state)
 {
     struct harness *h = *state;
     start(h, 2);
-    /* Exercise the session table's growth and deletion. */
-    for (uint64_t id = 1; id <= 5000; id++)
-        assert_int_equal(
-            roost_coord_session_opened(h->coord, id, "aa", NULL, 0), ROOST_OK);
+    /* Exercise the session table's growth and deletion (a certificate
+     * each: a second session of one certificate replaces the first). */
+    char fp[32];
+    for (uint64_t id = 1; id <= 5000; id++) {
+        snprintf(fp, sizeof(fp), "fp%06u", (unsigned)id);
+        assert_int_equal(roost_coord_session_opened(h->coord, id, fp, NULL, 0),
+                         ROOST_OK);
+    }
     assert_int_equal(roost_coord_session_count(h->coord), 5000);
     for (uint64_t id = 1; id <= 5000; id += 2)
         roost_coord_session_closed(h->coord, id, 0);
     assert_int_equal(roost_coord_session_count(h->coord), 2500);
     for (uint64_t id = 2; id <= 5000; id += 2)
         assert_int_equal(
-            roost_coord_session_opened(h->coord, id, "aa", NULL, 0),
+            roost_coord_session_opened(h->coord, id, "other", NULL, 0),
             ROOST_EDUPLICATE);
     for (uint64_t id = 2; id <= 5000; id += 2)
         roost_coord_session_closed(h->coord, id, 0);
@@ -916,6 +921,207 @@ strategy_state_survives_restart(void **state)
                         sizeof(uninterrupted));
 }
 
+/* Rows of the coordinator's store matching sql (a count), read as any
+ * other reader of the file would. */
+static int64_t
+store_count(struct harness *h, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(h->db, &db, SQLITE_OPEN_READONLY, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Client i connects as session id with certificate fingerprint fp. */
+static void
+connect_as(struct harness *h, int i, uint64_t session, const char *fp,
+           int64_t now)
+{
+    struct fake_client *fc = &h->clients[i];
+    fc->session = session;
+    fc->open = true;
+    assert_int_equal(
+        roost_coord_session_opened(h->coord, session, fp, "CN=same", now),
+        ROOST_OK);
+    check_in(h, i, now);
+}
+
+#define DUP_FP                                                                 \
+    "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0"
+
+/* One certificate, one session: a client that connects again while its
+ * older session still looks alive (a half-open TCP connection the server
+ * has not noticed yet, or a second process with the same certificate)
+ * replaces that session. A round therefore never holds one certificate
+ * twice, which the store could not commit (one participant row per
+ * certificate and round): the round is not lost. */
+static void
+one_session_per_certificate(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.min_clients = 1;
+    cfg.min_available = 1;
+    start_with(h, &cfg);
+    connect_as(h, 1, 2001, DUP_FP, 0);
+    connect_as(h, 2, 2002, DUP_FP, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_true(h->clients[2].has_task);
+    send_update(h, 2, 1.0f, 10, 1, h->clients[2].task_id, 2);
+    if (h->clients[1].has_task)
+        send_update(h, 1, 1.0f, 10, 1, h->clients[1].task_id, 2);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.selected, 1);
+    assert_int_equal(h->last.accepted, 1);
+    /* The older session was closed, not selected, and is not counted. */
+    assert_false(h->clients[1].open);
+    assert_false(h->clients[1].has_task);
+    assert_true(h->clients[2].open);
+    assert_int_equal(roost_coord_session_count(h->coord), 1);
+    /* The transport's later report of its end changes nothing. */
+    roost_coord_session_closed(h->coord, 2001, 3);
+    assert_int_equal(roost_coord_session_count(h->coord), 1);
+
+    /* The certificate reconnects while its session works on round 2: that
+     * place is dropped at once (the round need not wait for its deadline
+     * for a session that was replaced), and the new session, which cannot
+     * join round 2 under the same certificate, trains in round 3. */
+    check_in(h, 2, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(h->clients[2].round_id, 2);
+    connect_as(h, 3, 2003, DUP_FP, 20);
+    assert_false(h->clients[2].open);
+    assert_false(h->clients[3].has_task);
+    assert_int_equal(roost_coord_tick(h->coord, 21, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 2);
+    assert_false(h->last.committed);
+    assert_int_equal(h->last.dropped, 1);
+    assert_true(h->clients[3].has_task);
+    assert_int_equal(h->clients[3].round_id, 3);
+    send_update(h, 3, 1.0f, 10, 3, h->clients[3].task_id, 22);
+    /* A late update from the replaced session is not folded. */
+    send_update(h, 2, 1.0f, 10, 2, h->clients[2].task_id, 22);
+    assert_int_equal(roost_coord_tick(h->coord, 23, NULL), ROOST_OK);
+    assert_int_equal(roost_coord_last_round(h->coord), 3);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 1);
+    assert_int_equal(
+        store_count(
+            h, "SELECT count(*) FROM participants WHERE fingerprint = '" DUP_FP
+               "' GROUP BY round_id ORDER BY count(*) DESC LIMIT 1"),
+        1);
+    assert_int_equal(store_count(h, "SELECT count(*) FROM rounds"), 3);
+}
+
+/* An example count above the hard ceiling (2^40) is refused even with no
+ * max_examples cap, and is recorded without breaking the record: a claim
+ * of 2^63 does not fit the store's signed count, and two claims of 2^62
+ * would overflow the round's sum. Either would otherwise have made the
+ * round fail to commit, and every later round that selected the client. */
+static void
+absurd_example_counts_are_refused(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 3);
+    cfg.min_clients = 1;
+    cfg.max_examples = 0; /* no cap, the configuration's default */
+    start_with(h, &cfg);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    send_update(h, 0, 1.0f, ROOST_COORD_MAX_EXAMPLES, 1, h->clients[0].task_id,
+                2);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
+    send_update(h, 1, 1.0f, UINT64_C(1) << 63, 1, h->clients[1].task_id, 2);
+    assert_int_equal(h->clients[1].last_ack_code, ROOST_ETOOBIG);
+    send_update(h, 2, 1.0f, 10, 1, h->clients[2].task_id, 2);
+    assert_int_equal(h->clients[2].last_ack_code, ROOST_OK);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 2);
+    assert_int_equal(h->last.refused, 1);
+    assert_true(h->last.examples == ROOST_COORD_MAX_EXAMPLES + 10);
+
+    for (int i = 0; i < 3; i++)
+        check_in(h, i, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    uint64_t claims[3] = {UINT64_C(1) << 62, UINT64_C(1) << 62, UINT64_MAX};
+    for (int i = 0; i < 3; i++) {
+        send_update(h, i, 1.0f, claims[i], 2, h->clients[i].task_id, 12);
+        assert_int_equal(h->clients[i].last_ack_code, ROOST_ETOOBIG);
+    }
+    /* Nobody is left to answer: recorded as failed, and the next round
+     * with an honest count commits. */
+    assert_int_equal(roost_coord_tick(h->coord, 13, NULL), ROOST_OK);
+    assert_int_equal(roost_coord_last_round(h->coord), 2);
+    assert_false(h->last.committed);
+    assert_int_equal(h->last.refused, 3);
+    assert_int_equal(h->rounds_seen, 2);
+    for (int i = 0; i < 3; i++)
+        check_in(h, i, 20);
+    assert_int_equal(roost_coord_tick(h->coord, 21, NULL), ROOST_OK);
+    for (int i = 0; i < 3; i++)
+        send_update(h, i, 1.0f, 10, 3, h->clients[i].task_id, 22);
+    assert_int_equal(roost_coord_last_round(h->coord), 3);
+    assert_true(h->last.committed);
+    /* The refused claims are on record, saturated at the largest count
+     * the store holds. */
+    assert_int_equal(store_count(h, "SELECT count(*) FROM updates WHERE "
+                                    "accepted = 0 AND reason_code = 5"),
+                     4);
+    assert_true(store_count(h, "SELECT max(examples_reported) FROM updates") ==
+                INT64_MAX);
+    int64_t bad;
+    roost_errmsg em;
+    assert_int_equal(roost_store_verify_chain(h->store, &bad, NULL, NULL, &em),
+                     ROOST_OK);
+}
+
+/* A model whose strategy state cannot be stored in one SQLite value
+ * (FedAdam keeps 16 bytes per parameter: 62.5 M parameters reach SQLite's
+ * default 1e9-byte limit) is refused when the coordinator starts, naming
+ * the limit, instead of failing every commit. SQLite's limit is lowered
+ * to 700 bytes here, so the store holds values up to 444 bytes: FedAdam's
+ * 824-byte state does not fit, FedAvgM's 424 bytes do. */
+static void
+state_too_big_for_the_store_is_refused_at_start(void **state)
+{
+    struct harness *h = *state;
+    roost_store_set_sqlite_length_limit_for_testing(h->store, 700);
+    roost_coord_config cfg;
+    make_config(h, &cfg, 1);
+    roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_FEDADAM);
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, &em),
+                     ROOST_ECONFIG);
+    assert_null(h->coord);
+    assert_non_null(strstr(em.text, "fedadam"));
+    assert_non_null(strstr(em.text, "824 bytes"));
+    assert_non_null(strstr(em.text, "444 bytes"));
+    /* Nothing was recorded for the refused configuration. */
+    roost_store_run_info *info = NULL;
+    assert_int_equal(roost_store_get_run(h->store, 0, &info, NULL),
+                     ROOST_ENOENT);
+    roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_FEDAVGM);
+    start_with(h, &cfg);
+    connect_and_check_in(h, 0, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
+    assert_int_equal(roost_coord_last_round(h->coord), 1);
+}
+
 int
 main(void)
 {
@@ -944,6 +1150,12 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(strategy_state_survives_restart, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(one_session_per_certificate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(absurd_example_counts_are_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            state_too_big_for_the_store_is_refused_at_start, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -330,6 +330,67 @@ strategy_state_round_trip(void **state)
     roost_store_close(s);
 }
 
+/* A value above the store's limit (SQLite's length limit, lowered here to
+ * 8 KiB instead of writing a gigabyte, less 256 bytes for the row) is
+ * refused by name, with nothing written: a strategy state that does not
+ * fit must not reach its row as NULL and fail as a NOT NULL constraint,
+ * and a checkpoint that does not fit is refused the same way. A value of
+ * exactly the limit fits. */
+static void
+oversized_values_are_refused_by_name(void **state)
+{
+    tmpdir *t = *state;
+    roost_store *s = open_rw(t->db);
+    roost_errmsg em;
+    int64_t run = fixture_add_run(s, N_PARAMS);
+    roost_store_set_sqlite_length_limit_for_testing(s, 8192);
+    size_t max = roost_store_max_value_bytes(s);
+    assert_int_equal(max, 8192 - 256);
+    static unsigned char blob[8193];
+    for (size_t i = 0; i < sizeof(blob); i++)
+        blob[i] = (unsigned char)(i * 13u);
+    fixture_round f;
+    assert_int_equal(fixture_round_init(&f, run, 1, 3, N_PARAMS), 0);
+    f.commit.strategy_state = blob;
+    /* Above SQLite's own limit (it would refuse the bind). */
+    f.commit.strategy_state_len = sizeof(blob);
+    assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
+                     ROOST_ETOOBIG);
+    assert_non_null(strstr(em.text, "strategy state of 8193 bytes"));
+    /* Within it, but with no room left for the rest of the row. */
+    f.commit.strategy_state_len = max + 1;
+    assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
+                     ROOST_ETOOBIG);
+    assert_non_null(strstr(em.text, "strategy state of 7937 bytes"));
+    assert_non_null(strstr(em.text, "limit of 7936 bytes"));
+    roost_store_head head;
+    assert_int_equal(roost_store_last_committed_round(s, &head, &em), ROOST_OK);
+    assert_int_equal(head.round_id, 0);
+    f.commit.strategy_state_len = max;
+    assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
+                     ROOST_OK);
+    fixture_round_free(&f);
+    /* A checkpoint: 1985 floats are 7940 bytes, 1984 exactly the limit. */
+    for (size_t n = 1985; n >= 1984; n--) {
+        roost_store_close(s);
+        remove_db_files(t->db);
+        s = open_rw(t->db);
+        run = fixture_add_run(s, n);
+        roost_store_set_sqlite_length_limit_for_testing(s, 8192);
+        assert_int_equal(fixture_round_init(&f, run, 1, 3, n), 0);
+        int want = n == 1985 ? ROOST_ETOOBIG : ROOST_OK;
+        assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
+                         want);
+        if (want != ROOST_OK)
+            assert_non_null(strstr(em.text, "checkpoint of 7940 bytes"));
+        fixture_round_free(&f);
+        assert_int_equal(roost_store_last_committed_round(s, &head, &em),
+                         ROOST_OK);
+        assert_int_equal(head.round_id, want == ROOST_OK ? 1 : 0);
+    }
+    roost_store_close(s);
+}
+
 /* ---------------------------------------------------------------------
  * Commit and read back.
  * ------------------------------------------------------------------- */
@@ -1159,6 +1220,8 @@ main(void)
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(strategy_state_round_trip, setup_tmp,
                                         teardown_tmp),
+        cmocka_unit_test_setup_teardown(oversized_values_are_refused_by_name,
+                                        setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(commit_and_read_back, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(commit_refusals_leave_nothing,
