@@ -1324,6 +1324,8 @@ on_eval_result(roost_coord *c, struct session *s,
     const char *why = NULL;
     if (e->num_examples == 0)
         why = "evaluation over zero examples";
+    else if (e->num_examples > ROOST_COORD_MAX_EXAMPLES)
+        why = "evaluation over more than 2^40 examples";
     else if (!isfinite(e->loss) || e->loss < 0)
         why = "evaluation loss is not a finite value >= 0";
     else if (!(e->accuracy >= 0 && e->accuracy <= 1))

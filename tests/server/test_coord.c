@@ -724,16 +724,16 @@ federated_evaluation_round(void **state)
     struct harness *h = *state;
     roost_coord_config cfg;
     make_config(h, &cfg, 2);
-    cfg.min_available = 3;
+    cfg.min_available = 4;
     cfg.fed_eval_every = 1;
-    cfg.fed_eval_clients = 3;
+    cfg.fed_eval_clients = 4;
     cfg.max_rounds = 1;
     start_with(h, &cfg);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         connect_and_check_in(h, i, 0);
     assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
-    int who[3];
-    assert_int_equal(tasked(h, 1, 3, who), 2);
+    int who[4];
+    assert_int_equal(tasked(h, 1, 4, who), 2);
     for (int k = 0; k < 2; k++) {
         assert_false(h->clients[who[k]].task_eval);
         send_update(h, who[k], 1.0f, 10, 1, h->clients[who[k]].task_id, 2);
@@ -751,11 +751,11 @@ federated_evaluation_round(void **state)
     memset(h->clients, 0, sizeof(h->clients));
     start_with(h, &cfg);
     assert_false(roost_coord_finished(h->coord));
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         connect_and_check_in(h, i, 10);
     assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
-    assert_int_equal(tasked(h, 2, 3, who), 3);
-    for (int i = 0; i < 3; i++) {
+    assert_int_equal(tasked(h, 2, 4, who), 4);
+    for (int i = 0; i < 4; i++) {
         assert_true(h->clients[i].task_eval);
         assert_false(h->clients[i].task_training);
         assert_memory_equal(h->clients[i].global, model, sizeof(model));
@@ -773,6 +773,9 @@ federated_evaluation_round(void **state)
     assert_int_equal(h->clients[1].last_ack_code, ROOST_OK);
     send_eval(h, 2, 50, 1.0, 1.5, 13);
     assert_int_equal(h->clients[2].last_ack_code, ROOST_EINVAL);
+    /* A count above the ceiling would wrap the round's example sum. */
+    send_eval(h, 3, ROOST_COORD_MAX_EXAMPLES + 1, 1.0, 0.5, 13);
+    assert_int_equal(h->clients[3].last_ack_code, ROOST_EINVAL);
     /* Nobody can answer any more: the round closes at the next tick with
      * two answers (min_clients 2). */
     assert_int_equal(roost_coord_tick(h->coord, 14, NULL), ROOST_OK);
@@ -780,7 +783,7 @@ federated_evaluation_round(void **state)
     assert_true(h->last.committed);
     assert_int_equal(h->last.round_id, 2);
     assert_int_equal(h->last.accepted, 2);
-    assert_int_equal(h->last.refused, 1);
+    assert_int_equal(h->last.refused, 2);
     assert_int_equal(h->last.examples, 400);
     assert_near(h->last.fed_eval_loss, 1.75, 1e-12);
     assert_near(h->last.fed_eval_accuracy, 0.8, 1e-12);
