@@ -16,6 +16,9 @@
  *  - a frame's body buffer is reserved only after its length passed the
  *    max_frame check; body buffers come from a small per-channel pool, so
  *    idle sessions hold none and steady traffic does not call malloc;
+ *  - the body buffer of a frame being delivered (s->delivering) goes back
+ *    only after its FRAME callback returned, even if the callback ended
+ *    the session meanwhile (see deliver_frame);
  *  - frames of STREAM_FRAME bytes or more pass, a record at a time,
  *    through one staging buffer per channel (RECORD_PLAIN bytes) on
  *    their way into the frame buffer (see read_body).
@@ -97,6 +100,7 @@ typedef struct session {
     bool opened;     /* OPENED was fired */
     bool peer_gone;  /* ZeroMQ reported the disconnect */
     bool want_flush; /* output waits for the socket */
+    bool delivering; /* a FRAME callback is reading body (deliver_frame) */
     int64_t created_ms, last_rx_ms, close_at_ms;
     roost_tls_identity identity;
     uint8_t hdr[4];
@@ -405,7 +409,11 @@ session_end(roost_channel *ch, session *s, int reason, int level,
     if (was_open)
         ch->open_count--;
     s->state = S_CLOSING;
-    body_release(ch, s);
+    /* A session ended from inside its own FRAME callback (a close, or a
+     * send that failed) keeps the payload the callback is reading;
+     * read_frames gives the buffer back when the callback returns. */
+    if (!s->delivering)
+        body_release(ch, s);
     list_remove(&ch->live, s);
     list_push(&ch->closing, s);
     int64_t now = now_ms();
@@ -512,6 +520,13 @@ session_open(roost_channel *ch, session *s)
     emit(ch, &ev, s);
 }
 
+/* Fire FRAME. The payload must stay valid for the whole callback, which
+ * may end this very session (roost_channel_close, or a failed
+ * roost_channel_send); ending a session normally gives its frame buffer
+ * back at once, and with the pool full that frees it. So while the
+ * callback runs the session is marked as delivering and session_end keeps
+ * its buffer; the caller releases it afterwards, whatever the session's
+ * state. */
 static void
 deliver_frame(roost_channel *ch, session *s, const uint8_t *data, size_t len)
 {
@@ -519,7 +534,9 @@ deliver_frame(roost_channel *ch, session *s, const uint8_t *data, size_t len)
     ev.type = ROOST_CHANNEL_FRAME;
     ev.data = data;
     ev.len = len;
+    s->delivering = true;
     emit(ch, &ev, s);
+    s->delivering = false;
 }
 
 /* Ask the CPU to fetch, for writing, the part of the frame buffer that
@@ -677,6 +694,8 @@ read_frames(roost_channel *ch, session *s)
             if (s->body_len >= BIG_FRAME)
                 roost_tls_keep_buffers(s->tls, false);
             deliver_frame(ch, s, s->body, s->body_len);
+            /* Also when the callback ended the session: session_end
+             * left the buffer to us. */
             body_release(ch, s);
         }
         continue;

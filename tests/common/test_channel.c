@@ -8,8 +8,9 @@
  * opened and dropped) must be refused with a clear log line while the
  * good session keeps working. `openssl s_client` must complete a TLS 1.3
  * handshake with the listener with a client certificate, and fail
- * without one. Everything runs on this thread; ZeroMQ's I/O thread does
- * the TCP work.
+ * without one. A FRAME callback that closes its own session or another
+ * one can still read its payload, and the closed session goes away.
+ * Everything runs on this thread; ZeroMQ's I/O thread does the TCP work.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,6 +71,12 @@ typedef struct recorder {
     size_t last_len;
     uint64_t last_hash; /* of the whole last frame (frame_hash) */
     size_t last_full_len;
+    /* With closer set, a FRAME callback ends a session before it reads
+     * the payload, which must stay valid for the whole callback: a frame
+     * that starts with '!' closes its own session, one that starts with
+     * '>' closes close_other. Neither is echoed. */
+    bool closer;
+    uint64_t close_other;
 } recorder;
 
 /* FNV-1a over a whole frame, to compare large frames end to end. */
@@ -86,6 +93,7 @@ static void
 on_event(void *arg, const roost_channel_event *ev)
 {
     recorder *r = arg;
+    bool ended = false;
     switch (ev->type) {
     case ROOST_CHANNEL_OPENED:
         r->opened++;
@@ -94,11 +102,17 @@ on_event(void *arg, const roost_channel_event *ev)
         break;
     case ROOST_CHANNEL_FRAME:
         r->frames++;
+        if (r->closer && ev->len > 0 &&
+            (ev->data[0] == '!' || ev->data[0] == '>')) {
+            uint64_t victim = ev->data[0] == '!' ? ev->session : r->close_other;
+            assert_int_equal(roost_channel_close(r->ch, victim), ROOST_OK);
+            ended = true;
+        }
         r->last_len = ev->len < sizeof(r->last) ? ev->len : sizeof(r->last);
         memcpy(r->last, ev->data, r->last_len);
         r->last_hash = frame_hash(ev->data, ev->len);
         r->last_full_len = ev->len;
-        if (r->echo)
+        if (r->echo && !ended)
             assert_int_equal(
                 roost_channel_send(r->ch, ev->session, ev->data, ev->len),
                 ROOST_OK);
@@ -584,6 +598,211 @@ max_sessions_refuses_extra_connections(void **state)
     check_good_session();
 }
 
+/* ---- callbacks that end sessions -------------------------------------- */
+
+/* A TLS client over a raw socket whose records the test sends one by one,
+ * so that it decides where each frame is cut. */
+typedef struct raw_peer {
+    int fd;
+    roost_tls_ctx *ctx;
+    roost_tls *t;
+    uint64_t id; /* its session on the server */
+} raw_peer;
+
+static void
+raw_peer_open(raw_peer *p)
+{
+    p->fd = raw_connect();
+    p->t = raw_tls_handshake(p->fd, &p->ctx);
+    p->id = srv_rec.session;
+}
+
+/* Encrypt len bytes as one TLS record and send it. */
+static void
+raw_peer_record(raw_peer *p, const void *data, size_t len)
+{
+    roost_errmsg em = {{0}};
+    assert_int_equal(roost_tls_write(p->t, data, len, &em), ROOST_OK);
+    size_t n;
+    const uint8_t *out = roost_tls_out_peek(p->t, &n);
+    send_all(p->fd, out, n);
+    roost_tls_out_consume(p->t, n);
+}
+
+/* The server ends the connection: the peer reads to end of file (or a
+ * reset, if the server dropped bytes it had not read). */
+static void
+raw_peer_wait_eof(raw_peer *p)
+{
+    uint8_t buf[4096];
+    ssize_t got = -1;
+    int64_t deadline = mono_ms() + 5000;
+    while (mono_ms() < deadline) {
+        got = recv(p->fd, buf, sizeof(buf), 0);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            break;
+        pump(1);
+    }
+    assert_true(got == 0 || (got < 0 && errno == ECONNRESET));
+}
+
+static void
+raw_peer_close(raw_peer *p)
+{
+    close(p->fd);
+    roost_tls_destroy(p->t);
+    roost_tls_ctx_destroy(p->ctx);
+}
+
+#define HALF_BODY 500
+
+/* A frame body of 2 * HALF_BODY bytes that starts with first. */
+static void
+fill_body(uint8_t *body, uint8_t first)
+{
+    body[0] = first;
+    for (size_t i = 1; i < 2 * HALF_BODY; i++)
+        body[i] = (uint8_t)(i * 131 + first);
+}
+
+/* Send "ping" and the first half of a frame (header and HALF_BODY bytes
+ * of body) in one record, and pump until the server has delivered the
+ * ping. TLS decrypts a record whole and the server reads a session's
+ * input until it runs dry, so by then it has also read the second
+ * frame's header and holds a frame buffer for it. */
+static void
+raw_peer_half_frame(raw_peer *p, const uint8_t *body)
+{
+    uint8_t rec[8 + 4 + HALF_BODY] = {0,
+                                      0,
+                                      0,
+                                      4,
+                                      'p',
+                                      'i',
+                                      'n',
+                                      'g',
+                                      0,
+                                      0,
+                                      (2 * HALF_BODY) >> 8,
+                                      (2 * HALF_BODY) & 0xff};
+    memcpy(rec + 12, body, HALF_BODY);
+    int frames = srv_rec.frames;
+    raw_peer_record(p, rec, sizeof(rec));
+    PUMP_UNTIL(srv_rec.frames > frames, 5000);
+    assert_int_equal(srv_rec.frames, frames + 1);
+    assert_int_equal(srv_rec.last_full_len, 4);
+}
+
+/*
+ * A FRAME callback may close its own session and then go on reading the
+ * payload: channel.h promises it is valid for the whole callback. Ending
+ * the session must not give the frame buffer back while it is lent out,
+ * even when the channel's pool of buffers is full and the buffer would
+ * be freed. Nine peers each leave the server holding a half-filled frame
+ * buffer; eight frames complete, and their buffers fill the pool (eight
+ * kept); the ninth frame's callback closes its session, then hashes the
+ * payload. The session must still be torn down and reaped.
+ */
+/* One more than the frame buffers channel.c keeps (POOL_KEEP): with fewer
+ * peers the pool is not full and the buffer is not freed. */
+#define PEERS 9
+
+static void
+callback_closes_own_session(void **state)
+{
+    (void)state;
+    log_reset();
+    raw_peer peers[PEERS];
+    static uint8_t bodies[PEERS][2 * HALF_BODY];
+    for (int i = 0; i < PEERS; i++) {
+        raw_peer_open(&peers[i]);
+        fill_body(bodies[i], i == PEERS - 1 ? '!' : (uint8_t)('a' + i));
+    }
+    srv_rec.closer = true;
+    for (int i = 0; i < PEERS; i++)
+        raw_peer_half_frame(&peers[i], bodies[i]);
+    int frames = srv_rec.frames, closed = srv_rec.closed;
+    for (int i = 0; i < PEERS - 1; i++)
+        raw_peer_record(&peers[i], bodies[i] + HALF_BODY, HALF_BODY);
+    PUMP_UNTIL(srv_rec.frames == frames + PEERS - 1, 5000);
+    assert_int_equal(srv_rec.frames, frames + PEERS - 1);
+    assert_int_equal(srv_rec.closed, closed);
+    /* The ninth frame completes: its callback closes, then reads. */
+    raw_peer *last = &peers[PEERS - 1];
+    raw_peer_record(last, bodies[PEERS - 1] + HALF_BODY, HALF_BODY);
+    PUMP_UNTIL(srv_rec.closed > closed, 5000);
+    assert_int_equal(srv_rec.closed, closed + 1);
+    assert_int_equal(srv_rec.last_reason, ROOST_OK);
+    assert_int_equal(srv_rec.frames, frames + PEERS);
+    assert_int_equal(srv_rec.last_full_len, 2 * HALF_BODY);
+    assert_true(srv_rec.last_hash ==
+                frame_hash(bodies[PEERS - 1], 2 * HALF_BODY));
+    assert_non_null(strstr(logbuf, "closed locally"));
+    /* The closed session goes away (the peer sees its connection end)
+     * while the other peers' sessions stay. */
+    raw_peer_wait_eof(last);
+    PUMP_UNTIL(roost_channel_session_count(server) == PEERS, 5000);
+    assert_int_equal(roost_channel_session_count(server), PEERS);
+    assert_int_equal(roost_channel_open_count(server), PEERS);
+    srv_rec.closer = false;
+    for (int i = 0; i < PEERS; i++)
+        raw_peer_close(&peers[i]);
+    wait_baseline();
+    assert_int_equal(srv_rec.closed, closed + PEERS);
+    srv_rec.closed -= PEERS; /* expected: the raw peers' sessions */
+    check_good_session();
+}
+
+/*
+ * A FRAME callback may also close another session, here one whose frame
+ * is half-read into a buffer of its own (freed at once when the pool is
+ * full, as the previous test leaves it). The callback's own payload stays
+ * intact, the victim's frame is never delivered, and bytes of its that
+ * arrive in the same poll step are dropped, not written into the buffer
+ * it gave back.
+ */
+static void
+callback_closes_another_session(void **state)
+{
+    (void)state;
+    log_reset();
+    raw_peer a, b;
+    static uint8_t body_a[2 * HALF_BODY], body_b[2 * HALF_BODY];
+    fill_body(body_a, '>');
+    fill_body(body_b, 'b');
+    raw_peer_open(&a);
+    raw_peer_open(&b);
+    srv_rec.closer = true;
+    srv_rec.close_other = b.id;
+    raw_peer_half_frame(&b, body_b);
+    int frames = srv_rec.frames, closed = srv_rec.closed;
+    /* a's whole frame, then part of the rest of b's, before the server
+     * looks at either: whichever it reads first, b's frame stays
+     * incomplete until a's callback closes b. */
+    uint8_t rec[4 + 2 * HALF_BODY] = {0, 0, (2 * HALF_BODY) >> 8,
+                                      (2 * HALF_BODY) & 0xff};
+    memcpy(rec + 4, body_a, sizeof(body_a));
+    raw_peer_record(&a, rec, sizeof(rec));
+    raw_peer_record(&b, body_b + HALF_BODY, HALF_BODY / 2);
+    PUMP_UNTIL(srv_rec.closed > closed, 5000);
+    assert_int_equal(srv_rec.closed, closed + 1);
+    assert_int_equal(srv_rec.last_reason, ROOST_OK);
+    assert_int_equal(srv_rec.frames, frames + 1);
+    assert_int_equal(srv_rec.last_full_len, 2 * HALF_BODY);
+    assert_true(srv_rec.last_hash == frame_hash(body_a, 2 * HALF_BODY));
+    raw_peer_wait_eof(&b);
+    PUMP_UNTIL(roost_channel_session_count(server) == 2, 5000);
+    assert_int_equal(roost_channel_session_count(server), 2);
+    assert_int_equal(srv_rec.frames, frames + 1);
+    srv_rec.closer = false;
+    raw_peer_close(&a);
+    raw_peer_close(&b);
+    wait_baseline();
+    assert_int_equal(srv_rec.closed, closed + 2);
+    srv_rec.closed -= 2; /* expected: a's and b's sessions */
+    check_good_session();
+}
+
 /* ---- openssl s_client interop ----------------------------------------- */
 
 typedef struct child {
@@ -799,6 +1018,8 @@ main(void)
         cmocka_unit_test(handshake_never_finishes),
         cmocka_unit_test(thousand_connections),
         cmocka_unit_test(max_sessions_refuses_extra_connections),
+        cmocka_unit_test(callback_closes_own_session),
+        cmocka_unit_test(callback_closes_another_session),
         cmocka_unit_test(s_client_interop),
         cmocka_unit_test(s_client_without_certificate_fails),
         cmocka_unit_test(reconnects_after_server_restart),
