@@ -1237,6 +1237,22 @@ roost_channel_destroy(roost_channel *ch)
     roost_alloc_free(ch->alloc != NULL ? &copy : NULL, ch);
 }
 
+/* ZeroMQ resolves and binds IPv4 only unless ZMQ_IPV6 is set. It is set
+ * for a bracketed IPv6 literal ("tcp://[::]:7443", "tcp://[::1]:7443")
+ * and nothing else: with it on, a host name such as "localhost" could
+ * resolve to ::1 first and miss a coordinator that listens on IPv4 only. */
+static int
+ipv6_for(roost_channel *ch, const char *endpoint)
+{
+    if (strncmp(endpoint, "tcp://[", 7) != 0)
+        return ROOST_OK;
+    int one = 1;
+    if (zmq_setsockopt(ch->sock, ZMQ_IPV6, &one, sizeof(one)) != 0)
+        return roost_fail(&ch->em, ROOST_EIO, "IPv6 for %s: %s", endpoint,
+                          zmq_strerror(errno));
+    return ROOST_OK;
+}
+
 int
 roost_channel_listen(roost_channel *ch, const char *endpoint)
 {
@@ -1245,6 +1261,9 @@ roost_channel_listen(roost_channel *ch, const char *endpoint)
     if (!ch->server)
         return roost_fail(&ch->em, ROOST_ESTATE,
                           "listen needs a server TLS context");
+    int rc = ipv6_for(ch, endpoint);
+    if (rc != ROOST_OK)
+        return rc;
     if (zmq_bind(ch->sock, endpoint) != 0)
         return roost_fail(&ch->em, ROOST_EIO, "bind %s: %s", endpoint,
                           zmq_strerror(errno));
@@ -1288,6 +1307,9 @@ roost_channel_connect(roost_channel *ch, const char *endpoint,
                           "connect needs a client TLS context");
     if (ch->want_connect || ch->live.n > 0)
         return roost_fail(&ch->em, ROOST_ESTATE, "already connected");
+    int rc = ch->sock != NULL ? ipv6_for(ch, endpoint) : ROOST_OK;
+    if (rc != ROOST_OK)
+        return rc;
     char *e = dup_string(ch->alloc, endpoint);
     char *n = dup_string(ch->alloc, server_name);
     if (e == NULL || n == NULL) {

@@ -26,8 +26,10 @@
 #include "common/wire.h"
 #include "dp/ledger.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -147,13 +149,12 @@ roost_config_destroy(roost_config *cfg)
 /*
  * Whether endpoint is "tcp://HOST:PORT" as the channel can connect to it:
  * HOST a non-empty DNS name or IPv4 address (letters, digits, '-', '.',
- * '_'), PORT decimal in 1..65535. Checked here because the channel only
- * hands the text to ZeroMQ when it connects, in the background: a bad
- * endpoint would fail there on every attempt and the client would retry
- * forever without saying why. IPv6 literals ("[::1]") are refused for the
- * same reason: the channel does not turn on ZeroMQ's IPv6 mode, so such a
- * connection never comes up. ZeroMQ's "source;destination" form and
- * interface names are not client endpoints either.
+ * '_') or a bracketed IPv6 address ("[::1]"; the channel turns on
+ * ZeroMQ's IPv6 mode for those), PORT decimal in 1..65535. Checked here
+ * because the channel only hands the text to ZeroMQ when it connects, in
+ * the background: a bad endpoint would fail there on every attempt and
+ * the client would retry forever without saying why. ZeroMQ's
+ * "source;destination" form and interface names are not client endpoints.
  */
 static bool
 endpoint_valid(const char *endpoint)
@@ -165,13 +166,26 @@ endpoint_valid(const char *endpoint)
     if (colon == NULL || colon == host ||
         (size_t)(colon - host) > ENDPOINT_HOST_MAX)
         return false;
-    for (const char *p = host; p < colon; p++) {
-        char ch = *p;
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
-                  ch == '_';
-        if (!ok)
+    if (host[0] == '[') {
+        /* "[" IPv6 "]" right before the port's colon. */
+        size_t n = (size_t)(colon - host);
+        char addr[INET6_ADDRSTRLEN];
+        struct in6_addr a6;
+        if (n < 4 || host[n - 1] != ']' || n - 2 >= sizeof(addr))
             return false;
+        memcpy(addr, host + 1, n - 2);
+        addr[n - 2] = '\0';
+        if (inet_pton(AF_INET6, addr, &a6) != 1)
+            return false;
+    } else {
+        for (const char *p = host; p < colon; p++) {
+            char ch = *p;
+            bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+                      ch == '_';
+            if (!ok)
+                return false;
+        }
     }
     const char *port = colon + 1;
     size_t digits = strlen(port);
@@ -741,6 +755,10 @@ default_server_name(const char *endpoint, char *out, size_t cap)
     const char *h = endpoint + 6;
     const char *colon = strrchr(h, ':');
     size_t n = colon != NULL ? (size_t)(colon - h) : strlen(h);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++; /* an IPv6 literal: the certificate carries it unbracketed */
+        n -= 2;
+    }
     if (n >= cap)
         n = cap - 1;
     memcpy(out, h, n);

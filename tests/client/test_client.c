@@ -235,7 +235,12 @@ setters_refuse_what_could_never_work(void **state)
         "tcp://127.0.0.1: 80",
         "tcp://127.0.0.1:80 ",
         "tcp://host name:80",
-        "tcp://[::1]:7443",
+        "tcp://[::1]",
+        "tcp://[]:7443",
+        "tcp://[::g]:7443",
+        "tcp://[127.0.0.1]:7443",
+        "tcp://::1:7443",
+        "tcp://[::1:7443",
         "tcp://10.0.0.1;127.0.0.1:80",
         "tcp://*:80",
         "udp://127.0.0.1:80",
@@ -247,9 +252,10 @@ setters_refuse_what_could_never_work(void **state)
             ROOST_EINVAL)
             fail_msg("endpoint '%s' was accepted", bad_endpoints[i]);
     static const char *const good_endpoints[] = {
-        "tcp://127.0.0.1:1",    "tcp://127.0.0.1:65535",
-        "tcp://localhost:7443", "tcp://coord-1.example.org:7443",
-        "tcp://my_host:80",
+        "tcp://127.0.0.1:1",        "tcp://127.0.0.1:65535",
+        "tcp://localhost:7443",     "tcp://coord-1.example.org:7443",
+        "tcp://my_host:80",         "tcp://[::1]:7443",
+        "tcp://[2001:db8::1]:7443",
     };
     for (size_t i = 0; i < sizeof(good_endpoints) / sizeof(good_endpoints[0]);
          i++)

@@ -556,6 +556,86 @@ thousand_connections(void **state)
     check_good_session();
 }
 
+/* Whether this host can bind the IPv6 loopback (containers may have no
+ * IPv6 at all; the test is skipped there, not failed). */
+static bool
+ipv6_loopback_available(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in6 a;
+    memset(&a, 0, sizeof(a));
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A bracketed IPv6 endpoint works on both ends: listen on [::1], connect
+ * to it, a frame goes there and back (ZeroMQ needs ZMQ_IPV6 for it). */
+static void
+ipv6_listen_and_connect(void **state)
+{
+    (void)state;
+    if (!ipv6_loopback_available()) {
+        print_message("no IPv6 loopback here: skipped\n");
+        skip();
+    }
+    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_channel_config cfg;
+    roost_channel_config_init(&cfg);
+    recorder s6 = {0}, c6 = {0};
+    s6.echo = true;
+    cfg.on_event = on_event;
+    cfg.event_arg = &s6;
+    cfg.logger = (roost_logger){capture_log, NULL, ROOST_LOG_DEBUG};
+    roost_channel *srv6 = NULL;
+    roost_errmsg em = {{0}};
+    assert_int_equal(roost_channel_create(&srv6, &cfg, sctx, &em), ROOST_OK);
+    roost_tls_ctx_destroy(sctx);
+    s6.ch = srv6;
+    assert_int_equal(roost_channel_listen(srv6, "tcp://[::1]:*"), ROOST_OK);
+    char ep[128];
+    assert_int_equal(roost_channel_endpoint(srv6, ep, sizeof(ep)), ROOST_OK);
+    assert_non_null(strstr(ep, "[::1]:"));
+
+    roost_tls_ctx *cctx = fx_client_ctx(&fx, "good2", "ca");
+    roost_channel_config ccfg;
+    roost_channel_config_init(&ccfg);
+    ccfg.on_event = on_event;
+    ccfg.event_arg = &c6;
+    ccfg.logger = (roost_logger){capture_log, NULL, ROOST_LOG_DEBUG};
+    ccfg.reconnect_min_ms = 50;
+    ccfg.reconnect_max_ms = 200;
+    roost_channel *cli6 = NULL;
+    assert_int_equal(roost_channel_create(&cli6, &ccfg, cctx, &em), ROOST_OK);
+    roost_tls_ctx_destroy(cctx);
+    c6.ch = cli6;
+    assert_int_equal(roost_channel_connect(cli6, ep, "localhost"), ROOST_OK);
+    int64_t deadline = mono_ms() + 10000;
+    while (c6.opened == 0 && mono_ms() < deadline) {
+        roost_channel_poll(srv6, 1);
+        roost_channel_poll(cli6, 0);
+    }
+    assert_int_equal(c6.opened, 1);
+    const char msg[] = "over IPv6";
+    assert_int_equal(roost_channel_send(cli6, c6.session, msg, sizeof(msg)),
+                     ROOST_OK);
+    deadline = mono_ms() + 10000;
+    while (c6.frames == 0 && mono_ms() < deadline) {
+        roost_channel_poll(srv6, 1);
+        roost_channel_poll(cli6, 0);
+    }
+    assert_int_equal(s6.frames, 1);
+    assert_int_equal(c6.frames, 1);
+    assert_memory_equal(c6.last, msg, sizeof(msg));
+    roost_channel_destroy(cli6);
+    roost_channel_destroy(srv6);
+    check_good_session();
+}
+
 static void
 max_sessions_refuses_extra_connections(void **state)
 {
@@ -1018,6 +1098,7 @@ main(void)
         cmocka_unit_test(handshake_never_finishes),
         cmocka_unit_test(thousand_connections),
         cmocka_unit_test(max_sessions_refuses_extra_connections),
+        cmocka_unit_test(ipv6_listen_and_connect),
         cmocka_unit_test(callback_closes_own_session),
         cmocka_unit_test(callback_closes_another_session),
         cmocka_unit_test(s_client_interop),

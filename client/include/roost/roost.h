@@ -251,12 +251,13 @@ void roost_config_destroy(roost_config *cfg);
  * ROOST_EINVAL (NULL or out-of-range argument) or ROOST_ENOMEM. */
 
 /* The coordinator: endpoint "tcp://HOST:PORT"; server_name is the name its
- * certificate must carry (NULL: HOST). Required. HOST is a DNS name or an
- * IPv4 address (letters, digits, '-', '.', '_'; at most 253 characters),
+ * certificate must carry (NULL: HOST, without brackets). Required. HOST is
+ * a DNS name or an IPv4 address (letters, digits, '-', '.', '_'; at most
+ * 253 characters) or an IPv6 address in brackets ("tcp://[::1]:7443"),
  * PORT a decimal number in 1..65535. Anything else -- a missing host or
- * port, a port that is not a number, an IPv6 literal such as "[::1]" (the
- * transport does not support IPv6 yet) -- is ROOST_EINVAL, so that a typo
- * is reported here instead of the client retrying to connect forever. */
+ * port, a port that is not a number, a malformed IPv6 literal -- is
+ * ROOST_EINVAL, so that a typo is reported here instead of the client
+ * retrying to connect forever. */
 int roost_config_set_server(roost_config *cfg, const char *endpoint,
                             const char *server_name);
 /* PEM files: the deployment CA, this device's certificate and key.
