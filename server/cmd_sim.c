@@ -42,6 +42,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,9 @@ struct vclient {
      * out by the main loop, since the coordinator must not be re-entered
      * from its own send or close callbacks. */
     bool drop_pending;
+    /* --tls: dropped; connect again at reconnect_at_ms (a connector does
+     * not reconnect by itself after a local close). */
+    bool rejoin;
     /* --tls: this client's own certificate, TLS context and connector. */
     roost_tls_ctx *tls;
     roost_channel *ch;
@@ -239,6 +243,7 @@ struct sim {
     void *zctx;
     roost_tls_ctx *server_tls;
     roost_channel *listener;
+    char tls_endpoint[128]; /* where the listener is, for reconnects */
     char pki_dir[64];
     bool in_coord;
     uint64_t held_closed[64];
@@ -556,9 +561,10 @@ tls_setup(struct sim *s)
         rc = roost_channel_create(&s->listener, &chc, s->server_tls, &em);
     if (rc == ROOST_OK)
         rc = roost_channel_listen(s->listener, "tcp://127.0.0.1:*");
-    char endpoint[128];
+    char *endpoint = s->tls_endpoint;
     if (rc == ROOST_OK)
-        rc = roost_channel_endpoint(s->listener, endpoint, sizeof(endpoint));
+        rc = roost_channel_endpoint(s->listener, endpoint,
+                                    sizeof(s->tls_endpoint));
     for (uint32_t i = 0; rc == ROOST_OK && i < s->a.clients; i++) {
         struct vclient *vc = &s->vc[i];
         char cn[32];
@@ -1436,6 +1442,19 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     return ROOST_OK;
 }
 
+/* SIGINT/SIGTERM: the main loop stops at its next turn (every wait in
+ * it is bounded to a few ms), and the run ends through the normal
+ * teardown, which removes --tls's throw-away PKI (its CA key included)
+ * and leaves the record as of the last committed round. */
+static volatile sig_atomic_t sim_interrupted;
+
+static void
+on_sim_signal(int sig)
+{
+    (void)sig;
+    sim_interrupted = 1;
+}
+
 int
 roost_cmd_sim(int argc, char **argv)
 {
@@ -1642,7 +1661,13 @@ roost_cmd_sim(int argc, char **argv)
                roost_model_spec(s->model), roost_model_param_count(s->model),
                s->n_threads, a->db);
 
-    while (!roost_coord_finished(s->coord) && !s->failed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sim_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    while (!roost_coord_finished(s->coord) && !s->failed && !sim_interrupted) {
         if (a->tls)
             tls_poll(s);
         now = now_ms();
@@ -1660,13 +1685,22 @@ roost_cmd_sim(int argc, char **argv)
             if (vc->drop_pending) {
                 vc->drop_pending = false;
                 if (a->tls) {
-                    /* The connector reconnects by itself after its
-                     * backoff, like a device coming back. */
+                    /* Closed here, connected again shortly after, like
+                     * a device coming back. */
                     if (vc->csession != 0)
                         roost_channel_close(vc->ch, vc->csession);
+                    vc->rejoin = true;
+                    vc->reconnect_at_ms = now + 50;
                 } else {
                     vclient_disconnect(s, vc, now);
                 }
+            }
+            if (vc->rejoin && now >= vc->reconnect_at_ms) {
+                if (roost_channel_connect(vc->ch, s->tls_endpoint,
+                                          "localhost") == ROOST_OK)
+                    vc->rejoin = false;
+                else
+                    vc->reconnect_at_ms = now + 1000;
             }
             if (!vc->connected && a->tls)
                 continue;
@@ -1695,6 +1729,13 @@ roost_cmd_sim(int argc, char **argv)
             goto out;
         if (out_of_budget(s))
             break;
+    }
+    if (sim_interrupted) {
+        fprintf(stderr,
+                "roost sim: interrupted after %u rounds (%u committed); the "
+                "record in %s holds them (the open round is not recorded)\n",
+                s->rounds_done, s->rounds_committed, a->db);
+        goto out;
     }
     if (!a->json && !a->quiet) {
         struct rusage ru;

@@ -79,6 +79,21 @@ if run tls --no-dp --tls --clients 12; then
         { echo "FAIL: tls accuracy $acc <= 0.5"; fail=1; }
 fi
 
+# 5b. Over TLS, dropped clients come back: with 6 clients, 3 per round and
+#     40% dropout the run needs the dropped ones again within a few rounds
+#     (before the fix they never reconnected and the run hung).
+timeout 120 "$roost" sim --clients 6 --per-round 3 --min-clients 1 \
+    --rounds 8 --model logreg --dropout 0.4 --round-timeout 3 --no-dp --tls \
+    --seed 5 --json --quiet --db "$work/tlsdrop.db" \
+    >"$work/tlsdrop.out" 2>"$work/tlsdrop.err"
+st=$?
+[ $st -eq 0 ] && [ "$(grep -c '"committed":true' "$work/tlsdrop.out")" -eq 8 ] ||
+    { echo "FAIL: tlsdrop: exit $st, want 0 and 8 committed rounds"
+      cat "$work/tlsdrop.out" "$work/tlsdrop.err"; fail=1; }
+grep -q '"dropped":[1-9]' "$work/tlsdrop.out" ||
+    { echo "FAIL: tlsdrop: no client was dropped"; fail=1; }
+echo "ok: tlsdrop ran"
+
 # 6. Budgets sized for 2 rounds each (--dp-rounds 2) on 8 clients, 4 per
 #    round: clients that have spent theirs decline when selected and a
 #    waiting client takes their place, so every round still commits and
