@@ -712,13 +712,16 @@ write_page(FILE *f, const struct report *r, const char *title)
                 ri->committed_ms > ri->started_ms && ri->started_ms > 0
                     ? (double)(ri->committed_ms - ri->started_ms) / 1000.0
                     : NOT_MEASURED);
+        /* The kind comes from the file like every other string here:
+         * escaped (a stored value is not trusted to be "train"/"eval"). */
+        fprintf(f, "<tr><td>%" PRId64 "</td><td class=\"l\">", ri->round_id);
+        if (strcmp(ri->kind, "train") != 0)
+            html_escape(f, ri->kind);
         fprintf(f,
-                "<tr><td>%" PRId64 "</td><td class=\"l\">%s %s</td><td>%" PRId64
-                "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
-                "</td><td>%" PRId64
+                " %s</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
+                "</td><td>%" PRId64 "</td><td>%" PRId64
                 "</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
                 "<td>%s</td><td>%s</td></tr>\n",
-                ri->round_id, strcmp(ri->kind, "train") == 0 ? "" : ri->kind,
                 ri->state == ROOST_ROUND_FAILED ? "failed" : "committed",
                 ri->n_selected, ri->n_accepted, ri->n_refused, ri->n_dropped,
                 ri->examples, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);

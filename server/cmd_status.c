@@ -6,6 +6,7 @@
  * epsilon each one reported. Read-only; safe while the coordinator runs
  * (WAL readers do not block it).
  */
+#include "common/wire.h"
 #include "server/cli.h"
 #include "server/store.h"
 
@@ -54,14 +55,27 @@ json_string(FILE *f, const char *s)
         fputs("null", f);
         return;
     }
+    /* JSON text is Unicode: well-formed UTF-8 passes through, and each
+     * byte of anything else (a Latin-1 file name, a run name from an old
+     * config) becomes U+FFFD, so the output always parses. */
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
+    const uint8_t *p = (const uint8_t *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        size_t ok = roost_wire_utf8_bad_offset(p, n);
+        for (size_t i = 0; i < ok; i++) {
+            if (p[i] == '"' || p[i] == '\\')
+                fprintf(f, "\\%c", p[i]);
+            else if (p[i] < 0x20 || p[i] == 0x7f)
+                fprintf(f, "\\u%04x", p[i]);
+            else
+                fputc(p[i], f);
+        }
+        if (ok == n)
+            break;
+        fputs("\\ufffd", f);
+        p += ok + 1;
+        n -= ok + 1;
     }
     fputc('"', f);
 }

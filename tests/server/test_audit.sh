@@ -56,6 +56,17 @@ if command -v python3 >/dev/null 2>&1; then
         && echo "ok: status --json parses" \
         || { echo "FAIL: status --json is not JSON"; fail=1; }
 fi
+# A file name that is not UTF-8 (Latin-1 "café"): still valid JSON, the
+# stray byte shown as U+FFFD.
+latin1="$work/$(printf 'caf\351').db"
+cp "$good" "$latin1"
+check 0 "status --json of a Latin-1 file name" "$roost" status --db "$latin1" --json
+expect_text "json replaces the stray byte" 'caf\\ufffd\.db'
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import json,sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$out" \
+        && echo "ok: status --json of a Latin-1 name parses" \
+        || { echo "FAIL: status --json of a Latin-1 name is not UTF-8 JSON"; fail=1; }
+fi
 check 2 "status --rounds out of range" "$roost" status --db "$good" --rounds 5000
 
 tamper() { # description round sql

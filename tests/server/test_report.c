@@ -294,6 +294,23 @@ test_report_structure_and_figures(void **state)
     assert_non_null(strstr(html, "Hash chain BROKEN</b> (first bad round 7)"));
     assert_null(check_well_formed(html));
     free(html);
+
+    /* A round kind that is not one the coordinator writes (the file was
+     * edited, its CHECK constraint bypassed) is escaped like any other
+     * stored text: it cannot open an element that hides the page. */
+    assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "PRAGMA ignore_check_constraints = 1;"
+                                  "UPDATE rounds SET kind = '<style>' "
+                                  "WHERE round_id = 3",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+    assert_int_equal(run_report(db, html_path), 0);
+    html = slurp(html_path);
+    assert_non_null(strstr(html, "&lt;style&gt; committed"));
+    assert_null(check_well_formed(html));
+    free(html);
 }
 
 static void
