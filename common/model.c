@@ -424,7 +424,11 @@ roost_model_create(roost_model **out, const roost_allocator *alloc,
     if (spec == NULL || channels == 0 || height == 0 || width == 0)
         return roost_fail(em, ROOST_EINVAL,
                           "model: NULL spec or zero input dimension");
-    if ((uint64_t)channels * height * width > ROOST_MODEL_MAX_PARAMS)
+    /* Two steps: channels * height fits 64 bits, but times width it can
+     * wrap (to 0 for 2^22 x 2^21 x 2^21); bounded first, it cannot. */
+    uint64_t plane = (uint64_t)channels * height;
+    if (plane > ROOST_MODEL_MAX_PARAMS ||
+        plane * width > ROOST_MODEL_MAX_PARAMS)
         return roost_fail(em, ROOST_ETOOBIG, "model: input too large");
     const char *text = spec;
     for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)

@@ -361,6 +361,45 @@ partition_shards(const roost_allocator *alloc, roost_rng *rng,
     return rc;
 }
 
+/* A binary max-heap of client indices ordered by size, the lower index
+ * first among equal sizes (the order a linear scan for the largest would
+ * give). */
+static bool
+heap_before(const size_t *sizes, size_t a, size_t b)
+{
+    return sizes[a] > sizes[b] || (sizes[a] == sizes[b] && a < b);
+}
+
+static void
+heap_sift_down(size_t *heap, size_t n, const size_t *sizes, size_t i)
+{
+    for (;;) {
+        size_t best = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && heap_before(sizes, heap[l], heap[best]))
+            best = l;
+        if (r < n && heap_before(sizes, heap[r], heap[best]))
+            best = r;
+        if (best == i)
+            return;
+        size_t t = heap[i];
+        heap[i] = heap[best];
+        heap[best] = t;
+        i = best;
+    }
+}
+
+static void
+heap_push(size_t *heap, size_t *n, const size_t *sizes, size_t c)
+{
+    size_t i = (*n)++;
+    heap[i] = c;
+    while (i > 0 && heap_before(sizes, heap[i], heap[(i - 1) / 2])) {
+        size_t parent = (i - 1) / 2, t = heap[i];
+        heap[i] = heap[parent];
+        heap[parent] = t;
+        i = parent;
+    }
+}
 /* partition_dirichlet - Hsu et al. 2019: for each class, proportions over
  * clients ~ Dir(alpha); the class's (shuffled) examples are cut at the
  * rounded cumulative proportions. Then every client left empty takes one
@@ -424,13 +463,18 @@ partition_dirichlet(const roost_allocator *alloc, roost_rng *rng,
         fill[c] = starts[c];
     for (size_t i = 0; i < count; i++)
         scratch[fill[owner[i]]++] = (uint32_t)i;
+    /* The donor is the largest client, the lowest index among equals. A
+     * scan per empty client made this quadratic (12.8 s for 60,000
+     * clients at alpha 1e-6); a heap of the non-empty clients, reusing
+     * fill, picks the same donors in O(log K) each. */
+    size_t *heap = fill, n_heap = 0;
+    for (uint32_t c = 0; c < num_clients; c++)
+        if (sizes[c] != 0)
+            heap_push(heap, &n_heap, sizes, c);
     for (uint32_t c = 0; c < num_clients; c++) {
         if (sizes[c] != 0)
             continue;
-        uint32_t donor = 0;
-        for (uint32_t d = 1; d < num_clients; d++)
-            if (sizes[d] > sizes[donor])
-                donor = d;
+        uint32_t donor = (uint32_t)heap[0];
         /* count >= num_clients guarantees the largest has >= 2. */
         uint64_t pick;
         rc = roost_rng_below(rng, sizes[donor], &pick);
@@ -441,7 +485,9 @@ partition_dirichlet(const roost_allocator *alloc, roost_rng *rng,
         scratch[starts[donor] + pick] = scratch[last];
         scratch[last] = moved;
         sizes[donor]--;
+        heap_sift_down(heap, n_heap, sizes, 0);
         sizes[c] = 1;
+        heap_push(heap, &n_heap, sizes, c);
         owner[moved] = c;
     }
 out:
