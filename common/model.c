@@ -1305,8 +1305,16 @@ weight_grad(roost_workspace *ws, size_t i, struct wdst dst)
  * exact (a float squared is exact in double). With AVX2 (a clone chosen
  * at load time) the eight lanes are two 4-double registers instead of
  * four SSE2 pairs; the operations and their order are the same, and no
- * FMA is allowed, so both clones give identical sums. */
-#if defined(__GNUC__) && defined(__x86_64__)
+ * FMA is allowed, so both clones give identical sums. (Not under
+ * ThreadSanitizer, whose instrumented ifunc resolver would run before its
+ * runtime is up; clang spells the check __has_feature.) */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ROOST_MODEL_NO_CLONES 1
+#endif
+#endif
+#if defined(__GNUC__) && defined(__x86_64__) &&                                \
+    !defined(__SANITIZE_THREAD__) && !defined(ROOST_MODEL_NO_CLONES)
 __attribute__((target_clones("avx2", "default")))
 #endif
 static double

@@ -34,10 +34,12 @@
  * the x86-64 baseline and pick the best at load time (an ifunc), since the
  * project builds for the baseline. Elsewhere it expands to nothing. The
  * loops it marks fix their order of operations in the code, so every clone
- * computes the same bits.
+ * computes the same bits. Not under ThreadSanitizer: its instrumented
+ * ifunc resolver runs before the TSan runtime is up and crashes the
+ * program before main.
  */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
-    defined(__linux__)
+    defined(__linux__) && !defined(__SANITIZE_THREAD__)
 #define ROOST_VECTOR_CLONES                                                    \
     __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
