@@ -527,13 +527,23 @@ load_events(roost_ledger *l)
         ret = tampered(&l->em, "the head row is malformed", n);
         goto out;
     }
-    if ((uint64_t)sqlite3_column_int64(st, 0) != n ||
-        memcmp(sqlite3_column_blob(st, 1), running, HASH_LEN) != 0) {
+    if ((uint64_t)sqlite3_column_int64(st, 0) != n) {
         ret = roost_fail(&l->em, ROOST_ELEDGER,
                          "ledger: the head records %lld events but %llu "
                          "verify (events were deleted or altered); refusing "
                          "to train",
                          (long long)sqlite3_column_int64(st, 0),
+                         (unsigned long long)n);
+        goto out;
+    }
+    if (memcmp(sqlite3_column_blob(st, 1), running, HASH_LEN) != 0) {
+        /* The counts agree but the chain ends elsewhere: the head (or the
+         * events with it) was rewritten, e.g. every event deleted and the
+         * count set to 0. */
+        ret = roost_fail(&l->em, ROOST_ELEDGER,
+                         "ledger: the head's hash does not match the chain "
+                         "of its %llu events (the head or events were "
+                         "altered); refusing to train",
                          (unsigned long long)n);
         goto out;
     }

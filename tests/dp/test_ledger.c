@@ -353,6 +353,8 @@ tampering_refused(void **state)
         {"DELETE FROM events WHERE seq = 5; UPDATE head SET count = 4", NULL},
         {"DELETE FROM events WHERE seq = 3", "sequence"},
         {"DELETE FROM events", "head"},
+        {"DELETE FROM events; UPDATE head SET count = 0",
+         "does not match the chain of its 0 events"},
         {"UPDATE head SET count = 0", "head"},
         {"UPDATE budget SET epsilon_max = 100.0", "budget"},
         {"UPDATE budget SET delta = 0.5", "budget"},

@@ -11,6 +11,8 @@ libdir=$(ls -d "$work"/prefix/lib*/pkgconfig | head -n 1)
 libdir=${libdir%/pkgconfig}
 test -f "$work/prefix/include/roost/roost.h"
 test -x "$work/prefix/bin/roost"
+# deploy/roost.service's Documentation= link: <prefix>/share/doc/roost.
+test -f "$work/prefix/share/doc/roost/operations.md"
 
 # pkg-config, shared; then the static archive with its dependencies'
 # shared libraries (a fully static link would need every dependency's .a).
