@@ -295,6 +295,17 @@ struct dp_plan {
 /* Tries before the calibration gives up on the sampler's figures settling
  * (each try builds one sampler: about 20 ms). */
 #define TRAIN_CALIBRATE_TRIES 8
+/* Headroom on the sampler's (mu, beta) when calibrating: near a given
+ * sigma they grow smoothly with it, and a calibration for exactly the
+ * largest values seen picks a slightly larger sigma whose values are
+ * slightly larger again, creeping towards a fixed point it never reaches.
+ * 1% more covers that drift; a jump (sigma*C crossing a power of two) is
+ * caught by the check and a further try. */
+#define TRAIN_CLOSENESS_HEADROOM 1.01
+/* Steps of the search for the accountant's delta under a given sigma
+ * (each one accountant call, about 0.3 ms): 1.25^100 spans any ratio of
+ * the tail term to delta that a double can express usefully. */
+#define TRAIN_SIGMA_TRIES 100
 
 /*
  * charged_at - the charged (epsilon, delta) of `steps` steps that drew
@@ -322,7 +333,8 @@ charged_at(const roost_noise *noise, const struct dp_plan *p, uint64_t steps,
  * whatever the accountant's epsilon below E - 2 n mu. The sampler's
  * (mu, beta) depend a little on sigma (on where sigma*C falls between two
  * powers of two), so the calibration is repeated with the largest figures
- * seen until the sampler of the chosen sigma passes the check itself.
+ * seen (plus TRAIN_CLOSENESS_HEADROOM) until the sampler of the chosen
+ * sigma passes the check itself.
  * When e^E n beta >= D no d0 > 0 works: the run is refused before any
  * training, naming the largest epsilon at which D is reachable.
  * Returns an exit status; prints its own message.
@@ -363,8 +375,8 @@ calibrate_charged(const struct train_args *a, size_t n_params,
             p->account_delta = delta0;
             return ROOST_EXIT_OK;
         }
-        mu_max = fmax(mu_max, mu);
-        beta_max = fmax(beta_max, beta);
+        mu_max = fmax(mu_max, mu * TRAIN_CLOSENESS_HEADROOM);
+        beta_max = fmax(beta_max, beta * TRAIN_CLOSENESS_HEADROOM);
         double n_beta = p->draws * beta_max;
         double tail = exp(a->epsilon) * n_beta;
         double eps_target = a->epsilon - 2.0 * p->draws * mu_max;
@@ -372,7 +384,7 @@ calibrate_charged(const struct train_args *a, size_t n_params,
             fprintf(stderr,
                     "roost train: --epsilon %g cannot be met at --delta %g: "
                     "the noise sampler's tail term e^epsilon * n * beta "
-                    "(beta = %.3g per draw, n = %.4g draws = %zu parameters "
+                    "(beta <= %.3g per draw, n = %.4g draws = %zu parameters "
                     "x %llu steps) is %.3g at epsilon %g, not below delta. "
                     "Delta %g is reachable only for epsilon below %.2f: use "
                     "a smaller --epsilon, a larger --delta or fewer steps\n",
@@ -395,12 +407,15 @@ calibrate_charged(const struct train_args *a, size_t n_params,
 
 /*
  * account_delta_for_sigma - with a given --sigma, the accountant's delta
- * d0 at which the whole run's charged delta is at most --delta: d0 starts
- * at D e^(-n mu) and is lowered by twice the tail term until the charge
- * fits (the accountant's epsilon grows only logarithmically as d0 falls,
- * so one or two rounds settle it unless the tail alone is close to D).
- * If no d0 fits, the accountant works at D and a WARNING says that the
- * charged delta exceeds the request. Returns an exit status.
+ * d0 at which the whole run's charged delta is at most --delta D. The
+ * charge e^(n mu) d0 + e^(eps(d0) + 2 n mu) n beta must fit in D: d0 =
+ * (D - u) e^(-n mu) leaves u for the tail term, which grows as d0 falls
+ * (the accountant's epsilon rises, though only logarithmically). u starts
+ * at the tail term at d0 = D e^(-n mu) and grows by a quarter at a time
+ * until the tail fits in it, which takes one step unless the tail is a
+ * sizeable part of D. If u reaches D first, the accountant works at D and
+ * a WARNING says that the charged delta exceeds the request. Returns an
+ * exit status.
  */
 static int
 account_delta_for_sigma(const struct train_args *a, struct dp_plan *p,
@@ -411,23 +426,30 @@ account_delta_for_sigma(const struct train_args *a, struct dp_plan *p,
     double mu, beta, eps_ideal, eps_c, delta_c;
     roost_noise_closeness(noise, &mu, &beta);
     double n_beta = p->draws * beta;
-    double delta0 = a->delta * exp(-p->draws * mu);
-    for (int attempt = 0; attempt < TRAIN_CALIBRATE_TRIES && delta0 > 0.0;
-         attempt++) {
-        int rc = charged_at(noise, p, p->total_steps, p->draws, delta0,
-                            &eps_ideal, &eps_c, &delta_c, &em);
-        if (rc != ROOST_OK)
-            return fail_rc("accounting", rc, &em);
+    double shrink = exp(-p->draws * mu);
+    double delta0 = a->delta * shrink;
+    int rc = charged_at(noise, p, p->total_steps, p->draws, delta0, &eps_ideal,
+                        &eps_c, &delta_c, &em);
+    if (rc != ROOST_OK)
+        return fail_rc("accounting", rc, &em);
+    double reserve = exp(eps_ideal + 2.0 * p->draws * mu) * n_beta;
+    for (int attempt = 0; attempt < TRAIN_SIGMA_TRIES; attempt++) {
         if (delta_c <= a->delta) {
             p->account_delta = delta0;
             return ROOST_EXIT_OK;
         }
-        double tail = exp(eps_ideal + 2.0 * p->draws * mu) * n_beta;
-        delta0 = (a->delta - 2.0 * tail) * exp(-p->draws * mu);
+        reserve *= 1.25;
+        if (!(reserve < a->delta))
+            break;
+        delta0 = (a->delta - reserve) * shrink;
+        rc = charged_at(noise, p, p->total_steps, p->draws, delta0, &eps_ideal,
+                        &eps_c, &delta_c, &em);
+        if (rc != ROOST_OK)
+            return fail_rc("accounting", rc, &em);
     }
     p->account_delta = a->delta;
-    int rc = charged_at(noise, p, p->total_steps, p->draws, a->delta,
-                        &eps_ideal, &eps_c, &delta_c, &em);
+    rc = charged_at(noise, p, p->total_steps, p->draws, a->delta, &eps_ideal,
+                    &eps_c, &delta_c, &em);
     if (rc != ROOST_OK)
         return fail_rc("accounting", rc, &em);
     fprintf(stderr,
