@@ -12,8 +12,13 @@
  * at rate q, per-example clipping to C, Gaussian noise sigma*C, division by
  * the expected batch q*N) and each epoch also prints the (epsilon, delta)
  * spent so far: the RDP accountant's bound for the steps taken, charged
- * for the discrete noise sampler (roost_noise_charge). With --epsilon the
- * noise multiplier is calibrated so the whole run meets the target.
+ * for the discrete noise sampler (roost_noise_charge). The accountant
+ * works at a delta d0 just below the requested one, chosen before training
+ * so that the charged delta of the whole run meets the request. With
+ * --epsilon the noise multiplier is calibrated so that the charged figures
+ * of the whole run meet the target, and a target the sampler's tail term
+ * alone rules out is refused before training; with --sigma a charged delta
+ * above the request is reported with a WARNING.
  *
  * Randomness: with --seed the initialisation, the shuffles and (with --dp)
  * the sampling and the noise come from the insecure deterministic
@@ -53,7 +58,8 @@ static const char train_usage[] =
     "                   LR * (1 + cos(pi * (e - 1) / E)) / 2)\n"
     "  --threads T      OpenBLAS threads (default 1)\n"
     "  --seed S         reproducible run (insecure deterministic rng)\n"
-    "  --limit N        train on the first N examples only\n"
+    "  --limit N        train on the first N examples only (0, the\n"
+    "                   default, or N above the set's size: all)\n"
     "  --data DIR       Fashion-MNIST directory (default $ROOST_FMNIST_DIR,\n"
     "                   else " ROOST_FMNIST_DEFAULT_DIR ")\n"
     "  --json           one JSON object per epoch on stdout\n"
@@ -63,10 +69,14 @@ static const char train_usage[] =
     "                   --epsilon\n"
     "  --clip C         per-example L2 clip norm\n"
     "  --sigma S        noise multiplier (noise stddev = S * C)\n"
-    "  --epsilon E      calibrate sigma so the whole run spends at most E\n"
+    "  --epsilon E      calibrate sigma so the whole run spends at most\n"
+    "                   (E, D), the noise sampler's distance from the ideal\n"
+    "                   Gaussian included (refused when that distance alone\n"
+    "                   exceeds D at E)\n"
     "  --delta D        target delta, below 1 / training examples\n"
     "  --q Q            sampling rate (default batch / training examples);\n"
-    "                   one epoch is round(1 / Q) steps\n";
+    "                   one epoch is round(1 / Q) steps; Q * training\n"
+    "                   examples (the expected batch) must be at least 1\n";
 
 struct train_args {
     const char *model;
@@ -251,7 +261,7 @@ print_epoch(const struct train_args *a, long epoch, double loss,
                "\"train_seconds\":%.3f,\"lr\":%g",
                epoch, loss, test_loss, acc, sps, secs, lr);
         if (eps >= 0.0)
-            printf(",\"epsilon\":%.6f,\"delta\":%.3g,\"insecure_rng\":%s", eps,
+            printf(",\"epsilon\":%.6f,\"delta\":%.6g,\"insecure_rng\":%s", eps,
                    delta, a->have_seed ? "true" : "false");
         printf("}\n");
     } else {
@@ -267,29 +277,214 @@ print_epoch(const struct train_args *a, long epoch, double loss,
 }
 
 /*
+ * What a DP run will spend, fixed before its first step. The sampler's
+ * distance from the ideal Gaussian (dp/noise.h) is charged on top of the
+ * accountant's bound: if the ideal mechanism is (eps, d0)-DP, the run is
+ * (eps + 2 n mu, e^(n mu) d0 + e^(eps + 2 n mu) n beta)-DP for n noise
+ * draws. The accountant is therefore asked for its epsilon at
+ * account_delta = d0, chosen below the requested delta so that the
+ * charged delta of the whole run still meets it.
+ */
+struct dp_plan {
+    double q, sigma;
+    uint64_t steps_per_epoch, total_steps;
+    double draws;         /* noise values the whole run draws */
+    double account_delta; /* d0: the accountant's delta */
+};
+
+/* Tries before the calibration gives up on the sampler's figures settling
+ * (each try builds one sampler: about 20 ms). */
+#define TRAIN_CALIBRATE_TRIES 8
+/* Headroom on the sampler's (mu, beta) when calibrating: near a given
+ * sigma they grow smoothly with it, and a calibration for exactly the
+ * largest values seen picks a slightly larger sigma whose values are
+ * slightly larger again, creeping towards a fixed point it never reaches.
+ * 1% more covers that drift; a jump (sigma*C crossing a power of two) is
+ * caught by the check and a further try. */
+#define TRAIN_CLOSENESS_HEADROOM 1.01
+/* Steps of the search for the accountant's delta under a given sigma
+ * (each one accountant call, about 0.3 ms): 1.25^100 spans any ratio of
+ * the tail term to delta that a double can express usefully. */
+#define TRAIN_SIGMA_TRIES 100
+
+/*
+ * charged_at - the charged (epsilon, delta) of `steps` steps that drew
+ * `draws` noise values from noise, the accountant bounding the ideal
+ * mechanism at delta0; *eps_ideal receives the accountant's epsilon.
+ */
+static int
+charged_at(const roost_noise *noise, const struct dp_plan *p, uint64_t steps,
+           double draws, double delta0, double *eps_ideal, double *eps_out,
+           double *delta_out, roost_errmsg *em)
+{
+    roost_dp_event ev = {.q = p->q, .sigma = p->sigma, .steps = steps};
+    int rc = roost_dp_epsilon(&ev, 1, delta0, eps_ideal, NULL, em);
+    if (rc == ROOST_OK)
+        rc = roost_noise_charge(noise, draws, *eps_ideal, delta0, eps_out,
+                                delta_out);
+    return rc;
+}
+
+/*
+ * calibrate_charged - the noise multiplier for --epsilon E --delta D such
+ * that the CHARGED figures of the whole run meet (E, D): the ideal
+ * mechanism is calibrated at epsilon E - 2 n mu and delta
+ * d0 = (D - e^E n beta) e^(-n mu), which makes both charged terms fit
+ * whatever the accountant's epsilon below E - 2 n mu. The sampler's
+ * (mu, beta) depend a little on sigma (on where sigma*C falls between two
+ * powers of two), so the calibration is repeated with the largest figures
+ * seen (plus TRAIN_CLOSENESS_HEADROOM) until the sampler of the chosen
+ * sigma passes the check itself.
+ * When e^E n beta >= D no d0 > 0 works: the run is refused before any
+ * training, naming the largest epsilon at which D is reachable.
+ * Returns an exit status; prints its own message.
+ */
+static int
+calibrate_charged(const struct train_args *a, size_t n_params,
+                  struct dp_plan *p, roost_rng *rng)
+{
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    double sigma, delta0 = a->delta, mu_max = 0.0, beta_max = 0.0;
+    int rc = roost_dp_calibrate_sigma(p->q, p->total_steps, a->delta,
+                                      a->epsilon, &sigma, &em);
+    if (rc != ROOST_OK)
+        return fail_rc("--epsilon", rc, &em);
+    for (int attempt = 0; attempt < TRAIN_CALIBRATE_TRIES; attempt++) {
+        roost_noise *probe;
+        rc = roost_noise_create(&probe, NULL, rng, sigma, a->clip,
+                                ROOST_NOISE_GRID_BITS_DEFAULT, &em);
+        if (rc != ROOST_OK)
+            return fail_rc("--epsilon", rc, &em);
+        double mu, beta;
+        roost_noise_closeness(probe, &mu, &beta);
+        p->sigma = sigma;
+        /* The first sigma was calibrated for the ideal mechanism at D
+         * itself: it cannot pass, and only supplies (mu, beta). */
+        bool fits = false;
+        if (attempt > 0) {
+            double eps_ideal, eps_c, delta_c;
+            rc = charged_at(probe, p, p->total_steps, p->draws, delta0,
+                            &eps_ideal, &eps_c, &delta_c, &em);
+            fits = rc == ROOST_OK && eps_c <= a->epsilon && delta_c <= a->delta;
+        }
+        roost_noise_destroy(probe);
+        if (rc != ROOST_OK)
+            return fail_rc("--epsilon", rc, &em);
+        if (fits) {
+            p->account_delta = delta0;
+            return ROOST_EXIT_OK;
+        }
+        mu_max = fmax(mu_max, mu * TRAIN_CLOSENESS_HEADROOM);
+        beta_max = fmax(beta_max, beta * TRAIN_CLOSENESS_HEADROOM);
+        double n_beta = p->draws * beta_max;
+        double tail = exp(a->epsilon) * n_beta;
+        double eps_target = a->epsilon - 2.0 * p->draws * mu_max;
+        if (!(tail < a->delta) || !(eps_target > 0.0)) {
+            fprintf(stderr,
+                    "roost train: --epsilon %g cannot be met at --delta %g: "
+                    "the noise sampler's tail term e^epsilon * n * beta "
+                    "(beta <= %.3g per draw, n = %.4g draws = %zu parameters "
+                    "x %llu steps) is %.3g at epsilon %g, not below delta. "
+                    "Delta %g is reachable only for epsilon below %.2f: use "
+                    "a smaller --epsilon, a larger --delta or fewer steps\n",
+                    a->epsilon, a->delta, beta_max, p->draws, n_params,
+                    (unsigned long long)p->total_steps, tail, a->epsilon,
+                    a->delta, log(a->delta / n_beta));
+            return ROOST_EXIT_FAIL;
+        }
+        delta0 = (a->delta - tail) * exp(-p->draws * mu_max);
+        rc = roost_dp_calibrate_sigma(p->q, p->total_steps, delta0, eps_target,
+                                      &sigma, &em);
+        if (rc != ROOST_OK)
+            return fail_rc("--epsilon", rc, &em);
+    }
+    fprintf(stderr, "roost train: --epsilon: the calibration for the noise "
+                    "sampler did not settle; try a slightly different "
+                    "--epsilon or --clip\n");
+    return ROOST_EXIT_FAIL;
+}
+
+/*
+ * account_delta_for_sigma - with a given --sigma, the accountant's delta
+ * d0 at which the whole run's charged delta is at most --delta D. The
+ * charge e^(n mu) d0 + e^(eps(d0) + 2 n mu) n beta must fit in D: d0 =
+ * (D - u) e^(-n mu) leaves u for the tail term, which grows as d0 falls
+ * (the accountant's epsilon rises, though only logarithmically). u starts
+ * at the tail term at d0 = D e^(-n mu) and grows by a quarter at a time
+ * until the tail fits in it, which takes one step unless the tail is a
+ * sizeable part of D. If u reaches D first, the accountant works at D and
+ * a WARNING says that the charged delta exceeds the request. Returns an
+ * exit status.
+ */
+static int
+account_delta_for_sigma(const struct train_args *a, struct dp_plan *p,
+                        const roost_noise *noise)
+{
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    double mu, beta, eps_ideal, eps_c, delta_c;
+    roost_noise_closeness(noise, &mu, &beta);
+    double n_beta = p->draws * beta;
+    double shrink = exp(-p->draws * mu);
+    double delta0 = a->delta * shrink;
+    int rc = charged_at(noise, p, p->total_steps, p->draws, delta0, &eps_ideal,
+                        &eps_c, &delta_c, &em);
+    if (rc != ROOST_OK)
+        return fail_rc("accounting", rc, &em);
+    double reserve = exp(eps_ideal + 2.0 * p->draws * mu) * n_beta;
+    for (int attempt = 0; attempt < TRAIN_SIGMA_TRIES; attempt++) {
+        if (delta_c <= a->delta) {
+            p->account_delta = delta0;
+            return ROOST_EXIT_OK;
+        }
+        reserve *= 1.25;
+        if (!(reserve < a->delta))
+            break;
+        delta0 = (a->delta - reserve) * shrink;
+        rc = charged_at(noise, p, p->total_steps, p->draws, delta0, &eps_ideal,
+                        &eps_c, &delta_c, &em);
+        if (rc != ROOST_OK)
+            return fail_rc("accounting", rc, &em);
+    }
+    p->account_delta = a->delta;
+    rc = charged_at(noise, p, p->total_steps, p->draws, a->delta, &eps_ideal,
+                    &eps_c, &delta_c, &em);
+    if (rc != ROOST_OK)
+        return fail_rc("accounting", rc, &em);
+    fprintf(stderr,
+            "roost train: WARNING: with --sigma %g the whole run's charged "
+            "delta is %.3g, above --delta %g: the noise sampler's tail term "
+            "e^epsilon * n * beta (beta = %.3g per draw, n = %.4g draws) is "
+            "%.3g at the run's epsilon %.4g. The figures printed hold for "
+            "that delta, not for %g; delta %g is reachable only for epsilon "
+            "below %.2f (use a larger --sigma or fewer steps)\n",
+            a->sigma, delta_c, a->delta, beta, p->draws, exp(eps_c) * n_beta,
+            eps_c, a->delta, a->delta, log(a->delta / n_beta));
+    return ROOST_EXIT_OK;
+}
+
+/*
  * train_dp - DP-SGD epochs: round(1/q) Poisson-sampled steps each, then
- * the evaluation and the privacy spent so far.
+ * the evaluation and the privacy spent so far (the charged figures; they
+ * grow with the steps, so the last epoch's are the run's).
  */
 static int
 train_dp(const struct train_args *a, struct run *r, size_t n)
 {
     roost_errmsg em;
     roost_errmsg_clear(&em);
-    double q = a->have_q ? a->q : (double)a->batch / (double)n;
-    if (q > 1.0)
-        q = 1.0;
-    uint64_t steps_per_epoch = (uint64_t)llround(1.0 / q);
-    if (steps_per_epoch == 0)
-        steps_per_epoch = 1;
-    uint64_t total_steps = steps_per_epoch * (uint64_t)a->epochs;
-    double sigma = a->sigma;
+    struct dp_plan plan = {.sigma = a->sigma, .account_delta = a->delta};
+    plan.q = a->have_q ? a->q : (double)a->batch / (double)n;
+    if (plan.q > 1.0)
+        plan.q = 1.0;
+    plan.steps_per_epoch = (uint64_t)llround(1.0 / plan.q);
+    if (plan.steps_per_epoch == 0)
+        plan.steps_per_epoch = 1;
+    plan.total_steps = plan.steps_per_epoch * (uint64_t)a->epochs;
+    size_t n_params = roost_model_param_count(r->model);
+    plan.draws = (double)n_params * (double)plan.total_steps;
     int rc;
-    if (a->have_epsilon) {
-        rc = roost_dp_calibrate_sigma(q, total_steps, a->delta, a->epsilon,
-                                      &sigma, &em);
-        if (rc != ROOST_OK)
-            return fail_rc("--epsilon", rc, &em);
-    }
     if (a->have_seed)
         rc = roost_rng_create_insecure_deterministic(&r->dp_rng, NULL, a->seed,
                                                      2);
@@ -297,18 +492,34 @@ train_dp(const struct train_args *a, struct run *r, size_t n)
         rc = roost_rng_create(&r->dp_rng, NULL);
     if (rc != ROOST_OK)
         return fail_rc("random generator", rc, NULL);
-    roost_dpsgd_config cfg = {.sampling_rate = q,
-                              .noise_multiplier = sigma,
+    /* Building a sampler draws no randomness, so the calibration's probes
+     * leave a seeded run's stream unchanged. */
+    if (a->have_epsilon) {
+        int status = calibrate_charged(a, n_params, &plan, r->dp_rng);
+        if (status != ROOST_EXIT_OK)
+            return status;
+    }
+    roost_dpsgd_config cfg = {.sampling_rate = plan.q,
+                              .noise_multiplier = plan.sigma,
                               .clip_norm = a->clip,
                               .sampling = ROOST_DPSGD_POISSON};
     rc = roost_dpsgd_create(&r->dpsgd, NULL, r->model, n, &cfg, r->dp_rng, &em);
     if (rc != ROOST_OK)
         return fail_rc("--dp", rc, &em);
+    const roost_noise *noise = roost_dpsgd_noise(r->dpsgd);
+    if (!a->have_epsilon) {
+        int status = account_delta_for_sigma(a, &plan, noise);
+        if (status != ROOST_EXIT_OK)
+            return status;
+    }
     if (!a->json)
         printf("DP-SGD: q %.6g (expected batch %.1f), %llu steps per epoch, "
-               "clip %g (effective %.6g), sigma %.6g, delta %g%s\n",
-               q, q * (double)n, (unsigned long long)steps_per_epoch, a->clip,
-               roost_dpsgd_effective_clip(r->dpsgd), sigma, a->delta,
+               "clip %g (effective %.6g), sigma %.6g, delta %g (accountant at "
+               "%.7g, the rest covers the noise sampler)%s\n",
+               plan.q, plan.q * (double)n,
+               (unsigned long long)plan.steps_per_epoch, a->clip,
+               roost_dpsgd_effective_clip(r->dpsgd), plan.sigma, a->delta,
+               plan.account_delta,
                a->have_seed ? "; INSECURE deterministic rng (--seed): the "
                               "noise gives NO privacy"
                             : "");
@@ -320,7 +531,7 @@ train_dp(const struct train_args *a, struct run *r, size_t n)
         roost_sgd_set_lr(r->opt, (float)lr);
         double loss_sum = 0.0, t0 = now_seconds();
         size_t seen = 0;
-        for (uint64_t s = 0; s < steps_per_epoch; s++) {
+        for (uint64_t s = 0; s < plan.steps_per_epoch; s++) {
             roost_dpsgd_step_info info;
             rc = roost_dpsgd_step_sgd(r->dpsgd, r->params, r->train, NULL,
                                       r->grad, r->opt, NULL, &info, &em);
@@ -337,14 +548,10 @@ train_dp(const struct train_args *a, struct run *r, size_t n)
             &test_loss, &acc);
         if (rc != ROOST_OK)
             return fail_rc("evaluation", rc, NULL);
-        roost_dp_event ev = {
-            .q = q, .sigma = sigma, .steps = steps_per_epoch * (uint64_t)epoch};
-        double eps, eps_charged, delta_charged;
-        rc = roost_dp_epsilon(&ev, 1, a->delta, &eps, NULL, &em);
-        if (rc == ROOST_OK)
-            rc = roost_noise_charge(roost_dpsgd_noise(r->dpsgd),
-                                    roost_dpsgd_noise_draws(r->dpsgd), eps,
-                                    a->delta, &eps_charged, &delta_charged);
+        double eps_ideal, eps_charged, delta_charged;
+        rc = charged_at(noise, &plan, plan.steps_per_epoch * (uint64_t)epoch,
+                        roost_dpsgd_noise_draws(r->dpsgd), plan.account_delta,
+                        &eps_ideal, &eps_charged, &delta_charged, &em);
         if (rc != ROOST_OK)
             return fail_rc("accounting", rc, &em);
         print_epoch(a, epoch, seen ? loss_sum / (double)seen : 0.0, test_loss,
@@ -352,6 +559,37 @@ train_dp(const struct train_args *a, struct run *r, size_t n)
                     delta_charged);
     }
     return ROOST_EXIT_OK;
+}
+
+/*
+ * dp_args_fit - the DP flags that only make sense against the number n of
+ * training examples, checked before anything is built. A delta of 1/n or
+ * more is met by a mechanism that publishes one example outright, so it
+ * is no guarantee. An expected batch q*n below one example makes most
+ * steps see no example at all while the noise, divided by q*n, grows
+ * beyond the gradient: the run learns nothing (the loss diverges).
+ */
+static bool
+dp_args_fit(const struct train_args *a, size_t n)
+{
+    if (!(a->delta < 1.0 / (double)n)) {
+        fprintf(stderr,
+                "roost train: --delta %g must be below 1 / %zu training "
+                "examples = %.3g (a larger delta admits releasing an "
+                "example outright)\n",
+                a->delta, n, 1.0 / (double)n);
+        return false;
+    }
+    if (a->have_q && a->q * (double)n < 1.0 - 1e-9) {
+        fprintf(stderr,
+                "roost train: --q %g gives an expected batch of %.3g over "
+                "%zu training examples, below 1: most steps would see no "
+                "example and the noise would swamp the gradient; use --q "
+                ">= 1/%zu or more examples\n",
+                a->q, a->q * (double)n, n, n);
+        return false;
+    }
+    return true;
 }
 
 static int
@@ -386,6 +624,8 @@ train(const struct train_args *a, struct run *r)
     size_t n = roost_dataset_count(r->train);
     if (a->limit > 0 && a->limit < n)
         n = (size_t)a->limit;
+    if (a->dp && !dp_args_fit(a, n))
+        return ROOST_EXIT_USAGE;
     rc = roost_workspace_create(&r->ws, r->model, batch, &em);
     if (rc != ROOST_OK)
         return fail_rc("workspace", rc, &em);

@@ -53,6 +53,22 @@ if ! awk -v a="$acc" 'BEGIN { exit !(a > 0.5) }'; then
     fail=1
 fi
 
+# Calibrated DP at a large epsilon: the CHARGED figures (noise sampler
+# included) must meet the target. Logreg on 600 examples draws 1.5e5 noise
+# values; at epsilon 22 the sampler's tail term e^22 * n * beta is about
+# 4e-6, which the calibration must leave room for (it used to print
+# delta 1.47e-05 here).
+"$roost" train --model logreg --epochs 1 --limit 600 --seed 3 --dp --clip 1 \
+    --epsilon 22 --delta 1e-5 --json >"$out" 2>"$err" ||
+    { echo "FAIL: --epsilon 22 run: $(cat "$err")"; fail=1; }
+eps=$(sed -n 's/.*"epsilon":\([0-9.e+-]*\).*/\1/p' "$out")
+delta=$(sed -n 's/.*"delta":\([0-9.e+-]*\).*/\1/p' "$out")
+if ! awk -v e="$eps" -v d="$delta" \
+    'BEGIN { exit !(e != "" && d != "" && e <= 22 && e > 21.9 && d <= 1e-5) }'; then
+    echo "FAIL: --epsilon 22 --delta 1e-5 charged ($eps, $delta): $(cat "$out")"
+    fail=1
+fi
+
 check() { # expected-status needle args...
     want=$1 needle=$2
     shift 2
@@ -74,6 +90,22 @@ check 2 "need --dp" "$roost" train --model mlp --sigma 1
 check 2 "exactly one of" "$roost" train --model mlp --dp --clip 1 --delta 1e-5
 check 1 "unreachable" "$roost" train --model mlp --limit 100 --dp --clip 1 \
     --epsilon 0.001 --delta 1e-5
+# A target the sampler's tail term alone exceeds is refused before training,
+# saying how far epsilon can go at this delta.
+check 1 "tail term" "$roost" train --model logreg --epochs 1 --limit 600 \
+    --dp --clip 1 --epsilon 30 --delta 1e-5
+check 1 "reachable only for epsilon below 2[23]\\." "$roost" train --model logreg \
+    --epochs 1 --limit 600 --dp --clip 1 --epsilon 1000 --delta 1e-5
+# A given sigma whose charged delta exceeds --delta runs, with a warning.
+check 0 "WARNING.*charged delta" "$roost" train --model logreg --epochs 1 \
+    --limit 600 --seed 3 --dp --clip 1 --sigma 0.38 --delta 1e-5
+# delta must be below 1/N; the expected batch q*N at least 1.
+check 2 "below 1 / 600 training examples" "$roost" train --model logreg \
+    --epochs 1 --limit 600 --dp --clip 1 --sigma 1 --delta 0.5
+check 2 "expected batch of 0.06" "$roost" train --model logreg --epochs 1 \
+    --limit 600 --dp --clip 1 --sigma 1 --delta 1e-5 --q 0.0001
+"$roost" train --help | grep -q -- "--limit N.*(0, the" ||
+    { echo "FAIL: --help does not say what --limit 0 means"; fail=1; }
 
 if [ "$fail" -eq 0 ]; then
     echo "server.train: all checks passed"
