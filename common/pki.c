@@ -587,10 +587,13 @@ out:
     return rc;
 }
 
-int
-roost_pki_revoke(const char *ca_key_path, const char *ca_cert_path,
-                 const char *crl_path, const char *cert_path, int64_t crl_days,
-                 roost_errmsg *em)
+/* Re-sign crl_path with a fresh lastUpdate/nextUpdate, first adding
+ * cert_path's serial when cert_path is not NULL. Shared by revoke and
+ * crl: both keep every entry already listed. */
+static int
+crl_update(const char *ca_key_path, const char *ca_cert_path,
+           const char *crl_path, const char *cert_path, int64_t crl_days,
+           size_t *n_revoked, roost_errmsg *em)
 {
     EVP_PKEY *ca_key = NULL;
     X509 *ca_cert = NULL, *cert = NULL;
@@ -598,9 +601,10 @@ roost_pki_revoke(const char *ca_key_path, const char *ca_cert_path,
     X509_REVOKED *rev = NULL;
     ASN1_TIME *now = NULL;
     int rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em);
-    if (rc != ROOST_OK || (rc = read_cert(cert_path, &cert, em)) != ROOST_OK)
+    if (rc != ROOST_OK || (cert_path != NULL &&
+                           (rc = read_cert(cert_path, &cert, em)) != ROOST_OK))
         goto out;
-    if (X509_check_issued(ca_cert, cert) != X509_V_OK) {
+    if (cert != NULL && X509_check_issued(ca_cert, cert) != X509_V_OK) {
         rc = roost_fail(em, ROOST_EINVAL, "%s was not issued by %s", cert_path,
                         ca_cert_path);
         goto out;
@@ -623,8 +627,8 @@ roost_pki_revoke(const char *ca_key_path, const char *ca_cert_path,
         goto out;
     }
     X509_REVOKED *existing = NULL;
-    if (X509_CRL_get0_by_serial(crl, &existing, X509_get_serialNumber(cert)) !=
-        1) {
+    if (cert != NULL && X509_CRL_get0_by_serial(
+                            crl, &existing, X509_get_serialNumber(cert)) != 1) {
         rev = X509_REVOKED_new();
         now = X509_gmtime_adj(NULL, 0);
         if (rev == NULL || now == NULL ||
@@ -644,6 +648,10 @@ roost_pki_revoke(const char *ca_key_path, const char *ca_cert_path,
         rc = fail_ssl(em, ROOST_ECRYPTO, "signing CRL");
         goto out;
     }
+    if (n_revoked != NULL) {
+        STACK_OF(X509_REVOKED) *all = X509_CRL_get_REVOKED(crl);
+        *n_revoked = all != NULL ? (size_t)sk_X509_REVOKED_num(all) : 0;
+    }
     rc = write_crl(crl_path, crl, em);
 out:
     EVP_PKEY_free(ca_key);
@@ -654,4 +662,24 @@ out:
     ASN1_TIME_free(now);
     ERR_clear_error();
     return rc;
+}
+
+int
+roost_pki_revoke(const char *ca_key_path, const char *ca_cert_path,
+                 const char *crl_path, const char *cert_path, int64_t crl_days,
+                 roost_errmsg *em)
+{
+    if (cert_path == NULL)
+        return roost_fail(em, ROOST_EINVAL, "revoke: no certificate given");
+    return crl_update(ca_key_path, ca_cert_path, crl_path, cert_path, crl_days,
+                      NULL, em);
+}
+
+int
+roost_pki_crl(const char *ca_key_path, const char *ca_cert_path,
+              const char *crl_path, int64_t crl_days, size_t *n_revoked,
+              roost_errmsg *em)
+{
+    return crl_update(ca_key_path, ca_cert_path, crl_path, NULL, crl_days,
+                      n_revoked, em);
 }

@@ -73,4 +73,13 @@ int roost_pki_revoke(const char *ca_key_path, const char *ca_cert_path,
                      const char *crl_path, const char *cert_path,
                      int64_t crl_days, roost_errmsg *em);
 
+/* roost_pki_crl - re-sign the CA's CRL with the same entries and a fresh
+ * validity (crl_days from now), replacing the file atomically: what an
+ * operator runs before the CRL's nextUpdate passes, since an expired CRL
+ * makes every handshake fail. *n_revoked (may be NULL) receives the number
+ * of entries. The CRL must be signed by this CA already. */
+int roost_pki_crl(const char *ca_key_path, const char *ca_cert_path,
+                  const char *crl_path, int64_t crl_days, size_t *n_revoked,
+                  roost_errmsg *em);
+
 #endif

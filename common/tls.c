@@ -16,7 +16,9 @@
  * Verification is OpenSSL's own chain verification (no custom callback
  * that could accept what OpenSSL refused); we only translate its verdict
  * into an error message. The server context enables CRL checking of the
- * leaf, so a revoked client certificate fails the handshake.
+ * leaf, so a revoked client certificate fails the handshake. A session
+ * verified before a CRL change can be re-checked with
+ * roost_tls_ctx_revoked against a context built from the new CRL.
  *
  * No globals; a context is shared read-only by its sessions.
  */
@@ -29,9 +31,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <openssl/bn.h>
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/alloc.h"
 
@@ -229,8 +234,32 @@ roost_tls_ctx_is_server(const roost_tls_ctx *ctx)
     return ctx->server;
 }
 
+/* True if a CA certificate in store issued crl: same name, and the
+ * signature verifies with its key. */
+static bool
+crl_signed_by_store_ca(X509_STORE *store, X509_CRL *crl)
+{
+    bool found = false;
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; !found && i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (ca == NULL || X509_NAME_cmp(X509_get_subject_name(ca),
+                                        X509_CRL_get_issuer(crl)) != 0)
+            continue;
+        EVP_PKEY *pub = X509_get0_pubkey(ca);
+        found = pub != NULL && X509_CRL_verify(crl, pub) == 1;
+    }
+    ERR_clear_error();
+    return found;
+}
+
+/* Load every CRL of path into store. The CA certificates must be in the
+ * store already: a CRL that none of them signed is refused here, because
+ * OpenSSL would otherwise accept the file and then fail every handshake
+ * with "CRL signature failure" (or "unable to get CRL"). */
 static int
-load_crl(X509_STORE *store, const char *path, roost_errmsg *em)
+load_crl(X509_STORE *store, const char *path, const char *ca_path,
+         roost_errmsg *em)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
@@ -238,6 +267,13 @@ load_crl(X509_STORE *store, const char *path, roost_errmsg *em)
     int n = 0;
     X509_CRL *crl;
     while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+        if (!crl_signed_by_store_ca(store, crl)) {
+            X509_CRL_free(crl);
+            fclose(f);
+            return roost_fail(em, ROOST_EAUTH,
+                              "CRL %s: not signed by the CA in %s", path,
+                              ca_path);
+        }
         int ok = X509_STORE_add_crl(store, crl);
         X509_CRL_free(crl);
         if (!ok) {
@@ -252,6 +288,77 @@ load_crl(X509_STORE *store, const char *path, roost_errmsg *em)
         return roost_fail(em, ROOST_EIO, "CRL %s: no PEM X509 CRL in file",
                           path);
     return ROOST_OK;
+}
+
+int
+roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
+{
+    out->n_crls = 0;
+    out->n_revoked = 0;
+    out->next_update = INT64_MAX;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
+    int rc = ROOST_OK;
+    /* The store is shared with handshakes that may run on other threads:
+     * hold its lock while walking its objects. */
+    X509_STORE_lock(store);
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    time_t now = time(NULL);
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl =
+            X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        if (crl == NULL)
+            continue;
+        out->n_crls++;
+        STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
+        out->n_revoked += rev != NULL ? (size_t)sk_X509_REVOKED_num(rev) : 0;
+        const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+        if (next == NULL)
+            continue;
+        /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
+        int days = 0, secs = 0;
+        if (ASN1_TIME_diff(&days, &secs, NULL, next) != 1) {
+            rc = ROOST_ECRYPTO;
+            continue;
+        }
+        int64_t t = (int64_t)now + (int64_t)days * 86400 + secs;
+        if (t < out->next_update)
+            out->next_update = t;
+    }
+    X509_STORE_unlock(store);
+    ERR_clear_error();
+    return rc;
+}
+
+bool
+roost_tls_ctx_revoked(const roost_tls_ctx *ctx, const roost_tls_identity *id)
+{
+    if (id->serial_len == 0)
+        return false;
+    BIGNUM *bn = BN_bin2bn(id->serial, (int)id->serial_len, NULL);
+    ASN1_INTEGER *serial = bn != NULL ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+    BN_free(bn);
+    if (serial == NULL) {
+        ERR_clear_error();
+        return false;
+    }
+    bool revoked = false;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
+    X509_STORE_lock(store);
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; !revoked && i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl =
+            X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        X509_REVOKED *entry = NULL;
+        if (crl != NULL &&
+            X509_NAME_hash_ex(X509_CRL_get_issuer(crl), NULL, NULL, NULL) ==
+                id->issuer_hash &&
+            X509_CRL_get0_by_serial(crl, &entry, serial) == 1)
+            revoked = true;
+    }
+    X509_STORE_unlock(store);
+    ASN1_INTEGER_free(serial);
+    ERR_clear_error();
+    return revoked;
 }
 
 static int
@@ -340,7 +447,7 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
     }
     if (files->crl_path != NULL) {
         X509_STORE *store = SSL_CTX_get_cert_store(c);
-        rc = load_crl(store, files->crl_path, em);
+        rc = load_crl(store, files->crl_path, files->ca_path, em);
         if (rc != ROOST_OK)
             goto fail;
         X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
@@ -589,6 +696,15 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
         out->fingerprint_hex[2 * i + 1] = hex[out->fingerprint[i] & 15];
     }
     out->fingerprint_hex[2 * n] = '\0';
+    /* The serial as a big-endian magnitude (Roost's serials are positive),
+     * and the issuer's name hash: enough to find it in a CRL later. */
+    out->serial_len = 0;
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    if (bn != NULL && BN_num_bytes(bn) <= ROOST_TLS_SERIAL_CAP)
+        out->serial_len = (size_t)BN_bn2bin(bn, out->serial);
+    BN_free(bn);
+    out->issuer_hash =
+        X509_NAME_hash_ex(X509_get_issuer_name(cert), NULL, NULL, NULL);
     out->subject[0] = '\0';
     BIO *b = BIO_new(BIO_s_mem());
     if (b != NULL) {

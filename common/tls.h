@@ -35,9 +35,11 @@ typedef struct roost_tls roost_tls;
 /* PEM files a context is built from. All paths are read at creation time
  * and not kept. crl_path is required for a server context (a deployment
  * always has a CRL, possibly empty: `roost pki init` writes one) and
- * optional for a client. A client context may also leave cert_path and
- * key_path both NULL: it then presents no certificate, which every Roost
- * server refuses; that exists for tests and diagnostics. */
+ * optional for a client; every CRL in it must be signed by a CA of
+ * ca_path (a CRL nobody signed would fail every handshake later). A client
+ * context may also leave cert_path and key_path both NULL: it then presents no
+ * certificate, which every Roost server refuses; that exists for tests and
+ * diagnostics. */
 typedef struct roost_tls_files {
     const char *ca_path;   /* deployment CA certificate */
     const char *cert_path; /* own certificate */
@@ -48,10 +50,18 @@ typedef struct roost_tls_files {
 /* The authenticated identity of a peer. */
 #define ROOST_TLS_FINGERPRINT_LEN 32
 #define ROOST_TLS_SUBJECT_CAP 256
+#define ROOST_TLS_SERIAL_CAP 32
 typedef struct roost_tls_identity {
     uint8_t fingerprint[ROOST_TLS_FINGERPRINT_LEN]; /* SHA-256 of cert DER */
     char fingerprint_hex[2 * ROOST_TLS_FINGERPRINT_LEN + 1];
     char subject[ROOST_TLS_SUBJECT_CAP]; /* RFC 2253, display only */
+    /* Serial number (big-endian magnitude) and issuer name hash, kept so
+     * that an open session can be checked against a CRL loaded later
+     * (roost_tls_ctx_revoked). serial_len is 0 for a serial longer than
+     * the cap (RFC 5280 allows 20 octets; Roost issues 16). */
+    uint8_t serial[ROOST_TLS_SERIAL_CAP];
+    size_t serial_len;
+    unsigned long issuer_hash;
 } roost_tls_identity;
 
 /*
@@ -72,6 +82,25 @@ void roost_tls_ctx_destroy(roost_tls_ctx *ctx);
  * roost_tls_ctx_destroy (atomic: any thread). */
 void roost_tls_ctx_ref(roost_tls_ctx *ctx);
 bool roost_tls_ctx_is_server(const roost_tls_ctx *ctx);
+
+/* What the CRLs of a context say, for the operator's log. */
+typedef struct roost_tls_crl_info {
+    size_t n_crls;       /* CRLs loaded (0 for a client without one) */
+    size_t n_revoked;    /* entries over all of them */
+    int64_t next_update; /* earliest nextUpdate, Unix seconds; INT64_MAX if
+                            no CRL carries one */
+} roost_tls_crl_info;
+
+/* roost_tls_ctx_crl_info - summarise the context's CRLs into *out.
+ * ROOST_OK, or ROOST_ECRYPTO if a nextUpdate cannot be read. */
+int roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out);
+
+/* roost_tls_ctx_revoked - true if a CRL of ctx from the identity's issuer
+ * lists its serial number: the question the handshake asks, asked again of
+ * a session that was verified against an older CRL. False when the
+ * identity's serial is unknown (serial_len 0). */
+bool roost_tls_ctx_revoked(const roost_tls_ctx *ctx,
+                           const roost_tls_identity *id);
 
 /*
  * roost_tls_create - a new session. For a client context, server_name

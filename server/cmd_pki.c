@@ -6,6 +6,7 @@
  *   roost pki request  on a device: key + certificate signing request
  *   roost pki sign     the CA signs a request -> client certificate
  *   roost pki revoke   add a certificate to the CRL
+ *   roost pki crl      re-sign the CRL with a fresh validity, same entries
  *
  * The work is done by common/pki.c; this file parses flags and reports.
  * A CA lives in one directory: ca.key (0600), ca.crt, ca.crl.
@@ -23,14 +24,15 @@
 #define MAX_SANS 32
 
 static const char *const usage_main =
-    "usage: roost pki init|server|request|sign|revoke [flags]\n"
+    "usage: roost pki init|server|request|sign|revoke|crl [flags]\n"
     "       roost pki SUBCOMMAND --help\n\n"
     "  init     create the CA (key, certificate, empty CRL) in a directory\n"
     "  server   issue a server key and certificate with subjectAltNames\n"
     "  request  on a device: create a key and a certificate request (CSR);\n"
     "           the key never leaves the device\n"
     "  sign     the CA signs a CSR, giving a client certificate\n"
-    "  revoke   add a certificate to the CA's revocation list (CRL)\n\n"
+    "  revoke   add a certificate to the CA's revocation list (CRL)\n"
+    "  crl      re-sign the CRL before it expires (same entries)\n\n"
     "Keys are EC P-256, PEM, mode 0600; existing files are never "
     "overwritten.\n";
 
@@ -40,7 +42,7 @@ static const char *const usage_init =
     "  --dir DIR       the CA directory (created if missing)\n"
     "  --cn NAME       the CA's common name (default \"Roost CA\")\n"
     "  --days N        certificate validity (default 3650)\n"
-    "  --crl-days N    CRL validity; re-run revoke before it ends "
+    "  --crl-days N    CRL validity; run 'roost pki crl' before it ends "
     "(default 365)\n";
 
 static const char *const usage_server =
@@ -65,8 +67,19 @@ static const char *const usage_sign =
 static const char *const usage_revoke =
     "usage: roost pki revoke --ca-dir DIR --cert FILE [--crl-days N]\n"
     "Add the certificate's serial number to DIR/ca.crl and re-sign it.\n"
-    "Restart or reload the coordinator to apply the new CRL.\n"
+    "Then copy the CRL to the coordinator's crl_file if it reads another\n"
+    "copy, and reload it (SIGHUP: systemctl reload roost): new handshakes\n"
+    "use the new CRL and open sessions of the revoked certificate close.\n"
     "  --crl-days N    CRL validity from now (default 365)\n";
+
+static const char *const usage_crl =
+    "usage: roost pki crl --ca-dir DIR [--days N]\n"
+    "Re-sign DIR/ca.crl with the same revoked entries and a new validity.\n"
+    "A coordinator whose CRL has passed its next update refuses every\n"
+    "client, so run this before then (the coordinator warns 30 days ahead),\n"
+    "copy the CRL to the coordinator's crl_file if it reads another copy,\n"
+    "and reload the coordinator (SIGHUP: systemctl reload roost).\n"
+    "  --days N        CRL validity from now (default 365)\n";
 
 typedef struct flag {
     const char *name;
@@ -323,9 +336,34 @@ cmd_revoke(int argc, char **argv)
     int rc = roost_pki_revoke(ca.key, ca.cert, ca.crl, get(flags, "--cert"),
                               crl_days, &em);
     if (rc == ROOST_OK)
-        printf("revoked %s; CRL %s updated (reload the coordinator)\n",
-               get(flags, "--cert"), ca.crl);
+        printf("revoked %s; CRL %s updated (valid %lld days); reload the "
+               "coordinator to apply it (systemctl reload roost, or "
+               "SIGHUP)\n",
+               get(flags, "--cert"), ca.crl, (long long)crl_days);
     return report("revoke", rc, &em);
+}
+
+static int
+cmd_crl(int argc, char **argv)
+{
+    flag flags[] = {{"--ca-dir", NULL}, {"--days", NULL}, {NULL, NULL}};
+    int64_t days;
+    if (!parse_flags("crl", argc, argv, flags) ||
+        !require("crl", flags, "--ca-dir") ||
+        !days_flag("crl", flags, "--days", 365, 3650, &days))
+        return ROOST_EXIT_USAGE;
+    ca_paths ca;
+    if (!ca_paths_of(get(flags, "--ca-dir"), &ca))
+        return ROOST_EXIT_USAGE;
+    roost_errmsg em = {{0}};
+    size_t n = 0;
+    int rc = roost_pki_crl(ca.key, ca.cert, ca.crl, days, &n, &em);
+    if (rc == ROOST_OK)
+        printf("re-signed CRL %s: %zu revoked certificate%s, valid %lld "
+               "days; reload the coordinator to apply it (systemctl reload "
+               "roost, or SIGHUP)\n",
+               ca.crl, n, n == 1 ? "" : "s", (long long)days);
+    return report("crl", rc, &em);
 }
 
 int
@@ -339,7 +377,8 @@ roost_cmd_pki(int argc, char **argv)
                 {"server", cmd_server, usage_server},
                 {"request", cmd_request, usage_request},
                 {"sign", cmd_sign, usage_sign},
-                {"revoke", cmd_revoke, usage_revoke}};
+                {"revoke", cmd_revoke, usage_revoke},
+                {"crl", cmd_crl, usage_crl}};
     if (argc < 2) {
         fputs(usage_main, stderr);
         return ROOST_EXIT_USAGE;

@@ -22,7 +22,8 @@
  *
  * Signals: SIGTERM and SIGINT abandon the open round (nothing of it is
  * committed; it runs again, under the same number, at the next start) and
- * exit 0. SIGHUP reopens the log file (for logrotate). The handlers only
+ * exit 0. SIGHUP reopens the log file (for logrotate) and reloads the TLS
+ * files (see "TLS reload" below). The handlers only
  * write the signal number to a self-pipe that the loop polls; all the work
  * happens on the loop's thread. (A signalfd would need the signals blocked
  * in every thread, and OpenBLAS starts its threads before main runs.) The
@@ -64,7 +65,10 @@ static const char serve_usage[] =
     "Run the coordinator: accept clients over TLS, run rounds, record every\n"
     "round in SQLite. It resumes from the last committed round. SIGTERM or\n"
     "SIGINT abandons the open round (it runs again at the next start) and\n"
-    "exits 0; SIGHUP reopens the log file.\n"
+    "exits 0. SIGHUP reopens the log file and reloads the CA, certificate,\n"
+    "key and CRL files: new handshakes use them, open sessions of a\n"
+    "certificate the new CRL revokes are closed, and if a file is bad the\n"
+    "previous ones stay in force (the log says why).\n"
     "\n"
     "  --config FILE            the INI configuration (deploy/roost.conf)\n"
     "  --check-config FILE      check FILE, print the effective configuration\n"
@@ -190,6 +194,7 @@ struct serve {
     roost_serve_config *cfg;
     roost_logger log;
     roost_channel *ch;
+    roost_tls_ctx *tls; /* the context new handshakes use (owned) */
     roost_coord *coord;
     roost_wire_limits limits;
     uint8_t *buf; /* reusable encode buffer */
@@ -199,6 +204,15 @@ struct serve {
     uint64_t *closed;
     size_t n_closed, closed_cap;
     int fatal; /* ROOST_OK, or the coordinator's fatal error */
+    /* Identities of the sessions whose handshake completed and which have
+     * not closed: what a TLS reload checks against the new CRL. Unordered;
+     * a close swaps the last entry into the freed slot. */
+    struct open_peer {
+        uint64_t session;
+        roost_tls_identity id;
+    } * peers;
+    size_t n_peers, peers_cap;
+    int64_t crl_check_ms; /* next daily check of the CRL's nextUpdate */
 };
 
 static int64_t
@@ -251,6 +265,38 @@ hold_closed(struct serve *sv, uint64_t session)
     sv->closed[sv->n_closed++] = session;
 }
 
+static void
+peer_add(struct serve *sv, uint64_t session, const roost_tls_identity *id)
+{
+    if (sv->n_peers == sv->peers_cap) {
+        size_t cap = sv->peers_cap ? 2 * sv->peers_cap : 64;
+        struct open_peer *p = realloc(sv->peers, cap * sizeof(*p));
+        if (p == NULL) {
+            /* The daemon may abort on OOM (STYLE.md); an untracked peer
+             * would escape a later revocation. */
+            fprintf(stderr, "roost serve: out of memory\n");
+            abort();
+        }
+        sv->peers = p;
+        sv->peers_cap = cap;
+    }
+    sv->peers[sv->n_peers].session = session;
+    sv->peers[sv->n_peers].id = *id;
+    sv->n_peers++;
+}
+
+/* Linear: a close costs O(open sessions) compares, negligible next to the
+ * TLS teardown around it even at tens of thousands of sessions. */
+static void
+peer_remove(struct serve *sv, uint64_t session)
+{
+    for (size_t i = 0; i < sv->n_peers; i++)
+        if (sv->peers[i].session == session) {
+            sv->peers[i] = sv->peers[--sv->n_peers];
+            return;
+        }
+}
+
 /* The coordinator's send: encode into the reusable buffer, one frame. */
 static int
 io_send(void *arg, uint64_t session, const Roost__V1__Envelope *msg)
@@ -285,6 +331,7 @@ on_event(void *arg, const roost_channel_event *ev)
 {
     struct serve *sv = arg;
     if (ev->type == ROOST_CHANNEL_CLOSED) {
+        peer_remove(sv, ev->session);
         hold_closed(sv, ev->session);
         if (!sv->in_coord)
             drain_closed(sv);
@@ -294,6 +341,7 @@ on_event(void *arg, const roost_channel_event *ev)
         return;
     sv->in_coord = true;
     if (ev->type == ROOST_CHANNEL_OPENED) {
+        peer_add(sv, ev->session, ev->identity);
         int rc = roost_coord_session_opened(sv->coord, ev->session,
                                             ev->identity->fingerprint_hex,
                                             ev->identity->subject, now_ms());
@@ -354,6 +402,156 @@ on_round(void *arg, const roost_coord_round_summary *s)
               s->round_id, s->committed ? "committed" : "failed", s->seconds,
               s->selected, s->accepted, s->refused, s->dropped, s->examples,
               loss, acc, eps);
+}
+
+/* ---------------------------------------------------------------------
+ * TLS reload.
+ *
+ * `roost pki revoke` and `roost pki crl` rewrite the CRL; the daemon reads
+ * it (with the CA, certificate and key) into a new context on SIGHUP and
+ * hands that to the channel with roost_channel_set_tls, so the next
+ * handshake is checked against it. If building the context fails (a file
+ * missing, unreadable, not PEM, a key that does not match, a CRL the CA
+ * did not sign) the old context stays in force and the error is logged:
+ * a typo in a reload must not take the federation down or, worse, leave
+ * it without TLS.
+ *
+ * Sessions already open were verified against the old CRL. Those whose
+ * certificate the new CRL lists are closed, exactly as if the client had
+ * disconnected (roost_channel_close -> CLOSED -> the coordinator drops the
+ * session and its place in the round): a revoked device must not keep
+ * contributing updates on a connection it opened before the revocation.
+ *
+ * An expired CRL makes OpenSSL refuse every client ("CRL has expired"), so
+ * the CRL's nextUpdate is checked at start, at each reload and once a day:
+ * past -> error, within 30 days -> warning, both naming the command that
+ * re-signs it.
+ * ------------------------------------------------------------------- */
+#define CRL_WARN_S ((int64_t)30 * 86400)
+#define CRL_CHECK_EVERY_MS ((int64_t)86400 * 1000)
+
+static void
+format_utc(int64_t t, char *buf, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (t == INT64_MAX || gmtime_r(&tt, &tm) == NULL ||
+        strftime(buf, cap, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
+        snprintf(buf, cap, "never");
+}
+
+/* Log how long the CRL of ctx stays valid; errors and warnings name the
+ * file, the date and the cure. */
+static void
+crl_check(struct serve *sv, const roost_tls_ctx *ctx)
+{
+    roost_tls_crl_info info;
+    if (roost_tls_ctx_crl_info(ctx, &info) != ROOST_OK) {
+        roost_log(&sv->log, ROOST_LOG_WARN,
+                  "CRL %s: cannot read its next update time",
+                  sv->cfg->crl_file);
+        return;
+    }
+    if (info.next_update == INT64_MAX)
+        return;
+    char when[40];
+    format_utc(info.next_update, when, sizeof(when));
+    int64_t left = info.next_update - (int64_t)time(NULL);
+    if (left <= 0)
+        roost_log(&sv->log, ROOST_LOG_ERROR,
+                  "CRL %s expired at %s: every client handshake fails "
+                  "(\"CRL has expired\") until it is re-signed: run 'roost "
+                  "pki crl --ca-dir CA_DIR', copy the CRL here and reload "
+                  "(systemctl reload roost)",
+                  sv->cfg->crl_file, when);
+    else if (left <= CRL_WARN_S)
+        roost_log(&sv->log, ROOST_LOG_WARN,
+                  "CRL %s expires at %s (in %" PRId64
+                  " days): after that every client handshake fails; run "
+                  "'roost pki crl --ca-dir CA_DIR', copy the CRL here and "
+                  "reload (systemctl reload roost)",
+                  sv->cfg->crl_file, when, left / 86400);
+}
+
+/* The server TLS context from the configured files, its CRL logged. */
+static int
+tls_load(struct serve *sv, roost_tls_ctx **out, roost_errmsg *em)
+{
+    const roost_serve_config *cfg = sv->cfg;
+    roost_tls_files files = {cfg->ca_file, cfg->cert_file, cfg->key_file,
+                             cfg->crl_file};
+    int rc = roost_tls_ctx_create_server(out, &files, em);
+    if (rc != ROOST_OK)
+        return rc;
+    roost_tls_crl_info info;
+    char when[40] = "unknown";
+    if (roost_tls_ctx_crl_info(*out, &info) == ROOST_OK)
+        format_utc(info.next_update, when, sizeof(when));
+    else
+        info.n_revoked = 0;
+    roost_log(&sv->log, ROOST_LOG_INFO,
+              "TLS: CA %s, certificate %s; CRL %s: %zu revoked, next update "
+              "%s",
+              cfg->ca_file, cfg->cert_file, cfg->crl_file, info.n_revoked,
+              when);
+    crl_check(sv, *out);
+    return ROOST_OK;
+}
+
+/* SIGHUP: rebuild the context, install it, close revoked sessions. */
+static void
+tls_reload(struct serve *sv)
+{
+    roost_tls_ctx *fresh = NULL;
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    if (tls_load(sv, &fresh, &em) != ROOST_OK) {
+        roost_log(&sv->log, ROOST_LOG_ERROR,
+                  "SIGHUP: TLS files not reloaded, the previous ones stay in "
+                  "force: %s",
+                  em.text);
+        return;
+    }
+    if (roost_channel_set_tls(sv->ch, fresh) != ROOST_OK) {
+        roost_log(&sv->log, ROOST_LOG_ERROR,
+                  "SIGHUP: TLS files not reloaded, the previous ones stay in "
+                  "force: %s",
+                  roost_channel_errmsg(sv->ch));
+        roost_tls_ctx_destroy(fresh);
+        return;
+    }
+    roost_tls_ctx_destroy(sv->tls); /* the channel holds its own reference */
+    sv->tls = fresh;
+    sv->crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
+
+    /* Closing fires CLOSED synchronously, which removes the peer from the
+     * table being walked: collect the sessions first. */
+    uint64_t *doomed = NULL;
+    size_t n_doomed = 0;
+    for (size_t i = 0; i < sv->n_peers; i++) {
+        if (!roost_tls_ctx_revoked(fresh, &sv->peers[i].id))
+            continue;
+        if (doomed == NULL) {
+            doomed = malloc(sv->n_peers * sizeof(*doomed));
+            if (doomed == NULL) {
+                fprintf(stderr, "roost serve: out of memory\n");
+                abort();
+            }
+        }
+        roost_log(&sv->log, ROOST_LOG_WARN,
+                  "session %" PRIu64 " (%s): closing: certificate revoked "
+                  "by the reloaded CRL",
+                  sv->peers[i].session, sv->peers[i].id.subject);
+        doomed[n_doomed++] = sv->peers[i].session;
+    }
+    for (size_t i = 0; i < n_doomed; i++)
+        roost_channel_close(sv->ch, doomed[i]);
+    free(doomed);
+    drain_closed(sv);
+    roost_log(&sv->log, ROOST_LOG_INFO,
+              "SIGHUP: TLS files reloaded; new handshakes use them; %zu open "
+              "session%s of revoked certificates closed",
+              n_doomed, n_doomed == 1 ? "" : "s");
 }
 
 /* ---------------------------------------------------------------------
@@ -506,7 +704,6 @@ run(roost_serve_config *cfg)
     bool signals_on = false;
     struct sigaction old_actions[N_HANDLED];
     roost_store *store = NULL;
-    roost_tls_ctx *tls = NULL;
     roost_dataset *eval = NULL;
     roost_rng *dp_rng = NULL;
     roost_errmsg em;
@@ -540,12 +737,11 @@ run(roost_serve_config *cfg)
         roost_log(&sv.log, ROOST_LOG_ERROR, "database: %s", em.text);
         goto out;
     }
-    roost_tls_files files = {cfg->ca_file, cfg->cert_file, cfg->key_file,
-                             cfg->crl_file};
-    if (roost_tls_ctx_create_server(&tls, &files, &em) != ROOST_OK) {
+    if (tls_load(&sv, &sv.tls, &em) != ROOST_OK) {
         roost_log(&sv.log, ROOST_LOG_ERROR, "TLS: %s", em.text);
         goto out;
     }
+    sv.crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
     if (cfg->eval_enabled) {
         if (roost_dataset_load_fmnist(&eval, NULL, cfg->eval_dir,
                                       ROOST_SPLIT_TEST, &em) != ROOST_OK) {
@@ -590,7 +786,7 @@ run(roost_serve_config *cfg)
     chc.handshake_timeout_ms = (int)cfg->handshake_timeout_ms;
     chc.idle_timeout_ms =
         cfg->idle_timeout_ms == 0 ? -1 : (int)cfg->idle_timeout_ms;
-    if (roost_channel_create(&sv.ch, &chc, tls, &em) != ROOST_OK) {
+    if (roost_channel_create(&sv.ch, &chc, sv.tls, &em) != ROOST_OK) {
         roost_log(&sv.log, ROOST_LOG_ERROR, "channel: %s", em.text);
         goto out;
     }
@@ -625,6 +821,10 @@ run(roost_serve_config *cfg)
         }
         if (sv.fatal != ROOST_OK)
             break;
+        if (now_ms() >= sv.crl_check_ms) {
+            crl_check(&sv, sv.tls);
+            sv.crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
+        }
         if (roost_coord_finished(sv.coord)) {
             roost_log(&sv.log, ROOST_LOG_INFO,
                       "round.max_rounds (%" PRIu64 " training rounds) "
@@ -666,6 +866,7 @@ run(roost_serve_config *cfg)
                               "SIGHUP: logging to standard error, nothing to "
                               "reopen");
                 }
+                tls_reload(&sv);
             } else {
                 roost_log(&sv.log, ROOST_LOG_INFO,
                           "%s: stopping; last committed round %" PRId64,
@@ -686,12 +887,13 @@ out:
      * coordinator is not called back while it is torn down. */
     roost_channel_destroy(sv.ch);
     roost_coord_destroy(sv.coord);
-    roost_tls_ctx_destroy(tls);
+    roost_tls_ctx_destroy(sv.tls);
     roost_dataset_destroy(eval);
     roost_rng_destroy(dp_rng);
     roost_store_close(store);
     free(sv.buf);
     free(sv.closed);
+    free(sv.peers);
     if (signals_on)
         signals_restore(old_actions);
     if (lg.file != NULL)

@@ -72,7 +72,8 @@ static const roost_config_key keys[] = {
     {"server", "crl_file", ROOST_CONFIG_STRING, OFF(crl_file),
      "/etc/roost/ca.crl", 0, 0, 0, NULL,
      "The CA's certificate revocation list (PEM). Required; revoked "
-     "clients are refused during the handshake. Restart after updating it."},
+     "clients are refused during the handshake. Reload (SIGHUP) after "
+     "updating it."},
     {"server", "max_sessions", ROOST_CONFIG_U32, OFF(max_sessions), "1024",
      1, 1000000, 0, NULL,
      "Most concurrent client connections; more are refused at connect."},

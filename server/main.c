@@ -42,7 +42,7 @@ static const struct roost_command commands[] = {
      "       roost dp ledger --path FILE [--json]\n",
      roost_cmd_dp},
     {"pki", "certificate authority, server and client certificates",
-     "usage: roost pki init|server|request|sign|revoke [flags]\n",
+     "usage: roost pki init|server|request|sign|revoke|crl [flags]\n",
      roost_cmd_pki},
     {"status", "show the coordinator's current state from its database",
      "usage: roost status --db FILE [--json]\n", roost_cmd_status},

@@ -1,0 +1,294 @@
+#!/bin/sh
+# `roost serve` reloads its TLS files on SIGHUP, with real processes:
+#   - a device completes a round; it is revoked (`roost pki revoke`), the
+#     daemon gets SIGHUP, and the device's next connection is refused
+#     ("certificate revoked") while another device still completes a round;
+#   - a session of a certificate revoked while it is open is closed by the
+#     reload (the coordinator sees a disconnect);
+#   - a reload with a bad CRL keeps the previous files in force;
+#   - `roost pki crl` re-signs the CRL (same entries, new validity), and the
+#     daemon warns about a CRL that expires within 30 days and reports an
+#     expired one as an error, at start and at reload; re-signing an
+#     expired CRL and reloading lets clients in again.
+#
+# usage: test_reload.sh ROOST_BIN
+set -u
+roost=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+work=$(mktemp -d)
+pid=
+hold=
+cleanup() {
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+    [ -n "$hold" ] && kill -KILL "$hold" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT; [ -n "${KEEP:-}" ] && trap - EXIT
+fail=0
+out="$work/out"
+
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fail=1; }
+check() { # expected-status description command...
+    want=$1; what=$2; shift 2
+    "$@" >"$out" 2>&1
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        bad "$what: exit $got, want $want"; cat "$out"
+    else
+        ok "$what"
+    fi
+}
+expect_text() { # description pattern [file]
+    if grep -q -- "$2" "${3:-$out}"; then ok "$1"; else
+        bad "$1: no '$2' in:"; cat "${3:-$out}"; fi
+}
+# Wait up to 20 s for a pattern in a file.
+wait_for() { # file pattern
+    i=0
+    while [ $i -lt 200 ]; do
+        grep -q -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1; i=$((i + 1))
+    done
+    return 1
+}
+count() { grep -c -- "$2" "$1" 2>/dev/null || true; }
+# One TLS handshake with a device's certificate; the session stays up for
+# a second, then closes.
+handshake() { # device
+    (sleep 1; printf '') | timeout 10 openssl s_client \
+        -connect "127.0.0.1:$port" -CAfile ca/ca.crt -cert "$1.crt" \
+        -key "$1.key" -tls1_3 -brief >"$work/sc-$1.out" 2>&1
+}
+# Send SIGHUP and wait for the reload's verdict (success or failure).
+reload() {
+    n=$(count serve.log "SIGHUP: TLS files")
+    kill -HUP "$pid"
+    i=0
+    while [ "$(count serve.log "SIGHUP: TLS files")" -le "$n" ] && [ $i -lt 200 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+}
+
+if ! command -v openssl >/dev/null 2>&1; then
+    echo "skip: openssl not installed"
+    exit 0
+fi
+cd "$work" || exit 1
+"$roost" pki init --dir ca --cn "Reload Test CA" >/dev/null &&
+    "$roost" pki server --ca-dir ca --name localhost,127.0.0.1 \
+        --out server >/dev/null || { echo "FAIL: pki setup"; exit 1; }
+for d in dev0 dev1 dev2; do
+    "$roost" pki request --cn "$d" --out "$d" >/dev/null &&
+        "$roost" pki sign --ca-dir ca --csr "$d.csr" --out "$d.crt" \
+            >/dev/null || { echo "FAIL: certificate for $d"; exit 1; }
+done
+
+# --- roost pki crl -----------------------------------------------------
+check 0 "pki crl --help" "$roost" pki crl --help
+expect_text "help names --days" "--days N"
+check 2 "pki crl without --ca-dir" "$roost" pki crl
+check 2 "pki crl --days 0 refused" "$roost" pki crl --ca-dir ca --days 0
+check 0 "pki crl re-signs an empty CRL" "$roost" pki crl --ca-dir ca --days 10
+expect_text "reports the entry count" "0 revoked certificates, valid 10 days"
+openssl crl -in ca/ca.crl -noout -nextupdate >"$out" 2>&1
+nu=$(sed -n 's/^nextUpdate=//p' "$out")
+want=$(date -u -d "+10 days" "+%b %e")
+case "$nu" in "$want"*) ok "nextUpdate is 10 days away ($nu)" ;;
+*) bad "nextUpdate '$nu', want $want" ;; esac
+check 0 "openssl verifies the re-signed CRL" \
+    openssl crl -in ca/ca.crl -CAfile ca/ca.crt -noout
+
+mkdir state
+cat >serve.conf <<EOF
+[server]
+listen = tcp://127.0.0.1:*
+ca_file = ca/ca.crt
+cert_file = server.crt
+key_file = server.key
+crl_file = ca/ca.crl
+state_dir = $work/state
+log_file = $work/serve.log
+[round]
+clients_per_round = 1
+timeout = 2min
+EOF
+"$roost" serve --config serve.conf &
+pid=$!
+wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
+    { echo "FAIL: daemon did not start"; cat serve.log; exit 1; }
+port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+expect_text "start logs what TLS loaded" \
+    "TLS: CA ca/ca.crt, certificate server.crt; CRL ca/ca.crl: 0 revoked, next update 20" \
+    serve.log
+expect_text "start warns: CRL expires within 30 days" \
+    "warn: CRL ca/ca.crl expires at .* (in [0-9]* days).*roost pki crl --ca-dir" \
+    serve.log
+
+# --- a device completes a round --------------------------------------
+fmnist=${ROOST_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+rounds=no
+if [ -e "$fmnist/train-labels-idx1-ubyte.gz" ] ||
+    [ -e "$fmnist/train-labels-idx1-ubyte" ]; then
+    rounds=yes
+fi
+client() { # device log
+    timeout 120 "$roost" client --connect "tcp://127.0.0.1:$port" \
+        --ca ca/ca.crt --cert "$1.crt" --key "$1.key" --ledger "$1.db" \
+        --create-ledger --shard 0/300 --data "$fmnist" --rounds 1 >"$2" 2>&1
+}
+if [ $rounds = yes ]; then
+    check 0 "dev0 completes a round" client dev0 client0.log
+    expect_text "round 1 committed with dev0" "round 1 committed" serve.log
+else
+    echo "skip: no Fashion-MNIST in $fmnist; rounds not exercised"
+    handshake dev0
+    wait_for serve.log "opened: CN=dev0" && ok "dev0 connects" ||
+        bad "dev0 did not connect"
+fi
+
+# dev2 holds a session open across the revocation: s_client reads a fifo
+# whose writing end this shell keeps open on descriptor 3.
+mkfifo hold.in
+openssl s_client -connect "127.0.0.1:$port" -CAfile ca/ca.crt \
+    -cert dev2.crt -key dev2.key -tls1_3 -brief <hold.in >hold.out 2>&1 &
+hold=$!
+exec 3>hold.in
+wait_for serve.log "opened: CN=dev2" && ok "dev2 holds an open session" ||
+    bad "dev2 session did not open"
+
+# --- revoke dev0 and dev2, reload ------------------------------------
+check 0 "revoke dev0" "$roost" pki revoke --ca-dir ca --cert dev0.crt
+expect_text "revoke says how to apply it" "systemctl reload roost"
+check 0 "revoke dev2" "$roost" pki revoke --ca-dir ca --cert dev2.crt
+opened0=$(count serve.log "opened: CN=dev0")
+reload
+expect_text "reload succeeded" "SIGHUP: TLS files reloaded" serve.log
+expect_text "reload logs the new CRL" "CRL ca/ca.crl: 2 revoked" serve.log
+expect_text "dev2's open session closed by the reload" \
+    "(CN=dev2): closing: certificate revoked by the reloaded CRL" serve.log
+expect_text "one open session closed" "1 open session of revoked" serve.log
+if wait_for serve.log "session.*CN=dev2.*closed"; then
+    ok "the coordinator saw dev2 leave"
+else
+    bad "no close of dev2 logged"
+fi
+exec 3>&-
+kill "$hold" 2>/dev/null
+wait "$hold" 2>/dev/null
+hold=
+
+handshake dev0
+if wait_for serve.log "certificate revoked$"; then
+    ok "dev0's new connection refused: certificate revoked"
+else
+    bad "dev0 not refused after the reload"; tail -5 serve.log
+fi
+[ "$(count serve.log "opened: CN=dev0")" -eq "$opened0" ] &&
+    ok "no new dev0 session opened" || bad "revoked dev0 opened a session"
+if [ $rounds = yes ]; then
+    check 0 "dev1 still completes a round" client dev1 client1.log
+    # (dev0 was selected for round 2 as it left, so dev1's round is 3.)
+    [ "$(count serve.log "committed: 1/1 updates")" -eq 2 ] &&
+        ok "a second round committed with dev1" ||
+        { bad "no second round committed"; cat serve.log; }
+else
+    handshake dev1
+    expect_text "dev1 still connects" "Protocol version: TLSv1.3" \
+        "$work/sc-dev1.out"
+fi
+
+# --- a bad CRL: the previous files stay in force ---------------------
+cp ca/ca.crl good.crl
+echo "not a CRL" >ca/ca.crl
+reload
+expect_text "bad CRL: reload refused with the reason" \
+    "error: SIGHUP: TLS files not reloaded, the previous ones stay in force: CRL ca/ca.crl: no PEM X509 CRL" \
+    serve.log
+kill -0 "$pid" 2>/dev/null && ok "daemon still running" ||
+    bad "daemon died on a bad reload"
+n=$(count serve.log "opened: CN=dev1")
+handshake dev1
+expect_text "dev1 still handshakes under the previous files" \
+    "Protocol version: TLSv1.3" "$work/sc-dev1.out"
+wait_for serve.log "certificate revoked" >/dev/null
+m=$(count serve.log "certificate revoked$")
+handshake dev0
+i=0
+while [ "$(count serve.log "certificate revoked$")" -le "$m" ] && [ $i -lt 100 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+[ "$(count serve.log "certificate revoked$")" -gt "$m" ] &&
+    ok "dev0 still refused under the previous CRL" ||
+    bad "dev0 let in after a failed reload"
+# A CRL from another CA is refused too (it would fail every handshake).
+"$roost" pki init --dir other --cn "Other CA" >/dev/null
+cp other/ca.crl ca/ca.crl
+reload
+expect_text "foreign CRL: reload refused" \
+    "not reloaded.*CRL ca/ca.crl: not signed by the CA in ca/ca.crt" serve.log
+cp good.crl ca/ca.crl
+
+# --- an expired CRL ---------------------------------------------------
+# openssl ca writes a CRL with a nextUpdate in the past (roost pki never
+# does), with no entries.
+mkdir oca
+: >oca/index.txt
+cat >oca/ca.cnf <<EOF
+[ca]
+default_ca = d
+[d]
+database = $work/oca/index.txt
+crlnumber = $work/oca/crlnumber
+default_md = sha256
+EOF
+echo 01 >oca/crlnumber
+if openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
+    -crl_lastupdate 20000101000000Z -crl_nextupdate 20000102000000Z \
+    -out ca/ca.crl >"$out" 2>&1; then
+    reload
+    expect_text "expired CRL reported at reload" \
+        "error: CRL ca/ca.crl expired at 2000-01-02 00:00:00Z: every client handshake fails.*roost pki crl --ca-dir" \
+        serve.log
+    handshake dev1
+    if wait_for serve.log "CRL has expired"; then
+        ok "an expired CRL refuses clients (what the error warns about)"
+    else
+        bad "expired CRL not seen in handshakes"
+    fi
+    kill -TERM "$pid"; wait "$pid"; pid=
+    mv serve.log serve.log.1
+    "$roost" serve --config serve.conf &
+    pid=$!
+    wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
+        { echo "FAIL: restart"; cat serve.log; exit 1; }
+    port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+    expect_text "expired CRL reported at start" \
+        "error: CRL ca/ca.crl expired at 2000-01-02" serve.log
+    check 0 "pki crl re-signs the expired CRL" "$roost" pki crl --ca-dir ca
+    expect_text "entry count from the openssl CRL" "0 revoked certificates"
+    reload
+    expect_text "reloaded CRL valid a year" "next update 20" serve.log
+    n=$(count serve.log "opened: CN=dev1")
+    handshake dev1
+    wait_for serve.log "opened: CN=dev1" &&
+        [ "$(count serve.log "opened: CN=dev1")" -gt "$n" ] &&
+        ok "dev1 connects after re-signing and reload" ||
+        bad "dev1 not let in after re-signing"
+else
+    echo "skip: openssl ca cannot back-date a CRL:"; cat "$out"
+fi
+
+# Re-signing keeps the entries: revoke, then crl.
+check 0 "revoke dev1" "$roost" pki revoke --ca-dir ca --cert dev1.crt --crl-days 5
+check 0 "pki crl after a revoke" "$roost" pki crl --ca-dir ca --days 400
+expect_text "pki crl keeps the entry" "1 revoked certificate, valid 400 days"
+openssl crl -in ca/ca.crl -noout -text >"$out" 2>&1
+serial=$(openssl x509 -in dev1.crt -noout -serial | sed 's/serial=//')
+expect_text "dev1's serial still listed" "Serial Number: $serial"
+
+kill -TERM "$pid"
+wait "$pid"
+st=$?
+pid=
+[ "$st" -eq 0 ] && ok "SIGTERM exits 0" || bad "SIGTERM exit $st"
+exit $fail
