@@ -112,11 +112,16 @@ log_file = $work/serve.log
 clients_per_round = 1
 timeout = 2min
 EOF
-"$roost" serve --config serve.conf &
-pid=$!
-wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
-    { echo "FAIL: daemon did not start"; cat serve.log; exit 1; }
-port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+# start_daemon WHAT: roost serve in the background on serve.conf; sets pid
+# and, once it listens, port.
+start_daemon() {
+    "$roost" serve --config serve.conf &
+    pid=$!
+    wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
+        { echo "FAIL: $1"; cat serve.log; exit 1; }
+    port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+}
+start_daemon "daemon did not start"
 expect_text "start logs what TLS loaded" \
     "TLS: CA ca/ca.crt, certificate server.crt; CRL ca/ca.crl: 0 revoked, next update 20" \
     serve.log
@@ -257,11 +262,7 @@ if openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
     fi
     kill -TERM "$pid"; wait "$pid"; pid=
     mv serve.log serve.log.1
-    "$roost" serve --config serve.conf &
-    pid=$!
-    wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
-        { echo "FAIL: restart"; cat serve.log; exit 1; }
-    port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+    start_daemon "restart"
     expect_text "expired CRL reported at start" \
         "error: CRL ca/ca.crl expired at 2000-01-02" serve.log
     check 0 "pki crl re-signs the expired CRL" "$roost" pki crl --ca-dir ca
