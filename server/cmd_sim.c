@@ -69,6 +69,7 @@ struct sim_args {
     double straggler_p, straggler_factor;
     const char *data_dir;
     const char *strategy;
+    roost_strategy_kind strategy_kind; /* strategy, parsed by parse_args */
     uint64_t round_timeout_ms;
     uint32_t min_clients;
     bool tls;
@@ -1242,14 +1243,14 @@ parse_args(int argc, char **argv, struct sim_args *a)
     }
     /* A strategy that needs more updates than a round can have would
      * record every round as failed. */
-    roost_strategy_kind kind;
     roost_errmsg em;
-    if (roost_strategy_kind_parse(a->strategy, &kind, &em) != ROOST_OK) {
+    if (roost_strategy_kind_parse(a->strategy, &a->strategy_kind, &em) !=
+        ROOST_OK) {
         fprintf(stderr, "roost sim: --strategy: %s\n", em.text);
         return false;
     }
     roost_strategy_config scfg;
-    roost_strategy_config_init(&scfg, kind);
+    roost_strategy_config_init(&scfg, a->strategy_kind);
     size_t need = roost_strategy_min_updates(&scfg);
     if (need > a->per_round) {
         fprintf(stderr,
@@ -1572,14 +1573,7 @@ roost_cmd_sim(int argc, char **argv)
     cc.log.max_level = -1;
     cc.on_round = on_round;
     cc.on_round_arg = s;
-    roost_strategy_kind kind;
-    rc = roost_strategy_kind_parse(a->strategy, &kind, &em);
-    if (rc != ROOST_OK) {
-        fprintf(stderr, "roost sim: --strategy: %s\n", em.text);
-        status = ROOST_EXIT_USAGE;
-        goto out;
-    }
-    roost_strategy_config_init(&cc.strategy, kind);
+    roost_strategy_config_init(&cc.strategy, a->strategy_kind);
     if (a->dp && setup_dp(s, &cc) != ROOST_OK)
         goto out;
     if (a->fed_eval_every > 0)

@@ -364,17 +364,11 @@ overflow:
                       k);
 }
 
-/* Smallest number of updates the kind can aggregate. */
-static size_t
-min_updates(const roost_strategy_config *cfg)
-{
-    return kind_is_krum(cfg->kind) ? 2 * cfg->byzantine_f + 3 : 1;
-}
-
+/* Smallest number of updates the kind can aggregate (strategy.h). */
 size_t
 roost_strategy_min_updates(const roost_strategy_config *cfg)
 {
-    return min_updates(cfg);
+    return kind_is_krum(cfg->kind) ? 2 * cfg->byzantine_f + 3 : 1;
 }
 
 static void *
@@ -497,7 +491,7 @@ roost_strategy_create(roost_strategy **out, const roost_allocator *alloc,
         return rc;
     size_t bound;
     if (roost_strategy_kind_is_robust(cfg->kind)) {
-        size_t need = min_updates(cfg);
+        size_t need = roost_strategy_min_updates(cfg);
         if (cfg->max_buffered_updates < need)
             return roost_fail(em, ROOST_ETOOBIG,
                               "strategy: %s with f=%zu needs at least %zu "
@@ -1088,13 +1082,13 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
     double denominator = 0;
 
     if (roost_strategy_kind_is_robust(kind)) {
-        if (s->count < min_updates(&s->cfg))
+        if (s->count < roost_strategy_min_updates(&s->cfg))
             return roost_fail(em, ROOST_ESTATE,
                               "strategy: %s with f=%zu needs at least %zu "
                               "updates, the round has %zu",
                               roost_strategy_kind_name(kind),
-                              s->cfg.byzantine_f, min_updates(&s->cfg),
-                              s->count);
+                              s->cfg.byzantine_f,
+                              roost_strategy_min_updates(&s->cfg), s->count);
         size_t wb;
         if (!work_bytes_for(&s->cfg, s->count, &wb))
             return roost_fail(em, ROOST_EOVERFLOW,
