@@ -53,8 +53,8 @@ usage(FILE *out)
           "Run one federated client on shard K of N of Fashion-MNIST's "
           "training set.\n\n"
           "  --connect URL        coordinator endpoint, tcp://HOST:PORT\n"
-          "                       (a DNS name or IPv4 address; port\n"
-          "                       1..65535)\n"
+          "                       (a DNS name, an IPv4 address or an\n"
+          "                       IPv6 address in brackets; port 1..65535)\n"
           "  --server-name NAME   name the server certificate must carry\n"
           "                       (default: HOST)\n"
           "  --ca/--cert/--key F  deployment CA, this device's certificate "
@@ -284,7 +284,8 @@ roost_cmd_client(int argc, char **argv)
     if (rc != ROOST_OK) {
         fprintf(stderr,
                 "roost client: --connect: '%s' is not tcp://HOST:PORT "
-                "(HOST a DNS name or IPv4 address, PORT 1..65535)\n",
+                "(HOST a DNS name, an IPv4 address or [IPv6 address], PORT "
+                "1..65535)\n",
                 a.connect);
         status = ROOST_EXIT_USAGE;
         goto out;
