@@ -392,6 +392,44 @@ roost_dp_epsilon(const roost_dp_event *events, size_t n, double delta,
                                    best_order, em);
 }
 
+int
+roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
+                         double n_beta, double eps_cap, double delta,
+                         double *eps, double *best_order, roost_errmsg *em)
+{
+    if (!(n_mu >= 0.0) || !isfinite(n_mu) || !(n_beta >= 0.0) ||
+        !isfinite(n_beta))
+        return roost_fail(em, ROOST_EINVAL,
+                          "sampler terms n*mu = %g, n*beta = %g must be "
+                          "finite and >= 0",
+                          n_mu, n_beta);
+    if (!(eps_cap >= 0.0) || !isfinite(eps_cap))
+        return roost_fail(em, ROOST_EINVAL,
+                          "epsilon cap %g must be finite and >= 0", eps_cap);
+    int rc = check_delta(delta, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (eps == NULL)
+        return roost_fail(em, ROOST_EINVAL, "eps is NULL");
+    if (n_mu == 0.0 && n_beta == 0.0)
+        return roost_dp_epsilon(events, n, delta, eps, best_order, em);
+    /* exp(eps_cap) may overflow to inf: then only n_beta == 0 fits. */
+    double tail = n_beta > 0.0 ? exp(eps_cap) * n_beta : 0.0;
+    double d0 = (delta - tail) * exp(-n_mu);
+    if (!(d0 > 0.0)) {
+        *eps = HUGE_VAL;
+        if (best_order != NULL)
+            *best_order = 0.0;
+        return ROOST_OK;
+    }
+    double ideal = 0.0;
+    rc = roost_dp_epsilon(events, n, d0, &ideal, best_order, em);
+    if (rc != ROOST_OK)
+        return rc;
+    *eps = ideal + 2.0 * n_mu;
+    return ROOST_OK;
+}
+
 /* epsilon of (q, sigma, steps) on the default grid; inputs validated. */
 static int
 plan_epsilon(double q, double sigma, uint64_t steps, double delta, double *eps,

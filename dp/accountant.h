@@ -92,6 +92,31 @@ int roost_rdp_to_epsilon(const double *orders, const double *rdp, size_t n,
 int roost_dp_epsilon(const roost_dp_event *events, size_t n, double delta,
                      double *eps, double *best_order, roost_errmsg *em);
 
+/*
+ * roost_dp_epsilon_sampled - epsilon (at delta) of events whose noise came
+ * from a discrete sampler at a bounded distance from the ideal Gaussian
+ * (dp/noise.h, roost_noise_closeness): n_mu and n_beta are the sums over
+ * every noise value drawn of the per-draw terms mu and beta
+ * (sum of draws * mu, sum of draws * beta; 0 and 0 give roost_dp_epsilon).
+ * The ideal mechanism is accounted at
+ *
+ *   d0 = (delta - e^eps_cap * n_beta) * e^(-n_mu)
+ *
+ * and 2 * n_mu is added to its epsilon. A result at most eps_cap is an
+ * (epsilon, delta) guarantee for the implemented mechanism: its charged
+ * delta e^(n_mu) d0 + e^(epsilon) n_beta is then at most delta (see
+ * docs/privacy.md, "The sampler's distance"). eps_cap is the largest
+ * epsilon the caller would accept (a budget); a result above it is still
+ * returned, as the epsilon the caller must refuse. When the tail term
+ * alone reaches delta (d0 <= 0) *eps is HUGE_VAL and ROOST_OK is
+ * returned: no calibration of the ideal mechanism meets delta at eps_cap.
+ * ROOST_EINVAL for negative or non-finite n_mu, n_beta or eps_cap.
+ */
+int roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n,
+                             double n_mu, double n_beta, double eps_cap,
+                             double delta, double *eps, double *best_order,
+                             roost_errmsg *em);
+
 /* roost_dp_epsilon_orders - roost_dp_epsilon on a caller's order grid
  * (norders <= ROOST_RDP_MAX_ORDERS). */
 int roost_dp_epsilon_orders(const roost_dp_event *events, size_t n,

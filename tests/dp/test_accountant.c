@@ -394,6 +394,62 @@ calibration_refuses_impossible(void **state)
         ROOST_EINVAL);
 }
 
+/* The sampler's terms: none gives the plain accountant; some move the
+ * accountant's delta down and add 2 n_mu; a tail that alone exceeds delta
+ * at the cap gives infinity; and the result is a real guarantee (its
+ * charged delta fits). */
+static void
+sampled_epsilon_charges_the_sampler(void **state)
+{
+    (void)state;
+    roost_dp_event e = {0.01, 1.1, 3000};
+    const double delta = 1e-5, cap = 8.0;
+    double plain = epsilon_of(e.q, e.sigma, e.steps, delta);
+    double eps = -1.0;
+    assert_int_equal(
+        roost_dp_epsilon_sampled(&e, 1, 0.0, 0.0, cap, delta, &eps, NULL, NULL),
+        ROOST_OK);
+    assert_true(eps == plain);
+
+    /* 6e8 draws at the default grid's per-draw figures. */
+    const double n_mu = 6e8 * 7.7e-16, n_beta = 6e8 * 7e-21;
+    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, cap, delta,
+                                              &eps, NULL, NULL),
+                     ROOST_OK);
+    double d0 = (delta - exp(cap) * n_beta) * exp(-n_mu);
+    assert_true(d0 < delta);
+    assert_true(fabs(eps - (epsilon_of(e.q, e.sigma, e.steps, d0) + 2 * n_mu)) <
+                1e-12);
+    assert_true(eps > plain);
+    assert_true(eps <= cap);
+    double charged_delta = exp(n_mu) * d0 + exp(eps) * n_beta;
+    assert_true(charged_delta <= delta);
+
+    /* The tail alone: e^cap * n_beta >= delta. */
+    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, n_mu, delta / exp(cap),
+                                              cap, delta, &eps, NULL, NULL),
+                     ROOST_OK);
+    assert_true(isinf(eps));
+    /* No events still spend nothing. */
+    assert_int_equal(roost_dp_epsilon_sampled(NULL, 0, n_mu, n_beta, cap, delta,
+                                              &eps, NULL, NULL),
+                     ROOST_OK);
+    assert_true(eps == 2 * n_mu);
+
+    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, -1.0, 0.0, cap, delta,
+                                              &eps, NULL, NULL),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, 0.0, (double)NAN, cap,
+                                              delta, &eps, NULL, NULL),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, 0.0, 0.0, HUGE_VAL, delta,
+                                              &eps, NULL, NULL),
+                     ROOST_EINVAL);
+    assert_int_equal(
+        roost_dp_epsilon_sampled(&e, 1, 0.0, 0.0, cap, 1.0, &eps, NULL, NULL),
+        ROOST_EINVAL);
+}
+
 int
 main(void)
 {
@@ -410,6 +466,7 @@ main(void)
         cmocka_unit_test(extreme_inputs_stay_finite),
         cmocka_unit_test(calibration_round_trip),
         cmocka_unit_test(calibration_refuses_impossible),
+        cmocka_unit_test(sampled_epsilon_charges_the_sampler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
