@@ -392,6 +392,10 @@ roost_dp_epsilon(const roost_dp_event *events, size_t n, double delta,
                                    best_order, em);
 }
 
+/* Most rounds of the fixed-point search of roost_dp_epsilon_sampled; it
+ * settles in one or two unless the tail term is close to delta. */
+#define SAMPLED_MAX_ROUNDS 64
+
 int
 roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
                          double n_beta, double eps_cap, double delta,
@@ -413,20 +417,50 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
         return roost_fail(em, ROOST_EINVAL, "eps is NULL");
     if (n_mu == 0.0 && n_beta == 0.0)
         return roost_dp_epsilon(events, n, delta, eps, best_order, em);
-    /* exp(eps_cap) may overflow to inf: then only n_beta == 0 fits. */
-    double tail = n_beta > 0.0 ? exp(eps_cap) * n_beta : 0.0;
-    double d0 = (delta - tail) * exp(-n_mu);
-    if (!(d0 > 0.0)) {
-        *eps = HUGE_VAL;
+    /* f(c) = eps_ideal(d0(c)) + 2 n_mu with d0(c) = (delta - e^c n_beta)
+     * e^(-n_mu) is increasing in c, and any c with f(c) <= c is a valid
+     * epsilon (the charged delta at the accountant's epsilon f(c) is then
+     * at most e^(n_mu) d0(c) + e^c n_beta = delta). Start below every such
+     * c, at f(-inf), and iterate upwards; a candidate a hair above the
+     * current value is certified as soon as f does not exceed it. */
+    double c = 0.0, d_start = delta * exp(-n_mu);
+    if (!(d_start > 0.0)) {
+        *eps = HUGE_VAL; /* n_mu so large that no delta is left */
         if (best_order != NULL)
             *best_order = 0.0;
         return ROOST_OK;
     }
-    double ideal = 0.0;
-    rc = roost_dp_epsilon(events, n, d0, &ideal, best_order, em);
+    rc = roost_dp_epsilon(events, n, d_start, &c, best_order, em);
     if (rc != ROOST_OK)
         return rc;
-    *eps = ideal + 2.0 * n_mu;
+    c += 2.0 * n_mu;
+    if (n_beta == 0.0) {
+        *eps = c; /* d0 does not depend on c */
+        return ROOST_OK;
+    }
+    for (int round = 0; round < SAMPLED_MAX_ROUNDS; round++) {
+        if (c > eps_cap) {
+            *eps = c; /* every valid epsilon is above the cap */
+            return ROOST_OK;
+        }
+        double cand = c + 1e-9 * (1.0 + c);
+        double d0 = (delta - exp(cand) * n_beta) * exp(-n_mu);
+        if (!(d0 > 0.0))
+            break;
+        double f = 0.0;
+        rc = roost_dp_epsilon(events, n, d0, &f, best_order, em);
+        if (rc != ROOST_OK)
+            return rc;
+        f += 2.0 * n_mu;
+        if (f <= cand) {
+            *eps = cand;
+            return ROOST_OK;
+        }
+        c = f;
+    }
+    *eps = HUGE_VAL;
+    if (best_order != NULL)
+        *best_order = 0.0;
     return ROOST_OK;
 }
 

@@ -96,21 +96,20 @@ int roost_dp_epsilon(const roost_dp_event *events, size_t n, double delta,
  * roost_dp_epsilon_sampled - epsilon (at delta) of events whose noise came
  * from a discrete sampler at a bounded distance from the ideal Gaussian
  * (dp/noise.h, roost_noise_closeness): n_mu and n_beta are the sums over
- * every noise value drawn of the per-draw terms mu and beta
- * (sum of draws * mu, sum of draws * beta; 0 and 0 give roost_dp_epsilon).
- * The ideal mechanism is accounted at
- *
- *   d0 = (delta - e^eps_cap * n_beta) * e^(-n_mu)
- *
- * and 2 * n_mu is added to its epsilon. A result at most eps_cap is an
- * (epsilon, delta) guarantee for the implemented mechanism: its charged
- * delta e^(n_mu) d0 + e^(epsilon) n_beta is then at most delta (see
- * docs/privacy.md, "The sampler's distance"). eps_cap is the largest
- * epsilon the caller would accept (a budget); a result above it is still
- * returned, as the epsilon the caller must refuse. When the tail term
- * alone reaches delta (d0 <= 0) *eps is HUGE_VAL and ROOST_OK is
- * returned: no calibration of the ideal mechanism meets delta at eps_cap.
- * ROOST_EINVAL for negative or non-finite n_mu, n_beta or eps_cap.
+ * every noise value drawn of the per-draw terms mu and beta (sum of
+ * draws * mu, sum of draws * beta; 0 and 0 give roost_dp_epsilon). The
+ * implemented mechanism is (epsilon, delta)-DP when the ideal one is
+ * (e0, d0)-DP with epsilon = e0 + 2 n_mu and
+ * e^(n_mu) d0 + e^epsilon n_beta <= delta (docs/privacy.md, "The
+ * sampler's distance"). The result is the smallest epsilon found for
+ * which the accountant's e0 at d0 = (delta - e^epsilon n_beta) e^(-n_mu)
+ * satisfies that, to within a relative 1e-9: a value that is a guarantee.
+ * eps_cap is the largest epsilon the caller would accept (a budget); a
+ * result above it is only a lower bound of every valid epsilon, which is
+ * all a refusal needs. *eps is HUGE_VAL when the tail term leaves no
+ * delta for the ideal mechanism (e^epsilon n_beta reaches delta before a
+ * valid epsilon is found). ROOST_EINVAL for negative or non-finite n_mu,
+ * n_beta or eps_cap.
  */
 int roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n,
                              double n_mu, double n_beta, double eps_cap,

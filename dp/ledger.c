@@ -2,11 +2,18 @@
  * ledger.c - the privacy budget ledger on SQLite (see ledger.h for the
  * plan -> charge -> release contract).
  *
- * File layout (schema version 1, PRAGMA application_id 'RoLg'):
+ * File layout (schema version 2, PRAGMA application_id 'RoLg'):
  *   budget(id = 1, epsilon_max, delta, created_unix, ledger_id, genesis)
  *   events(seq from 1, q, sigma, steps, delta, round_id, task_id,
- *          time_unix, prev_hash, hash)
+ *          time_unix, prev_hash, hash, draws, mu, beta, format)
  *   head(id = 1, count, hash)
+ * Version 2 added the noise sampler's figures (draws, mu, beta) so that the
+ * budget is enforced on the epsilon charged for the sampler actually used
+ * (roost_dp_epsilon_sampled), not on the ideal Gaussian's. A version 1 file
+ * is upgraded in place when opened: the four columns are added in one
+ * transaction with its chain re-verified, its events keep format 1 (no
+ * draws recorded, charged as the ideal mechanism, as they were) and every
+ * new event is format 2.
  *
  * Invariants, checked by load_verified() before every decision:
  *   - genesis = SHA-256("roost-ledger-v1", ledger_id, epsilon_max, delta,
@@ -14,7 +21,10 @@
  *   - events are numbered 1..n without gaps; event k has prev_hash = hash
  *     of event k-1 (genesis for k = 1) and hash = SHA-256 of a fixed
  *     big-endian encoding of (prev_hash, seq, q, sigma, steps, delta,
- *     round_id, time_unix, task_id);
+ *     round_id, time_unix, task_id), under the label
+ *     "roost-ledger-event-v1" for format 1 (whose draws, mu and beta must
+ *     be 0) and, followed by (draws, mu, beta), under
+ *     "roost-ledger-event-v2" for format 2;
  *   - head.count = n and head.hash = hash of event n (genesis if n = 0).
  * Editing, deleting or reordering rows breaks one of these. Rewriting the
  * whole chain consistently is possible for anyone who can write the file:
@@ -49,7 +59,7 @@
 #include <unistd.h>
 
 #define LEDGER_APP_ID 0x526f4c67 /* "RoLg" */
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2
 #define LEDGER_BUSY_MS 10000
 #define HASH_LEN 32
 #define LEDGER_ID_LEN 16
@@ -62,11 +72,20 @@ struct roost_ledger {
     unsigned char head[HASH_LEN]; /* hash of the last verified event */
     uint64_t count;               /* events verified by the last load */
     roost_dp_event *events;       /* count verified events + 1 spare slot */
+    double n_mu, n_beta; /* sums of draws * mu and draws * beta over them */
+    double draws;        /* sum of their draws */
+    uint64_t format1;    /* how many of them are format 1 (no draws) */
     size_t cap;
     roost_ledger_hook_fn hook;
     void *hook_arg;
     roost_errmsg em;
 };
+
+/* The columns version 2 added to events, as created in a new file and as
+ * added to a version 1 file (ALTER TABLE needs a default for NOT NULL). */
+#define EVENTS_V2_COLUMNS                                                      \
+    "draws INTEGER NOT NULL DEFAULT 0, mu REAL NOT NULL DEFAULT 0,"            \
+    " beta REAL NOT NULL DEFAULT 0, format INTEGER NOT NULL DEFAULT 1"
 
 static const char schema_sql[] =
     "CREATE TABLE budget(id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -77,7 +96,7 @@ static const char schema_sql[] =
     " sigma REAL NOT NULL, steps INTEGER NOT NULL, delta REAL NOT NULL,"
     " round_id INTEGER NOT NULL, task_id TEXT NOT NULL,"
     " time_unix INTEGER NOT NULL, prev_hash BLOB NOT NULL,"
-    " hash BLOB NOT NULL);"
+    " hash BLOB NOT NULL, " EVENTS_V2_COLUMNS ");"
     "CREATE TABLE head(id INTEGER PRIMARY KEY CHECK (id = 1),"
     " count INTEGER NOT NULL, hash BLOB NOT NULL);";
 
@@ -141,16 +160,22 @@ struct row {
     int64_t round_id, time_unix;
     const char *task_id;
     size_t task_len;
+    int format; /* 1: before the sampler's figures were recorded; 2 */
+    uint64_t draws;
+    double mu, beta;
 };
 
 static int
 event_hash(const unsigned char prev[HASH_LEN], const struct row *r,
            unsigned char out[HASH_LEN], roost_errmsg *em)
 {
-    static const char label[] = "roost-ledger-event-v1";
+    static const char label1[] = "roost-ledger-event-v1";
+    static const char label2[] = "roost-ledger-event-v2";
+    _Static_assert(sizeof(label1) == sizeof(label2), "labels differ in size");
     unsigned char
-        buf[sizeof(label) + HASH_LEN + 8 * 8 + 4 + ROOST_LEDGER_TASK_ID_MAX];
-    unsigned char *p = put_bytes(buf, label, sizeof(label));
+        buf[sizeof(label1) + HASH_LEN + 11 * 8 + 4 + ROOST_LEDGER_TASK_ID_MAX];
+    unsigned char *p =
+        put_bytes(buf, r->format == 1 ? label1 : label2, sizeof(label1));
     p = put_bytes(p, prev, HASH_LEN);
     p = put_u64(p, r->seq);
     p = put_f64(p, r->q);
@@ -163,6 +188,11 @@ event_hash(const unsigned char prev[HASH_LEN], const struct row *r,
     for (int i = 3; i >= 0; i--)
         *p++ = (unsigned char)(len >> (8 * i));
     p = put_bytes(p, r->task_id, r->task_len);
+    if (r->format != 1) {
+        p = put_u64(p, r->draws);
+        p = put_f64(p, r->mu);
+        p = put_f64(p, r->beta);
+    }
     return sha256(buf, (size_t)(p - buf), out, em);
 }
 
@@ -317,6 +347,32 @@ check_event(double q, double sigma, uint64_t steps, double delta,
     return ROOST_OK;
 }
 
+/* Validate an event's noise sampler figures. Every noisy step draws at
+ * least one noise value, so an event that spends privacy must say how
+ * many it drew: a caller that leaves draws at 0 is refused rather than
+ * charged as the ideal Gaussian. */
+static int
+check_sampler(double q, uint64_t steps, uint64_t draws, double mu, double beta,
+              roost_errmsg *em)
+{
+    if (draws > ROOST_LEDGER_MAX_DRAWS)
+        return roost_fail(em, ROOST_EINVAL,
+                          "ledger: event draws = %llu exceeds 2^62",
+                          (unsigned long long)draws);
+    if (!(mu >= 0.0) || !isfinite(mu) || !(beta >= 0.0) || !isfinite(beta))
+        return roost_fail(em, ROOST_EINVAL,
+                          "ledger: event sampler terms mu = %g, beta = %g "
+                          "must be finite and >= 0",
+                          mu, beta);
+    if (q > 0.0 && steps > 0 && draws < steps)
+        return roost_fail(em, ROOST_EINVAL,
+                          "ledger: event of %llu noisy steps records %llu "
+                          "noise draws (each step draws at least one: set "
+                          "draws, mu and beta from the sampler)",
+                          (unsigned long long)steps, (unsigned long long)draws);
+    return ROOST_OK;
+}
+
 static int
 reserve_events(roost_ledger *l, size_t need)
 {
@@ -419,13 +475,15 @@ load_events(roost_ledger *l)
     sqlite3_stmt *st = NULL;
     static const char sql[] =
         "SELECT seq, q, sigma, steps, delta, round_id, task_id, time_unix, "
-        "prev_hash, hash FROM events ORDER BY seq";
+        "prev_hash, hash, draws, mu, beta, format FROM events ORDER BY seq";
     int rc = sqlite3_prepare_v2(l->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return sql_fail(&l->em, l->db, rc, "reading the events");
     unsigned char running[HASH_LEN];
     memcpy(running, l->genesis, HASH_LEN);
     uint64_t n = 0;
+    double n_mu = 0.0, n_beta = 0.0, draws_sum = 0.0;
+    uint64_t format1 = 0;
     int ret = ROOST_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t expect = n + 1;
@@ -434,11 +492,22 @@ load_events(roost_ledger *l)
                 tampered(&l->em, "more events than a ledger may hold", expect);
             goto out;
         }
-        static const int want[8] = {
-            SQLITE_INTEGER, SQLITE_FLOAT,   SQLITE_FLOAT, SQLITE_INTEGER,
-            SQLITE_FLOAT,   SQLITE_INTEGER, SQLITE_TEXT,  SQLITE_INTEGER};
-        for (int c = 0; c < 8; c++) {
-            if (sqlite3_column_type(st, c) != want[c]) {
+        static const int want[14] = {SQLITE_INTEGER,
+                                     SQLITE_FLOAT,
+                                     SQLITE_FLOAT,
+                                     SQLITE_INTEGER,
+                                     SQLITE_FLOAT,
+                                     SQLITE_INTEGER,
+                                     SQLITE_TEXT,
+                                     SQLITE_INTEGER,
+                                     0,
+                                     0,
+                                     SQLITE_INTEGER,
+                                     SQLITE_FLOAT,
+                                     SQLITE_FLOAT,
+                                     SQLITE_INTEGER}; /* 0: the hashes, below */
+        for (int c = 0; c < 14; c++) {
+            if (want[c] != 0 && sqlite3_column_type(st, c) != want[c]) {
                 ret = tampered(&l->em, "a field has the wrong type", expect);
                 goto out;
             }
@@ -481,6 +550,23 @@ load_events(roost_ledger *l)
             goto out;
         }
         r.task_len = task_len;
+        int64_t draws = sqlite3_column_int64(st, 10);
+        int64_t format = sqlite3_column_int64(st, 13);
+        r.mu = sqlite3_column_double(st, 11);
+        r.beta = sqlite3_column_double(st, 12);
+        r.draws = draws < 0 ? UINT64_MAX : (uint64_t)draws;
+        if (format != 1 && format != 2) {
+            ret = tampered(&l->em, "an event has an unknown format", expect);
+            goto out;
+        }
+        r.format = (int)format;
+        if (r.format == 1 ? (r.draws != 0 || r.mu != 0.0 || r.beta != 0.0)
+                          : check_sampler(r.q, r.steps, r.draws, r.mu, r.beta,
+                                          &l->em) != ROOST_OK) {
+            ret = tampered(&l->em, "an event has invalid sampler figures",
+                           expect);
+            goto out;
+        }
         if (memcmp(sqlite3_column_blob(st, 8), running, HASH_LEN) != 0) {
             ret = tampered(&l->em, "the hash chain is broken", expect);
             goto out;
@@ -498,6 +584,10 @@ load_events(roost_ledger *l)
         l->events[n].q = r.q;
         l->events[n].sigma = r.sigma;
         l->events[n].steps = r.steps;
+        n_mu += (double)r.draws * r.mu;
+        n_beta += (double)r.draws * r.beta;
+        draws_sum += (double)r.draws;
+        format1 += r.format == 1;
         memcpy(running, h, HASH_LEN);
         n = expect;
     }
@@ -552,6 +642,10 @@ load_events(roost_ledger *l)
         goto out;
     }
     l->count = n;
+    l->n_mu = n_mu;
+    l->n_beta = n_beta;
+    l->draws = draws_sum;
+    l->format1 = format1;
     memcpy(l->head, running, HASH_LEN);
 out:
     sqlite3_finalize(st);
@@ -569,9 +663,10 @@ load_verified(roost_ledger *l)
     return rc;
 }
 
-/* The header and SQLite's own structural check, once per open. */
+/* The header and SQLite's own structural check, once per open; *version
+ * receives the schema version (1 or 2). */
 static int
-check_file(roost_ledger *l, const char *path)
+check_file(roost_ledger *l, const char *path, int64_t *version_out)
 {
     int64_t app = 0, version = 0;
     int rc = query_int(l->db, "PRAGMA application_id", &app, &l->em);
@@ -592,11 +687,12 @@ check_file(roost_ledger *l, const char *path)
     if ((rc = query_int(l->db, "PRAGMA user_version", &version, &l->em)) !=
         ROOST_OK)
         return rc;
-    if (version != LEDGER_SCHEMA_VERSION)
+    if (version != 1 && version != LEDGER_SCHEMA_VERSION)
         return roost_fail(&l->em, ROOST_ELEDGER,
                           "ledger: '%s' has schema version %lld; this build "
-                          "reads version %d",
+                          "reads versions 1 and %d",
                           path, (long long)version, LEDGER_SCHEMA_VERSION);
+    *version_out = version;
     sqlite3_stmt *st = NULL;
     rc = sqlite3_prepare_v2(l->db, "PRAGMA integrity_check", -1, &st, NULL);
     if (rc != SQLITE_OK)
@@ -612,6 +708,50 @@ check_file(roost_ledger *l, const char *path)
                          path, res != NULL ? (const char *)res : "(no result)");
     sqlite3_finalize(st);
     return ret;
+}
+
+/* Upgrade a version 1 file to version 2 in one write transaction: add the
+ * sampler columns (old rows read as format 1 with zero draws), verify the
+ * whole chain as version 2 reads it, and only then set the version. A file
+ * that does not verify is left exactly as it was. */
+static int
+upgrade_v1(roost_ledger *l, const char *path)
+{
+    int rc = exec(l->db, "BEGIN IMMEDIATE", &l->em);
+    if (rc != ROOST_OK)
+        return rc;
+    int64_t version = 0;
+    /* Another process may have upgraded the file since check_file. */
+    if ((rc = query_int(l->db, "PRAGMA user_version", &version, &l->em)) !=
+            ROOST_OK ||
+        version != 1)
+        goto done;
+    static const char *const add[] = {
+        "ALTER TABLE events ADD COLUMN draws INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE events ADD COLUMN mu REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE events ADD COLUMN beta REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE events ADD COLUMN format INTEGER NOT NULL DEFAULT 1"};
+    for (size_t i = 0; i < sizeof(add) / sizeof(add[0]); i++)
+        if ((rc = exec(l->db, add[i], &l->em)) != ROOST_OK)
+            goto done;
+    if ((rc = load_verified(l)) != ROOST_OK)
+        goto done;
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", LEDGER_SCHEMA_VERSION);
+    if ((rc = exec(l->db, sql, &l->em)) != ROOST_OK)
+        goto done;
+    rc = exec(l->db, "COMMIT", &l->em);
+done:
+    if (!sqlite3_get_autocommit(l->db))
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc != ROOST_OK && rc != ROOST_ELEDGER) {
+        char why[ROOST_ERRMSG_CAP];
+        memcpy(why, l->em.text, sizeof(why));
+        rc = roost_fail(&l->em, rc,
+                        "ledger: upgrading '%s' from schema version 1: %s",
+                        path, why);
+    }
+    return rc;
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -820,7 +960,9 @@ roost_ledger_open(roost_ledger **out, const roost_allocator *alloc,
                         "ledger: '%s' is not a valid ledger (%s)", path, why);
         goto fail;
     }
-    if (rc != ROOST_OK || (rc = check_file(l, path)) != ROOST_OK ||
+    int64_t version = 0;
+    if (rc != ROOST_OK || (rc = check_file(l, path, &version)) != ROOST_OK ||
+        (version == 1 && (rc = upgrade_v1(l, path)) != ROOST_OK) ||
         (rc = exec(l->db, "BEGIN", &l->em)) != ROOST_OK)
         goto fail;
     rc = load_verified(l);
@@ -876,22 +1018,28 @@ roost_ledger_set_hook(roost_ledger *l, roost_ledger_hook_fn fn, void *arg)
     l->hook_arg = arg;
 }
 
-/* Epsilon of the verified events, plus ev when given. Must follow a
+/* Epsilon of the verified events, plus ev when given, charged for the
+ * noise sampler's recorded figures at the budget's epsilon (any result
+ * within the budget is an (epsilon, delta) guarantee). Must follow a
  * successful load_verified (which keeps a spare slot). */
 static int
 epsilon_with(roost_ledger *l, const roost_ledger_event *ev, double *eps,
              double *best_order)
 {
     size_t n = (size_t)l->count;
+    double n_mu = l->n_mu, n_beta = l->n_beta;
     if (ev != NULL) {
         l->events[n].q = ev->q == 0.0 ? 0.0 : ev->q;
         l->events[n].sigma = ev->sigma;
         l->events[n].steps = ev->steps;
+        n_mu += (double)ev->draws * ev->mu;
+        n_beta += (double)ev->draws * ev->beta;
         n++;
     }
     roost_errmsg why;
-    int rc =
-        roost_dp_epsilon(l->events, n, l->budget.delta, eps, best_order, &why);
+    int rc = roost_dp_epsilon_sampled(l->events, n, n_mu, n_beta,
+                                      l->budget.epsilon_max, l->budget.delta,
+                                      eps, best_order, &why);
     if (rc == ROOST_EOVERFLOW) {
         *eps = HUGE_VAL;
         return ROOST_OK;
@@ -914,6 +1062,15 @@ budget_check(roost_ledger *l, const roost_ledger_event *ev, double *eps_after)
     if (eps_after != NULL)
         *eps_after = after;
     if (!(after <= l->budget.epsilon_max)) {
+        double n_beta = l->n_beta + (double)ev->draws * ev->beta;
+        if (after >= HUGE_VAL && n_beta > 0.0 &&
+            n_beta >= l->budget.delta * exp(-l->budget.epsilon_max))
+            return roost_fail(
+                &l->em, ROOST_EBUDGET,
+                "privacy budget exceeded: with this task the noise sampler's "
+                "tail term (n * beta = %.3g over all recorded draws) leaves no "
+                "room in delta %g at any epsilon up to %g; refusing the task",
+                n_beta, l->budget.delta, l->budget.epsilon_max);
         if (after >= HUGE_VAL)
             return roost_fail(&l->em, ROOST_EBUDGET,
                               "privacy budget exceeded: sigma = %g is too "
@@ -950,14 +1107,27 @@ roost_ledger_spent(roost_ledger *l, double *eps, double *best_order,
     return rc;
 }
 
+void
+roost_ledger_sampler(const roost_ledger *l, roost_ledger_sampler_info *out)
+{
+    out->draws = l->draws;
+    out->n_mu = l->n_mu;
+    out->n_beta = l->n_beta;
+    out->unrecorded_events = l->format1;
+}
+
 static int
 check_caller_event(roost_ledger *l, const roost_ledger_event *ev,
                    size_t *task_len)
 {
     if (ev == NULL)
         return roost_fail(&l->em, ROOST_EINVAL, "ledger: event is NULL");
-    return check_event(ev->q, ev->sigma, ev->steps, ev->delta, ev->task_id,
-                       task_len, &l->em);
+    int rc = check_event(ev->q, ev->sigma, ev->steps, ev->delta, ev->task_id,
+                         task_len, &l->em);
+    if (rc == ROOST_OK)
+        rc = check_sampler(ev->q, ev->steps, ev->draws, ev->mu, ev->beta,
+                           &l->em);
+    return rc;
 }
 
 int
@@ -989,7 +1159,8 @@ append_event(roost_ledger *l, const struct row *r,
     int rc = sqlite3_prepare_v2(
         l->db,
         "INSERT INTO events(seq, q, sigma, steps, delta, round_id, task_id, "
-        "time_unix, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "time_unix, prev_hash, hash, draws, mu, beta, format) VALUES (?, ?, "
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 2)",
         -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)r->seq);
@@ -1003,6 +1174,9 @@ append_event(roost_ledger *l, const struct row *r,
         sqlite3_bind_int64(st, 8, r->time_unix);
         sqlite3_bind_blob(st, 9, l->head, HASH_LEN, SQLITE_TRANSIENT);
         sqlite3_bind_blob(st, 10, hash, HASH_LEN, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 11, (sqlite3_int64)r->draws);
+        sqlite3_bind_double(st, 12, r->mu);
+        sqlite3_bind_double(st, 13, r->beta);
         rc = sqlite3_step(st);
     }
     sqlite3_finalize(st);
@@ -1063,6 +1237,10 @@ roost_ledger_charge(roost_ledger *l, const roost_ledger_event *ev,
         .time_unix = ev->time_unix != 0 ? ev->time_unix : (int64_t)time(NULL),
         .task_id = ev->task_id != NULL ? ev->task_id : "",
         .task_len = task_len,
+        .format = 2,
+        .draws = ev->draws,
+        .mu = ev->mu,
+        .beta = ev->beta,
     };
     unsigned char hash[HASH_LEN];
     if ((rc = event_hash(l->head, &r, hash, &l->em)) != ROOST_OK ||
@@ -1073,6 +1251,9 @@ roost_ledger_charge(roost_ledger *l, const roost_ledger_event *ev,
         goto rollback;
     run_hook(l, ROOST_LEDGER_POINT_COMMITTED);
     l->count = r.seq;
+    l->n_mu += (double)r.draws * r.mu;
+    l->n_beta += (double)r.draws * r.beta;
+    l->draws += (double)r.draws;
     memcpy(l->head, hash, HASH_LEN);
     receipt->seq = r.seq;
     memcpy(receipt->hash, hash, HASH_LEN);

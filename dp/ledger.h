@@ -4,7 +4,9 @@
  * enforces the budget before anything derived from private data leaves.
  *
  * Epsilon is never stored: every check recomputes it from all the events
- * with the accountant (dp/accountant.h), at the budget's delta.
+ * with the accountant (dp/accountant.h), at the budget's delta, charged
+ * for the discrete noise sampler's distance from the ideal Gaussian from
+ * each event's draws, mu and beta (roost_dp_epsilon_sampled).
  *
  * The contract, in the order a client uses it for one round:
  *
@@ -69,8 +71,16 @@ typedef struct roost_ledger_budget {
 /* Longest task id stored with an event, in bytes. */
 #define ROOST_LEDGER_TASK_ID_MAX 255
 
+/* Most noise draws one event may record (fits SQLite's signed 64-bit
+ * integers with room to spare). */
+#define ROOST_LEDGER_MAX_DRAWS ((uint64_t)1 << 62)
+
 /* One privacy event: steps noisy steps at Poisson rate q with noise
- * multiplier sigma, for a round and task of the coordinator. */
+ * multiplier sigma, for a round and task of the coordinator, whose noise
+ * came from a sampler at per-draw distance (mu, beta) from the ideal
+ * Gaussian (roost_noise_closeness) that drew `draws` values in all
+ * (coordinates x steps). An event with q > 0 and steps > 0 must record
+ * draws >= steps; it is refused otherwise. */
 typedef struct roost_ledger_event {
     double q;            /* 0 <= q <= 1 */
     double sigma;        /* > 0 */
@@ -81,6 +91,8 @@ typedef struct roost_ledger_event {
     const char *task_id; /* NUL-terminated, <= ROOST_LEDGER_TASK_ID_MAX
                             bytes; NULL means "" */
     int64_t time_unix;   /* seconds since the epoch; 0 means now */
+    uint64_t draws;      /* noise values drawn, <= ROOST_LEDGER_MAX_DRAWS */
+    double mu, beta;     /* the sampler's per-draw terms, >= 0, finite */
 } roost_ledger_event;
 
 /* Proof of a durable charge, for release. Plain data the caller keeps. */
@@ -130,6 +142,19 @@ void roost_ledger_get_budget(const roost_ledger *l, roost_ledger_budget *out);
  */
 int roost_ledger_spent(roost_ledger *l, double *eps, double *best_order,
                        uint64_t *n_events);
+
+/* The noise sampler's figures over the events the last successful open,
+ * spent, plan or charge verified (a charge's own event included). */
+typedef struct roost_ledger_sampler_info {
+    double draws;               /* noise values recorded, summed */
+    double n_mu, n_beta;        /* sums of draws * mu and draws * beta */
+    uint64_t unrecorded_events; /* events written by schema version 1, which
+                                   recorded no draws and are charged as the
+                                   ideal Gaussian */
+} roost_ledger_sampler_info;
+
+void roost_ledger_sampler(const roost_ledger *l,
+                          roost_ledger_sampler_info *out);
 
 /*
  * roost_ledger_plan - re-verify the ledger and compute the epsilon after

@@ -9,14 +9,17 @@
  * Poisson sampling rate Q and noise multiplier S, with the RDP order that
  * attains it; the second the smallest noise multiplier meeting a target
  * epsilon; the third verifies a ledger file and prints what it has spent.
- * All use dp/accountant.c on its default order grid, so the numbers are
- * the ones the client's ledger enforces.
+ * All use dp/accountant.c on its default order grid. The first two give
+ * the ideal Gaussian's figures; the third the ledger's own, charged for
+ * the discrete noise sampler (roost_dp_epsilon_sampled), which is what
+ * the client enforces.
  */
 #include "server/cli.h"
 
 #include "dp/accountant.h"
 #include "dp/ledger.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,9 +42,12 @@ static const char dp_usage[] =
     "epsilon prints the epsilon and the best Renyi order of the grid\n"
     "1.1..10.9 (step 0.1), 11..64, 128, 256, 512, 1024; sigma prints the\n"
     "smallest noise multiplier (to 1e-6 relative) whose epsilon is at most\n"
-    "E. ledger verifies a device's privacy ledger (hash chain, budget) and\n"
-    "prints its budget, event count and the epsilon spent; it exits 1 if\n"
-    "the ledger is missing, corrupt or tampered.\n";
+    "E. epsilon and sigma are the ideal Gaussian's. ledger verifies a\n"
+    "device's privacy ledger (hash chain, budget) and prints its budget,\n"
+    "event count and the epsilon spent, charged for the discrete noise\n"
+    "sampler's recorded draws as the device enforces it; it exits 1 if the\n"
+    "ledger is missing, corrupt or tampered. A ledger written before noise\n"
+    "draws were recorded (schema version 1) is upgraded in place.\n";
 
 struct dp_args {
     bool have_q, have_sigma, have_steps, have_delta, have_epsilon;
@@ -245,16 +251,35 @@ run_ledger(int argc, char **argv)
     }
     roost_ledger_budget b;
     roost_ledger_get_budget(l, &b);
+    roost_ledger_sampler_info si;
+    roost_ledger_sampler(l, &si);
     roost_ledger_close(l);
     if (json) {
-        printf("{\"events\": %llu, \"epsilon\": %.12g, \"best_order\": "
+        char eps_text[32];
+        if (isfinite(eps))
+            snprintf(eps_text, sizeof(eps_text), "%.12g", eps);
+        else
+            snprintf(eps_text, sizeof(eps_text), "null");
+        printf("{\"events\": %llu, \"epsilon\": %s, \"best_order\": "
                "%.12g, \"epsilon_max\": %.12g, \"delta\": %.12g, "
+               "\"noise_draws\": %.17g, \"sampler_n_mu\": %.12g, "
+               "\"sampler_n_beta\": %.12g, \"events_without_draws\": %llu, "
                "\"verified\": true}\n",
-               (unsigned long long)n, eps, order, b.epsilon_max, b.delta);
+               (unsigned long long)n, eps_text, order, b.epsilon_max, b.delta,
+               si.draws, si.n_mu, si.n_beta,
+               (unsigned long long)si.unrecorded_events);
     } else {
         printf("ledger %s: verified, %llu events\n"
-               "epsilon spent %.6f of %g at delta %g (best Renyi order %g)\n",
-               path, (unsigned long long)n, eps, b.epsilon_max, b.delta, order);
+               "epsilon spent %.6f of %g at delta %g (best Renyi order %g)\n"
+               "charged for the noise sampler: %.4g draws, n*mu = %.3g, "
+               "n*beta = %.3g\n",
+               path, (unsigned long long)n, eps, b.epsilon_max, b.delta, order,
+               si.draws, si.n_mu, si.n_beta);
+        if (si.unrecorded_events > 0)
+            printf("%llu events were written before ledgers recorded noise "
+                   "draws and are charged as the ideal Gaussian (no sampler "
+                   "terms)\n",
+                   (unsigned long long)si.unrecorded_events);
     }
     return ROOST_EXIT_OK;
 }

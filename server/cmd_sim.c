@@ -80,55 +80,79 @@ struct sim_args {
 
 /* ------------------------------------------------------------ budgets */
 
-/* A virtual client's privacy budget: events with the same (q, sigma) are
- * merged by adding their steps, which is exact (RDP composes additively,
- * and the accountant sums per-event RDP), so memory stays constant. */
+/* A virtual client's privacy budget: events with the same (q, sigma) and
+ * the same sampler (mu, beta) are merged by adding their steps and draws,
+ * which is exact (RDP composes additively, the accountant sums per-event
+ * RDP, and the sampler's terms are sums over draws), so memory stays
+ * constant. Epsilon is charged for the sampler as the device ledger
+ * charges it (roost_dp_epsilon_sampled), so a client stops where a real
+ * device would. */
 #define SIM_MAX_EVENTS 4
+struct sim_event {
+    roost_dp_event dp;
+    uint64_t draws;
+    double mu, beta;
+};
 struct sim_budget {
     double eps_max, delta;
     size_t n_events;
-    roost_dp_event events[SIM_MAX_EVENTS];
+    struct sim_event events[SIM_MAX_EVENTS];
     double spent;
 };
 
+/* The budget's events with ev added (merged when it matches one); *n
+ * receives their count. */
 static int
-budget_eps_with(struct sim_budget *b, double q, double sigma, uint64_t steps,
-                double *eps, roost_errmsg *em)
+budget_with(const struct sim_budget *b, const roost_ledger_event *ev,
+            struct sim_event *out, size_t *n, roost_errmsg *em)
 {
-    roost_dp_event ev[SIM_MAX_EVENTS + 1];
-    size_t n = b->n_events;
-    memcpy(ev, b->events, n * sizeof(ev[0]));
-    bool merged = false;
-    for (size_t i = 0; i < n && steps > 0; i++)
-        if (ev[i].q == q && ev[i].sigma == sigma) {
-            ev[i].steps += steps;
-            merged = true;
-        }
-    if (!merged && steps > 0) {
-        if (n == SIM_MAX_EVENTS)
-            return roost_fail(em, ROOST_ENOTSUP,
-                              "more than %d distinct DP settings per client",
-                              SIM_MAX_EVENTS);
-        ev[n++] = (roost_dp_event){q, sigma, steps};
-    }
-    if (n == 0) {
-        *eps = 0;
+    size_t k = b->n_events;
+    memcpy(out, b->events, k * sizeof(out[0]));
+    if (ev == NULL || ev->steps == 0) {
+        *n = k;
         return ROOST_OK;
     }
-    return roost_dp_epsilon(ev, n, b->delta, eps, NULL, em);
+    for (size_t i = 0; i < k; i++)
+        if (out[i].dp.q == ev->q && out[i].dp.sigma == ev->sigma &&
+            out[i].mu == ev->mu && out[i].beta == ev->beta) {
+            out[i].dp.steps += ev->steps;
+            out[i].draws += ev->draws;
+            *n = k;
+            return ROOST_OK;
+        }
+    if (k == SIM_MAX_EVENTS)
+        return roost_fail(em, ROOST_ENOTSUP,
+                          "more than %d distinct DP settings per client",
+                          SIM_MAX_EVENTS);
+    out[k++] = (struct sim_event){
+        {ev->q, ev->sigma, ev->steps}, ev->draws, ev->mu, ev->beta};
+    *n = k;
+    return ROOST_OK;
 }
 
+/* The epsilon with ev added, into *eps_after, and the merged events that
+ * give it; ROOST_EBUDGET beyond the budget. */
 static int
-budget_plan(void *arg, double q, double sigma, uint64_t steps, double delta,
-            int64_t round_id, double *eps_after, roost_errmsg *em)
+budget_decide(const struct sim_budget *b, const roost_ledger_event *ev,
+              struct sim_event *all, size_t *n_all, double *eps_after,
+              roost_errmsg *em)
 {
-    (void)delta;
-    (void)round_id;
-    struct sim_budget *b = arg;
-    int rc = budget_eps_with(b, q, sigma, steps, eps_after, em);
+    int rc = budget_with(b, ev, all, n_all, em);
     if (rc != ROOST_OK)
         return rc;
-    if (*eps_after > b->eps_max)
+    roost_dp_event dp[SIM_MAX_EVENTS];
+    double n_mu = 0.0, n_beta = 0.0;
+    for (size_t i = 0; i < *n_all; i++) {
+        dp[i] = all[i].dp;
+        n_mu += (double)all[i].draws * all[i].mu;
+        n_beta += (double)all[i].draws * all[i].beta;
+    }
+    *eps_after = 0.0;
+    if (*n_all > 0 && (rc = roost_dp_epsilon_sampled(
+                           dp, *n_all, n_mu, n_beta, b->eps_max, b->delta,
+                           eps_after, NULL, em)) != ROOST_OK)
+        return rc;
+    if (!(*eps_after <= b->eps_max))
         return roost_fail(em, ROOST_EBUDGET,
                           "round would bring epsilon to %.4f > budget %.4f",
                           *eps_after, b->eps_max);
@@ -136,22 +160,26 @@ budget_plan(void *arg, double q, double sigma, uint64_t steps, double delta,
 }
 
 static int
-budget_charge(void *arg, double q, double sigma, uint64_t steps, double delta,
-              int64_t round_id, const char *task_id, double *eps_after,
+budget_plan(void *arg, const roost_ledger_event *ev, double *eps_after,
+            roost_errmsg *em)
+{
+    struct sim_event all[SIM_MAX_EVENTS];
+    size_t n_all;
+    return budget_decide(arg, ev, all, &n_all, eps_after, em);
+}
+
+static int
+budget_charge(void *arg, const roost_ledger_event *ev, double *eps_after,
               roost_errmsg *em)
 {
-    (void)task_id;
     struct sim_budget *b = arg;
-    int rc = budget_plan(arg, q, sigma, steps, delta, round_id, eps_after, em);
+    struct sim_event all[SIM_MAX_EVENTS];
+    size_t n_all;
+    int rc = budget_decide(b, ev, all, &n_all, eps_after, em);
     if (rc != ROOST_OK)
         return rc;
-    for (size_t i = 0; i < b->n_events; i++)
-        if (b->events[i].q == q && b->events[i].sigma == sigma) {
-            b->events[i].steps += steps;
-            b->spent = *eps_after;
-            return ROOST_OK;
-        }
-    b->events[b->n_events++] = (roost_dp_event){q, sigma, steps};
+    memcpy(b->events, all, n_all * sizeof(all[0]));
+    b->n_events = n_all;
     b->spent = *eps_after;
     return ROOST_OK;
 }

@@ -400,35 +400,23 @@ mono_ms(void)
 /* ----------------------------------------------------------- ledger */
 
 static int
-ledger_plan(void *arg, double q, double sigma, uint64_t steps, double delta,
-            int64_t round_id, double *eps_after, roost_errmsg *em)
+ledger_plan(void *arg, const roost_ledger_event *ev, double *eps_after,
+            roost_errmsg *em)
 {
     roost_client *c = arg;
-    roost_ledger_event ev = {.q = q,
-                             .sigma = sigma,
-                             .steps = steps,
-                             .delta = delta,
-                             .round_id = round_id};
-    int rc = roost_ledger_plan(c->ledger, &ev, eps_after);
+    int rc = roost_ledger_plan(c->ledger, ev, eps_after);
     if (rc != ROOST_OK)
         roost_fail(em, rc, "%s", roost_ledger_errmsg(c->ledger));
     return rc;
 }
 
 static int
-ledger_charge(void *arg, double q, double sigma, uint64_t steps, double delta,
-              int64_t round_id, const char *task_id, double *eps_after,
+ledger_charge(void *arg, const roost_ledger_event *ev, double *eps_after,
               roost_errmsg *em)
 {
     roost_client *c = arg;
-    roost_ledger_event ev = {.q = q,
-                             .sigma = sigma,
-                             .steps = steps,
-                             .delta = delta,
-                             .round_id = round_id,
-                             .task_id = task_id};
     roost_ledger_receipt receipt;
-    int rc = roost_ledger_charge(c->ledger, &ev, &receipt, eps_after);
+    int rc = roost_ledger_charge(c->ledger, ev, &receipt, eps_after);
     /* Released at once: the protocol sends right after this returns, and
      * the event is durable by now. */
     if (rc == ROOST_OK)

@@ -14,6 +14,7 @@
 #include "common/alloc.h"
 #include "common/wire.h"
 #include "common/xfer.h"
+#include "dp/noise.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -190,6 +191,29 @@ reserve(roost_cproto *p, size_t n)
 
 static int receive_model(roost_cproto *p, const Roost__V1__Task *t);
 
+/* The privacy event of the job's DP task: its plan, and the noise sampler
+ * it will draw from (the trainer's: same sigma, clip and default grid),
+ * with one draw per parameter per step. */
+static int
+dp_event(const roost_cproto_job *j, const roost_local_plan_info *plan,
+         roost_ledger_event *ev, roost_errmsg *em)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->q = plan->q;
+    ev->sigma = j->task.noise_multiplier;
+    ev->steps = plan->steps;
+    ev->delta = j->task.delta;
+    ev->round_id = j->round_id;
+    if (j->n_params == 0 ||
+        plan->steps > ROOST_LEDGER_MAX_DRAWS / (uint64_t)j->n_params)
+        return roost_fail(em, ROOST_EINVAL,
+                          "a task of %" PRIu64 " steps over %zu parameters",
+                          plan->steps, j->n_params);
+    ev->draws = plan->steps * (uint64_t)j->n_params;
+    return roost_noise_closeness_for(ev->sigma, j->task.clip_norm, 0, &ev->mu,
+                                     &ev->beta, em);
+}
+
 static int
 on_task(roost_cproto *p, const Roost__V1__Task *t)
 {
@@ -246,19 +270,20 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
      * declined without downloading the model. */
     if (j->task.dp) {
         roost_local_plan_info plan;
+        roost_ledger_event ev;
         double eps_after = 0;
         roost_errmsg em;
         roost_errmsg_clear(&em);
         int rc = roost_local_plan(&j->task, p->cfg.n_local, &plan, &em);
+        if (rc == ROOST_OK)
+            rc = dp_event(j, &plan, &ev, &em);
         if (rc != ROOST_OK) {
             p->state = ROOST_CP_IDLE;
             return send_decline(
                 p, ROOST__V1__DECLINE_REASON__DECLINE_REASON_UNSUPPORTED,
                 em.text);
         }
-        rc = p->cfg.budget.plan(p->cfg.budget.arg, plan.q,
-                                j->task.noise_multiplier, plan.steps,
-                                j->task.delta, j->round_id, &eps_after, &em);
+        rc = p->cfg.budget.plan(p->cfg.budget.arg, &ev, &eps_after, &em);
         if (rc == ROOST_EBUDGET) {
             p->state = ROOST_CP_EXHAUSTED;
             roost_fail(&p->em, ROOST_EBUDGET, "%s", em.text);
@@ -567,19 +592,27 @@ roost_cproto_finish(roost_cproto *p, int train_rc,
     uint64_t steps = result->steps;
     if (j->task.dp) {
         roost_local_plan_info plan;
+        roost_ledger_event ev;
         roost_errmsg em;
         int rc = roost_local_plan(&j->task, p->cfg.n_local, &plan, &em);
         if (rc == ROOST_OK && plan.steps != result->steps)
             rc = roost_fail(&em, ROOST_ESTATE,
                             "trained %" PRIu64 " steps, planned %" PRIu64,
                             result->steps, plan.steps);
+        if (rc == ROOST_OK)
+            rc = dp_event(j, &plan, &ev, &em);
+        /* The ledger records what the trainer drew, which the plan must
+         * have foreseen. */
+        if (rc == ROOST_OK && result->noise_draws != ev.draws)
+            rc = roost_fail(&em, ROOST_ESTATE,
+                            "drew %" PRIu64 " noise values, planned %" PRIu64,
+                            result->noise_draws, ev.draws);
         char task_id[32];
         snprintf(task_id, sizeof(task_id), "%" PRIu64, j->task_id);
+        ev.task_id = task_id;
         /* Durable before anything derived from the data leaves. */
         if (rc == ROOST_OK)
-            rc = p->cfg.budget.charge(
-                p->cfg.budget.arg, plan.q, j->task.noise_multiplier, plan.steps,
-                j->task.delta, j->round_id, task_id, &eps, &em);
+            rc = p->cfg.budget.charge(p->cfg.budget.arg, &ev, &eps, &em);
         if (rc != ROOST_OK) {
             end_task(p);
             p->state = rc == ROOST_EBUDGET ? ROOST_CP_EXHAUSTED : ROOST_CP_IDLE;

@@ -30,6 +30,7 @@
 #include "client/src/local_train.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "dp/ledger.h"
 
 #include "roost.pb-c.h"
 
@@ -40,17 +41,18 @@ typedef struct roost_cproto roost_cproto;
 
 /* The privacy budget as the protocol sees it; libroost backs it with the
  * durable SQLite ledger (dp/ledger.h), roost sim with an in-memory event
- * list per virtual client. Every epsilon comes from the accountant. */
+ * list per virtual client. Every epsilon comes from the accountant,
+ * charged for the noise sampler (the event's draws, mu and beta). */
 typedef struct roost_cproto_budget {
     /* epsilon after adding the event, without recording it; ROOST_EBUDGET
-     * (with em saying by how much) when it would exceed the budget. */
-    int (*plan)(void *arg, double q, double sigma, uint64_t steps, double delta,
-                int64_t round_id, double *eps_after, roost_errmsg *em);
+     * (with em saying by how much) when it would exceed the budget. The
+     * event's task_id is NULL here. */
+    int (*plan)(void *arg, const roost_ledger_event *ev, double *eps_after,
+                roost_errmsg *em);
     /* Record the event durably before returning; *eps_after is the total
      * spent including it. */
-    int (*charge)(void *arg, double q, double sigma, uint64_t steps,
-                  double delta, int64_t round_id, const char *task_id,
-                  double *eps_after, roost_errmsg *em);
+    int (*charge)(void *arg, const roost_ledger_event *ev, double *eps_after,
+                  roost_errmsg *em);
     /* Budget left and the delta it is stated at. */
     int (*remaining)(void *arg, double *eps_remaining, double *delta);
     void *arg;

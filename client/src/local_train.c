@@ -361,6 +361,7 @@ roost_local_trainer_step(roost_local_trainer *t, bool *done, roost_errmsg *em)
         if (t->dp != NULL) {
             t->res.loss =
                 t->loss_n ? t->loss_sum / (double)t->loss_n : (double)NAN;
+            t->res.noise_draws = (uint64_t)roost_dpsgd_noise_draws(t->dp);
         } else if (t->n_batches > 0) {
             t->res.loss = t->loss_sum / (double)t->n_batches;
             if (t->seen > 0)

@@ -45,12 +45,14 @@ typedef struct roost_local_plan_info {
 } roost_local_plan_info;
 
 typedef struct roost_local_result {
-    double loss;       /* mean training loss over the last epoch's steps */
-    double accuracy;   /* training accuracy over the same steps (before
-                          each step's update); NaN when not measured
-                          (DP, or an application's own trainer) */
-    uint64_t examples; /* local examples */
-    uint64_t steps;    /* optimiser steps taken */
+    double loss;          /* mean training loss over the last epoch's steps */
+    double accuracy;      /* training accuracy over the same steps (before
+                             each step's update); NaN when not measured
+                             (DP, or an application's own trainer) */
+    uint64_t examples;    /* local examples */
+    uint64_t steps;       /* optimiser steps taken */
+    uint64_t noise_draws; /* DP: noise values drawn in all (parameters x
+                             steps); 0 without DP */
 } roost_local_result;
 
 /* roost_local_plan - q and steps for a DP task; ROOST_EINVAL when the task

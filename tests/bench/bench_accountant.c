@@ -93,7 +93,9 @@ main(int argc, char **argv)
         return 1;
     }
     enum { CHARGES = 200, PLANS = 200 };
-    roost_ledger_event ev = {0.01, 1.0, 100, 1e-5, 0, "bench", 0};
+    roost_ledger_event ev = {0.01,     1.0,     100, 1e-5,
+                             0,        "bench", 0,   100u * 199210u,
+                             7.66e-16, 6.97e-21};
     roost_ledger_receipt r;
     double w = clock_s(CLOCK_MONOTONIC);
     for (int i = 0; i < CHARGES; i++) {

@@ -392,24 +392,25 @@ allocation_failure_sweep_over_create(void **state)
     assert_true(n_ok > 0);
 }
 
-/* A fake budget for the protocol sweep (the ledger has its own tests). */
+/* A fake budget for the protocol sweep (the ledger has its own tests); it
+ * keeps the last event it saw. */
+static roost_ledger_event fake_last;
+
 static int
-fake_plan(void *arg, double q, double sigma, uint64_t steps, double delta,
-          int64_t round_id, double *eps_after, roost_errmsg *em)
+fake_plan(void *arg, const roost_ledger_event *ev, double *eps_after,
+          roost_errmsg *em)
 {
-    (void)arg, (void)q, (void)sigma, (void)steps, (void)delta;
-    (void)round_id, (void)em;
+    (void)arg, (void)em;
+    fake_last = *ev;
     *eps_after = 1.0;
     return ROOST_OK;
 }
 
 static int
-fake_charge(void *arg, double q, double sigma, uint64_t steps, double delta,
-            int64_t round_id, const char *task_id, double *eps_after,
+fake_charge(void *arg, const roost_ledger_event *ev, double *eps_after,
             roost_errmsg *em)
 {
-    (void)task_id;
-    return fake_plan(arg, q, sigma, steps, delta, round_id, eps_after, em);
+    return fake_plan(arg, ev, eps_after, em);
 }
 
 static int

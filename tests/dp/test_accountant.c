@@ -394,10 +394,10 @@ calibration_refuses_impossible(void **state)
         ROOST_EINVAL);
 }
 
-/* The sampler's terms: none gives the plain accountant; some move the
- * accountant's delta down and add 2 n_mu; a tail that alone exceeds delta
- * at the cap gives infinity; and the result is a real guarantee (its
- * charged delta fits). */
+/* The sampler's terms: none gives the plain accountant; some give an
+ * epsilon above it that is a real guarantee (its charged delta fits) and
+ * close to the smallest one; a tail that alone exceeds delta gives
+ * infinity; a loose cap changes nothing below it. */
 static void
 sampled_epsilon_charges_the_sampler(void **state)
 {
@@ -411,27 +411,44 @@ sampled_epsilon_charges_the_sampler(void **state)
         ROOST_OK);
     assert_true(eps == plain);
 
-    /* 6e8 draws at the default grid's per-draw figures. */
-    const double n_mu = 6e8 * 7.7e-16, n_beta = 6e8 * 7e-21;
+    /* 2e9 draws at the default grid's per-draw figures, with beta scaled
+     * up 1e4 times so that the tail term matters. */
+    const double n_mu = 2e9 * 7.7e-16, n_beta = 2e9 * 7e-21 * 1e4;
     assert_int_equal(roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, cap, delta,
                                               &eps, NULL, NULL),
                      ROOST_OK);
-    double d0 = (delta - exp(cap) * n_beta) * exp(-n_mu);
-    assert_true(d0 < delta);
-    assert_true(fabs(eps - (epsilon_of(e.q, e.sigma, e.steps, d0) + 2 * n_mu)) <
-                1e-12);
-    assert_true(eps > plain);
-    assert_true(eps <= cap);
-    double charged_delta = exp(n_mu) * d0 + exp(eps) * n_beta;
-    assert_true(charged_delta <= delta);
+    assert_true(eps > plain + 2 * n_mu);
+    /* A guarantee: the accountant's epsilon at the delta left after the
+     * tail term at eps, plus 2 n_mu, is at most eps, and the charged delta
+     * fits. */
+    double d0 = (delta - exp(eps) * n_beta) * exp(-n_mu);
+    assert_true(d0 > 0 && d0 < delta);
+    double e0 = epsilon_of(e.q, e.sigma, e.steps, d0);
+    assert_true(e0 + 2 * n_mu <= eps);
+    assert_true(exp(n_mu) * d0 + exp(e0 + 2 * n_mu) * n_beta <= delta);
+    /* ... and nearly the smallest: 1e-6 less is not one. */
+    double lower = eps - 1e-6;
+    double d1 = (delta - exp(lower) * n_beta) * exp(-n_mu);
+    assert_true(epsilon_of(e.q, e.sigma, e.steps, d1) + 2 * n_mu > lower);
+    /* A loose cap gives the same value. */
+    double loose = -1.0;
+    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, 1e9, delta,
+                                              &loose, NULL, NULL),
+                     ROOST_OK);
+    assert_true(loose == eps);
+    /* A cap below the answer: a value above the cap. */
+    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, 0.5, delta,
+                                              &loose, NULL, NULL),
+                     ROOST_OK);
+    assert_true(loose > 0.5);
 
-    /* The tail alone: e^cap * n_beta >= delta. */
-    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, n_mu, delta / exp(cap),
-                                              cap, delta, &eps, NULL, NULL),
+    /* The tail alone reaches delta: no epsilon works. */
+    assert_int_equal(roost_dp_epsilon_sampled(&e, 1, n_mu, delta, 1e9, delta,
+                                              &eps, NULL, NULL),
                      ROOST_OK);
     assert_true(isinf(eps));
-    /* No events still spend nothing. */
-    assert_int_equal(roost_dp_epsilon_sampled(NULL, 0, n_mu, n_beta, cap, delta,
+    /* No events: only the sampler's epsilon term. */
+    assert_int_equal(roost_dp_epsilon_sampled(NULL, 0, n_mu, 0.0, cap, delta,
                                               &eps, NULL, NULL),
                      ROOST_OK);
     assert_true(eps == 2 * n_mu);

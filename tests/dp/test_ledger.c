@@ -64,11 +64,36 @@ teardown(void **state)
 
 static const roost_ledger_budget budget8 = {8.0, 1e-5};
 
+/* The noise sampler's per-draw terms at the default grid (docs/privacy.md)
+ * and the parameter count of the MLP: what a client records. */
+#define TEST_MU 7.66e-16
+#define TEST_BETA 6.97e-21
+#define TEST_PARAMS 199210u
+
 static roost_ledger_event
 event(double q, double sigma, uint64_t steps, int64_t round)
 {
-    roost_ledger_event e = {q, sigma, steps, 1e-5, round, "task-a", 0};
+    roost_ledger_event e = {q,       sigma,    steps, 1e-5,
+                            round,   "task-a", 0,     steps * TEST_PARAMS,
+                            TEST_MU, TEST_BETA};
     return e;
+}
+
+/* The epsilon a ledger of these events must report: the accountant's,
+ * charged for the sampler at the budget's epsilon. */
+static double
+charged_epsilon(const roost_dp_event *ev, size_t n,
+                const roost_ledger_budget *b, double *order)
+{
+    double draws = 0;
+    for (size_t i = 0; i < n; i++)
+        draws += (double)(ev[i].steps * TEST_PARAMS);
+    double eps = -1;
+    assert_int_equal(roost_dp_epsilon_sampled(ev, n, draws * TEST_MU,
+                                              draws * TEST_BETA, b->epsilon_max,
+                                              b->delta, &eps, order, NULL),
+                     ROOST_OK);
+    return eps;
 }
 
 static roost_ledger *
@@ -170,11 +195,15 @@ durable_across_reopen(void **state)
     assert_int_equal(n, 3);
     roost_dp_event ev[3] = {
         {0.01, 1.1, 100}, {0.02, 1.3, 50}, {0.01, 1.1, 100}};
-    double want, want_order;
-    assert_int_equal(roost_dp_epsilon(ev, 3, 1e-5, &want, &want_order, NULL),
-                     ROOST_OK);
+    double want_order;
+    double want = charged_epsilon(ev, 3, &budget8, &want_order);
     assert_rel_near(eps, want, 1e-12);
     assert_near(order, want_order, 0);
+    /* ... which is above the ideal Gaussian's: the sampler is charged. */
+    double ideal;
+    assert_int_equal(roost_dp_epsilon(ev, 3, 1e-5, &ideal, NULL, NULL),
+                     ROOST_OK);
+    assert_true(eps > ideal);
     /* The receipt of an earlier session still releases. */
     assert_int_equal(roost_ledger_release(l, &r), ROOST_OK);
     roost_ledger_close(l);
@@ -243,6 +272,22 @@ invalid_arguments(void **state)
     e = event(0.1, 1.0, 1, 1);
     e.task_id = long_id;
     assert_int_equal(roost_ledger_charge(l, &e, &r, NULL), ROOST_EINVAL);
+    /* The sampler's figures: a noisy event must say what it drew. */
+    e = event(0.1, 1.0, 10, 1);
+    e.draws = 9;
+    assert_int_equal(roost_ledger_plan(l, &e, NULL), ROOST_EINVAL);
+    assert_non_null(strstr(roost_ledger_errmsg(l), "noise draws"));
+    e.draws = 0;
+    assert_int_equal(roost_ledger_charge(l, &e, &r, NULL), ROOST_EINVAL);
+    e = event(0.1, 1.0, 10, 1);
+    e.draws = ROOST_LEDGER_MAX_DRAWS + 1;
+    assert_int_equal(roost_ledger_charge(l, &e, &r, NULL), ROOST_EINVAL);
+    e = event(0.1, 1.0, 10, 1);
+    e.mu = (double)NAN;
+    assert_int_equal(roost_ledger_charge(l, &e, &r, NULL), ROOST_EINVAL);
+    e = event(0.1, 1.0, 10, 1);
+    e.beta = -1e-20;
+    assert_int_equal(roost_ledger_plan(l, &e, NULL), ROOST_EINVAL);
     uint64_t n;
     double eps;
     assert_int_equal(roost_ledger_spent(l, &eps, NULL, &n), ROOST_OK);
@@ -361,7 +406,17 @@ tampering_refused(void **state)
         {"DELETE FROM budget", "budget"},
         {"DROP TABLE head", NULL},
         {"UPDATE events SET seq = seq + 10 WHERE seq = 5", "sequence"},
-        {"PRAGMA user_version = 2", "schema version"},
+        {"PRAGMA user_version = 3", "schema version"},
+        {"UPDATE events SET draws = draws - 1 WHERE seq = 2", "hash"},
+        {"UPDATE events SET draws = 0 WHERE seq = 2", "sampler figures"},
+        {"UPDATE events SET mu = 0.0 WHERE seq = 3", "hash"},
+        {"UPDATE events SET beta = 0.0 WHERE seq = 4", "hash"},
+        {"UPDATE events SET mu = 'x' WHERE seq = 4", "wrong type"},
+        {"UPDATE events SET format = 1 WHERE seq = 2", "sampler figures"},
+        {"UPDATE events SET format = 1, draws = 0, mu = 0.0, beta = 0.0 "
+         "WHERE seq = 2",
+         "hash"},
+        {"UPDATE events SET format = 3 WHERE seq = 1", "unknown format"},
         {"PRAGMA application_id = 7", "not a Roost ledger"},
     };
     for (size_t i = 0; i < sizeof(attacks) / sizeof(attacks[0]); i++) {
@@ -609,6 +664,129 @@ killed_chargers_never_undercount(void **state)
                   ROUNDS, killed, n_released);
 }
 
+/* Read one integer from the file behind the library's back. */
+static int64_t
+raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Build f->path from tests/dp/ledger_v1.sql: a ledger as the version 1
+ * code wrote it (three events, no sampler figures). */
+static void
+load_v1_fixture(const char *path)
+{
+    const char *src = getenv("ROOST_SOURCE_DIR");
+    assert_non_null(src);
+    char name[512];
+    snprintf(name, sizeof(name), "%s/tests/dp/ledger_v1.sql", src);
+    FILE *fp = fopen(name, "rb");
+    assert_non_null(fp);
+    static char sql[16384];
+    size_t n = fread(sql, 1, sizeof(sql) - 1, fp);
+    assert_true(n > 0 && n < sizeof(sql) - 1);
+    fclose(fp);
+    sql[n] = '\0';
+    raw_sql(path, sql);
+    assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+}
+
+/* A version 1 ledger is upgraded in place on open: its events stay and are
+ * charged as before (they recorded no draws), new events carry the
+ * sampler's figures, and a tampered version 1 file is refused and left as
+ * it was. */
+static void
+version1_ledger_upgraded(void **state)
+{
+    struct fixture *f = *state;
+    load_v1_fixture(f->path);
+    roost_ledger *l = open_ok(f->path, 0);
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+    roost_ledger_budget b;
+    roost_ledger_get_budget(l, &b);
+    assert_true(b.epsilon_max == 8.0 && b.delta == 1e-5);
+    double eps, ideal;
+    uint64_t n;
+    roost_dp_event old = {0.05, 1.1, 60};
+    assert_int_equal(roost_ledger_spent(l, &eps, NULL, &n), ROOST_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(roost_dp_epsilon(&old, 1, 1e-5, &ideal, NULL, NULL),
+                     ROOST_OK);
+    assert_rel_near(eps, ideal, 1e-12);
+    /* The epsilon the version 1 code printed after its third charge. */
+    assert_rel_near(eps, 2.742544697063297, 1e-12);
+    roost_ledger_receipt r;
+    charge_ok(l, event(0.01, 1.1, 100, 4), &r);
+    assert_int_equal(r.seq, 4);
+    roost_ledger_close(l);
+
+    /* Reopened (no second upgrade): old events at no sampler charge, the
+     * new one at its own. */
+    l = open_ok(f->path, 0);
+    assert_int_equal(roost_ledger_spent(l, &eps, NULL, &n), ROOST_OK);
+    assert_int_equal(n, 4);
+    roost_dp_event both[2] = {{0.05, 1.1, 60}, {0.01, 1.1, 100}};
+    double draws = 100.0 * TEST_PARAMS;
+    double want = -1;
+    assert_int_equal(roost_dp_epsilon_sampled(both, 2, draws * TEST_MU,
+                                              draws * TEST_BETA, 8.0, 1e-5,
+                                              &want, NULL, NULL),
+                     ROOST_OK);
+    assert_rel_near(eps, want, 1e-12);
+    roost_ledger_close(l);
+    assert_int_equal(
+        raw_int(f->path, "SELECT count(*) FROM events WHERE format = 1"), 3);
+    assert_int_equal(
+        raw_int(f->path, "SELECT count(*) FROM events WHERE format = 2"), 1);
+
+    /* Tampered before the upgrade: refused, and not upgraded. */
+    assert_int_equal(unlink(f->path), 0);
+    load_v1_fixture(f->path);
+    raw_sql(f->path, "UPDATE events SET steps = 2 WHERE seq = 2");
+    expect_refused(f->path, "hash");
+    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info("
+                                      "'events') WHERE name = 'draws'"),
+                     0);
+}
+
+/* A budget whose epsilon the sampler's tail term alone rules out refuses
+ * the task with a message that says so. */
+static void
+sampler_tail_refused(void **state)
+{
+    struct fixture *f = *state;
+    roost_ledger *l = NULL;
+    roost_ledger_budget big = {20.0, 1e-5};
+    roost_errmsg em;
+    assert_int_equal(
+        roost_ledger_open(&l, NULL, f->path, ROOST_LEDGER_CREATE, &big, &em),
+        ROOST_OK);
+    /* n beta = 2^62 * 6.97e-21 = 3.2e-2 > 1e-5 even at epsilon 0. */
+    roost_ledger_event e = event(0.01, 5.0, 100, 1);
+    e.draws = ROOST_LEDGER_MAX_DRAWS;
+    e.mu = 0.0; /* the tail term alone */
+    double after;
+    assert_int_equal(roost_ledger_plan(l, &e, &after), ROOST_EBUDGET);
+    assert_true(isinf(after));
+    assert_non_null(strstr(roost_ledger_errmsg(l), "tail term"));
+    roost_ledger_receipt r;
+    assert_int_equal(roost_ledger_charge(l, &e, &r, NULL), ROOST_EBUDGET);
+    /* The same event with the draws of a 200k-parameter model fits. */
+    e = event(0.01, 5.0, 100, 1);
+    assert_int_equal(roost_ledger_plan(l, &e, &after), ROOST_OK);
+    assert_true(after < 20.0);
+    roost_ledger_close(l);
+}
+
 int
 main(void)
 {
@@ -619,6 +797,9 @@ main(void)
         cmocka_unit_test_setup_teardown(invalid_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupt_files_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(tampering_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(version1_ledger_upgraded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(sampler_tail_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_exhaustion, setup, teardown),
         cmocka_unit_test_setup_teardown(release_contract, setup, teardown),
         cmocka_unit_test_setup_teardown(hook_points_in_order, setup, teardown),

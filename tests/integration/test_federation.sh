@@ -103,6 +103,23 @@ if [ "$fed_eval" = fed ]; then
         echo "note: no decline needed a replacement this run"
 fi
 
+# Every device ledger charged its rounds for the noise sampler: each event
+# records its draws (at least the MLP's 199,210 parameters per step), so
+# the epsilon it enforces is the charged one.
+charged=0
+for l in ledger*.db; do
+    "$roost" dp ledger --path "$l" --json >ledger.json || fail "dp ledger $l"
+    grep -q '"events_without_draws": 0' ledger.json ||
+        { cat ledger.json; fail "$l has events without noise draws"; }
+    draws=$(sed 's/.*"noise_draws": \([0-9.e+]*\).*/\1/' ledger.json)
+    events=$(sed 's/.*"events": \([0-9]*\).*/\1/' ledger.json)
+    awk -v d="$draws" -v n="$events" 'BEGIN { exit !(d >= n * 199210) }' ||
+        { cat ledger.json; fail "$l records $draws draws for $events events"; }
+    [ "$events" -gt 0 ] && charged=$((charged + 1))
+done
+[ "$charged" -gt 0 ] || fail "no device ledger holds an event"
+echo "$charged device ledgers charged for their noise draws"
+
 "$roost" audit --db fed.db || fail "audit of an untouched record"
 # The second training round (round 3 when evaluation rounds interleave).
 tamper=2; [ "$fed_eval" = fed ] && tamper=3
