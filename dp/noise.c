@@ -35,17 +35,25 @@
  * hi = thr >> 64, lo = low 64 bits of thr; a full slot is stored as
  * thr = 0, alias = itself. The slot index is |value|. The scalar and the
  * AVX2 paths compute the same function of the CSPRNG stream.
- * No locking: a sampler belongs to one thread, like its rng.
+ * No locking on a sampler: it belongs to one thread, like its rng. The one
+ * lock in this file guards the small cache of roost_noise_closeness_for(),
+ * a process-wide memo of a pure function (see there); it is never held
+ * while tables are built.
+ *
+ * roost_dp_calibrate_sigma_sampled() lives here because it needs both the
+ * sampler's figures and the accountant (dp/accountant.h).
  */
 #include "dp/noise.h"
 #include "dp/noise_int.h"
 
 #include "common/alloc.h"
+#include "dp/accountant.h"
 
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -528,16 +536,17 @@ draw_chunk(roost_noise *noise, int32_t *z, size_t count)
 
 /* ---- public API ---------------------------------------------------------- */
 
-int
-roost_noise_create(roost_noise **out, const roost_allocator *alloc,
-                   roost_rng *rng, double sigma, double clip,
-                   unsigned grid_bits, roost_errmsg *em)
+/*
+ * noise_build - roost_noise_create without the checks of out and rng: it
+ * validates sigma, clip and grid_bits and builds the tables. Building
+ * draws nothing from rng (it is only stored for later draws), so
+ * roost_noise_closeness_for() passes NULL for a sampler it only reads the
+ * closeness figures of and destroys without drawing.
+ */
+static int
+noise_build(roost_noise **out, const roost_allocator *alloc, roost_rng *rng,
+            double sigma, double clip, unsigned grid_bits, roost_errmsg *em)
 {
-    if (out == NULL)
-        return roost_fail(em, ROOST_EINVAL, "noise: out is NULL");
-    *out = NULL;
-    if (rng == NULL)
-        return roost_fail(em, ROOST_EINVAL, "noise: rng is NULL");
     if (!(sigma > 0.0) || !isfinite(sigma))
         return roost_fail(em, ROOST_EINVAL,
                           "noise: sigma must be positive and finite (got %g)",
@@ -612,6 +621,19 @@ roost_noise_create(roost_noise **out, const roost_allocator *alloc,
     noise->beta = exp(noise->mu_theta) * (noise->tb.tail + noise->ta.tail);
     *out = noise;
     return ROOST_OK;
+}
+
+int
+roost_noise_create(roost_noise **out, const roost_allocator *alloc,
+                   roost_rng *rng, double sigma, double clip,
+                   unsigned grid_bits, roost_errmsg *em)
+{
+    if (out == NULL)
+        return roost_fail(em, ROOST_EINVAL, "noise: out is NULL");
+    *out = NULL;
+    if (rng == NULL)
+        return roost_fail(em, ROOST_EINVAL, "noise: rng is NULL");
+    return noise_build(out, alloc, rng, sigma, clip, grid_bits, em);
 }
 
 void
@@ -810,6 +832,250 @@ roost_noise_charge(const roost_noise *noise, double draws, double epsilon,
     *epsilon_out = epsilon + 2.0 * drift;
     *delta_out =
         exp(drift) * delta + exp(epsilon + 2.0 * drift) * draws * noise->beta;
+    return ROOST_OK;
+}
+
+/* ---- closeness without a sampler ---------------------------------------- */
+
+/*
+ * The closeness figures of a sampler are a pure function of (sigma, clip,
+ * grid_bits), and building the tables that give them costs about 20 ms,
+ * while `roost sim` asks for them once per virtual client and round. So
+ * the last NOISE_CLOSENESS_SLOTS distinct keys are remembered, keyed by
+ * exact equality of the doubles. This is the one piece of mutable state in
+ * dp/ that does not hang off a handle: it holds only public parameters and
+ * the values the tables give for them, so no caller can observe it except
+ * through speed, and every caller gets the same answer with or without it.
+ * The mutex guards the slots and the replacement cursor; it is never held
+ * while tables are built, so two threads missing on the same key both
+ * build (the same figures) and the second insert finds the key present.
+ */
+#define NOISE_CLOSENESS_SLOTS 8
+
+struct closeness_slot {
+    bool used;
+    double sigma, clip;
+    unsigned grid_bits;
+    double mu, beta;
+};
+
+static pthread_mutex_t closeness_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct closeness_slot closeness_cache[NOISE_CLOSENESS_SLOTS];
+static unsigned closeness_next; /* slot the next new key replaces */
+
+/* The slot holding the key, or NULL. Call with closeness_lock held. */
+static struct closeness_slot *
+closeness_find(double sigma, double clip, unsigned grid_bits)
+{
+    for (size_t i = 0; i < NOISE_CLOSENESS_SLOTS; i++) {
+        struct closeness_slot *c = &closeness_cache[i];
+        if (c->used && c->sigma == sigma && c->clip == clip &&
+            c->grid_bits == grid_bits)
+            return c;
+    }
+    return NULL;
+}
+
+int
+roost_noise_closeness_for(double sigma, double clip, unsigned grid_bits,
+                          double *mu, double *beta, roost_errmsg *em)
+{
+    if (mu == NULL || beta == NULL)
+        return roost_fail(em, ROOST_EINVAL, "noise: mu or beta is NULL");
+    if (grid_bits == 0)
+        grid_bits = ROOST_NOISE_GRID_BITS_DEFAULT;
+    /* Only keys that built a sampler are stored, so a hit needs no
+     * validation, and invalid input (NaN equals nothing) always reaches
+     * noise_build's checks. */
+    pthread_mutex_lock(&closeness_lock);
+    const struct closeness_slot *hit = closeness_find(sigma, clip, grid_bits);
+    if (hit != NULL) {
+        *mu = hit->mu;
+        *beta = hit->beta;
+    }
+    pthread_mutex_unlock(&closeness_lock);
+    if (hit != NULL)
+        return ROOST_OK;
+
+    roost_noise *probe = NULL;
+    int rc = noise_build(&probe, NULL, NULL, sigma, clip, grid_bits, em);
+    if (rc != ROOST_OK)
+        return rc;
+    double m = probe->mu, b = probe->beta;
+    roost_noise_destroy(probe);
+
+    pthread_mutex_lock(&closeness_lock);
+    if (closeness_find(sigma, clip, grid_bits) == NULL) {
+        struct closeness_slot *c = &closeness_cache[closeness_next];
+        closeness_next = (closeness_next + 1) % NOISE_CLOSENESS_SLOTS;
+        *c = (struct closeness_slot){.used = true,
+                                     .sigma = sigma,
+                                     .clip = clip,
+                                     .grid_bits = grid_bits,
+                                     .mu = m,
+                                     .beta = b};
+    }
+    pthread_mutex_unlock(&closeness_lock);
+    *mu = m;
+    *beta = b;
+    return ROOST_OK;
+}
+
+/* ---- calibration for this sampler ---------------------------------------- */
+
+/* Tries of the fixed-point search for a first sigma that passes (each
+ * builds at most one sampler). */
+#define NOISE_CALIBRATE_TRIES 8
+/* Headroom on the sampler's (mu, beta) in that search: near a given sigma
+ * they move a little with it (beta by about 1% as the cut of the tables
+ * steps), and a calibration for exactly the largest values seen picks a
+ * sigma whose values may be slightly larger again. The bisection that
+ * follows takes back what the headroom over-provides. */
+#define NOISE_CLOSENESS_HEADROOM 1.01
+/* Largest sigma tried when the fixed point does not settle (as in
+ * roost_dp_calibrate_sigma). */
+#define NOISE_SIGMA_MAX 1e6
+
+/*
+ * sampled_epsilon - THE check of a calibration: the epsilon that
+ * roost_dp_epsilon_sampled() gives for (q, sigma, steps) with the terms of
+ * the sampler for sigma, n_mu = draws * mu and n_beta = draws * beta, at
+ * eps_cap = target_eps. A budget that later charges the same call accepts
+ * the planned run exactly when this is <= target_eps. A sigma so small
+ * that the accountant overflows gives HUGE_VAL (too little noise).
+ */
+static int
+sampled_epsilon(double q, uint64_t steps, double draws, double clip,
+                unsigned grid_bits, double delta, double target_eps,
+                double sigma, double *eps, roost_errmsg *em)
+{
+    double mu, beta;
+    int rc = roost_noise_closeness_for(sigma, clip, grid_bits, &mu, &beta, em);
+    if (rc != ROOST_OK)
+        return rc;
+    roost_dp_event ev = {.q = q, .sigma = sigma, .steps = steps};
+    rc = roost_dp_epsilon_sampled(&ev, 1, draws * mu, draws * beta, target_eps,
+                                  delta, eps, NULL, em);
+    if (rc == ROOST_EOVERFLOW) {
+        *eps = HUGE_VAL;
+        return ROOST_OK;
+    }
+    return rc;
+}
+
+int
+roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
+                                 double clip, unsigned grid_bits, double delta,
+                                 double target_eps, double *sigma,
+                                 roost_errmsg *em)
+{
+    if (sigma == NULL)
+        return roost_fail(em, ROOST_EINVAL, "sigma is NULL");
+    if (!(draws >= 0.0) || !isfinite(draws))
+        return roost_fail(em, ROOST_EINVAL,
+                          "noise draws %g must be finite and >= 0", draws);
+    if (!(clip > 0.0) || !isfinite(clip))
+        return roost_fail(em, ROOST_EINVAL,
+                          "noise: clip must be positive and finite (got %g)",
+                          clip);
+    if (grid_bits > ROOST_NOISE_GRID_BITS_MAX)
+        return roost_fail(em, ROOST_EINVAL,
+                          "noise: grid_bits %u exceeds the maximum %u",
+                          grid_bits, ROOST_NOISE_GRID_BITS_MAX);
+    /* The ideal mechanism's calibration checks q, steps, delta and the
+     * target, and is the answer when nothing is drawn. */
+    double ideal;
+    int rc = roost_dp_calibrate_sigma(q, steps, delta, target_eps, &ideal, em);
+    if (rc != ROOST_OK || draws == 0.0) {
+        if (rc == ROOST_OK)
+            *sigma = ideal;
+        return rc;
+    }
+
+    /* An upper end: calibrate the ideal mechanism at the epsilon and delta
+     * the largest (mu, beta) seen leave it, d0 = (D - e^E n beta) e^(-n mu)
+     * and E - 2 n mu, until the sampler of the sigma found passes the
+     * check with its own figures. */
+    double mu, beta, mu_max = 0.0, beta_max = 0.0, hi = 0.0, cand = ideal;
+    double eps = HUGE_VAL;
+    rc = roost_noise_closeness_for(ideal, clip, grid_bits, &mu, &beta, em);
+    for (int attempt = 0;
+         rc == ROOST_OK && hi == 0.0 && attempt < NOISE_CALIBRATE_TRIES;
+         attempt++) {
+        mu_max = fmax(mu_max, mu);
+        beta_max = fmax(beta_max, beta);
+        double n_mu = draws * mu_max, n_beta = draws * beta_max;
+        double tail = exp(target_eps) * n_beta;
+        if (!(tail < delta))
+            return roost_fail(
+                em, ROOST_EBUDGET,
+                "epsilon %g cannot be met at delta %g: the noise sampler's "
+                "tail term e^epsilon * n * beta (beta <= %.3g per draw, n = "
+                "%.4g draws) is %.3g, not below delta. Delta %g is reachable "
+                "only for epsilon below %.2f",
+                target_eps, delta, beta_max, draws, tail, delta,
+                log(delta / n_beta));
+        if (!(2.0 * n_mu < target_eps))
+            return roost_fail(em, ROOST_EBUDGET,
+                              "epsilon %g cannot be met: the noise sampler's "
+                              "term 2 * n * mu (mu <= %.3g per draw, n = %.4g "
+                              "draws) is %.3g, not below it",
+                              target_eps, mu_max, draws, 2.0 * n_mu);
+        /* The headroom, unless it alone leaves no room. */
+        double h = NOISE_CLOSENESS_HEADROOM;
+        if (!(h * tail < delta) || !(2.0 * h * n_mu < target_eps))
+            h = 1.0;
+        double d0 = (delta - h * tail) * exp(-h * n_mu);
+        rc = roost_dp_calibrate_sigma(q, steps, d0, target_eps - 2.0 * h * n_mu,
+                                      &cand, em);
+        if (rc == ROOST_OK)
+            rc = sampled_epsilon(q, steps, draws, clip, grid_bits, delta,
+                                 target_eps, cand, &eps, em);
+        if (rc == ROOST_OK && eps <= target_eps)
+            hi = cand;
+        else if (rc == ROOST_OK)
+            rc = roost_noise_closeness_for(cand, clip, grid_bits, &mu, &beta,
+                                           em);
+    }
+    /* Not settled: doubling sigma keeps the mantissa of sigma*clip, hence
+     * the sampler's (mu, beta), and lowers the ideal epsilon, so doubling
+     * the last candidate ends on a passing sigma if any does. */
+    for (double s = 2.0 * cand; rc == ROOST_OK && hi == 0.0; s *= 2.0) {
+        if (s > NOISE_SIGMA_MAX)
+            return roost_fail(em, ROOST_EINVAL,
+                              "target epsilon %g is unreachable at delta %g "
+                              "with the noise sampler's terms (n = %.4g "
+                              "draws): sigma = %g still gives epsilon %g",
+                              target_eps, delta, draws, s / 2.0, eps);
+        rc = sampled_epsilon(q, steps, draws, clip, grid_bits, delta,
+                             target_eps, s, &eps, em);
+        if (rc == ROOST_OK && eps <= target_eps)
+            hi = s;
+    }
+    if (rc != ROOST_OK)
+        return rc;
+
+    /* Down to the smallest passing sigma within the tolerance. Below the
+     * ideal calibration nothing passes: the sampled epsilon is at least
+     * the ideal one at delta (d0 < delta, and 2 n mu >= 0), and
+     * roost_dp_calibrate_sigma's answer is within ROOST_DP_CALIBRATE_RTOL
+     * of a sigma that fails even that. The sampler's figures are not
+     * monotone in sigma (the cut of its tables steps), so this finds a
+     * passing sigma just above one that fails, which is the smallest
+     * wherever those figures matter less than the tolerance. */
+    double lo = ideal * (1.0 - ROOST_DP_CALIBRATE_RTOL);
+    while (hi - lo > ROOST_DP_CALIBRATE_RTOL * hi) {
+        double mid = sqrt(lo * hi);
+        rc = sampled_epsilon(q, steps, draws, clip, grid_bits, delta,
+                             target_eps, mid, &eps, em);
+        if (rc != ROOST_OK)
+            return rc;
+        if (eps <= target_eps)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    *sigma = hi;
     return ROOST_OK;
 }
 

@@ -17,7 +17,9 @@
  * docs/privacy.md ("Noise") states the output distribution and the proof.
  *
  * A roost_noise is not thread-safe; it borrows its roost_rng (same thread,
- * must outlive the sampler). All calls are deterministic functions of the
+ * must outlive the sampler). roost_noise_closeness_for() and
+ * roost_dp_calibrate_sigma_sampled() need no sampler and any thread may
+ * call them. All calls are deterministic functions of the
  * rng's stream, so an insecure deterministic rng reproduces them exactly.
  */
 #ifndef ROOST_DP_NOISE_H
@@ -29,6 +31,7 @@
 #include "common/rng.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct roost_noise roost_noise;
 
@@ -120,6 +123,54 @@ int roost_noise_clip_for_dim(const roost_noise *noise, size_t dim,
  * actual tables when the sampler was built.
  */
 void roost_noise_closeness(const roost_noise *noise, double *mu, double *beta);
+
+/*
+ * roost_noise_closeness_for - the (mu, beta) that roost_noise_closeness()
+ * gives for the sampler roost_noise_create(.., sigma, clip, grid_bits, ..)
+ * builds, without the caller building one; grid_bits 0 here means
+ * ROOST_NOISE_GRID_BITS_DEFAULT (as in roost_dpsgd_config), not the coarse
+ * test grid. A miss builds the tables once (about 20 ms, a few MB through
+ * the C library's allocator, no randomness drawn); the last 8 distinct
+ * (sigma, clip, grid_bits), compared exactly, are remembered process-wide,
+ * so asking again costs a lookup. Any thread may call it. Returns ROOST_OK,
+ * ROOST_EINVAL (NULL mu or beta, or an argument roost_noise_create
+ * refuses, with the same message), ROOST_ENOMEM or ROOST_EOVERFLOW as
+ * roost_noise_create. em may be NULL.
+ */
+int roost_noise_closeness_for(double sigma, double clip, unsigned grid_bits,
+                              double *mu, double *beta, roost_errmsg *em);
+
+/*
+ * roost_dp_calibrate_sigma_sampled - roost_dp_calibrate_sigma for a run
+ * whose noise comes from this sampler: the smallest sigma (to within
+ * ROOST_DP_CALIBRATE_RTOL, relative) such that
+ *
+ *   roost_dp_epsilon_sampled(&(roost_dp_event){q, sigma, steps}, 1,
+ *                            draws * mu, draws * beta, target_eps, delta)
+ *
+ * is <= target_eps, with (mu, beta) = roost_noise_closeness_for(sigma,
+ * clip, grid_bits) and the two products computed as written: that call is
+ * the final check, so a budget that charges the same call accepts the
+ * planned run. draws is the number of noise values the whole run draws
+ * (parameters times steps); draws = 0 gives exactly
+ * roost_dp_calibrate_sigma's answer. grid_bits 0 is the default grid.
+ * The sampler's figures move a little with sigma, not monotonically, so
+ * "smallest" holds within the tolerance wherever their effect is smaller
+ * than it; the returned sigma always passes the check. Builds a handful of
+ * samplers (about 20 ms each) unless their figures are cached.
+ *
+ * Errors: those of roost_dp_calibrate_sigma (ROOST_EINVAL for bad q,
+ * steps, delta or target, or a target unreachable even without the
+ * sampler); ROOST_EINVAL for negative or non-finite draws, or a clip or
+ * grid_bits roost_noise_create refuses; ROOST_EBUDGET when the sampler's
+ * own terms rule the target out (e^target_eps * draws * beta >= delta,
+ * or 2 * draws * mu >= target_eps), the message naming the largest epsilon
+ * reachable at delta, ln(delta / (draws * beta)). em may be NULL.
+ */
+int roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
+                                     double clip, unsigned grid_bits,
+                                     double delta, double target_eps,
+                                     double *sigma, roost_errmsg *em);
 
 /*
  * roost_noise_charge - turn an (epsilon, delta) guarantee computed by the

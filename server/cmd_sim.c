@@ -32,6 +32,7 @@
 #include "common/rng.h"
 #include "common/wire.h"
 #include "dp/accountant.h"
+#include "dp/noise.h"
 #include "server/coord.h"
 #include "server/store.h"
 #include "server/strategy.h"
@@ -1435,17 +1436,27 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     uint32_t plan_rounds = a->dp_rounds != 0 && a->dp_rounds < a->rounds
                                ? a->dp_rounds
                                : a->rounds;
+    /* Every step of a client draws one noise value per parameter: the
+     * sampler's distance from the ideal Gaussian is charged over the
+     * draws of the rounds the budget is planned for (docs/privacy.md). */
+    double draws = (double)roost_model_param_count(s->model) * (double)steps *
+                   (double)plan_rounds;
     if (sigma == 0) {
-        int rc = roost_dp_calibrate_sigma(q, steps * plan_rounds, a->delta,
-                                          a->epsilon, &sigma, &em);
+        int rc = roost_dp_calibrate_sigma_sampled(q, steps * plan_rounds, draws,
+                                                  a->clip, 0, a->delta,
+                                                  a->epsilon, &sigma, &em);
         if (rc != ROOST_OK) {
             fprintf(stderr, "roost sim: cannot calibrate sigma: %s\n", em.text);
             return rc;
         }
     }
-    double eps_all = 0;
+    double eps_all = 0, mu, beta;
     roost_dp_event ev = {q, sigma, steps * plan_rounds};
-    int rc = roost_dp_epsilon(&ev, 1, a->delta, &eps_all, NULL, &em);
+    int rc = roost_noise_closeness_for(sigma, a->clip, 0, &mu, &beta, &em);
+    if (rc == ROOST_OK)
+        rc =
+            roost_dp_epsilon_sampled(&ev, 1, draws * mu, draws * beta,
+                                     a->epsilon, a->delta, &eps_all, NULL, &em);
     if (rc != ROOST_OK) {
         fprintf(stderr, "roost sim: accountant: %s\n", em.text);
         return rc;

@@ -292,16 +292,6 @@ struct dp_plan {
     double account_delta; /* d0: the accountant's delta */
 };
 
-/* Tries before the calibration gives up on the sampler's figures settling
- * (each try builds one sampler: about 20 ms). */
-#define TRAIN_CALIBRATE_TRIES 8
-/* Headroom on the sampler's (mu, beta) when calibrating: near a given
- * sigma they grow smoothly with it, and a calibration for exactly the
- * largest values seen picks a slightly larger sigma whose values are
- * slightly larger again, creeping towards a fixed point it never reaches.
- * 1% more covers that drift; a jump (sigma*C crossing a power of two) is
- * caught by the check and a further try. */
-#define TRAIN_CLOSENESS_HEADROOM 1.01
 /* Steps of the search for the accountant's delta under a given sigma
  * (each one accountant call, about 0.3 ms): 1.25^100 spans any ratio of
  * the tail term to delta that a double can express usefully. */
@@ -327,82 +317,48 @@ charged_at(const roost_noise *noise, const struct dp_plan *p, uint64_t steps,
 
 /*
  * calibrate_charged - the noise multiplier for --epsilon E --delta D such
- * that the CHARGED figures of the whole run meet (E, D): the ideal
- * mechanism is calibrated at epsilon E - 2 n mu and delta
- * d0 = (D - e^E n beta) e^(-n mu), which makes both charged terms fit
- * whatever the accountant's epsilon below E - 2 n mu. The sampler's
- * (mu, beta) depend a little on sigma (on where sigma*C falls between two
- * powers of two), so the calibration is repeated with the largest figures
- * seen (plus TRAIN_CLOSENESS_HEADROOM) until the sampler of the chosen
- * sigma passes the check itself.
- * When e^E n beta >= D no d0 > 0 works: the run is refused before any
- * training, naming the largest epsilon at which D is reachable.
- * Returns an exit status; prints its own message.
+ * that the CHARGED figures of the whole run meet (E, D), and the
+ * accountant's delta d0 = (D - e^E n beta) e^(-n mu) for it: the library's
+ * calibration for the sampler (roost_dp_calibrate_sigma_sampled, which
+ * also tracks how the sampler's (mu, beta) move with sigma) accounts the
+ * ideal mechanism at exactly that d0 and adds 2 n mu, so the epsilon
+ * printed after the last epoch is at most E and the charged delta
+ * e^(n mu) d0 + e^epsilon n beta at most D. When e^E n beta >= D no d0 > 0
+ * works: the run is refused before any training, naming the largest
+ * epsilon at which D is reachable. Returns an exit status; prints its own
+ * message.
  */
 static int
 calibrate_charged(const struct train_args *a, size_t n_params,
-                  struct dp_plan *p, roost_rng *rng)
+                  struct dp_plan *p)
 {
     roost_errmsg em;
     roost_errmsg_clear(&em);
-    double sigma, delta0 = a->delta, mu_max = 0.0, beta_max = 0.0;
-    int rc = roost_dp_calibrate_sigma(p->q, p->total_steps, a->delta,
-                                      a->epsilon, &sigma, &em);
+    double sigma, mu, beta;
+    int rc = roost_dp_calibrate_sigma_sampled(
+        p->q, p->total_steps, p->draws, a->clip, ROOST_NOISE_GRID_BITS_DEFAULT,
+        a->delta, a->epsilon, &sigma, &em);
+    if (rc == ROOST_EBUDGET) {
+        fprintf(stderr,
+                "roost train: --epsilon: %s (n = %zu parameters x %llu "
+                "steps): use a smaller --epsilon, a larger --delta or fewer "
+                "steps\n",
+                roost_errmsg_text(&em), n_params,
+                (unsigned long long)p->total_steps);
+        return ROOST_EXIT_FAIL;
+    }
+    if (rc == ROOST_OK)
+        rc = roost_noise_closeness_for(
+            sigma, a->clip, ROOST_NOISE_GRID_BITS_DEFAULT, &mu, &beta, &em);
     if (rc != ROOST_OK)
         return fail_rc("--epsilon", rc, &em);
-    for (int attempt = 0; attempt < TRAIN_CALIBRATE_TRIES; attempt++) {
-        roost_noise *probe;
-        rc = roost_noise_create(&probe, NULL, rng, sigma, a->clip,
-                                ROOST_NOISE_GRID_BITS_DEFAULT, &em);
-        if (rc != ROOST_OK)
-            return fail_rc("--epsilon", rc, &em);
-        double mu, beta;
-        roost_noise_closeness(probe, &mu, &beta);
-        p->sigma = sigma;
-        /* The first sigma was calibrated for the ideal mechanism at D
-         * itself: it cannot pass, and only supplies (mu, beta). */
-        bool fits = false;
-        if (attempt > 0) {
-            double eps_ideal, eps_c, delta_c;
-            rc = charged_at(probe, p, p->total_steps, p->draws, delta0,
-                            &eps_ideal, &eps_c, &delta_c, &em);
-            fits = rc == ROOST_OK && eps_c <= a->epsilon && delta_c <= a->delta;
-        }
-        roost_noise_destroy(probe);
-        if (rc != ROOST_OK)
-            return fail_rc("--epsilon", rc, &em);
-        if (fits) {
-            p->account_delta = delta0;
-            return ROOST_EXIT_OK;
-        }
-        mu_max = fmax(mu_max, mu * TRAIN_CLOSENESS_HEADROOM);
-        beta_max = fmax(beta_max, beta * TRAIN_CLOSENESS_HEADROOM);
-        double n_beta = p->draws * beta_max;
-        double tail = exp(a->epsilon) * n_beta;
-        double eps_target = a->epsilon - 2.0 * p->draws * mu_max;
-        if (!(tail < a->delta) || !(eps_target > 0.0)) {
-            fprintf(stderr,
-                    "roost train: --epsilon %g cannot be met at --delta %g: "
-                    "the noise sampler's tail term e^epsilon * n * beta "
-                    "(beta <= %.3g per draw, n = %.4g draws = %zu parameters "
-                    "x %llu steps) is %.3g at epsilon %g, not below delta. "
-                    "Delta %g is reachable only for epsilon below %.2f: use "
-                    "a smaller --epsilon, a larger --delta or fewer steps\n",
-                    a->epsilon, a->delta, beta_max, p->draws, n_params,
-                    (unsigned long long)p->total_steps, tail, a->epsilon,
-                    a->delta, log(a->delta / n_beta));
-            return ROOST_EXIT_FAIL;
-        }
-        delta0 = (a->delta - tail) * exp(-p->draws * mu_max);
-        rc = roost_dp_calibrate_sigma(p->q, p->total_steps, delta0, eps_target,
-                                      &sigma, &em);
-        if (rc != ROOST_OK)
-            return fail_rc("--epsilon", rc, &em);
-    }
-    fprintf(stderr, "roost train: --epsilon: the calibration for the noise "
-                    "sampler did not settle; try a slightly different "
-                    "--epsilon or --clip\n");
-    return ROOST_EXIT_FAIL;
+    /* The d0 of roost_dp_epsilon_sampled at eps_cap = E, computed the
+     * same way, so the per-epoch figures follow the calibration's check. */
+    double n_beta = p->draws * beta;
+    double tail = n_beta > 0.0 ? exp(a->epsilon) * n_beta : 0.0;
+    p->sigma = sigma;
+    p->account_delta = (a->delta - tail) * exp(-(p->draws * mu));
+    return ROOST_EXIT_OK;
 }
 
 /*
@@ -492,10 +448,10 @@ train_dp(const struct train_args *a, struct run *r, size_t n)
         rc = roost_rng_create(&r->dp_rng, NULL);
     if (rc != ROOST_OK)
         return fail_rc("random generator", rc, NULL);
-    /* Building a sampler draws no randomness, so the calibration's probes
-     * leave a seeded run's stream unchanged. */
+    /* The calibration builds its probe samplers without an rng, so a
+     * seeded run's stream does not depend on it. */
     if (a->have_epsilon) {
-        int status = calibrate_charged(a, n_params, &plan, r->dp_rng);
+        int status = calibrate_charged(a, n_params, &plan);
         if (status != ROOST_EXIT_OK)
             return status;
     }

@@ -16,10 +16,12 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/rng.h"
+#include "dp/accountant.h"
 #include "dp/noise.h"
 #include "dp/noise_int.h"
 #include "test_util.h"
@@ -752,12 +754,264 @@ create_survives_allocation_failure(void **state)
     roost_rng_destroy(r);
 }
 
+/* The closeness figures of a built sampler, for comparison. */
+static void
+built_closeness(double sigma, double clip, unsigned grid_bits, double *mu,
+                double *beta)
+{
+    roost_rng *r = det_rng(13);
+    roost_noise *nz = NULL;
+    assert_int_equal(
+        roost_noise_create(&nz, NULL, r, sigma, clip, grid_bits, NULL),
+        ROOST_OK);
+    roost_noise_closeness(nz, mu, beta);
+    roost_noise_destroy(nz);
+    roost_rng_destroy(r);
+}
+
+/* roost_noise_closeness_for gives exactly the built sampler's figures,
+ * on both sides of a power of two of sigma*clip (where the grid, hence
+ * the tables, change), again when asked a second time (the cached path)
+ * and after more distinct keys than the cache holds; grid_bits 0 is the
+ * default grid. */
+static void
+closeness_for_matches_built_sampler(void **state)
+{
+    (void)state;
+    const struct {
+        double sigma, clip;
+    } cases[] = {
+        {1.0, 1.0},   {0.7262, 1.0},
+        {3.7, 0.75},  {nextafter(2.0, 0.0), 1.0}, /* just below 2 */
+        {2.0, 1.0},   {1.999, 0.5},               /* sigma*clip just below 1 */
+        {2.001, 0.5},                             /* just above 1 */
+        {12.0, 0.1},  {0.3, 2.5},
+    };
+    const size_t n = sizeof(cases) / sizeof(cases[0]);
+    double mu[sizeof(cases) / sizeof(cases[0])];
+    double beta[sizeof(cases) / sizeof(cases[0])];
+    for (size_t i = 0; i < n; i++) {
+        double bmu, bbeta;
+        built_closeness(cases[i].sigma, cases[i].clip,
+                        ROOST_NOISE_GRID_BITS_DEFAULT, &bmu, &bbeta);
+        roost_errmsg em;
+        assert_int_equal(roost_noise_closeness_for(cases[i].sigma,
+                                                   cases[i].clip, 0, &mu[i],
+                                                   &beta[i], &em),
+                         ROOST_OK);
+        assert_true(mu[i] == bmu);
+        assert_true(beta[i] == bbeta);
+        double mu2 = -1.0, beta2 = -1.0;
+        assert_int_equal(roost_noise_closeness_for(
+                             cases[i].sigma, cases[i].clip,
+                             ROOST_NOISE_GRID_BITS_DEFAULT, &mu2, &beta2, &em),
+                         ROOST_OK);
+        assert_true(mu2 == bmu);
+        assert_true(beta2 == bbeta);
+    }
+    /* The figures do differ across the boundary (else the check above
+     * would not tell the two samplers apart). */
+    assert_true(mu[3] != mu[4] || beta[3] != beta[4]);
+    /* More keys than slots have passed: the first ones were rebuilt. */
+    for (size_t i = 0; i < n; i++) {
+        double mu2, beta2;
+        assert_int_equal(roost_noise_closeness_for(cases[i].sigma,
+                                                   cases[i].clip, 0, &mu2,
+                                                   &beta2, NULL),
+                         ROOST_OK);
+        assert_true(mu2 == mu[i] && beta2 == beta[i]);
+    }
+    /* A grid other than the default is its own key. */
+    double bmu, bbeta, fmu, fbeta;
+    built_closeness(1.0, 1.0, 16, &bmu, &bbeta);
+    assert_int_equal(
+        roost_noise_closeness_for(1.0, 1.0, 16, &fmu, &fbeta, NULL), ROOST_OK);
+    assert_true(fmu == bmu && fbeta == bbeta);
+    assert_true(fmu != mu[0] || fbeta != beta[0]);
+}
+
+/* Invalid input is refused as roost_noise_create refuses it, cached keys
+ * or not, and leaves the outputs alone. */
+static void
+closeness_for_rejects_bad_arguments(void **state)
+{
+    (void)state;
+    roost_errmsg em;
+    double mu = 7.0, beta = 7.0;
+    assert_int_equal(roost_noise_closeness_for(0.0, 1.0, 0, &mu, &beta, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "sigma"));
+    assert_int_equal(
+        roost_noise_closeness_for((double)NAN, 1.0, 0, &mu, &beta, &em),
+        ROOST_EINVAL);
+    assert_int_equal(roost_noise_closeness_for(1.0, -1.0, 0, &mu, &beta, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "clip"));
+    assert_int_equal(
+        roost_noise_closeness_for(1.0, HUGE_VAL, 0, &mu, &beta, &em),
+        ROOST_EINVAL);
+    assert_int_equal(roost_noise_closeness_for(1.0, 1.0,
+                                               ROOST_NOISE_GRID_BITS_MAX + 1,
+                                               &mu, &beta, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "grid_bits"));
+    assert_int_equal(
+        roost_noise_closeness_for(1e-200, 1e-200, 0, &mu, &beta, &em),
+        ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "float range"));
+    assert_true(mu == 7.0 && beta == 7.0);
+    /* A valid key, now cached, still needs somewhere to put the answer. */
+    assert_int_equal(roost_noise_closeness_for(1.0, 1.0, 0, &mu, &beta, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_noise_closeness_for(1.0, 1.0, 0, NULL, &beta, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_noise_closeness_for(1.0, 1.0, 0, &mu, NULL, &em),
+                     ROOST_EINVAL);
+}
+
+/* The check a budget will run: roost_dp_epsilon_sampled of (q, sigma,
+ * steps) with the terms of the sampler for sigma, capped at target. */
+static double
+charged_epsilon(double q, uint64_t steps, double draws, double clip,
+                double delta, double target, double sigma)
+{
+    double mu, beta, eps;
+    assert_int_equal(
+        roost_noise_closeness_for(sigma, clip, 0, &mu, &beta, NULL), ROOST_OK);
+    roost_dp_event ev = {.q = q, .sigma = sigma, .steps = steps};
+    assert_int_equal(roost_dp_epsilon_sampled(&ev, 1, draws * mu, draws * beta,
+                                              target, delta, &eps, NULL, NULL),
+                     ROOST_OK);
+    return eps;
+}
+
+/* The calibrated sigma passes the check and sigma * (1 - 1e-5) does not,
+ * both where the sampler's terms are negligible (the roost sim default:
+ * 199210 parameters x 19 steps x 4 rounds) and where its tail term takes
+ * a large part of delta (roost train's logreg at epsilon 22); with no
+ * draws the answer is exactly roost_dp_calibrate_sigma's. */
+static void
+calibrate_sampled_meets_target_minimally(void **state)
+{
+    (void)state;
+    const struct {
+        double q;
+        uint64_t steps;
+        double draws, clip, delta, eps;
+    } cases[] = {
+        {0.05333, 76, 199210.0 * 76.0, 1.0, 1e-5, 8.0},
+        {0.1, 10, 7850.0 * 10.0 * 2.0, 1.0, 1e-5, 22.0},
+        {0.01, 1000, 1e5 * 1000.0, 0.5, 1e-6, 1.0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        double q = cases[i].q, draws = cases[i].draws, clip = cases[i].clip;
+        double delta = cases[i].delta, target = cases[i].eps;
+        uint64_t steps = cases[i].steps;
+        double ideal, sigma, sigma0;
+        roost_errmsg em;
+        assert_int_equal(
+            roost_dp_calibrate_sigma(q, steps, delta, target, &ideal, &em),
+            ROOST_OK);
+        assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, 0.0, clip,
+                                                          0, delta, target,
+                                                          &sigma0, &em),
+                         ROOST_OK);
+        assert_true(sigma0 == ideal);
+        assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, clip,
+                                                          0, delta, target,
+                                                          &sigma, &em),
+                         ROOST_OK);
+        assert_true(charged_epsilon(q, steps, draws, clip, delta, target,
+                                    sigma) <= target);
+        assert_true(charged_epsilon(q, steps, draws, clip, delta, target,
+                                    sigma * (1.0 - 1e-5)) > target);
+        /* No sigma below the ideal calibration's tolerance passes. */
+        assert_true(sigma >= ideal * (1.0 - ROOST_DP_CALIBRATE_RTOL));
+    }
+}
+
+/* A target whose tail term e^eps * n * beta alone reaches delta is
+ * refused with ROOST_EBUDGET, naming ln(delta / (n beta)), the largest
+ * reachable epsilon; below that the same run calibrates. Bad arguments
+ * are refused. */
+static void
+calibrate_sampled_refuses_unreachable(void **state)
+{
+    (void)state;
+    const double q = 0.1, draws = 1.5e5, delta = 1e-5;
+    const uint64_t steps = 10;
+    double ideal, mu, beta, sigma = -1.0;
+    assert_int_equal(
+        roost_dp_calibrate_sigma(q, steps, delta, 30.0, &ideal, NULL),
+        ROOST_OK);
+    assert_int_equal(roost_noise_closeness_for(ideal, 1.0, 0, &mu, &beta, NULL),
+                     ROOST_OK);
+    double reach = log(delta / (draws * beta));
+    assert_true(reach > 20.0 && reach < 30.0);
+    char want[64];
+    snprintf(want, sizeof(want), "reachable only for epsilon below %.2f",
+             reach);
+    roost_errmsg em;
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
+                                                      delta, 30.0, &sigma, &em),
+                     ROOST_EBUDGET);
+    assert_non_null(strstr(roost_errmsg_text(&em), "tail term"));
+    assert_non_null(strstr(roost_errmsg_text(&em), want));
+    assert_true(sigma == -1.0);
+    /* An enormous target: e^eps overflows, still refused the same way. */
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(
+                         q, steps, draws, 1.0, 0, delta, 1000.0, &sigma, &em),
+                     ROOST_EBUDGET);
+    assert_non_null(strstr(roost_errmsg_text(&em), "reachable only"));
+    /* A little below the reachable epsilon it calibrates. */
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
+                                                      delta, reach - 1.0,
+                                                      &sigma, &em),
+                     ROOST_OK);
+    assert_true(charged_epsilon(q, steps, draws, 1.0, delta, reach - 1.0,
+                                sigma) <= reach - 1.0);
+    /* Too small a target is the accountant's own refusal. */
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
+                                                      delta, 1e-4, &sigma, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "unreachable"));
+    /* Bad arguments. */
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, -1.0, 1.0, 0,
+                                                      delta, 8.0, &sigma, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, (double)NAN,
+                                                      1.0, 0, delta, 8.0,
+                                                      &sigma, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 0.0, 0,
+                                                      delta, 8.0, &sigma, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "clip"));
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(
+                         q, steps, draws, 1.0, ROOST_NOISE_GRID_BITS_MAX + 1,
+                         delta, 8.0, &sigma, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
+                                                      delta, 8.0, NULL, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(0.0, steps, draws, 1.0, 0,
+                                                      delta, 8.0, &sigma, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
+                                                      1.5, 8.0, &sigma, &em),
+                     ROOST_EINVAL);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(create_rejects_bad_arguments),
         cmocka_unit_test(create_survives_allocation_failure),
+        cmocka_unit_test(closeness_for_matches_built_sampler),
+        cmocka_unit_test(closeness_for_rejects_bad_arguments),
+        cmocka_unit_test(calibrate_sampled_meets_target_minimally),
+        cmocka_unit_test(calibrate_sampled_refuses_unreachable),
         cmocka_unit_test(grid_and_closeness),
         cmocka_unit_test(moments_and_ks),
         cmocka_unit_test(exact_distribution_small_scales),
