@@ -392,9 +392,31 @@ roost_dp_epsilon(const roost_dp_event *events, size_t n, double delta,
                                    best_order, em);
 }
 
-/* Most rounds of the fixed-point search of roost_dp_epsilon_sampled; it
- * settles in one or two unless the tail term is close to delta. */
-#define SAMPLED_MAX_ROUNDS 64
+/* Rounds of the fixed-point search of roost_dp_epsilon_sampled before it
+ * bisects instead; it settles in one or two unless the tail term is close
+ * to taking all of delta, where the iteration crawls. */
+#define SAMPLED_FAST_ROUNDS 16
+
+/* Whether c is a valid epsilon: the accountant's epsilon at
+ * d0 = (delta - e^c n_beta) e^(-n_mu), plus 2 n_mu, is at most c; *f
+ * receives that sum (HUGE_VAL when no delta is left). */
+static int
+sampled_certifies(const roost_dp_event *events, size_t n, double n_mu,
+                  double n_beta, double delta, double c, bool *ok, double *f,
+                  double *best_order, roost_errmsg *em)
+{
+    double d0 = (delta - exp(c) * n_beta) * exp(-n_mu);
+    *ok = false;
+    *f = HUGE_VAL;
+    if (!(d0 > 0.0))
+        return ROOST_OK;
+    int rc = roost_dp_epsilon(events, n, d0, f, best_order, em);
+    if (rc != ROOST_OK)
+        return rc;
+    *f += 2.0 * n_mu;
+    *ok = *f <= c;
+    return ROOST_OK;
+}
 
 int
 roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
@@ -422,7 +444,8 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
      * epsilon (the charged delta at the accountant's epsilon f(c) is then
      * at most e^(n_mu) d0(c) + e^c n_beta = delta). Start below every such
      * c, at f(-inf), and iterate upwards; a candidate a hair above the
-     * current value is certified as soon as f does not exceed it. */
+     * current value is certified as soon as f does not exceed it. Each
+     * iterate stays below the smallest valid epsilon. */
     double c = 0.0, d_start = delta * exp(-n_mu);
     if (!(d_start > 0.0)) {
         *eps = HUGE_VAL; /* n_mu so large that no delta is left */
@@ -438,26 +461,81 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
         *eps = c; /* d0 does not depend on c */
         return ROOST_OK;
     }
-    for (int round = 0; round < SAMPLED_MAX_ROUNDS; round++) {
+    bool ok = false;
+    double f = 0.0;
+    for (int round = 0; round < SAMPLED_FAST_ROUNDS; round++) {
         if (c > eps_cap) {
             *eps = c; /* every valid epsilon is above the cap */
             return ROOST_OK;
         }
         double cand = c + 1e-9 * (1.0 + c);
-        double d0 = (delta - exp(cand) * n_beta) * exp(-n_mu);
-        if (!(d0 > 0.0))
-            break;
-        double f = 0.0;
-        rc = roost_dp_epsilon(events, n, d0, &f, best_order, em);
+        rc = sampled_certifies(events, n, n_mu, n_beta, delta, cand, &ok, &f,
+                               best_order, em);
         if (rc != ROOST_OK)
             return rc;
-        f += 2.0 * n_mu;
-        if (f <= cand) {
+        if (ok) {
             *eps = cand;
             return ROOST_OK;
         }
+        if (f >= HUGE_VAL)
+            break; /* the tail term took all of delta below any fixed point */
         c = f;
     }
+    /* Slow progress: the tail term is close to taking all of delta, where
+     * f nearly touches the diagonal. The valid epsilons form an interval
+     * (f - c falls while the accountant's epsilon grows slowly in
+     * log(1/d0), then rises as d0 -> 0). Look for a point of it up to the
+     * cap (or the c where no delta is left): the cap itself, else the
+     * minimum of f(c) - c by ternary search; then bisect between c, which
+     * is below the interval, and that point for its lower end. */
+    double top = fmin(eps_cap, log(delta / n_beta));
+    double found = HUGE_VAL;
+    if (c < top) {
+        rc = sampled_certifies(events, n, n_mu, n_beta, delta, top, &ok, &f,
+                               NULL, em);
+        if (rc != ROOST_OK)
+            return rc;
+        if (ok)
+            found = top;
+        double a = c, b = top;
+        while (found >= HUGE_VAL && b - a > 1e-9 * (1.0 + b)) {
+            double m1 = a + (b - a) / 3.0, m2 = b - (b - a) / 3.0, f1, f2;
+            bool ok1, ok2;
+            rc = sampled_certifies(events, n, n_mu, n_beta, delta, m1, &ok1,
+                                   &f1, NULL, em);
+            if (rc == ROOST_OK)
+                rc = sampled_certifies(events, n, n_mu, n_beta, delta, m2, &ok2,
+                                       &f2, NULL, em);
+            if (rc != ROOST_OK)
+                return rc;
+            if (ok1 || ok2)
+                found = ok1 ? m1 : m2;
+            else if (f1 - m1 < f2 - m2)
+                b = m2;
+            else
+                a = m1;
+        }
+    }
+    if (found < HUGE_VAL) {
+        double lo = c, hi = found;
+        while (hi - lo > 1e-9 * (1.0 + hi)) {
+            double mid = lo + (hi - lo) / 2.0;
+            rc = sampled_certifies(events, n, n_mu, n_beta, delta, mid, &ok, &f,
+                                   NULL, em);
+            if (rc != ROOST_OK)
+                return rc;
+            if (ok)
+                hi = mid;
+            else
+                lo = mid;
+        }
+        rc = sampled_certifies(events, n, n_mu, n_beta, delta, hi, &ok, &f,
+                               best_order, em);
+        if (rc == ROOST_OK)
+            *eps = hi;
+        return rc;
+    }
+    /* No valid epsilon up to the cap: refuse (a larger one may exist). */
     *eps = HUGE_VAL;
     if (best_order != NULL)
         *best_order = 0.0;

@@ -35,10 +35,9 @@
  * hi = thr >> 64, lo = low 64 bits of thr; a full slot is stored as
  * thr = 0, alias = itself. The slot index is |value|. The scalar and the
  * AVX2 paths compute the same function of the CSPRNG stream.
- * No locking on a sampler: it belongs to one thread, like its rng. The one
- * lock in this file guards the small cache of roost_noise_closeness_for(),
- * a process-wide memo of a pure function (see there); it is never held
- * while tables are built.
+ * No locking on a sampler: it belongs to one thread, like its rng. A
+ * roost_noise_memo (the closeness figures of recent keys) has its own
+ * mutex, never held while tables are built.
  *
  * roost_dp_calibrate_sigma_sampled() lives here because it needs both the
  * sampler's figures and the accountant (dp/accountant.h).
@@ -840,35 +839,64 @@ roost_noise_charge(const roost_noise *noise, double draws, double epsilon,
 /*
  * The closeness figures of a sampler are a pure function of (sigma, clip,
  * grid_bits), and building the tables that give them costs about 20 ms,
- * while `roost sim` asks for them once per virtual client and round. So
- * the last NOISE_CLOSENESS_SLOTS distinct keys are remembered, keyed by
- * exact equality of the doubles. This is the one piece of mutable state in
- * dp/ that does not hang off a handle: it holds only public parameters and
- * the values the tables give for them, so no caller can observe it except
- * through speed, and every caller gets the same answer with or without it.
- * The mutex guards the slots and the replacement cursor; it is never held
- * while tables are built, so two threads missing on the same key both
- * build (the same figures) and the second insert finds the key present.
+ * while `roost sim` asks for them once per virtual client and round. A
+ * roost_noise_memo remembers the last NOISE_MEMO_SLOTS distinct keys,
+ * compared by exact equality of the doubles, and builds with its own
+ * allocator. Its mutex guards the slots and the replacement cursor (one
+ * memo may serve several threads); it is never held while tables are
+ * built, so two threads missing on the same key both build (the same
+ * figures) and the second insert finds the key present.
  */
-#define NOISE_CLOSENESS_SLOTS 8
+#define NOISE_MEMO_SLOTS 8
 
-struct closeness_slot {
+struct memo_slot {
     bool used;
     double sigma, clip;
     unsigned grid_bits;
     double mu, beta;
 };
 
-static pthread_mutex_t closeness_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct closeness_slot closeness_cache[NOISE_CLOSENESS_SLOTS];
-static unsigned closeness_next; /* slot the next new key replaces */
+struct roost_noise_memo {
+    const roost_allocator *alloc;
+    pthread_mutex_t lock;
+    struct memo_slot slots[NOISE_MEMO_SLOTS];
+    unsigned next; /* slot the next new key replaces */
+};
 
-/* The slot holding the key, or NULL. Call with closeness_lock held. */
-static struct closeness_slot *
-closeness_find(double sigma, double clip, unsigned grid_bits)
+int
+roost_noise_memo_create(roost_noise_memo **out, const roost_allocator *alloc,
+                        roost_errmsg *em)
 {
-    for (size_t i = 0; i < NOISE_CLOSENESS_SLOTS; i++) {
-        struct closeness_slot *c = &closeness_cache[i];
+    if (out == NULL)
+        return roost_fail(em, ROOST_EINVAL, "noise: out is NULL");
+    *out = NULL;
+    roost_noise_memo *m = roost_alloc_calloc(alloc, 1, sizeof(*m));
+    if (m == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "noise: out of memory");
+    if (pthread_mutex_init(&m->lock, NULL) != 0) {
+        roost_alloc_free(alloc, m);
+        return roost_fail(em, ROOST_ENOMEM, "noise: cannot create a mutex");
+    }
+    m->alloc = alloc;
+    *out = m;
+    return ROOST_OK;
+}
+
+void
+roost_noise_memo_destroy(roost_noise_memo *m)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_destroy(&m->lock);
+    roost_alloc_free(m->alloc, m);
+}
+
+/* The slot holding the key, or NULL. Call with m->lock held. */
+static struct memo_slot *
+memo_find(roost_noise_memo *m, double sigma, double clip, unsigned grid_bits)
+{
+    for (size_t i = 0; i < NOISE_MEMO_SLOTS; i++) {
+        struct memo_slot *c = &m->slots[i];
         if (c->used && c->sigma == sigma && c->clip == clip &&
             c->grid_bits == grid_bits)
             return c;
@@ -877,8 +905,9 @@ closeness_find(double sigma, double clip, unsigned grid_bits)
 }
 
 int
-roost_noise_closeness_for(double sigma, double clip, unsigned grid_bits,
-                          double *mu, double *beta, roost_errmsg *em)
+roost_noise_closeness_for(roost_noise_memo *memo, double sigma, double clip,
+                          unsigned grid_bits, double *mu, double *beta,
+                          roost_errmsg *em)
 {
     if (mu == NULL || beta == NULL)
         return roost_fail(em, ROOST_EINVAL, "noise: mu or beta is NULL");
@@ -887,35 +916,40 @@ roost_noise_closeness_for(double sigma, double clip, unsigned grid_bits,
     /* Only keys that built a sampler are stored, so a hit needs no
      * validation, and invalid input (NaN equals nothing) always reaches
      * noise_build's checks. */
-    pthread_mutex_lock(&closeness_lock);
-    const struct closeness_slot *hit = closeness_find(sigma, clip, grid_bits);
-    if (hit != NULL) {
-        *mu = hit->mu;
-        *beta = hit->beta;
+    if (memo != NULL) {
+        pthread_mutex_lock(&memo->lock);
+        const struct memo_slot *hit = memo_find(memo, sigma, clip, grid_bits);
+        if (hit != NULL) {
+            *mu = hit->mu;
+            *beta = hit->beta;
+        }
+        pthread_mutex_unlock(&memo->lock);
+        if (hit != NULL)
+            return ROOST_OK;
     }
-    pthread_mutex_unlock(&closeness_lock);
-    if (hit != NULL)
-        return ROOST_OK;
 
     roost_noise *probe = NULL;
-    int rc = noise_build(&probe, NULL, NULL, sigma, clip, grid_bits, em);
+    int rc = noise_build(&probe, memo != NULL ? memo->alloc : NULL, NULL, sigma,
+                         clip, grid_bits, em);
     if (rc != ROOST_OK)
         return rc;
     double m = probe->mu, b = probe->beta;
     roost_noise_destroy(probe);
 
-    pthread_mutex_lock(&closeness_lock);
-    if (closeness_find(sigma, clip, grid_bits) == NULL) {
-        struct closeness_slot *c = &closeness_cache[closeness_next];
-        closeness_next = (closeness_next + 1) % NOISE_CLOSENESS_SLOTS;
-        *c = (struct closeness_slot){.used = true,
-                                     .sigma = sigma,
-                                     .clip = clip,
-                                     .grid_bits = grid_bits,
-                                     .mu = m,
-                                     .beta = b};
+    if (memo != NULL) {
+        pthread_mutex_lock(&memo->lock);
+        if (memo_find(memo, sigma, clip, grid_bits) == NULL) {
+            struct memo_slot *c = &memo->slots[memo->next];
+            memo->next = (memo->next + 1) % NOISE_MEMO_SLOTS;
+            *c = (struct memo_slot){.used = true,
+                                    .sigma = sigma,
+                                    .clip = clip,
+                                    .grid_bits = grid_bits,
+                                    .mu = m,
+                                    .beta = b};
+        }
+        pthread_mutex_unlock(&memo->lock);
     }
-    pthread_mutex_unlock(&closeness_lock);
     *mu = m;
     *beta = b;
     return ROOST_OK;
@@ -945,12 +979,13 @@ roost_noise_closeness_for(double sigma, double clip, unsigned grid_bits,
  * that the accountant overflows gives HUGE_VAL (too little noise).
  */
 static int
-sampled_epsilon(double q, uint64_t steps, double draws, double clip,
-                unsigned grid_bits, double delta, double target_eps,
-                double sigma, double *eps, roost_errmsg *em)
+sampled_epsilon(roost_noise_memo *memo, double q, uint64_t steps, double draws,
+                double clip, unsigned grid_bits, double delta,
+                double target_eps, double sigma, double *eps, roost_errmsg *em)
 {
     double mu, beta;
-    int rc = roost_noise_closeness_for(sigma, clip, grid_bits, &mu, &beta, em);
+    int rc =
+        roost_noise_closeness_for(memo, sigma, clip, grid_bits, &mu, &beta, em);
     if (rc != ROOST_OK)
         return rc;
     roost_dp_event ev = {.q = q, .sigma = sigma, .steps = steps};
@@ -963,9 +998,15 @@ sampled_epsilon(double q, uint64_t steps, double draws, double clip,
     return rc;
 }
 
+static int calibrate_sampled(roost_noise_memo *memo, double q, uint64_t steps,
+                             double draws, double clip, unsigned grid_bits,
+                             double delta, double target_eps, double ideal,
+                             double *sigma, roost_errmsg *em);
+
 int
-roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
-                                 double clip, unsigned grid_bits, double delta,
+roost_dp_calibrate_sigma_sampled(roost_noise_memo *memo, double q,
+                                 uint64_t steps, double draws, double clip,
+                                 unsigned grid_bits, double delta,
                                  double target_eps, double *sigma,
                                  roost_errmsg *em)
 {
@@ -991,6 +1032,28 @@ roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
             *sigma = ideal;
         return rc;
     }
+    /* The search asks for the same sigma's figures more than once. */
+    roost_noise_memo *own = NULL;
+    if (memo == NULL) {
+        if ((rc = roost_noise_memo_create(&own, NULL, em)) != ROOST_OK)
+            return rc;
+        memo = own;
+    }
+    rc = calibrate_sampled(memo, q, steps, draws, clip, grid_bits, delta,
+                           target_eps, ideal, sigma, em);
+    roost_noise_memo_destroy(own);
+    return rc;
+}
+
+/* roost_dp_calibrate_sigma_sampled past its checks, with a memo and the
+ * ideal mechanism's sigma. */
+static int
+calibrate_sampled(roost_noise_memo *memo, double q, uint64_t steps,
+                  double draws, double clip, unsigned grid_bits, double delta,
+                  double target_eps, double ideal, double *sigma,
+                  roost_errmsg *em)
+{
+    int rc;
 
     /* An upper end: calibrate the ideal mechanism at the epsilon and delta
      * the largest (mu, beta) seen leave it, d0 = (D - e^E n beta) e^(-n mu)
@@ -998,7 +1061,8 @@ roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
      * check with its own figures. */
     double mu, beta, mu_max = 0.0, beta_max = 0.0, hi = 0.0, cand = ideal;
     double eps = HUGE_VAL;
-    rc = roost_noise_closeness_for(ideal, clip, grid_bits, &mu, &beta, em);
+    rc =
+        roost_noise_closeness_for(memo, ideal, clip, grid_bits, &mu, &beta, em);
     for (int attempt = 0;
          rc == ROOST_OK && hi == 0.0 && attempt < NOISE_CALIBRATE_TRIES;
          attempt++) {
@@ -1029,13 +1093,13 @@ roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
         rc = roost_dp_calibrate_sigma(q, steps, d0, target_eps - 2.0 * h * n_mu,
                                       &cand, em);
         if (rc == ROOST_OK)
-            rc = sampled_epsilon(q, steps, draws, clip, grid_bits, delta,
+            rc = sampled_epsilon(memo, q, steps, draws, clip, grid_bits, delta,
                                  target_eps, cand, &eps, em);
         if (rc == ROOST_OK && eps <= target_eps)
             hi = cand;
         else if (rc == ROOST_OK)
-            rc = roost_noise_closeness_for(cand, clip, grid_bits, &mu, &beta,
-                                           em);
+            rc = roost_noise_closeness_for(memo, cand, clip, grid_bits, &mu,
+                                           &beta, em);
     }
     /* Not settled: doubling sigma keeps the mantissa of sigma*clip, hence
      * the sampler's (mu, beta), and lowers the ideal epsilon, so doubling
@@ -1047,7 +1111,7 @@ roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
                               "with the noise sampler's terms (n = %.4g "
                               "draws): sigma = %g still gives epsilon %g",
                               target_eps, delta, draws, s / 2.0, eps);
-        rc = sampled_epsilon(q, steps, draws, clip, grid_bits, delta,
+        rc = sampled_epsilon(memo, q, steps, draws, clip, grid_bits, delta,
                              target_eps, s, &eps, em);
         if (rc == ROOST_OK && eps <= target_eps)
             hi = s;
@@ -1066,7 +1130,7 @@ roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
     double lo = ideal * (1.0 - ROOST_DP_CALIBRATE_RTOL);
     while (hi - lo > ROOST_DP_CALIBRATE_RTOL * hi) {
         double mid = sqrt(lo * hi);
-        rc = sampled_epsilon(q, steps, draws, clip, grid_bits, delta,
+        rc = sampled_epsilon(memo, q, steps, draws, clip, grid_bits, delta,
                              target_eps, mid, &eps, em);
         if (rc != ROOST_OK)
             return rc;

@@ -18,9 +18,10 @@
  *
  * A roost_noise is not thread-safe; it borrows its roost_rng (same thread,
  * must outlive the sampler). roost_noise_closeness_for() and
- * roost_dp_calibrate_sigma_sampled() need no sampler and any thread may
- * call them. All calls are deterministic functions of the
- * rng's stream, so an insecure deterministic rng reproduces them exactly.
+ * roost_dp_calibrate_sigma_sampled() need no sampler; any thread may call
+ * them (sharing a roost_noise_memo is safe). All calls are deterministic
+ * functions of the rng's stream, so an insecure deterministic rng reproduces
+ * them exactly.
  */
 #ifndef ROOST_DP_NOISE_H
 #define ROOST_DP_NOISE_H
@@ -125,20 +126,33 @@ int roost_noise_clip_for_dim(const roost_noise *noise, size_t dim,
 void roost_noise_closeness(const roost_noise *noise, double *mu, double *beta);
 
 /*
+ * roost_noise_memo - remembers the closeness figures of the last few
+ * (sigma, clip, grid_bits) asked of roost_noise_closeness_for, which
+ * otherwise builds a sampler's tables (about 20 ms) on every call. It
+ * builds with the allocator given here. One memo may be shared by several
+ * threads (it has its own mutex). create: ROOST_OK, ROOST_EINVAL (NULL
+ * out), ROOST_ENOMEM; destroy accepts NULL.
+ */
+typedef struct roost_noise_memo roost_noise_memo;
+int roost_noise_memo_create(roost_noise_memo **out,
+                            const roost_allocator *alloc, roost_errmsg *em);
+void roost_noise_memo_destroy(roost_noise_memo *memo);
+
+/*
  * roost_noise_closeness_for - the (mu, beta) that roost_noise_closeness()
  * gives for the sampler roost_noise_create(.., sigma, clip, grid_bits, ..)
  * builds, without the caller building one; grid_bits 0 here means
  * ROOST_NOISE_GRID_BITS_DEFAULT (as in roost_dpsgd_config), not the coarse
- * test grid. A miss builds the tables once (about 20 ms, a few MB through
- * the C library's allocator, no randomness drawn); the last 8 distinct
- * (sigma, clip, grid_bits), compared exactly, are remembered process-wide,
- * so asking again costs a lookup. Any thread may call it. Returns ROOST_OK,
- * ROOST_EINVAL (NULL mu or beta, or an argument roost_noise_create
- * refuses, with the same message), ROOST_ENOMEM or ROOST_EOVERFLOW as
- * roost_noise_create. em may be NULL.
+ * test grid. With a memo, a key it holds costs a lookup and a new one is
+ * built with the memo's allocator and remembered; with memo NULL every
+ * call builds the tables (default allocator). No randomness is drawn.
+ * Returns ROOST_OK, ROOST_EINVAL (NULL mu or beta, or an argument
+ * roost_noise_create refuses, with the same message), ROOST_ENOMEM or
+ * ROOST_EOVERFLOW as roost_noise_create. em may be NULL.
  */
-int roost_noise_closeness_for(double sigma, double clip, unsigned grid_bits,
-                              double *mu, double *beta, roost_errmsg *em);
+int roost_noise_closeness_for(roost_noise_memo *memo, double sigma, double clip,
+                              unsigned grid_bits, double *mu, double *beta,
+                              roost_errmsg *em);
 
 /*
  * roost_dp_calibrate_sigma_sampled - roost_dp_calibrate_sigma for a run
@@ -148,8 +162,9 @@ int roost_noise_closeness_for(double sigma, double clip, unsigned grid_bits,
  *   roost_dp_epsilon_sampled(&(roost_dp_event){q, sigma, steps}, 1,
  *                            draws * mu, draws * beta, target_eps, delta)
  *
- * is <= target_eps, with (mu, beta) = roost_noise_closeness_for(sigma,
- * clip, grid_bits) and the two products computed as written: that call is
+ * is <= target_eps, with (mu, beta) = roost_noise_closeness_for(memo,
+ * sigma, clip, grid_bits) (memo may be NULL) and the two products computed
+ * as written: that call is
  * the final check, so a budget that charges the same call accepts the
  * planned run. draws is the number of noise values the whole run draws
  * (parameters times steps); draws = 0 gives exactly
@@ -167,10 +182,11 @@ int roost_noise_closeness_for(double sigma, double clip, unsigned grid_bits,
  * or 2 * draws * mu >= target_eps), the message naming the largest epsilon
  * reachable at delta, ln(delta / (draws * beta)). em may be NULL.
  */
-int roost_dp_calibrate_sigma_sampled(double q, uint64_t steps, double draws,
-                                     double clip, unsigned grid_bits,
-                                     double delta, double target_eps,
-                                     double *sigma, roost_errmsg *em);
+int roost_dp_calibrate_sigma_sampled(roost_noise_memo *memo, double q,
+                                     uint64_t steps, double draws, double clip,
+                                     unsigned grid_bits, double delta,
+                                     double target_eps, double *sigma,
+                                     roost_errmsg *em);
 
 /*
  * roost_noise_charge - turn an (epsilon, delta) guarantee computed by the

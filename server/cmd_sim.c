@@ -250,7 +250,8 @@ struct sim {
     roost_store *store;
     roost_coord *coord;
     struct vclient *vc;
-    roost_rng *rng; /* dropout/straggler decisions, reconnect jitter */
+    roost_rng *rng;         /* dropout/straggler decisions, reconnect jitter */
+    roost_noise_memo *memo; /* the sampler's figures, shared by all clients */
     uint8_t *encode_buf;
     size_t encode_cap;
     struct frame *q_head, *q_tail;
@@ -1350,6 +1351,7 @@ sim_free(struct sim *s)
         roost_workspace_destroy(s->eval_ws[i]);
     free(s->eval_ws);
     roost_model_destroy(s->model);
+    roost_noise_memo_destroy(s->memo);
     roost_dataset_destroy(s->train);
     roost_dataset_destroy(s->test);
     roost_rng_destroy(s->rng);
@@ -1442,9 +1444,9 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     double draws = (double)roost_model_param_count(s->model) * (double)steps *
                    (double)plan_rounds;
     if (sigma == 0) {
-        int rc = roost_dp_calibrate_sigma_sampled(q, steps * plan_rounds, draws,
-                                                  a->clip, 0, a->delta,
-                                                  a->epsilon, &sigma, &em);
+        int rc = roost_dp_calibrate_sigma_sampled(
+            s->memo, q, steps * plan_rounds, draws, a->clip, 0, a->delta,
+            a->epsilon, &sigma, &em);
         if (rc != ROOST_OK) {
             fprintf(stderr, "roost sim: cannot calibrate sigma: %s\n", em.text);
             return rc;
@@ -1452,7 +1454,8 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     }
     double eps_all = 0, mu, beta;
     roost_dp_event ev = {q, sigma, steps * plan_rounds};
-    int rc = roost_noise_closeness_for(sigma, a->clip, 0, &mu, &beta, &em);
+    int rc =
+        roost_noise_closeness_for(s->memo, sigma, a->clip, 0, &mu, &beta, &em);
     if (rc == ROOST_OK)
         rc =
             roost_dp_epsilon_sampled(&ev, 1, draws * mu, draws * beta,
@@ -1613,6 +1616,10 @@ roost_cmd_sim(int argc, char **argv)
     cc.on_round = on_round;
     cc.on_round_arg = s;
     roost_strategy_config_init(&cc.strategy, a->strategy_kind);
+    if (roost_noise_memo_create(&s->memo, NULL, &em) != ROOST_OK) {
+        fprintf(stderr, "roost sim: %s\n", em.text);
+        goto out;
+    }
     if (a->dp && setup_dp(s, &cc) != ROOST_OK)
         goto out;
     if (a->fed_eval_every > 0)
@@ -1652,6 +1659,7 @@ roost_cmd_sim(int argc, char **argv)
             .keep_model = false,
             .allow_evaluation = a->fed_eval_every > 0,
             .allow_no_dp = !a->dp, /* --no-dp: the whole run is non-private */
+            .noise_memo = s->memo,
             .log = {NULL, NULL, -1},
         };
         rc = roost_cproto_create(&vc->proto, NULL, &pc,

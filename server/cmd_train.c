@@ -317,16 +317,13 @@ charged_at(const roost_noise *noise, const struct dp_plan *p, uint64_t steps,
 
 /*
  * calibrate_charged - the noise multiplier for --epsilon E --delta D such
- * that the CHARGED figures of the whole run meet (E, D), and the
- * accountant's delta d0 = (D - e^E n beta) e^(-n mu) for it: the library's
- * calibration for the sampler (roost_dp_calibrate_sigma_sampled, which
- * also tracks how the sampler's (mu, beta) move with sigma) accounts the
- * ideal mechanism at exactly that d0 and adds 2 n mu, so the epsilon
- * printed after the last epoch is at most E and the charged delta
- * e^(n mu) d0 + e^epsilon n beta at most D. When e^E n beta >= D no d0 > 0
- * works: the run is refused before any training, naming the largest
- * epsilon at which D is reachable. Returns an exit status; prints its own
- * message.
+ * that the CHARGED figures of the whole run meet (E, D), from the
+ * library's calibration for the sampler (roost_dp_calibrate_sigma_sampled,
+ * which also tracks how the sampler's (mu, beta) move with sigma), and the
+ * accountant's delta d0 at which the run's charged epsilon is certified
+ * (see the end). When the sampler's tail term rules (E, D) out the run is
+ * refused before any training, naming the largest epsilon at which D is
+ * reachable. Returns an exit status; prints its own message.
  */
 static int
 calibrate_charged(const struct train_args *a, size_t n_params,
@@ -336,8 +333,8 @@ calibrate_charged(const struct train_args *a, size_t n_params,
     roost_errmsg_clear(&em);
     double sigma, mu, beta;
     int rc = roost_dp_calibrate_sigma_sampled(
-        p->q, p->total_steps, p->draws, a->clip, ROOST_NOISE_GRID_BITS_DEFAULT,
-        a->delta, a->epsilon, &sigma, &em);
+        NULL, p->q, p->total_steps, p->draws, a->clip,
+        ROOST_NOISE_GRID_BITS_DEFAULT, a->delta, a->epsilon, &sigma, &em);
     if (rc == ROOST_EBUDGET) {
         fprintf(stderr,
                 "roost train: --epsilon: %s (n = %zu parameters x %llu "
@@ -347,15 +344,24 @@ calibrate_charged(const struct train_args *a, size_t n_params,
                 (unsigned long long)p->total_steps);
         return ROOST_EXIT_FAIL;
     }
+    double eps_run = 0.0;
     if (rc == ROOST_OK)
-        rc = roost_noise_closeness_for(
-            sigma, a->clip, ROOST_NOISE_GRID_BITS_DEFAULT, &mu, &beta, &em);
+        rc = roost_noise_closeness_for(NULL, sigma, a->clip,
+                                       ROOST_NOISE_GRID_BITS_DEFAULT, &mu,
+                                       &beta, &em);
+    roost_dp_event run = {.q = p->q, .sigma = sigma, .steps = p->total_steps};
+    if (rc == ROOST_OK)
+        rc =
+            roost_dp_epsilon_sampled(&run, 1, p->draws * mu, p->draws * beta,
+                                     a->epsilon, a->delta, &eps_run, NULL, &em);
     if (rc != ROOST_OK)
         return fail_rc("--epsilon", rc, &em);
-    /* The d0 of roost_dp_epsilon_sampled at eps_cap = E, computed the
-     * same way, so the per-epoch figures follow the calibration's check. */
+    /* The whole run's charged epsilon eps_run (<= E, the calibration's
+     * check) is certified at d0 = (D - e^eps_run n beta) e^(-n mu): the
+     * accountant works there, so the last epoch prints at most eps_run
+     * with a charged delta at most D, and earlier epochs less. */
     double n_beta = p->draws * beta;
-    double tail = n_beta > 0.0 ? exp(a->epsilon) * n_beta : 0.0;
+    double tail = n_beta > 0.0 ? exp(eps_run) * n_beta : 0.0;
     p->sigma = sigma;
     p->account_delta = (a->delta - tail) * exp(-(p->draws * mu));
     return ROOST_EXIT_OK;

@@ -24,6 +24,7 @@
 struct roost_cproto {
     const roost_allocator *alloc;
     roost_cproto_config cfg;
+    roost_noise_memo *own_memo; /* when cfg.noise_memo was NULL */
     roost_cproto_send_fn send;
     void *send_arg;
     roost_errmsg em;
@@ -101,6 +102,14 @@ roost_cproto_create(roost_cproto **out, const roost_allocator *alloc,
         return roost_fail(em, ROOST_ENOMEM, "client protocol: out of memory");
     p->alloc = alloc;
     p->cfg = *cfg;
+    if (p->cfg.noise_memo == NULL) {
+        int rc = roost_noise_memo_create(&p->own_memo, alloc, em);
+        if (rc != ROOST_OK) {
+            roost_alloc_free(alloc, p);
+            return rc;
+        }
+        p->cfg.noise_memo = p->own_memo;
+    }
     p->send = send;
     p->send_arg = send_arg;
     p->state = ROOST_CP_IDLE;
@@ -115,6 +124,7 @@ roost_cproto_destroy(roost_cproto *p)
     if (p == NULL)
         return;
     drop_buffers(p, false);
+    roost_noise_memo_destroy(p->own_memo);
     roost_alloc_free(p->alloc, p);
 }
 
@@ -195,9 +205,10 @@ static int receive_model(roost_cproto *p, const Roost__V1__Task *t);
  * it will draw from (the trainer's: same sigma, clip and default grid),
  * with one draw per parameter per step. */
 static int
-dp_event(const roost_cproto_job *j, const roost_local_plan_info *plan,
+dp_event(roost_cproto *p, const roost_local_plan_info *plan,
          roost_ledger_event *ev, roost_errmsg *em)
 {
+    const roost_cproto_job *j = &p->job;
     memset(ev, 0, sizeof(*ev));
     ev->q = plan->q;
     ev->sigma = j->task.noise_multiplier;
@@ -210,8 +221,9 @@ dp_event(const roost_cproto_job *j, const roost_local_plan_info *plan,
                           "a task of %" PRIu64 " steps over %zu parameters",
                           plan->steps, j->n_params);
     ev->draws = plan->steps * (uint64_t)j->n_params;
-    return roost_noise_closeness_for(ev->sigma, j->task.clip_norm, 0, &ev->mu,
-                                     &ev->beta, em);
+    return roost_noise_closeness_for(p->cfg.noise_memo, ev->sigma,
+                                     j->task.clip_norm, 0, &ev->mu, &ev->beta,
+                                     em);
 }
 
 static int
@@ -276,7 +288,7 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
         roost_errmsg_clear(&em);
         int rc = roost_local_plan(&j->task, p->cfg.n_local, &plan, &em);
         if (rc == ROOST_OK)
-            rc = dp_event(j, &plan, &ev, &em);
+            rc = dp_event(p, &plan, &ev, &em);
         if (rc != ROOST_OK) {
             p->state = ROOST_CP_IDLE;
             return send_decline(
@@ -600,7 +612,7 @@ roost_cproto_finish(roost_cproto *p, int train_rc,
                             "trained %" PRIu64 " steps, planned %" PRIu64,
                             result->steps, plan.steps);
         if (rc == ROOST_OK)
-            rc = dp_event(j, &plan, &ev, &em);
+            rc = dp_event(p, &plan, &ev, &em);
         /* The ledger records what the trainer drew, which the plan must
          * have foreseen. */
         if (rc == ROOST_OK && result->noise_draws != ev.draws)

@@ -31,6 +31,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "dp/ledger.h"
+#include "dp/noise.h"
 
 #include "roost.pb-c.h"
 
@@ -77,6 +78,10 @@ typedef struct roost_cproto_config {
      * roost client --allow-no-dp); when off, those tasks are declined
      * before the model is downloaded. */
     bool allow_no_dp;
+    /* Remembers the noise sampler's figures per (sigma, clip), which a DP
+     * task's event records (building them costs about 20 ms). NULL: the
+     * protocol keeps its own; roost sim shares one among its clients. */
+    roost_noise_memo *noise_memo;
     roost_logger log;
 } roost_cproto_config;
 

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <float.h>
+#include <stdbool.h>
 #include <math.h>
 #include <string.h>
 
@@ -467,6 +468,53 @@ sampled_epsilon_charges_the_sampler(void **state)
         ROOST_EINVAL);
 }
 
+/* Whether c is a valid epsilon for the sampler's terms, computed here
+ * from the definition. */
+static bool
+certifies(const roost_dp_event *e, double n_mu, double n_beta, double delta,
+          double c)
+{
+    double d0 = (delta - exp(c) * n_beta) * exp(-n_mu);
+    return d0 > 0 && epsilon_of(e->q, e->sigma, e->steps, d0) + 2 * n_mu <= c;
+}
+
+/* Sweeping the tail term up to where no epsilon is valid (through the
+ * region where the fixed-point iteration crawls and the search bisects):
+ * every answer is valid and within 1e-6 of the smallest valid one, the
+ * answers never fall as the tail grows, and where the answer is infinite
+ * no epsilon on a fine grid up to the cap is valid (below 15 the
+ * accountant's epsilon alone exceeds it here). */
+static void
+sampled_epsilon_near_the_tail_limit(void **state)
+{
+    (void)state;
+    roost_dp_event e = {0.0533333, 0.3982, 19};
+    const double delta = 1e-5, cap = 30.0, n_mu = 1.5e5 * 7.7e-16;
+    double prev = 0.0;
+    int finite = 0, infinite = 0;
+    for (int k = 0; k <= 60; k++) {
+        double n_beta = 1e-17 * pow(10.0, k / 15.0); /* 1e-17 .. 1e-13 */
+        double eps = -1.0;
+        assert_int_equal(roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, cap,
+                                                  delta, &eps, NULL, NULL),
+                         ROOST_OK);
+        assert_true(eps >= prev);
+        prev = eps;
+        if (isinf(eps)) {
+            /* The first two beyond the limit, on a 0.05 grid. */
+            if (infinite++ < 2)
+                for (double c = 15.0; c <= cap; c += 0.05)
+                    assert_false(certifies(&e, n_mu, n_beta, delta, c));
+            continue;
+        }
+        finite++;
+        assert_true(certifies(&e, n_mu, n_beta, delta, eps));
+        assert_false(certifies(&e, n_mu, n_beta, delta, eps - 1e-6));
+    }
+    /* The sweep crossed the limit. */
+    assert_true(finite > 5 && infinite > 5);
+}
+
 int
 main(void)
 {
@@ -484,6 +532,7 @@ main(void)
         cmocka_unit_test(calibration_round_trip),
         cmocka_unit_test(calibration_refuses_impossible),
         cmocka_unit_test(sampled_epsilon_charges_the_sampler),
+        cmocka_unit_test(sampled_epsilon_near_the_tail_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -788,6 +788,8 @@ closeness_for_matches_built_sampler(void **state)
         {12.0, 0.1},  {0.3, 2.5},
     };
     const size_t n = sizeof(cases) / sizeof(cases[0]);
+    roost_noise_memo *memo = NULL;
+    assert_int_equal(roost_noise_memo_create(&memo, NULL, NULL), ROOST_OK);
     double mu[sizeof(cases) / sizeof(cases[0])];
     double beta[sizeof(cases) / sizeof(cases[0])];
     for (size_t i = 0; i < n; i++) {
@@ -795,7 +797,7 @@ closeness_for_matches_built_sampler(void **state)
         built_closeness(cases[i].sigma, cases[i].clip,
                         ROOST_NOISE_GRID_BITS_DEFAULT, &bmu, &bbeta);
         roost_errmsg em;
-        assert_int_equal(roost_noise_closeness_for(cases[i].sigma,
+        assert_int_equal(roost_noise_closeness_for(memo, cases[i].sigma,
                                                    cases[i].clip, 0, &mu[i],
                                                    &beta[i], &em),
                          ROOST_OK);
@@ -803,7 +805,7 @@ closeness_for_matches_built_sampler(void **state)
         assert_true(beta[i] == bbeta);
         double mu2 = -1.0, beta2 = -1.0;
         assert_int_equal(roost_noise_closeness_for(
-                             cases[i].sigma, cases[i].clip,
+                             memo, cases[i].sigma, cases[i].clip,
                              ROOST_NOISE_GRID_BITS_DEFAULT, &mu2, &beta2, &em),
                          ROOST_OK);
         assert_true(mu2 == bmu);
@@ -815,7 +817,7 @@ closeness_for_matches_built_sampler(void **state)
     /* More keys than slots have passed: the first ones were rebuilt. */
     for (size_t i = 0; i < n; i++) {
         double mu2, beta2;
-        assert_int_equal(roost_noise_closeness_for(cases[i].sigma,
+        assert_int_equal(roost_noise_closeness_for(memo, cases[i].sigma,
                                                    cases[i].clip, 0, &mu2,
                                                    &beta2, NULL),
                          ROOST_OK);
@@ -825,9 +827,18 @@ closeness_for_matches_built_sampler(void **state)
     double bmu, bbeta, fmu, fbeta;
     built_closeness(1.0, 1.0, 16, &bmu, &bbeta);
     assert_int_equal(
-        roost_noise_closeness_for(1.0, 1.0, 16, &fmu, &fbeta, NULL), ROOST_OK);
+        roost_noise_closeness_for(memo, 1.0, 1.0, 16, &fmu, &fbeta, NULL),
+        ROOST_OK);
     assert_true(fmu == bmu && fbeta == bbeta);
     assert_true(fmu != mu[0] || fbeta != beta[0]);
+    roost_noise_memo_destroy(memo);
+    /* Without a memo: the same figures, built each time. */
+    assert_int_equal(roost_noise_closeness_for(NULL, cases[1].sigma,
+                                               cases[1].clip, 0, &fmu, &fbeta,
+                                               NULL),
+                     ROOST_OK);
+    assert_true(fmu == mu[1] && fbeta == beta[1]);
+    roost_noise_memo_destroy(NULL);
 }
 
 /* Invalid input is refused as roost_noise_create refuses it, cached keys
@@ -838,35 +849,44 @@ closeness_for_rejects_bad_arguments(void **state)
     (void)state;
     roost_errmsg em;
     double mu = 7.0, beta = 7.0;
-    assert_int_equal(roost_noise_closeness_for(0.0, 1.0, 0, &mu, &beta, &em),
-                     ROOST_EINVAL);
+    roost_noise_memo *memo = NULL;
+    assert_int_equal(roost_noise_memo_create(&memo, NULL, NULL), ROOST_OK);
+    assert_int_equal(roost_noise_memo_create(NULL, NULL, &em), ROOST_EINVAL);
+    assert_int_equal(
+        roost_noise_closeness_for(memo, 0.0, 1.0, 0, &mu, &beta, &em),
+        ROOST_EINVAL);
     assert_non_null(strstr(roost_errmsg_text(&em), "sigma"));
     assert_int_equal(
-        roost_noise_closeness_for((double)NAN, 1.0, 0, &mu, &beta, &em),
+        roost_noise_closeness_for(memo, (double)NAN, 1.0, 0, &mu, &beta, &em),
         ROOST_EINVAL);
-    assert_int_equal(roost_noise_closeness_for(1.0, -1.0, 0, &mu, &beta, &em),
-                     ROOST_EINVAL);
+    assert_int_equal(
+        roost_noise_closeness_for(memo, 1.0, -1.0, 0, &mu, &beta, &em),
+        ROOST_EINVAL);
     assert_non_null(strstr(roost_errmsg_text(&em), "clip"));
     assert_int_equal(
-        roost_noise_closeness_for(1.0, HUGE_VAL, 0, &mu, &beta, &em),
+        roost_noise_closeness_for(memo, 1.0, HUGE_VAL, 0, &mu, &beta, &em),
         ROOST_EINVAL);
-    assert_int_equal(roost_noise_closeness_for(1.0, 1.0,
+    assert_int_equal(roost_noise_closeness_for(memo, 1.0, 1.0,
                                                ROOST_NOISE_GRID_BITS_MAX + 1,
                                                &mu, &beta, &em),
                      ROOST_EINVAL);
     assert_non_null(strstr(roost_errmsg_text(&em), "grid_bits"));
     assert_int_equal(
-        roost_noise_closeness_for(1e-200, 1e-200, 0, &mu, &beta, &em),
+        roost_noise_closeness_for(memo, 1e-200, 1e-200, 0, &mu, &beta, &em),
         ROOST_EINVAL);
     assert_non_null(strstr(roost_errmsg_text(&em), "float range"));
     assert_true(mu == 7.0 && beta == 7.0);
     /* A valid key, now cached, still needs somewhere to put the answer. */
-    assert_int_equal(roost_noise_closeness_for(1.0, 1.0, 0, &mu, &beta, NULL),
-                     ROOST_OK);
-    assert_int_equal(roost_noise_closeness_for(1.0, 1.0, 0, NULL, &beta, &em),
-                     ROOST_EINVAL);
-    assert_int_equal(roost_noise_closeness_for(1.0, 1.0, 0, &mu, NULL, &em),
-                     ROOST_EINVAL);
+    assert_int_equal(
+        roost_noise_closeness_for(memo, 1.0, 1.0, 0, &mu, &beta, NULL),
+        ROOST_OK);
+    assert_int_equal(
+        roost_noise_closeness_for(memo, 1.0, 1.0, 0, NULL, &beta, &em),
+        ROOST_EINVAL);
+    assert_int_equal(
+        roost_noise_closeness_for(memo, 1.0, 1.0, 0, &mu, NULL, &em),
+        ROOST_EINVAL);
+    roost_noise_memo_destroy(memo);
 }
 
 /* The check a budget will run: roost_dp_epsilon_sampled of (q, sigma,
@@ -877,7 +897,8 @@ charged_epsilon(double q, uint64_t steps, double draws, double clip,
 {
     double mu, beta, eps;
     assert_int_equal(
-        roost_noise_closeness_for(sigma, clip, 0, &mu, &beta, NULL), ROOST_OK);
+        roost_noise_closeness_for(NULL, sigma, clip, 0, &mu, &beta, NULL),
+        ROOST_OK);
     roost_dp_event ev = {.q = q, .sigma = sigma, .steps = steps};
     assert_int_equal(roost_dp_epsilon_sampled(&ev, 1, draws * mu, draws * beta,
                                               target, delta, &eps, NULL, NULL),
@@ -912,14 +933,14 @@ calibrate_sampled_meets_target_minimally(void **state)
         assert_int_equal(
             roost_dp_calibrate_sigma(q, steps, delta, target, &ideal, &em),
             ROOST_OK);
-        assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, 0.0, clip,
-                                                          0, delta, target,
-                                                          &sigma0, &em),
+        assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, q, steps, 0.0,
+                                                          clip, 0, delta,
+                                                          target, &sigma0, &em),
                          ROOST_OK);
         assert_true(sigma0 == ideal);
-        assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, clip,
-                                                          0, delta, target,
-                                                          &sigma, &em),
+        assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, q, steps, draws,
+                                                          clip, 0, delta,
+                                                          target, &sigma, &em),
                          ROOST_OK);
         assert_true(charged_epsilon(q, steps, draws, clip, delta, target,
                                     sigma) <= target);
@@ -944,61 +965,68 @@ calibrate_sampled_refuses_unreachable(void **state)
     assert_int_equal(
         roost_dp_calibrate_sigma(q, steps, delta, 30.0, &ideal, NULL),
         ROOST_OK);
-    assert_int_equal(roost_noise_closeness_for(ideal, 1.0, 0, &mu, &beta, NULL),
-                     ROOST_OK);
+    assert_int_equal(
+        roost_noise_closeness_for(NULL, ideal, 1.0, 0, &mu, &beta, NULL),
+        ROOST_OK);
     double reach = log(delta / (draws * beta));
     assert_true(reach > 20.0 && reach < 30.0);
     char want[64];
     snprintf(want, sizeof(want), "reachable only for epsilon below %.2f",
              reach);
     roost_errmsg em;
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
-                                                      delta, 30.0, &sigma, &em),
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, q, steps, draws,
+                                                      1.0, 0, delta, 30.0,
+                                                      &sigma, &em),
                      ROOST_EBUDGET);
     assert_non_null(strstr(roost_errmsg_text(&em), "tail term"));
     assert_non_null(strstr(roost_errmsg_text(&em), want));
     assert_true(sigma == -1.0);
     /* An enormous target: e^eps overflows, still refused the same way. */
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(
-                         q, steps, draws, 1.0, 0, delta, 1000.0, &sigma, &em),
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, q, steps, draws,
+                                                      1.0, 0, delta, 1000.0,
+                                                      &sigma, &em),
                      ROOST_EBUDGET);
     assert_non_null(strstr(roost_errmsg_text(&em), "reachable only"));
     /* A little below the reachable epsilon it calibrates. */
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
-                                                      delta, reach - 1.0,
-                                                      &sigma, &em),
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, q, steps, draws,
+                                                      1.0, 0, delta,
+                                                      reach - 1.0, &sigma, &em),
                      ROOST_OK);
     assert_true(charged_epsilon(q, steps, draws, 1.0, delta, reach - 1.0,
                                 sigma) <= reach - 1.0);
     /* Too small a target is the accountant's own refusal. */
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
-                                                      delta, 1e-4, &sigma, &em),
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, q, steps, draws,
+                                                      1.0, 0, delta, 1e-4,
+                                                      &sigma, &em),
                      ROOST_EINVAL);
     assert_non_null(strstr(roost_errmsg_text(&em), "unreachable"));
     /* Bad arguments. */
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, -1.0, 1.0, 0,
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(
+                         NULL, q, steps, -1.0, 1.0, 0, delta, 8.0, &sigma, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, q, steps,
+                                                      (double)NAN, 1.0, 0,
                                                       delta, 8.0, &sigma, &em),
                      ROOST_EINVAL);
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, (double)NAN,
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, q, steps, draws,
+                                                      0.0, 0, delta, 8.0,
+                                                      &sigma, &em),
+                     ROOST_EINVAL);
+    assert_non_null(strstr(roost_errmsg_text(&em), "clip"));
+    assert_int_equal(
+        roost_dp_calibrate_sigma_sampled(NULL, q, steps, draws, 1.0,
+                                         ROOST_NOISE_GRID_BITS_MAX + 1, delta,
+                                         8.0, &sigma, &em),
+        ROOST_EINVAL);
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(
+                         NULL, q, steps, draws, 1.0, 0, delta, 8.0, NULL, &em),
+                     ROOST_EINVAL);
+    assert_int_equal(roost_dp_calibrate_sigma_sampled(NULL, 0.0, steps, draws,
                                                       1.0, 0, delta, 8.0,
                                                       &sigma, &em),
                      ROOST_EINVAL);
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 0.0, 0,
-                                                      delta, 8.0, &sigma, &em),
-                     ROOST_EINVAL);
-    assert_non_null(strstr(roost_errmsg_text(&em), "clip"));
     assert_int_equal(roost_dp_calibrate_sigma_sampled(
-                         q, steps, draws, 1.0, ROOST_NOISE_GRID_BITS_MAX + 1,
-                         delta, 8.0, &sigma, &em),
-                     ROOST_EINVAL);
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
-                                                      delta, 8.0, NULL, &em),
-                     ROOST_EINVAL);
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(0.0, steps, draws, 1.0, 0,
-                                                      delta, 8.0, &sigma, &em),
-                     ROOST_EINVAL);
-    assert_int_equal(roost_dp_calibrate_sigma_sampled(q, steps, draws, 1.0, 0,
-                                                      1.5, 8.0, &sigma, &em),
+                         NULL, q, steps, draws, 1.0, 0, 1.5, 8.0, &sigma, &em),
                      ROOST_EINVAL);
 }
 

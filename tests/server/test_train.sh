@@ -57,14 +57,16 @@ fi
 # included) must meet the target. Logreg on 600 examples draws 1.5e5 noise
 # values; at epsilon 22 the sampler's tail term e^22 * n * beta is about
 # 4e-6, which the calibration must leave room for (it used to print
-# delta 1.47e-05 here).
+# delta 1.47e-05 here). The tail grows like e^epsilon, so below the
+# calibrated sigma no epsilon up to 22 can be certified at all: the
+# smallest sigma that works certifies about 21.8, not 22.
 "$roost" train --model logreg --epochs 1 --limit 600 --seed 3 --dp --clip 1 \
     --epsilon 22 --delta 1e-5 --json >"$out" 2>"$err" ||
     { echo "FAIL: --epsilon 22 run: $(cat "$err")"; fail=1; }
 eps=$(sed -n 's/.*"epsilon":\([0-9.e+-]*\).*/\1/p' "$out")
 delta=$(sed -n 's/.*"delta":\([0-9.e+-]*\).*/\1/p' "$out")
 if ! awk -v e="$eps" -v d="$delta" \
-    'BEGIN { exit !(e != "" && d != "" && e <= 22 && e > 21.9 && d <= 1e-5) }'; then
+    'BEGIN { exit !(e != "" && d != "" && e <= 22 && e > 21.5 && d <= 1e-5) }'; then
     echo "FAIL: --epsilon 22 --delta 1e-5 charged ($eps, $delta): $(cat "$out")"
     fail=1
 fi
