@@ -329,21 +329,17 @@ flush_merged(const struct merged *m, size_t count, const double *orders,
     }
 }
 
-int
-roost_dp_epsilon_orders(const roost_dp_event *events, size_t n,
-                        const double *orders, size_t norders, double delta,
-                        double *eps, double *best_order, roost_errmsg *em)
+/* acc[k] = the RDP at orders[k] of the composition of the n events
+ * (validated here); orders already checked. */
+static int
+events_rdp(const roost_dp_event *events, size_t n, const double *orders,
+           size_t norders, double *acc, roost_errmsg *em)
 {
-    double acc[ROOST_RDP_MAX_ORDERS];
     double scratch[ROOST_RDP_MAX_ORDERS];
     struct merged slots[MERGE_SLOTS];
     size_t used = 0;
-    int rc = check_delta(delta, em);
-    if (rc == ROOST_OK)
-        rc = check_orders(orders, norders, em);
-    if (rc != ROOST_OK)
-        return rc;
-    if (eps == NULL || (events == NULL && n > 0))
+    int rc;
+    if (events == NULL && n > 0)
         return roost_fail(em, ROOST_EINVAL, "eps or events is NULL");
     if (norders == 0 || norders > ROOST_RDP_MAX_ORDERS)
         return roost_fail(em, ROOST_EINVAL,
@@ -378,6 +374,24 @@ roost_dp_epsilon_orders(const roost_dp_event *events, size_t n,
         slots[s].steps += (double)e->steps;
     }
     flush_merged(slots, used, orders, norders, acc, scratch);
+    return ROOST_OK;
+}
+
+int
+roost_dp_epsilon_orders(const roost_dp_event *events, size_t n,
+                        const double *orders, size_t norders, double delta,
+                        double *eps, double *best_order, roost_errmsg *em)
+{
+    double acc[ROOST_RDP_MAX_ORDERS];
+    int rc = check_delta(delta, em);
+    if (rc == ROOST_OK)
+        rc = check_orders(orders, norders, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (eps == NULL)
+        return roost_fail(em, ROOST_EINVAL, "eps or events is NULL");
+    if ((rc = events_rdp(events, n, orders, norders, acc, em)) != ROOST_OK)
+        return rc;
     return roost_rdp_to_epsilon(orders, acc, norders, delta, eps, best_order,
                                 em);
 }
@@ -400,9 +414,18 @@ roost_dp_epsilon(const roost_dp_event *events, size_t n, double delta,
 /* Whether c is a valid epsilon: the accountant's epsilon at
  * d0 = (delta - e^c n_beta) e^(-n_mu), plus 2 n_mu, is at most c; *f
  * receives that sum (HUGE_VAL when no delta is left). */
+/* The composed events' RDP curve, computed once per
+ * roost_dp_epsilon_sampled: each epsilon it asks for is then only a
+ * conversion at another delta. */
+struct rdp_curve {
+    double orders[ROOST_RDP_DEFAULT_ORDERS];
+    double rdp[ROOST_RDP_DEFAULT_ORDERS];
+    size_t n;
+};
+
 static int
-sampled_certifies(const roost_dp_event *events, size_t n, double n_mu,
-                  double n_beta, double delta, double c, bool *ok, double *f,
+sampled_certifies(const struct rdp_curve *cv, double n_mu, double n_beta,
+                  double delta, double c, bool *ok, double *f,
                   double *best_order, roost_errmsg *em)
 {
     double d0 = (delta - exp(c) * n_beta) * exp(-n_mu);
@@ -410,7 +433,8 @@ sampled_certifies(const roost_dp_event *events, size_t n, double n_mu,
     *f = HUGE_VAL;
     if (!(d0 > 0.0))
         return ROOST_OK;
-    int rc = roost_dp_epsilon(events, n, d0, f, best_order, em);
+    int rc =
+        roost_rdp_to_epsilon(cv->orders, cv->rdp, cv->n, d0, f, best_order, em);
     if (rc != ROOST_OK)
         return rc;
     *f += 2.0 * n_mu;
@@ -453,7 +477,12 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
             *best_order = 0.0;
         return ROOST_OK;
     }
-    rc = roost_dp_epsilon(events, n, d_start, &c, best_order, em);
+    struct rdp_curve cv;
+    cv.n = roost_rdp_default_orders(cv.orders, ROOST_RDP_DEFAULT_ORDERS);
+    if ((rc = events_rdp(events, n, cv.orders, cv.n, cv.rdp, em)) != ROOST_OK ||
+        (rc = roost_rdp_to_epsilon(cv.orders, cv.rdp, cv.n, d_start, &c,
+                                   best_order, em)) != ROOST_OK)
+        return rc;
     if (rc != ROOST_OK)
         return rc;
     c += 2.0 * n_mu;
@@ -469,7 +498,7 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
             return ROOST_OK;
         }
         double cand = c + 1e-9 * (1.0 + c);
-        rc = sampled_certifies(events, n, n_mu, n_beta, delta, cand, &ok, &f,
+        rc = sampled_certifies(&cv, n_mu, n_beta, delta, cand, &ok, &f,
                                best_order, em);
         if (rc != ROOST_OK)
             return rc;
@@ -491,8 +520,8 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
     double top = fmin(eps_cap, log(delta / n_beta));
     double found = HUGE_VAL;
     if (c < top) {
-        rc = sampled_certifies(events, n, n_mu, n_beta, delta, top, &ok, &f,
-                               NULL, em);
+        rc =
+            sampled_certifies(&cv, n_mu, n_beta, delta, top, &ok, &f, NULL, em);
         if (rc != ROOST_OK)
             return rc;
         if (ok)
@@ -501,11 +530,11 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
         while (found >= HUGE_VAL && b - a > 1e-9 * (1.0 + b)) {
             double m1 = a + (b - a) / 3.0, m2 = b - (b - a) / 3.0, f1, f2;
             bool ok1, ok2;
-            rc = sampled_certifies(events, n, n_mu, n_beta, delta, m1, &ok1,
-                                   &f1, NULL, em);
+            rc = sampled_certifies(&cv, n_mu, n_beta, delta, m1, &ok1, &f1,
+                                   NULL, em);
             if (rc == ROOST_OK)
-                rc = sampled_certifies(events, n, n_mu, n_beta, delta, m2, &ok2,
-                                       &f2, NULL, em);
+                rc = sampled_certifies(&cv, n_mu, n_beta, delta, m2, &ok2, &f2,
+                                       NULL, em);
             if (rc != ROOST_OK)
                 return rc;
             if (ok1 || ok2)
@@ -520,8 +549,8 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
         double lo = c, hi = found;
         while (hi - lo > 1e-9 * (1.0 + hi)) {
             double mid = lo + (hi - lo) / 2.0;
-            rc = sampled_certifies(events, n, n_mu, n_beta, delta, mid, &ok, &f,
-                                   NULL, em);
+            rc = sampled_certifies(&cv, n_mu, n_beta, delta, mid, &ok, &f, NULL,
+                                   em);
             if (rc != ROOST_OK)
                 return rc;
             if (ok)
@@ -529,7 +558,7 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
             else
                 lo = mid;
         }
-        rc = sampled_certifies(events, n, n_mu, n_beta, delta, hi, &ok, &f,
+        rc = sampled_certifies(&cv, n_mu, n_beta, delta, hi, &ok, &f,
                                best_order, em);
         if (rc == ROOST_OK)
             *eps = hi;

@@ -4,6 +4,8 @@
  *   - roost_dp_epsilon on the default grid (157 orders) for the Opacus
  *     reference plan, next to the same call on an integer-only grid (11..64,
  *     the cheap closed-form part) and on Opacus's 151-order grid;
+ *   - roost_dp_epsilon_sampled (the sampler-charged epsilon a ledger
+ *     enforces) for the same plan, as a ratio to roost_dp_epsilon;
  *   - roost_dp_calibrate_sigma for the same plan;
  *   - a ledger plan (re-verify + recompute epsilon) and a durable charge
  *     (BEGIN IMMEDIATE .. COMMIT with synchronous=EXTRA), next to a raw
@@ -72,8 +74,21 @@ main(int argc, char **argv)
            "default/baseline = %.1fx)\n",
            ni, ms_i, eps_i, ms_d / ms_i);
 
-    double sigma;
+    /* The sampler-charged epsilon a ledger enforces, for the same plan
+     * drawn over the MLP's 199210 parameters (default grid). */
+    roost_dp_event plan = {0.04, 1.5, 2250};
+    double draws = 2250.0 * 199210.0, eps_s = 0.0;
     double t = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    for (int i = 0; i < 300; i++)
+        roost_dp_epsilon_sampled(&plan, 1, draws * 7.66e-16, draws * 6.97e-21,
+                                 8.0, 1e-5, &eps_s, NULL, NULL);
+    double ms_s = (clock_s(CLOCK_THREAD_CPUTIME_ID) - t) * 1e3 / 300;
+    printf("roost_dp_epsilon_sampled, same plan, %.3g draws: %.3f ms/call, "
+           "eps %.9f (%.2fx roost_dp_epsilon on the default grid)\n",
+           draws, ms_s, eps_s, ms_s / ms_d);
+
+    double sigma;
+    t = clock_s(CLOCK_THREAD_CPUTIME_ID);
     for (int i = 0; i < 20; i++)
         roost_dp_calibrate_sigma(0.04, 2250, 1e-5, 3.0, &sigma, NULL);
     double ms_c = (clock_s(CLOCK_THREAD_CPUTIME_ID) - t) * 1e3 / 20;
