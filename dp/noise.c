@@ -535,6 +535,21 @@ draw_chunk(roost_noise *noise, int32_t *z, size_t count)
 
 /* ---- public API ---------------------------------------------------------- */
 
+/* The clip and grid a sampler can be built for. */
+static int
+check_clip_grid(double clip, unsigned grid_bits, roost_errmsg *em)
+{
+    if (!(clip > 0.0) || !isfinite(clip))
+        return roost_fail(em, ROOST_EINVAL,
+                          "noise: clip must be positive and finite (got %g)",
+                          clip);
+    if (grid_bits > ROOST_NOISE_GRID_BITS_MAX)
+        return roost_fail(em, ROOST_EINVAL,
+                          "noise: grid_bits %u exceeds the maximum %u",
+                          grid_bits, ROOST_NOISE_GRID_BITS_MAX);
+    return ROOST_OK;
+}
+
 /*
  * noise_build - roost_noise_create without the checks of out and rng: it
  * validates sigma, clip and grid_bits and builds the tables. Building
@@ -550,14 +565,9 @@ noise_build(roost_noise **out, const roost_allocator *alloc, roost_rng *rng,
         return roost_fail(em, ROOST_EINVAL,
                           "noise: sigma must be positive and finite (got %g)",
                           sigma);
-    if (!(clip > 0.0) || !isfinite(clip))
-        return roost_fail(em, ROOST_EINVAL,
-                          "noise: clip must be positive and finite (got %g)",
-                          clip);
-    if (grid_bits > ROOST_NOISE_GRID_BITS_MAX)
-        return roost_fail(em, ROOST_EINVAL,
-                          "noise: grid_bits %u exceeds the maximum %u",
-                          grid_bits, ROOST_NOISE_GRID_BITS_MAX);
+    int checked = check_clip_grid(clip, grid_bits, em);
+    if (checked != ROOST_OK)
+        return checked;
     double stddev = sigma * clip;
     int e2 = 0;
     (void)frexp(stddev, &e2); /* stddev = f 2^e2, f in [0.5, 1) */
@@ -1015,14 +1025,9 @@ roost_dp_calibrate_sigma_sampled(roost_noise_memo *memo, double q,
     if (!(draws >= 0.0) || !isfinite(draws))
         return roost_fail(em, ROOST_EINVAL,
                           "noise draws %g must be finite and >= 0", draws);
-    if (!(clip > 0.0) || !isfinite(clip))
-        return roost_fail(em, ROOST_EINVAL,
-                          "noise: clip must be positive and finite (got %g)",
-                          clip);
-    if (grid_bits > ROOST_NOISE_GRID_BITS_MAX)
-        return roost_fail(em, ROOST_EINVAL,
-                          "noise: grid_bits %u exceeds the maximum %u",
-                          grid_bits, ROOST_NOISE_GRID_BITS_MAX);
+    int checked = check_clip_grid(clip, grid_bits, em);
+    if (checked != ROOST_OK)
+        return checked;
     /* The ideal mechanism's calibration checks q, steps, delta and the
      * target, and is the answer when nothing is drawn. */
     double ideal;
