@@ -18,14 +18,17 @@
 
 #include "dp/accountant.h"
 #include "dp/ledger.h"
+#include "dp/noise.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char dp_usage[] =
-    "usage: roost dp epsilon --q Q --sigma S --steps T --delta D [--json]\n"
-    "       roost dp sigma --q Q --steps T --epsilon E --delta D [--json]\n"
+    "usage: roost dp epsilon --q Q --sigma S --steps T --delta D\n"
+    "                        [--params P [--clip C]] [--json]\n"
+    "       roost dp sigma --q Q --steps T --epsilon E --delta D\n"
+    "                      [--params P [--clip C]] [--json]\n"
     "       roost dp ledger --path FILE [--json]\n"
     "\n"
     "Privacy accounting for DP-SGD with Poisson sampling (Renyi DP of the\n"
@@ -37,12 +40,19 @@ static const char dp_usage[] =
     "  --steps T    number of noisy steps (non-negative integer)\n"
     "  --delta D    target delta (0 < D < 1), e.g. below 1 / dataset size\n"
     "  --epsilon E  target epsilon (> 0), for `roost dp sigma`\n"
+    "  --params P   parameters noised per step: charge the discrete noise\n"
+    "               sampler's distance from the ideal Gaussian over its\n"
+    "               P x T draws, as a device ledger does\n"
+    "  --clip C     clipping norm the sampler is built for (default 1;\n"
+    "               with --params)\n"
     "  --json       print one JSON object instead of text\n"
     "\n"
     "epsilon prints the epsilon and the best Renyi order of the grid\n"
     "1.1..10.9 (step 0.1), 11..64, 128, 256, 512, 1024; sigma prints the\n"
     "smallest noise multiplier (to 1e-6 relative) whose epsilon is at most\n"
-    "E. epsilon and sigma are the ideal Gaussian's. ledger verifies a\n"
+    "E. Without --params epsilon and sigma are the ideal Gaussian's; with\n"
+    "it they are the figures a device enforces for a model of P\n"
+    "parameters. ledger verifies a\n"
     "device's privacy ledger (hash chain, budget) and prints its budget,\n"
     "event count and the epsilon spent, charged for the discrete noise\n"
     "sampler's recorded draws as the device enforces it; it exits 1 if the\n"
@@ -51,8 +61,9 @@ static const char dp_usage[] =
 
 struct dp_args {
     bool have_q, have_sigma, have_steps, have_delta, have_epsilon;
-    double q, sigma, delta, epsilon;
-    uint64_t steps;
+    bool have_params, have_clip;
+    double q, sigma, delta, epsilon, clip;
+    uint64_t steps, params;
     bool json;
 };
 
@@ -74,10 +85,11 @@ parse_args(const char *cmd, int argc, char **argv, struct dp_args *a)
             a->json = true;
             continue;
         }
-        bool known = strcmp(flag, "--q") == 0 || strcmp(flag, "--sigma") == 0 ||
-                     strcmp(flag, "--steps") == 0 ||
-                     strcmp(flag, "--delta") == 0 ||
-                     strcmp(flag, "--epsilon") == 0;
+        bool known =
+            strcmp(flag, "--q") == 0 || strcmp(flag, "--sigma") == 0 ||
+            strcmp(flag, "--steps") == 0 || strcmp(flag, "--delta") == 0 ||
+            strcmp(flag, "--epsilon") == 0 || strcmp(flag, "--params") == 0 ||
+            strcmp(flag, "--clip") == 0;
         if (!known) {
             fprintf(stderr,
                     "roost %s: unknown flag '%s' (see 'roost dp --help')\n",
@@ -102,6 +114,12 @@ parse_args(const char *cmd, int argc, char **argv, struct dp_args *a)
         } else if (strcmp(flag, "--delta") == 0) {
             ok = roost_cli_parse_double(cmd, flag, val, &a->delta);
             a->have_delta = true;
+        } else if (strcmp(flag, "--params") == 0) {
+            ok = roost_cli_parse_u64(cmd, flag, val, &a->params);
+            a->have_params = true;
+        } else if (strcmp(flag, "--clip") == 0) {
+            ok = roost_cli_parse_double(cmd, flag, val, &a->clip);
+            a->have_clip = true;
         } else {
             ok = roost_cli_parse_double(cmd, flag, val, &a->epsilon);
             a->have_epsilon = true;
@@ -111,6 +129,40 @@ parse_args(const char *cmd, int argc, char **argv, struct dp_args *a)
     }
     return true;
 }
+
+/* The sampler's figures for --params P (draws = P x steps); false with a
+ * message when the flags are inconsistent or the sampler cannot be built
+ * (*status then holds the exit status). */
+static bool
+sampler_terms(const char *cmd, const struct dp_args *a, double sigma,
+              double *draws, double *n_mu, double *n_beta, int *status)
+{
+    *draws = *n_mu = *n_beta = 0.0;
+    if (!a->have_params)
+        return true;
+    *status = ROOST_EXIT_USAGE;
+    if (a->params == 0) {
+        fprintf(stderr, "roost %s: --params must be at least 1\n", cmd);
+        return false;
+    }
+    *draws = (double)a->params * (double)a->steps;
+    double mu = 0.0, beta = 0.0;
+    roost_errmsg em;
+    int rc = roost_noise_closeness_for(
+        NULL, sigma, a->have_clip ? a->clip : 1.0, 0, &mu, &beta, &em);
+    if (rc != ROOST_OK) {
+        fprintf(stderr, "roost %s: %s\n", cmd, em.text);
+        *status = rc == ROOST_EINVAL ? ROOST_EXIT_USAGE : ROOST_EXIT_FAIL;
+        return false;
+    }
+    *n_mu = *draws * mu;
+    *n_beta = *draws * beta;
+    return true;
+}
+
+/* The largest epsilon the command line reports as such (a cap for
+ * roost_dp_epsilon_sampled; beyond it the figure is only a bound). */
+#define DP_CLI_EPS_CAP 1000.0
 
 static bool
 require(const char *cmd, bool have, const char *flag)
@@ -138,13 +190,32 @@ run_epsilon(int argc, char **argv)
                 cmd);
         return ROOST_EXIT_USAGE;
     }
+    if (a.have_clip && !a.have_params) {
+        fprintf(stderr, "roost %s: --clip needs --params\n", cmd);
+        return ROOST_EXIT_USAGE;
+    }
     roost_dp_event e = {a.q, a.sigma, a.steps};
     roost_errmsg em;
-    double eps, order;
+    double eps, order, draws, n_mu, n_beta;
+    int status;
     int rc = roost_dp_epsilon(&e, 1, a.delta, &eps, &order, &em);
     if (rc == ROOST_EINVAL) {
         fprintf(stderr, "roost %s: %s\n", cmd, em.text);
         return ROOST_EXIT_USAGE;
+    }
+    if (rc == ROOST_OK &&
+        !sampler_terms(cmd, &a, a.sigma, &draws, &n_mu, &n_beta, &status))
+        return status;
+    if (rc == ROOST_OK && a.have_params)
+        rc = roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, DP_CLI_EPS_CAP,
+                                      a.delta, &eps, &order, &em);
+    if (rc == ROOST_OK && !isfinite(eps)) {
+        fprintf(stderr,
+                "roost %s: no epsilon up to %g is valid at delta %g: the "
+                "noise sampler's tail term over %.4g draws leaves no room "
+                "in delta\n",
+                cmd, DP_CLI_EPS_CAP, a.delta, draws);
+        return ROOST_EXIT_FAIL;
     }
     if (rc != ROOST_OK) {
         fprintf(stderr, "roost %s: %s: %s\n", cmd, roost_strerror(rc), em.text);
@@ -152,8 +223,14 @@ run_epsilon(int argc, char **argv)
     }
     if (a.json) {
         printf("{\"epsilon\": %.12g, \"delta\": %.12g, \"best_order\": %.12g, "
-               "\"q\": %.12g, \"sigma\": %.12g, \"steps\": %llu}\n",
-               eps, a.delta, order, a.q, a.sigma, (unsigned long long)a.steps);
+               "\"q\": %.12g, \"sigma\": %.12g, \"steps\": %llu, "
+               "\"noise_draws\": %.17g}\n",
+               eps, a.delta, order, a.q, a.sigma, (unsigned long long)a.steps,
+               draws);
+    } else if (a.have_params) {
+        printf("epsilon %.6f at delta %g (best Renyi order %g), charged for "
+               "the noise sampler over %.4g draws\n",
+               eps, a.delta, order, draws);
     } else {
         printf("epsilon %.6f at delta %g (best Renyi order %g)\n", eps, a.delta,
                order);
@@ -183,13 +260,36 @@ run_sigma(int argc, char **argv)
                 cmd);
         return ROOST_EXIT_USAGE;
     }
+    if (a.have_clip && !a.have_params) {
+        fprintf(stderr, "roost %s: --clip needs --params\n", cmd);
+        return ROOST_EXIT_USAGE;
+    }
+    if (a.have_params && a.params == 0) {
+        fprintf(stderr, "roost %s: --params must be at least 1\n", cmd);
+        return ROOST_EXIT_USAGE;
+    }
     roost_errmsg em;
-    double sigma, eps, order;
-    int rc =
-        roost_dp_calibrate_sigma(a.q, a.steps, a.delta, a.epsilon, &sigma, &em);
-    if (rc == ROOST_OK) {
-        roost_dp_event e = {a.q, sigma, a.steps};
+    double sigma, eps, order, draws = 0.0, n_mu, n_beta;
+    int status;
+    int rc = a.have_params
+                 ? roost_dp_calibrate_sigma_sampled(
+                       NULL, a.q, a.steps, (double)a.params * (double)a.steps,
+                       a.have_clip ? a.clip : 1.0, 0, a.delta, a.epsilon,
+                       &sigma, &em)
+                 : roost_dp_calibrate_sigma(a.q, a.steps, a.delta, a.epsilon,
+                                            &sigma, &em);
+    roost_dp_event e = {a.q, sigma, a.steps};
+    if (rc == ROOST_OK)
         rc = roost_dp_epsilon(&e, 1, a.delta, &eps, &order, &em);
+    if (rc == ROOST_OK &&
+        !sampler_terms(cmd, &a, sigma, &draws, &n_mu, &n_beta, &status))
+        return status;
+    if (rc == ROOST_OK && a.have_params)
+        rc = roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, a.epsilon, a.delta,
+                                      &eps, &order, &em);
+    if (rc == ROOST_EBUDGET) {
+        fprintf(stderr, "roost %s: %s\n", cmd, em.text);
+        return ROOST_EXIT_FAIL;
     }
     if (rc == ROOST_EINVAL) {
         fprintf(stderr, "roost %s: %s\n", cmd, em.text);
@@ -202,9 +302,13 @@ run_sigma(int argc, char **argv)
     if (a.json) {
         printf("{\"sigma\": %.12g, \"epsilon\": %.12g, \"target_epsilon\": "
                "%.12g, \"delta\": %.12g, \"best_order\": %.12g, \"q\": "
-               "%.12g, \"steps\": %llu}\n",
+               "%.12g, \"steps\": %llu, \"noise_draws\": %.17g}\n",
                sigma, eps, a.epsilon, a.delta, order, a.q,
-               (unsigned long long)a.steps);
+               (unsigned long long)a.steps, draws);
+    } else if (a.have_params) {
+        printf("sigma %.6f (epsilon %.6f <= %g at delta %g, best Renyi "
+               "order %g, charged for the noise sampler over %.4g draws)\n",
+               sigma, eps, a.epsilon, a.delta, order, draws);
     } else {
         printf("sigma %.6f (epsilon %.6f <= %g at delta %g, best Renyi "
                "order %g)\n",

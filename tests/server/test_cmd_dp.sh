@@ -1,6 +1,7 @@
 #!/bin/sh
 # `roost dp`: the Opacus reference value, the calibration round trip, JSON
-# output, and exit status 2 with a message for every kind of bad input.
+# output, the figures charged for the noise sampler (--params), and exit
+# status 2 with a message for every kind of bad input.
 set -u
 roost="$1"
 fail=0
@@ -46,6 +47,32 @@ check 2 "sigma zero" "$roost" dp epsilon --q 0.1 --sigma 0 --steps 1 --delta 1e-
 check 2 "unreachable target" "$roost" dp sigma --q 0.01 --steps 10 --epsilon 1e-4 --delta 1e-5
 expect_text "says unreachable" "unreachable"
 check 1 "no finite epsilon" "$roost" dp epsilon --q 0.1 --sigma 1e-300 --steps 1 --delta 1e-5
+# --params: the figures a device enforces, charged for the noise sampler
+# over P x T draws, slightly above the ideal Gaussian's.
+check 0 "epsilon --params" "$roost" dp epsilon --q 0.04 --sigma 1.5 --steps 2250 \
+    --delta 1e-5 --params 199210 --json
+expect_text "json draws" '"noise_draws": 448222500'
+charged=$(sed 's/.*"epsilon": \([0-9.e+-]*\).*/\1/' "$out")
+awk -v e="$charged" 'BEGIN { exit !(e > 7.329112 && e < 7.33) }' ||
+    { echo "FAIL: charged epsilon $charged not just above 7.329111"; fail=1; }
+check 0 "sigma --params" "$roost" dp sigma --q 0.0533333 --steps 76 --epsilon 8 \
+    --delta 1e-5 --params 199210
+expect_text "sigma charged" "charged for the noise sampler over 1.514e+07 draws"
+# The tail term grows like e^epsilon: logreg (7850 parameters) at epsilon
+# 30 cannot reach delta 1e-5, and below a certain sigma no epsilon is valid.
+check 1 "sigma --params unreachable" "$roost" dp sigma --q 0.1 --steps 10 \
+    --epsilon 30 --delta 1e-5 --params 1500
+expect_text "names the reachable epsilon" "reachable only for epsilon below"
+check 1 "epsilon --params past the tail limit" "$roost" dp epsilon \
+    --q 0.0533333 --sigma 0.3 --steps 19 --delta 1e-5 --params 7850
+expect_text "says no epsilon" "no epsilon up to 1000 is valid"
+check 2 "--clip without --params" "$roost" dp epsilon --q 0.1 --sigma 1 \
+    --steps 10 --delta 1e-5 --clip 2
+check 2 "--params 0" "$roost" dp sigma --q 0.1 --steps 10 --epsilon 3 \
+    --delta 1e-5 --params 0
+check 2 "--clip 0" "$roost" dp epsilon --q 0.1 --sigma 1 --steps 10 \
+    --delta 1e-5 --params 10 --clip 0
+expect_text "names clip" "clip"
 # dp ledger: a real ledger (the fuzz seed, three events) verifies; a
 # missing, corrupt or tampered one exits 1 and says why.
 seed="$(dirname "$0")/../fuzz/corpus/ledger/three_events.db"
