@@ -395,6 +395,8 @@ allocation_failure_sweep_over_create(void **state)
 /* A fake budget for the protocol sweep (the ledger has its own tests); it
  * keeps the last event it saw. */
 static roost_ledger_event fake_last;
+static char fake_task[64]; /* its task id (the event's pointer is transient) */
+static int fake_charges;
 
 static int
 fake_plan(void *arg, const roost_ledger_event *ev, double *eps_after,
@@ -402,6 +404,9 @@ fake_plan(void *arg, const roost_ledger_event *ev, double *eps_after,
 {
     (void)arg, (void)em;
     fake_last = *ev;
+    snprintf(fake_task, sizeof(fake_task), "%s",
+             ev->task_id != NULL ? ev->task_id : "");
+    fake_last.task_id = fake_task;
     *eps_after = 1.0;
     return ROOST_OK;
 }
@@ -410,6 +415,7 @@ static int
 fake_charge(void *arg, const roost_ledger_event *ev, double *eps_after,
             roost_errmsg *em)
 {
+    fake_charges++;
     return fake_plan(arg, ev, eps_after, em);
 }
 
@@ -430,9 +436,12 @@ swallow(void *arg, const Roost__V1__Envelope *m)
     return ROOST_OK;
 }
 
+/* DP parameters send_task attaches to its training task (NULL: none). */
+static Roost__V1__DpParams *send_dp;
+
 /* Send a task of kind for model dense:3 (a training task with 1 local
- * epoch, batch 4, lr 0.1), then its parameters in chunks; stops at the
- * first refusal and returns it. */
+ * epoch, batch 4, lr 0.1, and send_dp), then its parameters in chunks;
+ * stops at the first refusal and returns it. */
 static int
 send_task(roost_cproto *p, Roost__V1__TaskKind kind, uint64_t round_id,
           uint64_t task_id, const float *params, size_t n,
@@ -463,8 +472,10 @@ send_task(roost_cproto *p, Roost__V1__TaskKind kind, uint64_t round_id,
     task.task_id = task_id;
     task.kind = kind;
     task.model = &spec;
-    if (kind == ROOST__V1__TASK_KIND__TASK_KIND_TRAIN)
+    if (kind == ROOST__V1__TASK_KIND__TASK_KIND_TRAIN) {
         task.training = &tp;
+        task.dp = send_dp;
+    }
     task.model_hash.data = (uint8_t *)(uintptr_t)hash;
     task.model_hash.len = 32;
     task.parameters_follow = true;
@@ -726,6 +737,85 @@ tasks_without_dp_are_declined_unless_allowed(void **state)
     }
 }
 
+/* A DP task's privacy event carries the noise the trainer will draw:
+ * parameters x steps values from the sampler for the task's sigma and clip
+ * (its mu and beta), at plan and at charge; a result whose draws differ
+ * from the plan is not charged and not sent. */
+static void
+dp_tasks_record_the_samplers_draws(void **state)
+{
+    (void)state;
+    enum { NP = 15 }; /* dense:3 on 4 inputs */
+    float params[NP] = {0};
+    uint8_t hash[32];
+    assert_int_equal(roost_xfer_hash_floats(params, NP, hash), ROOST_OK);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 1.3;
+    dp.clip_norm = 0.5;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 4; /* q = 4 / 8, 2 steps for 1 epoch */
+    double mu, beta;
+    assert_int_equal(
+        roost_noise_closeness_for(NULL, 1.3, 0.5, 0, &mu, &beta, NULL),
+        ROOST_OK);
+    assert_true(mu > 0 && beta > 0);
+    roost_cproto_config pc = {
+        .n_local = N_EX,
+        .budget = {fake_plan, fake_charge, fake_remaining, NULL},
+        .log = {NULL, NULL, -1},
+    };
+    struct recorded rec = {0};
+    roost_cproto *p = NULL;
+    assert_int_equal(roost_cproto_create(&p, NULL, &pc, record, &rec, NULL),
+                     ROOST_OK);
+    send_dp = &dp;
+    int charged = fake_charges;
+    for (int right = 0; right < 2; right++) {
+        memset(&fake_last, 0, sizeof(fake_last));
+        if (!right)
+            assert_int_equal(roost_cproto_check_in(p, 0), ROOST_OK);
+        assert_int_equal(send_task(p, ROOST__V1__TASK_KIND__TASK_KIND_TRAIN, 6,
+                                   11 + (uint64_t)right, params, NP, hash),
+                         ROOST_OK);
+        /* The plan saw the whole event. */
+        assert_true(fake_last.q == 0.5 && fake_last.sigma == 1.3);
+        assert_int_equal(fake_last.steps, 2);
+        assert_int_equal(fake_last.draws, 2 * NP);
+        assert_true(fake_last.mu == mu && fake_last.beta == beta);
+        assert_int_equal(fake_last.round_id, 6);
+        roost_cproto_job *job = NULL;
+        assert_int_equal(roost_cproto_take_job(p, &job), ROOST_OK);
+        assert_true(job->task.dp);
+        roost_local_result res = {.loss = 1.0,
+                                  .accuracy = (double)NAN,
+                                  .examples = N_EX,
+                                  .steps = 2,
+                                  .noise_draws = right ? 2 * NP : 2 * NP - 1};
+        memset(&fake_last, 0, sizeof(fake_last));
+        int rc = roost_cproto_finish(p, ROOST_OK, &res, 0);
+        if (!right) {
+            /* Declined, nothing charged, checked in again. */
+            assert_int_equal(rc, ROOST_ESTATE);
+            assert_int_equal(fake_charges, charged);
+            assert_int_equal(rec.declines, 1);
+            assert_int_equal(rec.last_case, ROOST__V1__ENVELOPE__BODY_CHECK_IN);
+            assert_int_equal(roost_cproto_state(p), ROOST_CP_WAITING);
+            assert_true(isnan(roost_cproto_epsilon(p)));
+            continue;
+        }
+        assert_int_equal(rc, ROOST_OK);
+        assert_int_equal(fake_charges, charged + 1);
+        assert_int_equal(fake_last.draws, 2 * NP);
+        assert_true(fake_last.mu == mu && fake_last.beta == beta);
+        assert_string_equal(fake_last.task_id, "12");
+        assert_int_equal(roost_cproto_state(p), ROOST_CP_AWAIT_ACK);
+    }
+    send_dp = NULL;
+    roost_cproto_destroy(p);
+}
+
 int
 main(void)
 {
@@ -744,6 +834,7 @@ main(void)
         cmocka_unit_test(allocation_failure_sweep_over_a_task),
         cmocka_unit_test(evaluation_tasks),
         cmocka_unit_test(tasks_without_dp_are_declined_unless_allowed),
+        cmocka_unit_test(dp_tasks_record_the_samplers_draws),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
