@@ -1062,15 +1062,24 @@ budget_check(roost_ledger *l, const roost_ledger_event *ev, double *eps_after)
     if (eps_after != NULL)
         *eps_after = after;
     if (!(after <= l->budget.epsilon_max)) {
+        /* Infinite: no epsilon up to the budget can be certified. When the
+         * ideal Gaussian's epsilon is finite (epsilon_with left ev in the
+         * spare slot), that is the tail term e^epsilon n beta taking too
+         * much of delta for this sigma; otherwise sigma is too small for
+         * any finite epsilon. */
         double n_beta = l->n_beta + (double)ev->draws * ev->beta;
+        double ideal = 0.0;
         if (after >= HUGE_VAL && n_beta > 0.0 &&
-            n_beta >= l->budget.delta * exp(-l->budget.epsilon_max))
+            roost_dp_epsilon(l->events, (size_t)l->count + 1, l->budget.delta,
+                             &ideal, NULL, NULL) == ROOST_OK)
             return roost_fail(
                 &l->em, ROOST_EBUDGET,
-                "privacy budget exceeded: with this task the noise sampler's "
-                "tail term (n * beta = %.3g over all recorded draws) leaves no "
-                "room in delta %g at any epsilon up to %g; refusing the task",
-                n_beta, l->budget.delta, l->budget.epsilon_max);
+                "privacy budget exceeded: with this task (sigma = %g) no "
+                "epsilon up to %g can be guaranteed at delta %g: the noise "
+                "sampler's tail term e^epsilon * n * beta (n * beta = %.3g "
+                "over all recorded draws) leaves too little of delta; "
+                "refusing the task",
+                ev->sigma, l->budget.epsilon_max, l->budget.delta, n_beta);
         if (after >= HUGE_VAL)
             return roost_fail(&l->em, ROOST_EBUDGET,
                               "privacy budget exceeded: sigma = %g is too "

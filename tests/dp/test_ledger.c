@@ -481,6 +481,7 @@ budget_exhaustion(void **state)
      * arithmetic error. */
     roost_ledger_event reckless = event(0.5, 1e-300, 1, 100);
     assert_int_equal(roost_ledger_plan(l, &reckless, &after), ROOST_EBUDGET);
+    assert_non_null(strstr(roost_ledger_errmsg(l), "too small"));
     roost_ledger_close(l);
 
     /* The decision survives a reopen. */
