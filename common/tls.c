@@ -338,8 +338,10 @@ roost_tls_ctx_revoked(const roost_tls_ctx *ctx, const roost_tls_identity *id)
     ASN1_INTEGER *serial = bn != NULL ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
     BN_free(bn);
     if (serial == NULL) {
+        /* Out of memory: the question cannot be asked, so the answer
+         * errs on the side of closing the session. */
         ERR_clear_error();
-        return false;
+        return true;
     }
     bool revoked = false;
     X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
@@ -700,7 +702,8 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
      * and the issuer's name hash: enough to find it in a CRL later. */
     out->serial_len = 0;
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-    if (bn != NULL && BN_num_bytes(bn) <= ROOST_TLS_SERIAL_CAP)
+    if (bn != NULL && !BN_is_negative(bn) &&
+        BN_num_bytes(bn) <= ROOST_TLS_SERIAL_CAP)
         out->serial_len = (size_t)BN_bn2bin(bn, out->serial);
     BN_free(bn);
     out->issuer_hash =

@@ -58,7 +58,8 @@ typedef struct roost_tls_identity {
     /* Serial number (big-endian magnitude) and issuer name hash, kept so
      * that an open session can be checked against a CRL loaded later
      * (roost_tls_ctx_revoked). serial_len is 0 for a serial longer than
-     * the cap (RFC 5280 allows 20 octets; Roost issues 16). */
+     * the cap (RFC 5280 allows 20 octets; Roost issues 16), zero or
+     * negative: such a serial cannot be looked up. */
     uint8_t serial[ROOST_TLS_SERIAL_CAP];
     size_t serial_len;
     unsigned long issuer_hash;
@@ -97,8 +98,11 @@ int roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out);
 
 /* roost_tls_ctx_revoked - true if a CRL of ctx from the identity's issuer
  * lists its serial number: the question the handshake asks, asked again of
- * a session that was verified against an older CRL. False when the
- * identity's serial is unknown (serial_len 0). */
+ * a session that was verified against an older CRL; also true when it
+ * cannot be asked for lack of memory. False when the identity's serial is
+ * unknown (serial_len 0): the caller decides what an unknown serial means
+ * (roost serve closes such sessions on reload, so that the handshake asks
+ * the question on reconnection). */
 bool roost_tls_ctx_revoked(const roost_tls_ctx *ctx,
                            const roost_tls_identity *id);
 

@@ -527,9 +527,14 @@ tls_reload(struct serve *sv)
     /* Closing fires CLOSED synchronously, which removes the peer from the
      * table being walked: collect the sessions first. */
     uint64_t *doomed = NULL;
-    size_t n_doomed = 0;
+    size_t n_doomed = 0, n_unknown = 0;
     for (size_t i = 0; i < sv->n_peers; i++) {
-        if (!roost_tls_ctx_revoked(fresh, &sv->peers[i].id))
+        /* A serial that cannot be looked up (longer than 32 bytes, zero or
+         * negative: none of them conforming) cannot be cleared either: the
+         * session is closed and the peer's next handshake checks its
+         * certificate against the reloaded CRL. */
+        bool unknown = sv->peers[i].id.serial_len == 0;
+        if (!unknown && !roost_tls_ctx_revoked(fresh, &sv->peers[i].id))
             continue;
         if (doomed == NULL) {
             doomed = malloc(sv->n_peers * sizeof(*doomed));
@@ -539,19 +544,25 @@ tls_reload(struct serve *sv)
             }
         }
         roost_log(&sv->log, ROOST_LOG_WARN,
-                  "session %" PRIu64 " (%s): closing: certificate revoked "
-                  "by the reloaded CRL",
+                  unknown ? "session %" PRIu64 " (%s): closing: its "
+                            "certificate's serial number cannot be checked "
+                            "against the reloaded CRL; it must reconnect"
+                          : "session %" PRIu64 " (%s): closing: certificate "
+                            "revoked by the reloaded CRL",
                   sv->peers[i].session, sv->peers[i].id.subject);
         doomed[n_doomed++] = sv->peers[i].session;
+        n_unknown += unknown;
     }
     for (size_t i = 0; i < n_doomed; i++)
         roost_channel_close(sv->ch, doomed[i]);
     free(doomed);
     drain_closed(sv);
+    size_t n_revoked = n_doomed - n_unknown;
     roost_log(&sv->log, ROOST_LOG_INFO,
               "SIGHUP: TLS files reloaded; new handshakes use them; %zu open "
-              "session%s of revoked certificates closed",
-              n_doomed, n_doomed == 1 ? "" : "s");
+              "session%s of revoked certificates closed, %zu whose serial "
+              "cannot be checked",
+              n_revoked, n_revoked == 1 ? "" : "s", n_unknown);
 }
 
 /* ---------------------------------------------------------------------

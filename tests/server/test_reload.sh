@@ -4,7 +4,10 @@
 #     daemon gets SIGHUP, and the device's next connection is refused
 #     ("certificate revoked") while another device still completes a round;
 #   - a session of a certificate revoked while it is open is closed by the
-#     reload (the coordinator sees a disconnect);
+#     reload (the coordinator sees a disconnect), and so is one whose
+#     certificate has a serial too long to look up in a CRL (40 bytes,
+#     issued with the openssl tool): it must reconnect and pass the
+#     handshake's check;
 #   - a reload with a bad CRL keeps the previous files in force;
 #   - `roost pki crl` re-signs the CRL (same entries, new validity), and the
 #     daemon warns about a CRL that expires within 30 days and reports an
@@ -17,9 +20,11 @@ roost=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 work=$(mktemp -d)
 pid=
 hold=
+hold3=
 cleanup() {
     [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
     [ -n "$hold" ] && kill -KILL "$hold" 2>/dev/null
+    [ -n "$hold3" ] && kill -KILL "$hold3" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT; [ -n "${KEEP:-}" ] && trap - EXIT
@@ -82,6 +87,14 @@ for d in dev0 dev1 dev2; do
         "$roost" pki sign --ca-dir ca --csr "$d.csr" --out "$d.crt" \
             >/dev/null || { echo "FAIL: certificate for $d"; exit 1; }
 done
+# dev3: the same extensions as `roost pki sign`, but a 40-byte serial
+# (RFC 5280 allows 20), which Roost cannot look up in a CRL.
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' >dev3.ext
+"$roost" pki request --cn dev3 --out dev3 >/dev/null &&
+    openssl x509 -req -in dev3.csr -CA ca/ca.crt -CAkey ca/ca.key \
+        -set_serial "0x$(printf '7f%.0s' $(seq 1 40))" -days 30 \
+        -extfile dev3.ext -out dev3.crt >/dev/null 2>&1 ||
+    { echo "FAIL: certificate for dev3"; exit 1; }
 
 # --- roost pki crl -----------------------------------------------------
 check 0 "pki crl --help" "$roost" pki crl --help
@@ -160,6 +173,14 @@ hold=$!
 exec 3>hold.in
 wait_for serve.log "opened: CN=dev2" && ok "dev2 holds an open session" ||
     bad "dev2 session did not open"
+mkfifo hold3.in
+openssl s_client -connect "127.0.0.1:$port" -CAfile ca/ca.crt \
+    -cert dev3.crt -key dev3.key -tls1_3 -brief <hold3.in >hold3.out 2>&1 &
+hold3=$!
+exec 4>hold3.in
+wait_for serve.log "opened: CN=dev3" &&
+    ok "dev3 (40-byte serial) holds an open session" ||
+    bad "dev3 session did not open"
 
 # --- revoke dev0 and dev2, reload ------------------------------------
 check 0 "revoke dev0" "$roost" pki revoke --ca-dir ca --cert dev0.crt
@@ -172,6 +193,10 @@ expect_text "reload logs the new CRL" "CRL ca/ca.crl: 2 revoked" serve.log
 expect_text "dev2's open session closed by the reload" \
     "(CN=dev2): closing: certificate revoked by the reloaded CRL" serve.log
 expect_text "one open session closed" "1 open session of revoked" serve.log
+expect_text "dev3's session closed: serial cannot be checked" \
+    "(CN=dev3): closing: its certificate's serial number cannot be checked" \
+    serve.log
+expect_text "the reload counts it" "1 whose serial cannot be checked" serve.log
 if wait_for serve.log "session.*CN=dev2.*closed"; then
     ok "the coordinator saw dev2 leave"
 else
@@ -181,6 +206,10 @@ exec 3>&-
 kill "$hold" 2>/dev/null
 wait "$hold" 2>/dev/null
 hold=
+exec 4>&-
+kill "$hold3" 2>/dev/null
+wait "$hold3" 2>/dev/null
+hold3=
 
 handshake dev0
 if wait_for serve.log "certificate revoked$"; then
