@@ -124,7 +124,11 @@ struct roost_coord {
     int64_t run_id;
     int64_t last_round;
     int64_t train_rounds; /* training rounds recorded (committed or failed) */
-    bool eval_due;        /* the next round is a federated evaluation */
+    /* Committed training rounds in the record whose central DP settings
+     * (none, or another noise multiplier) differ from this run's: no
+     * whole-history figure can then be computed from the current ones. */
+    int64_t cdp_mixed;
+    bool eval_due; /* the next round is a federated evaluation */
     bool finished;
     void *state_buf; /* strategy state saved with each commit */
     size_t state_cap;
@@ -781,8 +785,14 @@ round_close(roost_coord *c, int64_t now_ms)
             roost_dp_event ev = {1.0, info.noise_multiplier,
                                  (uint64_t)train_no};
             double eps = 0;
-            if (roost_dp_epsilon(&ev, 1, c->cfg.dp_delta, &eps, NULL, &em) ==
-                ROOST_OK) {
+            if (c->cdp_mixed > 0) {
+                /* The multiplier and clip of this round are real; an
+                 * epsilon for the whole record is not known. */
+                has_cdp = true;
+                cdp_z = info.noise_multiplier;
+                cdp_clip = info.clip_norm;
+            } else if (roost_dp_epsilon(&ev, 1, c->cfg.dp_delta, &eps, NULL,
+                                        &em) == ROOST_OK) {
                 double draws = (double)info.draws_per_round * (double)train_no;
                 double mu = info.closeness_mu, beta = info.closeness_beta;
                 has_cdp = true;
@@ -1507,12 +1517,54 @@ open_run(roost_coord *c, roost_errmsg *em)
  * the strategy from zero, with a warning: for FedAvg that changes
  * nothing, for server momentum and adaptive optimisers it loses their
  * accumulated state. */
+/* Count the committed training rounds of the record that ran without
+ * central DP or with another noise multiplier than this run's into
+ * c->cdp_mixed, and say once what that means. */
+static int
+check_cdp_history(roost_coord *c, roost_errmsg *em)
+{
+    enum { PAGE = 128 };
+    roost_store_round_info *page = malloc(PAGE * sizeof(*page));
+    if (page == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "coordinator: out of memory");
+    double z = c->cfg.strategy.dp_noise_multiplier;
+    int64_t next = 1;
+    int rc = ROOST_OK;
+    for (;;) {
+        size_t n = 0;
+        rc = roost_store_list_rounds(c->cfg.store, next, page, PAGE, &n, em);
+        if (rc != ROOST_OK || n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            const roost_store_round_info *r = &page[i];
+            if (strcmp(r->kind, "train") == 0 &&
+                r->state == ROOST_ROUND_COMMITTED &&
+                (!r->has_central_dp || r->cdp_noise_multiplier != z))
+                c->cdp_mixed++;
+        }
+        next = page[n - 1].round_id + 1;
+    }
+    free(page);
+    if (rc == ROOST_OK && c->cdp_mixed > 0)
+        roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                  "central DP: %" PRId64 " committed training round%s of the "
+                  "record ran without central DP or with a noise multiplier "
+                  "other than %g; no epsilon covers the whole record, so the "
+                  "rounds of this run record their multiplier and clip but "
+                  "no central epsilon",
+                  c->cdp_mixed, c->cdp_mixed == 1 ? "" : "s", z);
+    return rc;
+}
+
 static int
 resume_progress(roost_coord *c, const roost_store_head *head, roost_errmsg *em)
 {
     int rc =
         roost_store_count_rounds(c->cfg.store, "train", &c->train_rounds, em);
     if (rc != ROOST_OK)
+        return rc;
+    if (c->cfg.strategy.central_dp && c->train_rounds > 0 &&
+        (rc = check_cdp_history(c, em)) != ROOST_OK)
         return rc;
     if (head->round_id > 0 && c->cfg.fed_eval_every > 0) {
         roost_store_round_info last;

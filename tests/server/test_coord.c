@@ -621,6 +621,60 @@ central_dp_round_is_accounted(void **state)
     roost_rng_destroy(rng);
 }
 
+/* The central-DP entry covers the whole record only if every committed
+ * training round ran with this run's multiplier: a restart with the same
+ * settings keeps counting (round 2 is two mechanisms), one with another
+ * multiplier records its rounds' multiplier and clip but no epsilon (the
+ * current settings do not describe rounds 1 and 2), and the record still
+ * verifies. */
+static void
+central_dp_needs_one_multiplier_for_the_record(void **state)
+{
+    struct harness *h = *state;
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
+                     ROOST_OK);
+    roost_errmsg em;
+    const double z[3] = {1.5, 1.5, 2.0};
+    for (int round = 1; round <= 3; round++) {
+        roost_coord_config cfg;
+        make_central_dp_config(h, &cfg, rng);
+        cfg.strategy.dp_noise_multiplier = z[round - 1];
+        memset(h->clients, 0, sizeof(h->clients));
+        start_with(h, &cfg);
+        for (int i = 0; i < 3; i++)
+            connect_and_check_in(h, i, round * 10);
+        assert_int_equal(roost_coord_tick(h->coord, round * 10 + 1, NULL),
+                         ROOST_OK);
+        for (int i = 0; i < 3; i++)
+            send_update(h, i, 0.1f, 10, (uint64_t)round, h->clients[i].task_id,
+                        round * 10 + 2);
+        assert_true(h->last.committed);
+        roost_coord_destroy(h->coord);
+        h->coord = NULL;
+    }
+    roost_store_round_info info[3];
+    size_t n = 0;
+    assert_int_equal(roost_store_list_rounds(h->store, 1, info, 3, &n, &em),
+                     ROOST_OK);
+    assert_int_equal(n, 3);
+    for (size_t k = 0; k < 2; k++) {
+        roost_dp_event ev = {1.0, 1.5, (uint64_t)(k + 1)};
+        double eps;
+        assert_int_equal(roost_dp_epsilon(&ev, 1, 1e-5, &eps, NULL, NULL),
+                         ROOST_OK);
+        assert_rel_near(info[k].cdp_epsilon, eps, 1e-9);
+    }
+    assert_true(info[2].has_central_dp);
+    assert_near(info[2].cdp_noise_multiplier, 2.0, 0);
+    assert_near(info[2].cdp_clip_norm, 1.0, 0);
+    assert_true(isnan(info[2].cdp_epsilon) && isnan(info[2].cdp_delta));
+    int64_t bad = -1;
+    assert_int_equal(roost_store_verify_chain(h->store, &bad, NULL, NULL, &em),
+                     ROOST_OK);
+    roost_rng_destroy(rng);
+}
+
 /* Central DP composes one mechanism per training round: a federated
  * evaluation round between two training rounds (it releases no aggregate)
  * leaves round 3's entry at two mechanisms, not three. */
@@ -1145,6 +1199,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(federated_evaluation_round, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            central_dp_needs_one_multiplier_for_the_record, setup, teardown),
         cmocka_unit_test_setup_teardown(central_dp_counts_training_rounds_only,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(declined_task_goes_to_a_waiting_client,
