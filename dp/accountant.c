@@ -340,7 +340,7 @@ events_rdp(const roost_dp_event *events, size_t n, const double *orders,
     size_t used = 0;
     int rc;
     if (events == NULL && n > 0)
-        return roost_fail(em, ROOST_EINVAL, "eps or events is NULL");
+        return roost_fail(em, ROOST_EINVAL, "events is NULL");
     if (norders == 0 || norders > ROOST_RDP_MAX_ORDERS)
         return roost_fail(em, ROOST_EINVAL,
                           "%zu orders; between 1 and %d are accepted", norders,
@@ -389,7 +389,7 @@ roost_dp_epsilon_orders(const roost_dp_event *events, size_t n,
     if (rc != ROOST_OK)
         return rc;
     if (eps == NULL)
-        return roost_fail(em, ROOST_EINVAL, "eps or events is NULL");
+        return roost_fail(em, ROOST_EINVAL, "eps is NULL");
     if ((rc = events_rdp(events, n, orders, norders, acc, em)) != ROOST_OK)
         return rc;
     return roost_rdp_to_epsilon(orders, acc, norders, delta, eps, best_order,
@@ -411,9 +411,6 @@ roost_dp_epsilon(const roost_dp_event *events, size_t n, double delta,
  * to taking all of delta, where the iteration crawls. */
 #define SAMPLED_FAST_ROUNDS 16
 
-/* Whether c is a valid epsilon: the accountant's epsilon at
- * d0 = (delta - e^c n_beta) e^(-n_mu), plus 2 n_mu, is at most c; *f
- * receives that sum (HUGE_VAL when no delta is left). */
 /* The composed events' RDP curve, computed once per
  * roost_dp_epsilon_sampled: each epsilon it asks for is then only a
  * conversion at another delta. */
@@ -423,6 +420,9 @@ struct rdp_curve {
     size_t n;
 };
 
+/* Whether c is a valid epsilon: the accountant's epsilon at
+ * d0 = (delta - e^c n_beta) e^(-n_mu), plus 2 n_mu, is at most c; *f
+ * receives that sum (HUGE_VAL when no delta is left). */
 static int
 sampled_certifies(const struct rdp_curve *cv, double n_mu, double n_beta,
                   double delta, double c, bool *ok, double *f,
@@ -482,8 +482,6 @@ roost_dp_epsilon_sampled(const roost_dp_event *events, size_t n, double n_mu,
     if ((rc = events_rdp(events, n, cv.orders, cv.n, cv.rdp, em)) != ROOST_OK ||
         (rc = roost_rdp_to_epsilon(cv.orders, cv.rdp, cv.n, d_start, &c,
                                    best_order, em)) != ROOST_OK)
-        return rc;
-    if (rc != ROOST_OK)
         return rc;
     c += 2.0 * n_mu;
     if (n_beta == 0.0) {

@@ -5,15 +5,17 @@
  * File layout (schema version 2, PRAGMA application_id 'RoLg'):
  *   budget(id = 1, epsilon_max, delta, created_unix, ledger_id, genesis)
  *   events(seq from 1, q, sigma, steps, delta, round_id, task_id,
- *          time_unix, prev_hash, hash, draws, mu, beta, format)
+ *          time_unix, prev_hash, chain_hash, draws, mu, beta, format)
  *   head(id = 1, count, hash)
  * Version 2 added the noise sampler's figures (draws, mu, beta) so that the
  * budget is enforced on the epsilon charged for the sampler actually used
  * (roost_dp_epsilon_sampled), not on the ideal Gaussian's. A version 1 file
- * is upgraded in place when opened: the four columns are added in one
- * transaction with its chain re-verified, its events keep format 1 (no
- * draws recorded, charged as the ideal mechanism, as they were) and every
- * new event is format 2.
+ * is upgraded in place when opened: in one transaction with its chain
+ * re-verified, the four columns are added and `hash` becomes `chain_hash`
+ * (so that version 1 code still running on the file fails rather than
+ * append events without draws); its events keep format 1 (no draws
+ * recorded, charged as the ideal mechanism, as they were), every new event
+ * is format 2, and a format 1 event after a format 2 one is refused.
  *
  * Invariants, checked by load_verified() before every decision:
  *   - genesis = SHA-256("roost-ledger-v1", ledger_id, epsilon_max, delta,
@@ -96,7 +98,7 @@ static const char schema_sql[] =
     " sigma REAL NOT NULL, steps INTEGER NOT NULL, delta REAL NOT NULL,"
     " round_id INTEGER NOT NULL, task_id TEXT NOT NULL,"
     " time_unix INTEGER NOT NULL, prev_hash BLOB NOT NULL,"
-    " hash BLOB NOT NULL, " EVENTS_V2_COLUMNS ");"
+    " chain_hash BLOB NOT NULL, " EVENTS_V2_COLUMNS ");"
     "CREATE TABLE head(id INTEGER PRIMARY KEY CHECK (id = 1),"
     " count INTEGER NOT NULL, hash BLOB NOT NULL);";
 
@@ -364,6 +366,12 @@ check_sampler(double q, uint64_t steps, uint64_t draws, double mu, double beta,
                           "ledger: event sampler terms mu = %g, beta = %g "
                           "must be finite and >= 0",
                           mu, beta);
+    if (draws > 0 && !(mu > 0.0 && beta > 0.0))
+        return roost_fail(em, ROOST_EINVAL,
+                          "ledger: event of %llu noise draws records sampler "
+                          "terms mu = %g, beta = %g (every sampler's are "
+                          "positive: set them from roost_noise_closeness)",
+                          (unsigned long long)draws, mu, beta);
     if (q > 0.0 && steps > 0 && draws < steps)
         return roost_fail(em, ROOST_EINVAL,
                           "ledger: event of %llu noisy steps records %llu "
@@ -475,7 +483,8 @@ load_events(roost_ledger *l)
     sqlite3_stmt *st = NULL;
     static const char sql[] =
         "SELECT seq, q, sigma, steps, delta, round_id, task_id, time_unix, "
-        "prev_hash, hash, draws, mu, beta, format FROM events ORDER BY seq";
+        "prev_hash, chain_hash, draws, mu, beta, format FROM events ORDER BY "
+        "seq";
     int rc = sqlite3_prepare_v2(l->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return sql_fail(&l->em, l->db, rc, "reading the events");
@@ -484,6 +493,7 @@ load_events(roost_ledger *l)
     uint64_t n = 0;
     double n_mu = 0.0, n_beta = 0.0, draws_sum = 0.0;
     uint64_t format1 = 0;
+    bool format2_seen = false;
     int ret = ROOST_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t expect = n + 1;
@@ -560,6 +570,15 @@ load_events(roost_ledger *l)
             goto out;
         }
         r.format = (int)format;
+        if (r.format == 1 && format2_seen) {
+            ret = tampered(&l->em,
+                           "an event without noise draws follows one with "
+                           "them (only events from before the upgrade may "
+                           "lack them)",
+                           expect);
+            goto out;
+        }
+        format2_seen |= r.format == 2;
         if (r.format == 1 ? (r.draws != 0 || r.mu != 0.0 || r.beta != 0.0)
                           : check_sampler(r.q, r.steps, r.draws, r.mu, r.beta,
                                           &l->em) != ROOST_OK) {
@@ -726,7 +745,11 @@ upgrade_v1(roost_ledger *l, const char *path)
             ROOST_OK ||
         version != 1)
         goto done;
+    /* Renaming the hash column makes a process still running version 1
+     * code fail (its statements name `hash`) instead of appending events
+     * without draws to the upgraded chain. */
     static const char *const add[] = {
+        "ALTER TABLE events RENAME COLUMN hash TO chain_hash",
         "ALTER TABLE events ADD COLUMN draws INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE events ADD COLUMN mu REAL NOT NULL DEFAULT 0",
         "ALTER TABLE events ADD COLUMN beta REAL NOT NULL DEFAULT 0",
@@ -1075,10 +1098,9 @@ budget_check(roost_ledger *l, const roost_ledger_event *ev, double *eps_after)
             return roost_fail(
                 &l->em, ROOST_EBUDGET,
                 "privacy budget exceeded: with this task (sigma = %g) no "
-                "epsilon up to %g can be guaranteed at delta %g: the noise "
-                "sampler's tail term e^epsilon * n * beta (n * beta = %.3g "
-                "over all recorded draws) leaves too little of delta; "
-                "refusing the task",
+                "epsilon up to %g holds at delta %g: the noise sampler's "
+                "tail term e^epsilon * n * beta (n * beta = %.3g over all "
+                "draws) takes too much of delta; refusing the task",
                 ev->sigma, l->budget.epsilon_max, l->budget.delta, n_beta);
         if (after >= HUGE_VAL)
             return roost_fail(&l->em, ROOST_EBUDGET,
@@ -1088,10 +1110,14 @@ budget_check(roost_ledger *l, const roost_ledger_event *ev, double *eps_after)
         return roost_fail(
             &l->em, ROOST_EBUDGET,
             "privacy budget exceeded: this task (q = %g, sigma = %g, steps = "
-            "%llu) would raise epsilon from %.4f to %.4f, above the budget of "
+            "%llu) would raise epsilon from %.4f to %s%.4f, above the budget "
+            "of "
             "%.4f at delta %g, after %llu charged events; refusing the task",
-            ev->q, ev->sigma, (unsigned long long)ev->steps, spent, after,
-            l->budget.epsilon_max, l->budget.delta,
+            ev->q, ev->sigma, (unsigned long long)ev->steps, spent,
+            /* Above the budget, the charged search stops at a lower bound
+             * of every valid epsilon (roost_dp_epsilon_sampled). */
+            n_beta > 0.0 || l->n_mu > 0.0 || ev->mu > 0.0 ? "at least " : "",
+            after, l->budget.epsilon_max, l->budget.delta,
             (unsigned long long)l->count);
     }
     return ROOST_OK;
@@ -1168,8 +1194,8 @@ append_event(roost_ledger *l, const struct row *r,
     int rc = sqlite3_prepare_v2(
         l->db,
         "INSERT INTO events(seq, q, sigma, steps, delta, round_id, task_id, "
-        "time_unix, prev_hash, hash, draws, mu, beta, format) VALUES (?, ?, "
-        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 2)",
+        "time_unix, prev_hash, chain_hash, draws, mu, beta, format) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 2)",
         -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)r->seq);
@@ -1286,8 +1312,8 @@ roost_ledger_release(roost_ledger *l, const roost_ledger_receipt *receipt)
                           "ledger: a transaction is still open; nothing is "
                           "released before its charge commits");
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(l->db, "SELECT hash FROM events WHERE seq = ?",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        l->db, "SELECT chain_hash FROM events WHERE seq = ?", -1, &st, NULL);
     if (rc != SQLITE_OK)
         return sql_fail(&l->em, l->db, rc, "release");
     sqlite3_bind_int64(st, 1, (sqlite3_int64)receipt->seq);

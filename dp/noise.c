@@ -1079,9 +1079,9 @@ calibrate_sampled(roost_noise_memo *memo, double q, uint64_t steps,
             return roost_fail(
                 em, ROOST_EBUDGET,
                 "epsilon %g cannot be met at delta %g: the noise sampler's "
-                "tail term e^epsilon * n * beta (beta <= %.3g per draw, n = "
-                "%.4g draws) is %.3g, not below delta. Delta %g is reachable "
-                "only for epsilon below %.2f",
+                "tail term e^epsilon * n * beta (beta %.3g, n = %.4g draws) "
+                "is %.3g. For the sigmas tried, delta %g is reachable only "
+                "for epsilon below %.2f",
                 target_eps, delta, beta_max, draws, tail, delta,
                 log(delta / n_beta));
         if (!(2.0 * n_mu < target_eps))

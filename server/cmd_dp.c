@@ -269,7 +269,7 @@ run_sigma(int argc, char **argv)
         return ROOST_EXIT_USAGE;
     }
     roost_errmsg em;
-    double sigma, eps, order, draws = 0.0, n_mu, n_beta;
+    double sigma = 0.0, eps = 0.0, order = 0.0, draws = 0.0, n_mu, n_beta;
     int status;
     int rc = a.have_params
                  ? roost_dp_calibrate_sigma_sampled(

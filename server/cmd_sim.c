@@ -89,6 +89,9 @@ struct sim_args {
  * charges it (roost_dp_epsilon_sampled), so a client stops where a real
  * device would. */
 #define SIM_MAX_EVENTS 4
+/* The largest epsilon the DP-SGD line states as such (a cap for
+ * roost_dp_epsilon_sampled, as in roost dp). */
+#define SIM_EPS_REPORT_CAP 1000.0
 struct sim_event {
     roost_dp_event dp;
     uint64_t draws;
@@ -153,9 +156,11 @@ budget_decide(const struct sim_budget *b, const roost_ledger_event *ev,
                            dp, *n_all, n_mu, n_beta, b->eps_max, b->delta,
                            eps_after, NULL, em)) != ROOST_OK)
         return rc;
+    /* Above the budget the charged search stops at a lower bound. */
     if (!(*eps_after <= b->eps_max))
         return roost_fail(em, ROOST_EBUDGET,
-                          "round would bring epsilon to %.4f > budget %.4f",
+                          "round would bring epsilon to at least %.4f > budget "
+                          "%.4f",
                           *eps_after, b->eps_max);
     return ROOST_OK;
 }
@@ -1456,14 +1461,23 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     roost_dp_event ev = {q, sigma, steps * plan_rounds};
     int rc =
         roost_noise_closeness_for(s->memo, sigma, a->clip, 0, &mu, &beta, &em);
+    /* Reported with a loose cap: above the budget's epsilon the search
+     * would stop at a lower bound, and the line states a value. */
     if (rc == ROOST_OK)
-        rc =
-            roost_dp_epsilon_sampled(&ev, 1, draws * mu, draws * beta,
-                                     a->epsilon, a->delta, &eps_all, NULL, &em);
+        rc = roost_dp_epsilon_sampled(&ev, 1, draws * mu, draws * beta,
+                                      SIM_EPS_REPORT_CAP, a->delta, &eps_all,
+                                      NULL, &em);
     if (rc != ROOST_OK) {
         fprintf(stderr, "roost sim: accountant: %s\n", em.text);
         return rc;
     }
+    char reach[64];
+    if (isfinite(eps_all))
+        snprintf(reach, sizeof(reach), "%.4f", eps_all);
+    else
+        snprintf(reach, sizeof(reach),
+                 "no epsilon up to %g (the noise sampler's tail term)",
+                 SIM_EPS_REPORT_CAP);
     s->dp_sigma = sigma;
     s->dp_q = q;
     s->dp_steps_per_round = steps;
@@ -1476,9 +1490,9 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     if (!a->json)
         printf("DP-SGD: noise multiplier %.4f, clip %g, q %.5f, %" PRIu64
                " steps per round; budget epsilon %g at delta %g per client "
-               "(a client in %u rounds would reach %.4f%s)\n",
+               "(a client in %u rounds would reach %s%s)\n",
                sigma, a->clip, q, steps, a->epsilon, a->delta, plan_rounds,
-               eps_all,
+               reach,
                plan_rounds < a->rounds
                    ? "; each client's own budget stops it after that"
                    : "");

@@ -1518,8 +1518,11 @@ open_run(roost_coord *c, roost_errmsg *em)
  * nothing, for server momentum and adaptive optimisers it loses their
  * accumulated state. */
 /* Count the committed training rounds of the record that ran without
- * central DP or with another noise multiplier than this run's into
- * c->cdp_mixed, and say once what that means. */
+ * central DP, with another noise multiplier than this run's, or (without
+ * adaptive clipping, where the clip is fixed) another clip, into
+ * c->cdp_mixed, and say once what that means. The clip matters because
+ * the noise sampler, and with it the (mu, beta) charged for every round's
+ * draws, is built for noise multiplier x clip. */
 static int
 check_cdp_history(roost_coord *c, roost_errmsg *em)
 {
@@ -1528,6 +1531,8 @@ check_cdp_history(roost_coord *c, roost_errmsg *em)
     if (page == NULL)
         return roost_fail(em, ROOST_ENOMEM, "coordinator: out of memory");
     double z = c->cfg.strategy.dp_noise_multiplier;
+    double clip = c->cfg.strategy.dp_clip_norm;
+    bool fixed_clip = !c->cfg.strategy.dp_adaptive_clip;
     int64_t next = 1;
     int rc = ROOST_OK;
     for (;;) {
@@ -1539,7 +1544,8 @@ check_cdp_history(roost_coord *c, roost_errmsg *em)
             const roost_store_round_info *r = &page[i];
             if (strcmp(r->kind, "train") == 0 &&
                 r->state == ROOST_ROUND_COMMITTED &&
-                (!r->has_central_dp || r->cdp_noise_multiplier != z))
+                (!r->has_central_dp || r->cdp_noise_multiplier != z ||
+                 (fixed_clip && r->cdp_clip_norm != clip)))
                 c->cdp_mixed++;
         }
         next = page[n - 1].round_id + 1;
@@ -1548,11 +1554,12 @@ check_cdp_history(roost_coord *c, roost_errmsg *em)
     if (rc == ROOST_OK && c->cdp_mixed > 0)
         roost_log(&c->cfg.log, ROOST_LOG_WARN,
                   "central DP: %" PRId64 " committed training round%s of the "
-                  "record ran without central DP or with a noise multiplier "
-                  "other than %g; no epsilon covers the whole record, so the "
+                  "record ran without central DP or with other settings than "
+                  "noise multiplier %g, clip %g; no epsilon computed from "
+                  "the current settings covers the whole record, so the "
                   "rounds of this run record their multiplier and clip but "
                   "no central epsilon",
-                  c->cdp_mixed, c->cdp_mixed == 1 ? "" : "s", z);
+                  c->cdp_mixed, c->cdp_mixed == 1 ? "" : "s", z, clip);
     return rc;
 }
 

@@ -288,6 +288,10 @@ invalid_arguments(void **state)
     e = event(0.1, 1.0, 10, 1);
     e.beta = -1e-20;
     assert_int_equal(roost_ledger_plan(l, &e, NULL), ROOST_EINVAL);
+    e = event(0.1, 1.0, 10, 1);
+    e.mu = 0.0; /* draws but no sampler terms: left out by accident */
+    assert_int_equal(roost_ledger_plan(l, &e, NULL), ROOST_EINVAL);
+    assert_non_null(strstr(roost_ledger_errmsg(l), "roost_noise_closeness"));
     uint64_t n;
     double eps;
     assert_int_equal(roost_ledger_spent(l, &eps, NULL, &n), ROOST_OK);
@@ -409,13 +413,18 @@ tampering_refused(void **state)
         {"PRAGMA user_version = 3", "schema version"},
         {"UPDATE events SET draws = draws - 1 WHERE seq = 2", "hash"},
         {"UPDATE events SET draws = 0 WHERE seq = 2", "sampler figures"},
-        {"UPDATE events SET mu = 0.0 WHERE seq = 3", "hash"},
-        {"UPDATE events SET beta = 0.0 WHERE seq = 4", "hash"},
+        {"UPDATE events SET mu = 0.0 WHERE seq = 3", "sampler figures"},
+        {"UPDATE events SET beta = 0.0 WHERE seq = 4", "sampler figures"},
+        {"UPDATE events SET mu = mu * 2 WHERE seq = 3", "hash"},
+        {"UPDATE events SET beta = beta / 2 WHERE seq = 4", "hash"},
         {"UPDATE events SET mu = 'x' WHERE seq = 4", "wrong type"},
-        {"UPDATE events SET format = 1 WHERE seq = 2", "sampler figures"},
+        {"UPDATE events SET format = 1 WHERE seq = 1", "sampler figures"},
+        {"UPDATE events SET format = 1, draws = 0, mu = 0.0, beta = 0.0 "
+         "WHERE seq = 1",
+         "hash"},
         {"UPDATE events SET format = 1, draws = 0, mu = 0.0, beta = 0.0 "
          "WHERE seq = 2",
-         "hash"},
+         "follows one with them"},
         {"UPDATE events SET format = 3 WHERE seq = 1", "unknown format"},
         {"PRAGMA application_id = 7", "not a Roost ledger"},
     };
@@ -747,6 +756,18 @@ version1_ledger_upgraded(void **state)
         raw_int(f->path, "SELECT count(*) FROM events WHERE format = 1"), 3);
     assert_int_equal(
         raw_int(f->path, "SELECT count(*) FROM events WHERE format = 2"), 1);
+    /* Version 1 code still running on the file fails: its statements name
+     * the hash column, which the upgrade renamed. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_not_equal(
+        sqlite3_exec(db,
+                     "SELECT seq, q, sigma, steps, delta, round_id, task_id, "
+                     "time_unix, prev_hash, hash FROM events ORDER BY seq",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_non_null(strstr(sqlite3_errmsg(db), "no such column"));
+    sqlite3_close(db);
 
     /* Tampered before the upgrade: refused, and not upgraded. */
     assert_int_equal(unlink(f->path), 0);
@@ -774,7 +795,7 @@ sampler_tail_refused(void **state)
     /* n beta = 2^62 * 6.97e-21 = 3.2e-2 > 1e-5 even at epsilon 0. */
     roost_ledger_event e = event(0.01, 5.0, 100, 1);
     e.draws = ROOST_LEDGER_MAX_DRAWS;
-    e.mu = 0.0; /* the tail term alone */
+    e.mu = 1e-30; /* the tail term alone */
     double after;
     assert_int_equal(roost_ledger_plan(l, &e, &after), ROOST_EBUDGET);
     assert_true(isinf(after));

@@ -627,19 +627,17 @@ central_dp_round_is_accounted(void **state)
  * multiplier records its rounds' multiplier and clip but no epsilon (the
  * current settings do not describe rounds 1 and 2), and the record still
  * verifies. */
+/* Rounds 1..n, one coordinator each (a restart between rounds), round r
+ * with central DP at noise multiplier z[r-1] and clip clip[r-1]. */
 static void
-central_dp_needs_one_multiplier_for_the_record(void **state)
+central_dp_rounds_with_restarts(struct harness *h, roost_rng *rng, int n,
+                                const double *z, const double *clip)
 {
-    struct harness *h = *state;
-    roost_rng *rng;
-    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
-                     ROOST_OK);
-    roost_errmsg em;
-    const double z[3] = {1.5, 1.5, 2.0};
-    for (int round = 1; round <= 3; round++) {
+    for (int round = 1; round <= n; round++) {
         roost_coord_config cfg;
         make_central_dp_config(h, &cfg, rng);
         cfg.strategy.dp_noise_multiplier = z[round - 1];
+        cfg.strategy.dp_clip_norm = clip[round - 1];
         memset(h->clients, 0, sizeof(h->clients));
         start_with(h, &cfg);
         for (int i = 0; i < 3; i++)
@@ -653,6 +651,18 @@ central_dp_needs_one_multiplier_for_the_record(void **state)
         roost_coord_destroy(h->coord);
         h->coord = NULL;
     }
+}
+
+static void
+central_dp_needs_one_multiplier_for_the_record(void **state)
+{
+    struct harness *h = *state;
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
+                     ROOST_OK);
+    roost_errmsg em;
+    const double z[3] = {1.5, 1.5, 2.0}, clip[3] = {1.0, 1.0, 1.0};
+    central_dp_rounds_with_restarts(h, rng, 3, z, clip);
     roost_store_round_info info[3];
     size_t n = 0;
     assert_int_equal(roost_store_list_rounds(h->store, 1, info, 3, &n, &em),
@@ -672,6 +682,31 @@ central_dp_needs_one_multiplier_for_the_record(void **state)
     int64_t bad = -1;
     assert_int_equal(roost_store_verify_chain(h->store, &bad, NULL, NULL, &em),
                      ROOST_OK);
+    roost_rng_destroy(rng);
+}
+
+/* With a fixed clip, a restart with another clip is a mixed record too:
+ * the sampler (and the (mu, beta) charged for every round) is built for
+ * multiplier x clip. */
+static void
+central_dp_needs_one_clip_for_the_record(void **state)
+{
+    struct harness *h = *state;
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
+                     ROOST_OK);
+    roost_errmsg em;
+    const double z[2] = {1.5, 1.5}, clip[2] = {1.0, 0.9};
+    central_dp_rounds_with_restarts(h, rng, 2, z, clip);
+    roost_store_round_info info[2];
+    size_t n = 0;
+    assert_int_equal(roost_store_list_rounds(h->store, 1, info, 2, &n, &em),
+                     ROOST_OK);
+    assert_int_equal(n, 2);
+    assert_true(isfinite(info[0].cdp_epsilon));
+    assert_true(info[1].has_central_dp);
+    assert_near(info[1].cdp_clip_norm, 0.9, 0);
+    assert_true(isnan(info[1].cdp_epsilon) && isnan(info[1].cdp_delta));
     roost_rng_destroy(rng);
 }
 
@@ -1201,6 +1236,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             central_dp_needs_one_multiplier_for_the_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            central_dp_needs_one_clip_for_the_record, setup, teardown),
         cmocka_unit_test_setup_teardown(central_dp_counts_training_rounds_only,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(declined_task_goes_to_a_waiting_client,
