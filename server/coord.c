@@ -793,14 +793,23 @@ round_close(roost_coord *c, int64_t now_ms)
                 cdp_clip = info.clip_norm;
             } else if (roost_dp_epsilon(&ev, 1, c->cfg.dp_delta, &eps, NULL,
                                         &em) == ROOST_OK) {
-                double draws = (double)info.draws_per_round * (double)train_no;
-                double mu = info.closeness_mu, beta = info.closeness_beta;
+                /* The update sampler's draws and, with adaptive clipping,
+                 * the count release's one draw per round. */
+                double rounds = (double)train_no;
+                double n_mu =
+                    rounds * ((double)info.draws_per_round * info.closeness_mu +
+                              (double)info.count_draws_per_round *
+                                  info.count_closeness_mu);
+                double n_beta = rounds * ((double)info.draws_per_round *
+                                              info.closeness_beta +
+                                          (double)info.count_draws_per_round *
+                                              info.count_closeness_beta);
                 has_cdp = true;
                 cdp_z = info.noise_multiplier;
                 cdp_clip = info.clip_norm;
-                cdp_eps = eps + 2.0 * draws * mu;
-                cdp_delta = exp(draws * mu) * c->cfg.dp_delta +
-                            exp(eps + 2.0 * draws * mu) * draws * beta;
+                cdp_eps = eps + 2.0 * n_mu;
+                cdp_delta = exp(n_mu) * c->cfg.dp_delta +
+                            exp(eps + 2.0 * n_mu) * n_beta;
             } else {
                 roost_log(&c->cfg.log, ROOST_LOG_ERROR,
                           "round %" PRId64 ": central DP accounting: %s", r->id,

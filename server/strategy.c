@@ -1206,6 +1206,9 @@ roost_strategy_dp_info_get(const roost_strategy *s, roost_strategy_dp_info *out)
     if (s->cfg.dp_adaptive_clip) {
         out->count_sigma = s->ada.count_sigma;
         out->noised_fraction = s->dp_noised_fraction;
+        roost_noise_closeness(s->count_noise, &out->count_closeness_mu,
+                              &out->count_closeness_beta);
+        out->count_draws_per_round = 1;
     }
     roost_noise_closeness(s->noise, &out->closeness_mu, &out->closeness_beta);
     out->draws_per_round = s->n;

@@ -271,6 +271,11 @@ typedef struct roost_strategy_dp_info {
     double closeness_mu;
     double closeness_beta;
     size_t draws_per_round;
+    /* The same for the count release's sampler (adaptive clipping), one
+     * draw per round; 0 without adaptive clipping. */
+    double count_closeness_mu;
+    double count_closeness_beta;
+    size_t count_draws_per_round;
     bool insecure_rng; /* the rng is the insecure deterministic kind */
 } roost_strategy_dp_info;
 

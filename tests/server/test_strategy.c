@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/rng.h"
+#include "dp/noise.h"
 #include "server/strategy.h"
 #include "test_util.h"
 
@@ -977,6 +978,15 @@ central_dp_adaptive_clip_tracks_the_quantile(void **state)
     assert_true(info.adaptive_clip);
     assert_near(info.update_noise_multiplier, 1 / sqrt(300.0), 1e-12);
     assert_near(info.next_clip_norm, 1, 0);
+    /* The count release's sampler (sigma_b, clip 1) is reported for the
+     * charge: one draw per round. */
+    double cmu, cbeta;
+    assert_int_equal(
+        roost_noise_closeness_for(NULL, 0.05, 1.0, 0, &cmu, &cbeta, NULL),
+        ROOST_OK);
+    assert_int_equal(info.count_draws_per_round, 1);
+    assert_true(info.count_closeness_mu == cmu && cmu > 0);
+    assert_true(info.count_closeness_beta == cbeta && cbeta > 0);
 
     /* Round 1: ten updates of norm 0.1, all under C: the released fraction
      * is (10 - 5 + N(0, 0.05^2)) / 10 + 0.5 = 1 +- 0.005, clamped to 1,
