@@ -128,6 +128,9 @@ struct roost_coord {
      * (none, or another noise multiplier) differ from this run's: no
      * whole-history figure can then be computed from the current ones. */
     int64_t cdp_mixed;
+    /* The strategy's sampler sums cover the whole record: no training
+     * round before this run, or they came with the resumed state. */
+    bool cdp_sums_exact;
     bool eval_due; /* the next round is a federated evaluation */
     bool finished;
     void *state_buf; /* strategy state saved with each commit */
@@ -793,17 +796,25 @@ round_close(roost_coord *c, int64_t now_ms)
                 cdp_clip = info.clip_norm;
             } else if (roost_dp_epsilon(&ev, 1, c->cfg.dp_delta, &eps, NULL,
                                         &em) == ROOST_OK) {
-                /* The update sampler's draws and, with adaptive clipping,
-                 * the count release's one draw per round. */
-                double rounds = (double)train_no;
-                double n_mu =
-                    rounds * ((double)info.draws_per_round * info.closeness_mu +
-                              (double)info.count_draws_per_round *
-                                  info.count_closeness_mu);
-                double n_beta = rounds * ((double)info.draws_per_round *
-                                              info.closeness_beta +
-                                          (double)info.count_draws_per_round *
-                                              info.count_closeness_beta);
+                /* The samplers' terms over every draw of every applied
+                 * round, as the strategy summed them (each round with
+                 * the sampler it used), when those sums cover the whole
+                 * record. Otherwise (a record resumed from a state saved
+                 * before the sums were kept): every round charged with
+                 * the current samplers, the update sampler's draws and,
+                 * with adaptive clipping, the count release's one. */
+                double n_mu = info.sampler_n_mu, n_beta = info.sampler_n_beta;
+                if (!c->cdp_sums_exact) {
+                    double rounds = (double)train_no;
+                    n_mu = rounds *
+                           ((double)info.draws_per_round * info.closeness_mu +
+                            (double)info.count_draws_per_round *
+                                info.count_closeness_mu);
+                    n_beta = rounds * ((double)info.draws_per_round *
+                                           info.closeness_beta +
+                                       (double)info.count_draws_per_round *
+                                           info.count_closeness_beta);
+                }
                 has_cdp = true;
                 cdp_z = info.noise_multiplier;
                 cdp_clip = info.clip_norm;
@@ -1579,6 +1590,7 @@ resume_progress(roost_coord *c, const roost_store_head *head, roost_errmsg *em)
         roost_store_count_rounds(c->cfg.store, "train", &c->train_rounds, em);
     if (rc != ROOST_OK)
         return rc;
+    c->cdp_sums_exact = c->train_rounds == 0;
     if (c->cfg.strategy.central_dp && c->train_rounds > 0 &&
         (rc = check_cdp_history(c, em)) != ROOST_OK)
         return rc;
@@ -1610,6 +1622,11 @@ resume_progress(roost_coord *c, const roost_store_head *head, roost_errmsg *em)
     if (rc == ROOST_OK)
         rc = roost_strategy_state_load(c->strategy, buf, len, &lem);
     free(buf);
+    roost_strategy_dp_info di;
+    if (rc == ROOST_OK &&
+        roost_strategy_dp_info_get(c->strategy, &di) == ROOST_OK &&
+        di.sampler_sums_loaded)
+        c->cdp_sums_exact = true;
     if (rc == ROOST_EHASH)
         return roost_fail(em, rc, "%s", roost_errmsg_text(&lem));
     if (rc != ROOST_OK)

@@ -94,6 +94,12 @@ struct roost_strategy {
     roost_adaclip ada;
     roost_noise *count_noise;
     double dp_noised_fraction;
+    /* The noise samplers' distance from the ideal Gaussian, summed over
+     * every draw of every applied round (the update sampler changes with
+     * C under adaptive clipping), and whether the sums cover the rounds
+     * before this handle (loaded with the state) or only its own. */
+    double dp_n_mu, dp_n_beta;
+    bool dp_sums_loaded;
 
     size_t mem_used;
 };
@@ -1144,6 +1150,17 @@ roost_strategy_finish(roost_strategy *s, float *global_params, roost_errmsg *em)
     }
     apply(s, global_params, true);
     if (s->cfg.central_dp) {
+        /* The round is applied: charge its draws to the samplers that
+         * made them (before the next round's sampler replaces this one). */
+        double mu, beta;
+        roost_noise_closeness(s->noise, &mu, &beta);
+        s->dp_n_mu += (double)n * mu;
+        s->dp_n_beta += (double)n * beta;
+        if (s->cfg.dp_adaptive_clip) {
+            roost_noise_closeness(s->count_noise, &mu, &beta);
+            s->dp_n_mu += mu;
+            s->dp_n_beta += beta;
+        }
         s->dp_denominator = denominator;
         s->dp_last_clip = s->dp_clip;
         if (next_noise != NULL) {
@@ -1210,6 +1227,9 @@ roost_strategy_dp_info_get(const roost_strategy *s, roost_strategy_dp_info *out)
                               &out->count_closeness_beta);
         out->count_draws_per_round = 1;
     }
+    out->sampler_n_mu = s->dp_n_mu;
+    out->sampler_n_beta = s->dp_n_beta;
+    out->sampler_sums_loaded = s->dp_sums_loaded;
     roost_noise_closeness(s->noise, &out->closeness_mu, &out->closeness_beta);
     out->draws_per_round = s->n;
     out->insecure_rng = roost_rng_is_insecure(s->cfg.dp_rng);
@@ -1224,6 +1244,8 @@ roost_strategy_dp_info_get(const roost_strategy *s, roost_strategy_dp_info *out)
 #define ROOST_STATE_MOMENTUM 1u
 #define ROOST_STATE_V 2u
 #define ROOST_STATE_CLIP 4u
+#define ROOST_STATE_SAMPLER 8u
+#define ROOST_STATE_ALL 15u
 
 static unsigned
 state_flags(const roost_strategy *s)
@@ -1235,6 +1257,8 @@ state_flags(const roost_strategy *s)
         f |= ROOST_STATE_V;
     if (s->cfg.central_dp && s->cfg.dp_adaptive_clip)
         f |= ROOST_STATE_CLIP;
+    if (s->cfg.central_dp)
+        f |= ROOST_STATE_SAMPLER;
     return f;
 }
 
@@ -1246,6 +1270,8 @@ state_bytes(unsigned flags, size_t n, size_t *out)
     if (!roost_size_mul(n, 8, &vec))
         return false;
     if ((flags & ROOST_STATE_CLIP) && !roost_size_add(total, 8, &total))
+        return false;
+    if ((flags & ROOST_STATE_SAMPLER) && !roost_size_add(total, 16, &total))
         return false;
     if ((flags & ROOST_STATE_MOMENTUM) && !roost_size_add(total, vec, &total))
         return false;
@@ -1340,6 +1366,11 @@ roost_strategy_state_save(const roost_strategy *s, void *buf, size_t cap,
         put_double(p, s->dp_clip);
         p += 8;
     }
+    if (flags & ROOST_STATE_SAMPLER) {
+        put_double(p, s->dp_n_mu);
+        put_double(p + 8, s->dp_n_beta);
+        p += 16;
+    }
     if (flags & ROOST_STATE_MOMENTUM)
         for (size_t i = 0; i < s->n; i++, p += 8)
             put_double(p, s->state1[i]);
@@ -1373,11 +1404,16 @@ roost_strategy_state_load(roost_strategy *s, const void *buf, size_t len,
                           "strategy state: saved by %s, this is %s",
                           roost_strategy_kind_name((roost_strategy_kind)kind),
                           roost_strategy_kind_name(s->cfg.kind));
-    if (flags != state_flags(s))
-        return roost_fail(em, (flags & ~7u) ? ROOST_EDECODE : ROOST_ECONFIG,
-                          "strategy state: flags %u do not match this "
-                          "configuration's %u",
-                          (unsigned)flags, state_flags(s));
+    /* A state saved before the sampler sums were kept (the same flags
+     * without ROOST_STATE_SAMPLER) still loads; the sums then cover only
+     * this handle's rounds (dp_sums_loaded stays false). */
+    unsigned want = state_flags(s);
+    if (flags != want && flags != (want & ~ROOST_STATE_SAMPLER))
+        return roost_fail(
+            em, (flags & ~ROOST_STATE_ALL) ? ROOST_EDECODE : ROOST_ECONFIG,
+            "strategy state: flags %u do not match this "
+            "configuration's %u",
+            (unsigned)flags, want);
     if (n != (uint64_t)s->n)
         return roost_fail(em, ROOST_ESHAPE,
                           "strategy state: %llu coordinates, the model has "
@@ -1395,6 +1431,16 @@ roost_strategy_state_load(roost_strategy *s, const void *buf, size_t len,
             return roost_fail(em, ROOST_ENONFINITE,
                               "strategy state: clip norm %g", c);
         q += 8;
+    }
+    double n_mu = 0.0, n_beta = 0.0;
+    if (flags & ROOST_STATE_SAMPLER) {
+        n_mu = get_double(q);
+        n_beta = get_double(q + 8);
+        if (!isfinite(n_mu) || n_mu < 0 || !isfinite(n_beta) || n_beta < 0)
+            return roost_fail(em, ROOST_ENONFINITE,
+                              "strategy state: sampler sums %g, %g", n_mu,
+                              n_beta);
+        q += 16;
     }
     const unsigned char *m = q;
     const unsigned char *v = (flags & ROOST_STATE_MOMENTUM) ? q + 8 * s->n : q;
@@ -1435,5 +1481,8 @@ roost_strategy_state_load(roost_strategy *s, const void *buf, size_t len,
     if (flags & ROOST_STATE_V)
         for (size_t i = 0; i < s->n; i++)
             s->state2[i] = get_double(v + 8 * i);
+    s->dp_n_mu = n_mu;
+    s->dp_n_beta = n_beta;
+    s->dp_sums_loaded = (flags & ROOST_STATE_SAMPLER) != 0;
     return ROOST_OK;
 }

@@ -276,6 +276,12 @@ typedef struct roost_strategy_dp_info {
     double count_closeness_mu;
     double count_closeness_beta;
     size_t count_draws_per_round;
+    /* Sums of draws x mu and draws x beta over every round applied since
+     * the record began if sampler_sums_loaded (they came with a loaded
+     * state), else over this handle's rounds only. */
+    double sampler_n_mu;
+    double sampler_n_beta;
+    bool sampler_sums_loaded;
     bool insecure_rng; /* the rng is the insecure deterministic kind */
 } roost_strategy_dp_info;
 
@@ -293,13 +299,18 @@ const roost_strategy_config *roost_strategy_config_of(const roost_strategy *s);
  * from round to round; a coordinator that resumes from its last committed
  * round saves this blob with the round and loads it into a fresh handle,
  * so the resumed run continues exactly as an uninterrupted one would.
- * Strategies without such state (FedAvg, FedProx, the robust kinds) give a
- * header-only blob, so callers need no special case.
+ * Strategies without such state (FedAvg, FedProx, the robust kinds,
+ * without central DP) give a header-only blob, so callers need no special
+ * case. With central DP the blob also carries the noise samplers'
+ * distance summed over every applied round (roost_strategy_dp_info).
  *
  * Format (version 1, little-endian, independent of the host): "RSTS",
- * u32 version, u32 kind, u32 flags (1: momentum/m, 2: v, 4: clip), u64 n,
- * then the clip as an IEEE-754 double if flagged, then n doubles of
- * momentum/m, then n doubles of v, as flagged.
+ * u32 version, u32 kind, u32 flags (1: momentum/m, 2: v, 4: clip, 8:
+ * central DP's sampler sums), u64 n, then the clip as an IEEE-754 double
+ * if flagged, then the sums n*mu and n*beta as two doubles if flagged,
+ * then n doubles of momentum/m, then n doubles of v, as flagged. A blob
+ * without flag 8 from a central-DP strategy (saved before the sums were
+ * kept) loads, without sums.
  *
  * roost_strategy_state_size - *bytes = the blob's exact size.
  * roost_strategy_state_save - write it into buf[0..cap), *len = its size;

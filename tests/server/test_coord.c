@@ -616,6 +616,24 @@ central_dp_round_is_accounted(void **state)
         assert_true(info[k].cdp_delta >= 1e-5 && info[k].cdp_delta < 1.001e-5);
     }
     assert_true(info[1].cdp_epsilon > info[0].cdp_epsilon);
+    /* The strategy state saved with round 2 carries the samplers' sums
+     * (flag 8, two positive doubles after the header), so a restart
+     * charges the rounds before it exactly. */
+    int64_t state_round = 0;
+    void *blob = NULL;
+    size_t len = 0;
+    assert_int_equal(roost_store_load_strategy_state(h->store, &state_round,
+                                                     &blob, &len, &em),
+                     ROOST_OK);
+    assert_int_equal(state_round, 2);
+    assert_int_equal(len, 24 + 16);
+    const unsigned char *p = blob;
+    assert_int_equal(p[12], 8);
+    double n_mu, n_beta;
+    memcpy(&n_mu, p + 24, 8);
+    memcpy(&n_beta, p + 32, 8);
+    assert_true(n_mu > 0 && n_mu < 1e-12 && n_beta > 0 && n_beta < 1e-15);
+    free(blob);
     roost_coord_destroy(h->coord);
     h->coord = NULL;
     roost_rng_destroy(rng);

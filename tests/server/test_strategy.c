@@ -1146,6 +1146,8 @@ state_adaptive_clip_round_trip(void **state)
     roost_strategy *a = make(&cfg, 2), *b = make(&cfg, 2);
     const float small[] = {0.1f, 0};
     float x[] = {0, 0};
+    roost_strategy_dp_info before;
+    roost_strategy_dp_info_get(a, &before);
     roost_strategy_begin_round(a);
     for (int i = 0; i < 10; i++)
         add_ok(a, small, 1);
@@ -1155,7 +1157,7 @@ state_adaptive_clip_round_trip(void **state)
     roost_errmsg em;
     assert_int_equal(
         roost_strategy_state_save(a, blob, sizeof(blob), &len, &em), ROOST_OK);
-    assert_int_equal(len, 24 + 8);
+    assert_int_equal(len, 24 + 8 + 16);
     assert_int_equal(roost_strategy_state_load(b, blob, len, &em), ROOST_OK);
     roost_strategy_dp_info ia, ib;
     roost_strategy_dp_info_get(a, &ia);
@@ -1163,6 +1165,48 @@ state_adaptive_clip_round_trip(void **state)
     assert_true(ia.next_clip_norm < 0.95);
     assert_near(ib.next_clip_norm, ia.next_clip_norm, 0);
     assert_near(ib.update_clip_norm, ia.update_clip_norm, 0);
+    /* The round's draws are charged to the samplers that made them: two
+     * from the round's update sampler (the one before finish, replaced by
+     * the next C's) and one from the count's; the sums travel with the
+     * state. */
+    assert_true(ia.sampler_n_mu ==
+                2.0 * before.closeness_mu + before.count_closeness_mu);
+    assert_true(ia.sampler_n_beta ==
+                2.0 * before.closeness_beta + before.count_closeness_beta);
+    assert_false(ia.sampler_sums_loaded);
+    assert_true(ib.sampler_n_mu == ia.sampler_n_mu &&
+                ib.sampler_n_beta == ia.sampler_n_beta);
+    assert_true(ib.sampler_sums_loaded);
+    /* A blob saved before the sums were kept (flags 4: the clip only)
+     * still loads its clip, without sums. */
+    unsigned char old[32];
+    memcpy(old, blob, 32);
+    old[12] = 4;
+    roost_strategy *d = make(&cfg, 2);
+    assert_int_equal(roost_strategy_state_load(d, old, sizeof(old), &em),
+                     ROOST_OK);
+    roost_strategy_dp_info id;
+    roost_strategy_dp_info_get(d, &id);
+    assert_near(id.next_clip_norm, ia.next_clip_norm, 0);
+    assert_false(id.sampler_sums_loaded);
+    assert_true(id.sampler_n_mu == 0.0);
+    roost_strategy_destroy(d);
+    /* Sums that are negative or not finite are refused, and the handle
+     * keeps its own. */
+    unsigned char bad[48];
+    memcpy(bad, blob, 48);
+    const double wrong[] = {-1e-9, (double)NAN, HUGE_VAL};
+    for (size_t k = 0; k < 3; k++) {
+        memcpy(bad + 32 + 8 * (k % 2), &wrong[k], 8);
+        roost_strategy *e = make(&cfg, 2);
+        assert_int_equal(roost_strategy_state_load(e, bad, 48, &em),
+                         ROOST_ENONFINITE);
+        roost_strategy_dp_info ie;
+        roost_strategy_dp_info_get(e, &ie);
+        assert_false(ie.sampler_sums_loaded);
+        roost_strategy_destroy(e);
+        memcpy(bad, blob, 48);
+    }
     /* A fixed-clip handle refuses the adaptive blob. */
     cfg.dp_adaptive_clip = false;
     roost_strategy *c = make(&cfg, 2);
