@@ -26,6 +26,7 @@
 #include "common/rng.h"
 #include "dp/accountant.h"
 #include "dp/ledger.h"
+#include "sqlite_util.h"
 #include "test_util.h"
 
 struct fixture {
@@ -674,21 +675,6 @@ killed_chargers_never_undercount(void **state)
                   ROUNDS, killed, n_released);
 }
 
-/* Read one integer from the file behind the library's back. */
-static int64_t
-raw_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* Build f->path from tests/dp/ledger_v1.sql: a ledger as the version 1
  * code wrote it (three events, no sampler figures). */
 static void
@@ -706,7 +692,7 @@ load_v1_fixture(const char *path)
     fclose(fp);
     sql[n] = '\0';
     raw_sql(path, sql);
-    assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), 1);
 }
 
 /* A version 1 ledger is upgraded in place on open: its events stay and are
@@ -719,7 +705,7 @@ version1_ledger_upgraded(void **state)
     struct fixture *f = *state;
     load_v1_fixture(f->path);
     roost_ledger *l = open_ok(f->path, 0);
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
     roost_ledger_budget b;
     roost_ledger_get_budget(l, &b);
     assert_true(b.epsilon_max == 8.0 && b.delta == 1e-5);
@@ -753,9 +739,9 @@ version1_ledger_upgraded(void **state)
     assert_rel_near(eps, want, 1e-12);
     roost_ledger_close(l);
     assert_int_equal(
-        raw_int(f->path, "SELECT count(*) FROM events WHERE format = 1"), 3);
+        sql_int(f->path, "SELECT count(*) FROM events WHERE format = 1"), 3);
     assert_int_equal(
-        raw_int(f->path, "SELECT count(*) FROM events WHERE format = 2"), 1);
+        sql_int(f->path, "SELECT count(*) FROM events WHERE format = 2"), 1);
     /* Version 1 code still running on the file fails: its statements name
      * the hash column, which the upgrade renamed. */
     sqlite3 *db = NULL;
@@ -774,8 +760,8 @@ version1_ledger_upgraded(void **state)
     load_v1_fixture(f->path);
     raw_sql(f->path, "UPDATE events SET steps = 2 WHERE seq = 2");
     expect_refused(f->path, "hash");
-    assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info("
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_table_info("
                                       "'events') WHERE name = 'draws'"),
                      0);
 }

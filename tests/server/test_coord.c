@@ -24,6 +24,7 @@
 #include "common/xfer.h"
 #include "dp/accountant.h"
 #include "server/coord.h"
+#include "sqlite_util.h"
 #include "test_util.h"
 
 #define MAX_CLIENTS 16
@@ -1031,23 +1032,6 @@ strategy_state_survives_restart(void **state)
                         sizeof(uninterrupted));
 }
 
-/* Rows of the coordinator's store matching sql (a count), read as any
- * other reader of the file would. */
-static int64_t
-store_count(struct harness *h, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_open_v2(h->db, &db, SQLITE_OPEN_READONLY, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* Client i connects as session id with certificate fingerprint fp. */
 static void
 connect_as(struct harness *h, int i, uint64_t session, const char *fp,
@@ -1125,11 +1109,11 @@ one_session_per_certificate(void **state)
     assert_true(h->last.committed);
     assert_int_equal(h->last.accepted, 1);
     assert_int_equal(
-        store_count(
-            h, "SELECT count(*) FROM participants WHERE fingerprint = '" DUP_FP
-               "' GROUP BY round_id ORDER BY count(*) DESC LIMIT 1"),
+        sql_int(h->db,
+                "SELECT count(*) FROM participants WHERE fingerprint = '" DUP_FP
+                "' GROUP BY round_id ORDER BY count(*) DESC LIMIT 1"),
         1);
-    assert_int_equal(store_count(h, "SELECT count(*) FROM rounds"), 3);
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM rounds"), 3);
 }
 
 /* An example count above the hard ceiling (2^40) is refused even with no
@@ -1187,10 +1171,10 @@ absurd_example_counts_are_refused(void **state)
     assert_true(h->last.committed);
     /* The refused claims are on record, saturated at the largest count
      * the store holds. */
-    assert_int_equal(store_count(h, "SELECT count(*) FROM updates WHERE "
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
                                     "accepted = 0 AND reason_code = 5"),
                      4);
-    assert_true(store_count(h, "SELECT max(examples_reported) FROM updates") ==
+    assert_true(sql_int(h->db, "SELECT max(examples_reported) FROM updates") ==
                 INT64_MAX);
     int64_t bad;
     roost_errmsg em;

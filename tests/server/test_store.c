@@ -25,6 +25,7 @@
 #include "common/rng.h"
 #include "server/store.h"
 #include "server/store_fixture.h"
+#include "sqlite_util.h"
 #include "test_util.h"
 
 #define N_PARAMS 1000
@@ -105,21 +106,6 @@ raw_sql(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
-static int64_t
-raw_count(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 static void
 copy_file(const char *from, const char *to)
 {
@@ -149,9 +135,9 @@ open_create_and_refuse(void **state)
     assert_int_equal(roost_store_schema_version(s), ROOST_STORE_SCHEMA_VERSION);
     roost_store_close(s);
     roost_store_close(NULL);
-    assert_int_equal(raw_count(t->db, "SELECT count(*) FROM schema_migrations"),
+    assert_int_equal(sql_int(t->db, "SELECT count(*) FROM schema_migrations"),
                      ROOST_STORE_SCHEMA_VERSION);
-    assert_int_equal(raw_count(t->db, "PRAGMA application_id"),
+    assert_int_equal(sql_int(t->db, "PRAGMA application_id"),
                      ROOST_STORE_APPLICATION_ID);
 
     /* A SQLite file that is not ours. */
@@ -236,7 +222,7 @@ migration_v1_to_latest(void **state)
                      ROOST_OK);
     assert_int_equal(n, 3);
     roost_store_close(s);
-    assert_int_equal(raw_count(t->db, "SELECT count(*) FROM schema_migrations"),
+    assert_int_equal(sql_int(t->db, "SELECT count(*) FROM schema_migrations"),
                      3);
 }
 
@@ -305,8 +291,7 @@ strategy_state_round_trip(void **state)
                          ROOST_OK);
         fixture_round_free(&f);
     }
-    assert_int_equal(raw_count(t->db, "SELECT count(*) FROM strategy_state"),
-                     1);
+    assert_int_equal(sql_int(t->db, "SELECT count(*) FROM strategy_state"), 1);
     assert_int_equal(
         roost_store_load_strategy_state(s, &round, &buf, &len, &em), ROOST_OK);
     assert_int_equal(round, 2);
@@ -514,10 +499,10 @@ commit_and_read_back(void **state)
     free(got);
     roost_store_close(s);
 
-    assert_int_equal(raw_count(t->db, "SELECT subject = 'CN=phone-7' AND"
-                                      " first_seen_ms = 5 AND last_seen_ms = 9"
-                                      " FROM clients WHERE fingerprint ="
-                                      " 'ab:cd'"),
+    assert_int_equal(sql_int(t->db, "SELECT subject = 'CN=phone-7' AND"
+                                    " first_seen_ms = 5 AND last_seen_ms = 9"
+                                    " FROM clients WHERE fingerprint ="
+                                    " 'ab:cd'"),
                      1);
 }
 
@@ -601,11 +586,11 @@ commit_refusals_leave_nothing(void **state)
     roost_store_head head;
     assert_int_equal(roost_store_last_committed_round(s, &head, &em), ROOST_OK);
     assert_int_equal(head.round_id, 1);
-    assert_int_equal(raw_count(t->db, "SELECT count(*) FROM participants"
-                                      " WHERE round_id = 2"),
+    assert_int_equal(sql_int(t->db, "SELECT count(*) FROM participants"
+                                    " WHERE round_id = 2"),
                      0);
-    assert_int_equal(raw_count(t->db, "SELECT count(*) FROM metrics"
-                                      " WHERE round_id = 2"),
+    assert_int_equal(sql_int(t->db, "SELECT count(*) FROM metrics"
+                                    " WHERE round_id = 2"),
                      0);
     /* And the corrected record commits. */
     assert_int_equal(roost_store_commit_round(s, &f.commit, NULL, &em),
@@ -761,14 +746,14 @@ crash_mid_commit_is_all_or_nothing(void **state)
                          ROOST_OK);
         bool committed = point == ROOST_STORE_HOOK_COMMITTED;
         assert_int_equal(head.round_id, committed ? 2 : 1);
-        int64_t parts = raw_count(t->db, "SELECT count(*) FROM participants"
-                                         " WHERE round_id = 2");
-        int64_t ups = raw_count(t->db, "SELECT count(*) FROM updates"
+        int64_t parts = sql_int(t->db, "SELECT count(*) FROM participants"
                                        " WHERE round_id = 2");
-        int64_t mets = raw_count(t->db, "SELECT count(*) FROM metrics"
-                                        " WHERE round_id = 2");
-        int64_t ckpt = raw_count(t->db, "SELECT count(*) FROM checkpoints"
-                                        " WHERE round_id = 2");
+        int64_t ups = sql_int(t->db, "SELECT count(*) FROM updates"
+                                     " WHERE round_id = 2");
+        int64_t mets = sql_int(t->db, "SELECT count(*) FROM metrics"
+                                      " WHERE round_id = 2");
+        int64_t ckpt = sql_int(t->db, "SELECT count(*) FROM checkpoints"
+                                      " WHERE round_id = 2");
         assert_int_equal(parts, committed ? N_CLIENTS : 0);
         assert_int_equal(ups, committed ? N_CLIENTS : 0);
         assert_int_equal(mets, committed ? 3 : 0);
@@ -805,7 +790,7 @@ round_rows(const char *db, const char *table, const char *cmp, int64_t round)
     char sql[160];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE round_id %s %lld",
              table, cmp, (long long)round);
-    return raw_count(db, sql);
+    return sql_int(db, sql);
 }
 
 static void
@@ -1153,8 +1138,8 @@ retention_keeps_last_and_every(void **state)
     run = fixture_add_run(s, 100);
     assert_int_equal(fixture_commit_rounds(s, run, 1, 4, 3, 100), 0);
     roost_store_close(s);
-    assert_int_equal(raw_count(t->db, "SELECT count(*) FROM checkpoints"), 1);
-    assert_int_equal(raw_count(t->db, "SELECT round_id FROM checkpoints"), 4);
+    assert_int_equal(sql_int(t->db, "SELECT count(*) FROM checkpoints"), 1);
+    assert_int_equal(sql_int(t->db, "SELECT round_id FROM checkpoints"), 4);
 }
 
 /* ---------------------------------------------------------------------
