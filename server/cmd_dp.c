@@ -130,26 +130,38 @@ parse_args(const char *cmd, int argc, char **argv, struct dp_args *a)
     return true;
 }
 
-/* The sampler's figures for --params P (draws = P x steps); false with a
- * message when the flags are inconsistent or the sampler cannot be built
+/* --clip belongs with --params, and --params counts at least one
+ * parameter; false (usage) with a message otherwise. */
+static bool
+check_params_flags(const char *cmd, const struct dp_args *a)
+{
+    if (a->have_clip && !a->have_params) {
+        fprintf(stderr, "roost %s: --clip needs --params\n", cmd);
+        return false;
+    }
+    if (a->have_params && a->params == 0) {
+        fprintf(stderr, "roost %s: --params must be at least 1\n", cmd);
+        return false;
+    }
+    return true;
+}
+
+/* The sampler's figures for --params P (draws = P x steps), through memo
+ * (may be NULL); false with a message when the sampler cannot be built
  * (*status then holds the exit status). */
 static bool
-sampler_terms(const char *cmd, const struct dp_args *a, double sigma,
-              double *draws, double *n_mu, double *n_beta, int *status)
+sampler_terms(const char *cmd, const struct dp_args *a, roost_noise_memo *memo,
+              double sigma, double *draws, double *n_mu, double *n_beta,
+              int *status)
 {
     *draws = *n_mu = *n_beta = 0.0;
     if (!a->have_params)
         return true;
-    *status = ROOST_EXIT_USAGE;
-    if (a->params == 0) {
-        fprintf(stderr, "roost %s: --params must be at least 1\n", cmd);
-        return false;
-    }
     *draws = (double)a->params * (double)a->steps;
     double mu = 0.0, beta = 0.0;
     roost_errmsg em;
     int rc = roost_noise_closeness_for(
-        NULL, sigma, a->have_clip ? a->clip : 1.0, 0, &mu, &beta, &em);
+        memo, sigma, a->have_clip ? a->clip : 1.0, 0, &mu, &beta, &em);
     if (rc != ROOST_OK) {
         fprintf(stderr, "roost %s: %s\n", cmd, em.text);
         *status = rc == ROOST_EINVAL ? ROOST_EXIT_USAGE : ROOST_EXIT_FAIL;
@@ -190,10 +202,8 @@ run_epsilon(int argc, char **argv)
                 cmd);
         return ROOST_EXIT_USAGE;
     }
-    if (a.have_clip && !a.have_params) {
-        fprintf(stderr, "roost %s: --clip needs --params\n", cmd);
+    if (!check_params_flags(cmd, &a))
         return ROOST_EXIT_USAGE;
-    }
     roost_dp_event e = {a.q, a.sigma, a.steps};
     roost_errmsg em;
     double eps, order, draws, n_mu, n_beta;
@@ -204,7 +214,7 @@ run_epsilon(int argc, char **argv)
         return ROOST_EXIT_USAGE;
     }
     if (rc == ROOST_OK &&
-        !sampler_terms(cmd, &a, a.sigma, &draws, &n_mu, &n_beta, &status))
+        !sampler_terms(cmd, &a, NULL, a.sigma, &draws, &n_mu, &n_beta, &status))
         return status;
     if (rc == ROOST_OK && a.have_params)
         rc = roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, DP_CLI_EPS_CAP,
@@ -260,20 +270,20 @@ run_sigma(int argc, char **argv)
                 cmd);
         return ROOST_EXIT_USAGE;
     }
-    if (a.have_clip && !a.have_params) {
-        fprintf(stderr, "roost %s: --clip needs --params\n", cmd);
+    if (!check_params_flags(cmd, &a))
         return ROOST_EXIT_USAGE;
-    }
-    if (a.have_params && a.params == 0) {
-        fprintf(stderr, "roost %s: --params must be at least 1\n", cmd);
-        return ROOST_EXIT_USAGE;
-    }
     roost_errmsg em;
     double sigma = 0.0, eps = 0.0, order = 0.0, draws = 0.0, n_mu, n_beta;
     int status;
-    int rc = a.have_params
+    /* The calibration builds the chosen sigma's sampler; the memo lets the
+     * report below reuse its figures instead of building it again. */
+    roost_noise_memo *memo = NULL;
+    int rc =
+        a.have_params ? roost_noise_memo_create(&memo, NULL, &em) : ROOST_OK;
+    if (rc == ROOST_OK)
+        rc = a.have_params
                  ? roost_dp_calibrate_sigma_sampled(
-                       NULL, a.q, a.steps, (double)a.params * (double)a.steps,
+                       memo, a.q, a.steps, (double)a.params * (double)a.steps,
                        a.have_clip ? a.clip : 1.0, 0, a.delta, a.epsilon,
                        &sigma, &em)
                  : roost_dp_calibrate_sigma(a.q, a.steps, a.delta, a.epsilon,
@@ -281,8 +291,10 @@ run_sigma(int argc, char **argv)
     roost_dp_event e = {a.q, sigma, a.steps};
     if (rc == ROOST_OK)
         rc = roost_dp_epsilon(&e, 1, a.delta, &eps, &order, &em);
-    if (rc == ROOST_OK &&
-        !sampler_terms(cmd, &a, sigma, &draws, &n_mu, &n_beta, &status))
+    bool terms = rc != ROOST_OK || sampler_terms(cmd, &a, memo, sigma, &draws,
+                                                 &n_mu, &n_beta, &status);
+    roost_noise_memo_destroy(memo);
+    if (!terms)
         return status;
     if (rc == ROOST_OK && a.have_params)
         rc = roost_dp_epsilon_sampled(&e, 1, n_mu, n_beta, a.epsilon, a.delta,

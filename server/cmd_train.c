@@ -332,10 +332,16 @@ calibrate_charged(const struct train_args *a, size_t n_params,
     roost_errmsg em;
     roost_errmsg_clear(&em);
     double sigma, mu, beta;
-    int rc = roost_dp_calibrate_sigma_sampled(
-        NULL, p->q, p->total_steps, p->draws, a->clip,
-        ROOST_NOISE_GRID_BITS_DEFAULT, a->delta, a->epsilon, &sigma, &em);
+    /* The calibration builds the chosen sigma's sampler; the memo gives
+     * its figures to the check below without building it again. */
+    roost_noise_memo *memo = NULL;
+    int rc = roost_noise_memo_create(&memo, NULL, &em);
+    if (rc == ROOST_OK)
+        rc = roost_dp_calibrate_sigma_sampled(
+            memo, p->q, p->total_steps, p->draws, a->clip,
+            ROOST_NOISE_GRID_BITS_DEFAULT, a->delta, a->epsilon, &sigma, &em);
     if (rc == ROOST_EBUDGET) {
+        roost_noise_memo_destroy(memo);
         fprintf(stderr,
                 "roost train: --epsilon: %s (n = %zu parameters x %llu "
                 "steps): use a smaller --epsilon, a larger --delta or fewer "
@@ -346,9 +352,10 @@ calibrate_charged(const struct train_args *a, size_t n_params,
     }
     double eps_run = 0.0;
     if (rc == ROOST_OK)
-        rc = roost_noise_closeness_for(NULL, sigma, a->clip,
+        rc = roost_noise_closeness_for(memo, sigma, a->clip,
                                        ROOST_NOISE_GRID_BITS_DEFAULT, &mu,
                                        &beta, &em);
+    roost_noise_memo_destroy(memo);
     roost_dp_event run = {.q = p->q, .sigma = sigma, .steps = p->total_steps};
     if (rc == ROOST_OK)
         rc =
