@@ -164,20 +164,28 @@ else
         bad "dev0 did not connect"
 fi
 
-# dev2 holds a session open across the revocation: s_client reads a fifo
-# whose writing end this shell keeps open on descriptor 3.
-mkfifo hold.in
-openssl s_client -connect "127.0.0.1:$port" -CAfile ca/ca.crt \
-    -cert dev2.crt -key dev2.key -tls1_3 -brief <hold.in >hold.out 2>&1 &
-hold=$!
-exec 3>hold.in
+# A session held open: s_client reads a fifo whose writing end this shell
+# keeps open on descriptor FD; held receives its pid.
+hold_session() { # device fd
+    mkfifo "hold-$1.in"
+    openssl s_client -connect "127.0.0.1:$port" -CAfile ca/ca.crt \
+        -cert "$1.crt" -key "$1.key" -tls1_3 -brief <"hold-$1.in" \
+        >"hold-$1.out" 2>&1 &
+    held=$!
+    eval "exec $2>hold-$1.in"
+}
+release_session() { # pid fd
+    eval "exec $2>&-"
+    kill "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+# dev2 and dev3 hold sessions open across the revocation.
+hold_session dev2 3
+hold=$held
 wait_for serve.log "opened: CN=dev2" && ok "dev2 holds an open session" ||
     bad "dev2 session did not open"
-mkfifo hold3.in
-openssl s_client -connect "127.0.0.1:$port" -CAfile ca/ca.crt \
-    -cert dev3.crt -key dev3.key -tls1_3 -brief <hold3.in >hold3.out 2>&1 &
-hold3=$!
-exec 4>hold3.in
+hold_session dev3 4
+hold3=$held
 wait_for serve.log "opened: CN=dev3" &&
     ok "dev3 (40-byte serial) holds an open session" ||
     bad "dev3 session did not open"
@@ -202,13 +210,9 @@ if wait_for serve.log "session.*CN=dev2.*closed"; then
 else
     bad "no close of dev2 logged"
 fi
-exec 3>&-
-kill "$hold" 2>/dev/null
-wait "$hold" 2>/dev/null
+release_session "$hold" 3
 hold=
-exec 4>&-
-kill "$hold3" 2>/dev/null
-wait "$hold3" 2>/dev/null
+release_session "$hold3" 4
 hold3=
 
 handshake dev0
