@@ -1090,6 +1090,7 @@ budget_check(roost_ledger *l, const roost_ledger_event *ev, double *eps_after)
          * spare slot), that is the tail term e^epsilon n beta taking too
          * much of delta for this sigma; otherwise sigma is too small for
          * any finite epsilon. */
+        double n_mu = l->n_mu + (double)ev->draws * ev->mu;
         double n_beta = l->n_beta + (double)ev->draws * ev->beta;
         double ideal = 0.0;
         if (after >= HUGE_VAL && n_beta > 0.0 &&
@@ -1116,8 +1117,8 @@ budget_check(roost_ledger *l, const roost_ledger_event *ev, double *eps_after)
             ev->q, ev->sigma, (unsigned long long)ev->steps, spent,
             /* Above the budget, the charged search stops at a lower bound
              * of every valid epsilon (roost_dp_epsilon_sampled). */
-            n_beta > 0.0 || l->n_mu > 0.0 || ev->mu > 0.0 ? "at least " : "",
-            after, l->budget.epsilon_max, l->budget.delta,
+            n_mu > 0.0 || n_beta > 0.0 ? "at least " : "", after,
+            l->budget.epsilon_max, l->budget.delta,
             (unsigned long long)l->count);
     }
     return ROOST_OK;
