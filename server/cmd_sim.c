@@ -1490,9 +1490,9 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     if (!a->json)
         printf("DP-SGD: noise multiplier %.4f, clip %g, q %.5f, %" PRIu64
                " steps per round; budget epsilon %g at delta %g per client "
-               "(a client in %u rounds would reach %s%s)\n",
+               "(a client in %u round%s would reach %s%s)\n",
                sigma, a->clip, q, steps, a->epsilon, a->delta, plan_rounds,
-               reach,
+               plan_rounds == 1 ? "" : "s", reach,
                plan_rounds < a->rounds
                    ? "; each client's own budget stops it after that"
                    : "");
