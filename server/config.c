@@ -343,20 +343,36 @@ cfield(const roost_serve_config *cfg, const roost_config_key *k)
  * in why (which the caller prefixes with the location).
  * ------------------------------------------------------------------- */
 
-/* A decimal integer of digits only, into *out, and where it ended. */
-static bool
+/* What parse_digits found. */
+typedef enum digits_found {
+    DIGITS_NONE,    /* text does not start with a digit */
+    DIGITS_OK,      /* *out is the number */
+    DIGITS_OVERFLOW /* digits, but more than 64 bits: *out is UINT64_MAX */
+} digits_found;
+
+/*
+ * A decimal integer of digits only, into *out, and where it ended. A
+ * number too large for 64 bits is told apart from text that is not a
+ * number, so that its message can say "too large" or "outside [min, max]"
+ * rather than "not an integer".
+ */
+static digits_found
 parse_digits(const char *text, uint64_t *out, const char **end)
 {
     if (text[0] < '0' || text[0] > '9')
-        return false;
+        return DIGITS_NONE;
     errno = 0;
     char *e = NULL;
     unsigned long long v = strtoull(text, &e, 10);
+    *end = e; /* past every digit, also on overflow */
+    if (errno == ERANGE) {
+        *out = UINT64_MAX;
+        return DIGITS_OVERFLOW;
+    }
     if (errno != 0)
-        return false;
+        return DIGITS_NONE;
     *out = (uint64_t)v;
-    *end = e;
-    return true;
+    return DIGITS_OK;
 }
 
 static bool
@@ -400,7 +416,8 @@ parse_duration(const char *text, uint64_t *ms, char *why, size_t cap)
                  {"d", 86400000}};
     uint64_t v;
     const char *end;
-    if (!parse_digits(text, &v, &end)) {
+    digits_found d = parse_digits(text, &v, &end);
+    if (d == DIGITS_NONE) {
         snprintf(why, cap, "'%s' is not a duration (e.g. 30s, 10min)", text);
         return false;
     }
@@ -415,7 +432,7 @@ parse_duration(const char *text, uint64_t *ms, char *why, size_t cap)
     }
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
         if (strcmp(end, units[i].unit) == 0) {
-            if (!scaled(v, units[i].factor, ms)) {
+            if (d == DIGITS_OVERFLOW || !scaled(v, units[i].factor, ms)) {
                 snprintf(why, cap, "'%s' is too long", text);
                 return false;
             }
@@ -439,10 +456,12 @@ parse_bytes(const char *text, uint64_t *bytes, char *why, size_t cap)
                  {"GiB", 1024 * 1024 * 1024}};
     uint64_t v;
     const char *end;
-    if (parse_digits(text, &v, &end))
+    digits_found d = parse_digits(text, &v, &end);
+    if (d != DIGITS_NONE)
         for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
             if (strcmp(end, units[i].unit) == 0) {
-                if (!scaled(v, units[i].factor, bytes)) {
+                if (d == DIGITS_OVERFLOW ||
+                    !scaled(v, units[i].factor, bytes)) {
                     snprintf(why, cap, "'%s' is too large", text);
                     return false;
                 }
@@ -479,16 +498,19 @@ parse_double(const char *text, double *out, char *why, size_t cap)
     return true;
 }
 
+/* CxHxW into dims (UINT64_MAX for a number past 64 bits; the caller
+ * range-checks), with where each number starts and its length. */
 static bool
-parse_shape(const char *text, uint32_t dims[3])
+parse_shape(const char *text, uint64_t dims[3], const char *part[3],
+            size_t part_len[3])
 {
     const char *p = text;
     for (int i = 0; i < 3; i++) {
-        uint64_t v;
         const char *end;
-        if (!parse_digits(p, &v, &end) || v > UINT32_MAX)
+        if (parse_digits(p, &dims[i], &end) == DIGITS_NONE)
             return false;
-        dims[i] = (uint32_t)v;
+        part[i] = p;
+        part_len[i] = (size_t)(end - p);
         if (i < 2) {
             if (*end != 'x')
                 return false;
@@ -540,11 +562,14 @@ apply_value(roost_serve_config *cfg, const roost_config_key *k,
     case ROOST_CONFIG_SIZE_T: {
         uint64_t v;
         const char *end;
-        if (!parse_digits(text, &v, &end) || *end != '\0') {
+        digits_found d = parse_digits(text, &v, &end);
+        if (d == DIGITS_NONE || *end != '\0') {
             snprintf(why, cap, "'%s' is not a non-negative integer", text);
             return ROOST_ECONFIG;
         }
-        if (!in_range(k, (double)v, text, why, cap))
+        /* Past 64 bits is past every key's maximum. */
+        if (!in_range(k, d == DIGITS_OVERFLOW ? HUGE_VAL : (double)v, text, why,
+                      cap))
             return ROOST_ECONFIG;
         if (k->type == ROOST_CONFIG_U32)
             *(uint32_t *)dst = (uint32_t)v;
@@ -636,21 +661,28 @@ apply_value(roost_serve_config *cfg, const roost_config_key *k,
         return ROOST_OK;
     }
     case ROOST_CONFIG_SHAPE: {
-        uint32_t dims[3];
-        if (!parse_shape(text, dims)) {
+        uint64_t dims[3];
+        const char *part[3];
+        size_t part_len[3];
+        if (!parse_shape(text, dims, part, part_len)) {
             snprintf(why, cap,
                      "'%s' is not a shape CHANNELSxHEIGHTxWIDTH (e.g. "
                      "1x28x28)",
                      text);
             return ROOST_ECONFIG;
         }
+        /* A value past the uint32_t it is stored in is past the range
+         * too, whatever the range says. */
+        uint32_t stored[3];
         for (int i = 0; i < 3; i++) {
-            char d[24];
-            snprintf(d, sizeof(d), "%" PRIu32, dims[i]);
-            if (!in_range(k, (double)dims[i], d, why, cap))
+            char shown[96];
+            snprintf(shown, sizeof(shown), "%.*s", (int)part_len[i], part[i]);
+            double v = dims[i] > UINT32_MAX ? HUGE_VAL : (double)dims[i];
+            if (!in_range(k, v, shown, why, cap))
                 return ROOST_ECONFIG;
+            stored[i] = (uint32_t)dims[i];
         }
-        memcpy(dst, dims, sizeof(dims));
+        memcpy(dst, stored, sizeof(stored));
         return ROOST_OK;
     }
     }

@@ -277,6 +277,18 @@ test_refusals_name_file_and_line(void **state)
     /* Refusals on later lines win only when nothing earlier failed. */
     expect_refused("[round]\nbad = 1\nworse\n", 2, "unknown key 'bad'");
 
+    /* Numbers too large for 64 bits are out of range, not malformed. */
+    expect_refused("[round]\nclients_per_round = 99999999999999999999\n", 2,
+                   "99999999999999999999 is outside [1, 100000]");
+    expect_refused("[round]\ntimeout = 99999999999999999999s\n", 2,
+                   "'99999999999999999999s' is too long");
+    expect_refused("[server]\nmax_frame = 99999999999999999999\n", 2,
+                   "'99999999999999999999' is too large");
+    expect_refused("[model]\ninput_shape = 1x28x99999999999\n", 2,
+                   "99999999999 is outside [1, 65536]");
+    expect_refused("[model]\ninput_shape = 1x99999999999999999999x28\n", 2,
+                   "99999999999999999999 is outside [1, 65536]");
+
     char longline[400];
     memset(longline, 'a', sizeof(longline));
     memcpy(longline, "[server]\nrun_name = ", 20);
