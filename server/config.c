@@ -26,6 +26,7 @@
 
 #include <ini.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -743,7 +744,13 @@ struct parse_ctx {
     const char *text; /* the whole file */
     size_t pos;
     int line; /* line most recently handed to inih */
-    int err;  /* first error, ROOST_OK if none */
+    /* That line starts with a blank. */
+    bool indented;
+    /* inih's "previous key": the line of the last key handled since the
+     * last section header, or 0. While it is set, inih reads an indented
+     * line as a continuation of that key's value (see on_key). */
+    int key_line;
+    int err; /* first error, ROOST_OK if none */
     int err_line;
     roost_errmsg *em;
 };
@@ -781,6 +788,9 @@ check_section_line(struct parse_ctx *ctx, const char *line, size_t len)
     const char *close = memchr(line + i, ']', len - i);
     if (close == NULL)
         return; /* inih reports the syntax error */
+    /* inih starts a section here, unless the line continues a value. */
+    if (!(ctx->indented && ctx->key_line > 0))
+        ctx->key_line = 0;
     char name[64];
     size_t n = (size_t)(close - (line + i + 1));
     if (n >= sizeof(name)) {
@@ -820,6 +830,7 @@ read_line(char *buf, int size, void *stream)
     memcpy(buf, text, len);
     buf[len] = '\0';
     ctx->pos += len;
+    ctx->indented = isspace((unsigned char)buf[0]) != 0; /* inih's test */
     check_section_line(ctx, buf, len);
     return buf;
 }
@@ -837,6 +848,17 @@ on_key(void *user, const char *section, const char *name, const char *value)
     }
     if (!known_section(section))
         return 0; /* already reported by the reader */
+    /* inih (built with INI_ALLOW_MULTILINE, as Debian's is) hands an
+     * indented line after a key to us as more of that key's value, name
+     * and all, whatever the line looks like. Say so: reporting it as the
+     * key given twice would send the reader looking for a duplicate. */
+    if (ctx->indented && ctx->key_line > 0) {
+        ctx_fail(ctx, ROOST_ECONFIG, ctx->line,
+                 "indented line continues [%s] %s from line %d (multi-line "
+                 "values are not supported): remove the indentation",
+                 section, name, ctx->key_line);
+        return 0;
+    }
     const roost_config_key *k = roost_config_key_find(section, name);
     if (k == NULL) {
         ctx_fail(ctx, ROOST_ECONFIG, ctx->line,
@@ -858,6 +880,7 @@ on_key(void *user, const char *section, const char *name, const char *value)
         return 0;
     }
     *origin = ctx->line;
+    ctx->key_line = ctx->line;
     return 1;
 }
 

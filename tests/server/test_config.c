@@ -296,6 +296,54 @@ test_refusals_name_file_and_line(void **state)
     expect_refused(longline, 2, "line longer than");
 }
 
+/* inih reads an indented line after a key as a continuation of that
+ * key's value (a multi-line value), so indented keys are not keys. The
+ * message must say so, not claim the earlier key was given twice. */
+static void
+expect_continuation(const char *text, int line, const char *what)
+{
+    expect_refused(text, line, what);
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg, text, &em), ROOST_ECONFIG);
+    if (strstr(em.text, "already set") != NULL)
+        fail_msg("for %s: misleading message '%s'", text, em.text);
+    dispose(cfg);
+}
+
+static void
+test_indented_lines(void **state)
+{
+    (void)state;
+    expect_continuation("[server]\n  listen = tcp://0.0.0.0:7443\n"
+                        "  max_sessions = 10\n",
+                        3,
+                        "indented line continues [server] listen from "
+                        "line 2");
+    expect_continuation("[server]\nlisten = tcp://0.0.0.0:7443\n"
+                        "\ttcp://127.0.0.1:1\n",
+                        3, "remove the indentation");
+    /* An indented section header after a key is a continuation too. */
+    expect_continuation("[server]\nlisten = tcp://0.0.0.0:7443\n"
+                        "  [round]\ntimeout = 5min\n",
+                        3, "continues [server] listen");
+    /* Indented comments, and an indented first key of a section, are
+     * what they look like. */
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg,
+                          "[round]\n  timeout = 5min\n  # note\n"
+                          "[server]\n  max_sessions = 10\n",
+                          &em),
+                     ROOST_OK);
+    assert_int_equal(cfg->coord.round_timeout_ms, 300000);
+    assert_int_equal(cfg->max_sessions, 10);
+    dispose(cfg);
+    /* A key really given twice still says so, indented or not. */
+    expect_refused("[round]\ntimeout = 1min\n[round]\n  timeout = 2min\n", 4,
+                   "already set on line 2");
+}
+
 static void
 test_cross_key_checks(void **state)
 {
@@ -530,6 +578,7 @@ main(void)
         cmocka_unit_test(test_every_key_parses),
         cmocka_unit_test(test_values_by_type),
         cmocka_unit_test(test_refusals_name_file_and_line),
+        cmocka_unit_test(test_indented_lines),
         cmocka_unit_test(test_cross_key_checks),
         cmocka_unit_test(test_strategy_defaults_follow_kind),
         cmocka_unit_test(test_flags_override_file),
