@@ -924,12 +924,15 @@ roost_config_load_file(roost_serve_config *cfg, const char *path,
         fclose(f);
         return roost_fail(em, ROOST_ENOMEM, "config: out of memory");
     }
+    errno = 0;
     size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
-    int read_err = ferror(f);
+    bool read_failed = ferror(f) != 0;
+    int why = errno; /* e.g. EISDIR: fopen opens a directory for reading */
     fclose(f);
     int rc;
-    if (read_err)
-        rc = roost_fail(em, ROOST_EIO, "%s: read error", path);
+    if (read_failed)
+        rc = roost_fail(em, ROOST_EIO, "%s: read error: %s", path,
+                        why != 0 ? strerror(why) : "unknown cause");
     else if (n > CONFIG_FILE_MAX)
         rc = roost_fail(em, ROOST_ECONFIG, "%s: larger than %d bytes", path,
                         CONFIG_FILE_MAX);

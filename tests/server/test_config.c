@@ -345,6 +345,18 @@ test_indented_lines(void **state)
 }
 
 static void
+test_unreadable_file(void **state)
+{
+    (void)state;
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(roost_config_load_file(cfg, "/", &em), ROOST_EIO);
+    if (strstr(em.text, "/: read error: ") == NULL)
+        fail_msg("message '%s' does not say why the read failed", em.text);
+    dispose(cfg);
+}
+
+static void
 test_cross_key_checks(void **state)
 {
     (void)state;
@@ -579,6 +591,7 @@ main(void)
         cmocka_unit_test(test_values_by_type),
         cmocka_unit_test(test_refusals_name_file_and_line),
         cmocka_unit_test(test_indented_lines),
+        cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_cross_key_checks),
         cmocka_unit_test(test_strategy_defaults_follow_kind),
         cmocka_unit_test(test_flags_override_file),
