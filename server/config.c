@@ -788,9 +788,11 @@ check_section_line(struct parse_ctx *ctx, const char *line, size_t len)
     const char *close = memchr(line + i, ']', len - i);
     if (close == NULL)
         return; /* inih reports the syntax error */
-    /* inih starts a section here, unless the line continues a value. */
-    if (!(ctx->indented && ctx->key_line > 0))
-        ctx->key_line = 0;
+    /* After a key, inih reads an indented line as more of its value
+     * (on_key reports that), not as a section header. */
+    if (ctx->indented && ctx->key_line > 0)
+        return;
+    ctx->key_line = 0;
     char name[64];
     size_t n = (size_t)(close - (line + i + 1));
     if (n >= sizeof(name)) {
@@ -799,11 +801,26 @@ check_section_line(struct parse_ctx *ctx, const char *line, size_t len)
     }
     memcpy(name, line + i + 1, n);
     name[n] = '\0';
-    if (!known_section(name))
+    if (!known_section(name)) {
         ctx_fail(ctx, ROOST_ECONFIG, ctx->line,
                  "unknown section [%s] (sections: server, model, round, "
                  "training, dp, aggregation, evaluation)",
                  name);
+        return;
+    }
+    /* inih ignores whatever follows the ']', so "[round] timeout = 5min"
+     * would leave the timeout at its default without a word. Only blanks
+     * and a comment may follow. */
+    const char *rest = close + 1, *end = line + len;
+    while (rest < end && isspace((unsigned char)*rest))
+        rest++;
+    while (end > rest && isspace((unsigned char)end[-1]))
+        end--;
+    if (rest < end && *rest != ';' && *rest != '#')
+        ctx_fail(ctx, ROOST_ECONFIG, ctx->line,
+                 "text after the section header [%s]: '%.*s' (put each key "
+                 "on a line of its own)",
+                 name, (int)(end - rest), rest);
 }
 
 /* inih's reader: copy the next line into buf like fgets, counting lines. */

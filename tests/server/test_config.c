@@ -327,6 +327,9 @@ test_indented_lines(void **state)
     expect_continuation("[server]\nlisten = tcp://0.0.0.0:7443\n"
                         "  [round]\ntimeout = 5min\n",
                         3, "continues [server] listen");
+    expect_continuation("[server]\nlisten = tcp://0.0.0.0:7443\n"
+                        "  [rounds]\n",
+                        3, "continues [server] listen");
     /* Indented comments, and an indented first key of a section, are
      * what they look like. */
     roost_serve_config *cfg = fresh();
@@ -342,6 +345,29 @@ test_indented_lines(void **state)
     /* A key really given twice still says so, indented or not. */
     expect_refused("[round]\ntimeout = 1min\n[round]\n  timeout = 2min\n", 4,
                    "already set on line 2");
+}
+
+/* inih ignores whatever follows the ']' of a section header, so a key
+ * written there would silently keep its default. */
+static void
+test_text_after_section_header(void **state)
+{
+    (void)state;
+    expect_refused("[round] timeout = 5min\n", 1,
+                   "text after the section header [round]: 'timeout = "
+                   "5min'");
+    expect_refused("[round]\ntimeout = 5min\n[server]]\n", 3,
+                   "text after the section header [server]: ']'");
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg,
+                          "[round] ; the round\ntimeout = 5min\n"
+                          "[server]   # comment\t\r\nmax_sessions = 10\n",
+                          &em),
+                     ROOST_OK);
+    assert_int_equal(cfg->coord.round_timeout_ms, 300000);
+    assert_int_equal(cfg->max_sessions, 10);
+    dispose(cfg);
 }
 
 static void
@@ -591,6 +617,7 @@ main(void)
         cmocka_unit_test(test_values_by_type),
         cmocka_unit_test(test_refusals_name_file_and_line),
         cmocka_unit_test(test_indented_lines),
+        cmocka_unit_test(test_text_after_section_header),
         cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_cross_key_checks),
         cmocka_unit_test(test_strategy_defaults_follow_kind),
