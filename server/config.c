@@ -40,6 +40,10 @@
 
 /* Biggest config file read (a real one is a few KiB). */
 #define CONFIG_FILE_MAX (1024 * 1024)
+/* Longest line the reader takes, in characters without the newline:
+ * inih reads lines into a buffer of INI_MAX_LINE bytes, which holds the
+ * newline and a NUL too (read_line). */
+#define CONFIG_LINE_MAX (INI_MAX_LINE - 2)
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug",
                                          NULL};
@@ -1332,12 +1336,22 @@ roost_config_write(const roost_serve_config *cfg, FILE *out, bool sample)
             continue;
         }
         int o = cfg->origin[i];
+        char note[32] = "";
         if (o > 0)
-            fprintf(out, "%s = %s  ; line %d\n", k->name, value, o);
+            snprintf(note, sizeof(note), "line %d", o);
         else if (o == ROOST_CONFIG_FROM_FLAG)
-            fprintf(out, "%s = %s  ; command line\n", k->name, value);
-        else
+            snprintf(note, sizeof(note), "command line");
+        /* The output must load again, and the reader refuses lines over
+         * CONFIG_LINE_MAX: a note that would push a long value over goes
+         * on a comment line of its own. */
+        size_t line_len =
+            strlen(k->name) + 3 + strlen(value) + 4 + strlen(note);
+        if (note[0] == '\0')
             fprintf(out, "%s = %s\n", k->name, value);
+        else if (line_len > CONFIG_LINE_MAX)
+            fprintf(out, "; %s\n%s = %s\n", note, k->name, value);
+        else
+            fprintf(out, "%s = %s  ; %s\n", k->name, value, note);
     }
     if (sample)
         roost_config_free(&defaults);

@@ -551,6 +551,40 @@ test_effective_output_round_trips(void **state)
     dispose(cfg);
 }
 
+/* A value near the reader's line limit (198 characters) still fits
+ * after '--check-config' adds where it came from: the effective output
+ * must stay a file the reader takes. */
+static void
+test_effective_output_long_lines(void **state)
+{
+    (void)state;
+    char path[200];
+    memset(path, 'p', sizeof(path));
+    path[0] = '/';
+    path[186] = '\0'; /* "ca_file=" + 186 = 194 characters */
+    char text[300];
+    snprintf(text, sizeof(text), "[server]\nca_file=%s\n", path);
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg, text, &em), ROOST_OK);
+    assert_int_equal(roost_config_finish(cfg, &em), ROOST_OK);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_non_null(f);
+    roost_config_write(cfg, f, false);
+    fclose(f);
+    roost_serve_config *again = fresh();
+    if (roost_config_load_string(again, out, "effective", &em) != ROOST_OK)
+        fail_msg("effective output does not parse: %s\n%s", em.text, out);
+    assert_string_equal(again->ca_file, path);
+    /* The origin is still stated, on a comment line of its own. */
+    assert_non_null(strstr(out, "; line 2\nca_file = /ppp"));
+    free(out);
+    dispose(again);
+    dispose(cfg);
+}
+
 /* deploy/roost.conf is exactly the generated sample, holds every key in
  * its section, and loads with every key set from the file. */
 static void
@@ -623,6 +657,7 @@ main(void)
         cmocka_unit_test(test_strategy_defaults_follow_kind),
         cmocka_unit_test(test_flags_override_file),
         cmocka_unit_test(test_effective_output_round_trips),
+        cmocka_unit_test(test_effective_output_long_lines),
         cmocka_unit_test(test_sample_file_in_sync),
         cmocka_unit_test(test_missing_file),
     };
