@@ -833,11 +833,16 @@ on_disconnect(roost_channel *ch, session *s)
     else if (s->state == S_HANDSHAKE)
         session_end(ch, s, ROOST_ECLOSED, ROOST_LOG_WARN,
                     "peer disconnected during the handshake");
-    else if (s->in_body || s->hdr_have > 0)
+    else if (s->in_body)
         session_end(ch, s, ROOST_ETRUNCATED, ROOST_LOG_WARN,
                     "peer disconnected in the middle of a frame (%zu of "
                     "%zu bytes)",
                     s->body_have, s->body_len);
+    else if (s->hdr_have > 0) /* body_* still describe the last frame */
+        session_end(ch, s, ROOST_ETRUNCATED, ROOST_LOG_WARN,
+                    "peer disconnected in the middle of a frame header "
+                    "(%zu of %zu bytes)",
+                    s->hdr_have, sizeof(s->hdr));
     else
         session_end(ch, s, ROOST_ECLOSED, ROOST_LOG_INFO, "peer disconnected");
 }

@@ -26,6 +26,7 @@
 
 #include <ini.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -39,6 +40,10 @@
 
 /* Biggest config file read (a real one is a few KiB). */
 #define CONFIG_FILE_MAX (1024 * 1024)
+/* Longest line the reader takes, in characters without the newline:
+ * inih reads lines into a buffer of INI_MAX_LINE bytes, which holds the
+ * newline and a NUL too (read_line). */
+#define CONFIG_LINE_MAX (INI_MAX_LINE - 2)
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug",
                                          NULL};
@@ -343,20 +348,36 @@ cfield(const roost_serve_config *cfg, const roost_config_key *k)
  * in why (which the caller prefixes with the location).
  * ------------------------------------------------------------------- */
 
-/* A decimal integer of digits only, into *out, and where it ended. */
-static bool
+/* What parse_digits found. */
+typedef enum digits_found {
+    DIGITS_NONE,    /* text does not start with a digit */
+    DIGITS_OK,      /* *out is the number */
+    DIGITS_OVERFLOW /* digits, but more than 64 bits: *out is UINT64_MAX */
+} digits_found;
+
+/*
+ * A decimal integer of digits only, into *out, and where it ended. A
+ * number too large for 64 bits is told apart from text that is not a
+ * number, so that its message can say "too large" or "outside [min, max]"
+ * rather than "not an integer".
+ */
+static digits_found
 parse_digits(const char *text, uint64_t *out, const char **end)
 {
     if (text[0] < '0' || text[0] > '9')
-        return false;
+        return DIGITS_NONE;
     errno = 0;
     char *e = NULL;
     unsigned long long v = strtoull(text, &e, 10);
+    *end = e; /* past every digit, also on overflow */
+    if (errno == ERANGE) {
+        *out = UINT64_MAX;
+        return DIGITS_OVERFLOW;
+    }
     if (errno != 0)
-        return false;
+        return DIGITS_NONE;
     *out = (uint64_t)v;
-    *end = e;
-    return true;
+    return DIGITS_OK;
 }
 
 static bool
@@ -400,7 +421,8 @@ parse_duration(const char *text, uint64_t *ms, char *why, size_t cap)
                  {"d", 86400000}};
     uint64_t v;
     const char *end;
-    if (!parse_digits(text, &v, &end)) {
+    digits_found d = parse_digits(text, &v, &end);
+    if (d == DIGITS_NONE) {
         snprintf(why, cap, "'%s' is not a duration (e.g. 30s, 10min)", text);
         return false;
     }
@@ -415,7 +437,7 @@ parse_duration(const char *text, uint64_t *ms, char *why, size_t cap)
     }
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
         if (strcmp(end, units[i].unit) == 0) {
-            if (!scaled(v, units[i].factor, ms)) {
+            if (d == DIGITS_OVERFLOW || !scaled(v, units[i].factor, ms)) {
                 snprintf(why, cap, "'%s' is too long", text);
                 return false;
             }
@@ -439,10 +461,12 @@ parse_bytes(const char *text, uint64_t *bytes, char *why, size_t cap)
                  {"GiB", 1024 * 1024 * 1024}};
     uint64_t v;
     const char *end;
-    if (parse_digits(text, &v, &end))
+    digits_found d = parse_digits(text, &v, &end);
+    if (d != DIGITS_NONE)
         for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
             if (strcmp(end, units[i].unit) == 0) {
-                if (!scaled(v, units[i].factor, bytes)) {
+                if (d == DIGITS_OVERFLOW ||
+                    !scaled(v, units[i].factor, bytes)) {
                     snprintf(why, cap, "'%s' is too large", text);
                     return false;
                 }
@@ -479,16 +503,19 @@ parse_double(const char *text, double *out, char *why, size_t cap)
     return true;
 }
 
+/* CxHxW into dims (UINT64_MAX for a number past 64 bits; the caller
+ * range-checks), with where each number starts and its length. */
 static bool
-parse_shape(const char *text, uint32_t dims[3])
+parse_shape(const char *text, uint64_t dims[3], const char *part[3],
+            size_t part_len[3])
 {
     const char *p = text;
     for (int i = 0; i < 3; i++) {
-        uint64_t v;
         const char *end;
-        if (!parse_digits(p, &v, &end) || v > UINT32_MAX)
+        if (parse_digits(p, &dims[i], &end) == DIGITS_NONE)
             return false;
-        dims[i] = (uint32_t)v;
+        part[i] = p;
+        part_len[i] = (size_t)(end - p);
         if (i < 2) {
             if (*end != 'x')
                 return false;
@@ -540,11 +567,14 @@ apply_value(roost_serve_config *cfg, const roost_config_key *k,
     case ROOST_CONFIG_SIZE_T: {
         uint64_t v;
         const char *end;
-        if (!parse_digits(text, &v, &end) || *end != '\0') {
+        digits_found d = parse_digits(text, &v, &end);
+        if (d == DIGITS_NONE || *end != '\0') {
             snprintf(why, cap, "'%s' is not a non-negative integer", text);
             return ROOST_ECONFIG;
         }
-        if (!in_range(k, (double)v, text, why, cap))
+        /* Past 64 bits is past every key's maximum. */
+        if (!in_range(k, d == DIGITS_OVERFLOW ? HUGE_VAL : (double)v, text, why,
+                      cap))
             return ROOST_ECONFIG;
         if (k->type == ROOST_CONFIG_U32)
             *(uint32_t *)dst = (uint32_t)v;
@@ -636,21 +666,28 @@ apply_value(roost_serve_config *cfg, const roost_config_key *k,
         return ROOST_OK;
     }
     case ROOST_CONFIG_SHAPE: {
-        uint32_t dims[3];
-        if (!parse_shape(text, dims)) {
+        uint64_t dims[3];
+        const char *part[3];
+        size_t part_len[3];
+        if (!parse_shape(text, dims, part, part_len)) {
             snprintf(why, cap,
                      "'%s' is not a shape CHANNELSxHEIGHTxWIDTH (e.g. "
                      "1x28x28)",
                      text);
             return ROOST_ECONFIG;
         }
+        /* A value past the uint32_t it is stored in is past the range
+         * too, whatever the range says. */
+        uint32_t stored[3];
         for (int i = 0; i < 3; i++) {
-            char d[24];
-            snprintf(d, sizeof(d), "%" PRIu32, dims[i]);
-            if (!in_range(k, (double)dims[i], d, why, cap))
+            char shown[96];
+            snprintf(shown, sizeof(shown), "%.*s", (int)part_len[i], part[i]);
+            double v = dims[i] > UINT32_MAX ? HUGE_VAL : (double)dims[i];
+            if (!in_range(k, v, shown, why, cap))
                 return ROOST_ECONFIG;
+            stored[i] = (uint32_t)dims[i];
         }
-        memcpy(dst, dims, sizeof(dims));
+        memcpy(dst, stored, sizeof(stored));
         return ROOST_OK;
     }
     }
@@ -711,7 +748,13 @@ struct parse_ctx {
     const char *text; /* the whole file */
     size_t pos;
     int line; /* line most recently handed to inih */
-    int err;  /* first error, ROOST_OK if none */
+    /* That line starts with a blank. */
+    bool indented;
+    /* inih's "previous key": the line of the last key handled since the
+     * last section header, or 0. While it is set, inih reads an indented
+     * line as a continuation of that key's value (see on_key). */
+    int key_line;
+    int err; /* first error, ROOST_OK if none */
     int err_line;
     roost_errmsg *em;
 };
@@ -749,6 +792,11 @@ check_section_line(struct parse_ctx *ctx, const char *line, size_t len)
     const char *close = memchr(line + i, ']', len - i);
     if (close == NULL)
         return; /* inih reports the syntax error */
+    /* After a key, inih reads an indented line as more of its value
+     * (on_key reports that), not as a section header. */
+    if (ctx->indented && ctx->key_line > 0)
+        return;
+    ctx->key_line = 0;
     char name[64];
     size_t n = (size_t)(close - (line + i + 1));
     if (n >= sizeof(name)) {
@@ -757,11 +805,26 @@ check_section_line(struct parse_ctx *ctx, const char *line, size_t len)
     }
     memcpy(name, line + i + 1, n);
     name[n] = '\0';
-    if (!known_section(name))
+    if (!known_section(name)) {
         ctx_fail(ctx, ROOST_ECONFIG, ctx->line,
                  "unknown section [%s] (sections: server, model, round, "
                  "training, dp, aggregation, evaluation)",
                  name);
+        return;
+    }
+    /* inih ignores whatever follows the ']', so "[round] timeout = 5min"
+     * would leave the timeout at its default without a word. Only blanks
+     * and a comment may follow. */
+    const char *rest = close + 1, *end = line + len;
+    while (rest < end && isspace((unsigned char)*rest))
+        rest++;
+    while (end > rest && isspace((unsigned char)end[-1]))
+        end--;
+    if (rest < end && *rest != ';' && *rest != '#')
+        ctx_fail(ctx, ROOST_ECONFIG, ctx->line,
+                 "text after the section header [%s]: '%.*s' (put each key "
+                 "on a line of its own)",
+                 name, (int)(end - rest), rest);
 }
 
 /* inih's reader: copy the next line into buf like fgets, counting lines. */
@@ -788,6 +851,7 @@ read_line(char *buf, int size, void *stream)
     memcpy(buf, text, len);
     buf[len] = '\0';
     ctx->pos += len;
+    ctx->indented = isspace((unsigned char)buf[0]) != 0; /* inih's test */
     check_section_line(ctx, buf, len);
     return buf;
 }
@@ -805,6 +869,17 @@ on_key(void *user, const char *section, const char *name, const char *value)
     }
     if (!known_section(section))
         return 0; /* already reported by the reader */
+    /* inih (built with INI_ALLOW_MULTILINE, as Debian's is) hands an
+     * indented line after a key to us as more of that key's value, name
+     * and all, whatever the line looks like. Say so: reporting it as the
+     * key given twice would send the reader looking for a duplicate. */
+    if (ctx->indented && ctx->key_line > 0) {
+        ctx_fail(ctx, ROOST_ECONFIG, ctx->line,
+                 "indented line continues [%s] %s from line %d (multi-line "
+                 "values are not supported): remove the indentation",
+                 section, name, ctx->key_line);
+        return 0;
+    }
     const roost_config_key *k = roost_config_key_find(section, name);
     if (k == NULL) {
         ctx_fail(ctx, ROOST_ECONFIG, ctx->line,
@@ -826,6 +901,7 @@ on_key(void *user, const char *section, const char *name, const char *value)
         return 0;
     }
     *origin = ctx->line;
+    ctx->key_line = ctx->line;
     return 1;
 }
 
@@ -869,12 +945,15 @@ roost_config_load_file(roost_serve_config *cfg, const char *path,
         fclose(f);
         return roost_fail(em, ROOST_ENOMEM, "config: out of memory");
     }
+    errno = 0;
     size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
-    int read_err = ferror(f);
+    bool read_failed = ferror(f) != 0;
+    int why = errno; /* e.g. EISDIR: fopen opens a directory for reading */
     fclose(f);
     int rc;
-    if (read_err)
-        rc = roost_fail(em, ROOST_EIO, "%s: read error", path);
+    if (read_failed)
+        rc = roost_fail(em, ROOST_EIO, "%s: read error: %s", path,
+                        why != 0 ? strerror(why) : "unknown cause");
     else if (n > CONFIG_FILE_MAX)
         rc = roost_fail(em, ROOST_ECONFIG, "%s: larger than %d bytes", path,
                         CONFIG_FILE_MAX);
@@ -1257,12 +1336,22 @@ roost_config_write(const roost_serve_config *cfg, FILE *out, bool sample)
             continue;
         }
         int o = cfg->origin[i];
+        char note[32] = "";
         if (o > 0)
-            fprintf(out, "%s = %s  ; line %d\n", k->name, value, o);
+            snprintf(note, sizeof(note), "line %d", o);
         else if (o == ROOST_CONFIG_FROM_FLAG)
-            fprintf(out, "%s = %s  ; command line\n", k->name, value);
-        else
+            snprintf(note, sizeof(note), "command line");
+        /* The output must load again, and the reader refuses lines over
+         * CONFIG_LINE_MAX: a note that would push a long value over goes
+         * on a comment line of its own. */
+        size_t line_len =
+            strlen(k->name) + 3 + strlen(value) + 4 + strlen(note);
+        if (note[0] == '\0')
             fprintf(out, "%s = %s\n", k->name, value);
+        else if (line_len > CONFIG_LINE_MAX)
+            fprintf(out, "; %s\n%s = %s\n", note, k->name, value);
+        else
+            fprintf(out, "%s = %s  ; %s\n", k->name, value, note);
     }
     if (sample)
         roost_config_free(&defaults);

@@ -470,6 +470,42 @@ truncated_record(void **state)
     check_good_session();
 }
 
+/* A peer that sends one whole frame, then half of the next frame's
+ * length prefix, and hangs up: the drop is a truncated frame, and the
+ * log line describes the cut-off header, not the frame before it. */
+static void
+truncated_frame_header(void **state)
+{
+    (void)state;
+    log_reset();
+    int fd = raw_connect();
+    roost_tls_ctx *ctx;
+    roost_tls *t = raw_tls_handshake(fd, &ctx);
+    roost_errmsg em = {{0}};
+    int frames = srv_rec.frames;
+    uint8_t frame[4 + 3] = {0, 0, 0, 3, 'a', 'b', 'c'};
+    assert_int_equal(roost_tls_write(t, frame, sizeof(frame), &em), ROOST_OK);
+    assert_int_equal(roost_tls_write(t, frame, 2, &em), ROOST_OK);
+    size_t n;
+    const uint8_t *p = roost_tls_out_peek(t, &n);
+    send_all(fd, p, n);
+    roost_tls_out_consume(t, n);
+    PUMP_UNTIL(srv_rec.frames > frames, 5000);
+    assert_int_equal(srv_rec.frames, frames + 1);
+    close(fd);
+    wait_for_log("in the middle of a frame", 5000);
+    if (strstr(logbuf, "frame header (2 of 4 bytes)") == NULL) {
+        print_error("log does not describe the cut-off header:\n%s\n", logbuf);
+        fail();
+    }
+    assert_int_equal(srv_rec.last_reason, ROOST_ETRUNCATED);
+    srv_rec.closed--;
+    roost_tls_destroy(t);
+    roost_tls_ctx_destroy(ctx);
+    wait_baseline();
+    check_good_session();
+}
+
 static void
 garbage_after_handshake(void **state)
 {
@@ -1093,6 +1129,7 @@ main(void)
         cmocka_unit_test(no_client_certificate),
         cmocka_unit_test(plaintext_bytes),
         cmocka_unit_test(truncated_record),
+        cmocka_unit_test(truncated_frame_header),
         cmocka_unit_test(garbage_after_handshake),
         cmocka_unit_test(oversize_frame),
         cmocka_unit_test(handshake_never_finishes),

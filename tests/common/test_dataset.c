@@ -430,6 +430,11 @@ zero_and_overflowing_dimensions(void **state)
     img = tiny_images();
     roost_dataset_opts opts = {.max_bytes = 27};
     expect_load_fails(&img, &lab, &opts, ROOST_ETOOBIG, "limit of 27");
+    /* The message names the figure that is compared with the cap (header
+     * and data), not the 12 data bytes alone, which are below it. */
+    expect_load_fails(&img, &lab, &opts, ROOST_ETOOBIG,
+                      "declares 28 bytes (16 of header, 12 of data), above "
+                      "the limit of 27");
     opts.max_bytes = 28;
     roost_dataset *ds;
     assert_int_equal(roost_dataset_from_idx_buffers(&ds, NULL, img.p, img.len,

@@ -571,6 +571,44 @@ bad_specs_are_refused(void **state)
                      ROOST_EINVAL);
     assert_int_equal(roost_model_create(&m, NULL, "mlp", 0, 28, 28, NULL),
                      ROOST_EINVAL);
+    /* The limits a spec from the wire runs into: layer count, length,
+     * total parameters (each layer alone within its own bound) and the
+     * input size. */
+    char many[65 * 5 + 16] = "";
+    for (int i = 0; i < 64; i++)
+        strcat(many, "relu,");
+    strcat(many, "dense:10");
+    assert_int_equal(roost_model_create(&m, NULL, many, 1, 2, 2, &em),
+                     ROOST_ESPEC);
+    assert_non_null(
+        strstr(roost_errmsg_text(&em), "position 321: more than 64 layers"));
+    assert_null(m);
+    char *longspec = malloc(4098);
+    assert_non_null(longspec);
+    memset(longspec, ' ', 4097);
+    memcpy(longspec + 4097 - 8, "dense:10", 8);
+    longspec[4097] = '\0';
+    assert_int_equal(roost_model_create(&m, NULL, longspec, 1, 2, 2, &em),
+                     ROOST_ESPEC);
+    assert_non_null(strstr(roost_errmsg_text(&em), "longer than 4096"));
+    longspec[0] = '\0'; /* 4096 bytes: parsed */
+    assert_int_equal(roost_model_create(&m, NULL, longspec + 1, 1, 2, 2, &em),
+                     ROOST_OK);
+    roost_model_destroy(m);
+    free(longspec);
+    assert_int_equal(roost_model_create(&m, NULL,
+                                        "dense:16384,dense:16384,"
+                                        "dense:10",
+                                        1, 1, 1, &em),
+                     ROOST_ETOOBIG);
+    assert_non_null(strstr(roost_errmsg_text(&em),
+                           "position 13: more than 268435456 parameters"));
+    assert_null(m);
+    assert_int_equal(
+        roost_model_create(&m, NULL, "dense:10", 65535, 65535, 65535, &em),
+        ROOST_ETOOBIG);
+    assert_non_null(strstr(roost_errmsg_text(&em), "input too large"));
+    assert_null(m);
     /* Spaces around layers are accepted. */
     assert_int_equal(
         roost_model_create(&m, NULL, " dense:4 , relu ,dense:3", 1, 2, 2, NULL),

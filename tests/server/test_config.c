@@ -277,11 +277,109 @@ test_refusals_name_file_and_line(void **state)
     /* Refusals on later lines win only when nothing earlier failed. */
     expect_refused("[round]\nbad = 1\nworse\n", 2, "unknown key 'bad'");
 
+    /* Numbers too large for 64 bits are out of range, not malformed. */
+    expect_refused("[round]\nclients_per_round = 99999999999999999999\n", 2,
+                   "99999999999999999999 is outside [1, 100000]");
+    expect_refused("[round]\ntimeout = 99999999999999999999s\n", 2,
+                   "'99999999999999999999s' is too long");
+    expect_refused("[server]\nmax_frame = 99999999999999999999\n", 2,
+                   "'99999999999999999999' is too large");
+    expect_refused("[model]\ninput_shape = 1x28x99999999999\n", 2,
+                   "99999999999 is outside [1, 65536]");
+    expect_refused("[model]\ninput_shape = 1x99999999999999999999x28\n", 2,
+                   "99999999999999999999 is outside [1, 65536]");
+
     char longline[400];
     memset(longline, 'a', sizeof(longline));
     memcpy(longline, "[server]\nrun_name = ", 20);
     memcpy(longline + sizeof(longline) - 2, "\n", 2);
     expect_refused(longline, 2, "line longer than");
+}
+
+/* inih reads an indented line after a key as a continuation of that
+ * key's value (a multi-line value), so indented keys are not keys. The
+ * message must say so, not claim the earlier key was given twice. */
+static void
+expect_continuation(const char *text, int line, const char *what)
+{
+    expect_refused(text, line, what);
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg, text, &em), ROOST_ECONFIG);
+    if (strstr(em.text, "already set") != NULL)
+        fail_msg("for %s: misleading message '%s'", text, em.text);
+    dispose(cfg);
+}
+
+static void
+test_indented_lines(void **state)
+{
+    (void)state;
+    expect_continuation("[server]\n  listen = tcp://0.0.0.0:7443\n"
+                        "  max_sessions = 10\n",
+                        3,
+                        "indented line continues [server] listen from "
+                        "line 2");
+    expect_continuation("[server]\nlisten = tcp://0.0.0.0:7443\n"
+                        "\ttcp://127.0.0.1:1\n",
+                        3, "remove the indentation");
+    /* An indented section header after a key is a continuation too. */
+    expect_continuation("[server]\nlisten = tcp://0.0.0.0:7443\n"
+                        "  [round]\ntimeout = 5min\n",
+                        3, "continues [server] listen");
+    expect_continuation("[server]\nlisten = tcp://0.0.0.0:7443\n"
+                        "  [rounds]\n",
+                        3, "continues [server] listen");
+    /* Indented comments, and an indented first key of a section, are
+     * what they look like. */
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg,
+                          "[round]\n  timeout = 5min\n  # note\n"
+                          "[server]\n  max_sessions = 10\n",
+                          &em),
+                     ROOST_OK);
+    assert_int_equal(cfg->coord.round_timeout_ms, 300000);
+    assert_int_equal(cfg->max_sessions, 10);
+    dispose(cfg);
+    /* A key really given twice still says so, indented or not. */
+    expect_refused("[round]\ntimeout = 1min\n[round]\n  timeout = 2min\n", 4,
+                   "already set on line 2");
+}
+
+/* inih ignores whatever follows the ']' of a section header, so a key
+ * written there would silently keep its default. */
+static void
+test_text_after_section_header(void **state)
+{
+    (void)state;
+    expect_refused("[round] timeout = 5min\n", 1,
+                   "text after the section header [round]: 'timeout = "
+                   "5min'");
+    expect_refused("[round]\ntimeout = 5min\n[server]]\n", 3,
+                   "text after the section header [server]: ']'");
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg,
+                          "[round] ; the round\ntimeout = 5min\n"
+                          "[server]   # comment\t\r\nmax_sessions = 10\n",
+                          &em),
+                     ROOST_OK);
+    assert_int_equal(cfg->coord.round_timeout_ms, 300000);
+    assert_int_equal(cfg->max_sessions, 10);
+    dispose(cfg);
+}
+
+static void
+test_unreadable_file(void **state)
+{
+    (void)state;
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(roost_config_load_file(cfg, "/", &em), ROOST_EIO);
+    if (strstr(em.text, "/: read error: ") == NULL)
+        fail_msg("message '%s' does not say why the read failed", em.text);
+    dispose(cfg);
 }
 
 static void
@@ -453,6 +551,40 @@ test_effective_output_round_trips(void **state)
     dispose(cfg);
 }
 
+/* A value near the reader's line limit (198 characters) still fits
+ * after '--check-config' adds where it came from: the effective output
+ * must stay a file the reader takes. */
+static void
+test_effective_output_long_lines(void **state)
+{
+    (void)state;
+    char path[200];
+    memset(path, 'p', sizeof(path));
+    path[0] = '/';
+    path[186] = '\0'; /* "ca_file=" + 186 = 194 characters */
+    char text[300];
+    snprintf(text, sizeof(text), "[server]\nca_file=%s\n", path);
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg, text, &em), ROOST_OK);
+    assert_int_equal(roost_config_finish(cfg, &em), ROOST_OK);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_non_null(f);
+    roost_config_write(cfg, f, false);
+    fclose(f);
+    roost_serve_config *again = fresh();
+    if (roost_config_load_string(again, out, "effective", &em) != ROOST_OK)
+        fail_msg("effective output does not parse: %s\n%s", em.text, out);
+    assert_string_equal(again->ca_file, path);
+    /* The origin is still stated, on a comment line of its own. */
+    assert_non_null(strstr(out, "; line 2\nca_file = /ppp"));
+    free(out);
+    dispose(again);
+    dispose(cfg);
+}
+
 /* deploy/roost.conf is exactly the generated sample, holds every key in
  * its section, and loads with every key set from the file. */
 static void
@@ -518,10 +650,14 @@ main(void)
         cmocka_unit_test(test_every_key_parses),
         cmocka_unit_test(test_values_by_type),
         cmocka_unit_test(test_refusals_name_file_and_line),
+        cmocka_unit_test(test_indented_lines),
+        cmocka_unit_test(test_text_after_section_header),
+        cmocka_unit_test(test_unreadable_file),
         cmocka_unit_test(test_cross_key_checks),
         cmocka_unit_test(test_strategy_defaults_follow_kind),
         cmocka_unit_test(test_flags_override_file),
         cmocka_unit_test(test_effective_output_round_trips),
+        cmocka_unit_test(test_effective_output_long_lines),
         cmocka_unit_test(test_sample_file_in_sync),
         cmocka_unit_test(test_missing_file),
     };
