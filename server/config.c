@@ -633,6 +633,16 @@ apply_value(roost_serve_config *cfg, const roost_config_key *k,
                 snprintf(why, cap, "control character in the value");
                 return ROOST_ECONFIG;
             }
+        /* A file's lines are limited, so a value from --set is too: the
+         * effective configuration printed by --check-config must load. */
+        size_t most = CONFIG_LINE_MAX - strlen(k->name) - 3;
+        if (strlen(text) > most) {
+            snprintf(why, cap,
+                     "the value is %zu characters, more than a config line "
+                     "holds (%zu for this key)",
+                     strlen(text), most);
+            return ROOST_ECONFIG;
+        }
         char *copy = strdup(text);
         if (copy == NULL) {
             snprintf(why, cap, "out of memory");

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <ini.h>
 
 static roost_serve_config *
 fresh(void)
@@ -506,6 +507,18 @@ test_flags_override_file(void **state)
     assert_int_equal(roost_config_set(cfg, "timeout", "1s", "--set", &em),
                      ROOST_ECONFIG);
     assert_non_null(strstr(em.text, "SECTION.KEY"));
+    /* A string no config line could hold is refused, not printed cut or
+     * unloadable by --check-config; the longest a line holds is taken. */
+    char path[600];
+    memset(path, 'a', sizeof(path) - 1);
+    path[sizeof(path) - 1] = '\0';
+    assert_int_equal(
+        roost_config_set(cfg, "server.ca_file", path, "--set", &em),
+        ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "599 characters"));
+    path[INI_MAX_LINE - 2 - strlen("ca_file = ")] = '\0';
+    assert_int_equal(
+        roost_config_set(cfg, "server.ca_file", path, "--set", &em), ROOST_OK);
     dispose(cfg);
 }
 
