@@ -11,6 +11,11 @@
  *    waiting, then at most one training step.
  *  - The local data is copied from the provider at the start of a task
  *    and freed at its end.
+ *  - A condition that ends the client is recorded once (set_fatal), with
+ *    its explanation in em; every later step returns it.
+ *  - The client is always connected or connecting: a session it closes
+ *    itself is remade after a backoff (drop_session), since the channel
+ *    only remakes sessions that the peer or the network ended.
  * Threading: one thread drives a client; roost_client_cancel may come
  * from any thread (it only stores to a sig_atomic_t-like flag).
  */
@@ -70,7 +75,13 @@ struct roost_client {
     roost_rng *rng;
     uint8_t *buf;
     size_t buf_cap;
-    int fatal; /* a protocol or ledger failure seen inside a callback */
+    int fatal;             /* a condition that ends the client (em says why) */
+    char server_name[256]; /* the name the coordinator's certificate carries */
+    /* A session this client closed itself is not remade by the channel:
+     * reconnect_at_ms (0: none due) is when to connect again, and
+     * reconnect_ms the backoff after the next such close. */
+    int64_t reconnect_at_ms;
+    int reconnect_ms;
     /* The task in hand. */
     roost_dataset *data;
     roost_model *model;
@@ -474,6 +485,42 @@ proto_send(void *arg, const Roost__V1__Envelope *m)
 
 static void end_task(roost_client *c);
 
+/* Record a condition that ends the client and its explanation, which
+ * roost_client_errmsg then gives (and not whatever an earlier, recovered
+ * failure left there). The first one wins. */
+static void
+set_fatal(roost_client *c, int rc, const char *why)
+{
+    if (c->fatal != ROOST_OK)
+        return;
+    c->fatal = rc;
+    roost_fail(&c->em, rc, "%s", why);
+}
+
+/*
+ * End a session the client cannot go on with (the coordinator reported an
+ * error, or sent something that is not a valid message) and connect again
+ * later, as after a network loss. The channel remakes only sessions the
+ * peer or the network ended, not one closed locally, so the client
+ * schedules the reconnect itself, with the same exponential backoff and
+ * "equal jitter" (half fixed, half uniform), so that a coordinator that
+ * keeps refusing is not hammered.
+ */
+static void
+drop_session(roost_client *c, uint64_t session)
+{
+    roost_channel_close(c->ch, session);
+    int half = c->reconnect_ms / 2;
+    uint64_t jitter = 0;
+    if (half > 0 &&
+        roost_rng_below(c->rng, (uint64_t)half + 1, &jitter) != ROOST_OK)
+        jitter = (uint64_t)half;
+    c->reconnect_at_ms = mono_ms() + half + (int64_t)jitter;
+    c->reconnect_ms = c->reconnect_ms > c->cfg.reconnect_max_ms / 2
+                          ? c->cfg.reconnect_max_ms
+                          : c->reconnect_ms * 2;
+}
+
 static void
 on_channel_event(void *arg, const roost_channel_event *ev)
 {
@@ -483,7 +530,23 @@ on_channel_event(void *arg, const roost_channel_event *ev)
         c->session = ev->session;
         int rc = roost_cproto_check_in(c->proto, mono_ms());
         if (rc == ROOST_EBUDGET) {
-            c->fatal = rc;
+            set_fatal(c, rc, roost_cproto_errmsg(c->proto));
+            return;
+        }
+        if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE) {
+            /* The budget left cannot be read: this client takes no part
+             * (it never assumes that nothing was spent), and says why
+             * instead of staying connected without checking in. */
+            roost_errmsg why;
+            roost_fail(&why, rc, "privacy ledger: %s",
+                       roost_ledger_errmsg(c->ledger));
+            set_fatal(c, rc, why.text);
+            return;
+        }
+        if (rc != ROOST_OK) {
+            roost_log(&c->cfg.log, ROOST_LOG_WARN, "check-in failed: %s",
+                      roost_cproto_errmsg(c->proto));
+            drop_session(c, ev->session);
             return;
         }
         progress(c, ROOST_EVENT_CONNECTED, 0);
@@ -496,7 +559,7 @@ on_channel_event(void *arg, const roost_channel_event *ev)
         if (rc != ROOST_OK) {
             roost_log(&c->cfg.log, ROOST_LOG_WARN,
                       "undecodable message from the coordinator: %s", em.text);
-            roost_channel_close(c->ch, ev->session);
+            drop_session(c, ev->session);
             return;
         }
         enum roost_cproto_state before = roost_cproto_state(c->proto);
@@ -506,15 +569,21 @@ on_channel_event(void *arg, const roost_channel_event *ev)
         if (rc != ROOST_OK) {
             roost_log(&c->cfg.log, ROOST_LOG_WARN, "%s",
                       roost_cproto_errmsg(c->proto));
-            if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE)
-                c->fatal = rc;
-            roost_channel_close(c->ch, ev->session);
+            if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE) {
+                set_fatal(c, rc, roost_cproto_errmsg(c->proto));
+                roost_channel_close(c->ch, ev->session);
+            } else {
+                drop_session(c, ev->session);
+            }
             return;
         }
+        /* A message was handled: the coordinator speaks our protocol, so
+         * a later refusal starts the backoff afresh. */
+        c->reconnect_ms = c->cfg.reconnect_min_ms;
         enum roost_cproto_state after = roost_cproto_state(c->proto);
         if (after == ROOST_CP_EXHAUSTED && before != after) {
             progress(c, ROOST_EVENT_DECLINED, 0);
-            c->fatal = ROOST_EBUDGET;
+            set_fatal(c, ROOST_EBUDGET, roost_cproto_errmsg(c->proto));
         }
         if ((after == ROOST_CP_RECEIVING || after == ROOST_CP_READY) &&
             before == ROOST_CP_WAITING)
@@ -703,10 +772,8 @@ train_step(roost_client *c)
         roost_log(&c->cfg.log, ROOST_LOG_WARN, "training failed: %s", em.text);
     int frc = roost_cproto_finish(c->proto, rc, &res, mono_ms());
     end_task(c);
-    if (frc == ROOST_EBUDGET)
-        return ROOST_EBUDGET;
-    if (frc == ROOST_ELEDGER || frc == ROOST_ESTORE) {
-        roost_fail(&c->em, frc, "%s", roost_cproto_errmsg(c->proto));
+    if (frc == ROOST_EBUDGET || frc == ROOST_ELEDGER || frc == ROOST_ESTORE) {
+        set_fatal(c, frc, roost_cproto_errmsg(c->proto));
         return frc;
     }
     if (rc == ROOST_OK && frc == ROOST_OK)
@@ -842,11 +909,12 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
         rc = roost_cproto_create(&c->proto, c->alloc, &pc, proto_send, c, &em);
     }
     if (rc == ROOST_OK) {
-        char name[256];
+        char *name = c->server_name;
         if (cfg->server_name != NULL)
-            snprintf(name, sizeof(name), "%s", cfg->server_name);
+            snprintf(name, sizeof(c->server_name), "%s", cfg->server_name);
         else
-            default_server_name(cfg->endpoint, name, sizeof(name));
+            default_server_name(cfg->endpoint, name, sizeof(c->server_name));
+        c->reconnect_ms = cfg->reconnect_min_ms;
         rc = roost_channel_connect(c->ch, cfg->endpoint, name);
         if (rc != ROOST_OK)
             roost_fail(&em, rc, "cannot connect to %s: %s", cfg->endpoint,
@@ -885,13 +953,21 @@ roost_client_destroy(roost_client *c)
     roost_alloc_free(c->alloc, c);
 }
 
-/* A condition that ends the client, with the protocol's explanation. */
-static int
-fatal_error(roost_client *c)
+/* Connect again after drop_session, once its backoff has passed. */
+static void
+reconnect_if_due(roost_client *c, int64_t now)
 {
-    if (c->em.text[0] == '\0')
-        roost_fail(&c->em, c->fatal, "%s", roost_cproto_errmsg(c->proto));
-    return c->fatal;
+    if (c->reconnect_at_ms == 0 || c->session != 0 || now < c->reconnect_at_ms)
+        return;
+    int rc = roost_channel_connect(c->ch, c->cfg.endpoint, c->server_name);
+    if (rc == ROOST_OK || rc == ROOST_ESTATE) {
+        /* ESTATE: the channel is already connecting by itself. */
+        c->reconnect_at_ms = 0;
+        return;
+    }
+    roost_log(&c->cfg.log, ROOST_LOG_WARN, "cannot reconnect: %s",
+              roost_channel_errmsg(c->ch));
+    c->reconnect_at_ms = now + c->reconnect_ms;
 }
 
 int
@@ -905,7 +981,7 @@ roost_client_step(roost_client *c, int *timeout_ms)
     if (c->canceled)
         return roost_fail(&c->em, ROOST_ECANCELED, "canceled");
     if (c->fatal != ROOST_OK)
-        return fatal_error(c);
+        return c->fatal;
     if (c->cfg.max_rounds != 0 &&
         roost_cproto_rounds(c->proto) >= c->cfg.max_rounds)
         return roost_fail(&c->em, ROOST_ECLOSED,
@@ -916,7 +992,8 @@ roost_client_step(roost_client *c, int *timeout_ms)
         return roost_fail(&c->em, rc, "network: %s",
                           roost_channel_errmsg(c->ch));
     if (c->fatal != ROOST_OK)
-        return fatal_error(c);
+        return c->fatal;
+    reconnect_if_due(c, mono_ms());
     if (c->trainer != NULL &&
         roost_cproto_state(c->proto) != ROOST_CP_TRAINING) {
         /* The round closed (come back later) or the connection dropped
@@ -934,16 +1011,16 @@ roost_client_step(roost_client *c, int *timeout_ms)
             return rc;
     } else if (st == ROOST_CP_TRAINING && c->trainer != NULL) {
         rc = train_step(c);
-        if (rc != ROOST_OK) {
-            c->fatal = rc;
-            return rc;
-        }
+        if (rc != ROOST_OK)
+            return rc; /* train_step recorded it with set_fatal */
     } else {
         int64_t now = mono_ms(), next = INT64_MAX;
         if (c->session != 0)
             roost_cproto_tick(c->proto, now, &next);
         int timer = roost_channel_next_timer_ms(c->ch);
         wait = timer < 0 ? 1000 : timer;
+        if (c->reconnect_at_ms != 0 && next > c->reconnect_at_ms)
+            next = c->reconnect_at_ms;
         if (next != INT64_MAX && next - now < wait)
             wait = next - now < 0 ? 0 : (int)(next - now);
         if (wait > 1000)

@@ -8,9 +8,16 @@
  * protocol's handling of a task shows no crash and no leak: every call
  * fails cleanly or succeeds, and every allocation is returned.
  *
+ * Against a scripted coordinator (a listener channel in this process that
+ * answers what each test tells it to): the client connects again after
+ * closing a session over a coordinator's error or an undecodable frame; a
+ * ledger that fails at check-in ends the client with ROOST_ELEDGER; and
+ * roost_client_errmsg explains the condition that ended the client, not an
+ * older failure it got over.
+ *
  * Real TLS files (made with the PKI functions) and real ledger files in a
- * temporary directory; the coordinator is not needed for these paths (the
- * integration tests run the client against one).
+ * temporary directory; the integration tests run the client against a
+ * real coordinator.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,9 +30,12 @@
 #include <unistd.h>
 
 #include "client/src/cproto.h"
+#include "common/channel.h"
 #include "common/tls.h"
+#include "common/wire.h"
 #include "common/xfer.h"
 #include "common/tls_fixture.h"
+#include <sqlite3.h>
 
 /* ------------------------------------------------- counting allocator */
 
@@ -816,6 +826,298 @@ dp_tasks_record_the_samplers_draws(void **state)
     roost_cproto_destroy(p);
 }
 
+/* ------------------------------------------------- a scripted coordinator */
+
+/* A listener with the deployment's server certificate that records what a
+ * client sends and answers only what a test tells it to, so that the
+ * client's handling of the connection (check-in on connect, reconnects,
+ * errors) is tested through the public API alone. */
+struct coord {
+    roost_channel *ch;
+    char endpoint[128];
+    int opened, closed, checkins, declines;
+    uint64_t session; /* the last session opened */
+    int last_case;
+};
+
+static void
+coord_event(void *arg, const roost_channel_event *ev)
+{
+    struct coord *co = arg;
+    if (ev->type == ROOST_CHANNEL_OPENED) {
+        co->opened++;
+        co->session = ev->session;
+    } else if (ev->type == ROOST_CHANNEL_CLOSED) {
+        co->closed++;
+    } else if (ev->type == ROOST_CHANNEL_FRAME) {
+        Roost__V1__Envelope *m = NULL;
+        assert_int_equal(
+            roost_wire_decode(NULL, ev->data, ev->len, NULL, &m, NULL),
+            ROOST_OK);
+        co->last_case = (int)m->body_case;
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_CHECK_IN)
+            co->checkins++;
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_DECLINE)
+            co->declines++;
+        roost_wire_free(NULL, m);
+    }
+}
+
+static void
+coord_start(struct coord *co)
+{
+    memset(co, 0, sizeof(*co));
+    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_channel_config cc;
+    roost_channel_config_init(&cc);
+    cc.on_event = coord_event;
+    cc.event_arg = co;
+    assert_int_equal(roost_channel_create(&co->ch, &cc, sctx, NULL), ROOST_OK);
+    roost_tls_ctx_destroy(sctx);
+    assert_int_equal(roost_channel_listen(co->ch, "tcp://127.0.0.1:*"),
+                     ROOST_OK);
+    assert_int_equal(
+        roost_channel_endpoint(co->ch, co->endpoint, sizeof(co->endpoint)),
+        ROOST_OK);
+}
+
+static void
+coord_send(struct coord *co, const Roost__V1__Envelope *env)
+{
+    uint8_t buf[4096];
+    size_t len = 0;
+    assert_int_equal(roost_wire_encode(env, buf, sizeof(buf), &len), ROOST_OK);
+    assert_int_equal(roost_channel_send(co->ch, co->session, buf, len),
+                     ROOST_OK);
+}
+
+static void
+coord_send_error(struct coord *co, int code, const char *message)
+{
+    Roost__V1__Envelope env;
+    Roost__V1__Error err;
+    roost__v1__envelope__init(&env);
+    roost__v1__error__init(&err);
+    err.code = (uint32_t)code;
+    err.message = (char *)(uintptr_t)message;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    coord_send(co, &env);
+}
+
+/* A client of full_config's settings connected to co, reconnecting
+ * quickly so that the tests do not wait. */
+static roost_client *
+coord_client(struct coord *co, const char *ledger)
+{
+    roost_config *cfg = full_config(NULL, ledger, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co->endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+    roost_client *c = NULL;
+    char err[256] = "";
+    int rc = roost_client_create(&c, cfg, err, sizeof(err));
+    if (rc != ROOST_OK)
+        fail_msg("create: %s: %s", roost_errname(rc), err);
+    roost_config_destroy(cfg);
+    return c;
+}
+
+/* Step the client and poll the coordinator until cond holds or the client
+ * stops (its code in *client_rc), at most `rounds` times; waiting is in
+ * the polls, so a hung client ends the loop instead of the test. */
+#define PUMP_UNTIL(c, co, client_rc, cond, rounds)                             \
+    do {                                                                       \
+        for (int pump_i_ = 0; pump_i_ < (rounds) && !(cond); pump_i_++) {      \
+            int pump_t_ = 0;                                                   \
+            *(client_rc) = roost_client_step((c), &pump_t_);                   \
+            if (*(client_rc) != ROOST_OK)                                      \
+                break;                                                         \
+            roost_channel_poll((co)->ch, pump_t_ > 5 ? 5 : pump_t_);           \
+        }                                                                      \
+    } while (0)
+
+/* The client closes a session itself when the coordinator reports an
+ * error or sends bytes that do not decode; it must then connect again (as
+ * after any network loss) instead of sitting unconnected for ever while
+ * step keeps returning ROOST_OK. */
+static void
+client_reconnects_after_closing_a_session(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/reconnect.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    roost_client *c = coord_client(&co, path);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 1);
+    /* An error from the coordinator: the client drops the session. */
+    coord_send_error(&co, ROOST_EPROTO, "check-in while a task is outstanding");
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.opened, 2);
+    assert_int_equal(co.checkins, 2);
+    /* A frame that is not a message. */
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0x01};
+    assert_int_equal(
+        roost_channel_send(co.ch, co.session, garbage, sizeof(garbage)),
+        ROOST_OK);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 3, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.opened, 3);
+    assert_int_equal(co.checkins, 3);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* A ledger that cannot be read when the client checks in on connecting
+ * ends the client with the ledger's code and says why; it is neither
+ * ignored (a client connected but never checking in, step returning
+ * ROOST_OK for ever) nor taken to mean that nothing was spent. */
+static void
+ledger_failure_at_check_in_ends_the_client(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/tampered-later.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    roost_client *c = coord_client(&co, path);
+    /* Someone alters the ledger after the client opened it. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE budget SET epsilon_max = 100.0",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_ELEDGER);
+    assert_int_equal(co.checkins, 0);
+    assert_non_null(strstr(roost_client_errmsg(c), "ledger"));
+    /* It stays ended. */
+    assert_int_equal(roost_client_step(c, NULL), ROOST_ELEDGER);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* Send a training task of epochs local epochs for model dense:3 on inputs
+ * channels x side x side (with dp when not NULL), then its parameters (zeros)
+ * in chunks. */
+static void
+coord_send_task(struct coord *co, uint64_t round_id, uint32_t channels,
+                uint32_t side, uint32_t epochs, Roost__V1__DpParams *dp)
+{
+    size_t n = (size_t)3 * channels * side * side + 3;
+    float *params = calloc(n, sizeof(float));
+    assert_non_null(params);
+    uint8_t hash[32];
+    assert_int_equal(roost_xfer_hash_floats(params, n, hash), ROOST_OK);
+    roost_xfer_sender snd;
+    uint32_t chunks = 0;
+    assert_int_equal(
+        roost_xfer_sender_init(&snd, params, n, 0, round_id, round_id, &chunks),
+        ROOST_OK);
+    Roost__V1__Envelope env;
+    Roost__V1__Task task;
+    Roost__V1__ModelSpec spec;
+    Roost__V1__TrainingParams tp;
+    roost__v1__envelope__init(&env);
+    roost__v1__task__init(&task);
+    roost__v1__model_spec__init(&spec);
+    roost__v1__training_params__init(&tp);
+    spec.spec = (char *)(uintptr_t) "dense:3";
+    spec.input_channels = channels;
+    spec.input_height = side;
+    spec.input_width = side;
+    spec.num_params = n;
+    tp.local_epochs = epochs;
+    tp.batch_size = 4;
+    tp.learning_rate = 0.1;
+    task.round_id = round_id;
+    task.task_id = round_id;
+    task.kind = ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
+    task.model = &spec;
+    task.training = &tp;
+    task.dp = dp;
+    task.model_hash.data = hash;
+    task.model_hash.len = 32;
+    task.parameters_follow = true;
+    task.param_chunk_count = chunks;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
+    env.task = &task;
+    coord_send(co, &env);
+    Roost__V1__Envelope cenv;
+    Roost__V1__ParamChunk ch;
+    roost__v1__envelope__init(&cenv);
+    roost__v1__param_chunk__init(&ch);
+    cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
+    cenv.param_chunk = &ch;
+    for (;;) {
+        bool done = false;
+        assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
+        if (done)
+            break;
+        coord_send(co, &cenv);
+    }
+    free(params);
+}
+
+/* When the budget ends the client, roost_client_errmsg says so: it gives
+ * the ledger's refusal, not the message of an earlier task the client
+ * declined and got over (here a model for inputs of another shape). */
+static void
+budget_end_reports_the_budget_not_an_older_failure(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/budget-msg.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    roost_client *c = coord_client(&co, path);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 4;
+    /* Within budget, but for inputs of 1x3x3 where the local data is
+     * 1x2x2: declined, checked in again. */
+    coord_send_task(&co, 1, 1, 3, 1, &dp);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.declines, 1);
+    assert_int_equal(co.checkins, 2);
+    /* 50 epochs at sigma 0.6 and q 1 are far beyond a budget of 3. */
+    dp.noise_multiplier = 0.6;
+    dp.expected_batch_size = N_EX;
+    coord_send_task(&co, 2, 1, 2, 50, &dp);
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_EBUDGET);
+    /* The decline (BUDGET_EXHAUSTED) went out before the client ended. */
+    for (int i = 0; i < 2000 && co.declines < 2; i++)
+        roost_channel_poll(co.ch, 5);
+    assert_int_equal(co.declines, 2);
+    const char *msg = roost_client_errmsg(c);
+    if (strstr(msg, "budget") == NULL)
+        fail_msg("errmsg after ROOST_EBUDGET: '%s'", msg);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_EBUDGET);
+    assert_non_null(strstr(roost_client_errmsg(c), "budget"));
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
 int
 main(void)
 {
@@ -835,6 +1137,9 @@ main(void)
         cmocka_unit_test(evaluation_tasks),
         cmocka_unit_test(tasks_without_dp_are_declined_unless_allowed),
         cmocka_unit_test(dp_tasks_record_the_samplers_draws),
+        cmocka_unit_test(client_reconnects_after_closing_a_session),
+        cmocka_unit_test(ledger_failure_at_check_in_ends_the_client),
+        cmocka_unit_test(budget_end_reports_the_budget_not_an_older_failure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
