@@ -105,18 +105,40 @@ dup_str(const roost_allocator *a, const char *s)
     return d;
 }
 
+/*
+ * Replace the strings *slots[i] with copies of values[i] (NULL stays NULL),
+ * all or none: a setter that runs out of memory halfway must not leave a
+ * mix of old and new settings (a CA with no device certificate would give
+ * a client that connects without one).
+ */
+static int
+set_strs(roost_config *cfg, char **const *slots, const char *const *values,
+         size_t n)
+{
+    char *copies[3] = {NULL, NULL, NULL};
+    if (n > sizeof(copies) / sizeof(copies[0]))
+        return ROOST_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (values[i] == NULL)
+            continue;
+        copies[i] = dup_str(cfg->alloc, values[i]);
+        if (copies[i] == NULL) {
+            for (size_t j = 0; j < i; j++)
+                roost_alloc_free(cfg->alloc, copies[j]);
+            return ROOST_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        roost_alloc_free(cfg->alloc, *slots[i]);
+        *slots[i] = copies[i];
+    }
+    return ROOST_OK;
+}
+
 static int
 set_str(roost_config *cfg, char **slot, const char *value)
 {
-    char *d = NULL;
-    if (value != NULL) {
-        d = dup_str(cfg->alloc, value);
-        if (d == NULL)
-            return ROOST_ENOMEM;
-    }
-    roost_alloc_free(cfg->alloc, *slot);
-    *slot = d;
-    return ROOST_OK;
+    return set_strs(cfg, &slot, &value, 1);
 }
 
 int
@@ -217,10 +239,9 @@ roost_config_set_server(roost_config *cfg, const char *endpoint,
 {
     if (cfg == NULL || endpoint == NULL || !endpoint_valid(endpoint))
         return ROOST_EINVAL;
-    int rc = set_str(cfg, &cfg->endpoint, endpoint);
-    if (rc == ROOST_OK)
-        rc = set_str(cfg, &cfg->server_name, server_name);
-    return rc;
+    char **const slots[] = {&cfg->endpoint, &cfg->server_name};
+    const char *const values[] = {endpoint, server_name};
+    return set_strs(cfg, slots, values, 2);
 }
 
 int
@@ -229,12 +250,9 @@ roost_config_set_tls(roost_config *cfg, const char *ca_file,
 {
     if (cfg == NULL || ca_file == NULL || cert_file == NULL || key_file == NULL)
         return ROOST_EINVAL;
-    int rc = set_str(cfg, &cfg->ca, ca_file);
-    if (rc == ROOST_OK)
-        rc = set_str(cfg, &cfg->cert, cert_file);
-    if (rc == ROOST_OK)
-        rc = set_str(cfg, &cfg->key, key_file);
-    return rc;
+    char **const slots[] = {&cfg->ca, &cfg->cert, &cfg->key};
+    const char *const values[] = {ca_file, cert_file, key_file};
+    return set_strs(cfg, slots, values, 3);
 }
 
 int
@@ -244,18 +262,28 @@ roost_config_set_ledger(roost_config *cfg, const char *path, double epsilon,
     if (cfg == NULL || path == NULL || !(epsilon > 0) || !isfinite(epsilon) ||
         !(delta > 0 && delta < 1))
         return ROOST_EINVAL;
+    int rc = set_str(cfg, &cfg->ledger_path, path);
+    if (rc != ROOST_OK)
+        return rc;
     cfg->epsilon = epsilon;
     cfg->delta = delta;
     cfg->ledger_create = create != 0;
-    return set_str(cfg, &cfg->ledger_path, path);
+    return ROOST_OK;
 }
 
 int
 roost_config_set_data(roost_config *cfg, const roost_data_provider *data)
 {
+    /* The client copies the examples into one array of count rows of
+     * channels * height * width floats: a shape whose row size cannot be
+     * represented would wrap and make that copy overflow. */
+    size_t dim = 0, row_bytes = 0;
     if (cfg == NULL || data == NULL || data->get == NULL || data->count == 0 ||
         data->count > UINT32_MAX || data->channels == 0 || data->height == 0 ||
-        data->width == 0 || data->num_classes < 2 || data->num_classes > 256)
+        data->width == 0 || data->num_classes < 2 || data->num_classes > 256 ||
+        !roost_size_mul((size_t)data->channels, data->height, &dim) ||
+        !roost_size_mul(dim, data->width, &dim) ||
+        !roost_size_mul(dim, sizeof(float), &row_bytes))
         return ROOST_EINVAL;
     cfg->data = *data;
     cfg->has_data = true;
@@ -838,7 +866,7 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
     if (cfg->endpoint == NULL)
         rc = roost_fail(&em, ROOST_ECONFIG,
                         "no coordinator (roost_config_set_server)");
-    else if (cfg->ca == NULL)
+    else if (cfg->ca == NULL || cfg->cert == NULL || cfg->key == NULL)
         rc = roost_fail(&em, ROOST_ECONFIG,
                         "no TLS files (roost_config_set_tls)");
     else if (cfg->ledger_path == NULL)

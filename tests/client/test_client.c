@@ -334,6 +334,60 @@ create_failures_have_documented_codes(void **state)
     unlink(path);
 }
 
+/* A setter that fails leaves the configuration as it was: set_tls running
+ * out of memory after copying the CA path must not leave a config with a
+ * CA and no device certificate, from which create would make a client
+ * that connects without a certificate (refused by every coordinator, for
+ * ever). And the data's shape is refused when its size cannot be
+ * represented, instead of the client's copy of it overflowing. */
+static void
+failed_setters_leave_the_config_unchanged(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/setters.db", fx.dir);
+    struct counting cnt = {0, 0, 0};
+    roost_allocator a = {c_malloc, c_realloc, c_free, &cnt};
+    roost_config *cfg = NULL;
+    assert_int_equal(roost_config_create(&cfg, &a), ROOST_OK);
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://127.0.0.1:9", "localhost"),
+        ROOST_OK);
+    assert_int_equal(roost_config_set_ledger(cfg, path, 3.0, 1e-5, 1),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_data(cfg, &provider), ROOST_OK);
+    for (long k = 1; k <= 3; k++) {
+        cnt.fail_at = cnt.count + k; /* the CA, certificate or key copy */
+        assert_int_equal(roost_config_set_tls(cfg, fx_path(&fx, "ca.crt"),
+                                              fx_path(&fx, "good.crt"),
+                                              fx_path(&fx, "good.key")),
+                         ROOST_ENOMEM);
+        cnt.fail_at = 0;
+        roost_client *c = (roost_client *)&c;
+        char err[256] = "";
+        int rc = roost_client_create(&c, cfg, err, sizeof(err));
+        roost_client_destroy(c);
+        if (rc != ROOST_ECONFIG || strstr(err, "roost_config_set_tls") == NULL)
+            fail_msg("allocation %ld of set_tls failed; create: %s (%s)", k,
+                     roost_errname(rc), err);
+    }
+    /* A failed set_server keeps the endpoint and name it had. */
+    cnt.fail_at = cnt.count + 2;
+    assert_int_equal(roost_config_set_server(cfg, "tcp://10.0.0.1:7", "other"),
+                     ROOST_ENOMEM);
+    cnt.fail_at = 0;
+    /* Dimensions whose product overflows are not a shape. */
+    roost_data_provider huge = provider;
+    huge.channels = huge.height = huge.width = 1u << 22;
+    assert_int_equal(roost_config_set_data(cfg, &huge), ROOST_EINVAL);
+    huge.channels = 1;
+    huge.height = huge.width = UINT32_MAX;
+    assert_int_equal(roost_config_set_data(cfg, &huge), ROOST_EINVAL);
+    roost_config_destroy(cfg);
+    assert_int_equal(cnt.live, 0);
+    unlink(path);
+}
+
 static void
 missing_ledger_is_refused_unless_created(void **state)
 {
@@ -1131,6 +1185,7 @@ main(void)
         cmocka_unit_test(null_handles_are_refused),
         cmocka_unit_test(setters_refuse_what_could_never_work),
         cmocka_unit_test(create_failures_have_documented_codes),
+        cmocka_unit_test(failed_setters_leave_the_config_unchanged),
         cmocka_unit_test(missing_ledger_is_refused_unless_created),
         cmocka_unit_test(allocation_failure_sweep_over_create),
         cmocka_unit_test(allocation_failure_sweep_over_a_task),
