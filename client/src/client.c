@@ -233,11 +233,31 @@ endpoint_valid(const char *endpoint)
     return value >= 1 && value <= 65535;
 }
 
+/*
+ * Whether name can be the name the coordinator's certificate is checked
+ * against: 1..253 printable ASCII characters without spaces (a DNS name or
+ * an IP address). TLS refuses to send an empty name, so "" would fail
+ * every connection attempt; and anything longer than a DNS name would be
+ * cut to fit and then never match.
+ */
+static bool
+server_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > ENDPOINT_HOST_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] <= ' ' || name[i] > '~')
+            return false;
+    return true;
+}
+
 int
 roost_config_set_server(roost_config *cfg, const char *endpoint,
                         const char *server_name)
 {
-    if (cfg == NULL || endpoint == NULL || !endpoint_valid(endpoint))
+    if (cfg == NULL || endpoint == NULL || !endpoint_valid(endpoint) ||
+        (server_name != NULL && !server_name_valid(server_name)))
         return ROOST_EINVAL;
     char **const slots[] = {&cfg->endpoint, &cfg->server_name};
     const char *const values[] = {endpoint, server_name};

@@ -276,6 +276,30 @@ setters_refuse_what_could_never_work(void **state)
     memcpy(long_host + 260, ":80", 4);
     assert_int_equal(roost_config_set_server(cfg, long_host, NULL),
                      ROOST_EINVAL);
+    /* The name the certificate must carry: an empty one cannot be sent
+     * (TLS refuses an empty server name, so every connection attempt
+     * failed), nor can one longer than a DNS name or with spaces or
+     * control characters. */
+    static const char *const bad_names[] = {"", "local host", "tab\there",
+                                            "caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++)
+        if (roost_config_set_server(cfg, "tcp://127.0.0.1:9", bad_names[i]) !=
+            ROOST_EINVAL)
+            fail_msg("server name '%s' was accepted", bad_names[i]);
+    char long_name[300];
+    memset(long_name, 'a', 254);
+    long_name[254] = '\0';
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://127.0.0.1:9", long_name),
+        ROOST_EINVAL);
+    long_name[253] = '\0';
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://127.0.0.1:9", long_name), ROOST_OK);
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://[::1]:9", "coord-1.example.org"),
+        ROOST_OK);
+    assert_int_equal(roost_config_set_server(cfg, "tcp://[::1]:9", "::1"),
+                     ROOST_OK);
 
     static const char *const bad_labels[] = {
         "\xff",               /* never valid in UTF-8 */

@@ -270,7 +270,8 @@ void roost_config_destroy(roost_config *cfg);
  * ROOST_ENOMEM; on any error the config is left as it was. */
 
 /* The coordinator: endpoint "tcp://HOST:PORT"; server_name is the name its
- * certificate must carry (NULL: HOST, without brackets). Required. HOST is
+ * certificate must carry (NULL: HOST, without brackets; otherwise 1..253
+ * printable ASCII characters without spaces). Required. HOST is
  * a DNS name or an IPv4 address (letters, digits, '-', '.', '_'; at most
  * 253 characters) or an IPv6 address in brackets ("tcp://[::1]:7443"),
  * PORT a decimal number in 1..65535. Anything else -- a missing host or
