@@ -916,7 +916,29 @@ struct coord {
     int opened, closed, checkins, declines;
     uint64_t session; /* the last session opened */
     int last_case;
+    /* The client's ledger, and its event count when an Update arrived
+     * (-1: none arrived). */
+    const char *ledger;
+    int64_t events_at_update;
+    double update_epsilon;
+    int updates, chunks;
 };
+
+static int64_t
+ledger_events(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM events", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
 
 static void
 coord_event(void *arg, const roost_channel_event *ev)
@@ -937,6 +959,15 @@ coord_event(void *arg, const roost_channel_event *ev)
             co->checkins++;
         if (m->body_case == ROOST__V1__ENVELOPE__BODY_DECLINE)
             co->declines++;
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_UPDATE) {
+            co->updates++;
+            co->events_at_update =
+                co->ledger != NULL ? ledger_events(co->ledger) : -1;
+            co->update_epsilon =
+                m->update->dp != NULL ? m->update->dp->epsilon_spent : -1;
+        }
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK)
+            co->chunks++;
         roost_wire_free(NULL, m);
     }
 }
@@ -945,6 +976,7 @@ static void
 coord_start(struct coord *co)
 {
     memset(co, 0, sizeof(*co));
+    co->events_at_update = -1;
     roost_tls_ctx *sctx = fx_server_ctx(&fx);
     roost_channel_config cc;
     roost_channel_config_init(&cc);
@@ -1196,6 +1228,66 @@ budget_end_reports_the_budget_not_an_older_failure(void **state)
     unlink(path);
 }
 
+/* A DP task end to end through the public API: the privacy event is in
+ * the ledger file when the coordinator receives the update (not after),
+ * the update reports the epsilon the ledger gives, and the accepted round
+ * counts towards max_rounds. */
+static void
+dp_round_is_charged_before_the_update_arrives(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/round.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    co.ledger = path;
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_max_rounds(cfg, 1), ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    assert_int_equal(ledger_events(path), 0);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 4;
+    coord_send_task(&co, 3, 1, 2, 1, &dp);
+    PUMP_UNTIL(c, &co, &rc, co.updates == 1 && co.chunks >= 1, 4000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.updates, 1);
+    assert_int_equal(co.events_at_update, 1);
+    double spent = 0, budget = 0;
+    assert_int_equal(roost_client_epsilon(c, &spent, &budget), ROOST_OK);
+    assert_true(spent > 0 && spent < budget);
+    assert_true(co.update_epsilon == spent);
+    /* The coordinator accepts it: one round contributed, max_rounds 1. */
+    Roost__V1__Envelope env;
+    Roost__V1__Ack ack;
+    roost__v1__envelope__init(&env);
+    roost__v1__ack__init(&ack);
+    ack.round_id = 3;
+    ack.task_id = 3;
+    ack.accepted = true;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    coord_send(&co, &env);
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_ECLOSED);
+    assert_int_equal(ledger_events(path), 1);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
 int
 main(void)
 {
@@ -1219,6 +1311,7 @@ main(void)
         cmocka_unit_test(client_reconnects_after_closing_a_session),
         cmocka_unit_test(ledger_failure_at_check_in_ends_the_client),
         cmocka_unit_test(budget_end_reports_the_budget_not_an_older_failure),
+        cmocka_unit_test(dp_round_is_charged_before_the_update_arrives),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
