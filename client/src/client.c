@@ -82,6 +82,9 @@ struct roost_client {
      * reconnect_ms the backoff after the next such close. */
     int64_t reconnect_at_ms;
     int reconnect_ms;
+    /* A send to the coordinator failed (ROOST_OK: none since the last
+     * check): the conversation is then in an unknown state. */
+    int send_failed;
     /* The task in hand. */
     roost_dataset *data;
     roost_model *model;
@@ -528,6 +531,8 @@ proto_send(void *arg, const Roost__V1__Envelope *m)
     int rc = roost_wire_encode_reuse(c->alloc, m, &c->buf, &c->buf_cap, &len);
     if (rc == ROOST_OK)
         rc = roost_channel_send(c->ch, c->session, c->buf, len);
+    if (rc != ROOST_OK && c->send_failed == ROOST_OK)
+        c->send_failed = rc;
     return rc;
 }
 
@@ -1001,6 +1006,31 @@ roost_client_destroy(roost_client *c)
     roost_alloc_free(c->alloc, c);
 }
 
+/*
+ * After a failed send (out of memory encoding it, the session's output
+ * full), the coordinator may be waiting for a message that will never
+ * come -- the rest of an update, a decline, a check-in -- while this
+ * client waits for its answer: both would sit until the round's deadline.
+ * End the session instead, so the coordinator gives the slot to another
+ * client at once and this one checks in afresh. Deferred to here (not
+ * done inside proto_send) because the protocol is mid-call when a send
+ * fails. An update charged but not delivered stays charged.
+ */
+static void
+drop_after_failed_send(roost_client *c)
+{
+    int rc = c->send_failed;
+    if (rc == ROOST_OK)
+        return;
+    c->send_failed = ROOST_OK;
+    if (c->session == 0)
+        return; /* the session ended already; the channel reconnects */
+    roost_log(&c->cfg.log, ROOST_LOG_WARN,
+              "sending to the coordinator failed (%s): reconnecting",
+              roost_strerror(rc));
+    drop_session(c, c->session);
+}
+
 /* Connect again after drop_session, once its backoff has passed. */
 static void
 reconnect_if_due(roost_client *c, int64_t now)
@@ -1041,6 +1071,7 @@ roost_client_step(roost_client *c, int *timeout_ms)
                           roost_channel_errmsg(c->ch));
     if (c->fatal != ROOST_OK)
         return c->fatal;
+    drop_after_failed_send(c);
     reconnect_if_due(c, mono_ms());
     if (c->trainer != NULL &&
         roost_cproto_state(c->proto) != ROOST_CP_TRAINING) {
@@ -1061,6 +1092,7 @@ roost_client_step(roost_client *c, int *timeout_ms)
         rc = train_step(c);
         if (rc != ROOST_OK)
             return rc; /* train_step recorded it with set_fatal */
+        drop_after_failed_send(c);
     } else {
         int64_t now = mono_ms(), next = INT64_MAX;
         if (c->session != 0)

@@ -13,7 +13,9 @@
  * closing a session over a coordinator's error or an undecodable frame; a
  * ledger that fails at check-in ends the client with ROOST_ELEDGER; and
  * roost_client_errmsg explains the condition that ended the client, not an
- * older failure it got over.
+ * older failure it got over; a DP round's event is in the ledger file
+ * before its update arrives; and an allocation-failure sweep over a whole
+ * round ends every run in a documented way, without a leak.
  *
  * Real TLS files (made with the PKI functions) and real ledger files in a
  * temporary directory; the integration tests run the client against a
@@ -1288,6 +1290,81 @@ dp_round_is_charged_before_the_update_arrives(void **state)
     unlink(path);
 }
 
+/* The allocation-failure sweep over a whole DP round through the public
+ * client: after the client has checked in, fail its Nth allocation (its
+ * channel's, protocol's, trainer's, ledger's...) for every N. Each run
+ * must end in one of the documented ways -- the update arrives, the task
+ * is declined, the client reconnects, or step returns an error -- never
+ * hang, crash or charge without a durable event, and destroy must give
+ * back every allocation. */
+static void
+allocation_failure_sweep_over_a_client_round(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/sweep-round.db", fx.dir);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 4;
+    long ended[4] = {0, 0, 0, 0}; /* updated, declined, reconnected, error */
+    long n;
+    for (n = 1; n < 2000; n++) {
+        struct counting cnt = {0, 0, 0};
+        roost_allocator a = {c_malloc, c_realloc, c_free, &cnt};
+        struct coord co;
+        coord_start(&co);
+        co.ledger = path;
+        roost_config *cfg = full_config(&a, path, 1);
+        assert_non_null(cfg);
+        assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                         ROOST_OK);
+        assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+        roost_client *c = NULL;
+        assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+        roost_config_destroy(cfg);
+        int rc = ROOST_OK;
+        PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+        assert_int_equal(co.checkins, 1);
+        int64_t events_before = ledger_events(path);
+        cnt.fail_at = cnt.count + n;
+        coord_send_task(&co, (uint64_t)n, 1, 2, 1, &dp);
+        PUMP_UNTIL(c, &co, &rc,
+                   (co.updates == 1 && co.chunks >= 1) || co.declines > 0 ||
+                       co.opened > 1,
+                   4000);
+        int how = co.updates == 1   ? 0
+                  : co.declines > 0 ? 1
+                  : co.opened > 1   ? 2
+                  : rc != ROOST_OK  ? 3
+                                    : -1;
+        if (how < 0)
+            fail_msg("allocation %ld failed: the round neither ended nor "
+                     "failed (step %s, %d updates, %d chunks)",
+                     n, roost_errname(rc), co.updates, co.chunks);
+        ended[how]++;
+        /* An update never leaves without its event in the ledger. */
+        if (co.updates > 0)
+            assert_int_equal(co.events_at_update, events_before + 1);
+        bool injected = cnt.count >= cnt.fail_at;
+        roost_client_destroy(c);
+        roost_channel_destroy(co.ch);
+        if (cnt.live != 0)
+            fail_msg("allocation %ld failed: %ld allocations leaked", n,
+                     cnt.live);
+        if (!injected && how == 0)
+            break; /* the whole round ran without reaching allocation n */
+    }
+    print_message("client round: swept %ld allocation points (updated %ld, "
+                  "declined %ld, reconnected %ld, error %ld)\n",
+                  n - 1, ended[0], ended[1], ended[2], ended[3]);
+    assert_true(ended[0] > 0);
+    unlink(path);
+}
+
 int
 main(void)
 {
@@ -1312,6 +1389,7 @@ main(void)
         cmocka_unit_test(ledger_failure_at_check_in_ends_the_client),
         cmocka_unit_test(budget_end_reports_the_budget_not_an_older_failure),
         cmocka_unit_test(dp_round_is_charged_before_the_update_arrives),
+        cmocka_unit_test(allocation_failure_sweep_over_a_client_round),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
