@@ -1365,6 +1365,92 @@ allocation_failure_sweep_over_a_client_round(void **state)
     unlink(path);
 }
 
+static void
+count_progress(void *arg, const roost_client_progress *p)
+{
+    int *events = arg;
+    if (p->event >= 1 && p->event <= 6)
+        events[p->event]++;
+}
+
+/* A task that ends while the client trains -- the round closes (come back
+ * later) or the coordinator drops the connection -- is void: nothing is
+ * charged to the ledger, nothing is sent, and the client checks in again.
+ * Cancelling in the middle of training charges nothing either. */
+static void
+task_ended_under_training_charges_nothing(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/void.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    int events[7] = {0};
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+    assert_int_equal(roost_config_set_progress(cfg, count_progress, events),
+                     ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 4; /* 20 epochs: 40 steps */
+    /* The round closes under the task. */
+    coord_send_task(&co, 1, 1, 2, 20, &dp);
+    PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 1, 2000);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK); /* starts */
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK); /* trains */
+    Roost__V1__Envelope env;
+    Roost__V1__ComeBackLater cbl;
+    roost__v1__envelope__init(&env);
+    roost__v1__come_back_later__init(&cbl);
+    cbl.retry_after_ms = 10;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_COME_BACK_LATER;
+    env.come_back_later = &cbl;
+    coord_send(&co, &env);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 2);
+    assert_int_equal(co.updates, 0);
+    assert_int_equal(ledger_events(path), 0);
+    /* The coordinator drops the connection under the task. */
+    coord_send_task(&co, 2, 1, 2, 20, &dp);
+    PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 2, 2000);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
+    assert_int_equal(roost_channel_close(co.ch, co.session), ROOST_OK);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 3, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 3);
+    assert_int_equal(co.updates, 0);
+    assert_int_equal(ledger_events(path), 0);
+    assert_true(events[ROOST_EVENT_DISCONNECTED] >= 1);
+    /* The app cancels under a task. */
+    coord_send_task(&co, 3, 1, 2, 20, &dp);
+    PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 3, 2000);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
+    roost_client_cancel(c);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_ECANCELED);
+    roost_client_destroy(c);
+    for (int i = 0; i < 20; i++)
+        roost_channel_poll(co.ch, 5);
+    assert_int_equal(co.updates, 0);
+    assert_int_equal(ledger_events(path), 0);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
 int
 main(void)
 {
@@ -1390,6 +1476,7 @@ main(void)
         cmocka_unit_test(budget_end_reports_the_budget_not_an_older_failure),
         cmocka_unit_test(dp_round_is_charged_before_the_update_arrives),
         cmocka_unit_test(allocation_failure_sweep_over_a_client_round),
+        cmocka_unit_test(task_ended_under_training_charges_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
