@@ -615,6 +615,21 @@ on_channel_event(void *arg, const roost_channel_event *ev)
             drop_session(c, ev->session);
             return;
         }
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_ERROR &&
+            m->error->code == (uint32_t)ROOST_ENOTSUP) {
+            /* The coordinator does not speak this client's protocol (or
+             * version): no reconnect can change that, so the app is told,
+             * with the coordinator's reason, instead of retrying for
+             * ever. */
+            roost_errmsg why;
+            roost_fail(&why, ROOST_ENOTSUP,
+                       "the coordinator refuses this client: %s",
+                       m->error->message != NULL ? m->error->message : "");
+            roost_wire_free(c->alloc, m);
+            set_fatal(c, ROOST_ENOTSUP, why.text);
+            roost_channel_close(c->ch, ev->session);
+            return;
+        }
         enum roost_cproto_state before = roost_cproto_state(c->proto);
         uint64_t rounds_before = roost_cproto_rounds(c->proto);
         rc = roost_cproto_on_message(c->proto, m, mono_ms());

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1365,6 +1366,24 @@ allocation_failure_sweep_over_a_client_round(void **state)
     unlink(path);
 }
 
+/* Step the client until cond holds, at most once per wake-up of its
+ * descriptor (or every 50 ms), polling the coordinator in between: a
+ * message the coordinator sent reaches the client within a few steps, so
+ * a task of many steps is still in training when it does. */
+#define STEP_ON_WAKEUP_UNTIL(c, co, client_rc, cond)                           \
+    do {                                                                       \
+        int wake_fd_ = -1;                                                     \
+        assert_int_equal(roost_client_fd((c), &wake_fd_), ROOST_OK);           \
+        for (int wake_i_ = 0; wake_i_ < 2000 && !(cond); wake_i_++) {          \
+            roost_channel_poll((co)->ch, 0);                                   \
+            struct pollfd wake_p_ = {.fd = wake_fd_, .events = POLLIN};        \
+            poll(&wake_p_, 1, 50);                                             \
+            *(client_rc) = roost_client_step((c), NULL);                       \
+            if (*(client_rc) != ROOST_OK)                                      \
+                break;                                                         \
+        }                                                                      \
+    } while (0)
+
 static void
 count_progress(void *arg, const roost_client_progress *p)
 {
@@ -1401,12 +1420,12 @@ task_ended_under_training_charges_nothing(void **state)
     Roost__V1__DpParams dp;
     roost__v1__dp_params__init(&dp);
     dp.enabled = true;
-    dp.noise_multiplier = 5.0;
+    dp.noise_multiplier = 20.0;
     dp.clip_norm = 1.0;
     dp.delta = 1e-5;
-    dp.expected_batch_size = 4; /* 20 epochs: 40 steps */
+    dp.expected_batch_size = 1; /* 100 epochs: 800 steps */
     /* The round closes under the task. */
-    coord_send_task(&co, 1, 1, 2, 20, &dp);
+    coord_send_task(&co, 1, 1, 2, 100, &dp);
     PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 1, 2000);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK); /* starts */
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK); /* trains */
@@ -1418,25 +1437,25 @@ task_ended_under_training_charges_nothing(void **state)
     env.body_case = ROOST__V1__ENVELOPE__BODY_COME_BACK_LATER;
     env.come_back_later = &cbl;
     coord_send(&co, &env);
-    PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
+    STEP_ON_WAKEUP_UNTIL(c, &co, &rc, co.checkins == 2);
     assert_int_equal(rc, ROOST_OK);
     assert_int_equal(co.checkins, 2);
     assert_int_equal(co.updates, 0);
     assert_int_equal(ledger_events(path), 0);
     /* The coordinator drops the connection under the task. */
-    coord_send_task(&co, 2, 1, 2, 20, &dp);
+    coord_send_task(&co, 2, 1, 2, 100, &dp);
     PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 2, 2000);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
     assert_int_equal(roost_channel_close(co.ch, co.session), ROOST_OK);
-    PUMP_UNTIL(c, &co, &rc, co.checkins == 3, 2000);
+    STEP_ON_WAKEUP_UNTIL(c, &co, &rc, co.checkins == 3);
     assert_int_equal(rc, ROOST_OK);
     assert_int_equal(co.checkins, 3);
     assert_int_equal(co.updates, 0);
     assert_int_equal(ledger_events(path), 0);
     assert_true(events[ROOST_EVENT_DISCONNECTED] >= 1);
     /* The app cancels under a task. */
-    coord_send_task(&co, 3, 1, 2, 20, &dp);
+    coord_send_task(&co, 3, 1, 2, 100, &dp);
     PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 3, 2000);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
@@ -1447,6 +1466,34 @@ task_ended_under_training_charges_nothing(void **state)
         roost_channel_poll(co.ch, 5);
     assert_int_equal(co.updates, 0);
     assert_int_equal(ledger_events(path), 0);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* A coordinator that does not speak this client's protocol (it answers
+ * the check-in with an error ROOST_ENOTSUP) ends the client with that code
+ * and the coordinator's reason: reconnecting could never help, and the
+ * app must learn that it needs another version. */
+static void
+unsupported_client_is_told_not_retried(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/unsupported.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    roost_client *c = coord_client(&co, path);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    coord_send_error(&co, ROOST_ENOTSUP,
+                     "protocol version 1 is not supported (2)");
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_ENOTSUP);
+    assert_non_null(strstr(roost_client_errmsg(c), "protocol version 1"));
+    assert_int_equal(roost_client_step(c, NULL), ROOST_ENOTSUP);
+    assert_int_equal(co.opened, 1);
+    roost_client_destroy(c);
     roost_channel_destroy(co.ch);
     unlink(path);
 }
@@ -1473,6 +1520,7 @@ main(void)
         cmocka_unit_test(dp_tasks_record_the_samplers_draws),
         cmocka_unit_test(client_reconnects_after_closing_a_session),
         cmocka_unit_test(ledger_failure_at_check_in_ends_the_client),
+        cmocka_unit_test(unsupported_client_is_told_not_retried),
         cmocka_unit_test(budget_end_reports_the_budget_not_an_older_failure),
         cmocka_unit_test(dp_round_is_charged_before_the_update_arrives),
         cmocka_unit_test(allocation_failure_sweep_over_a_client_round),

@@ -366,12 +366,14 @@ void roost_client_destroy(roost_client *c);
  * do; ROOST_ECLOSED when max_rounds were contributed (done); ROOST_EBUDGET
  * when the privacy budget is exhausted; ROOST_ELEDGER or ROOST_ESTORE when
  * the ledger can no longer be read or written (nothing more is sent);
- * ROOST_ECANCELED after roost_client_cancel; ROOST_EINVAL when c is NULL;
- * another code on an error (see roost_client_errmsg). EBUDGET, ELEDGER,
- * ESTORE, ECLOSED and ECANCELED are final: the client takes no further
- * part and later calls return a final code again. Network loss, and sessions
- * the client drops over a coordinator's error or a malformed message, are not
- * errors: the client reconnects with backoff. Call from one thread.
+ * ROOST_ENOTSUP when the coordinator refuses this client's protocol
+ * version; ROOST_ECANCELED after roost_client_cancel; ROOST_EINVAL when c
+ * is NULL; another code on an error (see roost_client_errmsg). EBUDGET,
+ * ELEDGER, ESTORE, ENOTSUP, ECLOSED and ECANCELED are final: the client
+ * takes no further part and later calls return a final code again. Network
+ * loss, and sessions the client drops over a coordinator's error or a malformed
+ * message, are not errors: the client reconnects with backoff. Call from one
+ * thread.
  */
 int roost_client_step(roost_client *c, int *timeout_ms);
 /* roost_client_run - step until done, canceled or failed; returns what the
