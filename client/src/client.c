@@ -574,6 +574,32 @@ drop_session(roost_client *c, uint64_t session)
                           : c->reconnect_ms * 2;
 }
 
+/*
+ * A check-in (on connecting, or when a come-back-later has passed) could
+ * not be made. A budget that is spent or cannot be read ends the client
+ * with its reason: it never assumes that nothing was spent, and it must
+ * not stay connected without checking in while step returns ROOST_OK.
+ * Anything else (a send that failed) is the connection's problem: drop it
+ * and connect again.
+ */
+static void
+check_in_failed(roost_client *c, int rc)
+{
+    if (rc == ROOST_EBUDGET) {
+        set_fatal(c, rc, roost_cproto_errmsg(c->proto));
+    } else if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE) {
+        roost_errmsg why;
+        roost_fail(&why, rc, "privacy ledger: %s",
+                   roost_ledger_errmsg(c->ledger));
+        set_fatal(c, rc, why.text);
+    } else {
+        roost_log(&c->cfg.log, ROOST_LOG_WARN, "check-in failed: %s",
+                  roost_cproto_errmsg(c->proto));
+        if (c->session != 0)
+            drop_session(c, c->session);
+    }
+}
+
 static void
 on_channel_event(void *arg, const roost_channel_event *ev)
 {
@@ -582,24 +608,8 @@ on_channel_event(void *arg, const roost_channel_event *ev)
     case ROOST_CHANNEL_OPENED: {
         c->session = ev->session;
         int rc = roost_cproto_check_in(c->proto, mono_ms());
-        if (rc == ROOST_EBUDGET) {
-            set_fatal(c, rc, roost_cproto_errmsg(c->proto));
-            return;
-        }
-        if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE) {
-            /* The budget left cannot be read: this client takes no part
-             * (it never assumes that nothing was spent), and says why
-             * instead of staying connected without checking in. */
-            roost_errmsg why;
-            roost_fail(&why, rc, "privacy ledger: %s",
-                       roost_ledger_errmsg(c->ledger));
-            set_fatal(c, rc, why.text);
-            return;
-        }
         if (rc != ROOST_OK) {
-            roost_log(&c->cfg.log, ROOST_LOG_WARN, "check-in failed: %s",
-                      roost_cproto_errmsg(c->proto));
-            drop_session(c, ev->session);
+            check_in_failed(c, rc);
             return;
         }
         progress(c, ROOST_EVENT_CONNECTED, 0);
@@ -1110,8 +1120,16 @@ roost_client_step(roost_client *c, int *timeout_ms)
         drop_after_failed_send(c);
     } else {
         int64_t now = mono_ms(), next = INT64_MAX;
-        if (c->session != 0)
-            roost_cproto_tick(c->proto, now, &next);
+        if (c->session != 0) {
+            rc = roost_cproto_tick(c->proto, now, &next);
+            if (rc != ROOST_OK) {
+                check_in_failed(c, rc);
+                if (c->fatal != ROOST_OK)
+                    return c->fatal;
+                /* The session was dropped; look again at once. */
+                next = now;
+            }
+        }
         int timer = roost_channel_next_timer_ms(c->ch);
         wait = timer < 0 ? 1000 : timer;
         if (c->reconnect_at_ms != 0 && next > c->reconnect_at_ms)

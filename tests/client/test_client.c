@@ -1118,6 +1118,33 @@ ledger_failure_at_check_in_ends_the_client(void **state)
     roost_client_destroy(c);
     roost_channel_destroy(co.ch);
     unlink(path);
+
+    /* The same when the check-in is the one after a come-back-later. */
+    snprintf(path, sizeof(path), "%s/tampered-backoff.db", fx.dir);
+    coord_start(&co);
+    c = coord_client(&co, path);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    Roost__V1__Envelope env;
+    Roost__V1__ComeBackLater cbl;
+    roost__v1__envelope__init(&env);
+    roost__v1__come_back_later__init(&cbl);
+    cbl.retry_after_ms = 20;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_COME_BACK_LATER;
+    env.come_back_later = &cbl;
+    coord_send(&co, &env);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE budget SET epsilon_max = 100.0",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_ELEDGER);
+    assert_int_equal(co.checkins, 1);
+    assert_non_null(strstr(roost_client_errmsg(c), "ledger"));
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
 }
 
 /* Send a training task of epochs local epochs for model dense:3 on inputs
