@@ -1147,12 +1147,14 @@ ledger_failure_at_check_in_ends_the_client(void **state)
     unlink(path);
 }
 
-/* Send a training task of epochs local epochs for model dense:3 on inputs
- * channels x side x side (with dp when not NULL), then its parameters (zeros)
+/* Send a training task of epochs local epochs (or, with evaluate, an
+ * evaluation task) for model dense:3 on inputs channels x side x side
+ * (with dp when not NULL), then its parameters (zeros)
  * in chunks. */
 static void
 coord_send_task(struct coord *co, uint64_t round_id, uint32_t channels,
-                uint32_t side, uint32_t epochs, Roost__V1__DpParams *dp)
+                uint32_t side, uint32_t epochs, Roost__V1__DpParams *dp,
+                bool evaluate)
 {
     size_t n = (size_t)3 * channels * side * side + 3;
     float *params = calloc(n, sizeof(float));
@@ -1182,10 +1184,11 @@ coord_send_task(struct coord *co, uint64_t round_id, uint32_t channels,
     tp.learning_rate = 0.1;
     task.round_id = round_id;
     task.task_id = round_id;
-    task.kind = ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
+    task.kind = evaluate ? ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE
+                         : ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
     task.model = &spec;
-    task.training = &tp;
-    task.dp = dp;
+    task.training = evaluate ? NULL : &tp;
+    task.dp = evaluate ? NULL : dp;
     task.model_hash.data = hash;
     task.model_hash.len = 32;
     task.parameters_follow = true;
@@ -1233,7 +1236,7 @@ budget_end_reports_the_budget_not_an_older_failure(void **state)
     dp.expected_batch_size = 4;
     /* Within budget, but for inputs of 1x3x3 where the local data is
      * 1x2x2: declined, checked in again. */
-    coord_send_task(&co, 1, 1, 3, 1, &dp);
+    coord_send_task(&co, 1, 1, 3, 1, &dp, false);
     PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
     assert_int_equal(rc, ROOST_OK);
     assert_int_equal(co.declines, 1);
@@ -1241,7 +1244,7 @@ budget_end_reports_the_budget_not_an_older_failure(void **state)
     /* 50 epochs at sigma 0.6 and q 1 are far beyond a budget of 3. */
     dp.noise_multiplier = 0.6;
     dp.expected_batch_size = N_EX;
-    coord_send_task(&co, 2, 1, 2, 50, &dp);
+    coord_send_task(&co, 2, 1, 2, 50, &dp, false);
     PUMP_UNTIL(c, &co, &rc, false, 2000);
     assert_int_equal(rc, ROOST_EBUDGET);
     /* The decline (BUDGET_EXHAUSTED) went out before the client ended. */
@@ -1290,7 +1293,7 @@ dp_round_is_charged_before_the_update_arrives(void **state)
     dp.clip_norm = 1.0;
     dp.delta = 1e-5;
     dp.expected_batch_size = 4;
-    coord_send_task(&co, 3, 1, 2, 1, &dp);
+    coord_send_task(&co, 3, 1, 2, 1, &dp, false);
     PUMP_UNTIL(c, &co, &rc, co.updates == 1 && co.chunks >= 1, 4000);
     assert_int_equal(rc, ROOST_OK);
     assert_int_equal(co.updates, 1);
@@ -1359,7 +1362,7 @@ allocation_failure_sweep_over_a_client_round(void **state)
         assert_int_equal(co.checkins, 1);
         int64_t events_before = ledger_events(path);
         cnt.fail_at = cnt.count + n;
-        coord_send_task(&co, (uint64_t)n, 1, 2, 1, &dp);
+        coord_send_task(&co, (uint64_t)n, 1, 2, 1, &dp, false);
         PUMP_UNTIL(c, &co, &rc,
                    (co.updates == 1 && co.chunks >= 1) || co.declines > 0 ||
                        co.opened > 1,
@@ -1452,7 +1455,7 @@ task_ended_under_training_charges_nothing(void **state)
     dp.delta = 1e-5;
     dp.expected_batch_size = 1; /* 100 epochs: 800 steps */
     /* The round closes under the task. */
-    coord_send_task(&co, 1, 1, 2, 100, &dp);
+    coord_send_task(&co, 1, 1, 2, 100, &dp, false);
     PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 1, 2000);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK); /* starts */
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK); /* trains */
@@ -1470,7 +1473,7 @@ task_ended_under_training_charges_nothing(void **state)
     assert_int_equal(co.updates, 0);
     assert_int_equal(ledger_events(path), 0);
     /* The coordinator drops the connection under the task. */
-    coord_send_task(&co, 2, 1, 2, 100, &dp);
+    coord_send_task(&co, 2, 1, 2, 100, &dp, false);
     PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 2, 2000);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
@@ -1482,7 +1485,7 @@ task_ended_under_training_charges_nothing(void **state)
     assert_int_equal(ledger_events(path), 0);
     assert_true(events[ROOST_EVENT_DISCONNECTED] >= 1);
     /* The app cancels under a task. */
-    coord_send_task(&co, 3, 1, 2, 100, &dp);
+    coord_send_task(&co, 3, 1, 2, 100, &dp, false);
     PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 3, 2000);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
     assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
@@ -1525,6 +1528,146 @@ unsupported_client_is_told_not_retried(void **state)
     unlink(path);
 }
 
+/* An app's own model for the trainer test: example i's gradient is x_i
+ * (4 floats) placed at offset 4 * label_i of the 15 parameters; the norms
+ * and the weighted sum are exact for that definition. */
+struct app_model {
+    int prepared, norm_calls, grad_calls;
+    size_t largest_batch, n_params;
+    char spec[32];
+    float x[64 * 4];
+    uint8_t y[64];
+    size_t batch;
+    int fail_norms; /* return this from example_norms when nonzero */
+};
+
+static int
+app_prepare(void *arg, const char *spec, uint32_t channels, uint32_t height,
+            uint32_t width, size_t num_params)
+{
+    struct app_model *m = arg;
+    m->prepared++;
+    snprintf(m->spec, sizeof(m->spec), "%s", spec);
+    m->n_params = num_params;
+    return channels * height * width == 4 && num_params == 15 ? ROOST_OK
+                                                              : ROOST_ENOTSUP;
+}
+
+static int
+app_norms(void *arg, const float *params, const float *x, const uint8_t *labels,
+          size_t batch, double *norms_sq, double *loss_sum)
+{
+    (void)params;
+    struct app_model *m = arg;
+    m->norm_calls++;
+    if (m->fail_norms != 0)
+        return m->fail_norms;
+    assert_true(batch <= 64);
+    if (batch > m->largest_batch)
+        m->largest_batch = batch;
+    memcpy(m->x, x, batch * 4 * sizeof(float));
+    memcpy(m->y, labels, batch);
+    m->batch = batch;
+    for (size_t i = 0; i < batch; i++) {
+        double n = 0;
+        for (int k = 0; k < 4; k++)
+            n += (double)x[4 * i + k] * (double)x[4 * i + k];
+        norms_sq[i] = n;
+    }
+    if (loss_sum != NULL)
+        *loss_sum = (double)batch;
+    return ROOST_OK;
+}
+
+static int
+app_grad(void *arg, const float *weights, float *grad)
+{
+    struct app_model *m = arg;
+    m->grad_calls++;
+    memset(grad, 0, m->n_params * sizeof(float));
+    for (size_t i = 0; i < m->batch; i++)
+        for (int k = 0; k < 4; k++)
+            grad[4 * m->y[i] + (size_t)k] += weights[i] * m->x[4 * i + k];
+    return ROOST_OK;
+}
+
+/* Bring your own model through the public API: the trainer is prepared
+ * with the task's model, gets batches of at most max_batch, and the round
+ * is charged and sent like any other; a trainer that fails declines the
+ * task with nothing charged; evaluation tasks are declined for clients
+ * with their own trainer even when evaluation is allowed. */
+static void
+app_trainer_round(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/app-trainer.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    co.ledger = path;
+    struct app_model am;
+    memset(&am, 0, sizeof(am));
+    roost_trainer t = {app_prepare, app_norms, app_grad, 3, &am};
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_trainer(cfg, &t), ROOST_OK);
+    assert_int_equal(roost_config_set_allow_evaluation(cfg, 1), ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 8; /* q = 1: every example, batches of <= 3 */
+    coord_send_task(&co, 1, 1, 2, 2, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, co.updates == 1 && co.chunks >= 1, 4000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.updates, 1);
+    assert_int_equal(co.events_at_update, 1);
+    assert_int_equal(am.prepared, 1);
+    assert_string_equal(am.spec, "dense:3");
+    assert_true(am.norm_calls > 0 && am.grad_calls > 0);
+    assert_true(am.largest_batch >= 1 && am.largest_batch <= 3);
+    /* A trainer that fails: declined, nothing more charged. */
+    Roost__V1__Envelope env;
+    Roost__V1__Ack ack;
+    roost__v1__envelope__init(&env);
+    roost__v1__ack__init(&ack);
+    ack.round_id = 1;
+    ack.task_id = 1;
+    ack.accepted = true;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    coord_send(&co, &env);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
+    assert_int_equal(co.checkins, 2);
+    am.fail_norms = ROOST_EIO;
+    coord_send_task(&co, 2, 1, 2, 2, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, co.declines == 1, 4000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.declines, 1);
+    assert_int_equal(co.updates, 1);
+    assert_int_equal(ledger_events(path), 1);
+    /* Evaluation: declined before the model is taken, trainer untouched. */
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 3, 2000);
+    int prepared = am.prepared;
+    coord_send_task(&co, 3, 1, 2, 0, NULL, true);
+    PUMP_UNTIL(c, &co, &rc, co.declines == 2, 4000);
+    assert_int_equal(co.declines, 2);
+    assert_int_equal(am.prepared, prepared);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
 int
 main(void)
 {
@@ -1552,6 +1695,7 @@ main(void)
         cmocka_unit_test(dp_round_is_charged_before_the_update_arrives),
         cmocka_unit_test(allocation_failure_sweep_over_a_client_round),
         cmocka_unit_test(task_ended_under_training_charges_nothing),
+        cmocka_unit_test(app_trainer_round),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
