@@ -1113,6 +1113,7 @@ roost_client_step(roost_client *c, int *timeout_ms)
         rc = start_task(c);
         if (rc != ROOST_OK)
             return rc;
+        drop_after_failed_send(c); /* a decline or evaluation result */
     } else if (st == ROOST_CP_TRAINING && c->trainer != NULL) {
         rc = train_step(c);
         if (rc != ROOST_OK)
