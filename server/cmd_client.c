@@ -280,13 +280,22 @@ roost_cmd_client(int argc, char **argv)
 
     if (roost_config_create(&cfg, NULL) != ROOST_OK)
         goto out;
-    rc = roost_config_set_server(cfg, a.connect, a.server_name);
+    rc = roost_config_set_server(cfg, a.connect, NULL);
     if (rc != ROOST_OK) {
         fprintf(stderr,
                 "roost client: --connect: '%s' is not tcp://HOST:PORT "
                 "(HOST a DNS name, an IPv4 address or [IPv6 address], PORT "
                 "1..65535)\n",
                 a.connect);
+        status = ROOST_EXIT_USAGE;
+        goto out;
+    }
+    if (a.server_name != NULL &&
+        roost_config_set_server(cfg, a.connect, a.server_name) != ROOST_OK) {
+        fprintf(stderr,
+                "roost client: --server-name: '%s' is not a host name (1..253 "
+                "printable characters without spaces)\n",
+                a.server_name);
         status = ROOST_EXIT_USAGE;
         goto out;
     }

@@ -11,6 +11,11 @@
  *    waiting, then at most one training step.
  *  - The local data is copied from the provider at the start of a task
  *    and freed at its end.
+ *  - A condition that ends the client is recorded once (set_fatal), with
+ *    its explanation in em; every later step returns it.
+ *  - The client is always connected or connecting: a session it closes
+ *    itself is remade after a backoff (drop_session), since the channel
+ *    only remakes sessions that the peer or the network ended.
  * Threading: one thread drives a client; roost_client_cancel may come
  * from any thread (it only stores to a sig_atomic_t-like flag).
  */
@@ -70,7 +75,16 @@ struct roost_client {
     roost_rng *rng;
     uint8_t *buf;
     size_t buf_cap;
-    int fatal; /* a protocol or ledger failure seen inside a callback */
+    int fatal;             /* a condition that ends the client (em says why) */
+    char server_name[256]; /* the name the coordinator's certificate carries */
+    /* A session this client closed itself is not remade by the channel:
+     * reconnect_at_ms (0: none due) is when to connect again, and
+     * reconnect_ms the backoff after the next such close. */
+    int64_t reconnect_at_ms;
+    int reconnect_ms;
+    /* A send to the coordinator failed (ROOST_OK: none since the last
+     * check): the conversation is then in an unknown state. */
+    int send_failed;
     /* The task in hand. */
     roost_dataset *data;
     roost_model *model;
@@ -94,18 +108,40 @@ dup_str(const roost_allocator *a, const char *s)
     return d;
 }
 
+/*
+ * Replace the strings *slots[i] with copies of values[i] (NULL stays NULL),
+ * all or none: a setter that runs out of memory halfway must not leave a
+ * mix of old and new settings (a CA with no device certificate would give
+ * a client that connects without one).
+ */
+static int
+set_strs(roost_config *cfg, char **const *slots, const char *const *values,
+         size_t n)
+{
+    char *copies[3] = {NULL, NULL, NULL};
+    if (n > sizeof(copies) / sizeof(copies[0]))
+        return ROOST_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (values[i] == NULL)
+            continue;
+        copies[i] = dup_str(cfg->alloc, values[i]);
+        if (copies[i] == NULL) {
+            for (size_t j = 0; j < i; j++)
+                roost_alloc_free(cfg->alloc, copies[j]);
+            return ROOST_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        roost_alloc_free(cfg->alloc, *slots[i]);
+        *slots[i] = copies[i];
+    }
+    return ROOST_OK;
+}
+
 static int
 set_str(roost_config *cfg, char **slot, const char *value)
 {
-    char *d = NULL;
-    if (value != NULL) {
-        d = dup_str(cfg->alloc, value);
-        if (d == NULL)
-            return ROOST_ENOMEM;
-    }
-    roost_alloc_free(cfg->alloc, *slot);
-    *slot = d;
-    return ROOST_OK;
+    return set_strs(cfg, &slot, &value, 1);
 }
 
 int
@@ -200,16 +236,35 @@ endpoint_valid(const char *endpoint)
     return value >= 1 && value <= 65535;
 }
 
+/*
+ * Whether name can be the name the coordinator's certificate is checked
+ * against: 1..253 printable ASCII characters without spaces (a DNS name or
+ * an IP address). TLS refuses to send an empty name, so "" would fail
+ * every connection attempt; and anything longer than a DNS name would be
+ * cut to fit and then never match.
+ */
+static bool
+server_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > ENDPOINT_HOST_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] <= ' ' || name[i] > '~')
+            return false;
+    return true;
+}
+
 int
 roost_config_set_server(roost_config *cfg, const char *endpoint,
                         const char *server_name)
 {
-    if (cfg == NULL || endpoint == NULL || !endpoint_valid(endpoint))
+    if (cfg == NULL || endpoint == NULL || !endpoint_valid(endpoint) ||
+        (server_name != NULL && !server_name_valid(server_name)))
         return ROOST_EINVAL;
-    int rc = set_str(cfg, &cfg->endpoint, endpoint);
-    if (rc == ROOST_OK)
-        rc = set_str(cfg, &cfg->server_name, server_name);
-    return rc;
+    char **const slots[] = {&cfg->endpoint, &cfg->server_name};
+    const char *const values[] = {endpoint, server_name};
+    return set_strs(cfg, slots, values, 2);
 }
 
 int
@@ -218,12 +273,9 @@ roost_config_set_tls(roost_config *cfg, const char *ca_file,
 {
     if (cfg == NULL || ca_file == NULL || cert_file == NULL || key_file == NULL)
         return ROOST_EINVAL;
-    int rc = set_str(cfg, &cfg->ca, ca_file);
-    if (rc == ROOST_OK)
-        rc = set_str(cfg, &cfg->cert, cert_file);
-    if (rc == ROOST_OK)
-        rc = set_str(cfg, &cfg->key, key_file);
-    return rc;
+    char **const slots[] = {&cfg->ca, &cfg->cert, &cfg->key};
+    const char *const values[] = {ca_file, cert_file, key_file};
+    return set_strs(cfg, slots, values, 3);
 }
 
 int
@@ -233,18 +285,28 @@ roost_config_set_ledger(roost_config *cfg, const char *path, double epsilon,
     if (cfg == NULL || path == NULL || !(epsilon > 0) || !isfinite(epsilon) ||
         !(delta > 0 && delta < 1))
         return ROOST_EINVAL;
+    int rc = set_str(cfg, &cfg->ledger_path, path);
+    if (rc != ROOST_OK)
+        return rc;
     cfg->epsilon = epsilon;
     cfg->delta = delta;
     cfg->ledger_create = create != 0;
-    return set_str(cfg, &cfg->ledger_path, path);
+    return ROOST_OK;
 }
 
 int
 roost_config_set_data(roost_config *cfg, const roost_data_provider *data)
 {
+    /* The client copies the examples into one array of count rows of
+     * channels * height * width floats: a shape whose row size cannot be
+     * represented would wrap and make that copy overflow. */
+    size_t dim = 0, row_bytes = 0;
     if (cfg == NULL || data == NULL || data->get == NULL || data->count == 0 ||
         data->count > UINT32_MAX || data->channels == 0 || data->height == 0 ||
-        data->width == 0 || data->num_classes < 2 || data->num_classes > 256)
+        data->width == 0 || data->num_classes < 2 || data->num_classes > 256 ||
+        !roost_size_mul((size_t)data->channels, data->height, &dim) ||
+        !roost_size_mul(dim, data->width, &dim) ||
+        !roost_size_mul(dim, sizeof(float), &row_bytes))
         return ROOST_EINVAL;
     cfg->data = *data;
     cfg->has_data = true;
@@ -469,10 +531,74 @@ proto_send(void *arg, const Roost__V1__Envelope *m)
     int rc = roost_wire_encode_reuse(c->alloc, m, &c->buf, &c->buf_cap, &len);
     if (rc == ROOST_OK)
         rc = roost_channel_send(c->ch, c->session, c->buf, len);
+    if (rc != ROOST_OK && c->send_failed == ROOST_OK)
+        c->send_failed = rc;
     return rc;
 }
 
 static void end_task(roost_client *c);
+
+/* Record a condition that ends the client and its explanation, which
+ * roost_client_errmsg then gives (and not whatever an earlier, recovered
+ * failure left there). The first one wins. */
+static void
+set_fatal(roost_client *c, int rc, const char *why)
+{
+    if (c->fatal != ROOST_OK)
+        return;
+    c->fatal = rc;
+    roost_fail(&c->em, rc, "%s", why);
+}
+
+/*
+ * End a session the client cannot go on with (the coordinator reported an
+ * error, or sent something that is not a valid message) and connect again
+ * later, as after a network loss. The channel remakes only sessions the
+ * peer or the network ended, not one closed locally, so the client
+ * schedules the reconnect itself, with the same exponential backoff and
+ * "equal jitter" (half fixed, half uniform), so that a coordinator that
+ * keeps refusing is not hammered.
+ */
+static void
+drop_session(roost_client *c, uint64_t session)
+{
+    roost_channel_close(c->ch, session);
+    int half = c->reconnect_ms / 2;
+    uint64_t jitter = 0;
+    if (half > 0 &&
+        roost_rng_below(c->rng, (uint64_t)half + 1, &jitter) != ROOST_OK)
+        jitter = (uint64_t)half;
+    c->reconnect_at_ms = mono_ms() + half + (int64_t)jitter;
+    c->reconnect_ms = c->reconnect_ms > c->cfg.reconnect_max_ms / 2
+                          ? c->cfg.reconnect_max_ms
+                          : c->reconnect_ms * 2;
+}
+
+/*
+ * A check-in (on connecting, or when a come-back-later has passed) could
+ * not be made. A budget that is spent or cannot be read ends the client
+ * with its reason: it never assumes that nothing was spent, and it must
+ * not stay connected without checking in while step returns ROOST_OK.
+ * Anything else (a send that failed) is the connection's problem: drop it
+ * and connect again.
+ */
+static void
+check_in_failed(roost_client *c, int rc)
+{
+    if (rc == ROOST_EBUDGET) {
+        set_fatal(c, rc, roost_cproto_errmsg(c->proto));
+    } else if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE) {
+        roost_errmsg why;
+        roost_fail(&why, rc, "privacy ledger: %s",
+                   roost_ledger_errmsg(c->ledger));
+        set_fatal(c, rc, why.text);
+    } else {
+        roost_log(&c->cfg.log, ROOST_LOG_WARN, "check-in failed: %s",
+                  roost_cproto_errmsg(c->proto));
+        if (c->session != 0)
+            drop_session(c, c->session);
+    }
+}
 
 static void
 on_channel_event(void *arg, const roost_channel_event *ev)
@@ -482,8 +608,8 @@ on_channel_event(void *arg, const roost_channel_event *ev)
     case ROOST_CHANNEL_OPENED: {
         c->session = ev->session;
         int rc = roost_cproto_check_in(c->proto, mono_ms());
-        if (rc == ROOST_EBUDGET) {
-            c->fatal = rc;
+        if (rc != ROOST_OK) {
+            check_in_failed(c, rc);
             return;
         }
         progress(c, ROOST_EVENT_CONNECTED, 0);
@@ -496,6 +622,21 @@ on_channel_event(void *arg, const roost_channel_event *ev)
         if (rc != ROOST_OK) {
             roost_log(&c->cfg.log, ROOST_LOG_WARN,
                       "undecodable message from the coordinator: %s", em.text);
+            drop_session(c, ev->session);
+            return;
+        }
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_ERROR &&
+            m->error->code == (uint32_t)ROOST_ENOTSUP) {
+            /* The coordinator does not speak this client's protocol (or
+             * version): no reconnect can change that, so the app is told,
+             * with the coordinator's reason, instead of retrying for
+             * ever. */
+            roost_errmsg why;
+            roost_fail(&why, ROOST_ENOTSUP,
+                       "the coordinator refuses this client: %s",
+                       m->error->message != NULL ? m->error->message : "");
+            roost_wire_free(c->alloc, m);
+            set_fatal(c, ROOST_ENOTSUP, why.text);
             roost_channel_close(c->ch, ev->session);
             return;
         }
@@ -506,15 +647,21 @@ on_channel_event(void *arg, const roost_channel_event *ev)
         if (rc != ROOST_OK) {
             roost_log(&c->cfg.log, ROOST_LOG_WARN, "%s",
                       roost_cproto_errmsg(c->proto));
-            if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE)
-                c->fatal = rc;
-            roost_channel_close(c->ch, ev->session);
+            if (rc == ROOST_ELEDGER || rc == ROOST_ESTORE) {
+                set_fatal(c, rc, roost_cproto_errmsg(c->proto));
+                roost_channel_close(c->ch, ev->session);
+            } else {
+                drop_session(c, ev->session);
+            }
             return;
         }
+        /* A message was handled: the coordinator speaks our protocol, so
+         * a later refusal starts the backoff afresh. */
+        c->reconnect_ms = c->cfg.reconnect_min_ms;
         enum roost_cproto_state after = roost_cproto_state(c->proto);
         if (after == ROOST_CP_EXHAUSTED && before != after) {
             progress(c, ROOST_EVENT_DECLINED, 0);
-            c->fatal = ROOST_EBUDGET;
+            set_fatal(c, ROOST_EBUDGET, roost_cproto_errmsg(c->proto));
         }
         if ((after == ROOST_CP_RECEIVING || after == ROOST_CP_READY) &&
             before == ROOST_CP_WAITING)
@@ -703,10 +850,8 @@ train_step(roost_client *c)
         roost_log(&c->cfg.log, ROOST_LOG_WARN, "training failed: %s", em.text);
     int frc = roost_cproto_finish(c->proto, rc, &res, mono_ms());
     end_task(c);
-    if (frc == ROOST_EBUDGET)
-        return ROOST_EBUDGET;
-    if (frc == ROOST_ELEDGER || frc == ROOST_ESTORE) {
-        roost_fail(&c->em, frc, "%s", roost_cproto_errmsg(c->proto));
+    if (frc == ROOST_EBUDGET || frc == ROOST_ELEDGER || frc == ROOST_ESTORE) {
+        set_fatal(c, frc, roost_cproto_errmsg(c->proto));
         return frc;
     }
     if (rc == ROOST_OK && frc == ROOST_OK)
@@ -771,7 +916,7 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
     if (cfg->endpoint == NULL)
         rc = roost_fail(&em, ROOST_ECONFIG,
                         "no coordinator (roost_config_set_server)");
-    else if (cfg->ca == NULL)
+    else if (cfg->ca == NULL || cfg->cert == NULL || cfg->key == NULL)
         rc = roost_fail(&em, ROOST_ECONFIG,
                         "no TLS files (roost_config_set_tls)");
     else if (cfg->ledger_path == NULL)
@@ -842,11 +987,12 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
         rc = roost_cproto_create(&c->proto, c->alloc, &pc, proto_send, c, &em);
     }
     if (rc == ROOST_OK) {
-        char name[256];
+        char *name = c->server_name;
         if (cfg->server_name != NULL)
-            snprintf(name, sizeof(name), "%s", cfg->server_name);
+            snprintf(name, sizeof(c->server_name), "%s", cfg->server_name);
         else
-            default_server_name(cfg->endpoint, name, sizeof(name));
+            default_server_name(cfg->endpoint, name, sizeof(c->server_name));
+        c->reconnect_ms = cfg->reconnect_min_ms;
         rc = roost_channel_connect(c->ch, cfg->endpoint, name);
         if (rc != ROOST_OK)
             roost_fail(&em, rc, "cannot connect to %s: %s", cfg->endpoint,
@@ -885,13 +1031,46 @@ roost_client_destroy(roost_client *c)
     roost_alloc_free(c->alloc, c);
 }
 
-/* A condition that ends the client, with the protocol's explanation. */
-static int
-fatal_error(roost_client *c)
+/*
+ * After a failed send (out of memory encoding it, the session's output
+ * full), the coordinator may be waiting for a message that will never
+ * come -- the rest of an update, a decline, a check-in -- while this
+ * client waits for its answer: both would sit until the round's deadline.
+ * End the session instead, so the coordinator gives the slot to another
+ * client at once and this one checks in afresh. Deferred to here (not
+ * done inside proto_send) because the protocol is mid-call when a send
+ * fails. An update charged but not delivered stays charged.
+ */
+static void
+drop_after_failed_send(roost_client *c)
 {
-    if (c->em.text[0] == '\0')
-        roost_fail(&c->em, c->fatal, "%s", roost_cproto_errmsg(c->proto));
-    return c->fatal;
+    int rc = c->send_failed;
+    if (rc == ROOST_OK)
+        return;
+    c->send_failed = ROOST_OK;
+    if (c->session == 0)
+        return; /* the session ended already; the channel reconnects */
+    roost_log(&c->cfg.log, ROOST_LOG_WARN,
+              "sending to the coordinator failed (%s): reconnecting",
+              roost_strerror(rc));
+    drop_session(c, c->session);
+}
+
+/* Connect again after drop_session, once its backoff has passed. */
+static void
+reconnect_if_due(roost_client *c, int64_t now)
+{
+    if (c->reconnect_at_ms == 0 || c->session != 0 || now < c->reconnect_at_ms)
+        return;
+    int rc = roost_channel_connect(c->ch, c->cfg.endpoint, c->server_name);
+    if (rc == ROOST_OK || rc == ROOST_ESTATE) {
+        /* ESTATE: the channel is already connecting by itself. */
+        c->reconnect_at_ms = 0;
+        return;
+    }
+    roost_log(&c->cfg.log, ROOST_LOG_WARN, "cannot reconnect: %s",
+              roost_channel_errmsg(c->ch));
+    c->reconnect_at_ms = now + c->reconnect_ms;
 }
 
 int
@@ -905,7 +1084,7 @@ roost_client_step(roost_client *c, int *timeout_ms)
     if (c->canceled)
         return roost_fail(&c->em, ROOST_ECANCELED, "canceled");
     if (c->fatal != ROOST_OK)
-        return fatal_error(c);
+        return c->fatal;
     if (c->cfg.max_rounds != 0 &&
         roost_cproto_rounds(c->proto) >= c->cfg.max_rounds)
         return roost_fail(&c->em, ROOST_ECLOSED,
@@ -916,7 +1095,9 @@ roost_client_step(roost_client *c, int *timeout_ms)
         return roost_fail(&c->em, rc, "network: %s",
                           roost_channel_errmsg(c->ch));
     if (c->fatal != ROOST_OK)
-        return fatal_error(c);
+        return c->fatal;
+    drop_after_failed_send(c);
+    reconnect_if_due(c, mono_ms());
     if (c->trainer != NULL &&
         roost_cproto_state(c->proto) != ROOST_CP_TRAINING) {
         /* The round closed (come back later) or the connection dropped
@@ -932,18 +1113,28 @@ roost_client_step(roost_client *c, int *timeout_ms)
         rc = start_task(c);
         if (rc != ROOST_OK)
             return rc;
+        drop_after_failed_send(c); /* a decline or evaluation result */
     } else if (st == ROOST_CP_TRAINING && c->trainer != NULL) {
         rc = train_step(c);
-        if (rc != ROOST_OK) {
-            c->fatal = rc;
-            return rc;
-        }
+        if (rc != ROOST_OK)
+            return rc; /* train_step recorded it with set_fatal */
+        drop_after_failed_send(c);
     } else {
         int64_t now = mono_ms(), next = INT64_MAX;
-        if (c->session != 0)
-            roost_cproto_tick(c->proto, now, &next);
+        if (c->session != 0) {
+            rc = roost_cproto_tick(c->proto, now, &next);
+            if (rc != ROOST_OK) {
+                check_in_failed(c, rc);
+                if (c->fatal != ROOST_OK)
+                    return c->fatal;
+                /* The session was dropped; look again at once. */
+                next = now;
+            }
+        }
         int timer = roost_channel_next_timer_ms(c->ch);
         wait = timer < 0 ? 1000 : timer;
+        if (c->reconnect_at_ms != 0 && next > c->reconnect_at_ms)
+            next = c->reconnect_at_ms;
         if (next != INT64_MAX && next - now < wait)
             wait = next - now < 0 ? 0 : (int)(next - now);
         if (wait > 1000)

@@ -8,9 +8,18 @@
  * protocol's handling of a task shows no crash and no leak: every call
  * fails cleanly or succeeds, and every allocation is returned.
  *
+ * Against a scripted coordinator (a listener channel in this process that
+ * answers what each test tells it to): the client connects again after
+ * closing a session over a coordinator's error or an undecodable frame; a
+ * ledger that fails at check-in ends the client with ROOST_ELEDGER; and
+ * roost_client_errmsg explains the condition that ended the client, not an
+ * older failure it got over; a DP round's event is in the ledger file
+ * before its update arrives; and an allocation-failure sweep over a whole
+ * round ends every run in a documented way, without a leak.
+ *
  * Real TLS files (made with the PKI functions) and real ledger files in a
- * temporary directory; the coordinator is not needed for these paths (the
- * integration tests run the client against one).
+ * temporary directory; the integration tests run the client against a
+ * real coordinator.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,14 +27,18 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "client/src/cproto.h"
+#include "common/channel.h"
 #include "common/tls.h"
+#include "common/wire.h"
 #include "common/xfer.h"
 #include "common/tls_fixture.h"
+#include <sqlite3.h>
 
 /* ------------------------------------------------- counting allocator */
 
@@ -266,6 +279,30 @@ setters_refuse_what_could_never_work(void **state)
     memcpy(long_host + 260, ":80", 4);
     assert_int_equal(roost_config_set_server(cfg, long_host, NULL),
                      ROOST_EINVAL);
+    /* The name the certificate must carry: an empty one cannot be sent
+     * (TLS refuses an empty server name, so every connection attempt
+     * failed), nor can one longer than a DNS name or with spaces or
+     * control characters. */
+    static const char *const bad_names[] = {"", "local host", "tab\there",
+                                            "caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++)
+        if (roost_config_set_server(cfg, "tcp://127.0.0.1:9", bad_names[i]) !=
+            ROOST_EINVAL)
+            fail_msg("server name '%s' was accepted", bad_names[i]);
+    char long_name[300];
+    memset(long_name, 'a', 254);
+    long_name[254] = '\0';
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://127.0.0.1:9", long_name),
+        ROOST_EINVAL);
+    long_name[253] = '\0';
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://127.0.0.1:9", long_name), ROOST_OK);
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://[::1]:9", "coord-1.example.org"),
+        ROOST_OK);
+    assert_int_equal(roost_config_set_server(cfg, "tcp://[::1]:9", "::1"),
+                     ROOST_OK);
 
     static const char *const bad_labels[] = {
         "\xff",               /* never valid in UTF-8 */
@@ -321,6 +358,60 @@ create_failures_have_documented_codes(void **state)
     assert_null(c);
     assert_non_null(strstr(err, "does not match"));
     roost_config_destroy(cfg);
+    unlink(path);
+}
+
+/* A setter that fails leaves the configuration as it was: set_tls running
+ * out of memory after copying the CA path must not leave a config with a
+ * CA and no device certificate, from which create would make a client
+ * that connects without a certificate (refused by every coordinator, for
+ * ever). And the data's shape is refused when its size cannot be
+ * represented, instead of the client's copy of it overflowing. */
+static void
+failed_setters_leave_the_config_unchanged(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/setters.db", fx.dir);
+    struct counting cnt = {0, 0, 0};
+    roost_allocator a = {c_malloc, c_realloc, c_free, &cnt};
+    roost_config *cfg = NULL;
+    assert_int_equal(roost_config_create(&cfg, &a), ROOST_OK);
+    assert_int_equal(
+        roost_config_set_server(cfg, "tcp://127.0.0.1:9", "localhost"),
+        ROOST_OK);
+    assert_int_equal(roost_config_set_ledger(cfg, path, 3.0, 1e-5, 1),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_data(cfg, &provider), ROOST_OK);
+    for (long k = 1; k <= 3; k++) {
+        cnt.fail_at = cnt.count + k; /* the CA, certificate or key copy */
+        assert_int_equal(roost_config_set_tls(cfg, fx_path(&fx, "ca.crt"),
+                                              fx_path(&fx, "good.crt"),
+                                              fx_path(&fx, "good.key")),
+                         ROOST_ENOMEM);
+        cnt.fail_at = 0;
+        roost_client *c = (roost_client *)&c;
+        char err[256] = "";
+        int rc = roost_client_create(&c, cfg, err, sizeof(err));
+        roost_client_destroy(c);
+        if (rc != ROOST_ECONFIG || strstr(err, "roost_config_set_tls") == NULL)
+            fail_msg("allocation %ld of set_tls failed; create: %s (%s)", k,
+                     roost_errname(rc), err);
+    }
+    /* A failed set_server keeps the endpoint and name it had. */
+    cnt.fail_at = cnt.count + 2;
+    assert_int_equal(roost_config_set_server(cfg, "tcp://10.0.0.1:7", "other"),
+                     ROOST_ENOMEM);
+    cnt.fail_at = 0;
+    /* Dimensions whose product overflows are not a shape. */
+    roost_data_provider huge = provider;
+    huge.channels = huge.height = huge.width = 1u << 22;
+    assert_int_equal(roost_config_set_data(cfg, &huge), ROOST_EINVAL);
+    huge.channels = 1;
+    huge.height = huge.width = UINT32_MAX;
+    assert_int_equal(roost_config_set_data(cfg, &huge), ROOST_EINVAL);
+    roost_config_destroy(cfg);
+    assert_int_equal(cnt.live, 0);
     unlink(path);
 }
 
@@ -816,6 +907,767 @@ dp_tasks_record_the_samplers_draws(void **state)
     roost_cproto_destroy(p);
 }
 
+/* ------------------------------------------------- a scripted coordinator */
+
+/* A listener with the deployment's server certificate that records what a
+ * client sends and answers only what a test tells it to, so that the
+ * client's handling of the connection (check-in on connect, reconnects,
+ * errors) is tested through the public API alone. */
+struct coord {
+    roost_channel *ch;
+    char endpoint[128];
+    int opened, closed, checkins, declines;
+    uint64_t session; /* the last session opened */
+    int last_case;
+    /* The client's ledger, and its event count when an Update arrived
+     * (-1: none arrived). */
+    const char *ledger;
+    int64_t events_at_update;
+    double update_epsilon;
+    int updates, chunks;
+};
+
+static int64_t
+ledger_events(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM events", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void
+coord_event(void *arg, const roost_channel_event *ev)
+{
+    struct coord *co = arg;
+    if (ev->type == ROOST_CHANNEL_OPENED) {
+        co->opened++;
+        co->session = ev->session;
+    } else if (ev->type == ROOST_CHANNEL_CLOSED) {
+        co->closed++;
+    } else if (ev->type == ROOST_CHANNEL_FRAME) {
+        Roost__V1__Envelope *m = NULL;
+        assert_int_equal(
+            roost_wire_decode(NULL, ev->data, ev->len, NULL, &m, NULL),
+            ROOST_OK);
+        co->last_case = (int)m->body_case;
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_CHECK_IN)
+            co->checkins++;
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_DECLINE)
+            co->declines++;
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_UPDATE) {
+            co->updates++;
+            co->events_at_update =
+                co->ledger != NULL ? ledger_events(co->ledger) : -1;
+            co->update_epsilon =
+                m->update->dp != NULL ? m->update->dp->epsilon_spent : -1;
+        }
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK)
+            co->chunks++;
+        roost_wire_free(NULL, m);
+    }
+}
+
+static void
+coord_start(struct coord *co)
+{
+    memset(co, 0, sizeof(*co));
+    co->events_at_update = -1;
+    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_channel_config cc;
+    roost_channel_config_init(&cc);
+    cc.on_event = coord_event;
+    cc.event_arg = co;
+    assert_int_equal(roost_channel_create(&co->ch, &cc, sctx, NULL), ROOST_OK);
+    roost_tls_ctx_destroy(sctx);
+    assert_int_equal(roost_channel_listen(co->ch, "tcp://127.0.0.1:*"),
+                     ROOST_OK);
+    assert_int_equal(
+        roost_channel_endpoint(co->ch, co->endpoint, sizeof(co->endpoint)),
+        ROOST_OK);
+}
+
+static void
+coord_send(struct coord *co, const Roost__V1__Envelope *env)
+{
+    uint8_t buf[4096];
+    size_t len = 0;
+    assert_int_equal(roost_wire_encode(env, buf, sizeof(buf), &len), ROOST_OK);
+    assert_int_equal(roost_channel_send(co->ch, co->session, buf, len),
+                     ROOST_OK);
+}
+
+static void
+coord_send_error(struct coord *co, int code, const char *message)
+{
+    Roost__V1__Envelope env;
+    Roost__V1__Error err;
+    roost__v1__envelope__init(&env);
+    roost__v1__error__init(&err);
+    err.code = (uint32_t)code;
+    err.message = (char *)(uintptr_t)message;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ERROR;
+    env.error = &err;
+    coord_send(co, &env);
+}
+
+/* A client of full_config's settings connected to co, reconnecting
+ * quickly so that the tests do not wait. */
+static roost_client *
+coord_client(struct coord *co, const char *ledger)
+{
+    roost_config *cfg = full_config(NULL, ledger, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co->endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+    roost_client *c = NULL;
+    char err[256] = "";
+    int rc = roost_client_create(&c, cfg, err, sizeof(err));
+    if (rc != ROOST_OK)
+        fail_msg("create: %s: %s", roost_errname(rc), err);
+    roost_config_destroy(cfg);
+    return c;
+}
+
+/* Step the client and poll the coordinator until cond holds or the client
+ * stops (its code in *client_rc), at most `rounds` times; waiting is in
+ * the polls, so a hung client ends the loop instead of the test. */
+#define PUMP_UNTIL(c, co, client_rc, cond, rounds)                             \
+    do {                                                                       \
+        for (int pump_i_ = 0; pump_i_ < (rounds) && !(cond); pump_i_++) {      \
+            int pump_t_ = 0;                                                   \
+            *(client_rc) = roost_client_step((c), &pump_t_);                   \
+            if (*(client_rc) != ROOST_OK)                                      \
+                break;                                                         \
+            roost_channel_poll((co)->ch, pump_t_ > 5 ? 5 : pump_t_);           \
+        }                                                                      \
+    } while (0)
+
+/* The client closes a session itself when the coordinator reports an
+ * error or sends bytes that do not decode; it must then connect again (as
+ * after any network loss) instead of sitting unconnected for ever while
+ * step keeps returning ROOST_OK. */
+static void
+client_reconnects_after_closing_a_session(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/reconnect.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    roost_client *c = coord_client(&co, path);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 1);
+    /* An error from the coordinator: the client drops the session. */
+    coord_send_error(&co, ROOST_EPROTO, "check-in while a task is outstanding");
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.opened, 2);
+    assert_int_equal(co.checkins, 2);
+    /* A frame that is not a message. */
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0x01};
+    assert_int_equal(
+        roost_channel_send(co.ch, co.session, garbage, sizeof(garbage)),
+        ROOST_OK);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 3, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.opened, 3);
+    assert_int_equal(co.checkins, 3);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* A ledger that cannot be read when the client checks in on connecting
+ * ends the client with the ledger's code and says why; it is neither
+ * ignored (a client connected but never checking in, step returning
+ * ROOST_OK for ever) nor taken to mean that nothing was spent. */
+static void
+ledger_failure_at_check_in_ends_the_client(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/tampered-later.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    roost_client *c = coord_client(&co, path);
+    /* Someone alters the ledger after the client opened it. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE budget SET epsilon_max = 100.0",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_ELEDGER);
+    assert_int_equal(co.checkins, 0);
+    assert_non_null(strstr(roost_client_errmsg(c), "ledger"));
+    /* It stays ended. */
+    assert_int_equal(roost_client_step(c, NULL), ROOST_ELEDGER);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+
+    /* The same when the check-in is the one after a come-back-later. */
+    snprintf(path, sizeof(path), "%s/tampered-backoff.db", fx.dir);
+    coord_start(&co);
+    c = coord_client(&co, path);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    Roost__V1__Envelope env;
+    Roost__V1__ComeBackLater cbl;
+    roost__v1__envelope__init(&env);
+    roost__v1__come_back_later__init(&cbl);
+    cbl.retry_after_ms = 20;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_COME_BACK_LATER;
+    env.come_back_later = &cbl;
+    coord_send(&co, &env);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE budget SET epsilon_max = 100.0",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_ELEDGER);
+    assert_int_equal(co.checkins, 1);
+    assert_non_null(strstr(roost_client_errmsg(c), "ledger"));
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* Send a training task of epochs local epochs (or, with evaluate, an
+ * evaluation task) for model dense:3 on inputs channels x side x side
+ * (with dp when not NULL), then its parameters (zeros)
+ * in chunks. */
+static void
+coord_send_task(struct coord *co, uint64_t round_id, uint32_t channels,
+                uint32_t side, uint32_t epochs, Roost__V1__DpParams *dp,
+                bool evaluate)
+{
+    size_t n = (size_t)3 * channels * side * side + 3;
+    float *params = calloc(n, sizeof(float));
+    assert_non_null(params);
+    uint8_t hash[32];
+    assert_int_equal(roost_xfer_hash_floats(params, n, hash), ROOST_OK);
+    roost_xfer_sender snd;
+    uint32_t chunks = 0;
+    assert_int_equal(
+        roost_xfer_sender_init(&snd, params, n, 0, round_id, round_id, &chunks),
+        ROOST_OK);
+    Roost__V1__Envelope env;
+    Roost__V1__Task task;
+    Roost__V1__ModelSpec spec;
+    Roost__V1__TrainingParams tp;
+    roost__v1__envelope__init(&env);
+    roost__v1__task__init(&task);
+    roost__v1__model_spec__init(&spec);
+    roost__v1__training_params__init(&tp);
+    spec.spec = (char *)(uintptr_t) "dense:3";
+    spec.input_channels = channels;
+    spec.input_height = side;
+    spec.input_width = side;
+    spec.num_params = n;
+    tp.local_epochs = epochs;
+    tp.batch_size = 4;
+    tp.learning_rate = 0.1;
+    task.round_id = round_id;
+    task.task_id = round_id;
+    task.kind = evaluate ? ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE
+                         : ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
+    task.model = &spec;
+    task.training = evaluate ? NULL : &tp;
+    task.dp = evaluate ? NULL : dp;
+    task.model_hash.data = hash;
+    task.model_hash.len = 32;
+    task.parameters_follow = true;
+    task.param_chunk_count = chunks;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
+    env.task = &task;
+    coord_send(co, &env);
+    Roost__V1__Envelope cenv;
+    Roost__V1__ParamChunk ch;
+    roost__v1__envelope__init(&cenv);
+    roost__v1__param_chunk__init(&ch);
+    cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
+    cenv.param_chunk = &ch;
+    for (;;) {
+        bool done = false;
+        assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
+        if (done)
+            break;
+        coord_send(co, &cenv);
+    }
+    free(params);
+}
+
+/* When the budget ends the client, roost_client_errmsg says so: it gives
+ * the ledger's refusal, not the message of an earlier task the client
+ * declined and got over (here a model for inputs of another shape). */
+static void
+budget_end_reports_the_budget_not_an_older_failure(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/budget-msg.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    roost_client *c = coord_client(&co, path);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 4;
+    /* Within budget, but for inputs of 1x3x3 where the local data is
+     * 1x2x2: declined, checked in again. */
+    coord_send_task(&co, 1, 1, 3, 1, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.declines, 1);
+    assert_int_equal(co.checkins, 2);
+    /* 50 epochs at sigma 0.6 and q 1 are far beyond a budget of 3. */
+    dp.noise_multiplier = 0.6;
+    dp.expected_batch_size = N_EX;
+    coord_send_task(&co, 2, 1, 2, 50, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_EBUDGET);
+    /* The decline (BUDGET_EXHAUSTED) went out before the client ended. */
+    for (int i = 0; i < 2000 && co.declines < 2; i++)
+        roost_channel_poll(co.ch, 5);
+    assert_int_equal(co.declines, 2);
+    const char *msg = roost_client_errmsg(c);
+    if (strstr(msg, "budget") == NULL)
+        fail_msg("errmsg after ROOST_EBUDGET: '%s'", msg);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_EBUDGET);
+    assert_non_null(strstr(roost_client_errmsg(c), "budget"));
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* A DP task end to end through the public API: the privacy event is in
+ * the ledger file when the coordinator receives the update (not after),
+ * the update reports the epsilon the ledger gives, and the accepted round
+ * counts towards max_rounds. */
+static void
+dp_round_is_charged_before_the_update_arrives(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/round.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    co.ledger = path;
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_max_rounds(cfg, 1), ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    assert_int_equal(ledger_events(path), 0);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 4;
+    coord_send_task(&co, 3, 1, 2, 1, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, co.updates == 1 && co.chunks >= 1, 4000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.updates, 1);
+    assert_int_equal(co.events_at_update, 1);
+    double spent = 0, budget = 0;
+    assert_int_equal(roost_client_epsilon(c, &spent, &budget), ROOST_OK);
+    assert_true(spent > 0 && spent < budget);
+    assert_true(co.update_epsilon == spent);
+    /* The coordinator accepts it: one round contributed, max_rounds 1. */
+    Roost__V1__Envelope env;
+    Roost__V1__Ack ack;
+    roost__v1__envelope__init(&env);
+    roost__v1__ack__init(&ack);
+    ack.round_id = 3;
+    ack.task_id = 3;
+    ack.accepted = true;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    coord_send(&co, &env);
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_ECLOSED);
+    assert_int_equal(ledger_events(path), 1);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* The allocation-failure sweep over a whole DP round through the public
+ * client: after the client has checked in, fail its Nth allocation (its
+ * channel's, protocol's, trainer's, ledger's...) for every N. Each run
+ * must end in one of the documented ways -- the update arrives, the task
+ * is declined, the client reconnects, or step returns an error -- never
+ * hang, crash or charge without a durable event, and destroy must give
+ * back every allocation. */
+static void
+allocation_failure_sweep_over_a_client_round(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/sweep-round.db", fx.dir);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 4;
+    long ended[4] = {0, 0, 0, 0}; /* updated, declined, reconnected, error */
+    long n;
+    for (n = 1; n < 2000; n++) {
+        struct counting cnt = {0, 0, 0};
+        roost_allocator a = {c_malloc, c_realloc, c_free, &cnt};
+        struct coord co;
+        coord_start(&co);
+        co.ledger = path;
+        roost_config *cfg = full_config(&a, path, 1);
+        assert_non_null(cfg);
+        assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                         ROOST_OK);
+        assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+        roost_client *c = NULL;
+        assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+        roost_config_destroy(cfg);
+        int rc = ROOST_OK;
+        PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+        assert_int_equal(co.checkins, 1);
+        int64_t events_before = ledger_events(path);
+        cnt.fail_at = cnt.count + n;
+        coord_send_task(&co, (uint64_t)n, 1, 2, 1, &dp, false);
+        PUMP_UNTIL(c, &co, &rc,
+                   (co.updates == 1 && co.chunks >= 1) || co.declines > 0 ||
+                       co.opened > 1,
+                   4000);
+        int how = co.updates == 1   ? 0
+                  : co.declines > 0 ? 1
+                  : co.opened > 1   ? 2
+                  : rc != ROOST_OK  ? 3
+                                    : -1;
+        if (how < 0)
+            fail_msg("allocation %ld failed: the round neither ended nor "
+                     "failed (step %s, %d updates, %d chunks)",
+                     n, roost_errname(rc), co.updates, co.chunks);
+        ended[how]++;
+        /* An update never leaves without its event in the ledger. */
+        if (co.updates > 0)
+            assert_int_equal(co.events_at_update, events_before + 1);
+        bool injected = cnt.count >= cnt.fail_at;
+        roost_client_destroy(c);
+        roost_channel_destroy(co.ch);
+        if (cnt.live != 0)
+            fail_msg("allocation %ld failed: %ld allocations leaked", n,
+                     cnt.live);
+        if (!injected && how == 0)
+            break; /* the whole round ran without reaching allocation n */
+    }
+    print_message("client round: swept %ld allocation points (updated %ld, "
+                  "declined %ld, reconnected %ld, error %ld)\n",
+                  n - 1, ended[0], ended[1], ended[2], ended[3]);
+    assert_true(ended[0] > 0);
+    unlink(path);
+}
+
+/* Step the client until cond holds, at most once per wake-up of its
+ * descriptor (or every 50 ms), polling the coordinator in between: a
+ * message the coordinator sent reaches the client within a few steps, so
+ * a task of many steps is still in training when it does. */
+#define STEP_ON_WAKEUP_UNTIL(c, co, client_rc, cond)                           \
+    do {                                                                       \
+        int wake_fd_ = -1;                                                     \
+        assert_int_equal(roost_client_fd((c), &wake_fd_), ROOST_OK);           \
+        for (int wake_i_ = 0; wake_i_ < 2000 && !(cond); wake_i_++) {          \
+            roost_channel_poll((co)->ch, 0);                                   \
+            struct pollfd wake_p_ = {.fd = wake_fd_, .events = POLLIN};        \
+            poll(&wake_p_, 1, 50);                                             \
+            *(client_rc) = roost_client_step((c), NULL);                       \
+            if (*(client_rc) != ROOST_OK)                                      \
+                break;                                                         \
+        }                                                                      \
+    } while (0)
+
+static void
+count_progress(void *arg, const roost_client_progress *p)
+{
+    int *events = arg;
+    if (p->event >= 1 && p->event <= 6)
+        events[p->event]++;
+}
+
+/* A task that ends while the client trains -- the round closes (come back
+ * later) or the coordinator drops the connection -- is void: nothing is
+ * charged to the ledger, nothing is sent, and the client checks in again.
+ * Cancelling in the middle of training charges nothing either. */
+static void
+task_ended_under_training_charges_nothing(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/void.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    int events[7] = {0};
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+    assert_int_equal(roost_config_set_progress(cfg, count_progress, events),
+                     ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 20.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 1; /* 100 epochs: 800 steps */
+    /* The round closes under the task. */
+    coord_send_task(&co, 1, 1, 2, 100, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 1, 2000);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK); /* starts */
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK); /* trains */
+    Roost__V1__Envelope env;
+    Roost__V1__ComeBackLater cbl;
+    roost__v1__envelope__init(&env);
+    roost__v1__come_back_later__init(&cbl);
+    cbl.retry_after_ms = 10;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_COME_BACK_LATER;
+    env.come_back_later = &cbl;
+    coord_send(&co, &env);
+    STEP_ON_WAKEUP_UNTIL(c, &co, &rc, co.checkins == 2);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 2);
+    assert_int_equal(co.updates, 0);
+    assert_int_equal(ledger_events(path), 0);
+    /* The coordinator drops the connection under the task. */
+    coord_send_task(&co, 2, 1, 2, 100, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 2, 2000);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
+    assert_int_equal(roost_channel_close(co.ch, co.session), ROOST_OK);
+    STEP_ON_WAKEUP_UNTIL(c, &co, &rc, co.checkins == 3);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 3);
+    assert_int_equal(co.updates, 0);
+    assert_int_equal(ledger_events(path), 0);
+    assert_true(events[ROOST_EVENT_DISCONNECTED] >= 1);
+    /* The app cancels under a task. */
+    coord_send_task(&co, 3, 1, 2, 100, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 3, 2000);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_OK);
+    roost_client_cancel(c);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_ECANCELED);
+    roost_client_destroy(c);
+    for (int i = 0; i < 20; i++)
+        roost_channel_poll(co.ch, 5);
+    assert_int_equal(co.updates, 0);
+    assert_int_equal(ledger_events(path), 0);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* A coordinator that does not speak this client's protocol (it answers
+ * the check-in with an error ROOST_ENOTSUP) ends the client with that code
+ * and the coordinator's reason: reconnecting could never help, and the
+ * app must learn that it needs another version. */
+static void
+unsupported_client_is_told_not_retried(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/unsupported.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    roost_client *c = coord_client(&co, path);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    coord_send_error(&co, ROOST_ENOTSUP,
+                     "protocol version 1 is not supported (2)");
+    PUMP_UNTIL(c, &co, &rc, false, 2000);
+    assert_int_equal(rc, ROOST_ENOTSUP);
+    assert_non_null(strstr(roost_client_errmsg(c), "protocol version 1"));
+    assert_int_equal(roost_client_step(c, NULL), ROOST_ENOTSUP);
+    assert_int_equal(co.opened, 1);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* An app's own model for the trainer test: example i's gradient is x_i
+ * (4 floats) placed at offset 4 * label_i of the 15 parameters; the norms
+ * and the weighted sum are exact for that definition. */
+struct app_model {
+    int prepared, norm_calls, grad_calls;
+    size_t largest_batch, n_params;
+    char spec[32];
+    float x[64 * 4];
+    uint8_t y[64];
+    size_t batch;
+    int fail_norms; /* return this from example_norms when nonzero */
+};
+
+static int
+app_prepare(void *arg, const char *spec, uint32_t channels, uint32_t height,
+            uint32_t width, size_t num_params)
+{
+    struct app_model *m = arg;
+    m->prepared++;
+    snprintf(m->spec, sizeof(m->spec), "%s", spec);
+    m->n_params = num_params;
+    return channels * height * width == 4 && num_params == 15 ? ROOST_OK
+                                                              : ROOST_ENOTSUP;
+}
+
+static int
+app_norms(void *arg, const float *params, const float *x, const uint8_t *labels,
+          size_t batch, double *norms_sq, double *loss_sum)
+{
+    (void)params;
+    struct app_model *m = arg;
+    m->norm_calls++;
+    if (m->fail_norms != 0)
+        return m->fail_norms;
+    assert_true(batch <= 64);
+    if (batch > m->largest_batch)
+        m->largest_batch = batch;
+    memcpy(m->x, x, batch * 4 * sizeof(float));
+    memcpy(m->y, labels, batch);
+    m->batch = batch;
+    for (size_t i = 0; i < batch; i++) {
+        double n = 0;
+        for (int k = 0; k < 4; k++)
+            n += (double)x[4 * i + k] * (double)x[4 * i + k];
+        norms_sq[i] = n;
+    }
+    if (loss_sum != NULL)
+        *loss_sum = (double)batch;
+    return ROOST_OK;
+}
+
+static int
+app_grad(void *arg, const float *weights, float *grad)
+{
+    struct app_model *m = arg;
+    m->grad_calls++;
+    memset(grad, 0, m->n_params * sizeof(float));
+    for (size_t i = 0; i < m->batch; i++)
+        for (int k = 0; k < 4; k++)
+            grad[4 * m->y[i] + (size_t)k] += weights[i] * m->x[4 * i + k];
+    return ROOST_OK;
+}
+
+/* Bring your own model through the public API: the trainer is prepared
+ * with the task's model, gets batches of at most max_batch, and the round
+ * is charged and sent like any other; a trainer that fails declines the
+ * task with nothing charged; evaluation tasks are declined for clients
+ * with their own trainer even when evaluation is allowed. */
+static void
+app_trainer_round(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/app-trainer.db", fx.dir);
+    struct coord co;
+    coord_start(&co);
+    co.ledger = path;
+    struct app_model am;
+    memset(&am, 0, sizeof(am));
+    roost_trainer t = {app_prepare, app_norms, app_grad, 3, &am};
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_trainer(cfg, &t), ROOST_OK);
+    assert_int_equal(roost_config_set_allow_evaluation(cfg, 1), ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(co.checkins, 1);
+    Roost__V1__DpParams dp;
+    roost__v1__dp_params__init(&dp);
+    dp.enabled = true;
+    dp.noise_multiplier = 5.0;
+    dp.clip_norm = 1.0;
+    dp.delta = 1e-5;
+    dp.expected_batch_size = 8; /* q = 1: every example, batches of <= 3 */
+    coord_send_task(&co, 1, 1, 2, 2, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, co.updates == 1 && co.chunks >= 1, 4000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.updates, 1);
+    assert_int_equal(co.events_at_update, 1);
+    assert_int_equal(am.prepared, 1);
+    assert_string_equal(am.spec, "dense:3");
+    assert_true(am.norm_calls > 0 && am.grad_calls > 0);
+    assert_true(am.largest_batch >= 1 && am.largest_batch <= 3);
+    /* A trainer that fails: declined, nothing more charged. */
+    Roost__V1__Envelope env;
+    Roost__V1__Ack ack;
+    roost__v1__envelope__init(&env);
+    roost__v1__ack__init(&ack);
+    ack.round_id = 1;
+    ack.task_id = 1;
+    ack.accepted = true;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    coord_send(&co, &env);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
+    assert_int_equal(co.checkins, 2);
+    am.fail_norms = ROOST_EIO;
+    coord_send_task(&co, 2, 1, 2, 2, &dp, false);
+    PUMP_UNTIL(c, &co, &rc, co.declines == 1, 4000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.declines, 1);
+    assert_int_equal(co.updates, 1);
+    assert_int_equal(ledger_events(path), 1);
+    /* Evaluation: declined before the model is taken, trainer untouched. */
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 3, 2000);
+    int prepared = am.prepared;
+    coord_send_task(&co, 3, 1, 2, 0, NULL, true);
+    PUMP_UNTIL(c, &co, &rc, co.declines == 2, 4000);
+    assert_int_equal(co.declines, 2);
+    assert_int_equal(am.prepared, prepared);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
 int
 main(void)
 {
@@ -829,12 +1681,21 @@ main(void)
         cmocka_unit_test(null_handles_are_refused),
         cmocka_unit_test(setters_refuse_what_could_never_work),
         cmocka_unit_test(create_failures_have_documented_codes),
+        cmocka_unit_test(failed_setters_leave_the_config_unchanged),
         cmocka_unit_test(missing_ledger_is_refused_unless_created),
         cmocka_unit_test(allocation_failure_sweep_over_create),
         cmocka_unit_test(allocation_failure_sweep_over_a_task),
         cmocka_unit_test(evaluation_tasks),
         cmocka_unit_test(tasks_without_dp_are_declined_unless_allowed),
         cmocka_unit_test(dp_tasks_record_the_samplers_draws),
+        cmocka_unit_test(client_reconnects_after_closing_a_session),
+        cmocka_unit_test(ledger_failure_at_check_in_ends_the_client),
+        cmocka_unit_test(unsupported_client_is_told_not_retried),
+        cmocka_unit_test(budget_end_reports_the_budget_not_an_older_failure),
+        cmocka_unit_test(dp_round_is_charged_before_the_update_arrives),
+        cmocka_unit_test(allocation_failure_sweep_over_a_client_round),
+        cmocka_unit_test(task_ended_under_training_charges_nothing),
+        cmocka_unit_test(app_trainer_round),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -44,8 +44,13 @@ add_compile_options($extra_cflags)
 add_link_options($extra_cflags)
 add_executable(hello $src/examples/hello_roost.c)
 target_link_libraries(hello PRIVATE Roost::roost)
+add_executable(edge_static $src/examples/edge_client.c)
+target_link_libraries(edge_static PRIVATE Roost::roost_static)
 CM
 cmake -S "$work/cm" -B "$work/cm/build" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/cm/build" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$work/cm/build/hello" | grep -q "libroost"
+# docs/client.md offers Roost::roost_static too: the whole client API
+# links from the archive and its dependencies as the package names them.
+"$work/cm/build/edge_static" 2>&1 | grep -q "usage:"
 echo "install test: pkg-config (shared, static) and find_package(Roost) ok"

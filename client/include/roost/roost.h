@@ -91,11 +91,13 @@ const char *roost_strerror(int code);
 
 /*
  * roost_errname - the symbolic name of a code, e.g. "ROOST_EBUDGET".
- * Static string, never NULL ("ROOST_UNKNOWN" for unknown codes).
+ * Static string, never NULL ("ROOST_UNKNOWN" for unknown codes). Any
+ * thread may call it.
  */
 const char *roost_errname(int code);
 
-/* roost_version_string - the library's version, e.g. "0.1.0" (static). */
+/* roost_version_string - the library's version, e.g. "0.1.0" (static;
+ * any thread). */
 const char *roost_version_string(void);
 
 /*
@@ -130,7 +132,8 @@ enum roost_log_level {
  */
 typedef void (*roost_log_fn)(void *arg, int level, const char *message);
 
-/* roost_log_level_name - "error", "warn", "info", "debug" (static). */
+/* roost_log_level_name - "error", "warn", "info", "debug" (static, never
+ * NULL; "?" for other values; any thread). */
 const char *roost_log_level_name(int level);
 
 /* ===================================================================
@@ -158,9 +161,12 @@ typedef struct roost_client roost_client;
 /*
  * The app's local data. get() copies examples indices[0..n) into x (n
  * rows of channels*height*width floats) and labels (n bytes, each <
- * num_classes); it returns 0 or a ROOST_E* code. The library calls it
- * from the thread that drives the client, at the start of each task, and
- * keeps its own copy only for the duration of the task.
+ * num_classes); it returns 0 or a ROOST_E* code. indices, x and labels
+ * belong to the library and are valid only during the call. The library
+ * calls it from the thread that drives the client, at the start of each
+ * task, and keeps its own copy only for the duration of the task; a
+ * failure declines that task (the client goes on). count is at most
+ * UINT32_MAX, and a shape whose row size overflows is refused.
  */
 typedef struct roost_data_provider {
     size_t count;
@@ -198,11 +204,16 @@ int roost_data_provider_memory(roost_data_provider *out,
  * passes over a batch of at most max_batch examples:
  *   prepare        called once per task with the coordinator's model spec
  *                  and parameter count; refuse (ROOST_ENOTSUP) a model
- *                  you cannot run.
+ *                  you cannot run. May be NULL.
  *   example_norms  forward and backward over the batch: norms_sq[i] =
  *                  squared L2 norm of example i's loss gradient over ALL
  *                  parameters; *loss_sum = sum of the losses (may be NULL).
- *   weighted_grad  grad = sum_i weights[i] * g_i for the same batch.
+ *   weighted_grad  grad = sum_i weights[i] * g_i for the same batch
+ *                  (weights: batch floats; grad: num_params floats,
+ *                  overwritten).
+ * Every pointer passed in belongs to the library and is valid only during
+ * the call. A nonzero return declines the task (nothing is charged or
+ * sent) and the client goes on.
  * PRIVACY: the guarantee holds only if the norms are the true norms and
  * the weighted sum is exact. A trainer that under-reports a norm lets an
  * example exceed the clip bound, and the reported epsilon is then wrong.
@@ -237,21 +248,30 @@ typedef struct roost_client_progress {
     uint64_t rounds;       /* updates accepted so far */
 } roost_client_progress;
 
-/* Runs on the thread that drives the client. */
+/* Runs on the thread that drives the client, from inside
+ * roost_client_step (or run); progress is valid only during the call. The
+ * callback may call roost_client_cancel, roost_client_epsilon and
+ * roost_client_errmsg, but must not call roost_client_step, run or
+ * destroy on the same client. The same holds for the log callback. */
 typedef void (*roost_progress_fn)(void *arg,
                                   const roost_client_progress *progress);
 
 /* roost_config_create - an empty configuration. alloc (may be NULL: the C
- * library) is used by the config and by clients created from it. */
+ * library) is used by the config and by clients created from it; the
+ * struct is borrowed and must outlive them. Returns ROOST_OK,
+ * ROOST_EINVAL (out NULL) or ROOST_ENOMEM (*out NULL). A config is used by
+ * one thread at a time. */
 int roost_config_create(roost_config **out, const roost_allocator *alloc);
 /* roost_config_destroy - NULL does nothing. */
 void roost_config_destroy(roost_config *cfg);
 
-/* Setters copy their strings and structs. Each returns ROOST_OK,
- * ROOST_EINVAL (NULL or out-of-range argument) or ROOST_ENOMEM. */
+/* Setters copy their strings and structs (the caller keeps its own). Each
+ * returns ROOST_OK, ROOST_EINVAL (NULL or out-of-range argument) or
+ * ROOST_ENOMEM; on any error the config is left as it was. */
 
 /* The coordinator: endpoint "tcp://HOST:PORT"; server_name is the name its
- * certificate must carry (NULL: HOST, without brackets). Required. HOST is
+ * certificate must carry (NULL: HOST, without brackets; otherwise 1..253
+ * printable ASCII characters without spaces). Required. HOST is
  * a DNS name or an IPv4 address (letters, digits, '-', '.', '_'; at most
  * 253 characters) or an IPv6 address in brackets ("tcp://[::1]:7443"),
  * PORT a decimal number in 1..65535. Anything else -- a missing host or
@@ -275,9 +295,11 @@ int roost_config_set_data(roost_config *cfg, const roost_data_provider *data);
 /* An app's own model; without it the built-in BLAS trainer runs the
  * coordinator's model spec. */
 int roost_config_set_trainer(roost_config *cfg, const roost_trainer *trainer);
-/* Logging (default: silent). */
+/* Logging (default: silent): messages of level <= max_level (enum
+ * roost_log_level) go to fn; fn NULL is silent. arg is borrowed. */
 int roost_config_set_log(roost_config *cfg, roost_log_fn fn, void *arg,
                          int max_level);
+/* Progress events (default: none); fn may be NULL, arg is borrowed. */
 int roost_config_set_progress(roost_config *cfg, roost_progress_fn fn,
                               void *arg);
 /* Stop after this many accepted updates (0: run until canceled or the
@@ -331,7 +353,9 @@ int roost_config_set_insecure_seed(roost_config *cfg, uint64_t seed);
 int roost_client_create(roost_client **out, const roost_config *cfg,
                         char *errmsg, size_t errmsg_cap);
 /* roost_client_destroy - close the connection and the ledger; NULL does
- * nothing. Not while another thread is inside run or step. */
+ * nothing. Not while another thread is inside run or step, nor from a
+ * callback. A task in hand is abandoned (nothing charged, nothing sent,
+ * unless it was already charged and sent). */
 void roost_client_destroy(roost_client *c);
 
 /*
@@ -340,9 +364,16 @@ void roost_client_destroy(roost_client *c);
  * wait (on roost_client_fd) before calling again; 0 means call again at
  * once (timeout_ms may be NULL). Returns ROOST_OK while there is more to
  * do; ROOST_ECLOSED when max_rounds were contributed (done); ROOST_EBUDGET
- * when the privacy budget is exhausted; ROOST_ECANCELED after
- * roost_client_cancel; ROOST_EINVAL when c is NULL; another code on a
- * fatal error (see roost_client_errmsg). Call from one thread.
+ * when the privacy budget is exhausted; ROOST_ELEDGER or ROOST_ESTORE when
+ * the ledger can no longer be read or written (nothing more is sent);
+ * ROOST_ENOTSUP when the coordinator refuses this client's protocol
+ * version; ROOST_ECANCELED after roost_client_cancel; ROOST_EINVAL when c
+ * is NULL; another code on an error (see roost_client_errmsg). EBUDGET,
+ * ELEDGER, ESTORE, ENOTSUP, ECLOSED and ECANCELED are final: the client
+ * takes no further part and later calls return a final code again. Network
+ * loss, and sessions the client drops over a coordinator's error or a malformed
+ * message, are not errors: the client reconnects with backoff. Call from one
+ * thread.
  */
 int roost_client_step(roost_client *c, int *timeout_ms);
 /* roost_client_run - step until done, canceled or failed; returns what the
@@ -351,15 +382,23 @@ int roost_client_step(roost_client *c, int *timeout_ms);
 int roost_client_run(roost_client *c);
 /* roost_client_fd - a descriptor that becomes readable when the client
  * has network work (level-triggered use is not guaranteed: always call
- * step after a wake-up and honour its timeout). */
+ * step after a wake-up and honour its timeout). The descriptor belongs to
+ * the library: poll it, never read, write or close it; it stays the same
+ * for the client's life. Returns ROOST_OK, or ROOST_EINVAL (c or fd NULL).
+ */
 int roost_client_fd(roost_client *c, int *fd);
 /* roost_client_cancel - ask run/step to stop soon. Any thread, any time
  * (async-signal-safe: it only sets a flag). */
 void roost_client_cancel(roost_client *c);
-/* Detail of the last error (static to the handle, valid until the next
- * call on it). */
+/* Detail of the last error (owned by the handle, valid until the next
+ * call on it; "" for NULL). */
 const char *roost_client_errmsg(const roost_client *c);
-/* Epsilon spent (from the ledger's accountant) and the budget. */
+/* roost_client_epsilon - epsilon spent (recomputed by the ledger's
+ * accountant from every recorded event, so it re-reads and verifies the
+ * ledger file) and the budget. Returns ROOST_OK; ROOST_EINVAL (a NULL
+ * argument); ROOST_ELEDGER, ROOST_ESTORE or ROOST_ENOMEM when the ledger
+ * cannot be read or no longer verifies (*spent is then unspecified). Same
+ * thread as step. */
 int roost_client_epsilon(roost_client *c, double *spent, double *budget);
 
 #ifdef __cplusplus
