@@ -271,10 +271,14 @@ roost_cmd_client(int argc, char **argv)
     }
     roost_memory_data storage;
     roost_data_provider data;
-    roost_data_provider_memory(
-        &data, &storage, x, y, n, roost_dataset_channels(train),
-        roost_dataset_height(train), roost_dataset_width(train),
-        roost_dataset_num_classes(train));
+    if (roost_data_provider_memory(
+            &data, &storage, x, y, n, roost_dataset_channels(train),
+            roost_dataset_height(train), roost_dataset_width(train),
+            roost_dataset_num_classes(train)) != ROOST_OK) {
+        fprintf(stderr, "roost client: the shard cannot serve as local data "
+                        "(no examples, or a shape the client refuses)\n");
+        goto out;
+    }
     roost_dataset_destroy(train);
     train = NULL;
 

@@ -17,7 +17,7 @@
  *    itself is remade after a backoff (drop_session), since the channel
  *    only remakes sessions that the peer or the network ended.
  * Threading: one thread drives a client; roost_client_cancel may come
- * from any thread (it only stores to a sig_atomic_t-like flag).
+ * from any thread (it only stores to an atomic flag, which step reads).
  */
 #include <roost/roost.h>
 
@@ -36,6 +36,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -66,7 +67,7 @@ struct roost_client {
     const roost_allocator *alloc;
     roost_config cfg; /* strings owned (deep copy) */
     roost_errmsg em;
-    volatile int canceled;
+    atomic_int canceled; /* set by roost_client_cancel from any thread */
     roost_ledger *ledger;
     roost_tls_ctx *tls;
     roost_channel *ch;
@@ -930,6 +931,8 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
         c = roost_alloc_calloc(cfg->alloc, 1, sizeof(*c));
         if (c == NULL)
             rc = roost_fail(&em, ROOST_ENOMEM, "out of memory");
+        else
+            atomic_init(&c->canceled, 0);
     }
     if (rc == ROOST_OK) {
         c->alloc = cfg->alloc;
@@ -1081,7 +1084,7 @@ roost_client_step(roost_client *c, int *timeout_ms)
         *timeout_ms = 0;
     if (c == NULL)
         return ROOST_EINVAL;
-    if (c->canceled)
+    if (atomic_load_explicit(&c->canceled, memory_order_relaxed))
         return roost_fail(&c->em, ROOST_ECANCELED, "canceled");
     if (c->fatal != ROOST_OK)
         return c->fatal;
@@ -1176,7 +1179,7 @@ void
 roost_client_cancel(roost_client *c)
 {
     if (c != NULL)
-        c->canceled = 1;
+        atomic_store_explicit(&c->canceled, 1, memory_order_relaxed);
 }
 
 const char *
