@@ -68,6 +68,9 @@ struct session {
     uint8_t model_hash[ROOST_XFER_HASH_BYTES];
     double epsilon_remaining;
     int part; /* index into round.parts while in the round, else -1 */
+    /* Set only inside replace_participant: the certificate already holds a
+     * place in the open round through an earlier session. */
+    bool cert_in_round;
     /* Update being received (S_RECEIVING). */
     roost_xfer_receiver *rx;
     float *delta;
@@ -946,52 +949,67 @@ assign(roost_coord *c, struct session *s, size_t i)
     }
 }
 
+/* Mark (or unmark) the sessions whose certificate already holds a place
+ * in the open round through an earlier session: a participant that
+ * reconnected waits under a new session (part < 0) but must not take a
+ * second place. One session per certificate makes the lookup exact. */
+static void
+mark_certs_in_round(roost_coord *c, bool mark)
+{
+    const struct round_state *r = &c->round;
+    for (size_t k = 0; k < r->n_parts; k++) {
+        struct session *s = session_by_fingerprint(c, r->parts[k].fingerprint);
+        if (s != NULL && s->part < 0)
+            s->cert_in_round = mark;
+    }
+}
+
+static bool
+replacement_candidate(const roost_coord *c, const struct session *s)
+{
+    return s != NULL && s->part < 0 && !s->cert_in_round &&
+           selectable(c, s, c->round.evaluate);
+}
+
 /* A selected client declined before training (budget, not now, cannot
  * run the model): give its place to a waiting client that was not
  * selected, so one refusal does not cost the round its quorum. Clients
- * already in the round (including earlier decliners) are never picked
- * again; the round's participant array has room for every client that
- * was waiting when it opened. */
+ * already in the round (including earlier decliners, and participants
+ * that reconnected under a new session) are never picked again; the
+ * round's participant array has room for every client that was waiting
+ * when it opened. The draw is over the eligible sessions only, so an
+ * eligible client is found whenever one waits (redrawing past ineligible
+ * picks could miss it). */
 static int
 replace_participant(roost_coord *c)
 {
     struct round_state *r = &c->round;
     if (r->n_parts >= r->cap_parts || r->owed == 0)
         return ROOST_OK;
-    /* Candidates: waiting sessions not already in this round (a decliner
-     * that checked in again still holds its slot index). */
+    mark_certs_in_round(c, true);
     size_t n_cand = 0;
-    for (size_t i = 0; i < c->n_slots; i++) {
-        const struct session *s = c->slots[i];
-        if (s != NULL && s->part < 0 && selectable(c, s, r->evaluate))
-            n_cand++;
+    for (size_t i = 0; i < c->n_slots; i++)
+        n_cand += replacement_candidate(c, c->slots[i]);
+    struct session *chosen = NULL;
+    int rc = ROOST_OK;
+    if (n_cand > 0) {
+        uint64_t pick = 0;
+        rc = roost_rng_below(c->rng, n_cand, &pick);
+        for (size_t i = 0; rc == ROOST_OK && i < c->n_slots && chosen == NULL;
+             i++)
+            if (replacement_candidate(c, c->slots[i]) && pick-- == 0)
+                chosen = c->slots[i];
     }
-    /* A few draws: a pick whose certificate is already in the round under
-     * another session (it reconnected) is passed over. */
-    for (int attempt = 0; attempt < 4 && n_cand > 0; attempt++) {
-        uint64_t pick;
-        int rc = roost_rng_below(c->rng, n_cand, &pick);
-        if (rc != ROOST_OK)
-            return roost_fail(&c->em, rc, "selection: random source failed");
-        struct session *chosen = NULL;
-        for (size_t i = 0; i < c->n_slots && chosen == NULL; i++) {
-            struct session *s = c->slots[i];
-            if (s != NULL && s->part < 0 && selectable(c, s, r->evaluate) &&
-                pick-- == 0)
-                chosen = s;
-        }
-        bool taken = false;
-        for (size_t k = 0; k < r->n_parts && !taken; k++)
-            taken = strcmp(r->parts[k].fingerprint, chosen->fingerprint) == 0;
-        if (taken)
-            continue;
-        roost_log(&c->cfg.log, ROOST_LOG_INFO,
-                  "round %" PRId64 ": %s replaces a client that declined",
-                  r->id, chosen->fingerprint);
-        r->owed--;
-        assign(c, chosen, r->n_parts++);
+    mark_certs_in_round(c, false);
+    if (rc != ROOST_OK)
+        return roost_fail(&c->em, rc, "selection: random source failed");
+    if (chosen == NULL)
         return ROOST_OK;
-    }
+    roost_log(&c->cfg.log, ROOST_LOG_INFO,
+              "round %" PRId64 ": %s replaces a client that declined", r->id,
+              chosen->fingerprint);
+    r->owed--;
+    assign(c, chosen, r->n_parts++);
     return ROOST_OK;
 }
 

@@ -1116,6 +1116,49 @@ one_session_per_certificate(void **state)
     assert_int_equal(sql_int(h->db, "SELECT count(*) FROM rounds"), 3);
 }
 
+/* A decliner's place goes to a waiting client that is not in the round,
+ * even when most waiting sessions are participants that reconnected (their
+ * certificate already holds a place, so they may not take another). With
+ * four selected, three of whom reconnect, and one client never selected,
+ * that one must replace the decliner whatever the selection draws: for
+ * every seed. */
+static void
+replacement_passes_over_reconnected_participants(void **state)
+{
+    struct harness *h = *state;
+    for (uint64_t seed = 1; seed <= 24; seed++) {
+        roost_coord_destroy(h->coord);
+        h->coord = NULL;
+        memset(h->clients, 0, sizeof(h->clients));
+        roost_coord_config cfg;
+        make_config(h, &cfg, 4);
+        cfg.selection_seed = seed;
+        start_with(h, &cfg);
+        for (int i = 0; i < 5; i++)
+            connect_and_check_in(h, i, 0);
+        assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+        int who[5];
+        assert_int_equal(tasked(h, 1, 5, who), 4);
+        int idle = -1;
+        for (int i = 0; i < 5; i++)
+            if (!h->clients[i].has_task)
+                idle = i;
+        assert_true(idle >= 0);
+        /* who[1..3] reconnect under the same certificates and wait. */
+        for (int k = 1; k < 4; k++) {
+            char fp[65];
+            snprintf(fp, sizeof(fp), "%064x", 0xabc0 + who[k]);
+            connect_as(h, who[k], 3000 + (uint64_t)who[k], fp, 2);
+        }
+        send_decline(h, who[0], 3);
+        if (!h->clients[idle].has_task)
+            fail_msg("seed %llu: the waiting client did not replace the "
+                     "decliner",
+                     (unsigned long long)seed);
+        assert_int_equal(h->clients[idle].round_id, 1);
+    }
+}
+
 /* An example count above the hard ceiling (2^40) is refused even with no
  * max_examples cap, and is recorded without breaking the record: a claim
  * of 2^63 does not fit the store's signed count, and two claims of 2^62
@@ -1250,6 +1293,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(one_session_per_certificate, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            replacement_passes_over_reconnected_participants, setup, teardown),
         cmocka_unit_test_setup_teardown(absurd_example_counts_are_refused,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
