@@ -1153,6 +1153,28 @@ refuse_update(roost_coord *c, struct session *s, uint64_t round_id,
     return ROOST_OK;
 }
 
+/* With DP on, what is wrong with an update's DP report, or NULL. The
+ * noise multiplier must be at least the configured one, and the rest in
+ * the ranges the DpReport message of proto/roost.proto gives; every comparison
+ * is written so that NaN fails it. An accepted update thus always carries the
+ * epsilon its client spent, which the record and `roost status` report. */
+static const char *
+dp_report_problem(const roost_coord *c, const Roost__V1__DpReport *dp)
+{
+    if (dp == NULL || !(dp->noise_multiplier >= c->cfg.dp_noise_multiplier) ||
+        !isfinite(dp->noise_multiplier))
+        return "update does not report the required DP noise";
+    if (!(dp->epsilon_spent >= 0) || !isfinite(dp->epsilon_spent))
+        return "update's DP report: epsilon spent is not a finite value >= 0";
+    if (!(dp->delta > 0 && dp->delta < 1))
+        return "update's DP report: delta is not in (0, 1)";
+    if (!(dp->sampling_rate > 0 && dp->sampling_rate <= 1))
+        return "update's DP report: sampling rate is not in (0, 1]";
+    if (!(dp->clip_norm > 0) || !isfinite(dp->clip_norm))
+        return "update's DP report: clip norm is not a finite value > 0";
+    return NULL;
+}
+
 static int
 on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
           int64_t now_ms)
@@ -1219,13 +1241,11 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_ETOOBIG, why,
                              now_ms, true);
     }
-    if (c->cfg.dp_enabled &&
-        (u->dp == NULL ||
-         u->dp->noise_multiplier < c->cfg.dp_noise_multiplier)) {
+    const char *dp_why = c->cfg.dp_enabled ? dp_report_problem(c, u->dp) : NULL;
+    if (dp_why != NULL) {
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
-                             "update does not report the required DP noise",
-                             now_ms, true);
+                             dp_why, now_ms, true);
     }
     roost_xfer_expect ex;
     memset(&ex, 0, sizeof(ex));

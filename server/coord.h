@@ -27,7 +27,10 @@
  *      recorded as failed and the model is unchanged. Only then does the
  *      next round open.
  * Updates for another round, a second update for the same task, and
- * updates after the round closed are refused with a reason in the Ack.
+ * updates after the round closed are refused with a reason in the Ack. With
+ * DP on, so is an update whose DP report is missing or malformed (a noise
+ * multiplier below the configured one or NaN; an epsilon, delta, sampling
+ * rate or clip outside the ranges of proto/roost.proto's DpReport).
  * A selected client that declines is replaced by a waiting client that
  * was not selected (so one budget-exhausted client does not cost the
  * round its quorum), and with DP on, clients whose check-in reports no

@@ -293,10 +293,12 @@ send_decline(struct harness *h, int i, int64_t now)
     deliver(h, fc, &env, now);
 }
 
-/* Client i answers its task with delta[j] = value for every j. */
+/* Client i answers its task with delta[j] = value for every j, and the
+ * DP report dp (NULL: none). */
 static void
-send_update(struct harness *h, int i, float value, uint64_t examples,
-            uint64_t round_id, uint64_t task_id, int64_t now)
+send_update_dp(struct harness *h, int i, float value, uint64_t examples,
+               uint64_t round_id, uint64_t task_id, Roost__V1__DpReport *dp,
+               int64_t now)
 {
     struct fake_client *fc = &h->clients[i];
     float delta[N_PARAMS];
@@ -326,6 +328,7 @@ send_update(struct harness *h, int i, float value, uint64_t examples,
     up.delta_sha256.data = hash;
     up.delta_sha256.len = 32;
     up.metrics = &met;
+    up.dp = dp;
     env.body_case = ROOST__V1__ENVELOPE__BODY_UPDATE;
     env.update = &up;
     deliver(h, fc, &env, now);
@@ -344,6 +347,14 @@ send_update(struct harness *h, int i, float value, uint64_t examples,
             roost_coord_session_message(h->coord, fc->session, &cenv, now),
             ROOST_OK);
     }
+}
+
+/* Client i answers its task with delta[j] = value for every j. */
+static void
+send_update(struct harness *h, int i, float value, uint64_t examples,
+            uint64_t round_id, uint64_t task_id, int64_t now)
+{
+    send_update_dp(h, i, value, examples, round_id, task_id, NULL, now);
 }
 
 static void
@@ -1159,6 +1170,58 @@ replacement_passes_over_reconnected_participants(void **state)
     }
 }
 
+/* With DP on, an update's DP report must be well formed: a noise
+ * multiplier of at least the configured one (NaN is not), and an epsilon,
+ * delta, sampling rate and clip in their ranges (wire.md). Anything else
+ * is refused with its reason and recorded, and the round commits with the
+ * well-formed updates only: no accepted update lacks its privacy report. */
+static void
+malformed_dp_reports_are_refused(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 6);
+    cfg.dp_enabled = true;
+    cfg.dp_noise_multiplier = 1.0;
+    cfg.min_clients = 1;
+    start_with(h, &cfg);
+    for (int i = 0; i < 6; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    Roost__V1__DpReport good;
+    roost__v1__dp_report__init(&good);
+    good.noise_multiplier = 1.0;
+    good.clip_norm = 1.0;
+    good.sampling_rate = 0.01;
+    good.steps = 100;
+    good.delta = 1e-5;
+    good.epsilon_spent = 0.5;
+    Roost__V1__DpReport bad[5];
+    for (int k = 0; k < 5; k++)
+        bad[k] = good;
+    bad[0].noise_multiplier = (double)NAN;
+    bad[1].epsilon_spent = (double)NAN;
+    bad[2].epsilon_spent = -1.0;
+    bad[3].delta = 0.0;
+    bad[4].sampling_rate = 2.0;
+    for (int k = 0; k < 5; k++) {
+        send_update_dp(h, k, 0.1f, 0, 1, h->clients[k].task_id, &bad[k], 2);
+        if (h->clients[k].last_ack_code != ROOST_EPROTO)
+            fail_msg("malformed DP report %d: ack %d", k,
+                     h->clients[k].last_ack_code);
+    }
+    send_update_dp(h, 5, 0.1f, 0, 1, h->clients[5].task_id, &good, 2);
+    assert_int_equal(h->clients[5].last_ack_code, ROOST_OK);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 1);
+    assert_int_equal(h->last.refused, 5);
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
+                                    "accepted = 1 AND dp_epsilon = 0.5"),
+                     1);
+}
+
 /* An example count above the hard ceiling (2^40) is refused even with no
  * max_examples cap, and is recorded without breaking the record: a claim
  * of 2^63 does not fit the store's signed count, and two claims of 2^62
@@ -1295,6 +1358,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             replacement_passes_over_reconnected_participants, setup, teardown),
+        cmocka_unit_test_setup_teardown(malformed_dp_reports_are_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(absurd_example_counts_are_refused,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
