@@ -1153,26 +1153,40 @@ refuse_update(roost_coord *c, struct session *s, uint64_t round_id,
     return ROOST_OK;
 }
 
-/* With DP on, what is wrong with an update's DP report, or NULL. The
- * noise multiplier must be at least the configured one, and the rest in
- * the ranges the DpReport message of proto/roost.proto gives; every comparison
- * is written so that NaN fails it. An accepted update thus always carries the
- * epsilon its client spent, which the record and `roost status` report. */
-static const char *
-dp_report_problem(const roost_coord *c, const Roost__V1__DpReport *dp)
+/* Whether the values of a DP report are in the ranges the DpReport
+ * message of proto/roost.proto gives (every comparison written so that NaN
+ * fails it); if not, why names the field and its value. A report that
+ * fails is not recorded as the client's privacy spend: a NaN or negative
+ * epsilon would otherwise be accepted with no usable report, or enter the
+ * epsilon figures of `roost status` and `roost report`. */
+static bool
+dp_report_in_range(const Roost__V1__DpReport *dp, char *why, size_t cap)
 {
-    if (dp == NULL || !(dp->noise_multiplier >= c->cfg.dp_noise_multiplier) ||
-        !isfinite(dp->noise_multiplier))
-        return "update does not report the required DP noise";
-    if (!(dp->epsilon_spent >= 0) || !isfinite(dp->epsilon_spent))
-        return "update's DP report: epsilon spent is not a finite value >= 0";
-    if (!(dp->delta > 0 && dp->delta < 1))
-        return "update's DP report: delta is not in (0, 1)";
-    if (!(dp->sampling_rate > 0 && dp->sampling_rate <= 1))
-        return "update's DP report: sampling rate is not in (0, 1]";
-    if (!(dp->clip_norm > 0) || !isfinite(dp->clip_norm))
-        return "update's DP report: clip norm is not a finite value > 0";
-    return NULL;
+    const struct {
+        const char *field;
+        double value;
+        bool ok;
+        const char *range;
+    } checks[] = {
+        {"noise multiplier", dp->noise_multiplier,
+         dp->noise_multiplier > 0 && isfinite(dp->noise_multiplier),
+         "a finite value > 0"},
+        {"epsilon spent", dp->epsilon_spent,
+         dp->epsilon_spent >= 0 && isfinite(dp->epsilon_spent),
+         "a finite value >= 0"},
+        {"delta", dp->delta, dp->delta > 0 && dp->delta < 1, "in (0, 1)"},
+        {"sampling rate", dp->sampling_rate,
+         dp->sampling_rate > 0 && dp->sampling_rate <= 1, "in (0, 1]"},
+        {"clip norm", dp->clip_norm,
+         dp->clip_norm > 0 && isfinite(dp->clip_norm), "a finite value > 0"},
+    };
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+        if (!checks[i].ok) {
+            snprintf(why, cap, "update's DP report: %s %g is not %s",
+                     checks[i].field, checks[i].value, checks[i].range);
+            return false;
+        }
+    return true;
 }
 
 static int
@@ -1208,7 +1222,17 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
     s->train_accuracy = u->metrics && u->metrics->accuracy_measured
                             ? u->metrics->accuracy
                             : NOT_MEASURED;
-    if (u->dp != NULL && c->cfg.dp_enabled) {
+    /* With DP on, the report must be present, in range, and at least as
+     * noisy as configured; only a report in range is recorded. */
+    char dp_why[128] = "";
+    bool dp_in_range = u->dp != NULL && c->cfg.dp_enabled &&
+                       dp_report_in_range(u->dp, dp_why, sizeof(dp_why));
+    if (c->cfg.dp_enabled && dp_why[0] == '\0' &&
+        (u->dp == NULL ||
+         !(u->dp->noise_multiplier >= c->cfg.dp_noise_multiplier)))
+        snprintf(dp_why, sizeof(dp_why),
+                 "update does not report the required DP noise");
+    if (dp_in_range) {
         s->dp_epsilon = u->dp->epsilon_spent;
         s->dp_delta = u->dp->delta;
         s->dp_sigma = u->dp->noise_multiplier;
@@ -1241,8 +1265,7 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_ETOOBIG, why,
                              now_ms, true);
     }
-    const char *dp_why = c->cfg.dp_enabled ? dp_report_problem(c, u->dp) : NULL;
-    if (dp_why != NULL) {
+    if (dp_why[0] != '\0') {
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
                              dp_why, now_ms, true);

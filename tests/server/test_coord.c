@@ -1172,9 +1172,10 @@ replacement_passes_over_reconnected_participants(void **state)
 
 /* With DP on, an update's DP report must be well formed: a noise
  * multiplier of at least the configured one (NaN is not), and an epsilon,
- * delta, sampling rate and clip in their ranges (wire.md). Anything else
- * is refused with its reason and recorded, and the round commits with the
- * well-formed updates only: no accepted update lacks its privacy report. */
+ * delta, sampling rate and clip in their ranges (proto/roost.proto).
+ * Anything else is refused with its reason and recorded, and the round
+ * commits with the well-formed updates only: no accepted update lacks its
+ * privacy report, and no malformed one enters the epsilon figures. */
 static void
 malformed_dp_reports_are_refused(void **state)
 {
@@ -1220,6 +1221,21 @@ malformed_dp_reports_are_refused(void **state)
     assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
                                     "accepted = 1 AND dp_epsilon = 0.5"),
                      1);
+    /* The malformed reports are on record as refusals naming the field and
+     * value, but none counts as a client's privacy spend. */
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
+                                    "accepted = 0 AND reason LIKE "
+                                    "'%epsilon spent -1 is not%'"),
+                     1);
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
+                                    "dp_epsilon IS NOT NULL"),
+                     1);
+    roost_store_eps_stats eps;
+    roost_errmsg em;
+    assert_int_equal(roost_store_epsilon_stats(h->store, 0, &eps, &em),
+                     ROOST_OK);
+    assert_int_equal(eps.n_clients, 1);
+    assert_near(eps.min, 0.5, 0);
 }
 
 /* An example count above the hard ceiling (2^40) is refused even with no
