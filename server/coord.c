@@ -1629,6 +1629,10 @@ check_cdp_history(roost_coord *c, roost_errmsg *em)
                  (fixed_clip && r->cdp_clip_norm != clip)))
                 c->cdp_mixed++;
         }
+        /* The file may have been edited: the largest id ends the scan
+         * (id + 1 would overflow and start it again from the first). */
+        if (page[n - 1].round_id == INT64_MAX)
+            break;
         next = page[n - 1].round_id + 1;
     }
     free(page);
@@ -1768,6 +1772,15 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
     rc = roost_store_last_committed_round(cfg->store, &head, em);
     if (rc != ROOST_OK)
         goto fail;
+    if (head.round_id == INT64_MAX) {
+        /* Only an edited file gets here; no round could follow it. */
+        rc = roost_fail(em, ROOST_ESTORE,
+                        "the store's last round id is %" PRId64
+                        ", the largest possible: no round can follow it "
+                        "(run roost audit on the file)",
+                        head.round_id);
+        goto fail;
+    }
     c->last_round = head.round_id;
     if (head.checkpoint_round > 0) {
         rc = roost_store_load_checkpoint(cfg->store, head.checkpoint_round,

@@ -1302,7 +1302,9 @@ commit_body(roost_store *s, const roost_store_commit *c,
     int err = roost_store_last_committed_round(s, &head, em);
     if (err != ROOST_OK)
         return err;
-    if (r->round_id != head.round_id + 1)
+    /* A file whose last round id is the largest SQLite holds (an edited
+     * file) takes no further round: head + 1 would overflow. */
+    if (head.round_id == INT64_MAX || r->round_id != head.round_id + 1)
         return roost_fail(em, ROOST_ESTALE,
                           "round %lld cannot be committed: the last committed "
                           "round is %lld",
@@ -1841,7 +1843,9 @@ roost_store_verify_chain(roost_store *s, int64_t *first_bad_round,
                   "participant, update or metric row, or its run was "
                   "edited, inserted or deleted)");
         memcpy(prev, stored, 32);
-        expected = round + 1;
+        /* Ids come from a file that may be hostile: no overflow past the
+         * largest one (it is the last row of the ordered scan anyway). */
+        expected = round < INT64_MAX ? round + 1 : INT64_MAX;
     }
     sqlite3_finalize(st);
     if (err == ROOST_OK && rc != SQLITE_DONE)

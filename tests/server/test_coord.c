@@ -1238,6 +1238,42 @@ malformed_dp_reports_are_refused(void **state)
     assert_near(eps.min, 0.5, 0);
 }
 
+/* A store whose last round id was edited to the largest SQLite holds is
+ * refused at start, naming the id, rather than overflowing last + 1 (or,
+ * with central DP, scanning the record's rounds forever: id + 1 wrapped
+ * to the smallest id and the scan began again). */
+static void
+largest_round_id_is_refused_at_start(void **state)
+{
+    struct harness *h = *state;
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
+                     ROOST_OK);
+    const double z[1] = {1.5}, clip[1] = {1.0};
+    central_dp_rounds_with_restarts(h, rng, 1, z, clip);
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(h->db, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "UPDATE rounds SET round_id = "
+                                  "9223372036854775807;"
+                                  "UPDATE checkpoints SET round_id = "
+                                  "9223372036854775807;"
+                                  "UPDATE strategy_state SET round_id = "
+                                  "9223372036854775807;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+    roost_coord_config cfg;
+    make_central_dp_config(h, &cfg, rng);
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, &em),
+                     ROOST_ESTORE);
+    assert_null(h->coord);
+    assert_non_null(strstr(em.text, "9223372036854775807"));
+    roost_rng_destroy(rng);
+}
+
 /* An example count above the hard ceiling (2^40) is refused even with no
  * max_examples cap, and is recorded without breaking the record: a claim
  * of 2^63 does not fit the store's signed count, and two claims of 2^62
@@ -1377,6 +1413,8 @@ main(void)
         cmocka_unit_test_setup_teardown(malformed_dp_reports_are_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(absurd_example_counts_are_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(largest_round_id_is_refused_at_start,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             state_too_big_for_the_store_is_refused_at_start, setup, teardown),

@@ -961,6 +961,9 @@ static const struct tamper_case tamper_cases[] = {
     {"UPDATE runs SET dp_json = '{}'", 1},
     {"UPDATE updates SET dp_epsilon = 0.01 WHERE round_id = 5 AND seq = 3", 5},
     {"UPDATE updates SET reason = 'fine' WHERE round_id = 2 AND seq = 5", 2},
+    /* The largest round id SQLite holds: the verifier's arithmetic on ids
+     * must not overflow (signed overflow is undefined; UBSan aborts). */
+    {"UPDATE rounds SET round_id = 9223372036854775807 WHERE round_id = 5", 5},
 };
 
 static void
