@@ -1542,6 +1542,56 @@ check_value_sizes(const roost_coord *c, roost_errmsg *em)
     return ROOST_OK;
 }
 
+/* Whether the robust strategies can buffer a round's updates. They keep
+ * every update of a round within max_buffered_updates and
+ * max_buffered_bytes and refuse the rest (ROOST_ETOOBIG). If the fewest
+ * updates that commit a training round (min_clients) do not fit, every
+ * round refuses valid updates past the limit and fails at its deadline:
+ * no round could ever commit, so the configuration is refused here, like
+ * a model whose checkpoint cannot be stored. A quorum that does not fit
+ * (min_clients does) only makes each round wait for its deadline, which
+ * is logged. */
+static int
+check_robust_buffer(const roost_coord *c, roost_errmsg *em)
+{
+    const roost_strategy_config *sc = &c->cfg.strategy;
+    if (!roost_strategy_kind_is_robust(sc->kind))
+        return ROOST_OK;
+    const char *name = roost_strategy_kind_name(sc->kind);
+    size_t need = c->cfg.min_clients;
+    if (need > sc->max_buffered_updates)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy %s buffers at most %zu updates per round "
+                          "(max_buffered_updates), fewer than min_clients %zu: "
+                          "no round could commit; raise max_buffered_updates "
+                          "or lower min_clients",
+                          name, sc->max_buffered_updates, need);
+    size_t bytes = 0;
+    int rc = roost_strategy_memory_bound(sc, c->n, need, &bytes, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (bytes > sc->max_buffered_bytes)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy %s needs %zu bytes to buffer min_clients "
+                          "%zu updates of %zu parameters, above "
+                          "max_buffered_bytes %zu: no round could commit; "
+                          "raise max_buffered_bytes or lower min_clients",
+                          name, bytes, need, c->n, sc->max_buffered_bytes);
+    size_t quorum = c->cfg.clients_per_round;
+    if (quorum > need && (quorum > sc->max_buffered_updates ||
+                          roost_strategy_memory_bound(sc, c->n, quorum, &bytes,
+                                                      NULL) != ROOST_OK ||
+                          bytes > sc->max_buffered_bytes))
+        roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                  "strategy %s cannot buffer clients_per_round %zu updates "
+                  "(max_buffered_updates %zu, max_buffered_bytes %zu): "
+                  "updates past the limit are refused and rounds close at "
+                  "their deadline with at least min_clients %zu",
+                  name, quorum, sc->max_buffered_updates,
+                  sc->max_buffered_bytes, need);
+    return ROOST_OK;
+}
+
 /* Find the run this configuration continues, or start one. */
 static int
 open_run(roost_coord *c, roost_errmsg *em)
@@ -1762,6 +1812,9 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
     if (rc != ROOST_OK)
         goto fail;
     rc = check_value_sizes(c, em);
+    if (rc != ROOST_OK)
+        goto fail;
+    rc = check_robust_buffer(c, em);
     if (rc != ROOST_OK)
         goto fail;
     rc = open_run(c, em);

@@ -206,7 +206,8 @@ void roost_coord_config_init(roost_coord_config *cfg);
  * initialise one from init_seed), and prepare the strategy. The config is
  * copied; io is copied. Returns ROOST_OK, ROOST_ECONFIG / ROOST_ESPEC (bad
  * configuration, with em naming the field; also a model whose checkpoint
- * or strategy state would exceed roost_store_max_value_bytes(), so that no
+ * or strategy state would exceed roost_store_max_value_bytes(), or a robust
+ * strategy whose buffer limits cannot hold min_clients updates, so that no
  * round could ever commit), ROOST_ESTORE / ROOST_EHASH
  * (the store cannot be resumed from), ROOST_ENOMEM.
  */

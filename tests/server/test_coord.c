@@ -1274,6 +1274,61 @@ largest_round_id_is_refused_at_start(void **state)
     roost_rng_destroy(rng);
 }
 
+/* The robust strategies buffer every update within max_buffered_updates
+ * and max_buffered_bytes and refuse the rest. A configuration whose
+ * min_clients updates do not fit could never commit a round: each would
+ * refuse valid updates past the limit and fail at its deadline. It is
+ * refused when the coordinator starts, naming the limit; one that fits
+ * runs its round to a commit. */
+static void
+robust_buffer_below_min_clients_is_refused_at_start(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 3);
+    roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_MEDIAN);
+    cfg.strategy.max_buffered_updates = 2;
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, &em),
+                     ROOST_ECONFIG);
+    assert_null(h->coord);
+    assert_non_null(strstr(em.text, "max_buffered_updates"));
+    /* The byte limit: 3 updates of 50 floats need more than 2 do. */
+    size_t two = 0, three = 0;
+    cfg.strategy.max_buffered_updates = 1000;
+    assert_int_equal(
+        roost_strategy_memory_bound(&cfg.strategy, N_PARAMS, 2, &two, &em),
+        ROOST_OK);
+    assert_int_equal(
+        roost_strategy_memory_bound(&cfg.strategy, N_PARAMS, 3, &three, &em),
+        ROOST_OK);
+    cfg.strategy.max_buffered_bytes = (two + three) / 2;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, &em),
+                     ROOST_ECONFIG);
+    assert_null(h->coord);
+    assert_non_null(strstr(em.text, "max_buffered_bytes"));
+    /* Nothing was recorded for the refused configurations. */
+    roost_store_run_info *info = NULL;
+    assert_int_equal(roost_store_get_run(h->store, 0, &info, NULL),
+                     ROOST_ENOENT);
+    /* With room for min_clients (2) the round commits at the deadline even
+     * though the quorum (3) cannot be buffered. */
+    cfg.strategy.max_buffered_bytes = (two + three) / 2;
+    cfg.min_clients = 2;
+    start_with(h, &cfg);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    for (int i = 0; i < 3; i++)
+        send_update(h, i, 1.0f, 10, 1, h->clients[i].task_id, 2);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 2);
+    assert_int_equal(h->last.refused, 1);
+}
+
 /* An example count above the hard ceiling (2^40) is refused even with no
  * max_examples cap, and is recorded without breaking the record: a claim
  * of 2^63 does not fit the store's signed count, and two claims of 2^62
@@ -1416,6 +1471,9 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(largest_round_id_is_refused_at_start,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            robust_buffer_below_min_clients_is_refused_at_start, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             state_too_big_for_the_store_is_refused_at_start, setup, teardown),
     };
