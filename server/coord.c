@@ -104,12 +104,15 @@ struct round_state {
     size_t n_updates, cap_updates;
     uint32_t accepted, refused;
     uint64_t examples;
-    double loss_sum, acc_sum; /* example-weighted */
+    /* Example-weighted means of what clients reported, and their weights
+     * (see mean_fold). */
+    double loss_mean, acc_mean;
     double loss_weight, acc_weight;
     /* Evaluation rounds: answers and their example-weighted sums. */
     uint32_t answered;
     uint64_t ev_examples;
-    double ev_loss_sum, ev_acc_sum;
+    double ev_loss_mean, ev_acc_mean; /* weighted by examples */
+    double ev_loss_weight, ev_acc_weight;
 };
 
 struct roost_coord {
@@ -484,6 +487,18 @@ add_update_rec(roost_coord *c, struct session *s, int64_t now_ms)
     return rec;
 }
 
+/* Fold a client's figure x >= 0 of weight w > 0 into a weighted mean of
+ * total weight *total. The running form, mean += w / total * (x - mean),
+ * stays between the smallest and largest figure folded, so finite claims
+ * can never make the mean overflow, as a sum of w * x over a round can
+ * (w is up to 2^40 examples, x any finite double). */
+static void
+mean_fold(double *mean, double *total, double w, double x)
+{
+    *total += w;
+    *mean += w / *total * (x - *mean);
+}
+
 static void
 round_reset(roost_coord *c)
 {
@@ -494,10 +509,11 @@ round_reset(roost_coord *c)
     r->n_updates = 0;
     r->accepted = r->refused = 0;
     r->examples = 0;
-    r->loss_sum = r->acc_sum = r->loss_weight = r->acc_weight = 0;
+    r->loss_mean = r->acc_mean = r->loss_weight = r->acc_weight = 0;
     r->answered = 0;
     r->ev_examples = 0;
-    r->ev_loss_sum = r->ev_acc_sum = 0;
+    r->ev_loss_mean = r->ev_acc_mean = 0;
+    r->ev_loss_weight = r->ev_acc_weight = 0;
     r->cap_parts = 0;
     r->owed = 0;
     r->evaluate = false;
@@ -654,9 +670,8 @@ eval_close(roost_coord *c, int64_t now_ms)
     sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
     bool counted = r->answered >= round_minimum(c) && r->answered > 0 &&
                    r->ev_examples > 0;
-    double w = (double)r->ev_examples;
-    sum.fed_eval_loss = counted ? r->ev_loss_sum / w : NOT_MEASURED;
-    sum.fed_eval_accuracy = counted ? r->ev_acc_sum / w : NOT_MEASURED;
+    sum.fed_eval_loss = counted ? r->ev_loss_mean : NOT_MEASURED;
+    sum.fed_eval_accuracy = counted ? r->ev_acc_mean : NOT_MEASURED;
 
     uint32_t dropped = 0;
     roost_store_participant *parts = record_participants(r, &dropped);
@@ -742,8 +757,7 @@ round_close(roost_coord *c, int64_t now_ms)
     sum.accepted = r->accepted;
     sum.refused = r->refused;
     sum.examples = r->examples;
-    sum.train_loss =
-        r->loss_weight > 0 ? r->loss_sum / r->loss_weight : NOT_MEASURED;
+    sum.train_loss = r->loss_weight > 0 ? r->loss_mean : NOT_MEASURED;
     sum.eval_loss = sum.eval_accuracy = NOT_MEASURED;
     sum.fed_eval_loss = sum.fed_eval_accuracy = NOT_MEASURED;
     sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
@@ -875,8 +889,7 @@ round_close(roost_coord *c, int64_t now_ms)
     roost_store_commit rec;
     record_begin(c, &rec, "train", quorum, now_ms);
     rec.round.train_loss = sum.train_loss;
-    rec.round.train_accuracy =
-        r->acc_weight > 0 ? r->acc_sum / r->acc_weight : NOT_MEASURED;
+    rec.round.train_accuracy = r->acc_weight > 0 ? r->acc_mean : NOT_MEASURED;
     rec.round.eval_loss = sum.eval_loss;
     rec.round.eval_accuracy = sum.eval_accuracy;
     rec.round.has_central_dp = has_cdp;
@@ -1222,6 +1235,21 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
     s->train_accuracy = u->metrics && u->metrics->accuracy_measured
                             ? u->metrics->accuracy
                             : NOT_MEASURED;
+    /* Training figures are claims the round averages (mean_fold needs
+     * them finite and >= 0): a malformed one is refused, like a malformed
+     * evaluation answer, and not recorded. */
+    char metrics_why[96] = "";
+    if (u->metrics != NULL && !(s->train_loss >= 0 && isfinite(s->train_loss)))
+        snprintf(metrics_why, sizeof(metrics_why),
+                 "update's training loss %g is not a finite value >= 0",
+                 s->train_loss);
+    else if (u->metrics != NULL && u->metrics->accuracy_measured &&
+             !(s->train_accuracy >= 0 && s->train_accuracy <= 1))
+        snprintf(metrics_why, sizeof(metrics_why),
+                 "update's training accuracy %g is not in [0, 1]",
+                 s->train_accuracy);
+    if (metrics_why[0] != '\0')
+        s->train_loss = s->train_accuracy = NOT_MEASURED;
     /* With DP on, the report must be present, in range, and at least as
      * noisy as configured; only a report in range is recorded. */
     char dp_why[128] = "";
@@ -1269,6 +1297,11 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
                              dp_why, now_ms, true);
+    }
+    if (metrics_why[0] != '\0') {
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, ROOST_EINVAL,
+                             metrics_why, now_ms, true);
     }
     roost_xfer_expect ex;
     memset(&ex, 0, sizeof(ex));
@@ -1341,12 +1374,12 @@ fold_update(roost_coord *c, struct session *s, int64_t now_ms)
     r->accepted++;
     r->examples += vr.examples;
     if (isfinite(s->train_loss) && vr.examples > 0) {
-        r->loss_sum += (double)vr.examples * s->train_loss;
-        r->loss_weight += (double)vr.examples;
+        mean_fold(&r->loss_mean, &r->loss_weight, (double)vr.examples,
+                  s->train_loss);
     }
     if (isfinite(s->train_accuracy) && vr.examples > 0) {
-        r->acc_sum += (double)vr.examples * s->train_accuracy;
-        r->acc_weight += (double)vr.examples;
+        mean_fold(&r->acc_mean, &r->acc_weight, (double)vr.examples,
+                  s->train_accuracy);
     }
     send_ack(c, s, (uint64_t)r->id, p->task_id, ROOST_OK, "");
     if (r->accepted >= round_quorum(c))
@@ -1435,8 +1468,8 @@ on_eval_result(roost_coord *c, struct session *s,
     p->status = ROOST_PART_UPDATED;
     r->answered++;
     r->ev_examples += n;
-    r->ev_loss_sum += (double)n * e->loss;
-    r->ev_acc_sum += (double)n * e->accuracy;
+    mean_fold(&r->ev_loss_mean, &r->ev_loss_weight, (double)n, e->loss);
+    mean_fold(&r->ev_acc_mean, &r->ev_acc_weight, (double)n, e->accuracy);
     send_ack(c, s, e->round_id, e->task_id, ROOST_OK, "");
     if (r->answered >= round_quorum(c))
         return round_close(c, now_ms);

@@ -30,7 +30,9 @@
  * updates after the round closed are refused with a reason in the Ack. With
  * DP on, so is an update whose DP report is missing or malformed (a noise
  * multiplier below the configured one or NaN; an epsilon, delta, sampling
- * rate or clip outside the ranges of proto/roost.proto's DpReport).
+ * rate or clip outside the ranges of proto/roost.proto's DpReport), and
+ * an update whose training figures are malformed (a loss that is not a
+ * finite value >= 0, a measured accuracy outside [0, 1]).
  * A selected client that declines is replaced by a waiting client that
  * was not selected (so one budget-exhausted client does not cost the
  * round its quorum), and with DP on, clients whose check-in reports no

@@ -51,6 +51,8 @@ struct harness {
     struct fake_client clients[MAX_CLIENTS];
     int rounds_seen;
     roost_coord_round_summary last;
+    /* Non-NULL: the Metrics every update carries instead of the default. */
+    Roost__V1__Metrics *metrics;
 };
 
 static struct fake_client *
@@ -327,7 +329,7 @@ send_update_dp(struct harness *h, int i, float value, uint64_t examples,
     up.chunk_count = n_chunks;
     up.delta_sha256.data = hash;
     up.delta_sha256.len = 32;
-    up.metrics = &met;
+    up.metrics = h->metrics != NULL ? h->metrics : &met;
     up.dp = dp;
     env.body_case = ROOST__V1__ENVELOPE__BODY_UPDATE;
     env.update = &up;
@@ -1329,6 +1331,62 @@ robust_buffer_below_min_clients_is_refused_at_start(void **state)
     assert_int_equal(h->last.refused, 1);
 }
 
+/* An update's training figures are client claims the round averages. A
+ * malformed one (a loss that is not a finite value >= 0, a measured
+ * accuracy outside [0, 1]) is refused with its reason, like a malformed
+ * evaluation answer; a huge but finite loss is a valid claim and must not
+ * overflow the round's example-weighted mean (10 x 1e308 is +inf, which
+ * used to leave the round with no recorded loss at all). */
+static void
+malformed_training_metrics_are_refused(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 5);
+    cfg.min_clients = 1;
+    start_with(h, &cfg);
+    for (int i = 0; i < 5; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    Roost__V1__Metrics m[4];
+    for (int k = 0; k < 4; k++) {
+        roost__v1__metrics__init(&m[k]);
+        m[k].loss = 1.0;
+        m[k].accuracy = 0.5;
+        m[k].accuracy_measured = true;
+    }
+    m[0].loss = 1e308;
+    m[1].loss = (double)NAN;
+    m[2].loss = -2.0;
+    m[3].accuracy = 7.0;
+    const int want[4] = {ROOST_OK, ROOST_EINVAL, ROOST_EINVAL, ROOST_EINVAL};
+    for (int k = 0; k < 4; k++) {
+        h->metrics = &m[k];
+        send_update(h, k, 1.0f, 10, 1, h->clients[k].task_id, 2);
+        if (h->clients[k].last_ack_code != want[k])
+            fail_msg("metrics %d: ack %d, want %d", k,
+                     h->clients[k].last_ack_code, want[k]);
+    }
+    h->metrics = NULL;
+    send_update(h, 4, 1.0f, 10, 1, h->clients[4].task_id, 2);
+    assert_int_equal(h->clients[4].last_ack_code, ROOST_OK);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 2);
+    assert_int_equal(h->last.refused, 3);
+    roost_store_round_info info;
+    size_t n = 0;
+    roost_errmsg em;
+    assert_int_equal(roost_store_list_rounds(h->store, 1, &info, 1, &n, &em),
+                     ROOST_OK);
+    assert_rel_near(info.train_loss, 0.5 * (1e308 + 1.0), 1e-12);
+    assert_near(info.train_accuracy, 0.5, 0);
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
+                                    "accepted = 0 AND reason LIKE "
+                                    "'%accuracy 7 is not in [0, 1]%'"),
+                     1);
+}
+
 /* An example count above the hard ceiling (2^40) is refused even with no
  * max_examples cap, and is recorded without breaking the record: a claim
  * of 2^63 does not fit the store's signed count, and two claims of 2^62
@@ -1467,6 +1525,8 @@ main(void)
             replacement_passes_over_reconnected_participants, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_dp_reports_are_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(malformed_training_metrics_are_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(absurd_example_counts_are_refused,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(largest_round_id_is_refused_at_start,
