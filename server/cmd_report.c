@@ -869,8 +869,14 @@ roost_cmd_report(int argc, char **argv)
     roost_store *s = NULL;
     roost_errmsg em;
     int err = roost_store_open(&s, db, ROOST_STORE_READONLY, &em);
+    /* One snapshot for the figures and the chain's verdict on them, while
+     * the coordinator may be committing. */
     if (err == ROOST_OK)
+        err = roost_store_read_begin(s, &em);
+    if (err == ROOST_OK) {
         err = load(&r, s, &em);
+        roost_store_read_end(s);
+    }
     roost_store_close(s);
     int status = ROOST_EXIT_OK;
     if (err != ROOST_OK) {
