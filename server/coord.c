@@ -128,6 +128,9 @@ struct roost_coord {
     roost_strategy *strategy;
     roost_rng *rng;
     int64_t run_id;
+    /* Seed of the initial model: the one recorded with the run (open_run),
+     * which may differ from a restarted configuration's. */
+    uint64_t init_seed;
     int64_t last_round;
     int64_t train_rounds; /* training rounds recorded (committed or failed) */
     /* Committed training rounds in the record whose central DP settings
@@ -1635,6 +1638,25 @@ open_run(roost_coord *c, roost_errmsg *em)
         bool same = strcmp(info->model_spec, roost_model_spec(c->model)) == 0 &&
                     info->n_params == c->n;
         int64_t id = info->run_id;
+        /* The initial model is a function of the seed recorded with the
+         * run (config_json, written below by this file), so that a restart
+         * before the first committed model regenerates the model the run
+         * began from, whatever seed its configuration now names. */
+        const char *seed_key = "\"init_seed\":";
+        const char *at = info->config_json != NULL
+                             ? strstr(info->config_json, seed_key)
+                             : NULL;
+        if (at != NULL) {
+            char *end = NULL;
+            unsigned long long seed = strtoull(at + strlen(seed_key), &end, 10);
+            if (end != at + strlen(seed_key) && seed != c->cfg.init_seed) {
+                roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                          "init_seed %" PRIu64 " differs from the run's %llu; "
+                          "the run's seed stays in force",
+                          c->cfg.init_seed, seed);
+                c->init_seed = (uint64_t)seed;
+            }
+        }
         roost_store_run_info_free(info);
         if (!same)
             return roost_fail(em, ROOST_ECONFIG,
@@ -1802,6 +1824,7 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
         return roost_fail(em, ROOST_ENOMEM, "coordinator: out of memory");
     c->cfg = *cfg;
     c->io = *io;
+    c->init_seed = cfg->init_seed;
     c->n_slots = 64;
     c->slots = calloc(c->n_slots, sizeof(*c->slots));
     c->fp_buckets = calloc(c->n_slots, sizeof(*c->fp_buckets));
@@ -1878,8 +1901,8 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
          * the seed recorded with the run, so it is regenerated rather than
          * stored. */
         roost_rng *init = NULL;
-        rc = roost_rng_create_insecure_deterministic(&init, NULL,
-                                                     cfg->init_seed, 0);
+        rc = roost_rng_create_insecure_deterministic(&init, NULL, c->init_seed,
+                                                     0);
         if (rc == ROOST_OK)
             rc = roost_model_init_params(c->model, c->params, init);
         roost_rng_destroy(init);

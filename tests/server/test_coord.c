@@ -1387,6 +1387,40 @@ malformed_training_metrics_are_refused(void **state)
                      1);
 }
 
+/* Before the first model is committed, the initial model is regenerated
+ * at every start from the seed recorded with the run (the record says
+ * which model the run began from), not from whatever seed the restarted
+ * configuration names. */
+static void
+initial_model_follows_the_recorded_seed(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.init_seed = 5;
+    start_with(h, &cfg);
+    float first[N_PARAMS];
+    memcpy(first, roost_coord_params(h->coord, NULL), sizeof(first));
+    /* A round opens, one update arrives, the coordinator dies: nothing is
+     * committed. It restarts with another init_seed. */
+    connect_and_check_in(h, 0, 0);
+    connect_and_check_in(h, 1, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
+    roost_coord_destroy(h->coord);
+    h->coord = NULL;
+    memset(h->clients, 0, sizeof(h->clients));
+    cfg.init_seed = 6;
+    start_with(h, &cfg);
+    assert_memory_equal(roost_coord_params(h->coord, NULL), first,
+                        sizeof(first));
+    /* Round 1 then trains from that model. */
+    connect_and_check_in(h, 0, 10);
+    connect_and_check_in(h, 1, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_memory_equal(h->clients[0].global, first, sizeof(first));
+}
+
 /* An example count above the hard ceiling (2^40) is refused even with no
  * max_examples cap, and is recorded without breaking the record: a claim
  * of 2^63 does not fit the store's signed count, and two claims of 2^62
@@ -1498,6 +1532,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             dropout_below_quorum_fails_round_above_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_continues_from_last_commit,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(initial_model_follows_the_recorded_seed,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(bad_messages_close_the_session, setup,
                                         teardown),
