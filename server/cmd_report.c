@@ -413,6 +413,23 @@ epsilon_chart(FILE *f, const struct report *r, const double *mn,
     fputs("</svg>\n", f);
 }
 
+/* Saturating arithmetic on counts read from the file: an edited file may
+ * hold any 64-bit values, and signed overflow is undefined behaviour. */
+static int64_t
+sat_add(int64_t a, int64_t b)
+{
+    int64_t sum;
+    if (!__builtin_add_overflow(a, b, &sum))
+        return sum;
+    return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
+static int64_t
+sat_neg(int64_t a)
+{
+    return a == INT64_MIN ? INT64_MAX : -a;
+}
+
 /* Stacked bars per round: accepted, refused, dropped, and selected clients
  * that never answered; failed rounds get a red background. */
 static void
@@ -426,7 +443,8 @@ participation_chart(FILE *f, const struct report *r)
     double hi = 1;
     for (size_t i = 0; i < r->n; i++) {
         const roost_store_round_info *ri = &r->rounds[i];
-        double sum = (double)(ri->n_accepted + ri->n_refused + ri->n_dropped);
+        double sum = (double)ri->n_accepted + (double)ri->n_refused +
+                     (double)ri->n_dropped;
         hi = fmax(hi, fmax((double)ri->n_selected, sum));
     }
     struct chart c;
@@ -446,7 +464,8 @@ participation_chart(FILE *f, const struct report *r)
                     x - (slot - w) / 2, PAD_T, slot, CH_H - PAD_T - PAD_B,
                     ri->round_id);
         int64_t silent =
-            ri->n_selected - ri->n_accepted - ri->n_refused - ri->n_dropped;
+            sat_add(sat_add(ri->n_selected, sat_neg(ri->n_accepted)),
+                    sat_add(sat_neg(ri->n_refused), sat_neg(ri->n_dropped)));
         const int64_t parts[4] = {ri->n_accepted, ri->n_refused, ri->n_dropped,
                                   silent > 0 ? silent : 0};
         static const char *const cls[4] = {"s-acc", "s-ref", "s-drop", "s-sil"};
@@ -584,7 +603,7 @@ write_page(FILE *f, const struct report *r, const char *title)
             failed++;
         else
             committed++;
-        examples += ri->examples;
+        examples = sat_add(examples, ri->examples);
         if (isfinite(ri->eval_accuracy)) {
             last_acc = ri->eval_accuracy;
             if (!(ri->eval_accuracy <= best_acc)) {
@@ -775,6 +794,10 @@ load(struct report *r, roost_store *s, roost_errmsg *em)
             r->rounds = p;
             cap = ncap;
         }
+        /* The largest id ends the listing: id + 1 would overflow (the
+         * file may have been edited) and list the rounds again. */
+        if (r->n > 0 && r->rounds[r->n - 1].round_id == INT64_MAX)
+            break;
         int64_t next = r->n ? r->rounds[r->n - 1].round_id + 1 : 1;
         size_t got = 0;
         err = roost_store_list_rounds(s, next, r->rounds + r->n, cap - r->n,
@@ -846,8 +869,14 @@ roost_cmd_report(int argc, char **argv)
     roost_store *s = NULL;
     roost_errmsg em;
     int err = roost_store_open(&s, db, ROOST_STORE_READONLY, &em);
+    /* One snapshot for the figures and the chain's verdict on them, while
+     * the coordinator may be committing. */
     if (err == ROOST_OK)
+        err = roost_store_read_begin(s, &em);
+    if (err == ROOST_OK) {
         err = load(&r, s, &em);
+        roost_store_read_end(s);
+    }
     roost_store_close(s);
     int status = ROOST_EXIT_OK;
     if (err != ROOST_OK) {

@@ -32,7 +32,8 @@
  *
  * Exit status: 0 on a clean stop (signal, or max_rounds reached); 1 when
  * something failed at run time (store, TLS files, socket); 2 for a bad
- * command line or configuration.
+ * command line or configuration, including settings the coordinator finds
+ * unusable when it starts (roost_coord_create's ROOST_ECONFIG).
  */
 #include "server/cli.h"
 #include "server/config.h"
@@ -782,8 +783,15 @@ run(roost_serve_config *cfg)
     cc.on_round = on_round;
     cc.on_round_arg = &sv;
     roost_coord_io io = {io_send, io_close, &sv};
-    if (roost_coord_create(&sv.coord, &cc, &io, &em) != ROOST_OK) {
+    int crc = roost_coord_create(&sv.coord, &cc, &io, &em);
+    if (crc != ROOST_OK) {
         roost_log(&sv.log, ROOST_LOG_ERROR, "coordinator: %s", em.text);
+        /* Settings found unusable only here (no round could ever commit
+         * under them, or the database holds a run of another model) are
+         * a bad configuration like those --check-config finds: exit 2,
+         * which systemd does not restart in a loop. */
+        if (crc == ROOST_ECONFIG)
+            status = ROOST_EXIT_USAGE;
         goto out;
     }
 

@@ -384,7 +384,12 @@ roost_cmd_status(int argc, char **argv)
         return ROOST_EXIT_FAIL;
     }
     st.schema_version = roost_store_schema_version(s);
-    err = roost_store_get_run(s, 0, &st.run, &em);
+    /* Every figure from one snapshot: the coordinator may commit between
+     * two reads, and the open round, the last round and the epsilon
+     * figures must describe the same moment. */
+    err = roost_store_read_begin(s, &em);
+    if (err == ROOST_OK)
+        err = roost_store_get_run(s, 0, &st.run, &em);
     if (err == ROOST_ENOENT)
         err = ROOST_OK;
     roost_store_head head;
@@ -404,6 +409,7 @@ roost_cmd_status(int argc, char **argv)
         err = roost_store_epsilon_stats(s, 0, &st.eps, &em);
     if (err == ROOST_OK)
         err = load_recent(s, &st, head.round_id, (size_t)n_rounds, &em);
+    roost_store_read_end(s);
     if (err != ROOST_OK) {
         fprintf(stderr, "roost status: %s: %s\n", st.db, em.text);
     } else if (json) {

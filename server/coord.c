@@ -68,6 +68,9 @@ struct session {
     uint8_t model_hash[ROOST_XFER_HASH_BYTES];
     double epsilon_remaining;
     int part; /* index into round.parts while in the round, else -1 */
+    /* Set only inside replace_participant: the certificate already holds a
+     * place in the open round through an earlier session. */
+    bool cert_in_round;
     /* Update being received (S_RECEIVING). */
     roost_xfer_receiver *rx;
     float *delta;
@@ -101,12 +104,15 @@ struct round_state {
     size_t n_updates, cap_updates;
     uint32_t accepted, refused;
     uint64_t examples;
-    double loss_sum, acc_sum; /* example-weighted */
+    /* Example-weighted means of what clients reported, and their weights
+     * (see mean_fold). */
+    double loss_mean, acc_mean;
     double loss_weight, acc_weight;
     /* Evaluation rounds: answers and their example-weighted sums. */
     uint32_t answered;
     uint64_t ev_examples;
-    double ev_loss_sum, ev_acc_sum;
+    double ev_loss_mean, ev_acc_mean; /* weighted by examples */
+    double ev_loss_weight, ev_acc_weight;
 };
 
 struct roost_coord {
@@ -122,6 +128,9 @@ struct roost_coord {
     roost_strategy *strategy;
     roost_rng *rng;
     int64_t run_id;
+    /* Seed of the initial model: the one recorded with the run (open_run),
+     * which may differ from a restarted configuration's. */
+    uint64_t init_seed;
     int64_t last_round;
     int64_t train_rounds; /* training rounds recorded (committed or failed) */
     /* Committed training rounds in the record whose central DP settings
@@ -481,6 +490,18 @@ add_update_rec(roost_coord *c, struct session *s, int64_t now_ms)
     return rec;
 }
 
+/* Fold a client's figure x >= 0 of weight w > 0 into a weighted mean of
+ * total weight *total. The running form, mean += w / total * (x - mean),
+ * stays between the smallest and largest figure folded, so finite claims
+ * can never make the mean overflow, as a sum of w * x over a round can
+ * (w is up to 2^40 examples, x any finite double). */
+static void
+mean_fold(double *mean, double *total, double w, double x)
+{
+    *total += w;
+    *mean += w / *total * (x - *mean);
+}
+
 static void
 round_reset(roost_coord *c)
 {
@@ -491,10 +512,11 @@ round_reset(roost_coord *c)
     r->n_updates = 0;
     r->accepted = r->refused = 0;
     r->examples = 0;
-    r->loss_sum = r->acc_sum = r->loss_weight = r->acc_weight = 0;
+    r->loss_mean = r->acc_mean = r->loss_weight = r->acc_weight = 0;
     r->answered = 0;
     r->ev_examples = 0;
-    r->ev_loss_sum = r->ev_acc_sum = 0;
+    r->ev_loss_mean = r->ev_acc_mean = 0;
+    r->ev_loss_weight = r->ev_acc_weight = 0;
     r->cap_parts = 0;
     r->owed = 0;
     r->evaluate = false;
@@ -651,9 +673,8 @@ eval_close(roost_coord *c, int64_t now_ms)
     sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
     bool counted = r->answered >= round_minimum(c) && r->answered > 0 &&
                    r->ev_examples > 0;
-    double w = (double)r->ev_examples;
-    sum.fed_eval_loss = counted ? r->ev_loss_sum / w : NOT_MEASURED;
-    sum.fed_eval_accuracy = counted ? r->ev_acc_sum / w : NOT_MEASURED;
+    sum.fed_eval_loss = counted ? r->ev_loss_mean : NOT_MEASURED;
+    sum.fed_eval_accuracy = counted ? r->ev_acc_mean : NOT_MEASURED;
 
     uint32_t dropped = 0;
     roost_store_participant *parts = record_participants(r, &dropped);
@@ -739,8 +760,7 @@ round_close(roost_coord *c, int64_t now_ms)
     sum.accepted = r->accepted;
     sum.refused = r->refused;
     sum.examples = r->examples;
-    sum.train_loss =
-        r->loss_weight > 0 ? r->loss_sum / r->loss_weight : NOT_MEASURED;
+    sum.train_loss = r->loss_weight > 0 ? r->loss_mean : NOT_MEASURED;
     sum.eval_loss = sum.eval_accuracy = NOT_MEASURED;
     sum.fed_eval_loss = sum.fed_eval_accuracy = NOT_MEASURED;
     sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
@@ -872,8 +892,7 @@ round_close(roost_coord *c, int64_t now_ms)
     roost_store_commit rec;
     record_begin(c, &rec, "train", quorum, now_ms);
     rec.round.train_loss = sum.train_loss;
-    rec.round.train_accuracy =
-        r->acc_weight > 0 ? r->acc_sum / r->acc_weight : NOT_MEASURED;
+    rec.round.train_accuracy = r->acc_weight > 0 ? r->acc_mean : NOT_MEASURED;
     rec.round.eval_loss = sum.eval_loss;
     rec.round.eval_accuracy = sum.eval_accuracy;
     rec.round.has_central_dp = has_cdp;
@@ -946,52 +965,67 @@ assign(roost_coord *c, struct session *s, size_t i)
     }
 }
 
+/* Mark (or unmark) the sessions whose certificate already holds a place
+ * in the open round through an earlier session: a participant that
+ * reconnected waits under a new session (part < 0) but must not take a
+ * second place. One session per certificate makes the lookup exact. */
+static void
+mark_certs_in_round(roost_coord *c, bool mark)
+{
+    const struct round_state *r = &c->round;
+    for (size_t k = 0; k < r->n_parts; k++) {
+        struct session *s = session_by_fingerprint(c, r->parts[k].fingerprint);
+        if (s != NULL && s->part < 0)
+            s->cert_in_round = mark;
+    }
+}
+
+static bool
+replacement_candidate(const roost_coord *c, const struct session *s)
+{
+    return s != NULL && s->part < 0 && !s->cert_in_round &&
+           selectable(c, s, c->round.evaluate);
+}
+
 /* A selected client declined before training (budget, not now, cannot
  * run the model): give its place to a waiting client that was not
  * selected, so one refusal does not cost the round its quorum. Clients
- * already in the round (including earlier decliners) are never picked
- * again; the round's participant array has room for every client that
- * was waiting when it opened. */
+ * already in the round (including earlier decliners, and participants
+ * that reconnected under a new session) are never picked again; the
+ * round's participant array has room for every client that was waiting
+ * when it opened. The draw is over the eligible sessions only, so an
+ * eligible client is found whenever one waits (redrawing past ineligible
+ * picks could miss it). */
 static int
 replace_participant(roost_coord *c)
 {
     struct round_state *r = &c->round;
     if (r->n_parts >= r->cap_parts || r->owed == 0)
         return ROOST_OK;
-    /* Candidates: waiting sessions not already in this round (a decliner
-     * that checked in again still holds its slot index). */
+    mark_certs_in_round(c, true);
     size_t n_cand = 0;
-    for (size_t i = 0; i < c->n_slots; i++) {
-        const struct session *s = c->slots[i];
-        if (s != NULL && s->part < 0 && selectable(c, s, r->evaluate))
-            n_cand++;
+    for (size_t i = 0; i < c->n_slots; i++)
+        n_cand += replacement_candidate(c, c->slots[i]);
+    struct session *chosen = NULL;
+    int rc = ROOST_OK;
+    if (n_cand > 0) {
+        uint64_t pick = 0;
+        rc = roost_rng_below(c->rng, n_cand, &pick);
+        for (size_t i = 0; rc == ROOST_OK && i < c->n_slots && chosen == NULL;
+             i++)
+            if (replacement_candidate(c, c->slots[i]) && pick-- == 0)
+                chosen = c->slots[i];
     }
-    /* A few draws: a pick whose certificate is already in the round under
-     * another session (it reconnected) is passed over. */
-    for (int attempt = 0; attempt < 4 && n_cand > 0; attempt++) {
-        uint64_t pick;
-        int rc = roost_rng_below(c->rng, n_cand, &pick);
-        if (rc != ROOST_OK)
-            return roost_fail(&c->em, rc, "selection: random source failed");
-        struct session *chosen = NULL;
-        for (size_t i = 0; i < c->n_slots && chosen == NULL; i++) {
-            struct session *s = c->slots[i];
-            if (s != NULL && s->part < 0 && selectable(c, s, r->evaluate) &&
-                pick-- == 0)
-                chosen = s;
-        }
-        bool taken = false;
-        for (size_t k = 0; k < r->n_parts && !taken; k++)
-            taken = strcmp(r->parts[k].fingerprint, chosen->fingerprint) == 0;
-        if (taken)
-            continue;
-        roost_log(&c->cfg.log, ROOST_LOG_INFO,
-                  "round %" PRId64 ": %s replaces a client that declined",
-                  r->id, chosen->fingerprint);
-        r->owed--;
-        assign(c, chosen, r->n_parts++);
+    mark_certs_in_round(c, false);
+    if (rc != ROOST_OK)
+        return roost_fail(&c->em, rc, "selection: random source failed");
+    if (chosen == NULL)
         return ROOST_OK;
-    }
+    roost_log(&c->cfg.log, ROOST_LOG_INFO,
+              "round %" PRId64 ": %s replaces a client that declined", r->id,
+              chosen->fingerprint);
+    r->owed--;
+    assign(c, chosen, r->n_parts++);
     return ROOST_OK;
 }
 
@@ -1135,6 +1169,42 @@ refuse_update(roost_coord *c, struct session *s, uint64_t round_id,
     return ROOST_OK;
 }
 
+/* Whether the values of a DP report are in the ranges the DpReport
+ * message of proto/roost.proto gives (every comparison written so that NaN
+ * fails it); if not, why names the field and its value. A report that
+ * fails is not recorded as the client's privacy spend: a NaN or negative
+ * epsilon would otherwise be accepted with no usable report, or enter the
+ * epsilon figures of `roost status` and `roost report`. */
+static bool
+dp_report_in_range(const Roost__V1__DpReport *dp, char *why, size_t cap)
+{
+    const struct {
+        const char *field;
+        double value;
+        bool ok;
+        const char *range;
+    } checks[] = {
+        {"noise multiplier", dp->noise_multiplier,
+         dp->noise_multiplier > 0 && isfinite(dp->noise_multiplier),
+         "a finite value > 0"},
+        {"epsilon spent", dp->epsilon_spent,
+         dp->epsilon_spent >= 0 && isfinite(dp->epsilon_spent),
+         "a finite value >= 0"},
+        {"delta", dp->delta, dp->delta > 0 && dp->delta < 1, "in (0, 1)"},
+        {"sampling rate", dp->sampling_rate,
+         dp->sampling_rate > 0 && dp->sampling_rate <= 1, "in (0, 1]"},
+        {"clip norm", dp->clip_norm,
+         dp->clip_norm > 0 && isfinite(dp->clip_norm), "a finite value > 0"},
+    };
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+        if (!checks[i].ok) {
+            snprintf(why, cap, "update's DP report: %s %g is not %s",
+                     checks[i].field, checks[i].value, checks[i].range);
+            return false;
+        }
+    return true;
+}
+
 static int
 on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
           int64_t now_ms)
@@ -1168,7 +1238,32 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
     s->train_accuracy = u->metrics && u->metrics->accuracy_measured
                             ? u->metrics->accuracy
                             : NOT_MEASURED;
-    if (u->dp != NULL && c->cfg.dp_enabled) {
+    /* Training figures are claims the round averages (mean_fold needs
+     * them finite and >= 0): a malformed one is refused, like a malformed
+     * evaluation answer, and not recorded. */
+    char metrics_why[96] = "";
+    if (u->metrics != NULL && !(s->train_loss >= 0 && isfinite(s->train_loss)))
+        snprintf(metrics_why, sizeof(metrics_why),
+                 "update's training loss %g is not a finite value >= 0",
+                 s->train_loss);
+    else if (u->metrics != NULL && u->metrics->accuracy_measured &&
+             !(s->train_accuracy >= 0 && s->train_accuracy <= 1))
+        snprintf(metrics_why, sizeof(metrics_why),
+                 "update's training accuracy %g is not in [0, 1]",
+                 s->train_accuracy);
+    if (metrics_why[0] != '\0')
+        s->train_loss = s->train_accuracy = NOT_MEASURED;
+    /* With DP on, the report must be present, in range, and at least as
+     * noisy as configured; only a report in range is recorded. */
+    char dp_why[128] = "";
+    bool dp_in_range = u->dp != NULL && c->cfg.dp_enabled &&
+                       dp_report_in_range(u->dp, dp_why, sizeof(dp_why));
+    if (c->cfg.dp_enabled && dp_why[0] == '\0' &&
+        (u->dp == NULL ||
+         !(u->dp->noise_multiplier >= c->cfg.dp_noise_multiplier)))
+        snprintf(dp_why, sizeof(dp_why),
+                 "update does not report the required DP noise");
+    if (dp_in_range) {
         s->dp_epsilon = u->dp->epsilon_spent;
         s->dp_delta = u->dp->delta;
         s->dp_sigma = u->dp->noise_multiplier;
@@ -1201,13 +1296,15 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_ETOOBIG, why,
                              now_ms, true);
     }
-    if (c->cfg.dp_enabled &&
-        (u->dp == NULL ||
-         u->dp->noise_multiplier < c->cfg.dp_noise_multiplier)) {
+    if (dp_why[0] != '\0') {
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
-                             "update does not report the required DP noise",
-                             now_ms, true);
+                             dp_why, now_ms, true);
+    }
+    if (metrics_why[0] != '\0') {
+        s->state = S_DONE;
+        return refuse_update(c, s, u->round_id, u->task_id, ROOST_EINVAL,
+                             metrics_why, now_ms, true);
     }
     roost_xfer_expect ex;
     memset(&ex, 0, sizeof(ex));
@@ -1280,12 +1377,12 @@ fold_update(roost_coord *c, struct session *s, int64_t now_ms)
     r->accepted++;
     r->examples += vr.examples;
     if (isfinite(s->train_loss) && vr.examples > 0) {
-        r->loss_sum += (double)vr.examples * s->train_loss;
-        r->loss_weight += (double)vr.examples;
+        mean_fold(&r->loss_mean, &r->loss_weight, (double)vr.examples,
+                  s->train_loss);
     }
     if (isfinite(s->train_accuracy) && vr.examples > 0) {
-        r->acc_sum += (double)vr.examples * s->train_accuracy;
-        r->acc_weight += (double)vr.examples;
+        mean_fold(&r->acc_mean, &r->acc_weight, (double)vr.examples,
+                  s->train_accuracy);
     }
     send_ack(c, s, (uint64_t)r->id, p->task_id, ROOST_OK, "");
     if (r->accepted >= round_quorum(c))
@@ -1374,8 +1471,8 @@ on_eval_result(roost_coord *c, struct session *s,
     p->status = ROOST_PART_UPDATED;
     r->answered++;
     r->ev_examples += n;
-    r->ev_loss_sum += (double)n * e->loss;
-    r->ev_acc_sum += (double)n * e->accuracy;
+    mean_fold(&r->ev_loss_mean, &r->ev_loss_weight, (double)n, e->loss);
+    mean_fold(&r->ev_acc_mean, &r->ev_acc_weight, (double)n, e->accuracy);
     send_ack(c, s, e->round_id, e->task_id, ROOST_OK, "");
     if (r->answered >= round_quorum(c))
         return round_close(c, now_ms);
@@ -1481,6 +1578,56 @@ check_value_sizes(const roost_coord *c, roost_errmsg *em)
     return ROOST_OK;
 }
 
+/* Whether the robust strategies can buffer a round's updates. They keep
+ * every update of a round within max_buffered_updates and
+ * max_buffered_bytes and refuse the rest (ROOST_ETOOBIG). If the fewest
+ * updates that commit a training round (min_clients) do not fit, every
+ * round refuses valid updates past the limit and fails at its deadline:
+ * no round could ever commit, so the configuration is refused here, like
+ * a model whose checkpoint cannot be stored. A quorum that does not fit
+ * (min_clients does) only makes each round wait for its deadline, which
+ * is logged. */
+static int
+check_robust_buffer(const roost_coord *c, roost_errmsg *em)
+{
+    const roost_strategy_config *sc = &c->cfg.strategy;
+    if (!roost_strategy_kind_is_robust(sc->kind))
+        return ROOST_OK;
+    const char *name = roost_strategy_kind_name(sc->kind);
+    size_t need = c->cfg.min_clients;
+    if (need > sc->max_buffered_updates)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy %s buffers at most %zu updates per round "
+                          "(max_buffered_updates), fewer than min_clients %zu: "
+                          "no round could commit; raise max_buffered_updates "
+                          "or lower min_clients",
+                          name, sc->max_buffered_updates, need);
+    size_t bytes = 0;
+    int rc = roost_strategy_memory_bound(sc, c->n, need, &bytes, em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (bytes > sc->max_buffered_bytes)
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy %s needs %zu bytes to buffer min_clients "
+                          "%zu updates of %zu parameters, above "
+                          "max_buffered_bytes %zu: no round could commit; "
+                          "raise max_buffered_bytes or lower min_clients",
+                          name, bytes, need, c->n, sc->max_buffered_bytes);
+    size_t quorum = c->cfg.clients_per_round;
+    if (quorum > need && (quorum > sc->max_buffered_updates ||
+                          roost_strategy_memory_bound(sc, c->n, quorum, &bytes,
+                                                      NULL) != ROOST_OK ||
+                          bytes > sc->max_buffered_bytes))
+        roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                  "strategy %s cannot buffer clients_per_round %zu updates "
+                  "(max_buffered_updates %zu, max_buffered_bytes %zu): "
+                  "updates past the limit are refused and rounds close at "
+                  "their deadline with at least min_clients %zu",
+                  name, quorum, sc->max_buffered_updates,
+                  sc->max_buffered_bytes, need);
+    return ROOST_OK;
+}
+
 /* Find the run this configuration continues, or start one. */
 static int
 open_run(roost_coord *c, roost_errmsg *em)
@@ -1491,6 +1638,25 @@ open_run(roost_coord *c, roost_errmsg *em)
         bool same = strcmp(info->model_spec, roost_model_spec(c->model)) == 0 &&
                     info->n_params == c->n;
         int64_t id = info->run_id;
+        /* The initial model is a function of the seed recorded with the
+         * run (config_json, written below by this file), so that a restart
+         * before the first committed model regenerates the model the run
+         * began from, whatever seed its configuration now names. */
+        const char *seed_key = "\"init_seed\":";
+        const char *at = info->config_json != NULL
+                             ? strstr(info->config_json, seed_key)
+                             : NULL;
+        if (at != NULL) {
+            char *end = NULL;
+            unsigned long long seed = strtoull(at + strlen(seed_key), &end, 10);
+            if (end != at + strlen(seed_key) && seed != c->cfg.init_seed) {
+                roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                          "init_seed %" PRIu64 " differs from the run's %llu; "
+                          "the run's seed stays in force",
+                          c->cfg.init_seed, seed);
+                c->init_seed = (uint64_t)seed;
+            }
+        }
         roost_store_run_info_free(info);
         if (!same)
             return roost_fail(em, ROOST_ECONFIG,
@@ -1568,6 +1734,10 @@ check_cdp_history(roost_coord *c, roost_errmsg *em)
                  (fixed_clip && r->cdp_clip_norm != clip)))
                 c->cdp_mixed++;
         }
+        /* The file may have been edited: the largest id ends the scan
+         * (id + 1 would overflow and start it again from the first). */
+        if (page[n - 1].round_id == INT64_MAX)
+            break;
         next = page[n - 1].round_id + 1;
     }
     free(page);
@@ -1654,6 +1824,7 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
         return roost_fail(em, ROOST_ENOMEM, "coordinator: out of memory");
     c->cfg = *cfg;
     c->io = *io;
+    c->init_seed = cfg->init_seed;
     c->n_slots = 64;
     c->slots = calloc(c->n_slots, sizeof(*c->slots));
     c->fp_buckets = calloc(c->n_slots, sizeof(*c->fp_buckets));
@@ -1699,6 +1870,9 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
     rc = check_value_sizes(c, em);
     if (rc != ROOST_OK)
         goto fail;
+    rc = check_robust_buffer(c, em);
+    if (rc != ROOST_OK)
+        goto fail;
     rc = open_run(c, em);
     if (rc != ROOST_OK)
         goto fail;
@@ -1707,6 +1881,15 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
     rc = roost_store_last_committed_round(cfg->store, &head, em);
     if (rc != ROOST_OK)
         goto fail;
+    if (head.round_id == INT64_MAX) {
+        /* Only an edited file gets here; no round could follow it. */
+        rc = roost_fail(em, ROOST_ESTORE,
+                        "the store's last round id is %" PRId64
+                        ", the largest possible: no round can follow it "
+                        "(run roost audit on the file)",
+                        head.round_id);
+        goto fail;
+    }
     c->last_round = head.round_id;
     if (head.checkpoint_round > 0) {
         rc = roost_store_load_checkpoint(cfg->store, head.checkpoint_round,
@@ -1718,8 +1901,8 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
          * the seed recorded with the run, so it is regenerated rather than
          * stored. */
         roost_rng *init = NULL;
-        rc = roost_rng_create_insecure_deterministic(&init, NULL,
-                                                     cfg->init_seed, 0);
+        rc = roost_rng_create_insecure_deterministic(&init, NULL, c->init_seed,
+                                                     0);
         if (rc == ROOST_OK)
             rc = roost_model_init_params(c->model, c->params, init);
         roost_rng_destroy(init);

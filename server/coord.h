@@ -27,7 +27,12 @@
  *      recorded as failed and the model is unchanged. Only then does the
  *      next round open.
  * Updates for another round, a second update for the same task, and
- * updates after the round closed are refused with a reason in the Ack.
+ * updates after the round closed are refused with a reason in the Ack. With
+ * DP on, so is an update whose DP report is missing or malformed (a noise
+ * multiplier below the configured one or NaN; an epsilon, delta, sampling
+ * rate or clip outside the ranges of proto/roost.proto's DpReport), and
+ * an update whose training figures are malformed (a loss that is not a
+ * finite value >= 0, a measured accuracy outside [0, 1]).
  * A selected client that declines is replaced by a waiting client that
  * was not selected (so one budget-exhausted client does not cost the
  * round its quorum), and with DP on, clients whose check-in reports no
@@ -203,7 +208,8 @@ void roost_coord_config_init(roost_coord_config *cfg);
  * initialise one from init_seed), and prepare the strategy. The config is
  * copied; io is copied. Returns ROOST_OK, ROOST_ECONFIG / ROOST_ESPEC (bad
  * configuration, with em naming the field; also a model whose checkpoint
- * or strategy state would exceed roost_store_max_value_bytes(), so that no
+ * or strategy state would exceed roost_store_max_value_bytes(), or a robust
+ * strategy whose buffer limits cannot hold min_clients updates, so that no
  * round could ever commit), ROOST_ESTORE / ROOST_EHASH
  * (the store cannot be resumed from), ROOST_ENOMEM.
  */

@@ -1302,7 +1302,9 @@ commit_body(roost_store *s, const roost_store_commit *c,
     int err = roost_store_last_committed_round(s, &head, em);
     if (err != ROOST_OK)
         return err;
-    if (r->round_id != head.round_id + 1)
+    /* A file whose last round id is the largest SQLite holds (an edited
+     * file) takes no further round: head + 1 would overflow. */
+    if (head.round_id == INT64_MAX || r->round_id != head.round_id + 1)
         return roost_fail(em, ROOST_ESTALE,
                           "round %lld cannot be committed: the last committed "
                           "round is %lld",
@@ -1794,14 +1796,41 @@ verify_checkpoints(roost_store *s, verdict *v, roost_errmsg *em)
 }
 
 int
+roost_store_read_begin(roost_store *s, roost_errmsg *em)
+{
+    if (sqlite3_get_autocommit(s->db) == 0)
+        return roost_fail(em, ROOST_ESTATE,
+                          "store: a transaction is already open");
+    int err = exec_sql(s, "BEGIN", em);
+    /* BEGIN takes no snapshot until the first read: take it now, so that
+     * the snapshot is the file as of this call. */
+    int64_t n = 0;
+    if (err == ROOST_OK) {
+        err = pragma_int(s, "SELECT count(*) FROM sqlite_schema", &n, em);
+        if (err != ROOST_OK)
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return err;
+}
+
+void
+roost_store_read_end(roost_store *s)
+{
+    if (s != NULL && sqlite3_get_autocommit(s->db) == 0)
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+}
+
+int
 roost_store_verify_chain(roost_store *s, int64_t *first_bad_round,
                          int64_t *n_rounds, uint8_t head[ROOST_STORE_HASH_LEN],
                          roost_errmsg *em)
 {
     *first_bad_round = 0;
     verdict v = {0, em};
-    /* One read snapshot for the whole check. */
-    int err = exec_sql(s, "BEGIN", em);
+    /* One read snapshot for the whole check: the caller's
+     * (roost_store_read_begin), or one of its own. */
+    bool own_txn = sqlite3_get_autocommit(s->db) != 0;
+    int err = own_txn ? exec_sql(s, "BEGIN", em) : ROOST_OK;
     if (err != ROOST_OK)
         return err;
     sqlite3_stmt *st = NULL;
@@ -1841,7 +1870,9 @@ roost_store_verify_chain(roost_store *s, int64_t *first_bad_round,
                   "participant, update or metric row, or its run was "
                   "edited, inserted or deleted)");
         memcpy(prev, stored, 32);
-        expected = round + 1;
+        /* Ids come from a file that may be hostile: no overflow past the
+         * largest one (it is the last row of the ordered scan anyway). */
+        expected = round < INT64_MAX ? round + 1 : INT64_MAX;
     }
     sqlite3_finalize(st);
     if (err == ROOST_OK && rc != SQLITE_DONE)
@@ -1866,7 +1897,8 @@ roost_store_verify_chain(roost_store *s, int64_t *first_bad_round,
         }
     }
 out:
-    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    if (own_txn)
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     return err;
 }
 

@@ -339,6 +339,18 @@ int roost_store_record_hash(roost_store *s, int64_t round_id,
 /* ---------------------------------------------------------------------
  * Readers for status and report.
  * ------------------------------------------------------------------- */
+
+/* roost_store_read_begin / roost_store_read_end - hold one read snapshot
+ * across several reader calls, so that together they describe one state
+ * of the file while the coordinator keeps committing: `roost status`
+ * must not show round N as open and as committed, nor `roost report` or
+ * `roost audit` check a chain over other rounds than they list. Every
+ * reader call and roost_store_verify_chain between the two use the
+ * snapshot. read_begin returns ROOST_ESTATE when a transaction is already
+ * open on the handle; read_end on a handle without one does nothing. For
+ * readers only: do not commit rounds in between. */
+int roost_store_read_begin(roost_store *s, roost_errmsg *em);
+void roost_store_read_end(roost_store *s);
 typedef struct roost_store_round_info {
     int64_t round_id, run_id;
     char kind[8];

@@ -51,6 +51,8 @@ struct harness {
     struct fake_client clients[MAX_CLIENTS];
     int rounds_seen;
     roost_coord_round_summary last;
+    /* Non-NULL: the Metrics every update carries instead of the default. */
+    Roost__V1__Metrics *metrics;
 };
 
 static struct fake_client *
@@ -293,10 +295,12 @@ send_decline(struct harness *h, int i, int64_t now)
     deliver(h, fc, &env, now);
 }
 
-/* Client i answers its task with delta[j] = value for every j. */
+/* Client i answers its task with delta[j] = value for every j, and the
+ * DP report dp (NULL: none). */
 static void
-send_update(struct harness *h, int i, float value, uint64_t examples,
-            uint64_t round_id, uint64_t task_id, int64_t now)
+send_update_dp(struct harness *h, int i, float value, uint64_t examples,
+               uint64_t round_id, uint64_t task_id, Roost__V1__DpReport *dp,
+               int64_t now)
 {
     struct fake_client *fc = &h->clients[i];
     float delta[N_PARAMS];
@@ -325,7 +329,8 @@ send_update(struct harness *h, int i, float value, uint64_t examples,
     up.chunk_count = n_chunks;
     up.delta_sha256.data = hash;
     up.delta_sha256.len = 32;
-    up.metrics = &met;
+    up.metrics = h->metrics != NULL ? h->metrics : &met;
+    up.dp = dp;
     env.body_case = ROOST__V1__ENVELOPE__BODY_UPDATE;
     env.update = &up;
     deliver(h, fc, &env, now);
@@ -344,6 +349,14 @@ send_update(struct harness *h, int i, float value, uint64_t examples,
             roost_coord_session_message(h->coord, fc->session, &cenv, now),
             ROOST_OK);
     }
+}
+
+/* Client i answers its task with delta[j] = value for every j. */
+static void
+send_update(struct harness *h, int i, float value, uint64_t examples,
+            uint64_t round_id, uint64_t task_id, int64_t now)
+{
+    send_update_dp(h, i, value, examples, round_id, task_id, NULL, now);
 }
 
 static void
@@ -1116,6 +1129,298 @@ one_session_per_certificate(void **state)
     assert_int_equal(sql_int(h->db, "SELECT count(*) FROM rounds"), 3);
 }
 
+/* A decliner's place goes to a waiting client that is not in the round,
+ * even when most waiting sessions are participants that reconnected (their
+ * certificate already holds a place, so they may not take another). With
+ * four selected, three of whom reconnect, and one client never selected,
+ * that one must replace the decliner whatever the selection draws: for
+ * every seed. */
+static void
+replacement_passes_over_reconnected_participants(void **state)
+{
+    struct harness *h = *state;
+    for (uint64_t seed = 1; seed <= 24; seed++) {
+        roost_coord_destroy(h->coord);
+        h->coord = NULL;
+        memset(h->clients, 0, sizeof(h->clients));
+        roost_coord_config cfg;
+        make_config(h, &cfg, 4);
+        cfg.selection_seed = seed;
+        start_with(h, &cfg);
+        for (int i = 0; i < 5; i++)
+            connect_and_check_in(h, i, 0);
+        assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+        int who[5];
+        assert_int_equal(tasked(h, 1, 5, who), 4);
+        int idle = -1;
+        for (int i = 0; i < 5; i++)
+            if (!h->clients[i].has_task)
+                idle = i;
+        assert_true(idle >= 0);
+        /* who[1..3] reconnect under the same certificates and wait. */
+        for (int k = 1; k < 4; k++) {
+            char fp[65];
+            snprintf(fp, sizeof(fp), "%064x", 0xabc0 + who[k]);
+            connect_as(h, who[k], 3000 + (uint64_t)who[k], fp, 2);
+        }
+        send_decline(h, who[0], 3);
+        if (!h->clients[idle].has_task)
+            fail_msg("seed %llu: the waiting client did not replace the "
+                     "decliner",
+                     (unsigned long long)seed);
+        assert_int_equal(h->clients[idle].round_id, 1);
+    }
+}
+
+/* With DP on, an update's DP report must be well formed: a noise
+ * multiplier of at least the configured one (NaN is not), and an epsilon,
+ * delta, sampling rate and clip in their ranges (proto/roost.proto).
+ * Anything else is refused with its reason and recorded, and the round
+ * commits with the well-formed updates only: no accepted update lacks its
+ * privacy report, and no malformed one enters the epsilon figures. */
+static void
+malformed_dp_reports_are_refused(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 6);
+    cfg.dp_enabled = true;
+    cfg.dp_noise_multiplier = 1.0;
+    cfg.min_clients = 1;
+    start_with(h, &cfg);
+    for (int i = 0; i < 6; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    Roost__V1__DpReport good;
+    roost__v1__dp_report__init(&good);
+    good.noise_multiplier = 1.0;
+    good.clip_norm = 1.0;
+    good.sampling_rate = 0.01;
+    good.steps = 100;
+    good.delta = 1e-5;
+    good.epsilon_spent = 0.5;
+    Roost__V1__DpReport bad[5];
+    for (int k = 0; k < 5; k++)
+        bad[k] = good;
+    bad[0].noise_multiplier = (double)NAN;
+    bad[1].epsilon_spent = (double)NAN;
+    bad[2].epsilon_spent = -1.0;
+    bad[3].delta = 0.0;
+    bad[4].sampling_rate = 2.0;
+    for (int k = 0; k < 5; k++) {
+        send_update_dp(h, k, 0.1f, 0, 1, h->clients[k].task_id, &bad[k], 2);
+        if (h->clients[k].last_ack_code != ROOST_EPROTO)
+            fail_msg("malformed DP report %d: ack %d", k,
+                     h->clients[k].last_ack_code);
+    }
+    send_update_dp(h, 5, 0.1f, 0, 1, h->clients[5].task_id, &good, 2);
+    assert_int_equal(h->clients[5].last_ack_code, ROOST_OK);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 1);
+    assert_int_equal(h->last.refused, 5);
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
+                                    "accepted = 1 AND dp_epsilon = 0.5"),
+                     1);
+    /* The malformed reports are on record as refusals naming the field and
+     * value, but none counts as a client's privacy spend. */
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
+                                    "accepted = 0 AND reason LIKE "
+                                    "'%epsilon spent -1 is not%'"),
+                     1);
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
+                                    "dp_epsilon IS NOT NULL"),
+                     1);
+    roost_store_eps_stats eps;
+    roost_errmsg em;
+    assert_int_equal(roost_store_epsilon_stats(h->store, 0, &eps, &em),
+                     ROOST_OK);
+    assert_int_equal(eps.n_clients, 1);
+    assert_near(eps.min, 0.5, 0);
+}
+
+/* A store whose last round id was edited to the largest SQLite holds is
+ * refused at start, naming the id, rather than overflowing last + 1 (or,
+ * with central DP, scanning the record's rounds forever: id + 1 wrapped
+ * to the smallest id and the scan began again). */
+static void
+largest_round_id_is_refused_at_start(void **state)
+{
+    struct harness *h = *state;
+    roost_rng *rng;
+    assert_int_equal(roost_rng_create_insecure_deterministic(&rng, NULL, 3, 0),
+                     ROOST_OK);
+    const double z[1] = {1.5}, clip[1] = {1.0};
+    central_dp_rounds_with_restarts(h, rng, 1, z, clip);
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(h->db, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "UPDATE rounds SET round_id = "
+                                  "9223372036854775807;"
+                                  "UPDATE checkpoints SET round_id = "
+                                  "9223372036854775807;"
+                                  "UPDATE strategy_state SET round_id = "
+                                  "9223372036854775807;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+    roost_coord_config cfg;
+    make_central_dp_config(h, &cfg, rng);
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, &em),
+                     ROOST_ESTORE);
+    assert_null(h->coord);
+    assert_non_null(strstr(em.text, "9223372036854775807"));
+    roost_rng_destroy(rng);
+}
+
+/* The robust strategies buffer every update within max_buffered_updates
+ * and max_buffered_bytes and refuse the rest. A configuration whose
+ * min_clients updates do not fit could never commit a round: each would
+ * refuse valid updates past the limit and fail at its deadline. It is
+ * refused when the coordinator starts, naming the limit; one that fits
+ * runs its round to a commit. */
+static void
+robust_buffer_below_min_clients_is_refused_at_start(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 3);
+    roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_MEDIAN);
+    cfg.strategy.max_buffered_updates = 2;
+    roost_coord_io io = {fake_send, fake_close, h};
+    roost_errmsg em;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, &em),
+                     ROOST_ECONFIG);
+    assert_null(h->coord);
+    assert_non_null(strstr(em.text, "max_buffered_updates"));
+    /* The byte limit: 3 updates of 50 floats need more than 2 do. */
+    size_t two = 0, three = 0;
+    cfg.strategy.max_buffered_updates = 1000;
+    assert_int_equal(
+        roost_strategy_memory_bound(&cfg.strategy, N_PARAMS, 2, &two, &em),
+        ROOST_OK);
+    assert_int_equal(
+        roost_strategy_memory_bound(&cfg.strategy, N_PARAMS, 3, &three, &em),
+        ROOST_OK);
+    cfg.strategy.max_buffered_bytes = (two + three) / 2;
+    assert_int_equal(roost_coord_create(&h->coord, &cfg, &io, &em),
+                     ROOST_ECONFIG);
+    assert_null(h->coord);
+    assert_non_null(strstr(em.text, "max_buffered_bytes"));
+    /* Nothing was recorded for the refused configurations. */
+    roost_store_run_info *info = NULL;
+    assert_int_equal(roost_store_get_run(h->store, 0, &info, NULL),
+                     ROOST_ENOENT);
+    /* With room for min_clients (2) the round commits at the deadline even
+     * though the quorum (3) cannot be buffered. */
+    cfg.strategy.max_buffered_bytes = (two + three) / 2;
+    cfg.min_clients = 2;
+    start_with(h, &cfg);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    for (int i = 0; i < 3; i++)
+        send_update(h, i, 1.0f, 10, 1, h->clients[i].task_id, 2);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 2);
+    assert_int_equal(h->last.refused, 1);
+}
+
+/* An update's training figures are client claims the round averages. A
+ * malformed one (a loss that is not a finite value >= 0, a measured
+ * accuracy outside [0, 1]) is refused with its reason, like a malformed
+ * evaluation answer; a huge but finite loss is a valid claim and must not
+ * overflow the round's example-weighted mean (10 x 1e308 is +inf, which
+ * used to leave the round with no recorded loss at all). */
+static void
+malformed_training_metrics_are_refused(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 5);
+    cfg.min_clients = 1;
+    start_with(h, &cfg);
+    for (int i = 0; i < 5; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    Roost__V1__Metrics m[4];
+    for (int k = 0; k < 4; k++) {
+        roost__v1__metrics__init(&m[k]);
+        m[k].loss = 1.0;
+        m[k].accuracy = 0.5;
+        m[k].accuracy_measured = true;
+    }
+    m[0].loss = 1e308;
+    m[1].loss = (double)NAN;
+    m[2].loss = -2.0;
+    m[3].accuracy = 7.0;
+    const int want[4] = {ROOST_OK, ROOST_EINVAL, ROOST_EINVAL, ROOST_EINVAL};
+    for (int k = 0; k < 4; k++) {
+        h->metrics = &m[k];
+        send_update(h, k, 1.0f, 10, 1, h->clients[k].task_id, 2);
+        if (h->clients[k].last_ack_code != want[k])
+            fail_msg("metrics %d: ack %d, want %d", k,
+                     h->clients[k].last_ack_code, want[k]);
+    }
+    h->metrics = NULL;
+    send_update(h, 4, 1.0f, 10, 1, h->clients[4].task_id, 2);
+    assert_int_equal(h->clients[4].last_ack_code, ROOST_OK);
+    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 2);
+    assert_int_equal(h->last.refused, 3);
+    roost_store_round_info info;
+    size_t n = 0;
+    roost_errmsg em;
+    assert_int_equal(roost_store_list_rounds(h->store, 1, &info, 1, &n, &em),
+                     ROOST_OK);
+    assert_rel_near(info.train_loss, 0.5 * (1e308 + 1.0), 1e-12);
+    assert_near(info.train_accuracy, 0.5, 0);
+    assert_int_equal(sql_int(h->db, "SELECT count(*) FROM updates WHERE "
+                                    "accepted = 0 AND reason LIKE "
+                                    "'%accuracy 7 is not in [0, 1]%'"),
+                     1);
+}
+
+/* Before the first model is committed, the initial model is regenerated
+ * at every start from the seed recorded with the run (the record says
+ * which model the run began from), not from whatever seed the restarted
+ * configuration names. */
+static void
+initial_model_follows_the_recorded_seed(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.init_seed = 5;
+    start_with(h, &cfg);
+    float first[N_PARAMS];
+    memcpy(first, roost_coord_params(h->coord, NULL), sizeof(first));
+    /* A round opens, one update arrives, the coordinator dies: nothing is
+     * committed. It restarts with another init_seed. */
+    connect_and_check_in(h, 0, 0);
+    connect_and_check_in(h, 1, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
+    roost_coord_destroy(h->coord);
+    h->coord = NULL;
+    memset(h->clients, 0, sizeof(h->clients));
+    cfg.init_seed = 6;
+    start_with(h, &cfg);
+    assert_memory_equal(roost_coord_params(h->coord, NULL), first,
+                        sizeof(first));
+    /* Round 1 then trains from that model. */
+    connect_and_check_in(h, 0, 10);
+    connect_and_check_in(h, 1, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_memory_equal(h->clients[0].global, first, sizeof(first));
+}
+
 /* An example count above the hard ceiling (2^40) is refused even with no
  * max_examples cap, and is recorded without breaking the record: a claim
  * of 2^63 does not fit the store's signed count, and two claims of 2^62
@@ -1228,6 +1533,8 @@ main(void)
             dropout_below_quorum_fails_round_above_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_continues_from_last_commit,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(initial_model_follows_the_recorded_seed,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(bad_messages_close_the_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(central_dp_round_is_accounted, setup,
@@ -1250,8 +1557,19 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(one_session_per_certificate, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            replacement_passes_over_reconnected_participants, setup, teardown),
+        cmocka_unit_test_setup_teardown(malformed_dp_reports_are_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(malformed_training_metrics_are_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(absurd_example_counts_are_refused,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(largest_round_id_is_refused_at_start,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            robust_buffer_below_min_clients_is_refused_at_start, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             state_too_big_for_the_store_is_refused_at_start, setup, teardown),
     };

@@ -313,6 +313,43 @@ test_report_structure_and_figures(void **state)
     free(html);
 }
 
+/* A hostile file: the largest round id SQLite holds, and counts at the
+ * ends of the 64-bit range. The page still renders (BROKEN at the top),
+ * lists every round once, and sums no count past the range (signed
+ * overflow is undefined behaviour, and a wrapped sum would show a
+ * negative number of examples). */
+static void
+test_report_hostile_figures(void **state)
+{
+    (void)state;
+    char db[320], html_path[320];
+    path_in(db, sizeof(db), "hostile.db");
+    path_in(html_path, sizeof(html_path), "hostile.html");
+    make_db(db);
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(raw,
+                     "UPDATE rounds SET round_id = 9223372036854775807 "
+                     "WHERE round_id = 12;"
+                     "UPDATE rounds SET examples = 9223372036854775807, "
+                     "n_accepted = 9223372036854775807, n_refused = "
+                     "9223372036854775807, n_selected = "
+                     "-9223372036854775807 WHERE round_id = 3;"
+                     "UPDATE rounds SET examples = 9223372036854775807 "
+                     "WHERE round_id = 4",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(raw);
+    assert_int_equal(run_report(db, html_path), 0);
+    char *html = slurp(html_path);
+    assert_null(check_well_formed(html));
+    assert_non_null(strstr(html, "Hash chain BROKEN</b> (first bad round 3)"));
+    assert_int_equal(count(html, "<tr><td>"), 12 + 10 /* summary rows */);
+    assert_null(strstr(html, "examples aggregated</td><td>-"));
+    free(html);
+}
+
 static void
 test_report_empty_database(void **state)
 {
@@ -355,6 +392,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_report_structure_and_figures),
+        cmocka_unit_test(test_report_hostile_figures),
         cmocka_unit_test(test_report_empty_database),
         cmocka_unit_test(test_report_errors),
     };

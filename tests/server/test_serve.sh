@@ -335,6 +335,18 @@ else
     expect_text "three rounds, each once" "chain intact: 3 rounds"
 fi
 
+# Settings the daemon finds unusable only when it starts (no round could
+# ever commit under them, or the database holds another model) are a bad
+# configuration: exit 2, which systemd does not restart in a loop
+# (RestartPreventExitStatus=2), not 1.
+check 2 "robust buffer below min_clients exits 2" "$roost" serve \
+    --config serve.conf --set aggregation.strategy=median \
+    --set aggregation.max_buffered_updates=1 --log ""
+expect_text "names the limit" "max_buffered_updates"
+check 2 "database of another model exits 2" "$roost" serve \
+    --config serve.conf --set model.spec=logreg --log ""
+expect_text "names the problem" "another model"
+
 # Bad TLS files: exit 1 with a message, not a crash.
 check 1 "missing certificate" "$roost" serve --config serve.conf \
     --set server.cert_file=nope.crt --log ""

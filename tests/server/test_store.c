@@ -918,6 +918,59 @@ readers_see_only_committed_rounds(void **state)
     roost_store_close(s);
 }
 
+/* A reader's snapshot spans several calls (roost status, report and
+ * audit read the file in one): a round committed after read_begin is not
+ * seen by any reader call, nor by the chain check, until read_end; the
+ * open-round note and the head then agree. */
+static void
+reader_snapshot_spans_calls(void **state)
+{
+    tmpdir *t = *state;
+    roost_store *s = open_rw(t->db);
+    int64_t run = fixture_add_run(s, N_PARAMS);
+    assert_int_equal(fixture_commit_rounds(s, run, 1, 2, N_CLIENTS, N_PARAMS),
+                     0);
+    roost_errmsg em;
+    assert_int_equal(roost_store_note_open_round(s, 3, 1000, 5, &em), ROOST_OK);
+    roost_store *r = NULL;
+    assert_int_equal(roost_store_open(&r, t->db, ROOST_STORE_READONLY, &em),
+                     ROOST_OK);
+    assert_int_equal(roost_store_read_begin(r, &em), ROOST_OK);
+    assert_int_equal(roost_store_read_begin(r, &em), ROOST_ESTATE);
+    /* The coordinator commits round 3 (clearing its note) meanwhile. */
+    assert_int_equal(fixture_commit_rounds(s, run, 3, 3, N_CLIENTS, N_PARAMS),
+                     0);
+    int64_t open_round = 0, opened = 0, selected = 0;
+    assert_int_equal(
+        roost_store_get_open_round(r, &open_round, &opened, &selected, &em),
+        ROOST_OK);
+    assert_int_equal(open_round, 3);
+    roost_store_head head;
+    assert_int_equal(roost_store_last_committed_round(r, &head, &em), ROOST_OK);
+    assert_int_equal(head.round_id, 2);
+    roost_store_round_info info[4];
+    size_t n = 0;
+    assert_int_equal(roost_store_list_rounds(r, 1, info, 4, &n, &em), ROOST_OK);
+    assert_int_equal(n, 2);
+    int64_t bad = -1, n_rounds = 0;
+    assert_int_equal(roost_store_verify_chain(r, &bad, &n_rounds, NULL, &em),
+                     ROOST_OK);
+    assert_int_equal(n_rounds, 2);
+    /* Still in the snapshot after the chain check. */
+    assert_int_equal(roost_store_record_hash(r, 3, head.record_hash, &em),
+                     ROOST_ENOENT);
+    roost_store_read_end(r);
+    assert_int_equal(
+        roost_store_get_open_round(r, &open_round, &opened, &selected, &em),
+        ROOST_OK);
+    assert_int_equal(open_round, 0);
+    assert_int_equal(roost_store_last_committed_round(r, &head, &em), ROOST_OK);
+    assert_int_equal(head.round_id, 3);
+    roost_store_read_end(r); /* none open: nothing happens */
+    roost_store_close(r);
+    roost_store_close(s);
+}
+
 /* ---------------------------------------------------------------------
  * Tampering: each single-row edit is detected and names the round.
  * ------------------------------------------------------------------- */
@@ -961,6 +1014,9 @@ static const struct tamper_case tamper_cases[] = {
     {"UPDATE runs SET dp_json = '{}'", 1},
     {"UPDATE updates SET dp_epsilon = 0.01 WHERE round_id = 5 AND seq = 3", 5},
     {"UPDATE updates SET reason = 'fine' WHERE round_id = 2 AND seq = 5", 2},
+    /* The largest round id SQLite holds: the verifier's arithmetic on ids
+     * must not overflow (signed overflow is undefined; UBSan aborts). */
+    {"UPDATE rounds SET round_id = 9223372036854775807 WHERE round_id = 5", 5},
 };
 
 static void
@@ -1221,6 +1277,8 @@ main(void)
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(readers_see_only_committed_rounds,
                                         setup_tmp, teardown_tmp),
+        cmocka_unit_test_setup_teardown(reader_snapshot_spans_calls, setup_tmp,
+                                        teardown_tmp),
         cmocka_unit_test_setup_teardown(tampering_is_detected, setup_tmp,
                                         teardown_tmp),
         cmocka_unit_test_setup_teardown(
