@@ -1421,9 +1421,10 @@ out_of_budget(struct sim *s)
     if (able >= s->a.per_round)
         return false;
     fprintf(stderr,
-            "roost sim: stopping after %u rounds: only %u clients have "
+            "roost sim: stopping after %u round%s: only %u client%s "
             "privacy budget left, and a round needs %u\n",
-            s->rounds_done, able, s->a.per_round);
+            s->rounds_done, s->rounds_done == 1 ? "" : "s", able,
+            able == 1 ? " has" : "s have", s->a.per_round);
     return true;
 }
 
