@@ -1066,8 +1066,16 @@ relaxed_write(roost_store *s, sqlite3_stmt *st, roost_errmsg *em,
     sqlite3_step(s->stmt[ST_SYNC_NORMAL]);
     sqlite3_reset(s->stmt[ST_SYNC_NORMAL]);
     int err = exec_stmt(s, st, em, what);
-    sqlite3_step(s->stmt[ST_SYNC_FULL]);
+    /* Round commits must not run relaxed: if the prepared pragma fails
+     * (SQLite re-prepares it on each step), set it afresh, and if that
+     * fails too, say so rather than go on without the fsync. */
+    int rc = sqlite3_step(s->stmt[ST_SYNC_FULL]);
     sqlite3_reset(s->stmt[ST_SYNC_FULL]);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW &&
+        sqlite3_exec(s->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) !=
+            SQLITE_OK &&
+        err == ROOST_OK)
+        return sql_fail(s, em, "restoring synchronous = FULL");
     return err;
 }
 
