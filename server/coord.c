@@ -153,7 +153,7 @@ struct roost_coord {
     struct session **fp_buckets;
 
     struct round_state round;
-    uint64_t next_task_id;
+    uint64_t next_task_id; /* the last given; random at start */
 };
 
 /* ------------------------------------------------------------ sessions */
@@ -1863,6 +1863,24 @@ roost_coord_create(roost_coord **out, const roost_coord_config *cfg,
     if (rc != ROOST_OK) {
         roost_fail(em, rc, "coordinator: random source unavailable");
         goto fail;
+    }
+    /* Task ids start from a random point on every start, from the system's
+     * generator even when selection is seeded: counting from 1 again, a
+     * rerun of a round a crash abandoned would hand the same ids to the
+     * same clients (the seeded selection repeats itself), and an update
+     * made for the abandoned attempt would then pass as current. 2^56
+     * starting points; the count cannot wrap. */
+    {
+        roost_rng *ids = NULL;
+        rc = roost_rng_create(&ids, NULL);
+        if (rc == ROOST_OK)
+            rc = roost_rng_u64(ids, &c->next_task_id);
+        roost_rng_destroy(ids);
+        if (rc != ROOST_OK) {
+            roost_fail(em, rc, "coordinator: random source unavailable");
+            goto fail;
+        }
+        c->next_task_id >>= 8;
     }
     rc = roost_strategy_create(&c->strategy, NULL, &cfg->strategy, c->n, em);
     if (rc != ROOST_OK)

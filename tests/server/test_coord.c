@@ -549,6 +549,36 @@ resume_continues_from_last_commit(void **state)
     assert_int_equal(head.round_id, 1);
 }
 
+/* An update made for a round attempt that a crash abandoned is not
+ * accepted by the rerun of that round: task ids do not start again from
+ * the same value after a restart (with the same seed the rerun would
+ * select the same clients in the same order and hand out the same ids). */
+static void
+abandoned_attempt_update_is_stale_after_restart(void **state)
+{
+    struct harness *h = *state;
+    start(h, 2);
+    connect_and_check_in(h, 0, 0);
+    connect_and_check_in(h, 1, 0);
+    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(h->clients[0].round_id, 1);
+    uint64_t lost_task = h->clients[0].task_id;
+    roost_coord_destroy(h->coord); /* the crash: round 1 never commits */
+    h->coord = NULL;
+    memset(h->clients, 0, sizeof(h->clients));
+    start(h, 2);
+    connect_and_check_in(h, 0, 10);
+    connect_and_check_in(h, 1, 10);
+    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(h->clients[0].round_id, 1);
+    assert_int_not_equal(h->clients[0].task_id, lost_task);
+    /* Client 0 sends the update it made for the abandoned attempt. */
+    send_update(h, 0, 0.5f, 10, 1, lost_task, 12);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_ESTALE);
+    send_update(h, 0, 0.5f, 10, 1, h->clients[0].task_id, 13);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
+}
+
 static void
 bad_messages_close_the_session(void **state)
 {
@@ -1531,6 +1561,8 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             dropout_below_quorum_fails_round_above_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            abandoned_attempt_update_is_stale_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_continues_from_last_commit,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(initial_model_follows_the_recorded_seed,
