@@ -527,22 +527,30 @@ swallow(void *arg, const Roost__V1__Envelope *m)
     return ROOST_OK;
 }
 
-/* DP parameters send_task attaches to its training task (NULL: none). */
-static Roost__V1__DpParams *send_dp;
+/* One task for model dense:3 on inputs channels x side x side, training
+ * (epochs local epochs, batch 4, lr 0.1, dp) or evaluation, whose
+ * parameters follow in chunks. */
+typedef struct task_desc {
+    Roost__V1__TaskKind kind;
+    uint64_t round_id, task_id;
+    uint32_t channels, side, epochs;
+    Roost__V1__DpParams *dp; /* training tasks only; NULL: none */
+    const float *params;
+    size_t n;
+    const uint8_t *hash;
+} task_desc;
 
-/* Send a task of kind for model dense:3 (a training task with 1 local
- * epoch, batch 4, lr 0.1, and send_dp), then its parameters in chunks;
- * stops at the first refusal and returns it. */
+/* Hand the task and then its chunks to deliver, stopping at the first
+ * message it refuses; returns that code (ROOST_OK if none). */
 static int
-send_task(roost_cproto *p, Roost__V1__TaskKind kind, uint64_t round_id,
-          uint64_t task_id, const float *params, size_t n,
-          const uint8_t hash[32])
+emit_task(const task_desc *d,
+          int (*deliver)(void *arg, const Roost__V1__Envelope *env), void *arg)
 {
     roost_xfer_sender snd;
     uint32_t chunks = 0;
-    assert_int_equal(
-        roost_xfer_sender_init(&snd, params, n, 0, round_id, task_id, &chunks),
-        ROOST_OK);
+    assert_int_equal(roost_xfer_sender_init(&snd, d->params, d->n, 0,
+                                            d->round_id, d->task_id, &chunks),
+                     ROOST_OK);
     Roost__V1__Envelope env;
     Roost__V1__Task task;
     Roost__V1__ModelSpec spec;
@@ -552,28 +560,28 @@ send_task(roost_cproto *p, Roost__V1__TaskKind kind, uint64_t round_id,
     roost__v1__model_spec__init(&spec);
     roost__v1__training_params__init(&tp);
     spec.spec = (char *)(uintptr_t) "dense:3";
-    spec.input_channels = 1;
-    spec.input_height = 2;
-    spec.input_width = 2;
-    spec.num_params = n;
-    tp.local_epochs = 1;
+    spec.input_channels = d->channels;
+    spec.input_height = d->side;
+    spec.input_width = d->side;
+    spec.num_params = d->n;
+    tp.local_epochs = d->epochs;
     tp.batch_size = 4;
     tp.learning_rate = 0.1;
-    task.round_id = round_id;
-    task.task_id = task_id;
-    task.kind = kind;
+    task.round_id = d->round_id;
+    task.task_id = d->task_id;
+    task.kind = d->kind;
     task.model = &spec;
-    if (kind == ROOST__V1__TASK_KIND__TASK_KIND_TRAIN) {
+    if (d->kind == ROOST__V1__TASK_KIND__TASK_KIND_TRAIN) {
         task.training = &tp;
-        task.dp = send_dp;
+        task.dp = d->dp;
     }
-    task.model_hash.data = (uint8_t *)(uintptr_t)hash;
+    task.model_hash.data = (uint8_t *)(uintptr_t)d->hash;
     task.model_hash.len = 32;
     task.parameters_follow = true;
     task.param_chunk_count = chunks;
     env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
     env.task = &task;
-    int rc = roost_cproto_on_message(p, &env, 0);
+    int rc = deliver(arg, &env);
     Roost__V1__Envelope cenv;
     Roost__V1__ParamChunk ch;
     roost__v1__envelope__init(&cenv);
@@ -585,9 +593,41 @@ send_task(roost_cproto *p, Roost__V1__TaskKind kind, uint64_t round_id,
         assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
         if (done)
             break;
-        rc = roost_cproto_on_message(p, &cenv, 0);
+        rc = deliver(arg, &cenv);
     }
     return rc;
+}
+
+static int
+to_cproto(void *arg, const Roost__V1__Envelope *env)
+{
+    return roost_cproto_on_message(arg, env, 0);
+}
+
+/* DP parameters send_task attaches to its training task (NULL: none). */
+static Roost__V1__DpParams *send_dp;
+
+/* Send a task of kind for model dense:3 on 1x2x2 inputs (a training task
+ * with 1 local epoch and send_dp) straight to the protocol; stops at the
+ * first refusal and returns it. */
+static int
+send_task(roost_cproto *p, Roost__V1__TaskKind kind, uint64_t round_id,
+          uint64_t task_id, const float *params, size_t n,
+          const uint8_t hash[32])
+{
+    const task_desc d = {
+        .kind = kind,
+        .round_id = round_id,
+        .task_id = task_id,
+        .channels = 1,
+        .side = 2,
+        .epochs = 1,
+        .dp = send_dp,
+        .params = params,
+        .n = n,
+        .hash = hash,
+    };
+    return emit_task(&d, to_cproto, p);
 }
 
 static void
@@ -1151,6 +1191,13 @@ ledger_failure_at_check_in_ends_the_client(void **state)
  * evaluation task) for model dense:3 on inputs channels x side x side
  * (with dp when not NULL), then its parameters (zeros)
  * in chunks. */
+static int
+to_coord(void *arg, const Roost__V1__Envelope *env)
+{
+    coord_send(arg, env);
+    return ROOST_OK;
+}
+
 static void
 coord_send_task(struct coord *co, uint64_t round_id, uint32_t channels,
                 uint32_t side, uint32_t epochs, Roost__V1__DpParams *dp,
@@ -1161,54 +1208,20 @@ coord_send_task(struct coord *co, uint64_t round_id, uint32_t channels,
     assert_non_null(params);
     uint8_t hash[32];
     assert_int_equal(roost_xfer_hash_floats(params, n, hash), ROOST_OK);
-    roost_xfer_sender snd;
-    uint32_t chunks = 0;
-    assert_int_equal(
-        roost_xfer_sender_init(&snd, params, n, 0, round_id, round_id, &chunks),
-        ROOST_OK);
-    Roost__V1__Envelope env;
-    Roost__V1__Task task;
-    Roost__V1__ModelSpec spec;
-    Roost__V1__TrainingParams tp;
-    roost__v1__envelope__init(&env);
-    roost__v1__task__init(&task);
-    roost__v1__model_spec__init(&spec);
-    roost__v1__training_params__init(&tp);
-    spec.spec = (char *)(uintptr_t) "dense:3";
-    spec.input_channels = channels;
-    spec.input_height = side;
-    spec.input_width = side;
-    spec.num_params = n;
-    tp.local_epochs = epochs;
-    tp.batch_size = 4;
-    tp.learning_rate = 0.1;
-    task.round_id = round_id;
-    task.task_id = round_id;
-    task.kind = evaluate ? ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE
-                         : ROOST__V1__TASK_KIND__TASK_KIND_TRAIN;
-    task.model = &spec;
-    task.training = evaluate ? NULL : &tp;
-    task.dp = evaluate ? NULL : dp;
-    task.model_hash.data = hash;
-    task.model_hash.len = 32;
-    task.parameters_follow = true;
-    task.param_chunk_count = chunks;
-    env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
-    env.task = &task;
-    coord_send(co, &env);
-    Roost__V1__Envelope cenv;
-    Roost__V1__ParamChunk ch;
-    roost__v1__envelope__init(&cenv);
-    roost__v1__param_chunk__init(&ch);
-    cenv.body_case = ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK;
-    cenv.param_chunk = &ch;
-    for (;;) {
-        bool done = false;
-        assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
-        if (done)
-            break;
-        coord_send(co, &cenv);
-    }
+    const task_desc d = {
+        .kind = evaluate ? ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE
+                         : ROOST__V1__TASK_KIND__TASK_KIND_TRAIN,
+        .round_id = round_id,
+        .task_id = round_id,
+        .channels = channels,
+        .side = side,
+        .epochs = epochs,
+        .dp = dp,
+        .params = params,
+        .n = n,
+        .hash = hash,
+    };
+    emit_task(&d, to_coord, co);
     free(params);
 }
 
