@@ -527,6 +527,18 @@ swallow(void *arg, const Roost__V1__Envelope *m)
     return ROOST_OK;
 }
 
+/* DP-SGD parameters of a training task at delta 1e-5. */
+static void
+dp_params(Roost__V1__DpParams *dp, double sigma, double clip, uint32_t batch)
+{
+    roost__v1__dp_params__init(dp);
+    dp->enabled = true;
+    dp->noise_multiplier = sigma;
+    dp->clip_norm = clip;
+    dp->delta = 1e-5;
+    dp->expected_batch_size = batch;
+}
+
 /* One task for model dense:3 on inputs channels x side x side, training
  * (epochs local epochs, batch 4, lr 0.1, dp) or evaluation, whose
  * parameters follow in chunks. */
@@ -881,12 +893,7 @@ dp_tasks_record_the_samplers_draws(void **state)
     uint8_t hash[32];
     assert_int_equal(roost_xfer_hash_floats(params, NP, hash), ROOST_OK);
     Roost__V1__DpParams dp;
-    roost__v1__dp_params__init(&dp);
-    dp.enabled = true;
-    dp.noise_multiplier = 1.3;
-    dp.clip_norm = 0.5;
-    dp.delta = 1e-5;
-    dp.expected_batch_size = 4; /* q = 4 / 8, 2 steps for 1 epoch */
+    dp_params(&dp, 1.3, 0.5, 4); /* q = 4 / 8, 2 steps for 1 epoch */
     double mu, beta;
     assert_int_equal(
         roost_noise_closeness_for(NULL, 1.3, 0.5, 0, &mu, &beta, NULL),
@@ -1241,12 +1248,7 @@ budget_end_reports_the_budget_not_an_older_failure(void **state)
     PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
     assert_int_equal(co.checkins, 1);
     Roost__V1__DpParams dp;
-    roost__v1__dp_params__init(&dp);
-    dp.enabled = true;
-    dp.noise_multiplier = 5.0;
-    dp.clip_norm = 1.0;
-    dp.delta = 1e-5;
-    dp.expected_batch_size = 4;
+    dp_params(&dp, 5.0, 1.0, 4);
     /* Within budget, but for inputs of 1x3x3 where the local data is
      * 1x2x2: declined, checked in again. */
     coord_send_task(&co, 1, 1, 3, 1, &dp, false);
@@ -1300,12 +1302,7 @@ dp_round_is_charged_before_the_update_arrives(void **state)
     assert_int_equal(co.checkins, 1);
     assert_int_equal(ledger_events(path), 0);
     Roost__V1__DpParams dp;
-    roost__v1__dp_params__init(&dp);
-    dp.enabled = true;
-    dp.noise_multiplier = 5.0;
-    dp.clip_norm = 1.0;
-    dp.delta = 1e-5;
-    dp.expected_batch_size = 4;
+    dp_params(&dp, 5.0, 1.0, 4);
     coord_send_task(&co, 3, 1, 2, 1, &dp, false);
     PUMP_UNTIL(c, &co, &rc, co.updates == 1 && co.chunks >= 1, 4000);
     assert_int_equal(rc, ROOST_OK);
@@ -1348,12 +1345,7 @@ allocation_failure_sweep_over_a_client_round(void **state)
     char path[320];
     snprintf(path, sizeof(path), "%s/sweep-round.db", fx.dir);
     Roost__V1__DpParams dp;
-    roost__v1__dp_params__init(&dp);
-    dp.enabled = true;
-    dp.noise_multiplier = 5.0;
-    dp.clip_norm = 1.0;
-    dp.delta = 1e-5;
-    dp.expected_batch_size = 4;
+    dp_params(&dp, 5.0, 1.0, 4);
     long ended[4] = {0, 0, 0, 0}; /* updated, declined, reconnected, error */
     long n;
     for (n = 1; n < 2000; n++) {
@@ -1461,12 +1453,7 @@ task_ended_under_training_charges_nothing(void **state)
     int rc = ROOST_OK;
     PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
     Roost__V1__DpParams dp;
-    roost__v1__dp_params__init(&dp);
-    dp.enabled = true;
-    dp.noise_multiplier = 20.0;
-    dp.clip_norm = 1.0;
-    dp.delta = 1e-5;
-    dp.expected_batch_size = 1; /* 100 epochs: 800 steps */
+    dp_params(&dp, 20.0, 1.0, 1); /* 100 epochs: 800 steps */
     /* The round closes under the task. */
     coord_send_task(&co, 1, 1, 2, 100, &dp, false);
     PUMP_UNTIL(c, &co, &rc, events[ROOST_EVENT_TASK] == 1, 2000);
@@ -1634,12 +1621,7 @@ app_trainer_round(void **state)
     PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
     assert_int_equal(co.checkins, 1);
     Roost__V1__DpParams dp;
-    roost__v1__dp_params__init(&dp);
-    dp.enabled = true;
-    dp.noise_multiplier = 5.0;
-    dp.clip_norm = 1.0;
-    dp.delta = 1e-5;
-    dp.expected_batch_size = 8; /* q = 1: every example, batches of <= 3 */
+    dp_params(&dp, 5.0, 1.0, 8); /* q = 1: every example, batches of <= 3 */
     coord_send_task(&co, 1, 1, 2, 2, &dp, false);
     PUMP_UNTIL(c, &co, &rc, co.updates == 1 && co.chunks >= 1, 4000);
     assert_int_equal(rc, ROOST_OK);
