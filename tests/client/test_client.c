@@ -616,6 +616,23 @@ to_cproto(void *arg, const Roost__V1__Envelope *env)
     return roost_cproto_on_message(arg, env, 0);
 }
 
+/* An accepted Ack for the task, handed to deliver; returns its code. */
+static int
+emit_ack(uint64_t round_id, uint64_t task_id,
+         int (*deliver)(void *arg, const Roost__V1__Envelope *env), void *arg)
+{
+    Roost__V1__Envelope env;
+    Roost__V1__Ack ack;
+    roost__v1__envelope__init(&env);
+    roost__v1__ack__init(&ack);
+    ack.round_id = round_id;
+    ack.task_id = task_id;
+    ack.accepted = true;
+    env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    return deliver(arg, &env);
+}
+
 /* DP parameters send_task attaches to its training task (NULL: none). */
 static Roost__V1__DpParams *send_dp;
 
@@ -801,16 +818,7 @@ evaluation_tasks(void **state)
         assert_true(rec.eval_loss == loss && rec.eval_accuracy == acc);
         assert_int_equal(roost_cproto_state(p), ROOST_CP_AWAIT_ACK);
         assert_true(isnan(roost_cproto_epsilon(p))); /* nothing charged */
-        Roost__V1__Envelope env;
-        Roost__V1__Ack ack;
-        roost__v1__envelope__init(&env);
-        roost__v1__ack__init(&ack);
-        ack.round_id = 4;
-        ack.task_id = 9;
-        ack.accepted = true;
-        env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
-        env.ack = &ack;
-        assert_int_equal(roost_cproto_on_message(p, &env, 0), ROOST_OK);
+        assert_int_equal(emit_ack(4, 9, to_cproto, p), ROOST_OK);
         assert_int_equal(roost_cproto_rounds(p), 0);
         assert_int_equal(roost_cproto_state(p), ROOST_CP_WAITING);
 
@@ -1313,16 +1321,7 @@ dp_round_is_charged_before_the_update_arrives(void **state)
     assert_true(spent > 0 && spent < budget);
     assert_true(co.update_epsilon == spent);
     /* The coordinator accepts it: one round contributed, max_rounds 1. */
-    Roost__V1__Envelope env;
-    Roost__V1__Ack ack;
-    roost__v1__envelope__init(&env);
-    roost__v1__ack__init(&ack);
-    ack.round_id = 3;
-    ack.task_id = 3;
-    ack.accepted = true;
-    env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
-    env.ack = &ack;
-    coord_send(&co, &env);
+    emit_ack(3, 3, to_coord, &co);
     PUMP_UNTIL(c, &co, &rc, false, 2000);
     assert_int_equal(rc, ROOST_ECLOSED);
     assert_int_equal(ledger_events(path), 1);
@@ -1632,16 +1631,7 @@ app_trainer_round(void **state)
     assert_true(am.norm_calls > 0 && am.grad_calls > 0);
     assert_true(am.largest_batch >= 1 && am.largest_batch <= 3);
     /* A trainer that fails: declined, nothing more charged. */
-    Roost__V1__Envelope env;
-    Roost__V1__Ack ack;
-    roost__v1__envelope__init(&env);
-    roost__v1__ack__init(&ack);
-    ack.round_id = 1;
-    ack.task_id = 1;
-    ack.accepted = true;
-    env.body_case = ROOST__V1__ENVELOPE__BODY_ACK;
-    env.ack = &ack;
-    coord_send(&co, &env);
+    emit_ack(1, 1, to_coord, &co);
     PUMP_UNTIL(c, &co, &rc, co.checkins == 2, 2000);
     assert_int_equal(co.checkins, 2);
     am.fail_norms = ROOST_EIO;
