@@ -1545,21 +1545,14 @@ roost_cmd_sim(int argc, char **argv)
         fprintf(a->json ? stderr : stdout,
                 "roost sim: differential privacy is OFF (--no-dp)\n");
 
-    if (access(a->db, F_OK) == 0) {
-        if (!a->overwrite) {
-            fprintf(stderr,
-                    "roost sim: %s exists; pass --overwrite or choose "
-                    "another --db\n",
-                    a->db);
-            sim_free(s);
-            return ROOST_EXIT_USAGE;
-        }
-        char side[1024];
-        unlink(a->db);
-        snprintf(side, sizeof(side), "%s-wal", a->db);
-        unlink(side);
-        snprintf(side, sizeof(side), "%s-shm", a->db);
-        unlink(side);
+    bool replace_db = access(a->db, F_OK) == 0;
+    if (replace_db && !a->overwrite) {
+        fprintf(stderr,
+                "roost sim: %s exists; pass --overwrite or choose "
+                "another --db\n",
+                a->db);
+        sim_free(s);
+        return ROOST_EXIT_USAGE;
     }
 
     rc = roost_dataset_load_fmnist(&s->train, NULL, a->data_dir,
@@ -1596,6 +1589,17 @@ roost_cmd_sim(int argc, char **argv)
                    : roost_rng_create(&s->rng, NULL);
     if (rc != ROOST_OK)
         goto out;
+    /* The old record goes only now, once the data, the partition and the
+     * model are known to be good: a mistyped --model or --partition exits
+     * 2 and must not cost the user the previous run's record. */
+    if (replace_db) {
+        char side[1024];
+        unlink(a->db);
+        snprintf(side, sizeof(side), "%s-wal", a->db);
+        unlink(side);
+        snprintf(side, sizeof(side), "%s-shm", a->db);
+        unlink(side);
+    }
     rc = roost_store_open(&s->store, a->db, ROOST_STORE_CREATE, &em);
     if (rc != ROOST_OK) {
         fprintf(stderr, "roost sim: %s: %s\n", a->db, em.text);

@@ -189,4 +189,15 @@ refused "epsilon: '1e-999' is out of range" --epsilon 1e-999
 "$roost" sim --db "$work/exists.db" >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] && grep -q overwrite "$work/bad.err" ||
     { echo "FAIL: existing --db not protected"; fail=1; }
+# A bad --model or --partition with --overwrite is refused before the old
+# record is touched (it used to be deleted first).
+cp "$work/plain.db" "$work/keep.db"
+for bad in "--model dense:bogus" "--partition dirichlet:-1"; do
+    "$roost" sim --db "$work/keep.db" --overwrite $bad >/dev/null \
+        2>"$work/bad.err"
+    st=$?
+    [ $st -eq 2 ] && "$roost" audit --db "$work/keep.db" >/dev/null ||
+        { echo "FAIL: --overwrite $bad: exit $st, old record lost"; fail=1; }
+done
+
 exit $fail
