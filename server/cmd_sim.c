@@ -74,9 +74,10 @@ struct sim_args {
     uint64_t round_timeout_ms;
     uint32_t min_clients;
     bool tls;
-    uint32_t fed_eval_every; /* 0: no federated evaluation rounds */
-    uint32_t eval_every;     /* held-out evaluation every N rounds */
-    uint32_t dp_rounds;      /* rounds a budget is planned for; 0: all */
+    uint32_t fed_eval_every;  /* 0: no federated evaluation rounds */
+    uint32_t eval_every;      /* held-out evaluation every N rounds */
+    uint32_t dp_rounds;       /* rounds a budget is planned for; 0: all */
+    const char *dp_only_flag; /* the first DP setting given, for --no-dp */
 };
 
 /* ------------------------------------------------------------ budgets */
@@ -1203,6 +1204,13 @@ parse_args(int argc, char **argv, struct sim_args *a)
             NEED_VALUE();
             if (!set_flag(a, sf, v))
                 return false;
+            if (a->dp_only_flag == NULL &&
+                (sf->offset == offsetof(struct sim_args, epsilon) ||
+                 sf->offset == offsetof(struct sim_args, sigma) ||
+                 sf->offset == offsetof(struct sim_args, clip) ||
+                 sf->offset == offsetof(struct sim_args, delta) ||
+                 sf->offset == offsetof(struct sim_args, dp_rounds)))
+                a->dp_only_flag = sf->name;
             continue;
         }
         if (strcmp(f, "--straggler") == 0) {
@@ -1255,6 +1263,16 @@ parse_args(int argc, char **argv, struct sim_args *a)
     if (!(a->dropout >= 0 && a->dropout <= 1) ||
         !(a->straggler_p >= 0 && a->straggler_p <= 1)) {
         fprintf(stderr, "roost sim: probabilities must be in [0, 1]\n");
+        return false;
+    }
+    /* --no-dp and a privacy setting contradict each other: the setting
+     * would be silently ignored and the run reported as if it meant
+     * something (as `roost train` refuses DP flags without --dp). */
+    if (!a->dp && a->dp_only_flag != NULL) {
+        fprintf(stderr,
+                "roost sim: %s is a differential privacy setting and "
+                "--no-dp turns differential privacy off; drop one\n",
+                a->dp_only_flag);
         return false;
     }
     if (a->dp && (!(a->epsilon > 0) || !(a->clip > 0) || a->sigma < 0 ||

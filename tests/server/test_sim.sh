@@ -183,6 +183,12 @@ refused "seed: ' -1' is not a non-negative integer" --seed " -1"
 refused "seed: '-1' is not a non-negative integer" --seed -1
 refused "lr: ' 0.1' is not a finite number" --lr " 0.1"
 refused "epsilon: '1e-999' is out of range" --epsilon 1e-999
+# --no-dp with a privacy setting: one of them is a mistake; it used to be
+# run without DP, the setting silently ignored.
+refused "sigma is a differential privacy setting and --no-dp" --no-dp \
+    --sigma 1
+refused "epsilon is a differential privacy setting" --epsilon 2 --no-dp
+refused "dp-rounds is a differential privacy setting" --no-dp --dp-rounds 3
 "$roost" sim --partition bogus --db "$work/x.db" >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] || { echo "FAIL: bad partition not refused"; fail=1; }
 : >"$work/exists.db"
