@@ -38,6 +38,7 @@
 #include "server/strategy.h"
 
 #include <cblas.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
 #include <inttypes.h>
@@ -52,6 +53,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+/* Room for the --tls PKI directory ($TMPDIR/roost-sim-pki-XXXXXX) and for
+ * a file name in it. */
+#define SIM_PKI_DIR_CAP 512
+#define SIM_PKI_PATH_CAP (SIM_PKI_DIR_CAP + 32)
 
 struct sim_args {
     uint32_t clients, per_round, rounds;
@@ -281,7 +287,7 @@ struct sim {
     roost_tls_ctx *server_tls;
     roost_channel *listener;
     char tls_endpoint[128]; /* where the listener is, for reconnects */
-    char pki_dir[64];
+    char pki_dir[SIM_PKI_DIR_CAP];
     bool in_coord;
     uint64_t held_closed[64];
     size_t n_held_closed;
@@ -438,6 +444,23 @@ vclient_connect(struct sim *s, struct vclient *vc, int64_t now)
     return roost_cproto_check_in(vc->proto, now);
 }
 
+/* SIGINT/SIGTERM: the main loop stops at its next turn (every wait in
+ * it is bounded to a few ms), and the run ends through the normal
+ * teardown, which removes --tls's throw-away PKI (its CA key included)
+ * and leaves the record as of the last committed round. The handler is
+ * installed as soon as the flags are read: a signal during the setup
+ * (loading the data, making hundreds of certificates) must not kill the
+ * process with the PKI's private keys left behind; the setup checks the
+ * flag between its steps. */
+static volatile sig_atomic_t sim_interrupted;
+
+static void
+on_sim_signal(int sig)
+{
+    (void)sig;
+    sim_interrupted = 1;
+}
+
 /* ------------------------------------------------ --tls: real transport */
 
 /* The coordinator side: the listener's events, as roost serve handles
@@ -564,8 +587,15 @@ static int
 tls_setup(struct sim *s)
 {
     roost_errmsg em;
-    char a[128], b[128], c[128], d[128];
-    snprintf(s->pki_dir, sizeof(s->pki_dir), "/tmp/roost-sim-pki-XXXXXX");
+    char a[SIM_PKI_PATH_CAP], b[SIM_PKI_PATH_CAP], c[SIM_PKI_PATH_CAP],
+        d[SIM_PKI_PATH_CAP];
+    /* In $TMPDIR like other temporary files, so a user (or a test) can
+     * keep the keys on a private file system. */
+    const char *tmp = getenv("TMPDIR");
+    if (tmp == NULL || tmp[0] == '\0' ||
+        strlen(tmp) > SIM_PKI_DIR_CAP - sizeof("/roost-sim-pki-XXXXXX"))
+        tmp = "/tmp";
+    snprintf(s->pki_dir, sizeof(s->pki_dir), "%s/roost-sim-pki-XXXXXX", tmp);
     if (mkdtemp(s->pki_dir) == NULL) {
         s->pki_dir[0] = '\0';
         fprintf(stderr, "roost sim: --tls: cannot make a temporary dir\n");
@@ -577,7 +607,7 @@ tls_setup(struct sim *s)
     int rc = roost_pki_init(a, b, c, "roost sim CA", 2, 2, &em);
     roost_pki_validity v = {-60, ROOST_PKI_DAY_S};
     const char *sans[] = {"127.0.0.1"};
-    char sk[128], sc[128];
+    char sk[SIM_PKI_PATH_CAP], sc[SIM_PKI_PATH_CAP];
     snprintf(sk, sizeof(sk), "%s/server.key", s->pki_dir);
     snprintf(sc, sizeof(sc), "%s/server.crt", s->pki_dir);
     if (rc == ROOST_OK)
@@ -605,11 +635,16 @@ tls_setup(struct sim *s)
     for (uint32_t i = 0; rc == ROOST_OK && i < s->a.clients; i++) {
         struct vclient *vc = &s->vc[i];
         char cn[32];
+        if (sim_interrupted) {
+            rc = roost_fail(&em, ROOST_ECANCELED,
+                            "interrupted while making client certificates");
+            break;
+        }
         snprintf(cn, sizeof(cn), "sim-client-%u", i);
         snprintf(a, sizeof(a), "%s/c%u.key", s->pki_dir, i);
         snprintf(d, sizeof(d), "%s/c%u.csr", s->pki_dir, i);
         snprintf(c, sizeof(c), "%s/c%u.crt", s->pki_dir, i);
-        char cak[128];
+        char cak[SIM_PKI_PATH_CAP];
         snprintf(cak, sizeof(cak), "%s/ca.key", s->pki_dir);
         rc = roost_pki_request(a, d, cn, &em);
         if (rc == ROOST_OK)
@@ -651,10 +686,21 @@ tls_teardown(struct sim *s)
     if (s->zctx != NULL)
         zmq_ctx_term(s->zctx);
     if (s->pki_dir[0] != '\0') {
-        /* Remove the throw-away PKI: every file is ours. */
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->pki_dir);
-        if (system(cmd) != 0)
+        /* Remove the throw-away PKI: every file in it is ours, and it has
+         * no subdirectories. Removed file by file rather than through a
+         * shell, since $TMPDIR may hold any character. */
+        DIR *dir = opendir(s->pki_dir);
+        struct dirent *de;
+        char path[SIM_PKI_PATH_CAP + 256];
+        while (dir != NULL && (de = readdir(dir)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", s->pki_dir, de->d_name);
+            unlink(path);
+        }
+        if (dir != NULL)
+            closedir(dir);
+        if (rmdir(s->pki_dir) != 0)
             fprintf(stderr, "roost sim: could not remove %s\n", s->pki_dir);
     }
 }
@@ -1518,19 +1564,6 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     return ROOST_OK;
 }
 
-/* SIGINT/SIGTERM: the main loop stops at its next turn (every wait in
- * it is bounded to a few ms), and the run ends through the normal
- * teardown, which removes --tls's throw-away PKI (its CA key included)
- * and leaves the record as of the last committed round. */
-static volatile sig_atomic_t sim_interrupted;
-
-static void
-on_sim_signal(int sig)
-{
-    (void)sig;
-    sim_interrupted = 1;
-}
-
 int
 roost_cmd_sim(int argc, char **argv)
 {
@@ -1548,6 +1581,12 @@ roost_cmd_sim(int argc, char **argv)
     roost_errmsg em;
     int rc;
     int status = ROOST_EXIT_FAIL;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sim_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     /* Parallelism comes from running clients at once, each on one BLAS
      * thread (ARCHITECTURE.md, "Performance model"). */
     openblas_set_num_threads(1);
@@ -1582,6 +1621,8 @@ roost_cmd_sim(int argc, char **argv)
         fprintf(stderr, "roost sim: %s\n", em.text);
         goto out;
     }
+    if (sim_interrupted)
+        goto out; /* before any record is made or replaced */
     roost_partition_spec pspec;
     rc = roost_partition_spec_parse(&pspec, a->partition, &em);
     if (rc == ROOST_OK)
@@ -1739,12 +1780,6 @@ roost_cmd_sim(int argc, char **argv)
                roost_model_spec(s->model), roost_model_param_count(s->model),
                s->n_threads, a->db);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sim_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     while (!roost_coord_finished(s->coord) && !s->failed && !sim_interrupted) {
         if (a->tls)
             tls_poll(s);
@@ -1808,13 +1843,8 @@ roost_cmd_sim(int argc, char **argv)
         if (out_of_budget(s))
             break;
     }
-    if (sim_interrupted) {
-        fprintf(stderr,
-                "roost sim: interrupted after %u rounds (%u committed); the "
-                "record in %s holds them (the open round is not recorded)\n",
-                s->rounds_done, s->rounds_committed, a->db);
+    if (sim_interrupted)
         goto out;
-    }
     if (!a->json && !a->quiet) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
@@ -1836,6 +1866,14 @@ roost_cmd_sim(int argc, char **argv)
     }
     status = ROOST_EXIT_OK;
 out:
+    if (sim_interrupted && s->store == NULL)
+        fprintf(stderr, "roost sim: interrupted before the run started; "
+                        "no record was made\n");
+    else if (sim_interrupted)
+        fprintf(stderr,
+                "roost sim: interrupted after %u rounds (%u committed); the "
+                "record in %s holds them (the open round is not recorded)\n",
+                s->rounds_done, s->rounds_committed, a->db);
     sim_free(s);
-    return status;
+    return sim_interrupted ? ROOST_EXIT_FAIL : status;
 }
