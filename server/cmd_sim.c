@@ -935,7 +935,10 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
 /* ------------------------------------------------------------ progress */
 
 /* v as a JSON number with six decimals, or null when it was not measured
- * (NaN or infinite). */
+ * (NaN or infinite). %f of a large finite double (a diverging loss) takes
+ * over 300 characters: the buffers are sized for it, since a cut number
+ * would be a different, wrong one. */
+#define SIM_JSON_NUMBER_CAP 400
 static void
 json_number(char *out, size_t cap, double v)
 {
@@ -962,7 +965,7 @@ on_eval_round(struct sim *s, const roost_coord_round_summary *r)
 {
     double secs = round_seconds(s, now_ms());
     if (s->a.json) {
-        char acc[32], loss[32];
+        char acc[SIM_JSON_NUMBER_CAP], loss[SIM_JSON_NUMBER_CAP];
         json_number(acc, sizeof(acc), r->fed_eval_accuracy);
         json_number(loss, sizeof(loss), r->fed_eval_loss);
         printf("{\"round\":%" PRId64 ",\"kind\":\"eval\","
@@ -1013,7 +1016,7 @@ on_round(void *arg, const roost_coord_round_summary *r)
     double secs = round_seconds(s, now);
     if (s->a.json) {
         /* A failed round has no new model to evaluate: null. */
-        char acc[32], loss[32];
+        char acc[SIM_JSON_NUMBER_CAP], loss[SIM_JSON_NUMBER_CAP];
         json_number(acc, sizeof(acc), r->eval_accuracy);
         json_number(loss, sizeof(loss), r->eval_loss);
         printf("{\"round\":%" PRId64 ",\"committed\":%s,\"accuracy\":%s,"
@@ -1023,9 +1026,13 @@ on_round(void *arg, const roost_coord_round_summary *r)
             printf("\"epsilon_max\":%.6f,", eps_max);
         else
             printf("\"epsilon_max\":null,");
-        printf("\"clients\":%u,\"selected\":%u,\"dropped\":%u,"
-               "\"seconds\":%.3f}\n",
-               r->accepted, r->selected, r->dropped, secs);
+        /* Under --seed the epsilon is not a guarantee: every object says
+         * so, not only a notice on stderr that a script never reads. */
+        if (s->a.dp && s->a.seeded)
+            printf("\"insecure_seed\":true,");
+        printf("\"clients\":%u,\"selected\":%u,\"refused\":%u,"
+               "\"dropped\":%u,\"seconds\":%.3f}\n",
+               r->accepted, r->selected, r->refused, r->dropped, secs);
         fflush(stdout);
         return;
     }
@@ -1037,7 +1044,8 @@ on_round(void *arg, const roost_coord_round_summary *r)
                                 : 0;
     char eps_text[48];
     if (s->a.dp)
-        snprintf(eps_text, sizeof(eps_text), "epsilon %.3f", eps_max);
+        snprintf(eps_text, sizeof(eps_text), "epsilon %.3f%s", eps_max,
+                 s->a.seeded ? " (INSECURE --seed)" : "");
     else
         snprintf(eps_text, sizeof(eps_text), "no DP");
     if (isatty(STDOUT_FILENO))
@@ -1047,9 +1055,21 @@ on_round(void *arg, const roost_coord_round_summary *r)
     if (isfinite(r->eval_accuracy))
         snprintf(acc_text, sizeof(acc_text), "accuracy %6.2f%%  loss %.4f",
                  100.0 * r->eval_accuracy, r->eval_loss);
-    printf("round %3" PRId64 "/%u %s %s  %s  clients %u/%u  %.2fs",
-           (int64_t)s->rounds_done, s->a.rounds, r->committed ? "" : "FAILED",
-           acc_text, eps_text, r->accepted, r->selected, secs);
+    /* The count of training rounds, and the record's round id when they
+     * differ (federated evaluation rounds take ids too), so the line
+     * names the round that `roost status` and `roost report` show. */
+    char id_text[48] = "";
+    if (r->round_id != (int64_t)s->rounds_done)
+        snprintf(id_text, sizeof(id_text), " (round %" PRId64 " in the record)",
+                 r->round_id);
+    char refused_text[32] = "";
+    if (r->refused > 0)
+        snprintf(refused_text, sizeof(refused_text), " (%u refused)",
+                 r->refused);
+    printf("round %3" PRId64 "/%u%s %s %s  %s  clients %u/%u%s  %.2fs",
+           (int64_t)s->rounds_done, s->a.rounds, id_text,
+           r->committed ? "" : "FAILED", acc_text, eps_text, r->accepted,
+           r->selected, refused_text, secs);
     if (isatty(STDOUT_FILENO) && s->rounds_done < s->a.rounds)
         printf("  [eta %.0fs]", eta);
     printf("\n");
@@ -1689,7 +1709,12 @@ roost_cmd_sim(int argc, char **argv)
     cc.evaluate_arg = s;
     cc.selection_seed = a->seeded ? a->seed : 0;
     cc.store = s->store;
-    cc.run_name = "roost sim";
+    /* The record names a seeded DP run insecure, so `roost report` and
+     * `roost status --json` do not present its epsilon as a guarantee. */
+    cc.run_name = a->seeded && a->dp
+                      ? "roost sim (INSECURE: --seed makes DP noise "
+                        "predictable)"
+                      : "roost sim";
     cc.log.max_level = -1;
     cc.on_round = on_round;
     cc.on_round_arg = s;

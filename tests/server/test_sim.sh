@@ -20,9 +20,23 @@ run() { # name args...
     fi
     "$roost" audit --db "$work/$name.db" >/dev/null ||
         { echo "FAIL: $name: audit"; fail=1; }
+    json_lines "$work/$name.out"
     echo "ok: $name ran"; cat "$work/$name.out"
 }
 last() { tail -n 1 "$work/$1.out"; }
+# Every line of a --json run's stdout must be valid JSON on its own
+# (python3 is in the build image; without it the check is skipped).
+json_lines() { # file
+    command -v python3 >/dev/null || return 0
+    python3 -c '
+import json, sys
+for n, line in enumerate(open(sys.argv[1]), 1):
+    try:
+        json.loads(line)
+    except ValueError as e:
+        sys.exit("%s:%d: not JSON (%s): %s" % (sys.argv[1], n, e, line))
+' "$1" || { echo "FAIL: $1: invalid JSON line"; fail=1; }
+}
 field() { # json-line key -> value
     echo "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p"
 }
@@ -45,6 +59,13 @@ if run dp --epsilon 8; then
         { echo "FAIL: dp accuracy $acc <= 0.3"; fail=1; }
     awk -v e="$eps" 'BEGIN { exit !(e > 0 && e <= 8) }' ||
         { echo "FAIL: dp epsilon_max $eps not in (0, 8]"; fail=1; }
+    # --seed makes the noise predictable: every round's object and the
+    # record (whose run name `roost report` shows) say so, not only the
+    # notice on stderr.
+    [ "$(grep -c '"insecure_seed":true' "$work/dp.out")" -eq 3 ] ||
+        { echo "FAIL: dp: seeded rounds not marked insecure_seed"; fail=1; }
+    "$roost" status --db "$work/dp.db" --json | grep -q '"name": "[^"]*INSECURE' ||
+        { echo "FAIL: dp: record's run name does not say INSECURE"; fail=1; }
 fi
 
 # 3. Every selected client vanishes: rounds fail, nothing is aggregated,
@@ -64,6 +85,23 @@ grep -q '"committed":true' "$work/gone.out" &&
 [ "$(grep -c '"committed":false' "$work/gone.out")" -eq 3 ] ||
     { echo "FAIL: gone: want 3 failed rounds"; fail=1; }
 echo "ok: gone ran"
+
+json_lines "$work/gone.out"
+
+# 3b. Updates the coordinator refuses (a learning rate so large that every
+#     client's update is not finite): the round fails, and the refusals
+#     are printed as the record counts them, not as nothing at all.
+"$roost" sim --clients 20 --per-round 4 --rounds 1 --seed 7 --json --quiet \
+    --db "$work/refuse.db" --no-dp --lr 1e30 \
+    >"$work/refuse.out" 2>"$work/refuse.err"
+json_lines "$work/refuse.out"
+want=$("$roost" status --db "$work/refuse.db" --json |
+    sed -n 's/.*"last_round": {[^}]*"refused": \([0-9]*\).*/\1/p')
+got=$(field "$(last refuse)" refused)
+[ -n "$want" ] && [ "$want" -gt 0 ] && [ "$got" = "$want" ] ||
+    { echo "FAIL: refuse: printed refused '$got', record has '$want'"
+      cat "$work/refuse.out"; fail=1; }
+echo "ok: refuse ran"
 
 # 4. Some clients vanish but the quorum (2 of 4) holds: rounds commit.
 if run some --no-dp --dropout 0.3 --min-clients 2; then
@@ -145,6 +183,17 @@ if run fedeval --no-dp --fed-eval 1; then
     awk -v a="$acc" 'BEGIN { exit !(a > 0.5) }' ||
         { echo "FAIL: fedeval accuracy $acc <= 0.5"; fail=1; }
 fi
+
+# 7b. The progress lines name the rounds the record holds: with evaluation
+#     rounds between them, training round 2 of 2 is round 3 in the
+#     record (it used to be printed as "round 2", the evaluation round's
+#     id, next to "round 2 federated evaluation").
+"$roost" sim --clients 20 --per-round 4 --rounds 2 --seed 7 --no-dp \
+    --fed-eval 1 --db "$work/fedtext.db" >"$work/fedtext.out" 2>&1 ||
+    { echo "FAIL: fedtext: exit $?"; fail=1; }
+grep -q "^round   2/2 (round 3 in the record) " "$work/fedtext.out" &&
+    grep -q "^round   2 federated evaluation" "$work/fedtext.out" ||
+    { echo "FAIL: fedtext: round numbers"; cat "$work/fedtext.out"; fail=1; }
 
 # 8. Held-out evaluation every 2 rounds and after the last: round 1 has
 #    none (null), rounds 2 and 3 do.
