@@ -1663,6 +1663,20 @@ roost_cmd_sim(int argc, char **argv)
         status = ROOST_EXIT_USAGE;
         goto out;
     }
+    /* A model with fewer outputs than the data has classes cannot take a
+     * single training step: every client would fail every round with
+     * nothing but "local training step failed" (roost train refuses the
+     * same spec). */
+    if (roost_model_num_classes(s->model) <
+        roost_dataset_num_classes(s->train)) {
+        fprintf(stderr,
+                "roost sim: --model: the model has %u outputs but the data "
+                "has %u classes\n",
+                roost_model_num_classes(s->model),
+                roost_dataset_num_classes(s->train));
+        status = ROOST_EXIT_USAGE;
+        goto out;
+    }
     rc = a->seeded ? roost_rng_create_insecure_deterministic(&s->rng, NULL,
                                                              a->seed, 1)
                    : roost_rng_create(&s->rng, NULL);

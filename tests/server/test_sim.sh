@@ -238,6 +238,9 @@ refused "sigma is a differential privacy setting and --no-dp" --no-dp \
     --sigma 1
 refused "epsilon is a differential privacy setting" --epsilon 2 --no-dp
 refused "dp-rounds is a differential privacy setting" --no-dp --dp-rounds 3
+# A model with fewer outputs than the 10 classes cannot train at all (every
+# client used to fail every round with "local training step failed").
+refused "the model has 5 outputs but the data has 10 classes" --model dense:5
 "$roost" sim --partition bogus --db "$work/x.db" >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] || { echo "FAIL: bad partition not refused"; fail=1; }
 : >"$work/exists.db"
