@@ -297,6 +297,13 @@ struct sim {
     uint32_t rounds_done;      /* training rounds recorded */
     uint32_t rounds_committed; /* of those, the ones that committed */
     int64_t last_round_ms;
+    /* The progress bar (stdout is a terminal, neither --json nor
+     * --quiet): training jobs finished in the open round, when the bar
+     * was last drawn, and whether it is on the screen now. */
+    bool progress_bar;
+    uint32_t round_jobs_done;
+    int64_t bar_drawn_ms;
+    bool bar_shown;
 };
 
 static int64_t
@@ -870,6 +877,8 @@ complete_job(struct sim *s, struct job *j, int64_t now)
 {
     struct vclient *vc = j->vc;
     vc->queued = false;
+    if (!j->pj->evaluate && j->rc == ROOST_OK)
+        s->round_jobs_done++;
     int rc = j->pj->evaluate
                  ? roost_cproto_finish_eval(vc->proto, j->rc, vc->n_local,
                                             j->eval_loss, j->eval_accuracy, now)
@@ -948,6 +957,54 @@ json_number(char *out, size_t cap, double v)
         snprintf(out, cap, "null");
 }
 
+/* Erase the progress bar, so that a line printed next starts at the left
+ * edge of an empty line. */
+static void
+bar_clear(struct sim *s)
+{
+    if (!s->bar_shown)
+        return;
+    printf("\r\033[K");
+    fflush(stdout);
+    s->bar_shown = false;
+}
+
+/* On a terminal, redraw the progress bar under the round lines at most
+ * five times a second: the rounds done (plus the finished part of the
+ * open one) out of --rounds, the open round's finished local trainings,
+ * the time so far and the estimated time left. Drawn at once on the
+ * first call, so even a run of short rounds shows it. */
+static void
+bar_draw(struct sim *s, int64_t now)
+{
+    if (!s->progress_bar || s->rounds_done >= s->a.rounds ||
+        (s->bar_shown && now - s->bar_drawn_ms < 200))
+        return;
+    uint32_t jobs = s->round_jobs_done < s->a.per_round ? s->round_jobs_done
+                                                        : s->a.per_round;
+    double done =
+        (double)s->rounds_done + (double)jobs / (double)s->a.per_round;
+    double frac = done / (double)s->a.rounds;
+    char bar[24];
+    size_t width = sizeof(bar) - 1, fill = (size_t)(frac * (double)width);
+    for (size_t i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    double elapsed = (double)(now - s->t0_ms) / 1000.0;
+    /* From the rounds done so far, the open one's finished part
+     * included, so the estimate moves while a long round runs. */
+    char eta[32] = "eta -";
+    if (done > 0)
+        snprintf(eta, sizeof(eta), "eta %.0fs",
+                 elapsed / done * ((double)s->a.rounds - done));
+    printf("\r\033[K[%s] %u/%u rounds  round %u: %u/%u trained  %.0fs  %s", bar,
+           s->rounds_done, s->a.rounds, s->rounds_done + 1, jobs,
+           s->a.per_round, elapsed, eta);
+    fflush(stdout);
+    s->bar_drawn_ms = now;
+    s->bar_shown = true;
+}
+
 /* Seconds since the previous round event (training or evaluation), which
  * is the round just reported; now becomes the next one's start. */
 static double
@@ -979,8 +1036,7 @@ on_eval_round(struct sim *s, const roost_coord_round_summary *r)
     }
     if (s->a.quiet)
         return;
-    if (isatty(STDOUT_FILENO))
-        printf("\r\033[K");
+    bar_clear(s);
     if (r->committed)
         printf("round %3" PRId64 " federated evaluation: accuracy %6.2f%%  "
                "loss %.4f on %" PRIu64 " client examples (%u clients; no "
@@ -1003,6 +1059,7 @@ on_round(void *arg, const roost_coord_round_summary *r)
         return;
     }
     s->rounds_done++;
+    s->round_jobs_done = 0;
     if (r->committed)
         s->rounds_committed++;
     /* The largest epsilon any client has spent so far: each value is the
@@ -1048,8 +1105,7 @@ on_round(void *arg, const roost_coord_round_summary *r)
                  s->a.seeded ? " (INSECURE --seed)" : "");
     else
         snprintf(eps_text, sizeof(eps_text), "no DP");
-    if (isatty(STDOUT_FILENO))
-        printf("\r\033[K");
+    bar_clear(s);
     /* Rounds between held-out evaluations (--eval-every) have none. */
     char acc_text[48] = "accuracy       -  loss      -";
     if (isfinite(r->eval_accuracy))
@@ -1504,6 +1560,7 @@ out_of_budget(struct sim *s)
     }
     if (able >= s->a.per_round)
         return false;
+    bar_clear(s);
     fprintf(stderr,
             "roost sim: stopping after %u round%s: only %u client%s "
             "privacy budget left, and a round needs %u\n",
@@ -1819,6 +1876,7 @@ roost_cmd_sim(int argc, char **argv)
                roost_model_spec(s->model), roost_model_param_count(s->model),
                s->n_threads, a->db);
 
+    s->progress_bar = !a->json && !a->quiet && isatty(STDOUT_FILENO);
     while (!roost_coord_finished(s->coord) && !s->failed && !sim_interrupted) {
         if (a->tls)
             tls_poll(s);
@@ -1881,7 +1939,9 @@ roost_cmd_sim(int argc, char **argv)
             goto out;
         if (out_of_budget(s))
             break;
+        bar_draw(s, now_ms());
     }
+    bar_clear(s);
     if (sim_interrupted)
         goto out;
     if (!a->json && !a->quiet) {
@@ -1905,6 +1965,7 @@ roost_cmd_sim(int argc, char **argv)
     }
     status = ROOST_EXIT_OK;
 out:
+    bar_clear(s);
     if (sim_interrupted && s->store == NULL)
         fprintf(stderr, "roost sim: interrupted before the run started; "
                         "no record was made\n");

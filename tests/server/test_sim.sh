@@ -195,6 +195,21 @@ grep -q "^round   2/2 (round 3 in the record) " "$work/fedtext.out" &&
     grep -q "^round   2 federated evaluation" "$work/fedtext.out" ||
     { echo "FAIL: fedtext: round numbers"; cat "$work/fedtext.out"; fail=1; }
 
+# 7c. On a terminal a progress bar with an ETA runs under the round lines
+#     (drawn at once, so even short rounds show it); piped, the output
+#     holds the round lines only, without terminal escapes.
+if command -v script >/dev/null; then
+    script -qc "'$roost' sim --clients 20 --per-round 4 --rounds 2 --seed 7 \
+        --no-dp --model logreg --db '$work/tty.db'" /dev/null \
+        >"$work/tty.out" 2>&1
+    grep -q '\[\.*\] 0/2 rounds  round 1: 0/4 trained .* eta' "$work/tty.out" &&
+        grep -q "round   2/2 " "$work/tty.out" ||
+        { echo "FAIL: tty: no progress bar"; cat -A "$work/tty.out"; fail=1; }
+fi
+if grep -q "$(printf '\033')" "$work/fedtext.out"; then
+    echo "FAIL: piped output has terminal escapes"; fail=1
+fi
+
 # 8. Held-out evaluation every 2 rounds and after the last: round 1 has
 #    none (null), rounds 2 and 3 do.
 if run evalevery --no-dp --eval-every 2; then
