@@ -605,8 +605,12 @@ train(const struct train_args *a, struct run *r)
     rc = roost_model_create(
         &r->model, NULL, a->model, roost_dataset_channels(r->train),
         roost_dataset_height(r->train), roost_dataset_width(r->train), &em);
-    if (rc != ROOST_OK)
-        return fail_rc("--model", rc, &em);
+    /* A spec that does not parse, or has fewer outputs than the data has
+     * classes, is a bad flag: status 2, as roost sim and the usage say. */
+    if (rc != ROOST_OK) {
+        fail_rc("--model", rc, &em);
+        return ROOST_EXIT_USAGE;
+    }
     if (roost_model_num_classes(r->model) <
         roost_dataset_num_classes(r->train)) {
         fprintf(stderr,
@@ -614,7 +618,7 @@ train(const struct train_args *a, struct run *r)
                 "classes\n",
                 roost_model_num_classes(r->model),
                 roost_dataset_num_classes(r->train));
-        return ROOST_EXIT_FAIL;
+        return ROOST_EXIT_USAGE;
     }
     size_t batch = (size_t)a->batch, np = roost_model_param_count(r->model);
     size_t dim = roost_dataset_dim(r->train);

@@ -93,9 +93,10 @@ check() { # expected-status needle args...
         fail=1
     fi
 }
-check 1 "position 7" "$roost" train --model "dense:0" --epochs 1
-check 1 "ROOST_ESPEC" "$roost" train --model "conv:8x4,dense:10" --epochs 1
-check 1 "10 classes" "$roost" train --model "dense:5" --epochs 1 --limit 10
+# A bad --model is a bad flag: status 2, as for roost sim (it was 1).
+check 2 "position 7" "$roost" train --model "dense:0" --epochs 1
+check 2 "ROOST_ESPEC" "$roost" train --model "conv:8x4,dense:10" --epochs 1
+check 2 "10 classes" "$roost" train --model "dense:5" --epochs 1 --limit 10
 check 2 "unknown flag" "$roost" train --model mlp --nonsense 1
 check 2 "required" "$roost" train --epochs 1
 check 2 "momentum" "$roost" train --model mlp --momentum 1.5
