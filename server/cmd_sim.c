@@ -1084,9 +1084,10 @@ on_round(void *arg, const roost_coord_round_summary *r)
         else
             printf("\"epsilon_max\":null,");
         /* Under --seed the epsilon is not a guarantee: every object says
-         * so, not only a notice on stderr that a script never reads. */
-        if (s->a.dp && s->a.seeded)
-            printf("\"insecure_seed\":true,");
+         * so, not only a notice on stderr that a script never reads (the
+         * key roost train uses for the same). */
+        if (s->a.dp)
+            printf("\"insecure_rng\":%s,", s->a.seeded ? "true" : "false");
         printf("\"clients\":%u,\"selected\":%u,\"refused\":%u,"
                "\"dropped\":%u,\"seconds\":%.3f}\n",
                r->accepted, r->selected, r->refused, r->dropped, secs);

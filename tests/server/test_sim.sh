@@ -62,8 +62,8 @@ if run dp --epsilon 8; then
     # --seed makes the noise predictable: every round's object and the
     # record (whose run name `roost report` shows) say so, not only the
     # notice on stderr.
-    [ "$(grep -c '"insecure_seed":true' "$work/dp.out")" -eq 3 ] ||
-        { echo "FAIL: dp: seeded rounds not marked insecure_seed"; fail=1; }
+    [ "$(grep -c '"insecure_rng":true' "$work/dp.out")" -eq 3 ] ||
+        { echo "FAIL: dp: seeded rounds not marked insecure_rng"; fail=1; }
     "$roost" status --db "$work/dp.db" --json | grep -q '"name": "[^"]*INSECURE' ||
         { echo "FAIL: dp: record's run name does not say INSECURE"; fail=1; }
 fi
