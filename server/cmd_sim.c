@@ -1950,8 +1950,18 @@ roost_cmd_sim(int argc, char **argv)
         bar_draw(s, now_ms());
     }
     bar_clear(s);
-    if (sim_interrupted)
+    if (sim_interrupted) {
+        /* The open round is abandoned, and a simulation never resumes
+         * it: clear the store's open-round note (0: none, as
+         * roost_store_get_open_round reports it), or roost status would
+         * show a round as open for good. */
+        if (roost_coord_round_open(s->coord)) {
+            roost_coord_abandon_round(s->coord);
+            if (roost_store_note_open_round(s->store, 0, 0, 0, &em) != ROOST_OK)
+                fprintf(stderr, "roost sim: %s\n", em.text);
+        }
         goto out;
+    }
     if (!a->json && !a->quiet) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);

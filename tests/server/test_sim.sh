@@ -293,4 +293,26 @@ st=$?
 [ ! -e "$work/term.db" ] || "$roost" audit --db "$work/term.db" >/dev/null ||
     { echo "FAIL: term: record does not verify"; fail=1; }
 echo "ok: term ran"
+
+# SIGTERM in the middle of the rounds: status 1, the record verifies and
+# holds the committed rounds, and roost status shows no open round (a
+# simulation never resumes one; the abandoned round used to stay listed
+# as open for good). Waits for two rounds, then signals.
+: >"$work/mid.out"
+"$roost" sim --clients 20 --per-round 4 --rounds 100000 --no-dp --json \
+    --db "$work/mid.db" >"$work/mid.out" 2>"$work/mid.err" &
+pid=$!
+n=0
+while [ "$(wc -l <"$work/mid.out")" -lt 2 ] && [ $n -lt 1200 ]; do
+    sleep 0.1; n=$((n + 1))
+done
+kill -TERM $pid
+wait $pid
+st=$?
+json_lines "$work/mid.out"
+[ $st -eq 1 ] && "$roost" audit --db "$work/mid.db" >/dev/null &&
+    "$roost" status --db "$work/mid.db" --json | grep -q '"open_round": null' ||
+    { echo "FAIL: mid: exit $st, or the record is not clean"; cat "$work/mid.err"
+      "$roost" status --db "$work/mid.db"; fail=1; }
+echo "ok: mid ran"
 exit $fail
