@@ -921,8 +921,15 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
         if (s->a.straggler_p > 0)
             roost_rng_uniform(s->rng, &u);
         if (u < s->a.straggler_p) {
-            j->release_at_ms = now + (int64_t)(j->seconds * 1000.0 *
-                                               (s->a.straggler_factor - 1.0));
+            /* Held F - 1 times its training time, but no longer than
+             * past the round's deadline: a later arrival changes nothing,
+             * and a large F (1e300) would overflow the conversion to
+             * milliseconds, which released the update at once. */
+            double hold_ms =
+                j->seconds * 1000.0 * (s->a.straggler_factor - 1.0);
+            double cap_ms = (double)s->a.round_timeout_ms + 1000.0;
+            j->release_at_ms =
+                now + (int64_t)(hold_ms < cap_ms ? hold_ms : cap_ms);
             j->next = s->held;
             s->held = j;
             continue;

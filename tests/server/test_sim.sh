@@ -103,6 +103,19 @@ got=$(field "$(last refuse)" refused)
       cat "$work/refuse.out"; fail=1; }
 echo "ok: refuse ran"
 
+# 3c. Every client a straggler by a factor so large (1e300) that its
+#     update comes after the 1 s deadline: the round fails. The hold used
+#     to overflow on its way to milliseconds and release the update at
+#     once, so the round committed.
+"$roost" sim --clients 6 --per-round 3 --rounds 1 --seed 7 --json --quiet \
+    --db "$work/slow.db" --no-dp --model logreg --straggler 1:1e300 \
+    --round-timeout 1 >"$work/slow.out" 2>"$work/slow.err"
+st=$?
+[ $st -eq 1 ] && grep -q '"committed":false' "$work/slow.out" ||
+    { echo "FAIL: slow: exit $st, want 1 and a failed round"
+      cat "$work/slow.out" "$work/slow.err"; fail=1; }
+echo "ok: slow ran"
+
 # 4. Some clients vanish but the quorum (2 of 4) holds: rounds commit.
 if run some --no-dp --dropout 0.3 --min-clients 2; then
     [ "$(grep -c '"committed":true' "$work/some.out")" -eq 3 ] ||
