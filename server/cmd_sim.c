@@ -38,6 +38,7 @@
 #include "server/strategy.h"
 
 #include <cblas.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
 #include <inttypes.h>
@@ -52,6 +53,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+/* Room for the --tls PKI directory ($TMPDIR/roost-sim-pki-XXXXXX) and for
+ * a file name in it. */
+#define SIM_PKI_DIR_CAP 512
+#define SIM_PKI_PATH_CAP (SIM_PKI_DIR_CAP + 32)
 
 struct sim_args {
     uint32_t clients, per_round, rounds;
@@ -74,9 +80,10 @@ struct sim_args {
     uint64_t round_timeout_ms;
     uint32_t min_clients;
     bool tls;
-    uint32_t fed_eval_every; /* 0: no federated evaluation rounds */
-    uint32_t eval_every;     /* held-out evaluation every N rounds */
-    uint32_t dp_rounds;      /* rounds a budget is planned for; 0: all */
+    uint32_t fed_eval_every;  /* 0: no federated evaluation rounds */
+    uint32_t eval_every;      /* held-out evaluation every N rounds */
+    uint32_t dp_rounds;       /* rounds a budget is planned for; 0: all */
+    const char *dp_only_flag; /* the first DP setting given, for --no-dp */
 };
 
 /* ------------------------------------------------------------ budgets */
@@ -280,7 +287,7 @@ struct sim {
     roost_tls_ctx *server_tls;
     roost_channel *listener;
     char tls_endpoint[128]; /* where the listener is, for reconnects */
-    char pki_dir[64];
+    char pki_dir[SIM_PKI_DIR_CAP];
     bool in_coord;
     uint64_t held_closed[64];
     size_t n_held_closed;
@@ -290,6 +297,13 @@ struct sim {
     uint32_t rounds_done;      /* training rounds recorded */
     uint32_t rounds_committed; /* of those, the ones that committed */
     int64_t last_round_ms;
+    /* The progress bar (stdout is a terminal, neither --json nor
+     * --quiet): training jobs finished in the open round, when the bar
+     * was last drawn, and whether it is on the screen now. */
+    bool progress_bar;
+    uint32_t round_jobs_done;
+    int64_t bar_drawn_ms;
+    bool bar_shown;
 };
 
 static int64_t
@@ -437,6 +451,23 @@ vclient_connect(struct sim *s, struct vclient *vc, int64_t now)
     return roost_cproto_check_in(vc->proto, now);
 }
 
+/* SIGINT/SIGTERM: the main loop stops at its next turn (every wait in
+ * it is bounded to a few ms), and the run ends through the normal
+ * teardown, which removes --tls's throw-away PKI (its CA key included)
+ * and leaves the record as of the last committed round. The handler is
+ * installed as soon as the flags are read: a signal during the setup
+ * (loading the data, making hundreds of certificates) must not kill the
+ * process with the PKI's private keys left behind; the setup checks the
+ * flag between its steps. */
+static volatile sig_atomic_t sim_interrupted;
+
+static void
+on_sim_signal(int sig)
+{
+    (void)sig;
+    sim_interrupted = 1;
+}
+
 /* ------------------------------------------------ --tls: real transport */
 
 /* The coordinator side: the listener's events, as roost serve handles
@@ -563,8 +594,15 @@ static int
 tls_setup(struct sim *s)
 {
     roost_errmsg em;
-    char a[128], b[128], c[128], d[128];
-    snprintf(s->pki_dir, sizeof(s->pki_dir), "/tmp/roost-sim-pki-XXXXXX");
+    char a[SIM_PKI_PATH_CAP], b[SIM_PKI_PATH_CAP], c[SIM_PKI_PATH_CAP],
+        d[SIM_PKI_PATH_CAP];
+    /* In $TMPDIR like other temporary files, so a user (or a test) can
+     * keep the keys on a private file system. */
+    const char *tmp = getenv("TMPDIR");
+    if (tmp == NULL || tmp[0] == '\0' ||
+        strlen(tmp) > SIM_PKI_DIR_CAP - sizeof("/roost-sim-pki-XXXXXX"))
+        tmp = "/tmp";
+    snprintf(s->pki_dir, sizeof(s->pki_dir), "%s/roost-sim-pki-XXXXXX", tmp);
     if (mkdtemp(s->pki_dir) == NULL) {
         s->pki_dir[0] = '\0';
         fprintf(stderr, "roost sim: --tls: cannot make a temporary dir\n");
@@ -576,7 +614,7 @@ tls_setup(struct sim *s)
     int rc = roost_pki_init(a, b, c, "roost sim CA", 2, 2, &em);
     roost_pki_validity v = {-60, ROOST_PKI_DAY_S};
     const char *sans[] = {"127.0.0.1"};
-    char sk[128], sc[128];
+    char sk[SIM_PKI_PATH_CAP], sc[SIM_PKI_PATH_CAP];
     snprintf(sk, sizeof(sk), "%s/server.key", s->pki_dir);
     snprintf(sc, sizeof(sc), "%s/server.crt", s->pki_dir);
     if (rc == ROOST_OK)
@@ -604,11 +642,16 @@ tls_setup(struct sim *s)
     for (uint32_t i = 0; rc == ROOST_OK && i < s->a.clients; i++) {
         struct vclient *vc = &s->vc[i];
         char cn[32];
+        if (sim_interrupted) {
+            rc = roost_fail(&em, ROOST_ECANCELED,
+                            "interrupted while making client certificates");
+            break;
+        }
         snprintf(cn, sizeof(cn), "sim-client-%u", i);
         snprintf(a, sizeof(a), "%s/c%u.key", s->pki_dir, i);
         snprintf(d, sizeof(d), "%s/c%u.csr", s->pki_dir, i);
         snprintf(c, sizeof(c), "%s/c%u.crt", s->pki_dir, i);
-        char cak[128];
+        char cak[SIM_PKI_PATH_CAP];
         snprintf(cak, sizeof(cak), "%s/ca.key", s->pki_dir);
         rc = roost_pki_request(a, d, cn, &em);
         if (rc == ROOST_OK)
@@ -650,10 +693,21 @@ tls_teardown(struct sim *s)
     if (s->zctx != NULL)
         zmq_ctx_term(s->zctx);
     if (s->pki_dir[0] != '\0') {
-        /* Remove the throw-away PKI: every file is ours. */
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->pki_dir);
-        if (system(cmd) != 0)
+        /* Remove the throw-away PKI: every file in it is ours, and it has
+         * no subdirectories. Removed file by file rather than through a
+         * shell, since $TMPDIR may hold any character. */
+        DIR *dir = opendir(s->pki_dir);
+        struct dirent *de;
+        char path[SIM_PKI_PATH_CAP + 256];
+        while (dir != NULL && (de = readdir(dir)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", s->pki_dir, de->d_name);
+            unlink(path);
+        }
+        if (dir != NULL)
+            closedir(dir);
+        if (rmdir(s->pki_dir) != 0)
             fprintf(stderr, "roost sim: could not remove %s\n", s->pki_dir);
     }
 }
@@ -823,6 +877,8 @@ complete_job(struct sim *s, struct job *j, int64_t now)
 {
     struct vclient *vc = j->vc;
     vc->queued = false;
+    if (!j->pj->evaluate && j->rc == ROOST_OK)
+        s->round_jobs_done++;
     int rc = j->pj->evaluate
                  ? roost_cproto_finish_eval(vc->proto, j->rc, vc->n_local,
                                             j->eval_loss, j->eval_accuracy, now)
@@ -865,8 +921,15 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
         if (s->a.straggler_p > 0)
             roost_rng_uniform(s->rng, &u);
         if (u < s->a.straggler_p) {
-            j->release_at_ms = now + (int64_t)(j->seconds * 1000.0 *
-                                               (s->a.straggler_factor - 1.0));
+            /* Held F - 1 times its training time, but no longer than
+             * past the round's deadline: a later arrival changes nothing,
+             * and a large F (1e300) would overflow the conversion to
+             * milliseconds, which released the update at once. */
+            double hold_ms =
+                j->seconds * 1000.0 * (s->a.straggler_factor - 1.0);
+            double cap_ms = (double)s->a.round_timeout_ms + 1000.0;
+            j->release_at_ms =
+                now + (int64_t)(hold_ms < cap_ms ? hold_ms : cap_ms);
             j->next = s->held;
             s->held = j;
             continue;
@@ -888,7 +951,10 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
 /* ------------------------------------------------------------ progress */
 
 /* v as a JSON number with six decimals, or null when it was not measured
- * (NaN or infinite). */
+ * (NaN or infinite). %f of a large finite double (a diverging loss) takes
+ * over 300 characters: the buffers are sized for it, since a cut number
+ * would be a different, wrong one. */
+#define SIM_JSON_NUMBER_CAP 400
 static void
 json_number(char *out, size_t cap, double v)
 {
@@ -896,6 +962,54 @@ json_number(char *out, size_t cap, double v)
         snprintf(out, cap, "%.6f", v);
     else
         snprintf(out, cap, "null");
+}
+
+/* Erase the progress bar, so that a line printed next starts at the left
+ * edge of an empty line. */
+static void
+bar_clear(struct sim *s)
+{
+    if (!s->bar_shown)
+        return;
+    printf("\r\033[K");
+    fflush(stdout);
+    s->bar_shown = false;
+}
+
+/* On a terminal, redraw the progress bar under the round lines at most
+ * five times a second: the rounds done (plus the finished part of the
+ * open one) out of --rounds, the open round's finished local trainings,
+ * the time so far and the estimated time left. Drawn at once on the
+ * first call, so even a run of short rounds shows it. */
+static void
+bar_draw(struct sim *s, int64_t now)
+{
+    if (!s->progress_bar || s->rounds_done >= s->a.rounds ||
+        (s->bar_shown && now - s->bar_drawn_ms < 200))
+        return;
+    uint32_t jobs = s->round_jobs_done < s->a.per_round ? s->round_jobs_done
+                                                        : s->a.per_round;
+    double done =
+        (double)s->rounds_done + (double)jobs / (double)s->a.per_round;
+    double frac = done / (double)s->a.rounds;
+    char bar[24];
+    size_t width = sizeof(bar) - 1, fill = (size_t)(frac * (double)width);
+    for (size_t i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    double elapsed = (double)(now - s->t0_ms) / 1000.0;
+    /* From the rounds done so far, the open one's finished part
+     * included, so the estimate moves while a long round runs. */
+    char eta[32] = "eta -";
+    if (done > 0)
+        snprintf(eta, sizeof(eta), "eta %.0fs",
+                 elapsed / done * ((double)s->a.rounds - done));
+    printf("\r\033[K[%s] %u/%u rounds  round %u: %u/%u trained  %.0fs  %s", bar,
+           s->rounds_done, s->a.rounds, s->rounds_done + 1, jobs,
+           s->a.per_round, elapsed, eta);
+    fflush(stdout);
+    s->bar_drawn_ms = now;
+    s->bar_shown = true;
 }
 
 /* Seconds since the previous round event (training or evaluation), which
@@ -915,7 +1029,7 @@ on_eval_round(struct sim *s, const roost_coord_round_summary *r)
 {
     double secs = round_seconds(s, now_ms());
     if (s->a.json) {
-        char acc[32], loss[32];
+        char acc[SIM_JSON_NUMBER_CAP], loss[SIM_JSON_NUMBER_CAP];
         json_number(acc, sizeof(acc), r->fed_eval_accuracy);
         json_number(loss, sizeof(loss), r->fed_eval_loss);
         printf("{\"round\":%" PRId64 ",\"kind\":\"eval\","
@@ -929,8 +1043,7 @@ on_eval_round(struct sim *s, const roost_coord_round_summary *r)
     }
     if (s->a.quiet)
         return;
-    if (isatty(STDOUT_FILENO))
-        printf("\r\033[K");
+    bar_clear(s);
     if (r->committed)
         printf("round %3" PRId64 " federated evaluation: accuracy %6.2f%%  "
                "loss %.4f on %" PRIu64 " client examples (%u clients; no "
@@ -953,6 +1066,7 @@ on_round(void *arg, const roost_coord_round_summary *r)
         return;
     }
     s->rounds_done++;
+    s->round_jobs_done = 0;
     if (r->committed)
         s->rounds_committed++;
     /* The largest epsilon any client has spent so far: each value is the
@@ -966,7 +1080,7 @@ on_round(void *arg, const roost_coord_round_summary *r)
     double secs = round_seconds(s, now);
     if (s->a.json) {
         /* A failed round has no new model to evaluate: null. */
-        char acc[32], loss[32];
+        char acc[SIM_JSON_NUMBER_CAP], loss[SIM_JSON_NUMBER_CAP];
         json_number(acc, sizeof(acc), r->eval_accuracy);
         json_number(loss, sizeof(loss), r->eval_loss);
         printf("{\"round\":%" PRId64 ",\"committed\":%s,\"accuracy\":%s,"
@@ -976,9 +1090,14 @@ on_round(void *arg, const roost_coord_round_summary *r)
             printf("\"epsilon_max\":%.6f,", eps_max);
         else
             printf("\"epsilon_max\":null,");
-        printf("\"clients\":%u,\"selected\":%u,\"dropped\":%u,"
-               "\"seconds\":%.3f}\n",
-               r->accepted, r->selected, r->dropped, secs);
+        /* Under --seed the epsilon is not a guarantee: every object says
+         * so, not only a notice on stderr that a script never reads (the
+         * key roost train uses for the same). */
+        if (s->a.dp)
+            printf("\"insecure_rng\":%s,", s->a.seeded ? "true" : "false");
+        printf("\"clients\":%u,\"selected\":%u,\"refused\":%u,"
+               "\"dropped\":%u,\"seconds\":%.3f}\n",
+               r->accepted, r->selected, r->refused, r->dropped, secs);
         fflush(stdout);
         return;
     }
@@ -990,19 +1109,31 @@ on_round(void *arg, const roost_coord_round_summary *r)
                                 : 0;
     char eps_text[48];
     if (s->a.dp)
-        snprintf(eps_text, sizeof(eps_text), "epsilon %.3f", eps_max);
+        snprintf(eps_text, sizeof(eps_text), "epsilon %.3f%s", eps_max,
+                 s->a.seeded ? " (INSECURE --seed)" : "");
     else
         snprintf(eps_text, sizeof(eps_text), "no DP");
-    if (isatty(STDOUT_FILENO))
-        printf("\r\033[K");
+    bar_clear(s);
     /* Rounds between held-out evaluations (--eval-every) have none. */
     char acc_text[48] = "accuracy       -  loss      -";
     if (isfinite(r->eval_accuracy))
         snprintf(acc_text, sizeof(acc_text), "accuracy %6.2f%%  loss %.4f",
                  100.0 * r->eval_accuracy, r->eval_loss);
-    printf("round %3" PRId64 "/%u %s %s  %s  clients %u/%u  %.2fs",
-           (int64_t)s->rounds_done, s->a.rounds, r->committed ? "" : "FAILED",
-           acc_text, eps_text, r->accepted, r->selected, secs);
+    /* The count of training rounds, and the record's round id when they
+     * differ (federated evaluation rounds take ids too), so the line
+     * names the round that `roost status` and `roost report` show. */
+    char id_text[48] = "";
+    if (r->round_id != (int64_t)s->rounds_done)
+        snprintf(id_text, sizeof(id_text), " (round %" PRId64 " in the record)",
+                 r->round_id);
+    char refused_text[32] = "";
+    if (r->refused > 0)
+        snprintf(refused_text, sizeof(refused_text), " (%u refused)",
+                 r->refused);
+    printf("round %3" PRId64 "/%u%s %s %s  %s  clients %u/%u%s  %.2fs",
+           (int64_t)s->rounds_done, s->a.rounds, id_text,
+           r->committed ? "" : "FAILED", acc_text, eps_text, r->accepted,
+           r->selected, refused_text, secs);
     if (isatty(STDOUT_FILENO) && s->rounds_done < s->a.rounds)
         printf("  [eta %.0fs]", eta);
     printf("\n");
@@ -1045,7 +1176,9 @@ usage(FILE *out)
         "  --sigma S            use this noise multiplier instead\n"
         "  --clip C             per-example clip norm (default 1)\n"
         "  --delta D            DP delta (default 1e-5)\n"
-        "  --no-dp              train without differential privacy\n"
+        "  --no-dp              train without differential privacy (not\n"
+        "                       with --epsilon, --sigma, --clip, --delta\n"
+        "                       or --dp-rounds)\n"
         "  --seed S             reproducible run; INSECURE: makes DP noise\n"
         "                       and selection predictable\n"
         "  --db FILE            SQLite record (default roost-sim.db)\n"
@@ -1203,6 +1336,13 @@ parse_args(int argc, char **argv, struct sim_args *a)
             NEED_VALUE();
             if (!set_flag(a, sf, v))
                 return false;
+            if (a->dp_only_flag == NULL &&
+                (sf->offset == offsetof(struct sim_args, epsilon) ||
+                 sf->offset == offsetof(struct sim_args, sigma) ||
+                 sf->offset == offsetof(struct sim_args, clip) ||
+                 sf->offset == offsetof(struct sim_args, delta) ||
+                 sf->offset == offsetof(struct sim_args, dp_rounds)))
+                a->dp_only_flag = sf->name;
             continue;
         }
         if (strcmp(f, "--straggler") == 0) {
@@ -1255,6 +1395,16 @@ parse_args(int argc, char **argv, struct sim_args *a)
     if (!(a->dropout >= 0 && a->dropout <= 1) ||
         !(a->straggler_p >= 0 && a->straggler_p <= 1)) {
         fprintf(stderr, "roost sim: probabilities must be in [0, 1]\n");
+        return false;
+    }
+    /* --no-dp and a privacy setting contradict each other: the setting
+     * would be silently ignored and the run reported as if it meant
+     * something (as `roost train` refuses DP flags without --dp). */
+    if (!a->dp && a->dp_only_flag != NULL) {
+        fprintf(stderr,
+                "roost sim: %s is a differential privacy setting and "
+                "--no-dp turns differential privacy off; drop one\n",
+                a->dp_only_flag);
         return false;
     }
     if (a->dp && (!(a->epsilon > 0) || !(a->clip > 0) || a->sigma < 0 ||
@@ -1420,6 +1570,7 @@ out_of_budget(struct sim *s)
     }
     if (able >= s->a.per_round)
         return false;
+    bar_clear(s);
     fprintf(stderr,
             "roost sim: stopping after %u round%s: only %u client%s "
             "privacy budget left, and a round needs %u\n",
@@ -1500,19 +1651,6 @@ setup_dp(struct sim *s, roost_coord_config *cc)
     return ROOST_OK;
 }
 
-/* SIGINT/SIGTERM: the main loop stops at its next turn (every wait in
- * it is bounded to a few ms), and the run ends through the normal
- * teardown, which removes --tls's throw-away PKI (its CA key included)
- * and leaves the record as of the last committed round. */
-static volatile sig_atomic_t sim_interrupted;
-
-static void
-on_sim_signal(int sig)
-{
-    (void)sig;
-    sim_interrupted = 1;
-}
-
 int
 roost_cmd_sim(int argc, char **argv)
 {
@@ -1530,6 +1668,12 @@ roost_cmd_sim(int argc, char **argv)
     roost_errmsg em;
     int rc;
     int status = ROOST_EXIT_FAIL;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sim_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     /* Parallelism comes from running clients at once, each on one BLAS
      * thread (ARCHITECTURE.md, "Performance model"). */
     openblas_set_num_threads(1);
@@ -1545,21 +1689,14 @@ roost_cmd_sim(int argc, char **argv)
         fprintf(a->json ? stderr : stdout,
                 "roost sim: differential privacy is OFF (--no-dp)\n");
 
-    if (access(a->db, F_OK) == 0) {
-        if (!a->overwrite) {
-            fprintf(stderr,
-                    "roost sim: %s exists; pass --overwrite or choose "
-                    "another --db\n",
-                    a->db);
-            sim_free(s);
-            return ROOST_EXIT_USAGE;
-        }
-        char side[1024];
-        unlink(a->db);
-        snprintf(side, sizeof(side), "%s-wal", a->db);
-        unlink(side);
-        snprintf(side, sizeof(side), "%s-shm", a->db);
-        unlink(side);
+    bool replace_db = access(a->db, F_OK) == 0;
+    if (replace_db && !a->overwrite) {
+        fprintf(stderr,
+                "roost sim: %s exists; pass --overwrite or choose "
+                "another --db\n",
+                a->db);
+        sim_free(s);
+        return ROOST_EXIT_USAGE;
     }
 
     rc = roost_dataset_load_fmnist(&s->train, NULL, a->data_dir,
@@ -1571,6 +1708,8 @@ roost_cmd_sim(int argc, char **argv)
         fprintf(stderr, "roost sim: %s\n", em.text);
         goto out;
     }
+    if (sim_interrupted)
+        goto out; /* before any record is made or replaced */
     roost_partition_spec pspec;
     rc = roost_partition_spec_parse(&pspec, a->partition, &em);
     if (rc == ROOST_OK)
@@ -1591,11 +1730,36 @@ roost_cmd_sim(int argc, char **argv)
         status = ROOST_EXIT_USAGE;
         goto out;
     }
+    /* A model with fewer outputs than the data has classes cannot take a
+     * single training step: every client would fail every round with
+     * nothing but "local training step failed" (roost train refuses the
+     * same spec). */
+    if (roost_model_num_classes(s->model) <
+        roost_dataset_num_classes(s->train)) {
+        fprintf(stderr,
+                "roost sim: --model: the model has %u outputs but the data "
+                "has %u classes\n",
+                roost_model_num_classes(s->model),
+                roost_dataset_num_classes(s->train));
+        status = ROOST_EXIT_USAGE;
+        goto out;
+    }
     rc = a->seeded ? roost_rng_create_insecure_deterministic(&s->rng, NULL,
                                                              a->seed, 1)
                    : roost_rng_create(&s->rng, NULL);
     if (rc != ROOST_OK)
         goto out;
+    /* The old record goes only now, once the data, the partition and the
+     * model are known to be good: a mistyped --model or --partition exits
+     * 2 and must not cost the user the previous run's record. */
+    if (replace_db) {
+        char side[1024];
+        unlink(a->db);
+        snprintf(side, sizeof(side), "%s-wal", a->db);
+        unlink(side);
+        snprintf(side, sizeof(side), "%s-shm", a->db);
+        unlink(side);
+    }
     rc = roost_store_open(&s->store, a->db, ROOST_STORE_CREATE, &em);
     if (rc != ROOST_OK) {
         fprintf(stderr, "roost sim: %s: %s\n", a->db, em.text);
@@ -1626,7 +1790,12 @@ roost_cmd_sim(int argc, char **argv)
     cc.evaluate_arg = s;
     cc.selection_seed = a->seeded ? a->seed : 0;
     cc.store = s->store;
-    cc.run_name = "roost sim";
+    /* The record names a seeded DP run insecure, so `roost report` and
+     * `roost status --json` do not present its epsilon as a guarantee. */
+    cc.run_name = a->seeded && a->dp
+                      ? "roost sim (INSECURE: --seed makes DP noise "
+                        "predictable)"
+                      : "roost sim";
     cc.log.max_level = -1;
     cc.on_round = on_round;
     cc.on_round_arg = s;
@@ -1717,12 +1886,12 @@ roost_cmd_sim(int argc, char **argv)
                roost_model_spec(s->model), roost_model_param_count(s->model),
                s->n_threads, a->db);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sim_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    s->progress_bar = !a->json && !a->quiet && isatty(STDOUT_FILENO);
+    /* Round times and the ETA start here, not before the setup: making
+     * --tls's certificates takes seconds for a few hundred clients, and
+     * round 1 used to be charged for them (3.9 s against 0.1 s for the
+     * next rounds, with 300 clients). */
+    s->t0_ms = s->last_round_ms = now_ms();
     while (!roost_coord_finished(s->coord) && !s->failed && !sim_interrupted) {
         if (a->tls)
             tls_poll(s);
@@ -1785,12 +1954,19 @@ roost_cmd_sim(int argc, char **argv)
             goto out;
         if (out_of_budget(s))
             break;
+        bar_draw(s, now_ms());
     }
+    bar_clear(s);
     if (sim_interrupted) {
-        fprintf(stderr,
-                "roost sim: interrupted after %u rounds (%u committed); the "
-                "record in %s holds them (the open round is not recorded)\n",
-                s->rounds_done, s->rounds_committed, a->db);
+        /* The open round is abandoned, and a simulation never resumes
+         * it: clear the store's open-round note (0: none, as
+         * roost_store_get_open_round reports it), or roost status would
+         * show a round as open for good. */
+        if (roost_coord_round_open(s->coord)) {
+            roost_coord_abandon_round(s->coord);
+            if (roost_store_note_open_round(s->store, 0, 0, 0, &em) != ROOST_OK)
+                fprintf(stderr, "roost sim: %s\n", em.text);
+        }
         goto out;
     }
     if (!a->json && !a->quiet) {
@@ -1814,6 +1990,15 @@ roost_cmd_sim(int argc, char **argv)
     }
     status = ROOST_EXIT_OK;
 out:
+    bar_clear(s);
+    if (sim_interrupted && s->store == NULL)
+        fprintf(stderr, "roost sim: interrupted before the run started; "
+                        "no record was made\n");
+    else if (sim_interrupted)
+        fprintf(stderr,
+                "roost sim: interrupted after %u rounds (%u committed); the "
+                "record in %s holds them (the open round is not recorded)\n",
+                s->rounds_done, s->rounds_committed, a->db);
     sim_free(s);
-    return status;
+    return sim_interrupted ? ROOST_EXIT_FAIL : status;
 }

@@ -249,6 +249,21 @@ fail_rc(const char *what, int rc, const roost_errmsg *em)
     return ROOST_EXIT_FAIL;
 }
 
+#define JSON_NUMBER_CAP 400
+
+/* v as a JSON number with `decimals` digits after the point, or null: a
+ * diverged run's loss is NaN or infinite, which printf would write as
+ * "nan" or "inf", and no JSON parser reads those. */
+static const char *
+json_number(char *out, size_t cap, double v, int decimals)
+{
+    if (isfinite(v))
+        snprintf(out, cap, "%.*f", decimals, v);
+    else
+        snprintf(out, cap, "null");
+    return out;
+}
+
 /* One epoch line or JSON object. eps < 0: not a DP run. */
 static void
 print_epoch(const struct train_args *a, long epoch, double loss,
@@ -256,13 +271,26 @@ print_epoch(const struct train_args *a, long epoch, double loss,
             double eps, double delta)
 {
     if (a->json) {
-        printf("{\"epoch\":%ld,\"loss\":%.6f,\"test_loss\":%.6f,"
-               "\"accuracy\":%.6f,\"samples_per_s\":%.1f,"
+        /* %f of a large finite double needs over 300 characters; a
+         * shorter buffer would cut the number and print a wrong one. */
+        char n[4][JSON_NUMBER_CAP];
+        printf("{\"epoch\":%ld,\"loss\":%s,\"test_loss\":%s,"
+               "\"accuracy\":%s,\"samples_per_s\":%s,"
                "\"train_seconds\":%.3f,\"lr\":%g",
-               epoch, loss, test_loss, acc, sps, secs, lr);
-        if (eps >= 0.0)
-            printf(",\"epsilon\":%.6f,\"delta\":%.6g,\"insecure_rng\":%s", eps,
-                   delta, a->have_seed ? "true" : "false");
+               epoch, json_number(n[0], sizeof(n[0]), loss, 6),
+               json_number(n[1], sizeof(n[1]), test_loss, 6),
+               json_number(n[2], sizeof(n[2]), acc, 6),
+               json_number(n[3], sizeof(n[3]), sps, 1), secs, lr);
+        if (eps >= 0.0) {
+            char d[32];
+            if (isfinite(delta))
+                snprintf(d, sizeof(d), "%.6g", delta);
+            else
+                snprintf(d, sizeof(d), "null");
+            printf(",\"epsilon\":%s,\"delta\":%s,\"insecure_rng\":%s",
+                   json_number(n[0], sizeof(n[0]), eps, 6), d,
+                   a->have_seed ? "true" : "false");
+        }
         printf("}\n");
     } else {
         printf("epoch %3ld  loss %.4f  test loss %.4f  test accuracy "
@@ -577,8 +605,12 @@ train(const struct train_args *a, struct run *r)
     rc = roost_model_create(
         &r->model, NULL, a->model, roost_dataset_channels(r->train),
         roost_dataset_height(r->train), roost_dataset_width(r->train), &em);
-    if (rc != ROOST_OK)
-        return fail_rc("--model", rc, &em);
+    /* A spec that does not parse, or has fewer outputs than the data has
+     * classes, is a bad flag: status 2, as roost sim and the usage say. */
+    if (rc != ROOST_OK) {
+        fail_rc("--model", rc, &em);
+        return ROOST_EXIT_USAGE;
+    }
     if (roost_model_num_classes(r->model) <
         roost_dataset_num_classes(r->train)) {
         fprintf(stderr,
@@ -586,7 +618,7 @@ train(const struct train_args *a, struct run *r)
                 "classes\n",
                 roost_model_num_classes(r->model),
                 roost_dataset_num_classes(r->train));
-        return ROOST_EXIT_FAIL;
+        return ROOST_EXIT_USAGE;
     }
     size_t batch = (size_t)a->batch, np = roost_model_param_count(r->model);
     size_t dim = roost_dataset_dim(r->train);

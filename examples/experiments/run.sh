@@ -122,7 +122,9 @@ fi
 # One row per OUT/*.jsonl (earlier runs in OUT stay in the table): final
 # and best accuracy, the first round at or above the target, the largest
 # epsilon spent by any client, and the mean seconds per round (wall time on
-# this machine, evaluation included).
+# this machine, evaluation included). Rounds are training rounds, counted
+# in order: federated evaluation rounds (--fed-eval, "kind":"eval") take
+# record ids of their own, and their time is counted in the wall time.
 {
     echo "| preset | rounds | final acc % | best acc % (round) |" \
         "rounds to ${target}% | epsilon_max | s/round | flags |"
@@ -140,11 +142,12 @@ fi
                 }
                 return "null"
             }
+            /^\{/ && /"kind":"eval"/ { secs += field("seconds") + 0; next }
             /^\{/ {
                 n++
                 acc = field("accuracy"); eps = field("epsilon_max")
                 secs += field("seconds") + 0
-                last_round = field("round")
+                last_round = n
                 if (acc != "null") {
                     final = acc * 100
                     if (!have_best || acc * 100 > best) {

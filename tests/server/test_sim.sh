@@ -20,9 +20,23 @@ run() { # name args...
     fi
     "$roost" audit --db "$work/$name.db" >/dev/null ||
         { echo "FAIL: $name: audit"; fail=1; }
+    json_lines "$work/$name.out"
     echo "ok: $name ran"; cat "$work/$name.out"
 }
 last() { tail -n 1 "$work/$1.out"; }
+# Every line of a --json run's stdout must be valid JSON on its own
+# (python3 is in the build image; without it the check is skipped).
+json_lines() { # file
+    command -v python3 >/dev/null || return 0
+    python3 -c '
+import json, sys
+for n, line in enumerate(open(sys.argv[1]), 1):
+    try:
+        json.loads(line)
+    except ValueError as e:
+        sys.exit("%s:%d: not JSON (%s): %s" % (sys.argv[1], n, e, line))
+' "$1" || { echo "FAIL: $1: invalid JSON line"; fail=1; }
+}
 field() { # json-line key -> value
     echo "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p"
 }
@@ -45,6 +59,13 @@ if run dp --epsilon 8; then
         { echo "FAIL: dp accuracy $acc <= 0.3"; fail=1; }
     awk -v e="$eps" 'BEGIN { exit !(e > 0 && e <= 8) }' ||
         { echo "FAIL: dp epsilon_max $eps not in (0, 8]"; fail=1; }
+    # --seed makes the noise predictable: every round's object and the
+    # record (whose run name `roost report` shows) say so, not only the
+    # notice on stderr.
+    [ "$(grep -c '"insecure_rng":true' "$work/dp.out")" -eq 3 ] ||
+        { echo "FAIL: dp: seeded rounds not marked insecure_rng"; fail=1; }
+    "$roost" status --db "$work/dp.db" --json | grep -q '"name": "[^"]*INSECURE' ||
+        { echo "FAIL: dp: record's run name does not say INSECURE"; fail=1; }
 fi
 
 # 3. Every selected client vanishes: rounds fail, nothing is aggregated,
@@ -64,6 +85,36 @@ grep -q '"committed":true' "$work/gone.out" &&
 [ "$(grep -c '"committed":false' "$work/gone.out")" -eq 3 ] ||
     { echo "FAIL: gone: want 3 failed rounds"; fail=1; }
 echo "ok: gone ran"
+
+json_lines "$work/gone.out"
+
+# 3b. Updates the coordinator refuses (a learning rate so large that every
+#     client's update is not finite): the round fails, and the refusals
+#     are printed as the record counts them, not as nothing at all.
+"$roost" sim --clients 20 --per-round 4 --rounds 1 --seed 7 --json --quiet \
+    --db "$work/refuse.db" --no-dp --lr 1e30 \
+    >"$work/refuse.out" 2>"$work/refuse.err"
+json_lines "$work/refuse.out"
+want=$("$roost" status --db "$work/refuse.db" --json |
+    sed -n 's/.*"last_round": {[^}]*"refused": \([0-9]*\).*/\1/p')
+got=$(field "$(last refuse)" refused)
+[ -n "$want" ] && [ "$want" -gt 0 ] && [ "$got" = "$want" ] ||
+    { echo "FAIL: refuse: printed refused '$got', record has '$want'"
+      cat "$work/refuse.out"; fail=1; }
+echo "ok: refuse ran"
+
+# 3c. Every client a straggler by a factor so large (1e300) that its
+#     update comes after the 1 s deadline: the round fails. The hold used
+#     to overflow on its way to milliseconds and release the update at
+#     once, so the round committed.
+"$roost" sim --clients 6 --per-round 3 --rounds 1 --seed 7 --json --quiet \
+    --db "$work/slow.db" --no-dp --model logreg --straggler 1:1e300 \
+    --round-timeout 1 >"$work/slow.out" 2>"$work/slow.err"
+st=$?
+[ $st -eq 1 ] && grep -q '"committed":false' "$work/slow.out" ||
+    { echo "FAIL: slow: exit $st, want 1 and a failed round"
+      cat "$work/slow.out" "$work/slow.err"; fail=1; }
+echo "ok: slow ran"
 
 # 4. Some clients vanish but the quorum (2 of 4) holds: rounds commit.
 if run some --no-dp --dropout 0.3 --min-clients 2; then
@@ -146,6 +197,32 @@ if run fedeval --no-dp --fed-eval 1; then
         { echo "FAIL: fedeval accuracy $acc <= 0.5"; fail=1; }
 fi
 
+# 7b. The progress lines name the rounds the record holds: with evaluation
+#     rounds between them, training round 2 of 2 is round 3 in the
+#     record (it used to be printed as "round 2", the evaluation round's
+#     id, next to "round 2 federated evaluation").
+"$roost" sim --clients 20 --per-round 4 --rounds 2 --seed 7 --no-dp \
+    --fed-eval 1 --db "$work/fedtext.db" >"$work/fedtext.out" 2>&1 ||
+    { echo "FAIL: fedtext: exit $?"; fail=1; }
+grep -q "^round   2/2 (round 3 in the record) " "$work/fedtext.out" &&
+    grep -q "^round   2 federated evaluation" "$work/fedtext.out" ||
+    { echo "FAIL: fedtext: round numbers"; cat "$work/fedtext.out"; fail=1; }
+
+# 7c. On a terminal a progress bar with an ETA runs under the round lines
+#     (drawn at once, so even short rounds show it); piped, the output
+#     holds the round lines only, without terminal escapes.
+if command -v script >/dev/null; then
+    script -qc "'$roost' sim --clients 20 --per-round 4 --rounds 2 --seed 7 \
+        --no-dp --model logreg --db '$work/tty.db'" /dev/null \
+        >"$work/tty.out" 2>&1
+    grep -q '\[\.*\] 0/2 rounds  round 1: 0/4 trained .* eta' "$work/tty.out" &&
+        grep -q "round   2/2 " "$work/tty.out" ||
+        { echo "FAIL: tty: no progress bar"; cat -A "$work/tty.out"; fail=1; }
+fi
+if grep -q "$(printf '\033')" "$work/fedtext.out"; then
+    echo "FAIL: piped output has terminal escapes"; fail=1
+fi
+
 # 8. Held-out evaluation every 2 rounds and after the last: round 1 has
 #    none (null), rounds 2 and 3 do.
 if run evalevery --no-dp --eval-every 2; then
@@ -183,10 +260,72 @@ refused "seed: ' -1' is not a non-negative integer" --seed " -1"
 refused "seed: '-1' is not a non-negative integer" --seed -1
 refused "lr: ' 0.1' is not a finite number" --lr " 0.1"
 refused "epsilon: '1e-999' is out of range" --epsilon 1e-999
+# --no-dp with a privacy setting: one of them is a mistake; it used to be
+# run without DP, the setting silently ignored.
+refused "sigma is a differential privacy setting and --no-dp" --no-dp \
+    --sigma 1
+refused "epsilon is a differential privacy setting" --epsilon 2 --no-dp
+refused "dp-rounds is a differential privacy setting" --no-dp --dp-rounds 3
+# A model with fewer outputs than the 10 classes cannot train at all (every
+# client used to fail every round with "local training step failed").
+refused "the model has 5 outputs but the data has 10 classes" --model dense:5
 "$roost" sim --partition bogus --db "$work/x.db" >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] || { echo "FAIL: bad partition not refused"; fail=1; }
 : >"$work/exists.db"
 "$roost" sim --db "$work/exists.db" >/dev/null 2>"$work/bad.err"
 [ $? -eq 2 ] && grep -q overwrite "$work/bad.err" ||
     { echo "FAIL: existing --db not protected"; fail=1; }
+# A bad --model or --partition with --overwrite is refused before the old
+# record is touched (it used to be deleted first).
+cp "$work/plain.db" "$work/keep.db"
+for bad in "--model dense:bogus" "--partition dirichlet:-1"; do
+    "$roost" sim --db "$work/keep.db" --overwrite $bad >/dev/null \
+        2>"$work/bad.err"
+    st=$?
+    [ $st -eq 2 ] && "$roost" audit --db "$work/keep.db" >/dev/null ||
+        { echo "FAIL: --overwrite $bad: exit $st, old record lost"; fail=1; }
+done
+
+# SIGTERM during the setup (here: making 300 certificates for --tls, or
+# loading the data) stops the run cleanly: status 1, and the throw-away
+# PKI with its private keys is removed from $TMPDIR. It used to kill the
+# process and leave the keys behind. Whenever the signal lands, the
+# outcome is the same.
+mkdir "$work/tmp"
+TMPDIR="$work/tmp" "$roost" sim --clients 300 --per-round 4 --rounds 1000 \
+    --tls --no-dp --quiet --db "$work/term.db" >/dev/null 2>"$work/term.err" &
+pid=$!
+sleep 1
+kill -TERM $pid
+wait $pid
+st=$?
+[ $st -eq 1 ] && grep -q "interrupted" "$work/term.err" ||
+    { echo "FAIL: term: exit $st, want 1"; cat "$work/term.err"; fail=1; }
+[ -z "$(ls "$work/tmp")" ] ||
+    { echo "FAIL: term: PKI left in TMPDIR: $(ls "$work/tmp")"; fail=1; }
+[ ! -e "$work/term.db" ] || "$roost" audit --db "$work/term.db" >/dev/null ||
+    { echo "FAIL: term: record does not verify"; fail=1; }
+echo "ok: term ran"
+
+# SIGTERM in the middle of the rounds: status 1, the record verifies and
+# holds the committed rounds, and roost status shows no open round (a
+# simulation never resumes one; the abandoned round used to stay listed
+# as open for good). Waits for two rounds, then signals.
+: >"$work/mid.out"
+"$roost" sim --clients 20 --per-round 4 --rounds 100000 --no-dp --json \
+    --db "$work/mid.db" >"$work/mid.out" 2>"$work/mid.err" &
+pid=$!
+n=0
+while [ "$(wc -l <"$work/mid.out")" -lt 2 ] && [ $n -lt 1200 ]; do
+    sleep 0.1; n=$((n + 1))
+done
+kill -TERM $pid
+wait $pid
+st=$?
+json_lines "$work/mid.out"
+[ $st -eq 1 ] && "$roost" audit --db "$work/mid.db" >/dev/null &&
+    "$roost" status --db "$work/mid.db" --json | grep -q '"open_round": null' ||
+    { echo "FAIL: mid: exit $st, or the record is not clean"; cat "$work/mid.err"
+      "$roost" status --db "$work/mid.db"; fail=1; }
+echo "ok: mid ran"
 exit $fail

@@ -71,6 +71,18 @@ if ! awk -v e="$eps" -v d="$delta" \
     fail=1
 fi
 
+# A diverging run (learning rate 1e30) has a NaN loss: --json must still
+# print JSON (null), not "nan", which no JSON parser reads.
+"$roost" train --model mlp --epochs 1 --limit 2000 --lr 1e30 --momentum 0 \
+    --seed 3 --json >"$out" 2>"$err" ||
+    { echo "FAIL: diverging run: $(cat "$err")"; fail=1; }
+grep -q '"loss":null' "$out" && ! grep -qi 'nan\|inf' "$out" ||
+    { echo "FAIL: diverging run's JSON: $(cat "$out")"; fail=1; }
+if command -v python3 >/dev/null; then
+    python3 -m json.tool "$out" >/dev/null ||
+        { echo "FAIL: not JSON: $(cat "$out")"; fail=1; }
+fi
+
 check() { # expected-status needle args...
     want=$1 needle=$2
     shift 2
@@ -81,9 +93,10 @@ check() { # expected-status needle args...
         fail=1
     fi
 }
-check 1 "position 7" "$roost" train --model "dense:0" --epochs 1
-check 1 "ROOST_ESPEC" "$roost" train --model "conv:8x4,dense:10" --epochs 1
-check 1 "10 classes" "$roost" train --model "dense:5" --epochs 1 --limit 10
+# A bad --model is a bad flag: status 2, as for roost sim (it was 1).
+check 2 "position 7" "$roost" train --model "dense:0" --epochs 1
+check 2 "ROOST_ESPEC" "$roost" train --model "conv:8x4,dense:10" --epochs 1
+check 2 "10 classes" "$roost" train --model "dense:5" --epochs 1 --limit 10
 check 2 "unknown flag" "$roost" train --model mlp --nonsense 1
 check 2 "required" "$roost" train --epochs 1
 check 2 "momentum" "$roost" train --model mlp --momentum 1.5
