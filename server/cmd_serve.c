@@ -342,6 +342,21 @@ on_event(void *arg, const roost_channel_event *ev)
         return;
     sv->in_coord = true;
     if (ev->type == ROOST_CHANNEL_OPENED) {
+        /* A session keeps the TLS context it was created with, so a
+         * handshake that began before a reload was checked against the
+         * previous CRL; the reload's sweep of open sessions ran before it
+         * opened. Ask the CRL in force now (see "TLS reload"). */
+        if (roost_tls_ctx_revoked(sv->tls, ev->identity)) {
+            roost_log(&sv->log, ROOST_LOG_WARN,
+                      "session %" PRIu64 " (%s): closing: certificate "
+                      "revoked by the reloaded CRL (its handshake began "
+                      "before the reload)",
+                      ev->session, ev->identity->subject);
+            roost_channel_close(sv->ch, ev->session);
+            sv->in_coord = false;
+            drain_closed(sv);
+            return;
+        }
         peer_add(sv, ev->session, ev->identity);
         int rc = roost_coord_session_opened(sv->coord, ev->session,
                                             ev->identity->fingerprint_hex,
@@ -422,6 +437,11 @@ on_round(void *arg, const roost_coord_round_summary *s)
  * disconnected (roost_channel_close -> CLOSED -> the coordinator drops the
  * session and its place in the round): a revoked device must not keep
  * contributing updates on a connection it opened before the revocation.
+ * A session still in its handshake at the reload keeps the old context
+ * (the channel gives the new one only to new connections), so it is
+ * checked against the context in force when it opens (on_event): a
+ * revoked client could otherwise hold a handshake half-way across the
+ * reload and open a session with a certificate revoked by it.
  *
  * An expired CRL makes OpenSSL refuse every client ("CRL has expired"), so
  * the CRL's nextUpdate is checked at start, at each reload and once a day:
