@@ -67,10 +67,16 @@ typedef struct roost_tls_identity {
 
 /*
  * roost_tls_ctx_create_server / _client - build a context from PEM files.
- * Checks that the key matches the certificate. Returns ROOST_OK,
- * ROOST_EINVAL (a required path missing), ROOST_EIO (a file unreadable or
- * not PEM), ROOST_ECRYPTO, ROOST_ENOMEM; em (may be NULL) says which file
- * and why. *out is NULL on failure.
+ * Checks that the key matches the certificate; never asks for a
+ * passphrase (an encrypted key is refused). A server context also checks
+ * its own certificate against ca_path as a client would (chain, validity
+ * period, purpose serverAuth), and that every CRL in crl_path is intact
+ * and signed by a CA of ca_path. Returns ROOST_OK, ROOST_EINVAL (a
+ * required path missing, a key that does not match or is encrypted),
+ * ROOST_EIO (a file unreadable, not PEM or damaged), ROOST_EAUTH (the own
+ * certificate does not verify, a CRL not signed by the CA),
+ * ROOST_ECRYPTO, ROOST_ENOMEM; em (may be NULL) says which file and why.
+ * *out is NULL on failure.
  */
 int roost_tls_ctx_create_server(roost_tls_ctx **out,
                                 const roost_tls_files *files, roost_errmsg *em);
