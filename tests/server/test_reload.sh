@@ -317,6 +317,23 @@ reload
 expect_text "foreign CRL: reload refused" \
     "not reloaded.*CRL ca/ca.crl: not signed by the CA in ca/ca.crt" serve.log
 cp good.crl ca/ca.crl
+# A server certificate from another CA: every client would refuse it, so
+# the reload is refused and the previous certificate stays.
+"$roost" pki server --ca-dir other --name localhost,127.0.0.1 \
+    --out other-server >/dev/null
+cp server.crt server.crt.good
+cp server.key server.key.good
+cp other-server.crt server.crt
+cp other-server.key server.key
+reload
+expect_text "server certificate of another CA: reload refused" \
+    "not reloaded.*certificate server.crt does not verify against CA ca/ca.crt" \
+    serve.log
+cp server.crt.good server.crt
+cp server.key.good server.key
+handshake dev1
+expect_text "dev1 still handshakes with the previous certificate" \
+    "Protocol version: TLSv1.3" "$work/sc-dev1.out"
 
 # --- an expired CRL ---------------------------------------------------
 # openssl ca writes a CRL with a nextUpdate in the past (roost pki never
