@@ -790,6 +790,11 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
     BN_free(bn);
     out->issuer_hash =
         X509_NAME_hash_ex(X509_get_issuer_name(cert), NULL, NULL, NULL);
+    /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
+    int days = 0, secs = 0;
+    out->not_after = INT64_MAX;
+    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)) == 1)
+        out->not_after = (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
     out->subject[0] = '\0';
     BIO *b = BIO_new(BIO_s_mem());
     if (b != NULL) {

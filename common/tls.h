@@ -63,6 +63,10 @@ typedef struct roost_tls_identity {
     uint8_t serial[ROOST_TLS_SERIAL_CAP];
     size_t serial_len;
     unsigned long issuer_hash;
+    /* The certificate's notAfter in Unix seconds (INT64_MAX if it cannot
+     * be read): a session outlives the handshake that checked it, so its
+     * holder (roost serve) closes it once the certificate has expired. */
+    int64_t not_after;
 } roost_tls_identity;
 
 /*

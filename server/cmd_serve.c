@@ -214,6 +214,9 @@ struct serve {
     } * peers;
     size_t n_peers, peers_cap;
     int64_t crl_check_ms; /* next daily check of the CRL's nextUpdate */
+    /* The earliest notAfter (ms) among open sessions' certificates, or
+     * later: when close_expired must run next. INT64_MAX: none. */
+    int64_t expiry_ms;
 };
 
 static int64_t
@@ -284,6 +287,8 @@ peer_add(struct serve *sv, uint64_t session, const roost_tls_identity *id)
     sv->peers[sv->n_peers].session = session;
     sv->peers[sv->n_peers].id = *id;
     sv->n_peers++;
+    if (id->not_after < sv->expiry_ms / 1000)
+        sv->expiry_ms = id->not_after * 1000;
 }
 
 /* Linear: a close costs O(open sessions) compares, negligible next to the
@@ -586,6 +591,48 @@ tls_reload(struct serve *sv)
               n_revoked, n_revoked == 1 ? "" : "s", n_unknown);
 }
 
+/* Close the sessions whose certificate has expired. The handshake checked
+ * the certificate's validity once, and sessions stay open across rounds
+ * for as long as the client likes: without this, a device would go on
+ * taking part with a certificate that no new handshake accepts. Runs when
+ * the earliest notAfter among open sessions has passed (peer_add keeps
+ * that time), and works out the next one. */
+static void
+close_expired(struct serve *sv)
+{
+    int64_t now_s = now_ms() / 1000;
+    int64_t next_s = INT64_MAX / 1000;
+    uint64_t *doomed = NULL;
+    size_t n_doomed = 0;
+    for (size_t i = 0; i < sv->n_peers; i++) {
+        const roost_tls_identity *id = &sv->peers[i].id;
+        if (id->not_after > now_s) {
+            if (id->not_after < next_s)
+                next_s = id->not_after;
+            continue;
+        }
+        if (doomed == NULL) {
+            doomed = malloc(sv->n_peers * sizeof(*doomed));
+            if (doomed == NULL) {
+                fprintf(stderr, "roost serve: out of memory\n");
+                abort();
+            }
+        }
+        char when[40];
+        format_utc(id->not_after, when, sizeof(when));
+        roost_log(&sv->log, ROOST_LOG_WARN,
+                  "session %" PRIu64 " (%s): closing: its certificate "
+                  "expired at %s",
+                  sv->peers[i].session, id->subject, when);
+        doomed[n_doomed++] = sv->peers[i].session;
+    }
+    sv->expiry_ms = next_s * 1000;
+    for (size_t i = 0; i < n_doomed; i++)
+        roost_channel_close(sv->ch, doomed[i]);
+    free(doomed);
+    drain_closed(sv);
+}
+
 /* ---------------------------------------------------------------------
  * Command line.
  * ------------------------------------------------------------------- */
@@ -774,6 +821,7 @@ run(roost_serve_config *cfg)
         goto out;
     }
     sv.crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
+    sv.expiry_ms = INT64_MAX;
     if (cfg->eval_enabled) {
         if (roost_dataset_load_fmnist(&eval, NULL, cfg->eval_dir,
                                       ROOST_SPLIT_TEST, &em) != ROOST_OK) {
@@ -864,6 +912,8 @@ run(roost_serve_config *cfg)
             crl_check(&sv, sv.tls);
             sv.crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
         }
+        if (now_ms() >= sv.expiry_ms)
+            close_expired(&sv);
         if (roost_coord_finished(sv.coord)) {
             roost_log(&sv.log, ROOST_LOG_INFO,
                       "round.max_rounds (%" PRIu64 " training rounds) "

@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "tls_fixture.h"
 
@@ -132,6 +133,9 @@ mutual_auth_and_data(void **state)
     assert_memory_equal(md, id.fingerprint, 32);
     assert_int_equal(strlen(id.fingerprint_hex), 64);
     assert_string_equal(id.subject, "CN=device-1");
+    /* The fixture's certificates end 30 days from now. */
+    int64_t left = id.not_after - (int64_t)time(NULL);
+    assert_true(left > 29 * 86400 && left <= 30 * 86400);
     assert_int_equal(roost_tls_peer_identity(c, &id), ROOST_OK);
     assert_string_equal(id.subject, "CN=localhost");
 

@@ -10,6 +10,8 @@
 #     handshake's check;
 #   - a handshake begun before a revocation and finished after the reload
 #     (held half-way by tests/server/hold_proxy.py) is closed as it opens;
+#   - a session is closed when its certificate expires (dev5, issued with
+#     `openssl ca` to expire seconds after it connects);
 #   - a reload with a bad CRL keeps the previous files in force;
 #   - `roost pki crl` re-signs the CRL (same entries, new validity), and the
 #     daemon warns about a CRL that expires within 30 days and reports an
@@ -25,12 +27,14 @@ pid=
 hold=
 hold3=
 hold4=
+hold5=
 proxy=
 cleanup() {
     [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
     [ -n "$hold" ] && kill -KILL "$hold" 2>/dev/null
     [ -n "$hold3" ] && kill -KILL "$hold3" 2>/dev/null
     [ -n "$hold4" ] && kill -KILL "$hold4" 2>/dev/null
+    [ -n "$hold5" ] && kill -KILL "$hold5" 2>/dev/null
     [ -n "$proxy" ] && kill -KILL "$proxy" 2>/dev/null
     rm -rf "$work"
 }
@@ -285,6 +289,44 @@ if command -v python3 >/dev/null 2>&1; then
     proxy=
 else
     echo "skip: no python3; the handshake across a reload is not exercised"
+fi
+
+# --- a certificate that expires while its session is open --------------
+# The handshake checks the validity period once; sessions stay open across
+# rounds, so the daemon closes a session when its certificate expires.
+mkdir oca2
+: >oca2/index.txt
+echo 1000 >oca2/serial
+cat >oca2/ca.cnf <<EOF
+[ca]
+default_ca = d
+[d]
+database = $work/oca2/index.txt
+new_certs_dir = $work/oca2
+serial = $work/oca2/serial
+default_md = sha256
+policy = p
+[p]
+commonName = supplied
+EOF
+if "$roost" pki request --cn dev5 --out dev5 >/dev/null &&
+    openssl ca -config oca2/ca.cnf -batch -notext -in dev5.csr \
+        -cert ca/ca.crt -keyfile ca/ca.key -startdate 20200101000000Z \
+        -enddate "$(date -u -d '+10 seconds' +%Y%m%d%H%M%SZ)" \
+        -extfile dev3.ext -out dev5.crt >"$out" 2>&1; then
+    hold_session dev5 6
+    hold5=$held
+    wait_for serve.log "opened: CN=dev5" && ok "dev5 holds an open session" ||
+        bad "dev5 session did not open"
+    if wait_for serve.log "(CN=dev5): closing: its certificate expired at"; then
+        ok "dev5's session closed when its certificate expired"
+    else
+        bad "dev5's session outlived its certificate"; tail -3 serve.log
+    fi
+    release_session "$hold5" 6
+    hold5=
+else
+    echo "skip: openssl ca cannot issue a short-lived certificate:"; cat "$out"
 fi
 
 # --- a bad CRL: the previous files stay in force ---------------------
