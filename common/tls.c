@@ -424,6 +424,30 @@ check_own_cert(SSL_CTX *c, const roost_tls_files *files, roost_errmsg *em)
     return ROOST_OK;
 }
 
+bool
+roost_tls_ctx_trusts(const roost_tls_ctx *ctx, const roost_tls_identity *id)
+{
+    static const uint8_t unknown[ROOST_TLS_FINGERPRINT_LEN];
+    if (memcmp(id->anchor_key, unknown, sizeof(unknown)) == 0)
+        return false;
+    bool trusted = false;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
+    X509_STORE_lock(store);
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; !trusted && i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        uint8_t md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        trusted = ca != NULL &&
+                  X509_pubkey_digest(ca, EVP_sha256(), md, &n) == 1 &&
+                  n == ROOST_TLS_FINGERPRINT_LEN &&
+                  memcmp(md, id->anchor_key, n) == 0;
+    }
+    X509_STORE_unlock(store);
+    ERR_clear_error();
+    return trusted;
+}
+
 static int
 ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
            roost_errmsg *em)
@@ -795,6 +819,17 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
     out->not_after = INT64_MAX;
     if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)) == 1)
         out->not_after = (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
+    /* The verified chain ends at the trust anchor, a CA certificate of
+     * the context's CA file. */
+    memset(out->anchor_key, 0, sizeof(out->anchor_key));
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(tls->ssl);
+    int depth = chain != NULL ? sk_X509_num(chain) : 0;
+    unsigned int klen = 0;
+    if (depth > 0 &&
+        (X509_pubkey_digest(sk_X509_value(chain, depth - 1), EVP_sha256(),
+                            out->anchor_key, &klen) != 1 ||
+         klen != ROOST_TLS_FINGERPRINT_LEN))
+        memset(out->anchor_key, 0, sizeof(out->anchor_key));
     out->subject[0] = '\0';
     BIO *b = BIO_new(BIO_s_mem());
     if (b != NULL) {

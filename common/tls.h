@@ -67,6 +67,10 @@ typedef struct roost_tls_identity {
      * be read): a session outlives the handshake that checked it, so its
      * holder (roost serve) closes it once the certificate has expired. */
     int64_t not_after;
+    /* SHA-256 of the public key (SubjectPublicKeyInfo) of the CA the
+     * certificate's chain was verified to, so that a reload can tell
+     * whether that CA is still trusted (roost_tls_ctx_trusts). */
+    uint8_t anchor_key[ROOST_TLS_FINGERPRINT_LEN];
 } roost_tls_identity;
 
 /*
@@ -115,6 +119,15 @@ int roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out);
  * the question on reconnection). */
 bool roost_tls_ctx_revoked(const roost_tls_ctx *ctx,
                            const roost_tls_identity *id);
+
+/* roost_tls_ctx_trusts - true if a CA certificate of ctx carries the
+ * public key the identity's chain was verified to: the trust question a
+ * handshake asks, asked again of a session verified against an older CA
+ * file (a renewed CA certificate with the same key still trusts it). False
+ * when the key is unknown or the question cannot be asked for lack of
+ * memory. */
+bool roost_tls_ctx_trusts(const roost_tls_ctx *ctx,
+                          const roost_tls_identity *id);
 
 /*
  * roost_tls_create - a new session. For a client context, server_name

@@ -351,12 +351,14 @@ on_event(void *arg, const roost_channel_event *ev)
          * handshake that began before a reload was checked against the
          * previous CRL; the reload's sweep of open sessions ran before it
          * opened. Ask the CRL in force now (see "TLS reload"). */
-        if (roost_tls_ctx_revoked(sv->tls, ev->identity)) {
+        bool revoked = roost_tls_ctx_revoked(sv->tls, ev->identity);
+        if (revoked || !roost_tls_ctx_trusts(sv->tls, ev->identity)) {
             roost_log(&sv->log, ROOST_LOG_WARN,
-                      "session %" PRIu64 " (%s): closing: certificate "
-                      "revoked by the reloaded CRL (its handshake began "
-                      "before the reload)",
-                      ev->session, ev->identity->subject);
+                      "session %" PRIu64 " (%s): closing: %s (its handshake "
+                      "began before the reload)",
+                      ev->session, ev->identity->subject,
+                      revoked ? "certificate revoked by the reloaded CRL"
+                              : "its CA is not in the reloaded CA file");
             roost_channel_close(sv->ch, ev->session);
             sv->in_coord = false;
             drain_closed(sv);
@@ -553,42 +555,47 @@ tls_reload(struct serve *sv)
     /* Closing fires CLOSED synchronously, which removes the peer from the
      * table being walked: collect the sessions first. */
     uint64_t *doomed = NULL;
-    size_t n_doomed = 0, n_unknown = 0;
+    if (sv->n_peers > 0 &&
+        (doomed = malloc(sv->n_peers * sizeof(*doomed))) == NULL) {
+        fprintf(stderr, "roost serve: out of memory\n");
+        abort();
+    }
+    size_t n_doomed = 0, n_unknown = 0, n_untrusted = 0;
     for (size_t i = 0; i < sv->n_peers; i++) {
-        /* A serial that cannot be looked up (longer than 32 bytes, zero or
-         * negative: none of them conforming) cannot be cleared either: the
-         * session is closed and the peer's next handshake checks its
-         * certificate against the reloaded CRL. */
-        bool unknown = sv->peers[i].id.serial_len == 0;
-        if (!unknown && !roost_tls_ctx_revoked(fresh, &sv->peers[i].id))
+        const struct open_peer *p = &sv->peers[i];
+        /* A session verified to a CA that the reloaded CA file no longer
+         * holds (a CA replaced after a compromise) is not trusted any
+         * more, whatever its serial. A serial that cannot be looked up
+         * (longer than 32 bytes, zero or negative: none of them
+         * conforming) cannot be cleared either: the session is closed and
+         * the peer's next handshake checks its certificate against the
+         * reloaded CRL. */
+        bool untrusted = !roost_tls_ctx_trusts(fresh, &p->id);
+        bool unknown = !untrusted && p->id.serial_len == 0;
+        if (!untrusted && !unknown && !roost_tls_ctx_revoked(fresh, &p->id))
             continue;
-        if (doomed == NULL) {
-            doomed = malloc(sv->n_peers * sizeof(*doomed));
-            if (doomed == NULL) {
-                fprintf(stderr, "roost serve: out of memory\n");
-                abort();
-            }
-        }
         roost_log(&sv->log, ROOST_LOG_WARN,
-                  unknown ? "session %" PRIu64 " (%s): closing: its "
-                            "certificate's serial number cannot be checked "
-                            "against the reloaded CRL; it must reconnect"
-                          : "session %" PRIu64 " (%s): closing: certificate "
-                            "revoked by the reloaded CRL",
-                  sv->peers[i].session, sv->peers[i].id.subject);
-        doomed[n_doomed++] = sv->peers[i].session;
+                  "session %" PRIu64 " (%s): closing: %s", p->session,
+                  p->id.subject,
+                  untrusted ? "its CA is not in the reloaded CA file"
+                  : unknown ? "its certificate's serial number cannot be "
+                              "checked against the reloaded CRL; it must "
+                              "reconnect"
+                            : "certificate revoked by the reloaded CRL");
+        doomed[n_doomed++] = p->session;
         n_unknown += unknown;
+        n_untrusted += untrusted;
     }
     for (size_t i = 0; i < n_doomed; i++)
         roost_channel_close(sv->ch, doomed[i]);
     free(doomed);
     drain_closed(sv);
-    size_t n_revoked = n_doomed - n_unknown;
+    size_t n_revoked = n_doomed - n_unknown - n_untrusted;
     roost_log(&sv->log, ROOST_LOG_INFO,
               "SIGHUP: TLS files reloaded; new handshakes use them; %zu open "
               "session%s of revoked certificates closed, %zu whose serial "
-              "cannot be checked",
-              n_revoked, n_revoked == 1 ? "" : "s", n_unknown);
+              "cannot be checked, %zu whose CA is no longer trusted",
+              n_revoked, n_revoked == 1 ? "" : "s", n_unknown, n_untrusted);
 }
 
 /* Close the sessions whose certificate has expired. The handshake checked

@@ -644,6 +644,53 @@ wrong_purpose_and_not_yet_valid_refused(void **state)
     assert_non_null(strstr(r.server_em.text, "not yet valid"));
 }
 
+/* roost_tls_ctx_trusts: the CA a session was verified to is found in a
+ * context built from the same CA file (again), not in one built from
+ * another CA's; an identity without an anchor is not trusted. */
+static void
+trust_anchor_rechecked(void **state)
+{
+    (void)state;
+    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_tls_ctx *cctx = fx_client_ctx(&fx, "good", "ca");
+    roost_tls *s, *c;
+    roost_errmsg em = {{0}};
+    assert_int_equal(roost_tls_create(&s, sctx, NULL, 0, &em), ROOST_OK);
+    assert_int_equal(roost_tls_create(&c, cctx, "localhost", 0, &em), ROOST_OK);
+    pair_result r;
+    run_pair(c, s, &r);
+    assert_int_equal(r.server_rc, ROOST_OK);
+    roost_tls_identity id;
+    assert_int_equal(roost_tls_peer_identity(s, &id), ROOST_OK);
+    roost_tls_ctx *again = fx_server_ctx(&fx);
+    assert_true(roost_tls_ctx_trusts(sctx, &id));
+    assert_true(roost_tls_ctx_trusts(again, &id));
+
+    roost_pki_validity ok = {-60, 30 * ROOST_PKI_DAY_S};
+    const char *sans[] = {"127.0.0.1"};
+    fx_check(roost_pki_server(fx_path(&fx, "evil.key"),
+                              fx_path(&fx, "evil.crt"),
+                              fx_path(&fx, "evil-server.key"),
+                              fx_path(&fx, "evil-server.crt"), "localhost",
+                              sans, 1, &ok, &em),
+             &em, "foreign server");
+    roost_tls_files f = {
+        fx_path(&fx, "evil.crt"), fx_path(&fx, "evil-server.crt"),
+        fx_path(&fx, "evil-server.key"), fx_path(&fx, "evil.crl")};
+    roost_tls_ctx *other;
+    assert_int_equal(roost_tls_ctx_create_server(&other, &f, &em), ROOST_OK);
+    assert_false(roost_tls_ctx_trusts(other, &id));
+    memset(id.anchor_key, 0, sizeof(id.anchor_key));
+    assert_false(roost_tls_ctx_trusts(sctx, &id));
+
+    roost_tls_ctx_destroy(other);
+    roost_tls_ctx_destroy(again);
+    roost_tls_destroy(c);
+    roost_tls_destroy(s);
+    roost_tls_ctx_destroy(cctx);
+    roost_tls_ctx_destroy(sctx);
+}
+
 int
 main(void)
 {
@@ -662,6 +709,7 @@ main(void)
         cmocka_unit_test(malformed_ca_and_crl_files),
         cmocka_unit_test(ca_file_with_many_certs),
         cmocka_unit_test(wrong_purpose_and_not_yet_valid_refused),
+        cmocka_unit_test(trust_anchor_rechecked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,6 +13,8 @@
 #   - a session is closed when its certificate expires (dev5, issued with
 #     `openssl ca` to expire seconds after it connects);
 #   - a reload with a bad CRL keeps the previous files in force;
+#   - a reload that replaces the CA (new CA file, CRL and server
+#     certificate) closes the open sessions of the old CA's devices;
 #   - `roost pki crl` re-signs the CRL (same entries, new validity), and the
 #     daemon warns about a CRL that expires within 30 days and reports an
 #     expired one as an error, at start and at reload; re-signing an
@@ -28,6 +30,7 @@ hold=
 hold3=
 hold4=
 hold5=
+hold1=
 proxy=
 cleanup() {
     [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
@@ -35,6 +38,7 @@ cleanup() {
     [ -n "$hold3" ] && kill -KILL "$hold3" 2>/dev/null
     [ -n "$hold4" ] && kill -KILL "$hold4" 2>/dev/null
     [ -n "$hold5" ] && kill -KILL "$hold5" 2>/dev/null
+    [ -n "$hold1" ] && kill -KILL "$hold1" 2>/dev/null
     [ -n "$proxy" ] && kill -KILL "$proxy" 2>/dev/null
     rm -rf "$work"
 }
@@ -376,6 +380,33 @@ cp server.key.good server.key
 handshake dev1
 expect_text "dev1 still handshakes with the previous certificate" \
     "Protocol version: TLSv1.3" "$work/sc-dev1.out"
+# The CA replaced (say, after its key leaked): new CA file, CRL and server
+# certificate. dev1's open session was verified to the old CA, which the
+# new CA file does not hold: the reload closes it.
+n=$(count serve.log "opened: CN=dev1")
+hold_session dev1 7
+hold1=$held
+i=0
+while [ "$(count serve.log "opened: CN=dev1")" -le "$n" ] && [ $i -lt 200 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+cp ca/ca.crt ca.crt.good
+cp other/ca.crt ca/ca.crt
+cp other/ca.crl ca/ca.crl
+cp other-server.crt server.crt
+cp other-server.key server.key
+reload
+expect_text "reload with a new CA" "1 whose CA is no longer trusted" serve.log
+expect_text "dev1's session of the old CA closed" \
+    "(CN=dev1): closing: its CA is not in the reloaded CA file" serve.log
+release_session "$hold1" 7
+hold1=
+cp ca.crt.good ca/ca.crt
+cp good.crl ca/ca.crl
+cp server.crt.good server.crt
+cp server.key.good server.key
+reload
+expect_text "the old CA restored" "0 whose CA is no longer trusted" serve.log
 
 # --- an expired CRL ---------------------------------------------------
 # openssl ca writes a CRL with a nextUpdate in the past (roost pki never
