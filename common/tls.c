@@ -307,6 +307,7 @@ roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
     out->n_crls = 0;
     out->n_revoked = 0;
     out->next_update = INT64_MAX;
+    out->last_update = INT64_MIN;
     X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
     int rc = ROOST_OK;
     /* The store is shared with handshakes that may run on other threads:
@@ -322,11 +323,19 @@ roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
         out->n_crls++;
         STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
         out->n_revoked += rev != NULL ? (size_t)sk_X509_REVOKED_num(rev) : 0;
+        /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
+        int days = 0, secs = 0;
+        if (ASN1_TIME_diff(&days, &secs, NULL, X509_CRL_get0_lastUpdate(crl)) !=
+            1) {
+            rc = ROOST_ECRYPTO;
+            continue;
+        }
+        int64_t last = (int64_t)now + (int64_t)days * 86400 + secs;
+        if (last > out->last_update)
+            out->last_update = last;
         const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
         if (next == NULL)
             continue;
-        /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
-        int days = 0, secs = 0;
         if (ASN1_TIME_diff(&days, &secs, NULL, next) != 1) {
             rc = ROOST_ECRYPTO;
             continue;

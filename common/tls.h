@@ -104,6 +104,10 @@ typedef struct roost_tls_crl_info {
     size_t n_revoked;    /* entries over all of them */
     int64_t next_update; /* earliest nextUpdate, Unix seconds; INT64_MAX if
                             no CRL carries one */
+    int64_t last_update; /* latest lastUpdate, Unix seconds; INT64_MIN if
+                            there is no CRL. OpenSSL refuses a CRL whose
+                            lastUpdate is still to come ("CRL is not yet
+                            valid"): a clock behind the CA's. */
 } roost_tls_crl_info;
 
 /* roost_tls_ctx_crl_info - summarise the context's CRLs into *out.

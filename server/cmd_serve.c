@@ -480,9 +480,17 @@ crl_check(struct serve *sv, const roost_tls_ctx *ctx)
                   sv->cfg->crl_file);
         return;
     }
+    char when[40];
+    if (info.last_update > (int64_t)time(NULL)) {
+        format_utc(info.last_update, when, sizeof(when));
+        roost_log(&sv->log, ROOST_LOG_ERROR,
+                  "CRL %s is not valid before %s (its lastUpdate): every "
+                  "client handshake fails (\"CRL is not yet valid\") until "
+                  "then; this host's clock is behind the CA's: check both",
+                  sv->cfg->crl_file, when);
+    }
     if (info.next_update == INT64_MAX)
         return;
-    char when[40];
     format_utc(info.next_update, when, sizeof(when));
     int64_t left = info.next_update - (int64_t)time(NULL);
     if (left <= 0)

@@ -18,7 +18,8 @@
 #   - `roost pki crl` re-signs the CRL (same entries, new validity), and the
 #     daemon warns about a CRL that expires within 30 days and reports an
 #     expired one as an error, at start and at reload; re-signing an
-#     expired CRL and reloading lets clients in again.
+#     expired CRL and reloading lets clients in again; a CRL not valid yet
+#     (lastUpdate ahead of this host's clock) is reported as an error.
 #
 # usage: test_reload.sh ROOST_BIN
 set -u
@@ -450,6 +451,17 @@ if openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
         [ "$(count serve.log "opened: CN=dev1")" -gt "$n" ] &&
         ok "dev1 connects after re-signing and reload" ||
         bad "dev1 not let in after re-signing"
+    # A CRL whose lastUpdate is still to come (the CA's clock ahead of
+    # this host's): OpenSSL refuses every client until then.
+    openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
+        -crl_lastupdate "$(date -u -d '+1 day' +%Y%m%d%H%M%SZ)" \
+        -crl_nextupdate "$(date -u -d '+30 days' +%Y%m%d%H%M%SZ)" \
+        -out ca/ca.crl >"$out" 2>&1 || { bad "future CRL"; cat "$out"; }
+    reload
+    expect_text "a CRL not yet valid is reported" \
+        "error: CRL ca/ca.crl is not valid before .*clock is behind" serve.log
+    check 0 "pki crl re-signs the CRL not yet valid" "$roost" pki crl --ca-dir ca
+    reload
 else
     echo "skip: openssl ca cannot back-date a CRL:"; cat "$out"
 fi
