@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -129,9 +130,25 @@ mutual_auth_and_data(void **state)
     uint8_t md[32];
     unsigned int mdlen = 0;
     assert_int_equal(X509_digest(cert, EVP_sha256(), md, &mdlen), 1);
+    /* The serial is the certificate's, big-endian (16 bytes from roost
+     * pki), and the issuer hash that of its issuer's name. */
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    uint8_t serial[32];
+    int serial_len = BN_bn2bin(bn, serial);
+    BN_free(bn);
+    assert_int_equal(id.serial_len, 16);
+    assert_int_equal(serial_len, 16);
+    assert_memory_equal(id.serial, serial, 16);
+    assert_int_equal(
+        id.issuer_hash,
+        X509_NAME_hash_ex(X509_get_issuer_name(cert), NULL, NULL, NULL));
     X509_free(cert);
     assert_memory_equal(md, id.fingerprint, 32);
     assert_int_equal(strlen(id.fingerprint_hex), 64);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    assert_string_equal(hex, id.fingerprint_hex);
     assert_string_equal(id.subject, "CN=device-1");
     /* The fixture's certificates end 30 days from now. */
     int64_t left = id.not_after - (int64_t)time(NULL);
