@@ -358,6 +358,37 @@ load_ca(const char *key_path, const char *cert_path, EVP_PKEY **key,
  * certificates 300 s back). */
 #define CLOCK_SKEW_S 300L
 
+/* An issuing CA must be within its validity period: a certificate signed
+ * by an expired (or not yet valid) CA certificate fails every
+ * verification, so issuing one would only defer the error to the first
+ * handshake. (revoke and crl do not check: revoking stays possible.) */
+static int
+check_ca_current(X509 *ca_cert, const char *ca_cert_path, roost_errmsg *em)
+{
+    const ASN1_TIME *after = X509_get0_notAfter(ca_cert);
+    const ASN1_TIME *before = X509_get0_notBefore(ca_cert);
+    char when[64] = "?";
+    BIO *b = BIO_new(BIO_s_mem());
+    int rc = ROOST_OK;
+    if (X509_cmp_current_time(after) <= 0) {
+        if (b != NULL && ASN1_TIME_print(b, after) == 1) {
+            int n = BIO_read(b, when, (int)sizeof(when) - 1);
+            when[n > 0 ? n : 0] = '\0';
+        }
+        rc = roost_fail(em, ROOST_EINVAL,
+                        "CA certificate %s expired (%s): certificates it "
+                        "signs would never verify; create a new CA",
+                        ca_cert_path, when);
+    } else if (X509_cmp_current_time(before) >= 0) {
+        rc = roost_fail(em, ROOST_EINVAL,
+                        "CA certificate %s is not valid yet: check the clock",
+                        ca_cert_path);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    return rc;
+}
+
 static int
 crl_set_times(X509_CRL *crl, int64_t crl_days, roost_errmsg *em)
 {
@@ -498,7 +529,8 @@ roost_pki_server(const char *ca_key_path, const char *ca_cert_path,
     X509 *ca_cert = NULL, *cert = NULL;
     bool key_written = false;
     if ((rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em)) !=
-        ROOST_OK)
+            ROOST_OK ||
+        (rc = check_ca_current(ca_cert, ca_cert_path, em)) != ROOST_OK)
         goto out;
     if ((cert = X509_new()) == NULL) {
         rc = roost_fail(em, ROOST_ENOMEM, "certificate: out of memory");
@@ -628,7 +660,8 @@ roost_pki_sign(const char *ca_key_path, const char *ca_cert_path,
     X509 *ca_cert = NULL, *cert = NULL;
     X509_REQ *req = NULL;
     int rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em);
-    if (rc != ROOST_OK)
+    if (rc != ROOST_OK ||
+        (rc = check_ca_current(ca_cert, ca_cert_path, em)) != ROOST_OK)
         goto out;
     FILE *f = fopen(csr_path, "r");
     if (f == NULL) {

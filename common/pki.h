@@ -13,6 +13,9 @@
  * exclusive flock on the CA key. Serial numbers are 127 random bits from
  * the CSPRNG layer.
  *
+ * Issuing (roost_pki_server, roost_pki_sign) needs a CA certificate within
+ * its validity period: what an expired CA signs never verifies.
+ *
  * Functions are reentrant (no globals) and report failures as error codes
  * with a message naming the file and the reason.
  */

@@ -163,6 +163,45 @@ openssl req -new -newkey rsa:2048 -nodes -subj /CN=rsa-ok \
 "$roost" pki sign --ca-dir "$dir/ca" --csr "$dir/rsa-ok.csr" \
     --out "$dir/rsa-ok.crt" >/dev/null || fail "RSA 2048 request refused"
 
+# An expired CA certificate (same key, made with openssl ca -selfsign)
+# issues nothing: every certificate it signed would fail verification.
+mkdir "$dir/old" "$dir/oldca"
+: >"$dir/old/index.txt"
+echo 1000 >"$dir/old/serial"
+cat >"$dir/old/ca.cnf" <<EOF
+[ca]
+default_ca = d
+[d]
+database = $dir/old/index.txt
+new_certs_dir = $dir/old
+serial = $dir/old/serial
+default_md = sha256
+policy = p
+[p]
+commonName = supplied
+EOF
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' \
+    >"$dir/old/ext"
+cp "$dir/ca/ca.key" "$dir/ca/ca.crl" "$dir/oldca/"
+openssl req -new -key "$dir/oldca/ca.key" -subj "/CN=Old CA" -out "$dir/old/csr" &&
+    openssl ca -config "$dir/old/ca.cnf" -batch -notext -selfsign \
+        -in "$dir/old/csr" -keyfile "$dir/oldca/ca.key" \
+        -startdate 20200101000000Z -enddate 20210101000000Z \
+        -extfile "$dir/old/ext" -out "$dir/oldca/ca.crt" >/dev/null 2>&1 ||
+    fail "expired CA certificate"
+if "$roost" pki sign --ca-dir "$dir/oldca" --csr "$dir/dev.csr" \
+    --out "$dir/old-dev.crt" 2>"$dir/err"; then
+    fail "an expired CA signed a request"
+fi
+grep -q "expired" "$dir/err" || fail "expired CA message: $(cat "$dir/err")"
+[ ! -e "$dir/old-dev.crt" ] || fail "old-dev.crt written"
+if "$roost" pki server --ca-dir "$dir/oldca" --name localhost \
+    --out "$dir/old-server" 2>"$dir/err"; then
+    fail "an expired CA issued a server certificate"
+fi
+grep -q "expired" "$dir/err" || fail "expired CA message: $(cat "$dir/err")"
+[ ! -e "$dir/old-server.key" ] || fail "old-server.key left behind"
+
 "$roost" pki frobnicate 2>/dev/null && fail "unknown subcommand"
 "$roost" pki init --help | grep -q "usage: roost pki init" || fail "init --help"
 echo "pki ok"
