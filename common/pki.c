@@ -13,6 +13,7 @@
 #include "common/pki.h"
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -26,6 +27,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,97 +45,144 @@ fail_ssl(roost_errmsg *em, int code, const char *what)
     return roost_fail(em, code, "%s: %s", what, reason);
 }
 
-/* Create path exclusively with mode and return a stdio stream on it. */
-static int
-open_exclusive(const char *path, mode_t mode, FILE **out, roost_errmsg *em)
+/* What a PEM output holds (one writer for all of them). */
+typedef enum pem_kind { PEM_KEY, PEM_CERT, PEM_CSR, PEM_CRL } pem_kind;
+
+static bool
+pem_write(FILE *f, pem_kind kind, void *obj)
 {
-    *out = NULL;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0)
-        return roost_fail(em, ROOST_EIO, "%s: %s%s", path, strerror(errno),
-                          errno == EEXIST ? " (refusing to overwrite)" : "");
-    /* The umask may have narrowed mode; a key must be exactly 0600, and
-     * a certificate readable as asked. */
-    if (fchmod(fd, mode) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(path);
-        return roost_fail(em, ROOST_EIO, "%s: chmod: %s", path, strerror(e));
+    switch (kind) {
+    case PEM_KEY:
+        return PEM_write_PrivateKey(f, obj, NULL, NULL, 0, NULL, NULL) == 1;
+    case PEM_CERT:
+        return PEM_write_X509(f, obj) == 1;
+    case PEM_CSR:
+        return PEM_write_X509_REQ(f, obj) == 1;
+    case PEM_CRL:
+        return PEM_write_X509_CRL(f, obj) == 1;
     }
-    FILE *f = fdopen(fd, "w");
-    if (f == NULL) {
-        int e = errno;
+    return false;
+}
+
+/* fsync the directory holding path, so that a name just created or
+ * replaced survives a crash. Best effort: the file itself is on disk
+ * already, and a directory that cannot be opened read-only loses nothing
+ * more than before. */
+static void
+sync_dir(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash == NULL ? 0 : (size_t)(slash - path);
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (n == 0)
+        snprintf(dir, sizeof(dir), "/");
+    else if (n < sizeof(dir)) {
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    } else
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
         close(fd);
-        unlink(path);
+    }
+}
+
+/* Write obj as PEM to a new temporary file beside path (path.tmp-XXXXXX,
+ * created exclusively by mkstemp, then given exactly `mode`: the umask
+ * may have narrowed it), flushed to disk. On success tmp holds its name;
+ * on failure nothing is left. */
+static int
+write_temp(const char *path, mode_t mode, pem_kind kind, void *obj, char *tmp,
+           size_t tmp_cap, roost_errmsg *em)
+{
+    int n = snprintf(tmp, tmp_cap, "%s.tmp-XXXXXX", path);
+    if (n < 0 || (size_t)n >= tmp_cap)
+        return roost_fail(em, ROOST_EINVAL, "%s: path too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return roost_fail(em, ROOST_EIO, "%s: %s", path, strerror(errno));
+    FILE *f = NULL;
+    int e = 0;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fchmod(fd, mode) != 0 ||
+        (f = fdopen(fd, "w")) == NULL) {
+        e = errno;
+        close(fd);
+        unlink(tmp);
         return roost_fail(em, ROOST_EIO, "%s: %s", path, strerror(e));
     }
-    *out = f;
+    bool ok = pem_write(f, kind, obj);
+    bool flushed = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    e = errno;
+    bool closed = fclose(f) == 0;
+    if (!ok || !flushed || !closed) {
+        unlink(tmp);
+        if (!ok)
+            return fail_ssl(em, ROOST_EIO, path);
+        return roost_fail(em, ROOST_EIO, "%s: write failed: %s", path,
+                          strerror(flushed ? errno : e));
+    }
     return ROOST_OK;
 }
 
+/* Create path holding obj, exclusively and atomically. The PEM goes to a
+ * temporary file first, which link() then names path: link() fails if
+ * path exists, so nothing is ever overwritten, and path never names a
+ * partial file. A crash or a full disk half-way leaves at most a
+ * temporary file, never a truncated key under the real name that a retry
+ * would refuse to replace. (Hard links are needed: every Linux file
+ * system a CA directory or a device's key lives on has them.) */
 static int
-close_checked(FILE *f, const char *path, bool ok, roost_errmsg *em)
+create_pem(const char *path, mode_t mode, pem_kind kind, void *obj,
+           roost_errmsg *em)
 {
-    int flush_failed = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int close_failed = fclose(f) != 0;
-    if (!ok || flush_failed || close_failed) {
-        unlink(path);
-        if (ok)
-            return roost_fail(em, ROOST_EIO, "%s: write failed", path);
-        return ROOST_EIO;
+    if (access(path, F_OK) == 0)
+        return roost_fail(em, ROOST_EIO,
+                          "%s: exists already (refusing to overwrite)", path);
+    char tmp[4096];
+    int rc = write_temp(path, mode, kind, obj, tmp, sizeof(tmp), em);
+    if (rc != ROOST_OK)
+        return rc;
+    if (link(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return roost_fail(em, ROOST_EIO, "%s: %s%s", path, strerror(e),
+                          e == EEXIST ? " (refusing to overwrite)" : "");
     }
+    unlink(tmp);
+    sync_dir(path);
     return ROOST_OK;
 }
 
 static int
 write_key(const char *path, EVP_PKEY *key, roost_errmsg *em)
 {
-    FILE *f;
-    int rc = open_exclusive(path, 0600, &f, em);
-    if (rc != ROOST_OK)
-        return rc;
-    bool ok = PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1;
-    rc = close_checked(f, path, ok, em);
-    if (rc != ROOST_OK && !ok)
-        return fail_ssl(em, ROOST_EIO, path);
-    return rc;
+    return create_pem(path, 0600, PEM_KEY, key, em);
 }
 
 static int
 write_cert(const char *path, X509 *cert, roost_errmsg *em)
 {
-    FILE *f;
-    int rc = open_exclusive(path, 0644, &f, em);
-    if (rc != ROOST_OK)
-        return rc;
-    bool ok = PEM_write_X509(f, cert) == 1;
-    rc = close_checked(f, path, ok, em);
-    if (rc != ROOST_OK && !ok)
-        return fail_ssl(em, ROOST_EIO, path);
-    return rc;
+    return create_pem(path, 0644, PEM_CERT, cert, em);
 }
 
-/* Write the CRL to path.tmp and rename it over path. */
+/* Replace path with the CRL atomically (temporary file + rename): readers
+ * see the old CRL or the new one, never part of one. */
 static int
 write_crl(const char *path, X509_CRL *crl, roost_errmsg *em)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-        return roost_fail(em, ROOST_EINVAL, "%s: path too long", path);
-    unlink(tmp);
-    FILE *f;
-    int rc = open_exclusive(tmp, 0644, &f, em);
+    int rc = write_temp(path, 0644, PEM_CRL, crl, tmp, sizeof(tmp), em);
     if (rc != ROOST_OK)
         return rc;
-    bool ok = PEM_write_X509_CRL(f, crl) == 1;
-    rc = close_checked(f, tmp, ok, em);
-    if (rc != ROOST_OK)
-        return ok ? rc : fail_ssl(em, ROOST_EIO, path);
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
         return roost_fail(em, ROOST_EIO, "%s: rename: %s", path, strerror(e));
     }
+    sync_dir(path);
     return ROOST_OK;
 }
 
@@ -305,13 +354,52 @@ load_ca(const char *key_path, const char *cert_path, EVP_PKEY **key,
     return rc;
 }
 
+/* How far back lastUpdate lies (roost pki server and sign also start
+ * certificates 300 s back). */
+#define CLOCK_SKEW_S 300L
+
+/* An issuing CA must be within its validity period: a certificate signed
+ * by an expired (or not yet valid) CA certificate fails every
+ * verification, so issuing one would only defer the error to the first
+ * handshake. (revoke and crl do not check: revoking stays possible.) */
+static int
+check_ca_current(X509 *ca_cert, const char *ca_cert_path, roost_errmsg *em)
+{
+    const ASN1_TIME *after = X509_get0_notAfter(ca_cert);
+    const ASN1_TIME *before = X509_get0_notBefore(ca_cert);
+    char when[64] = "?";
+    BIO *b = BIO_new(BIO_s_mem());
+    int rc = ROOST_OK;
+    if (X509_cmp_current_time(after) <= 0) {
+        if (b != NULL && ASN1_TIME_print(b, after) == 1) {
+            int n = BIO_read(b, when, (int)sizeof(when) - 1);
+            when[n > 0 ? n : 0] = '\0';
+        }
+        rc = roost_fail(em, ROOST_EINVAL,
+                        "CA certificate %s expired (%s): certificates it "
+                        "signs would never verify; create a new CA",
+                        ca_cert_path, when);
+    } else if (X509_cmp_current_time(before) >= 0) {
+        rc = roost_fail(em, ROOST_EINVAL,
+                        "CA certificate %s is not valid yet: check the clock",
+                        ca_cert_path);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    return rc;
+}
+
 static int
 crl_set_times(X509_CRL *crl, int64_t crl_days, roost_errmsg *em)
 {
     if (crl_days <= 0 || crl_days > 3650)
         return roost_fail(em, ROOST_EINVAL,
                           "CRL validity must be 1 to 3650 days");
-    ASN1_TIME *now = X509_gmtime_adj(NULL, 0);
+    /* lastUpdate lies a few minutes back, as certificates' notBefore
+     * does: OpenSSL refuses a CRL issued "in the future" ("CRL is not yet
+     * valid"), so a coordinator whose clock is a little behind the CA's
+     * would otherwise refuse every client once it reloads the CRL. */
+    ASN1_TIME *now = X509_gmtime_adj(NULL, -CLOCK_SKEW_S);
     ASN1_TIME *next = X509_gmtime_adj(NULL, (long)(crl_days * ROOST_PKI_DAY_S));
     bool ok = now != NULL && next != NULL &&
               X509_CRL_set1_lastUpdate(crl, now) == 1 &&
@@ -441,7 +529,8 @@ roost_pki_server(const char *ca_key_path, const char *ca_cert_path,
     X509 *ca_cert = NULL, *cert = NULL;
     bool key_written = false;
     if ((rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em)) !=
-        ROOST_OK)
+            ROOST_OK ||
+        (rc = check_ca_current(ca_cert, ca_cert_path, em)) != ROOST_OK)
         goto out;
     if ((cert = X509_new()) == NULL) {
         rc = roost_fail(em, ROOST_ENOMEM, "certificate: out of memory");
@@ -490,7 +579,6 @@ roost_pki_request(const char *key_path, const char *csr_path, const char *cn,
     EVP_PKEY *key = NULL;
     X509_REQ *req = X509_REQ_new();
     bool key_written = false;
-    FILE *f = NULL;
     if (req == NULL) {
         rc = roost_fail(em, ROOST_ENOMEM, "CSR: out of memory");
         goto out;
@@ -508,12 +596,7 @@ roost_pki_request(const char *key_path, const char *csr_path, const char *cn,
     if ((rc = write_key(key_path, key, em)) != ROOST_OK)
         goto out;
     key_written = true;
-    if ((rc = open_exclusive(csr_path, 0644, &f, em)) != ROOST_OK)
-        goto out;
-    bool ok = PEM_write_X509_REQ(f, req) == 1;
-    rc = close_checked(f, csr_path, ok, em);
-    if (rc != ROOST_OK && !ok)
-        rc = fail_ssl(em, ROOST_EIO, csr_path);
+    rc = create_pem(csr_path, 0644, PEM_CSR, req, em);
 out:
     if (rc != ROOST_OK && key_written)
         unlink(key_path);
@@ -521,6 +604,51 @@ out:
     X509_REQ_free(req);
     ERR_clear_error();
     return rc;
+}
+
+/* A key a Roost peer can sign its TLS 1.3 handshake with at OpenSSL's
+ * usual security level: EC on P-256, P-384 or P-521, Ed25519, Ed448, or
+ * RSA of 2048 bits or more. Anything else (DSA, short RSA, other curves)
+ * would get a certificate that fails every handshake, so the CA refuses
+ * to issue one and says why. */
+static int
+check_request_key(EVP_PKEY *pub, const char *csr_path, roost_errmsg *em)
+{
+    int bits = EVP_PKEY_get_bits(pub);
+    switch (EVP_PKEY_get_base_id(pub)) {
+    case EVP_PKEY_ED25519:
+    case EVP_PKEY_ED448:
+        return ROOST_OK;
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS:
+        if (bits >= 2048)
+            return ROOST_OK;
+        return roost_fail(em, ROOST_EINVAL,
+                          "%s: the request's key is RSA of %d bits; TLS "
+                          "needs at least 2048 (roost pki request makes an "
+                          "EC P-256 key)",
+                          csr_path, bits);
+    case EVP_PKEY_EC: {
+        char group[64] = "";
+        size_t len = 0;
+        if (EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME,
+                                           group, sizeof(group), &len) == 1 &&
+            (strcmp(group, "prime256v1") == 0 ||
+             strcmp(group, "secp384r1") == 0 ||
+             strcmp(group, "secp521r1") == 0))
+            return ROOST_OK;
+        ERR_clear_error();
+        return roost_fail(em, ROOST_EINVAL,
+                          "%s: the request's key is on curve '%s', which TLS "
+                          "1.3 cannot use; use P-256 (roost pki request)",
+                          csr_path, group);
+    }
+    default:
+        return roost_fail(em, ROOST_EINVAL,
+                          "%s: the request's key type (%s) cannot sign a TLS "
+                          "1.3 handshake; use EC P-256 (roost pki request)",
+                          csr_path, EVP_PKEY_get0_type_name(pub));
+    }
 }
 
 int
@@ -532,7 +660,8 @@ roost_pki_sign(const char *ca_key_path, const char *ca_cert_path,
     X509 *ca_cert = NULL, *cert = NULL;
     X509_REQ *req = NULL;
     int rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em);
-    if (rc != ROOST_OK)
+    if (rc != ROOST_OK ||
+        (rc = check_ca_current(ca_cert, ca_cert_path, em)) != ROOST_OK)
         goto out;
     FILE *f = fopen(csr_path, "r");
     if (f == NULL) {
@@ -553,6 +682,8 @@ roost_pki_sign(const char *ca_key_path, const char *ca_cert_path,
                        "%s: the request's signature does not verify", csr_path);
         goto out;
     }
+    if ((rc = check_request_key(pub, csr_path, em)) != ROOST_OK)
+        goto out;
     X509_NAME *subject = X509_REQ_get_subject_name(req);
     if (subject == NULL || X509_NAME_entry_count(subject) == 0) {
         rc = roost_fail(em, ROOST_EINVAL, "%s: the request has no subject",
@@ -600,6 +731,22 @@ crl_update(const char *ca_key_path, const char *ca_cert_path,
     X509_CRL *crl = NULL;
     X509_REVOKED *rev = NULL;
     ASN1_TIME *now = NULL;
+    /* Read, extend, re-sign and replace the CRL under an exclusive lock
+     * on the CA key (a file that is never replaced): two revocations run
+     * at once would otherwise both start from the same CRL and the second
+     * rename would drop the first one's entry. */
+    int lock_fd = open(ca_key_path, O_RDONLY | O_CLOEXEC);
+    if (lock_fd < 0)
+        return roost_fail(em, ROOST_EIO, "%s: %s", ca_key_path,
+                          strerror(errno));
+    while (flock(lock_fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            int e = errno;
+            close(lock_fd);
+            return roost_fail(em, ROOST_EIO, "%s: lock: %s", ca_key_path,
+                              strerror(e));
+        }
+    }
     int rc = load_ca(ca_key_path, ca_cert_path, &ca_key, &ca_cert, em);
     if (rc != ROOST_OK || (cert_path != NULL &&
                            (rc = read_cert(cert_path, &cert, em)) != ROOST_OK))
@@ -654,6 +801,7 @@ crl_update(const char *ca_key_path, const char *ca_cert_path,
     }
     rc = write_crl(crl_path, crl, em);
 out:
+    close(lock_fd); /* releases the lock */
     EVP_PKEY_free(ca_key);
     X509_free(ca_cert);
     X509_free(cert);

@@ -4,11 +4,17 @@
  * expired, revoked or from a foreign CA).
  *
  * Keys are EC P-256 (supported by every TLS 1.3 stack, including
- * `openssl s_client`), written PEM (PKCS#8) with mode 0600 through
- * open(O_CREAT | O_EXCL): an existing key is never overwritten.
- * Certificates and CSRs are also created exclusively (mode 0644); the CRL
- * is rewritten atomically (temporary file + rename) because revocation
- * updates it. Serial numbers are 127 random bits from the CSPRNG layer.
+ * `openssl s_client`), written PEM (PKCS#8) with mode 0600. Keys,
+ * certificates and CSRs (0644) are created atomically and exclusively: a
+ * temporary file beside the output, flushed to disk, then link()ed to its
+ * name, so an existing file is never overwritten and a crash never leaves
+ * a partial file under the name. The CRL is replaced atomically
+ * (temporary file + rename) because revocation updates it, under an
+ * exclusive flock on the CA key. Serial numbers are 127 random bits from
+ * the CSPRNG layer.
+ *
+ * Issuing (roost_pki_server, roost_pki_sign) needs a CA certificate within
+ * its validity period: what an expired CA signs never verifies.
  *
  * Functions are reentrant (no globals) and report failures as error codes
  * with a message naming the file and the reason.
@@ -61,7 +67,9 @@ int roost_pki_request(const char *key_path, const char *csr_path,
 /* roost_pki_sign - the CA checks the CSR's self-signature and issues a
  * client certificate (extendedKeyUsage clientAuth) for its subject and
  * public key. Extensions requested in the CSR are ignored: the CA decides
- * what a client certificate may do. */
+ * what a client certificate may do. A key TLS 1.3 cannot use (DSA, RSA
+ * under 2048 bits, an EC curve other than P-256/384/521) is refused with
+ * ROOST_EINVAL. */
 int roost_pki_sign(const char *ca_key_path, const char *ca_cert_path,
                    const char *csr_path, const char *cert_path,
                    const roost_pki_validity *validity, roost_errmsg *em);

@@ -283,10 +283,21 @@ load_crl(X509_STORE *store, const char *path, const char *ca_path,
         n++;
     }
     fclose(f);
-    ERR_clear_error(); /* PEM_read's end-of-file "error" */
+    /* PEM_read fails both at the end of the file (no further BEGIN line)
+     * and on a damaged entry. A damaged entry must not be skipped: the
+     * revocations it carries would silently be lost. */
+    unsigned long e = ERR_peek_last_error();
+    bool at_end = ERR_GET_LIB(e) == ERR_LIB_PEM &&
+                  ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+    ERR_clear_error();
     if (n == 0)
         return roost_fail(em, ROOST_EIO, "CRL %s: no PEM X509 CRL in file",
                           path);
+    if (!at_end)
+        return roost_fail(em, ROOST_EIO,
+                          "CRL %s: entry %d is damaged (truncated or not a "
+                          "CRL)",
+                          path, n + 1);
     return ROOST_OK;
 }
 
@@ -296,6 +307,7 @@ roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
     out->n_crls = 0;
     out->n_revoked = 0;
     out->next_update = INT64_MAX;
+    out->last_update = INT64_MIN;
     X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
     int rc = ROOST_OK;
     /* The store is shared with handshakes that may run on other threads:
@@ -311,11 +323,19 @@ roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
         out->n_crls++;
         STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
         out->n_revoked += rev != NULL ? (size_t)sk_X509_REVOKED_num(rev) : 0;
+        /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
+        int days = 0, secs = 0;
+        if (ASN1_TIME_diff(&days, &secs, NULL, X509_CRL_get0_lastUpdate(crl)) !=
+            1) {
+            rc = ROOST_ECRYPTO;
+            continue;
+        }
+        int64_t last = (int64_t)now + (int64_t)days * 86400 + secs;
+        if (last > out->last_update)
+            out->last_update = last;
         const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
         if (next == NULL)
             continue;
-        /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
-        int days = 0, secs = 0;
         if (ASN1_TIME_diff(&days, &secs, NULL, next) != 1) {
             rc = ROOST_ECRYPTO;
             continue;
@@ -361,6 +381,80 @@ roost_tls_ctx_revoked(const roost_tls_ctx *ctx, const roost_tls_identity *id)
     ASN1_INTEGER_free(serial);
     ERR_clear_error();
     return revoked;
+}
+
+/* OpenSSL asks for a passphrase when a key file is encrypted; without a
+ * callback of ours it prompts on the terminal or reads standard input,
+ * which would block `roost serve` in a reload or consume the input of an
+ * application linking libroost. Roost keys are not encrypted (mode 0600
+ * protects them), so the answer is always no; *arg records the question so
+ * that the error can say why the key was refused. */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    if (arg != NULL)
+        *(bool *)arg = true;
+    return -1;
+}
+
+/* The server's own certificate must verify against its CA file, as a
+ * client will verify it: chain, validity period, and the purpose
+ * (extendedKeyUsage serverAuth when present). A context with a certificate
+ * no client accepts would be refused by every client; refusing to build it
+ * keeps the previous context in force on reload and names the problem at
+ * start. The CRL is not consulted: an expired CRL is reported on its own
+ * and must not stop the daemon from starting. */
+static int
+check_own_cert(SSL_CTX *c, const roost_tls_files *files, roost_errmsg *em)
+{
+    X509 *cert = SSL_CTX_get0_certificate(c);
+    STACK_OF(X509) *chain = NULL;
+    (void)SSL_CTX_get0_chain_certs(c, &chain);
+    X509_STORE_CTX *vctx = X509_STORE_CTX_new();
+    if (cert == NULL || vctx == NULL ||
+        X509_STORE_CTX_init(vctx, SSL_CTX_get_cert_store(c), cert, chain) !=
+            1 ||
+        X509_STORE_CTX_set_default(vctx, "ssl_server") != 1) {
+        X509_STORE_CTX_free(vctx);
+        return fail_ssl(em, ROOST_ENOMEM, "checking the own certificate");
+    }
+    int ok = X509_verify_cert(vctx);
+    int err = X509_STORE_CTX_get_error(vctx);
+    X509_STORE_CTX_free(vctx);
+    ERR_clear_error();
+    if (ok != 1)
+        return roost_fail(em, ROOST_EAUTH,
+                          "certificate %s does not verify against CA %s: %s",
+                          files->cert_path, files->ca_path,
+                          X509_verify_cert_error_string(err));
+    return ROOST_OK;
+}
+
+bool
+roost_tls_ctx_trusts(const roost_tls_ctx *ctx, const roost_tls_identity *id)
+{
+    static const uint8_t unknown[ROOST_TLS_FINGERPRINT_LEN];
+    if (memcmp(id->anchor_key, unknown, sizeof(unknown)) == 0)
+        return false;
+    bool trusted = false;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
+    X509_STORE_lock(store);
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; !trusted && i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        uint8_t md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        trusted = ca != NULL &&
+                  X509_pubkey_digest(ca, EVP_sha256(), md, &n) == 1 &&
+                  n == ROOST_TLS_FINGERPRINT_LEN &&
+                  memcmp(md, id->anchor_key, n) == 0;
+    }
+    X509_STORE_unlock(store);
+    ERR_clear_error();
+    return trusted;
 }
 
 static int
@@ -414,19 +508,35 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(c, 0);
 
+    bool asked_passphrase = false;
+    SSL_CTX_set_default_passwd_cb(c, no_passphrase);
+    SSL_CTX_set_default_passwd_cb_userdata(c, &asked_passphrase);
     if (files->cert_path != NULL &&
         SSL_CTX_use_certificate_chain_file(c, files->cert_path) != 1) {
+        /* OpenSSL's reason tells a missing or damaged file from one it
+         * refuses, such as a key too small for its security level. */
+        char reason[160];
+        openssl_reason(reason, sizeof(reason));
         rc = roost_fail(em, ROOST_EIO,
-                        "certificate %s: unreadable or not a PEM certificate",
-                        files->cert_path);
+                        "certificate %s: unreadable, not a PEM certificate or "
+                        "refused (%s)",
+                        files->cert_path, reason);
         goto fail;
     }
-    if (files->key_path != NULL &&
-        SSL_CTX_use_PrivateKey_file(c, files->key_path, SSL_FILETYPE_PEM) !=
-            1) {
+    int key_ok =
+        files->key_path == NULL ||
+        SSL_CTX_use_PrivateKey_file(c, files->key_path, SSL_FILETYPE_PEM) == 1;
+    /* The flag lives on this stack frame: forget it before returning. */
+    SSL_CTX_set_default_passwd_cb_userdata(c, NULL);
+    if (!key_ok) {
         unsigned long e = ERR_peek_last_error();
-        if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
-            ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+        if (asked_passphrase)
+            rc = roost_fail(em, ROOST_EINVAL,
+                            "key %s is encrypted: Roost reads only "
+                            "unencrypted keys (protected by mode 0600)",
+                            files->key_path);
+        else if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+                 ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
             rc = roost_fail(em, ROOST_EINVAL,
                             "key %s does not match certificate %s",
                             files->key_path, files->cert_path);
@@ -437,8 +547,11 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
         goto fail;
     }
     if (files->key_path != NULL && SSL_CTX_check_private_key(c) != 1) {
-        rc = fail_ssl(em, ROOST_EINVAL,
-                      "private key does not match certificate");
+        char reason[160];
+        openssl_reason(reason, sizeof(reason));
+        rc = roost_fail(em, ROOST_EINVAL,
+                        "key %s does not match certificate %s (%s)",
+                        files->key_path, files->cert_path, reason);
         goto fail;
     }
     if (SSL_CTX_load_verify_locations(c, files->ca_path, NULL) != 1) {
@@ -447,6 +560,8 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
                         files->ca_path);
         goto fail;
     }
+    if (server && (rc = check_own_cert(c, files, em)) != ROOST_OK)
+        goto fail;
     if (files->crl_path != NULL) {
         X509_STORE *store = SSL_CTX_get_cert_store(c);
         rc = load_crl(store, files->crl_path, files->ca_path, em);
@@ -708,6 +823,22 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
     BN_free(bn);
     out->issuer_hash =
         X509_NAME_hash_ex(X509_get_issuer_name(cert), NULL, NULL, NULL);
+    /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
+    int days = 0, secs = 0;
+    out->not_after = INT64_MAX;
+    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)) == 1)
+        out->not_after = (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
+    /* The verified chain ends at the trust anchor, a CA certificate of
+     * the context's CA file. */
+    memset(out->anchor_key, 0, sizeof(out->anchor_key));
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(tls->ssl);
+    int depth = chain != NULL ? sk_X509_num(chain) : 0;
+    unsigned int klen = 0;
+    if (depth > 0 &&
+        (X509_pubkey_digest(sk_X509_value(chain, depth - 1), EVP_sha256(),
+                            out->anchor_key, &klen) != 1 ||
+         klen != ROOST_TLS_FINGERPRINT_LEN))
+        memset(out->anchor_key, 0, sizeof(out->anchor_key));
     out->subject[0] = '\0';
     BIO *b = BIO_new(BIO_s_mem());
     if (b != NULL) {

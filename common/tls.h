@@ -63,14 +63,28 @@ typedef struct roost_tls_identity {
     uint8_t serial[ROOST_TLS_SERIAL_CAP];
     size_t serial_len;
     unsigned long issuer_hash;
+    /* The certificate's notAfter in Unix seconds (INT64_MAX if it cannot
+     * be read): a session outlives the handshake that checked it, so its
+     * holder (roost serve) closes it once the certificate has expired. */
+    int64_t not_after;
+    /* SHA-256 of the public key (SubjectPublicKeyInfo) of the CA the
+     * certificate's chain was verified to, so that a reload can tell
+     * whether that CA is still trusted (roost_tls_ctx_trusts). */
+    uint8_t anchor_key[ROOST_TLS_FINGERPRINT_LEN];
 } roost_tls_identity;
 
 /*
  * roost_tls_ctx_create_server / _client - build a context from PEM files.
- * Checks that the key matches the certificate. Returns ROOST_OK,
- * ROOST_EINVAL (a required path missing), ROOST_EIO (a file unreadable or
- * not PEM), ROOST_ECRYPTO, ROOST_ENOMEM; em (may be NULL) says which file
- * and why. *out is NULL on failure.
+ * Checks that the key matches the certificate; never asks for a
+ * passphrase (an encrypted key is refused). A server context also checks
+ * its own certificate against ca_path as a client would (chain, validity
+ * period, purpose serverAuth), and that every CRL in crl_path is intact
+ * and signed by a CA of ca_path. Returns ROOST_OK, ROOST_EINVAL (a
+ * required path missing, a key that does not match or is encrypted),
+ * ROOST_EIO (a file unreadable, not PEM or damaged), ROOST_EAUTH (the own
+ * certificate does not verify, a CRL not signed by the CA),
+ * ROOST_ECRYPTO, ROOST_ENOMEM; em (may be NULL) says which file and why.
+ * *out is NULL on failure.
  */
 int roost_tls_ctx_create_server(roost_tls_ctx **out,
                                 const roost_tls_files *files, roost_errmsg *em);
@@ -90,6 +104,10 @@ typedef struct roost_tls_crl_info {
     size_t n_revoked;    /* entries over all of them */
     int64_t next_update; /* earliest nextUpdate, Unix seconds; INT64_MAX if
                             no CRL carries one */
+    int64_t last_update; /* latest lastUpdate, Unix seconds; INT64_MIN if
+                            there is no CRL. OpenSSL refuses a CRL whose
+                            lastUpdate is still to come ("CRL is not yet
+                            valid"): a clock behind the CA's. */
 } roost_tls_crl_info;
 
 /* roost_tls_ctx_crl_info - summarise the context's CRLs into *out.
@@ -105,6 +123,15 @@ int roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out);
  * the question on reconnection). */
 bool roost_tls_ctx_revoked(const roost_tls_ctx *ctx,
                            const roost_tls_identity *id);
+
+/* roost_tls_ctx_trusts - true if a CA certificate of ctx carries the
+ * public key the identity's chain was verified to: the trust question a
+ * handshake asks, asked again of a session verified against an older CA
+ * file (a renewed CA certificate with the same key still trusts it). False
+ * when the key is unknown or the question cannot be asked for lack of
+ * memory. */
+bool roost_tls_ctx_trusts(const roost_tls_ctx *ctx,
+                          const roost_tls_identity *id);
 
 /*
  * roost_tls_create - a new session. For a client context, server_name

@@ -214,6 +214,9 @@ struct serve {
     } * peers;
     size_t n_peers, peers_cap;
     int64_t crl_check_ms; /* next daily check of the CRL's nextUpdate */
+    /* The earliest notAfter (ms) among open sessions' certificates, or
+     * later: when close_expired must run next. INT64_MAX: none. */
+    int64_t expiry_ms;
 };
 
 static int64_t
@@ -284,6 +287,8 @@ peer_add(struct serve *sv, uint64_t session, const roost_tls_identity *id)
     sv->peers[sv->n_peers].session = session;
     sv->peers[sv->n_peers].id = *id;
     sv->n_peers++;
+    if (id->not_after < sv->expiry_ms / 1000)
+        sv->expiry_ms = id->not_after * 1000;
 }
 
 /* Linear: a close costs O(open sessions) compares, negligible next to the
@@ -342,6 +347,23 @@ on_event(void *arg, const roost_channel_event *ev)
         return;
     sv->in_coord = true;
     if (ev->type == ROOST_CHANNEL_OPENED) {
+        /* A session keeps the TLS context it was created with, so a
+         * handshake that began before a reload was checked against the
+         * previous CRL; the reload's sweep of open sessions ran before it
+         * opened. Ask the CRL in force now (see "TLS reload"). */
+        bool revoked = roost_tls_ctx_revoked(sv->tls, ev->identity);
+        if (revoked || !roost_tls_ctx_trusts(sv->tls, ev->identity)) {
+            roost_log(&sv->log, ROOST_LOG_WARN,
+                      "session %" PRIu64 " (%s): closing: %s (its handshake "
+                      "began before the reload)",
+                      ev->session, ev->identity->subject,
+                      revoked ? "certificate revoked by the reloaded CRL"
+                              : "its CA is not in the reloaded CA file");
+            roost_channel_close(sv->ch, ev->session);
+            sv->in_coord = false;
+            drain_closed(sv);
+            return;
+        }
         peer_add(sv, ev->session, ev->identity);
         int rc = roost_coord_session_opened(sv->coord, ev->session,
                                             ev->identity->fingerprint_hex,
@@ -422,6 +444,11 @@ on_round(void *arg, const roost_coord_round_summary *s)
  * disconnected (roost_channel_close -> CLOSED -> the coordinator drops the
  * session and its place in the round): a revoked device must not keep
  * contributing updates on a connection it opened before the revocation.
+ * A session still in its handshake at the reload keeps the old context
+ * (the channel gives the new one only to new connections), so it is
+ * checked against the context in force when it opens (on_event): a
+ * revoked client could otherwise hold a handshake half-way across the
+ * reload and open a session with a certificate revoked by it.
  *
  * An expired CRL makes OpenSSL refuse every client ("CRL has expired"), so
  * the CRL's nextUpdate is checked at start, at each reload and once a day:
@@ -453,9 +480,17 @@ crl_check(struct serve *sv, const roost_tls_ctx *ctx)
                   sv->cfg->crl_file);
         return;
     }
+    char when[40];
+    if (info.last_update > (int64_t)time(NULL)) {
+        format_utc(info.last_update, when, sizeof(when));
+        roost_log(&sv->log, ROOST_LOG_ERROR,
+                  "CRL %s is not valid before %s (its lastUpdate): every "
+                  "client handshake fails (\"CRL is not yet valid\") until "
+                  "then; this host's clock is behind the CA's: check both",
+                  sv->cfg->crl_file, when);
+    }
     if (info.next_update == INT64_MAX)
         return;
-    char when[40];
     format_utc(info.next_update, when, sizeof(when));
     int64_t left = info.next_update - (int64_t)time(NULL);
     if (left <= 0)
@@ -528,15 +563,69 @@ tls_reload(struct serve *sv)
     /* Closing fires CLOSED synchronously, which removes the peer from the
      * table being walked: collect the sessions first. */
     uint64_t *doomed = NULL;
-    size_t n_doomed = 0, n_unknown = 0;
+    if (sv->n_peers > 0 &&
+        (doomed = malloc(sv->n_peers * sizeof(*doomed))) == NULL) {
+        fprintf(stderr, "roost serve: out of memory\n");
+        abort();
+    }
+    size_t n_doomed = 0, n_unknown = 0, n_untrusted = 0;
     for (size_t i = 0; i < sv->n_peers; i++) {
-        /* A serial that cannot be looked up (longer than 32 bytes, zero or
-         * negative: none of them conforming) cannot be cleared either: the
-         * session is closed and the peer's next handshake checks its
-         * certificate against the reloaded CRL. */
-        bool unknown = sv->peers[i].id.serial_len == 0;
-        if (!unknown && !roost_tls_ctx_revoked(fresh, &sv->peers[i].id))
+        const struct open_peer *p = &sv->peers[i];
+        /* A session verified to a CA that the reloaded CA file no longer
+         * holds (a CA replaced after a compromise) is not trusted any
+         * more, whatever its serial. A serial that cannot be looked up
+         * (longer than 32 bytes, zero or negative: none of them
+         * conforming) cannot be cleared either: the session is closed and
+         * the peer's next handshake checks its certificate against the
+         * reloaded CRL. */
+        bool untrusted = !roost_tls_ctx_trusts(fresh, &p->id);
+        bool unknown = !untrusted && p->id.serial_len == 0;
+        if (!untrusted && !unknown && !roost_tls_ctx_revoked(fresh, &p->id))
             continue;
+        roost_log(&sv->log, ROOST_LOG_WARN,
+                  "session %" PRIu64 " (%s): closing: %s", p->session,
+                  p->id.subject,
+                  untrusted ? "its CA is not in the reloaded CA file"
+                  : unknown ? "its certificate's serial number cannot be "
+                              "checked against the reloaded CRL; it must "
+                              "reconnect"
+                            : "certificate revoked by the reloaded CRL");
+        doomed[n_doomed++] = p->session;
+        n_unknown += unknown;
+        n_untrusted += untrusted;
+    }
+    for (size_t i = 0; i < n_doomed; i++)
+        roost_channel_close(sv->ch, doomed[i]);
+    free(doomed);
+    drain_closed(sv);
+    size_t n_revoked = n_doomed - n_unknown - n_untrusted;
+    roost_log(&sv->log, ROOST_LOG_INFO,
+              "SIGHUP: TLS files reloaded; new handshakes use them; %zu open "
+              "session%s of revoked certificates closed, %zu whose serial "
+              "cannot be checked, %zu whose CA is no longer trusted",
+              n_revoked, n_revoked == 1 ? "" : "s", n_unknown, n_untrusted);
+}
+
+/* Close the sessions whose certificate has expired. The handshake checked
+ * the certificate's validity once, and sessions stay open across rounds
+ * for as long as the client likes: without this, a device would go on
+ * taking part with a certificate that no new handshake accepts. Runs when
+ * the earliest notAfter among open sessions has passed (peer_add keeps
+ * that time), and works out the next one. */
+static void
+close_expired(struct serve *sv)
+{
+    int64_t now_s = now_ms() / 1000;
+    int64_t next_s = INT64_MAX / 1000;
+    uint64_t *doomed = NULL;
+    size_t n_doomed = 0;
+    for (size_t i = 0; i < sv->n_peers; i++) {
+        const roost_tls_identity *id = &sv->peers[i].id;
+        if (id->not_after > now_s) {
+            if (id->not_after < next_s)
+                next_s = id->not_after;
+            continue;
+        }
         if (doomed == NULL) {
             doomed = malloc(sv->n_peers * sizeof(*doomed));
             if (doomed == NULL) {
@@ -544,26 +633,19 @@ tls_reload(struct serve *sv)
                 abort();
             }
         }
+        char when[40];
+        format_utc(id->not_after, when, sizeof(when));
         roost_log(&sv->log, ROOST_LOG_WARN,
-                  unknown ? "session %" PRIu64 " (%s): closing: its "
-                            "certificate's serial number cannot be checked "
-                            "against the reloaded CRL; it must reconnect"
-                          : "session %" PRIu64 " (%s): closing: certificate "
-                            "revoked by the reloaded CRL",
-                  sv->peers[i].session, sv->peers[i].id.subject);
+                  "session %" PRIu64 " (%s): closing: its certificate "
+                  "expired at %s",
+                  sv->peers[i].session, id->subject, when);
         doomed[n_doomed++] = sv->peers[i].session;
-        n_unknown += unknown;
     }
+    sv->expiry_ms = next_s * 1000;
     for (size_t i = 0; i < n_doomed; i++)
         roost_channel_close(sv->ch, doomed[i]);
     free(doomed);
     drain_closed(sv);
-    size_t n_revoked = n_doomed - n_unknown;
-    roost_log(&sv->log, ROOST_LOG_INFO,
-              "SIGHUP: TLS files reloaded; new handshakes use them; %zu open "
-              "session%s of revoked certificates closed, %zu whose serial "
-              "cannot be checked",
-              n_revoked, n_revoked == 1 ? "" : "s", n_unknown);
 }
 
 /* ---------------------------------------------------------------------
@@ -754,6 +836,7 @@ run(roost_serve_config *cfg)
         goto out;
     }
     sv.crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
+    sv.expiry_ms = INT64_MAX;
     if (cfg->eval_enabled) {
         if (roost_dataset_load_fmnist(&eval, NULL, cfg->eval_dir,
                                       ROOST_SPLIT_TEST, &em) != ROOST_OK) {
@@ -844,6 +927,8 @@ run(roost_serve_config *cfg)
             crl_check(&sv, sv.tls);
             sv.crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
         }
+        if (now_ms() >= sv.expiry_ms)
+            close_expired(&sv);
         if (roost_coord_finished(sv.coord)) {
             roost_log(&sv.log, ROOST_LOG_INFO,
                       "round.max_rounds (%" PRIu64 " training rounds) "

@@ -11,9 +11,14 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "tls_fixture.h"
 
@@ -125,10 +130,29 @@ mutual_auth_and_data(void **state)
     uint8_t md[32];
     unsigned int mdlen = 0;
     assert_int_equal(X509_digest(cert, EVP_sha256(), md, &mdlen), 1);
+    /* The serial is the certificate's, big-endian (16 bytes from roost
+     * pki), and the issuer hash that of its issuer's name. */
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    uint8_t serial[32];
+    int serial_len = BN_bn2bin(bn, serial);
+    BN_free(bn);
+    assert_int_equal(id.serial_len, 16);
+    assert_int_equal(serial_len, 16);
+    assert_memory_equal(id.serial, serial, 16);
+    assert_int_equal(
+        id.issuer_hash,
+        X509_NAME_hash_ex(X509_get_issuer_name(cert), NULL, NULL, NULL));
     X509_free(cert);
     assert_memory_equal(md, id.fingerprint, 32);
     assert_int_equal(strlen(id.fingerprint_hex), 64);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    assert_string_equal(hex, id.fingerprint_hex);
     assert_string_equal(id.subject, "CN=device-1");
+    /* The fixture's certificates end 30 days from now. */
+    int64_t left = id.not_after - (int64_t)time(NULL);
+    assert_true(left > 29 * 86400 && left <= 30 * 86400);
     assert_int_equal(roost_tls_peer_identity(c, &id), ROOST_OK);
     assert_string_equal(id.subject, "CN=localhost");
 
@@ -374,6 +398,316 @@ borrowed_pieces(void **state)
     roost_tls_ctx_destroy(sctx);
 }
 
+/* Write the first `keep` bytes of src (all of them if keep is 0), then
+ * `extra` (may be NULL), to dst. */
+static void
+copy_file(const char *src, const char *dst, size_t keep, const char *extra)
+{
+    FILE *in = fopen(src, "rb");
+    assert_non_null(in);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf), in);
+    fclose(in);
+    if (keep != 0 && keep < n)
+        n = keep;
+    FILE *out = fopen(dst, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+    if (extra != NULL)
+        fputs(extra, out);
+    fclose(out);
+}
+
+/* Append the contents of src to dst. */
+static void
+append_file(const char *dst, const char *src)
+{
+    FILE *in = fopen(src, "rb");
+    assert_non_null(in);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf), in);
+    fclose(in);
+    FILE *out = fopen(dst, "ab");
+    assert_non_null(out);
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(out);
+}
+
+static size_t
+file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return (size_t)n;
+}
+
+static int
+server_ctx_with(const char *ca, const char *cert, const char *key,
+                const char *crl, roost_errmsg *em)
+{
+    roost_tls_files f = {fx_path(&fx, ca), fx_path(&fx, cert),
+                         fx_path(&fx, key), fx_path(&fx, crl)};
+    roost_tls_ctx *ctx = NULL;
+    int rc = roost_tls_ctx_create_server(&ctx, &f, em);
+    if (rc == ROOST_OK)
+        assert_non_null(ctx);
+    else
+        assert_null(ctx);
+    roost_tls_ctx_destroy(ctx);
+    return rc;
+}
+
+/* A server context whose own certificate no client would accept (another
+ * CA's, expired, or a client certificate) cannot be built: otherwise a
+ * reload with such a file would be installed and refuse every client. */
+static void
+own_certificate_checked(void **state)
+{
+    (void)state;
+    roost_errmsg em = {{0}};
+    /* server.crt is not from the CA in evil.crt. */
+    assert_int_equal(server_ctx_with("evil.crt", "server.crt", "server.key",
+                                     "evil.crl", &em),
+                     ROOST_EAUTH);
+    assert_non_null(strstr(em.text, fx_path(&fx, "server.crt")));
+    assert_non_null(strstr(em.text, "does not verify"));
+
+    /* Expired. */
+    roost_pki_validity past = {-10 * ROOST_PKI_DAY_S, -ROOST_PKI_DAY_S};
+    const char *sans[] = {"127.0.0.1"};
+    fx_check(roost_pki_server(fx_path(&fx, "ca.key"), fx_path(&fx, "ca.crt"),
+                              fx_path(&fx, "old-server.key"),
+                              fx_path(&fx, "old-server.crt"), "localhost", sans,
+                              1, &past, &em),
+             &em, "expired server");
+    assert_int_equal(server_ctx_with("ca.crt", "old-server.crt",
+                                     "old-server.key", "ca.crl", &em),
+                     ROOST_EAUTH);
+    assert_non_null(strstr(em.text, "expired"));
+
+    /* A client certificate (extendedKeyUsage clientAuth) as the server's. */
+    assert_int_equal(
+        server_ctx_with("ca.crt", "good.crt", "good.key", "ca.crl", &em),
+        ROOST_EAUTH);
+    assert_non_null(strstr(em.text, "purpose"));
+
+    /* The deployment's own files still work. */
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "ca.crl", &em),
+        ROOST_OK);
+}
+
+/* An encrypted key is refused with a message saying so, without asking
+ * for a passphrase: OpenSSL's default would read it from the terminal or
+ * from standard input, blocking a daemon's reload or eating the input of
+ * the application that links libroost. Run in a child without a
+ * controlling terminal whose standard input holds a line. */
+static void
+encrypted_key_refused(void **state)
+{
+    (void)state;
+    FILE *f = fopen(fx_path(&fx, "server.key"), "r");
+    assert_non_null(f);
+    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(key);
+    f = fopen(fx_path(&fx, "server-enc.key"), "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_PrivateKey(f, key, EVP_aes_256_cbc(),
+                                          (const unsigned char *)"secret", 6,
+                                          NULL, NULL),
+                     1);
+    fclose(f);
+    EVP_PKEY_free(key);
+
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], "secret\n", 7), 7);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setsid(); /* no /dev/tty */
+        dup2(fds[0], 0);
+        roost_errmsg cem = {{0}};
+        int rc = server_ctx_with("ca.crt", "server.crt", "server-enc.key",
+                                 "ca.crl", &cem);
+        int left = 0;
+        int fl = fcntl(0, F_GETFL);
+        fcntl(0, F_SETFL, fl | O_NONBLOCK);
+        char c;
+        while (read(0, &c, 1) == 1)
+            left++;
+        fprintf(stderr, "encrypted key: %s (%s), %d stdin bytes left\n",
+                roost_errname(rc), cem.text, left);
+        _exit(rc == ROOST_EINVAL && strstr(cem.text, "encrypted") != NULL &&
+                      strstr(cem.text, "server-enc.key") != NULL && left == 7
+                  ? 0
+                  : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(fds[0]);
+    close(fds[1]);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Malformed or unusual CA and CRL files. */
+static void
+malformed_ca_and_crl_files(void **state)
+{
+    (void)state;
+    roost_errmsg em = {{0}};
+    const char *crl = fx_path(&fx, "ca.crl");
+    /* A CRL file whose second CRL is cut short: refused, not read up to
+     * the damage and accepted. */
+    copy_file(crl, fx_path(&fx, "half.crl"), file_size(crl) / 2, NULL);
+    copy_file(crl, fx_path(&fx, "two.crl"), 0, NULL);
+    append_file(fx_path(&fx, "two.crl"), fx_path(&fx, "half.crl"));
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "two.crl", &em),
+        ROOST_EIO);
+    assert_non_null(strstr(em.text, fx_path(&fx, "two.crl")));
+    /* A truncated CRL alone. */
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "half.crl", &em),
+        ROOST_EIO);
+    assert_non_null(strstr(em.text, "half.crl"));
+    /* An empty CRL file. */
+    fclose(fopen(fx_path(&fx, "empty.crl"), "w"));
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "empty.crl", &em),
+        ROOST_EIO);
+    /* A truncated CA file. */
+    const char *ca = fx_path(&fx, "ca.crt");
+    copy_file(ca, fx_path(&fx, "half-ca.crt"), file_size(ca) / 2, NULL);
+    assert_int_equal(server_ctx_with("half-ca.crt", "server.crt", "server.key",
+                                     "ca.crl", &em),
+                     ROOST_EIO);
+    assert_non_null(strstr(em.text, "half-ca.crt"));
+    /* A truncated certificate, and a certificate where the key belongs. */
+    const char *crt = fx_path(&fx, "server.crt");
+    copy_file(crt, fx_path(&fx, "half-server.crt"), file_size(crt) / 2, NULL);
+    assert_int_equal(server_ctx_with("ca.crt", "half-server.crt", "server.key",
+                                     "ca.crl", &em),
+                     ROOST_EIO);
+    assert_non_null(strstr(em.text, "half-server.crt"));
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.crt", "ca.crl", &em),
+        ROOST_EIO);
+    assert_non_null(strstr(em.text, "private key"));
+}
+
+/* A CA file holding many certificates, the deployment's CA last: its
+ * CRL is found and clients it issued get in; those of another CA in the
+ * file are refused for want of their CA's CRL (fail closed). */
+static void
+ca_file_with_many_certs(void **state)
+{
+    (void)state;
+    const char *many = fx_path(&fx, "many.crt");
+    fclose(fopen(many, "w"));
+    for (int i = 0; i < 40; i++)
+        append_file(many, fx_path(&fx, "evil.crt"));
+    append_file(many, fx_path(&fx, "ca.crt"));
+    roost_tls_files sf = {many, fx_path(&fx, "server.crt"),
+                          fx_path(&fx, "server.key"), fx_path(&fx, "ca.crl")};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *sctx;
+    assert_int_equal(roost_tls_ctx_create_server(&sctx, &sf, &em), ROOST_OK);
+    const char *clients[] = {"good", "revoked", "foreign"};
+    const char *cas[] = {"ca", "ca", "evil"};
+    const int want[] = {ROOST_OK, ROOST_EAUTH, ROOST_EAUTH};
+    for (int i = 0; i < 3; i++) {
+        roost_tls_ctx *cctx = fx_client_ctx(&fx, clients[i], cas[i]);
+        roost_tls *s, *c;
+        assert_int_equal(roost_tls_create(&s, sctx, NULL, 0, &em), ROOST_OK);
+        /* The foreign client trusts only its own CA: let it trust ours so
+         * that the server's verdict on its certificate is what fails. */
+        roost_tls_ctx *trust =
+            i == 2 ? fx_client_ctx(&fx, "foreign", "ca") : NULL;
+        assert_int_equal(
+            roost_tls_create(&c, trust ? trust : cctx, "localhost", 0, &em),
+            ROOST_OK);
+        pair_result r;
+        run_pair(c, s, &r);
+        assert_int_equal(r.server_rc, want[i]);
+        roost_tls_destroy(c);
+        roost_tls_destroy(s);
+        roost_tls_ctx_destroy(cctx);
+        roost_tls_ctx_destroy(trust);
+    }
+    roost_tls_ctx_destroy(sctx);
+}
+
+/* Certificates of the deployment CA that are not valid client
+ * certificates: the server's own (extendedKeyUsage serverAuth only), and
+ * one not valid yet. */
+static void
+wrong_purpose_and_not_yet_valid_refused(void **state)
+{
+    (void)state;
+    pair_result r;
+    handshake_with("server", "ca", "localhost", &r);
+    assert_int_equal(r.server_rc, ROOST_EAUTH);
+    assert_non_null(strstr(r.server_em.text, "purpose"));
+    roost_pki_validity future = {ROOST_PKI_DAY_S, 30 * ROOST_PKI_DAY_S};
+    fx_client(&fx, "ca", "future", "device-future", future);
+    handshake_with("future", "ca", "localhost", &r);
+    assert_int_equal(r.server_rc, ROOST_EAUTH);
+    assert_non_null(strstr(r.server_em.text, "not yet valid"));
+}
+
+/* roost_tls_ctx_trusts: the CA a session was verified to is found in a
+ * context built from the same CA file (again), not in one built from
+ * another CA's; an identity without an anchor is not trusted. */
+static void
+trust_anchor_rechecked(void **state)
+{
+    (void)state;
+    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_tls_ctx *cctx = fx_client_ctx(&fx, "good", "ca");
+    roost_tls *s, *c;
+    roost_errmsg em = {{0}};
+    assert_int_equal(roost_tls_create(&s, sctx, NULL, 0, &em), ROOST_OK);
+    assert_int_equal(roost_tls_create(&c, cctx, "localhost", 0, &em), ROOST_OK);
+    pair_result r;
+    run_pair(c, s, &r);
+    assert_int_equal(r.server_rc, ROOST_OK);
+    roost_tls_identity id;
+    assert_int_equal(roost_tls_peer_identity(s, &id), ROOST_OK);
+    roost_tls_ctx *again = fx_server_ctx(&fx);
+    assert_true(roost_tls_ctx_trusts(sctx, &id));
+    assert_true(roost_tls_ctx_trusts(again, &id));
+
+    roost_pki_validity ok = {-60, 30 * ROOST_PKI_DAY_S};
+    const char *sans[] = {"127.0.0.1"};
+    fx_check(roost_pki_server(fx_path(&fx, "evil.key"),
+                              fx_path(&fx, "evil.crt"),
+                              fx_path(&fx, "evil-server.key"),
+                              fx_path(&fx, "evil-server.crt"), "localhost",
+                              sans, 1, &ok, &em),
+             &em, "foreign server");
+    roost_tls_files f = {
+        fx_path(&fx, "evil.crt"), fx_path(&fx, "evil-server.crt"),
+        fx_path(&fx, "evil-server.key"), fx_path(&fx, "evil.crl")};
+    roost_tls_ctx *other;
+    assert_int_equal(roost_tls_ctx_create_server(&other, &f, &em), ROOST_OK);
+    assert_false(roost_tls_ctx_trusts(other, &id));
+    memset(id.anchor_key, 0, sizeof(id.anchor_key));
+    assert_false(roost_tls_ctx_trusts(sctx, &id));
+
+    roost_tls_ctx_destroy(other);
+    roost_tls_ctx_destroy(again);
+    roost_tls_destroy(c);
+    roost_tls_destroy(s);
+    roost_tls_ctx_destroy(cctx);
+    roost_tls_ctx_destroy(sctx);
+}
+
 int
 main(void)
 {
@@ -387,6 +721,12 @@ main(void)
         cmocka_unit_test(foreign_server_refused),
         cmocka_unit_test(garbage_and_caps),
         cmocka_unit_test(borrowed_pieces),
+        cmocka_unit_test(own_certificate_checked),
+        cmocka_unit_test(encrypted_key_refused),
+        cmocka_unit_test(malformed_ca_and_crl_files),
+        cmocka_unit_test(ca_file_with_many_certs),
+        cmocka_unit_test(wrong_purpose_and_not_yet_valid_refused),
+        cmocka_unit_test(trust_anchor_rechecked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,9 @@
 #!/bin/sh
 # `roost pki`: files are created with the right modes and never
 # overwritten, OpenSSL accepts the chain for the right purposes, SANs are
-# present, revocation shows up in the CRL, and bad input fails clearly.
+# present, revocation shows up in the CRL, and bad input fails clearly;
+# keys appear whole or not at all, parallel revocations are all kept, the
+# CRL is backdated against clock skew, and unusable request keys refused.
 # usage: test_pki.sh path/to/roost
 set -eu
 roost=$1
@@ -85,6 +87,121 @@ if "$roost" pki server --ca-dir "$dir/ca" --name "bad name!" --out "$dir/s2" \
     2>"$dir/err"; then fail "bad SAN accepted"; fi
 grep -q "neither an IP address nor a DNS name" "$dir/err" || fail "SAN message"
 [ ! -e "$dir/s2.key" ] || fail "key left behind after a failed server issue"
+# A key write cut short (here by the file size limit, as a crash or a full
+# disk would cut it) leaves no partial key under the key's name, so the
+# command can simply be run again.
+(ulimit -f 0; exec "$roost" pki request --cn dev-cut --out "$dir/cut") \
+    >/dev/null 2>&1 && fail "request wrote a key past the file size limit"
+[ ! -e "$dir/cut.key" ] ||
+    fail "a partial key was left at cut.key ($(wc -c <"$dir/cut.key") bytes)"
+"$roost" pki request --cn dev-cut --out "$dir/cut" >/dev/null ||
+    fail "request after a cut-short key write"
+openssl pkey -in "$dir/cut.key" -noout || fail "cut.key is not a whole key"
+[ "$(mode "$dir/cut.key")" = 600 ] || fail "cut.key mode $(mode "$dir/cut.key")"
+
+# The CRL's lastUpdate lies a few minutes back, as certificates' notBefore
+# does: a coordinator whose clock is a little behind the CA's would
+# otherwise refuse every client ("CRL is not yet valid") after a reload.
+"$roost" pki crl --ca-dir "$dir/ca" >/dev/null || fail "pki crl"
+last=$(openssl crl -in "$dir/ca/ca.crl" -noout -lastupdate | sed 's/^lastUpdate=//')
+[ $(( $(date -u +%s) - $(date -u -d "$last" +%s) )) -ge 120 ] ||
+    fail "CRL lastUpdate $last is not backdated"
+
+# Revocations run at the same time are all kept (each one reads, extends
+# and rewrites the CRL: without a lock, one would overwrite another's).
+i=0
+while [ $i -lt 12 ]; do
+    "$roost" pki request --cn "par-$i" --out "$dir/par-$i" >/dev/null &&
+        "$roost" pki sign --ca-dir "$dir/ca" --csr "$dir/par-$i.csr" \
+            --out "$dir/par-$i.crt" >/dev/null || fail "certificate par-$i"
+    i=$((i + 1))
+done
+pids=
+i=0
+while [ $i -lt 12 ]; do
+    "$roost" pki revoke --ca-dir "$dir/ca" --cert "$dir/par-$i.crt" \
+        >/dev/null 2>"$dir/par-$i.err" &
+    pids="$pids $!"
+    i=$((i + 1))
+done
+for p in $pids; do wait "$p" || fail "a parallel revoke failed"; done
+openssl crl -in "$dir/ca/ca.crl" -noout -text >"$dir/crl.txt"
+i=0
+while [ $i -lt 12 ]; do
+    serial=$(openssl x509 -in "$dir/par-$i.crt" -noout -serial | cut -d= -f2)
+    grep -q "$serial" "$dir/crl.txt" ||
+        fail "revocation of par-$i lost by a parallel revoke"
+    i=$((i + 1))
+done
+ls "$dir/ca" | grep -q tmp && fail "temporary files left: $(ls "$dir/ca")"
+
+# A request whose key TLS 1.3 cannot use at Roost's security level (DSA,
+# RSA under 2048 bits) is refused: the certificate would fail every
+# handshake.
+for spec in "rsa:1024" "dsa"; do
+    if [ "$spec" = dsa ]; then
+        openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 \
+            -out "$dir/dsa.param" 2>/dev/null || fail "DSA parameters"
+        openssl req -new -newkey "dsa:$dir/dsa.param" -nodes -subj /CN=weak \
+            -keyout "$dir/weak-dsa.key" -out "$dir/weak.csr" 2>/dev/null ||
+            fail "DSA request"
+    else
+        openssl req -new -newkey "$spec" -nodes -subj /CN=weak \
+            -keyout "$dir/weak-rsa.key" -out "$dir/weak.csr" 2>/dev/null ||
+            fail "RSA request"
+    fi
+    if "$roost" pki sign --ca-dir "$dir/ca" --csr "$dir/weak.csr" \
+        --out "$dir/weak.crt" 2>"$dir/err"; then
+        fail "a $spec key was certified"
+    fi
+    grep -q "key" "$dir/err" || fail "weak key message: $(cat "$dir/err")"
+    [ ! -e "$dir/weak.crt" ] || fail "weak.crt written"
+done
+# An RSA 2048 request is fine.
+openssl req -new -newkey rsa:2048 -nodes -subj /CN=rsa-ok \
+    -keyout "$dir/rsa-ok.key" -out "$dir/rsa-ok.csr" 2>/dev/null
+"$roost" pki sign --ca-dir "$dir/ca" --csr "$dir/rsa-ok.csr" \
+    --out "$dir/rsa-ok.crt" >/dev/null || fail "RSA 2048 request refused"
+
+# An expired CA certificate (same key, made with openssl ca -selfsign)
+# issues nothing: every certificate it signed would fail verification.
+mkdir "$dir/old" "$dir/oldca"
+: >"$dir/old/index.txt"
+echo 1000 >"$dir/old/serial"
+cat >"$dir/old/ca.cnf" <<EOF
+[ca]
+default_ca = d
+[d]
+database = $dir/old/index.txt
+new_certs_dir = $dir/old
+serial = $dir/old/serial
+default_md = sha256
+policy = p
+[p]
+commonName = supplied
+EOF
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' \
+    >"$dir/old/ext"
+cp "$dir/ca/ca.key" "$dir/ca/ca.crl" "$dir/oldca/"
+openssl req -new -key "$dir/oldca/ca.key" -subj "/CN=Old CA" -out "$dir/old/csr" &&
+    openssl ca -config "$dir/old/ca.cnf" -batch -notext -selfsign \
+        -in "$dir/old/csr" -keyfile "$dir/oldca/ca.key" \
+        -startdate 20200101000000Z -enddate 20210101000000Z \
+        -extfile "$dir/old/ext" -out "$dir/oldca/ca.crt" >/dev/null 2>&1 ||
+    fail "expired CA certificate"
+if "$roost" pki sign --ca-dir "$dir/oldca" --csr "$dir/dev.csr" \
+    --out "$dir/old-dev.crt" 2>"$dir/err"; then
+    fail "an expired CA signed a request"
+fi
+grep -q "expired" "$dir/err" || fail "expired CA message: $(cat "$dir/err")"
+[ ! -e "$dir/old-dev.crt" ] || fail "old-dev.crt written"
+if "$roost" pki server --ca-dir "$dir/oldca" --name localhost \
+    --out "$dir/old-server" 2>"$dir/err"; then
+    fail "an expired CA issued a server certificate"
+fi
+grep -q "expired" "$dir/err" || fail "expired CA message: $(cat "$dir/err")"
+[ ! -e "$dir/old-server.key" ] || fail "old-server.key left behind"
+
 "$roost" pki frobnicate 2>/dev/null && fail "unknown subcommand"
 "$roost" pki init --help | grep -q "usage: roost pki init" || fail "init --help"
 echo "pki ok"

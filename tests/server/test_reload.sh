@@ -8,23 +8,39 @@
 #     certificate has a serial too long to look up in a CRL (40 bytes,
 #     issued with the openssl tool): it must reconnect and pass the
 #     handshake's check;
+#   - a handshake begun before a revocation and finished after the reload
+#     (held half-way by tests/server/hold_proxy.py) is closed as it opens;
+#   - a session is closed when its certificate expires (dev5, issued with
+#     `openssl ca` to expire seconds after it connects);
 #   - a reload with a bad CRL keeps the previous files in force;
+#   - a reload that replaces the CA (new CA file, CRL and server
+#     certificate) closes the open sessions of the old CA's devices;
 #   - `roost pki crl` re-signs the CRL (same entries, new validity), and the
 #     daemon warns about a CRL that expires within 30 days and reports an
 #     expired one as an error, at start and at reload; re-signing an
-#     expired CRL and reloading lets clients in again.
+#     expired CRL and reloading lets clients in again; a CRL not valid yet
+#     (lastUpdate ahead of this host's clock) is reported as an error.
 #
 # usage: test_reload.sh ROOST_BIN
 set -u
 roost=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 pid=
 hold=
 hold3=
+hold4=
+hold5=
+hold1=
+proxy=
 cleanup() {
     [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
     [ -n "$hold" ] && kill -KILL "$hold" 2>/dev/null
     [ -n "$hold3" ] && kill -KILL "$hold3" 2>/dev/null
+    [ -n "$hold4" ] && kill -KILL "$hold4" 2>/dev/null
+    [ -n "$hold5" ] && kill -KILL "$hold5" 2>/dev/null
+    [ -n "$hold1" ] && kill -KILL "$hold1" 2>/dev/null
+    [ -n "$proxy" ] && kill -KILL "$proxy" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT; [ -n "${KEEP:-}" ] && trap - EXIT
@@ -82,7 +98,7 @@ cd "$work" || exit 1
 "$roost" pki init --dir ca --cn "Reload Test CA" >/dev/null &&
     "$roost" pki server --ca-dir ca --name localhost,127.0.0.1 \
         --out server >/dev/null || { echo "FAIL: pki setup"; exit 1; }
-for d in dev0 dev1 dev2; do
+for d in dev0 dev1 dev2 dev4; do
     "$roost" pki request --cn "$d" --out "$d" >/dev/null &&
         "$roost" pki sign --ca-dir ca --csr "$d.csr" --out "$d.crt" \
             >/dev/null || { echo "FAIL: certificate for $d"; exit 1; }
@@ -235,6 +251,89 @@ else
         "$work/sc-dev1.out"
 fi
 
+# --- a handshake that straddles the reload ----------------------------
+# dev4's handshake starts under the old CRL: the relay passes its
+# ClientHello and holds its certificate. dev4 is revoked and the daemon
+# reloads; then the certificate goes on. The session was made from the old
+# TLS context, whose CRL does not list dev4, so the handshake passes: the
+# daemon must check the identity against the CRL in force as it opens.
+if command -v python3 >/dev/null 2>&1; then
+    python3 "$here/hold_proxy.py" "$port" proxy.port proxy.held \
+        proxy.release 2>proxy.err &
+    proxy=$!
+    i=0
+    while [ ! -s proxy.port ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+    mkfifo hold-dev4.in
+    openssl s_client -connect "127.0.0.1:$(cat proxy.port)" \
+        -CAfile ca/ca.crt -cert dev4.crt -key dev4.key -tls1_3 -brief \
+        <hold-dev4.in >hold-dev4.out 2>&1 &
+    hold4=$!
+    exec 5>hold-dev4.in
+    i=0
+    while [ ! -e proxy.held ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ -e proxy.held ]; then
+        ok "dev4's handshake is half done"
+        check 0 "revoke dev4" "$roost" pki revoke --ca-dir ca --cert dev4.crt
+        reload
+        expect_text "reload with dev4 revoked" "CRL ca/ca.crl: 3 revoked" \
+            serve.log
+        : >proxy.release
+        if wait_for serve.log "(CN=dev4): closing: certificate revoked"; then
+            ok "dev4's session closed as it opened after the reload"
+        else
+            bad "dev4 opened a session after its revocation was reloaded"
+            tail -5 serve.log
+        fi
+    else
+        bad "the relay did not hold dev4's handshake"; cat proxy.err
+    fi
+    exec 5>&-
+    kill "$hold4" "$proxy" 2>/dev/null
+    wait "$hold4" "$proxy" 2>/dev/null
+    hold4=
+    proxy=
+else
+    echo "skip: no python3; the handshake across a reload is not exercised"
+fi
+
+# --- a certificate that expires while its session is open --------------
+# The handshake checks the validity period once; sessions stay open across
+# rounds, so the daemon closes a session when its certificate expires.
+mkdir oca2
+: >oca2/index.txt
+echo 1000 >oca2/serial
+cat >oca2/ca.cnf <<EOF
+[ca]
+default_ca = d
+[d]
+database = $work/oca2/index.txt
+new_certs_dir = $work/oca2
+serial = $work/oca2/serial
+default_md = sha256
+policy = p
+[p]
+commonName = supplied
+EOF
+if "$roost" pki request --cn dev5 --out dev5 >/dev/null &&
+    openssl ca -config oca2/ca.cnf -batch -notext -in dev5.csr \
+        -cert ca/ca.crt -keyfile ca/ca.key -startdate 20200101000000Z \
+        -enddate "$(date -u -d '+10 seconds' +%Y%m%d%H%M%SZ)" \
+        -extfile dev3.ext -out dev5.crt >"$out" 2>&1; then
+    hold_session dev5 6
+    hold5=$held
+    wait_for serve.log "opened: CN=dev5" && ok "dev5 holds an open session" ||
+        bad "dev5 session did not open"
+    if wait_for serve.log "(CN=dev5): closing: its certificate expired at"; then
+        ok "dev5's session closed when its certificate expired"
+    else
+        bad "dev5's session outlived its certificate"; tail -3 serve.log
+    fi
+    release_session "$hold5" 6
+    hold5=
+else
+    echo "skip: openssl ca cannot issue a short-lived certificate:"; cat "$out"
+fi
+
 # --- a bad CRL: the previous files stay in force ---------------------
 cp ca/ca.crl good.crl
 echo "not a CRL" >ca/ca.crl
@@ -265,6 +364,50 @@ reload
 expect_text "foreign CRL: reload refused" \
     "not reloaded.*CRL ca/ca.crl: not signed by the CA in ca/ca.crt" serve.log
 cp good.crl ca/ca.crl
+# A server certificate from another CA: every client would refuse it, so
+# the reload is refused and the previous certificate stays.
+"$roost" pki server --ca-dir other --name localhost,127.0.0.1 \
+    --out other-server >/dev/null
+cp server.crt server.crt.good
+cp server.key server.key.good
+cp other-server.crt server.crt
+cp other-server.key server.key
+reload
+expect_text "server certificate of another CA: reload refused" \
+    "not reloaded.*certificate server.crt does not verify against CA ca/ca.crt" \
+    serve.log
+cp server.crt.good server.crt
+cp server.key.good server.key
+handshake dev1
+expect_text "dev1 still handshakes with the previous certificate" \
+    "Protocol version: TLSv1.3" "$work/sc-dev1.out"
+# The CA replaced (say, after its key leaked): new CA file, CRL and server
+# certificate. dev1's open session was verified to the old CA, which the
+# new CA file does not hold: the reload closes it.
+n=$(count serve.log "opened: CN=dev1")
+hold_session dev1 7
+hold1=$held
+i=0
+while [ "$(count serve.log "opened: CN=dev1")" -le "$n" ] && [ $i -lt 200 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+cp ca/ca.crt ca.crt.good
+cp other/ca.crt ca/ca.crt
+cp other/ca.crl ca/ca.crl
+cp other-server.crt server.crt
+cp other-server.key server.key
+reload
+expect_text "reload with a new CA" "1 whose CA is no longer trusted" serve.log
+expect_text "dev1's session of the old CA closed" \
+    "(CN=dev1): closing: its CA is not in the reloaded CA file" serve.log
+release_session "$hold1" 7
+hold1=
+cp ca.crt.good ca/ca.crt
+cp good.crl ca/ca.crl
+cp server.crt.good server.crt
+cp server.key.good server.key
+reload
+expect_text "the old CA restored" "0 whose CA is no longer trusted" serve.log
 
 # --- an expired CRL ---------------------------------------------------
 # openssl ca writes a CRL with a nextUpdate in the past (roost pki never
@@ -308,6 +451,17 @@ if openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
         [ "$(count serve.log "opened: CN=dev1")" -gt "$n" ] &&
         ok "dev1 connects after re-signing and reload" ||
         bad "dev1 not let in after re-signing"
+    # A CRL whose lastUpdate is still to come (the CA's clock ahead of
+    # this host's): OpenSSL refuses every client until then.
+    openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
+        -crl_lastupdate "$(date -u -d '+1 day' +%Y%m%d%H%M%SZ)" \
+        -crl_nextupdate "$(date -u -d '+30 days' +%Y%m%d%H%M%SZ)" \
+        -out ca/ca.crl >"$out" 2>&1 || { bad "future CRL"; cat "$out"; }
+    reload
+    expect_text "a CRL not yet valid is reported" \
+        "error: CRL ca/ca.crl is not valid before .*clock is behind" serve.log
+    check 0 "pki crl re-signs the CRL not yet valid" "$roost" pki crl --ca-dir ca
+    reload
 else
     echo "skip: openssl ca cannot back-date a CRL:"; cat "$out"
 fi
