@@ -3,7 +3,8 @@
 # but only those that are missing (so a prepared machine does no apt work).
 # Usage: sh deploy/install-deps.sh [build|test|bench]
 #   build: compiler, CMake and the -dev libraries (default)
-#   test:  build + cmocka, clang (fuzzing), clang-format, Fashion-MNIST
+#   test:  build + cmocka, clang (fuzzing), clang-format, python3 (a TLS
+#          relay in test_reload.sh), Fashion-MNIST
 #   bench: test + python3-torch (PyTorch baselines)
 set -eu
 kind=${1:-build}
@@ -12,9 +13,10 @@ protobuf-c-compiler libssl-dev openssl libopenblas-dev libsqlite3-dev
 zlib1g-dev libinih-dev dataset-fashion-mnist"
 case "$kind" in
 build) ;;
-test) pkgs="$pkgs libcmocka-dev clang libclang-rt-14-dev clang-format" ;;
+test) pkgs="$pkgs libcmocka-dev clang libclang-rt-14-dev clang-format
+python3" ;;
 bench) pkgs="$pkgs libcmocka-dev clang libclang-rt-14-dev clang-format
-python3-torch" ;;
+python3 python3-torch" ;;
 *) echo "install-deps.sh: unknown kind '$kind' (build|test|bench)" >&2; exit 2 ;;
 esac
 missing=""
