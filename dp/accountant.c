@@ -16,7 +16,13 @@
  * with separate positive and negative accumulators so no intermediate goes
  * negative, and the stopping rule is Opacus's (both terms below e^-30, which
  * is relative since A >= 1), applied only past alpha where the series
- * alternate. If cancellation eats the precision (positive and negative
+ * alternate, and only after a positive term. Past alpha the magnitude of
+ * each series' terms shrinks (the ratio of consecutive terms is below
+ * |alpha - i| / (i + 1), by the bound -d/dx log erfc(x) > 2x), so a partial
+ * sum that ends on a positive term is above the full sum, by less than the
+ * next term: cut after a negative term, as Opacus does, A would come out
+ * short by up to e^-30 and the RDP would not be an upper bound.
+ * If cancellation eats the precision (positive and negative
  * parts agree to more than ~1e-9 of their size) the next integer order's
  * value is used instead: RDP is non-decreasing in alpha, so that errs on
  * the private side.
@@ -132,7 +138,9 @@ log_a_frac(double q, double sigma, double alpha, double *out)
             pos0 = roost_logaddexp(pos0, log_s0);
             pos1 = roost_logaddexp(pos1, log_s1);
         }
-        if (di > alpha && fmax(log_s0, log_s1) < FRAC_STOP_LOG) {
+        /* Stop on a positive term only, so the partial sums bound the
+         * alternating tails from above (see the file comment). */
+        if (di > alpha && !negative && fmax(log_s0, log_s1) < FRAC_STOP_LOG) {
             converged = true;
             break;
         }

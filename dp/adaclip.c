@@ -80,6 +80,19 @@ roost_adaclip_update(roost_adaclip *st, roost_noise *noise, uint64_t unclipped,
                           "adaclip: the noise sampler has stddev %g, not the "
                           "count noise %g",
                           roost_noise_stddev(noise), want);
+    /* The accounting gives the centred count a sensitivity of exactly 1/2.
+     * The sampler rounds its input to its grid, which leaves half-integers
+     * unchanged only when the grid is at most 1/2; on a coarser grid (a
+     * count noise of 2^20 or more at the default grid_bits) 1/2 rounds to
+     * 0 and 1 to 1, doubling the sensitivity behind the accountant's
+     * back. */
+    if (!(roost_noise_grid(noise) <= 0.5))
+        return roost_fail(em, ROOST_EINVAL,
+                          "adaclip: the count noise %g is too large for the "
+                          "sampler's grid %g (the centred count needs a grid "
+                          "of at most 1/2: a finer grid_bits or a smaller "
+                          "count noise)",
+                          want, roost_noise_grid(noise));
     float centred = (float)((double)unclipped - 0.5 * (double)reports);
     int rc = roost_noise_add(noise, &centred, 1, em);
     if (rc != ROOST_OK)

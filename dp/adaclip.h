@@ -59,7 +59,9 @@ int roost_adaclip_init(roost_adaclip *st, double initial_clip,
  * roost_adaclip_update - one round: privatise the count of unclipped
  * updates among `reports` (unclipped <= reports) with noise from `noise`,
  * which must be a sampler built with sigma = st->count_sigma and clip = 1
- * (ROOST_EINVAL otherwise), then move st->clip. *noised_fraction (may be
+ * on a grid of at most 1/2 (count_sigma < 2^grid_bits; ROOST_EINVAL
+ * otherwise: a coarser grid would round the half-integer centred count and
+ * double its sensitivity), then move st->clip. *noised_fraction (may be
  * NULL) receives b~ after clamping. On error st is unchanged.
  */
 int roost_adaclip_update(roost_adaclip *st, roost_noise *noise,

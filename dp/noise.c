@@ -169,6 +169,33 @@ discrete_gauss_prob(int64_t j, long double t)
     return expl(-(jl * jl) / (2.0L * t * t)) / (sqrtl(2.0L * pi) * t * theta);
 }
 
+/*
+ * Whether t^2 (1 + K^2) >= s^2 holds exactly, for the doubles t < s and an
+ * integer K in [2, 4096). With t = tm 2^(et-53) and s = sm 2^(es-53) (53-bit
+ * integer mantissas) it compares tm^2 (1 + K^2) with sm^2 2^(2 (es - et)),
+ * both below 2^192, as 64-bit limbs: tm^2 < 2^106, 1 + K^2 < 2^24, and the
+ * shift is at most 26 because t ~ s / sqrt(1 + K^2).
+ */
+static bool
+conv_covers(double t, double kk, double s)
+{
+    int et = 0, es = 0;
+    uint64_t tm = (uint64_t)ldexp(frexp(t, &et), 53);
+    uint64_t sm = (uint64_t)ldexp(frexp(s, &es), 53);
+    uint64_t m = (uint64_t)kk * (uint64_t)kk + 1u;
+    int shift = 2 * (es - et);
+    if (shift < 0 || shift >= 64)
+        return shift < 0; /* t >= s covers s; t < s / 2^32 cannot */
+    u128 l = (u128)tm * tm;
+    u128 a = (u128)(uint64_t)l * m, b = (u128)(uint64_t)(l >> 64) * m;
+    u128 lhs_hi = b + (a >> 64);
+    uint64_t lhs_lo = (uint64_t)a;
+    u128 r = (u128)sm * sm;
+    u128 rhs_hi = shift == 0 ? r >> 64 : r >> (64 - shift);
+    uint64_t rhs_lo = (uint64_t)(r << shift);
+    return lhs_hi > rhs_hi || (lhs_hi == rhs_hi && lhs_lo >= rhs_lo);
+}
+
 /* ---- exact alias tables ------------------------------------------------- */
 
 static void
@@ -600,7 +627,20 @@ noise_build(roost_noise **out, const roost_allocator *alloc, roost_rng *rng,
     int rc;
     if (kk >= 2.0) {
         noise->k = (int64_t)kk;
+        /* The convolution has variance t^2 (1 + K^2), which must not fall
+         * short of s^2: a narrower Gaussian than sigma*clip would differ
+         * from P_s by about z^2/s^2 times the shortfall, far beyond mu in
+         * the tails, while a wider one is the Gaussian of sigma*clip plus
+         * independent noise, a post-processing. The quotient is rounded
+         * either way, so step t up to the first double that covers s
+         * (one or two ulps at most). */
         noise->t = noise->s / sqrt(1.0 + kk * kk);
+        while (!conv_covers(noise->t, kk, noise->s))
+            noise->t = nextafter(noise->t, HUGE_VAL);
+        /* tau = t^2 / s' with s' = t sqrt(1 + K^2) >= s; using s makes tau
+         * larger by under 1e-15 relative and the ripple smaller by about
+         * 1e-14 of itself (~1e-33), inside the 2^-60 slack of each table's
+         * mu. */
         double tau = noise->t * noise->t / noise->s;
         /* theta-function ripple: 2 sum_k exp(-2 pi^2 tau^2 k^2). */
         double pi = acos(-1.0);

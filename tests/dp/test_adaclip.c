@@ -137,6 +137,51 @@ privacy_formula(void **state)
     assert_rel_near(eps_ada, eps_plan, 1e-9);
 }
 
+/* The noised centred count of (unclipped, reports), before clamping, times
+ * m; rc receives the update's return code. The same seed gives the same
+ * noise draw, so two calls differ only by what the count contributes. */
+static double
+noised_count(double count_sigma, uint64_t unclipped, uint64_t reports, int *rc)
+{
+    const double m = 1e9; /* keeps b~ far from the clamp */
+    struct env e;
+    env_init(&e, count_sigma, 42);
+    roost_adaclip st;
+    assert_int_equal(
+        roost_adaclip_init(&st, 1.0, 0.5, 0.2, count_sigma, m, NULL), ROOST_OK);
+    double frac = -1.0;
+    *rc = roost_adaclip_update(&st, e.noise, unclipped, reports, &frac, NULL);
+    env_free(&e);
+    return (frac - 0.5) * m;
+}
+
+/* The accounting gives the centred count a sensitivity of 1/2. The sampler
+ * rounds its input to its grid g = 2^(floor(log2 sigma_b) - grid_bits);
+ * half-integers are on that grid only when g <= 1/2. At sigma_b = 2^20 (g =
+ * 1) a neighbour that moves the centred count from 1/2 to 1 moved the
+ * released value by 1 (0.5 rounds to 0, ties to even): twice the accounted
+ * sensitivity. Such a sampler must be refused. */
+static void
+count_sensitivity_survives_the_grid(void **state)
+{
+    (void)state;
+    /* Below 2^20 the grid holds half-integers: the neighbours differ by
+     * exactly 1/2 in the release. */
+    int rc_a, rc_b;
+    double a = noised_count(1e6, 2, 3, &rc_a);
+    double b = noised_count(1e6, 2, 2, &rc_b);
+    assert_int_equal(rc_a, ROOST_OK);
+    assert_int_equal(rc_b, ROOST_OK);
+    assert_near(b - a, 0.5, 1e-6);
+    /* At 2^20 either the release keeps the sensitivity or it is refused. */
+    a = noised_count(0x1p20, 2, 3, &rc_a);
+    b = noised_count(0x1p20, 2, 2, &rc_b);
+    if (rc_a == ROOST_OK && rc_b == ROOST_OK)
+        assert_near(b - a, 0.5, 1e-6);
+    else
+        assert_true(rc_a == ROOST_EINVAL && rc_b == ROOST_EINVAL);
+}
+
 static void
 invalid_inputs(void **state)
 {
@@ -177,6 +222,7 @@ main(void)
         cmocka_unit_test(tracks_the_target_quantile),
         cmocka_unit_test(count_is_noised),
         cmocka_unit_test(privacy_formula),
+        cmocka_unit_test(count_sensitivity_survives_the_grid),
         cmocka_unit_test(invalid_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -186,6 +186,59 @@ grid_and_closeness(void **state)
     roost_rng_destroy(r);
 }
 
+/* Sign of t^2 (1 + k^2) - s^2, exactly: t and s as 53-bit integers times
+ * powers of two, the products in 128-bit integers (k < 2^10 here). */
+static int
+cmp_conv_variance(double t, int64_t k, double s)
+{
+    int et, es;
+    __extension__ typedef unsigned __int128 u128;
+    u128 tm = (u128)(uint64_t)ldexp(frexp(t, &et), 53);
+    u128 sm = (u128)(uint64_t)ldexp(frexp(s, &es), 53);
+    u128 lhs = tm * tm * (u128)(1 + k * k); /* < 2^126 */
+    u128 rhs = sm * sm;                     /* < 2^106 */
+    int shift = 2 * (es - et);              /* s^2 / t^2 ~ 1 + k^2 */
+    assert_true(shift >= 0 && shift <= 21);
+    rhs <<= shift;
+    return (lhs > rhs) - (lhs < rhs);
+}
+
+/* The convolution B + K*A approximates the rounded Gaussian of variance
+ * t^2 (1 + K^2), with t = s / sqrt(1 + K^2) computed in double. When that
+ * rounds t down, the sampler's noise is narrower than sigma*clip and the
+ * distance from P_s grows like z^2/s^2 times the shortfall towards the
+ * tails (about 40x mu at the default grid), outside what mu bounds; at or
+ * above s the output is a post-processing of the Gaussian of sigma*clip.
+ * So t^2 (1 + K^2) >= s^2 must hold exactly, for every sigma. */
+static void
+convolution_variance_covers_the_target(void **state)
+{
+    (void)state;
+    roost_rng *r = det_rng(5);
+    int checked = 0;
+    for (int i = 0; i < 400; i++) {
+        double sigma = ldexp(1.0 + (double)i / 400.0, (i % 5) - 2);
+        roost_noise *nz = NULL;
+        assert_int_equal(roost_noise_create(&nz, NULL, r, sigma, 1.0, 12, NULL),
+                         ROOST_OK);
+        int64_t k;
+        double t;
+        roost_noise_debug_params(nz, &k, &t);
+        double s = roost_noise_stddev(nz) / roost_noise_grid(nz);
+        assert_true(k >= 2);
+        if (cmp_conv_variance(t, k, s) < 0)
+            print_error("sigma %.17g: t %.17g, K %lld below s %.17g\n", sigma,
+                        t, (long long)k, s);
+        assert_true(cmp_conv_variance(t, k, s) >= 0);
+        /* And only just: t is the smallest such double, or close to it. */
+        assert_true(t <= s / sqrt(1.0 + (double)(k * k)) * (1.0 + 1e-15));
+        checked++;
+        roost_noise_destroy(nz);
+    }
+    assert_int_equal(checked, 400);
+    roost_rng_destroy(r);
+}
+
 /* 10^6 draws at the default grid: mean, variance, excess kurtosis and KS
  * against N(0,1); the same KS rejects the draws scaled by 1.02. */
 static void
@@ -1041,6 +1094,7 @@ main(void)
         cmocka_unit_test(calibrate_sampled_meets_target_minimally),
         cmocka_unit_test(calibrate_sampled_refuses_unreachable),
         cmocka_unit_test(grid_and_closeness),
+        cmocka_unit_test(convolution_variance_covers_the_target),
         cmocka_unit_test(moments_and_ks),
         cmocka_unit_test(exact_distribution_small_scales),
         cmocka_unit_test(tables_sample_the_ideal_distribution),
