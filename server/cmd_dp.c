@@ -231,6 +231,16 @@ run_epsilon(int argc, char **argv)
         fprintf(stderr, "roost %s: %s: %s\n", cmd, roost_strerror(rc), em.text);
         return ROOST_EXIT_FAIL;
     }
+    /* Above the cap the charged search stops at a lower bound of every
+     * valid epsilon: not a figure to print as the epsilon. */
+    if (a.have_params && eps > DP_CLI_EPS_CAP) {
+        fprintf(stderr,
+                "roost %s: the epsilon charged for the noise sampler is "
+                "above %g (at least %.6g); only epsilons up to %g are "
+                "computed with --params\n",
+                cmd, DP_CLI_EPS_CAP, eps, DP_CLI_EPS_CAP);
+        return ROOST_EXIT_FAIL;
+    }
     if (a.json) {
         printf("{\"epsilon\": %.12g, \"delta\": %.12g, \"best_order\": %.12g, "
                "\"q\": %.12g, \"sigma\": %.12g, \"steps\": %llu, "

@@ -1624,8 +1624,10 @@ setup_dp(struct sim *s, roost_coord_config *cc)
         return rc;
     }
     char reach[64];
-    if (isfinite(eps_all))
+    if (isfinite(eps_all) && eps_all <= SIM_EPS_REPORT_CAP)
         snprintf(reach, sizeof(reach), "%.4f", eps_all);
+    else if (isfinite(eps_all)) /* a lower bound: the search stopped */
+        snprintf(reach, sizeof(reach), "more than %g", SIM_EPS_REPORT_CAP);
     else
         snprintf(reach, sizeof(reach),
                  "no epsilon up to %g (the noise sampler's tail term)",

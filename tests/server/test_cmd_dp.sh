@@ -66,6 +66,11 @@ expect_text "names the reachable epsilon" "reachable only for epsilon below"
 check 1 "epsilon --params past the tail limit" "$roost" dp epsilon \
     --q 0.0533333 --sigma 0.3 --steps 19 --delta 1e-5 --params 7850
 expect_text "says no epsilon" "no epsilon up to 1000 is valid"
+# Far above the cap the charged search returns only a lower bound, which
+# must not be printed as the epsilon.
+check 1 "epsilon --params above the cap" "$roost" dp epsilon --q 0.5 \
+    --sigma 0.2 --steps 100000 --delta 1e-5 --params 1000
+expect_text "says above the cap" "above 1000 (at least"
 check 2 "--clip without --params" "$roost" dp epsilon --q 0.1 --sigma 1 \
     --steps 10 --delta 1e-5 --clip 2
 check 2 "--params 0" "$roost" dp sigma --q 0.1 --steps 10 --epsilon 3 \
