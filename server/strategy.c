@@ -477,6 +477,15 @@ setup_adaptive_clip(roost_strategy *s, roost_errmsg *em)
     if (rc != ROOST_OK)
         return rc == ROOST_EINVAL ? ROOST_ECONFIG : rc;
     s->mem_used += ROOST_STRATEGY_NOISE_TABLES;
+    /* roost_adaclip_update refuses a count sampler whose grid would round
+     * the centred count's half-integers; say so now, not at the first
+     * round's finish. */
+    if (!(roost_noise_grid(s->count_noise) <= 0.5))
+        return roost_fail(em, ROOST_ECONFIG,
+                          "strategy: dp_count_sigma %g is too large for the "
+                          "noise grid (%g > 1/2 would round the centred "
+                          "count)",
+                          sb, roost_noise_grid(s->count_noise));
     return ROOST_OK;
 }
 

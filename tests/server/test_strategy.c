@@ -1045,6 +1045,12 @@ central_dp_adaptive_clip_tracks_the_quantile(void **state)
     assert_int_equal(roost_strategy_create(&s, NULL, &cfg, 2, &em),
                      ROOST_ECONFIG);
     assert_non_null(strstr(em.text, "dp_count_sigma"));
+    /* A count noise of 2^20 puts the count sampler's grid at 1, which
+     * would round the centred count: refused when the handle is made. */
+    cfg.dp_count_sigma = 1048576;
+    assert_int_equal(roost_strategy_create(&s, NULL, &cfg, 2, &em),
+                     ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "too large for the noise grid"));
     cfg.dp_count_sigma = 0; /* m / 20 = 0.5: fine */
     s = make(&cfg, 2);
     assert_int_equal(roost_strategy_dp_info_get(s, &info), ROOST_OK);
