@@ -16,6 +16,16 @@
 # The same protocol as separate `roost serve` and `roost client` processes:
 # examples/federation.sh.
 set -eu
+# The record's place is fixed (build/demo/roost.db): the audit and the
+# report below read it, so a --db of the user's would leave them reading
+# another file.
+for arg in "$@"; do
+    case "$arg" in
+    --db | --db=*)
+        echo "demo.sh: the record is build/demo/roost.db; run 'roost sim' itself for another --db" >&2
+        exit 2 ;;
+    esac
+done
 . "$(dirname "$0")/lib.sh"
 build_roost_into demo
 start=$(date +%s)
