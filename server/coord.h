@@ -112,7 +112,10 @@ typedef struct roost_coord_round_summary {
     uint32_t selected;     /* tasks sent */
     uint32_t accepted;     /* updates aggregated */
     uint32_t refused;      /* updates refused by validation */
-    uint32_t dropped;      /* declined, disconnected or timed out */
+    uint32_t dropped;      /* declined or disconnected; a client that had
+                              not answered when the round closed is in
+                              selected only, as the record's participants
+                              ("selected": never answered) and n_dropped */
     uint64_t examples;     /* sum of capped example counts aggregated */
     double train_loss;     /* example-weighted mean of reports, or NaN */
     double eval_loss;      /* global model on the held-out set, or NaN */
