@@ -302,6 +302,10 @@ struct sim {
      * was last drawn, and whether it is on the screen now. */
     bool progress_bar;
     uint32_t round_jobs_done;
+    /* The last committed training round, and whether its model was
+     * evaluated (--eval-every skips some). */
+    int64_t last_committed_id;
+    bool last_committed_evaluated;
     int64_t bar_drawn_ms;
     bool bar_shown;
 };
@@ -1067,8 +1071,11 @@ on_round(void *arg, const roost_coord_round_summary *r)
     }
     s->rounds_done++;
     s->round_jobs_done = 0;
-    if (r->committed)
+    if (r->committed) {
         s->rounds_committed++;
+        s->last_committed_id = r->round_id;
+        s->last_committed_evaluated = isfinite(r->eval_accuracy);
+    }
     /* The largest epsilon any client has spent so far: each value is the
      * accountant's, recomputed from that client's events at its charge. */
     double eps_max = s->a.dp ? 0.0 : (double)NAN;
@@ -1579,6 +1586,37 @@ out_of_budget(struct sim *s)
     return true;
 }
 
+/*
+ * The run stops before --rounds when the budgets run out. With
+ * --eval-every N the last committed model may not have been evaluated
+ * (only every N-th round and the planned last are): evaluate it now, so
+ * the run ends with the accuracy of the model it leaves.
+ */
+static void
+final_evaluation(struct sim *s)
+{
+    if (s->rounds_committed == 0 || s->last_committed_evaluated)
+        return;
+    double loss = (double)NAN, acc = (double)NAN;
+    if (sim_evaluate(s, roost_coord_params(s->coord, NULL), &loss, &acc) !=
+        ROOST_OK)
+        return;
+    s->last_committed_evaluated = true;
+    if (s->a.json) {
+        char a[SIM_JSON_NUMBER_CAP], l[SIM_JSON_NUMBER_CAP];
+        json_number(a, sizeof(a), acc);
+        json_number(l, sizeof(l), loss);
+        printf("{\"round\":%" PRId64 ",\"kind\":\"final\",\"accuracy\":%s,"
+               "\"loss\":%s}\n",
+               s->last_committed_id, a, l);
+        fflush(stdout);
+    } else if (!s->a.quiet) {
+        bar_clear(s);
+        printf("final model (round %" PRId64 "): accuracy %6.2f%%  loss %.4f\n",
+               s->last_committed_id, 100.0 * acc, loss);
+    }
+}
+
 static int
 setup_dp(struct sim *s, roost_coord_config *cc)
 {
@@ -1954,8 +1992,10 @@ roost_cmd_sim(int argc, char **argv)
         rc = drain_queue(s, now_ms());
         if (rc != ROOST_OK)
             goto out;
-        if (out_of_budget(s))
+        if (out_of_budget(s)) {
+            final_evaluation(s);
             break;
+        }
         bar_draw(s, now_ms());
     }
     bar_clear(s);

@@ -168,6 +168,19 @@ if run spent --clients 8 --dp-rounds 2 --epsilon 8 --rounds 12; then
         { echo "FAIL: spent: $n rounds, want 4..11"; fail=1; }
 fi
 
+# 6b'. The same with --eval-every 100: the run stops before any planned
+#     evaluation, so the model it leaves is evaluated at the stop (a
+#     "final" object naming the last committed round).
+if run spentq --clients 8 --dp-rounds 2 --epsilon 8 --rounds 12 \
+    --eval-every 100; then
+    fin=$(last spentq)
+    lastc=$(grep '"committed":true' "$work/spentq.out" | tail -n 1)
+    [ "$(field "$fin" kind)" = '"final"' ] &&
+        [ "$(field "$fin" round)" = "$(field "$lastc" round)" ] &&
+        awk -v a="$(field "$fin" accuracy)" 'BEGIN { exit !(a > 0.1) }' ||
+        { echo "FAIL: spentq: no final evaluation: $fin"; fail=1; }
+fi
+
 # 6c. A noise multiplier so small that one round costs more than any
 #     budget: every client declines, no round ever commits, and the run
 #     stops at once with a message and status 1 (not 0).
