@@ -1,7 +1,8 @@
 # The dynamic symbols libroost.so defines are exactly the functions that
 # client/include/roost/roost.h declares: nothing internal is exported (an
 # app could bind to it and it would become ABI), and nothing documented is
-# missing. Run with -DLIB=libroost.so -DHEADER=roost.h.
+# missing. Run with -DLIB=libroost.so -DHEADER=roost.h
+# -DEXPORTS=client/exports.cmake (which reads the header's declarations).
 execute_process(COMMAND nm -D --defined-only ${LIB}
     OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
@@ -19,13 +20,8 @@ foreach(line IN LISTS lines)
         endif()
     endif()
 endforeach()
-file(STRINGS ${HEADER} decls REGEX "^[a-z][^(]*[ *]roost_[a-z0-9_]+\\(")
-set(declared "")
-foreach(line IN LISTS decls)
-    string(REGEX MATCH "roost_[a-z0-9_]+\\(" name "${line}")
-    string(REPLACE "(" "" name "${name}")
-    list(APPEND declared "${name}")
-endforeach()
+include(${EXPORTS})
+roost_public_functions(${HEADER} declared)
 set(extra ${exported})
 list(REMOVE_ITEM extra ${declared})
 set(missing ${declared})
