@@ -1,9 +1,10 @@
 /*
  * test_strategy.c - every aggregation strategy against results computed by
  * hand on tiny vectors (the arithmetic is in the comments), streaming FedAvg
- * against the batch formula, weight edge cases, Byzantine robustness of
- * Krum and trimmed mean, memory-bound refusals, atomicity of finish, and
- * allocation failure during create.
+ * against the batch formula, Krum and Multi-Krum against brute-force scores,
+ * weight edge cases, Byzantine robustness of Krum and trimmed mean,
+ * memory-bound refusals, atomicity of finish, and allocation failure during
+ * create.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -538,6 +540,103 @@ krum_resists_colluding_byzantines(void **state)
     assert_non_null(strstr(em.text, "at least 7"));
     assert_memory_equal(before, x, sizeof(x));
     roost_strategy_destroy(s);
+}
+
+/* Brute-force Krum score of update i among u[0..k) (rows of n floats):
+ * the sum of its k - f - 2 smallest squared distances to the others,
+ * found by repeatedly taking the smallest not yet used. */
+static double
+krum_score_reference(const float *u, size_t k, size_t n, size_t f, size_t i)
+{
+    double d[64];
+    bool used[64] = {false};
+    size_t len = 0;
+    for (size_t j = 0; j < k; j++) {
+        if (j == i)
+            continue;
+        double s = 0;
+        for (size_t c = 0; c < n; c++) {
+            double t = (double)u[i * n + c] - (double)u[j * n + c];
+            s += t * t;
+        }
+        d[len++] = s;
+    }
+    double score = 0;
+    for (size_t r = 0; r < k - f - 2; r++) {
+        size_t best = len;
+        for (size_t j = 0; j < len; j++)
+            if (!used[j] && (best == len || d[j] < d[best]))
+                best = j;
+        used[best] = true;
+        score += d[best];
+    }
+    return score;
+}
+
+static void
+krum_matches_brute_force(void **state)
+{
+    (void)state;
+    /* Random rounds for f = 0..3, every k from the minimum 2f + 3 (f at
+     * its limit) to 2f + 12, Krum and Multi-Krum with m = 0 (k - f),
+     * 1, 3 and 100 (capped at k - f), against scores computed by brute
+     * force: the result must be the mean of the m lowest-scored updates,
+     * ties to the earlier one. Every fifth round repeats one update so
+     * that distances of zero and tied scores occur. */
+    enum { N = 7, KMAX = 18 };
+    static float u[KMAX * N];
+    roost_rng *rng;
+    assert_int_equal(
+        roost_rng_create_insecure_deterministic(&rng, NULL, 2017, 0), ROOST_OK);
+    const size_t ms[] = {0, 1, 3, 100};
+    for (size_t f = 0; f <= 3; f++) {
+        for (size_t k = 2 * f + 3; k <= 2 * f + 12; k++) {
+            for (size_t i = 0; i < k * N; i++) {
+                double g;
+                assert_int_equal(roost_rng_uniform(rng, &g), ROOST_OK);
+                u[i] = (float)(4 * g - 2);
+            }
+            if (k % 5 == 0)
+                memcpy(u + N, u, N * sizeof(float));
+            double score[KMAX];
+            for (size_t i = 0; i < k; i++)
+                score[i] = krum_score_reference(u, k, N, f, i);
+            for (size_t mi = 0; mi < 5; mi++) {
+                roost_strategy_config cfg;
+                roost_strategy_config_init(&cfg,
+                                           mi == 4 ? ROOST_STRATEGY_KRUM
+                                                   : ROOST_STRATEGY_MULTIKRUM);
+                cfg.byzantine_f = f;
+                size_t m = 1;
+                if (mi < 4) {
+                    cfg.multikrum_m = ms[mi];
+                    m = ms[mi] == 0 || ms[mi] > k - f ? k - f : ms[mi];
+                }
+                /* The m lowest scores, the earlier index among equals. */
+                bool taken[KMAX] = {false};
+                double want[N] = {0};
+                for (size_t r = 0; r < m; r++) {
+                    size_t best = k;
+                    for (size_t i = 0; i < k; i++)
+                        if (!taken[i] && (best == k || score[i] < score[best]))
+                            best = i;
+                    taken[best] = true;
+                    for (size_t c = 0; c < N; c++)
+                        want[c] += (double)u[best * N + c] / (double)m;
+                }
+                roost_strategy *s = make(&cfg, N);
+                float x[N] = {0};
+                roost_strategy_begin_round(s);
+                for (size_t i = 0; i < k; i++)
+                    add_ok(s, u + i * N, 1);
+                finish_ok(s, x);
+                for (size_t c = 0; c < N; c++)
+                    assert_near(x[c], want[c], FTOL);
+                roost_strategy_destroy(s);
+            }
+        }
+    }
+    roost_rng_destroy(rng);
 }
 
 static void
@@ -1390,6 +1489,7 @@ main(void)
         cmocka_unit_test(trimmed_mean_hand),
         cmocka_unit_test(krum_hand),
         cmocka_unit_test(krum_resists_colluding_byzantines),
+        cmocka_unit_test(krum_matches_brute_force),
         cmocka_unit_test(fedavg_streaming_equals_batch),
         cmocka_unit_test(weights_edge_cases),
         cmocka_unit_test(finish_is_all_or_nothing),
