@@ -400,7 +400,8 @@ heap_push(size_t *heap, size_t *n, const size_t *sizes, size_t c)
         i = parent;
     }
 }
-/* partition_dirichlet - Hsu et al. 2019: for each class, proportions over
+/* partition_dirichlet - the per-class form (Yurochkin et al. 2019; not Hsu
+ * et al.'s per-client label mixes): for each class, proportions over
  * clients ~ Dir(alpha); the class's (shuffled) examples are cut at the
  * rounded cumulative proportions. Then every client left empty takes one
  * example, drawn uniformly, from the currently largest client, so no

@@ -1,7 +1,8 @@
 /*
  * partition.h - split a labelled dataset among simulated clients: IID,
- * label shards (McMahan et al. 2017) and Dirichlet over labels (Hsu et al.
- * 2019). See docs/data.md.
+ * label shards (McMahan et al. 2017) and a per-class Dirichlet split
+ * (Yurochkin et al. 2019; Hsu et al. 2019 draw per-client mixes instead).
+ * See docs/data.md.
  *
  * A partition is decided by (spec, labels, num_clients, seed) alone. The
  * randomness is the INSECURE deterministic mode of common/rng.h keyed by
