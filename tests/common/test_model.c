@@ -333,6 +333,103 @@ loss_matches_definition(void **state)
     fixture_free(&f);
 }
 
+/*
+ * Logits around 1e7 (integers, exact in float; a float's spacing there is
+ * 1): the loss of each example is log(sum_k exp(z_k - max)) + (max - z_y),
+ * both terms small, so it must come out to float precision of those
+ * terms, not of the logits, and the gradient must be the finite softmax.
+ */
+static void
+softmax_large_logits(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f, "logreg", 1, 2, 2, 2);
+    memset(f.params, 0, f.np * sizeof(float));
+    const roost_param_info *bias = roost_model_layout(f.m, 1);
+    double s = 0.0;
+    for (size_t k = 0; k < 10; k++) {
+        f.params[bias->offset + k] = 1e7f - (float)k;
+        s += exp(-(double)k);
+    }
+    f.labels[0] = 0;
+    f.labels[1] = 9;
+    double l0 = log(s), l9 = log(s) + 9.0;
+    double loss, acc;
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, 2, f.grad, &loss),
+        ROOST_OK);
+    assert_near(loss, 0.5 * (l0 + l9), 1e-5);
+    /* The bias gradient is the mean over the batch of softmax - onehot. */
+    for (size_t k = 0; k < 10; k++) {
+        double p = exp(-(double)k) / s;
+        double want = p - 0.5 * ((k == 0) + (k == 9));
+        assert_near(f.grad[bias->offset + k], want, 1e-6);
+    }
+    assert_int_equal(
+        roost_model_evaluate(f.ws, f.params, f.x, f.labels, 2, &loss, &acc),
+        ROOST_OK);
+    assert_near(loss, 0.5 * (l0 + l9), 1e-5);
+    assert_near(acc, 0.5, 1e-12);
+    double norms[2], loss_sum;
+    assert_int_equal(roost_model_example_norms(f.ws, f.params, f.x, f.labels, 2,
+                                               norms, &loss_sum),
+                     ROOST_OK);
+    assert_near(loss_sum, l0 + l9, 1e-5);
+    fixture_free(&f);
+}
+
+/*
+ * Evaluation walks the data in chunks of the workspace's batch size: on a
+ * dataset whose size is not a multiple of it (the last chunk partial), the
+ * loss and accuracy must be the means over all examples, as computed one
+ * example at a time.
+ */
+static void
+evaluate_partial_last_chunk(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f, "conv:2x3,relu,maxpool:2,dense:3", 2, 5, 4, 7);
+    roost_workspace *small;
+    roost_errmsg em;
+    assert_int_equal(roost_workspace_create(&small, f.m, 3, &em), ROOST_OK);
+    double want_loss = 0.0;
+    size_t want_correct = 0;
+    for (size_t b = 0; b < f.batch; b++) {
+        double l;
+        assert_int_equal(roost_model_grad(f.ws, f.params, f.x + b * f.dim,
+                                          f.labels + b, 1, f.grad, &l),
+                         ROOST_OK);
+        want_loss += l;
+        want_correct += roost_workspace_correct(f.ws);
+    }
+    want_loss /= (double)f.batch;
+    double want_acc = (double)want_correct / (double)f.batch;
+    roost_workspace *wss[2] = {f.ws, small};
+    for (size_t k = 0; k < 2; k++) {
+        double loss, acc;
+        assert_int_equal(roost_model_evaluate(wss[k], f.params, f.x, f.labels,
+                                              f.batch, &loss, &acc),
+                         ROOST_OK);
+        assert_rel_near(loss, want_loss, 1e-5);
+        assert_near(acc, want_acc, 1e-12);
+    }
+    roost_workspace_destroy(small);
+    fixture_free(&f);
+}
+
+/* A maxpool that no conv feeds: first layer on a multi-channel input (read
+ * in place after the transpose), and after a standalone tanh. */
+static void
+gradcheck_standalone_pool(void **state)
+{
+    (void)state;
+    gradcheck("maxpool:2,dense:3", 2, 5, 4, 3);
+    gradcheck("conv:2x3,tanh,tanh,maxpool:3,dense:3", 1, 7, 6, 2);
+    gradcheck("tanh,maxpool:2,relu,dense:4,tanh,dense:3", 3, 4, 5, 2);
+}
+
 /* Per-example gradients, one example at a time with batch 1. */
 static float *
 per_example_grads(struct fixture *f)
@@ -861,6 +958,9 @@ main(void)
         cmocka_unit_test(bad_specs_are_refused),
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(loss_matches_definition),
+        cmocka_unit_test(softmax_large_logits),
+        cmocka_unit_test(evaluate_partial_last_chunk),
+        cmocka_unit_test(gradcheck_standalone_pool),
         cmocka_unit_test(gradcheck_dense_logreg),
         cmocka_unit_test(gradcheck_dense_relu),
         cmocka_unit_test(gradcheck_dense_tanh),
