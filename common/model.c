@@ -1160,7 +1160,11 @@ softmax_xent(roost_workspace *ws, const uint8_t *labels, size_t B, float scale)
             gb[k] = expf(zb[k] - mx);
             s += gb[k];
         }
-        loss += (double)(logf(s) + mx - zb[labels[b]]);
+        /* log(s) + (max - z_y) in double: summed in float, large logits
+         * (where a float's spacing exceeds the loss) would round the
+         * small log-sum term away. The difference of two floats is exact
+         * in double. */
+        loss += log((double)s) + ((double)mx - (double)zb[labels[b]]);
         float inv = scale / s;
         for (size_t k = 0; k < K; k++)
             gb[k] *= inv;

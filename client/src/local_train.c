@@ -39,11 +39,14 @@ struct roost_local_trainer {
     roost_local_result res;
     uint64_t steps_total;
     bool done;
+    /* Training loss summed over examples, and their count: this epoch's
+     * (plain) or the last epoch's worth of steps (DP). Summed per example,
+     * so that a partial last minibatch weighs each of its examples once. */
+    double loss_sum;
+    size_t loss_n;
     /* DP */
     roost_dpsgd *dp;
     uint64_t per_epoch;
-    double loss_sum;
-    size_t loss_n;
     size_t correct, seen; /* plain, built-in model: this epoch's accuracy */
     /* plain */
     roost_workspace *ws;
@@ -53,7 +56,6 @@ struct roost_local_trainer {
     float *x, *weights;
     uint8_t *y;
     double *norms;
-    size_t n_batches;
 };
 
 int
@@ -277,12 +279,12 @@ static int
 step_plain(roost_local_trainer *t, roost_errmsg *em)
 {
     if (t->pos >= t->n) {
-        if (t->n_batches > 0)
-            t->res.loss = t->loss_sum / (double)t->n_batches;
+        if (t->loss_n > 0)
+            t->res.loss = t->loss_sum / (double)t->loss_n;
         if (t->seen > 0)
             t->res.accuracy = (double)t->correct / (double)t->seen;
         t->loss_sum = 0;
-        t->n_batches = 0;
+        t->loss_n = 0;
         t->correct = t->seen = 0;
         for (size_t j = t->n - 1; j > 0; j--) {
             uint64_t r;
@@ -318,8 +320,8 @@ step_plain(roost_local_trainer *t, roost_errmsg *em)
     }
     if (rc != ROOST_OK)
         return roost_fail(em, rc, "local training step failed");
-    t->loss_sum += loss;
-    t->n_batches++;
+    t->loss_sum += loss * (double)b;
+    t->loss_n += b;
     if (t->src.model != NULL) {
         t->correct += roost_workspace_correct(t->ws);
         t->seen += b;
@@ -362,8 +364,8 @@ roost_local_trainer_step(roost_local_trainer *t, bool *done, roost_errmsg *em)
             t->res.loss =
                 t->loss_n ? t->loss_sum / (double)t->loss_n : (double)NAN;
             t->res.noise_draws = (uint64_t)roost_dpsgd_noise_draws(t->dp);
-        } else if (t->n_batches > 0) {
-            t->res.loss = t->loss_sum / (double)t->n_batches;
+        } else if (t->loss_n > 0) {
+            t->res.loss = t->loss_sum / (double)t->loss_n;
             if (t->seen > 0)
                 t->res.accuracy = (double)t->correct / (double)t->seen;
         }

@@ -45,7 +45,8 @@ typedef struct roost_local_plan_info {
 } roost_local_plan_info;
 
 typedef struct roost_local_result {
-    double loss;          /* mean training loss over the last epoch's steps */
+    double loss;          /* mean training loss per example over the last
+                             epoch's steps */
     double accuracy;      /* training accuracy over the same steps (before
                              each step's update); NaN when not measured
                              (DP, or an application's own trainer) */

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -289,6 +290,207 @@ pool_fusion_matches_unfused(void **state)
     }
 }
 
+/*
+ * An independent reference in double precision: a direct, loop-by-loop
+ * forward pass of a spec (PyTorch's conventions: cross-correlation with
+ * "same" zero padding, weights [out, in, k, k] and [out, in], flatten in
+ * C, H, W order, floor pooling), written without any of the engine's
+ * layouts, fusions or chunking. Returns example b's loss.
+ */
+#define REF_MAX 4096
+
+static double
+ref_example_loss(const char *spec, uint32_t c0, uint32_t h0, uint32_t w0,
+                 const double *p, const float *x, uint8_t label)
+{
+    static double bufa[REF_MAX], bufb[REF_MAX];
+    double *cur = bufa, *nxt = bufb;
+    size_t c = c0, h = h0, w = w0, off = 0;
+    assert_true(c * h * w <= REF_MAX);
+    for (size_t i = 0; i < c * h * w; i++)
+        cur[i] = (double)x[i];
+    const char *s = spec;
+    while (*s != '\0') {
+        unsigned a = 0, k = 0;
+        int used = 0;
+        if (sscanf(s, "dense:%u%n", &a, &used) == 1) {
+            size_t in = c * h * w;
+            assert_true(a <= REF_MAX);
+            for (size_t o = 0; o < a; o++) {
+                double z = p[off + a * in + o];
+                for (size_t j = 0; j < in; j++)
+                    z += p[off + o * in + j] * cur[j];
+                nxt[o] = z;
+            }
+            off += a * in + a;
+            c = a;
+            h = w = 1;
+        } else if (sscanf(s, "conv:%ux%u%n", &a, &k, &used) == 2) {
+            long r = (long)k / 2;
+            assert_true(a * h * w <= REF_MAX);
+            for (size_t o = 0; o < a; o++)
+                for (long y = 0; y < (long)h; y++)
+                    for (long xx = 0; xx < (long)w; xx++) {
+                        double z = p[off + a * c * k * k + o];
+                        for (size_t ci = 0; ci < c; ci++)
+                            for (long u = 0; u < (long)k; u++)
+                                for (long v = 0; v < (long)k; v++) {
+                                    long iy = y + u - r, ix = xx + v - r;
+                                    if (iy < 0 || ix < 0 || iy >= (long)h ||
+                                        ix >= (long)w)
+                                        continue;
+                                    z += p[off +
+                                           ((o * c + ci) * k + (size_t)u) * k +
+                                           (size_t)v] *
+                                         cur[(ci * h + (size_t)iy) * w +
+                                             (size_t)ix];
+                                }
+                        nxt[(o * h + (size_t)y) * w + (size_t)xx] = z;
+                    }
+            off += a * c * k * k + a;
+            c = a;
+        } else if (sscanf(s, "maxpool:%u%n", &k, &used) == 1) {
+            size_t oh = h / k, ow = w / k;
+            for (size_t ci = 0; ci < c; ci++)
+                for (size_t y = 0; y < oh; y++)
+                    for (size_t xx = 0; xx < ow; xx++) {
+                        double mx = -INFINITY;
+                        for (size_t u = 0; u < k; u++)
+                            for (size_t v = 0; v < k; v++)
+                                mx = fmax(
+                                    mx,
+                                    cur[(ci * h + y * k + u) * w + xx * k + v]);
+                        nxt[(ci * oh + y) * ow + xx] = mx;
+                    }
+            h = oh;
+            w = ow;
+        } else if (strncmp(s, "relu", 4) == 0) {
+            used = 4;
+            for (size_t i = 0; i < c * h * w; i++)
+                nxt[i] = cur[i] > 0.0 ? cur[i] : 0.0;
+        } else if (strncmp(s, "tanh", 4) == 0) {
+            used = 4;
+            for (size_t i = 0; i < c * h * w; i++)
+                nxt[i] = tanh(cur[i]);
+        } else {
+            fail_msg("reference: unknown layer at '%s'", s);
+        }
+        double *t = cur;
+        cur = nxt;
+        nxt = t;
+        s += used;
+        if (*s == ',')
+            s++;
+    }
+    size_t K = c * h * w;
+    double mx = cur[0], sum = 0.0;
+    for (size_t j = 1; j < K; j++)
+        mx = fmax(mx, cur[j]);
+    for (size_t j = 0; j < K; j++)
+        sum += exp(cur[j] - mx);
+    return log(sum) + mx - cur[label];
+}
+
+/*
+ * The engine's float gradients, batch mean and per example (their squared
+ * norms for DP clipping), against central differences of the double
+ * reference with a step of 1e-6: those are exact to about 1e-9, so the
+ * tolerance only has to cover float rounding in the engine, an order of
+ * magnitude or more below what the float finite-difference check above
+ * can resolve. The loss is compared too, which pins the layout conventions
+ * (a flipped kernel or a transposed flatten would change it).
+ */
+static void
+check_against_reference(const char *spec, uint32_t c, uint32_t h, uint32_t w,
+                        size_t batch)
+{
+    struct fixture f;
+    fixture_init(&f, spec, c, h, w, batch);
+    double *p = malloc(f.np * sizeof(double));
+    double *ref = calloc(batch * f.np, sizeof(double));
+    double *norms = calloc(batch, sizeof(double));
+    assert_non_null(p);
+    assert_non_null(ref);
+    assert_non_null(norms);
+    for (size_t j = 0; j < f.np; j++)
+        p[j] = (double)f.params[j];
+    double ref_loss = 0.0;
+    for (size_t b = 0; b < batch; b++)
+        ref_loss +=
+            ref_example_loss(spec, c, h, w, p, f.x + b * f.dim, f.labels[b]);
+    ref_loss /= (double)batch;
+    const double eps = 1e-6;
+    for (size_t j = 0; j < f.np; j++) {
+        double saved = p[j];
+        for (size_t b = 0; b < batch; b++) {
+            p[j] = saved + eps;
+            double lp = ref_example_loss(spec, c, h, w, p, f.x + b * f.dim,
+                                         f.labels[b]);
+            p[j] = saved - eps;
+            double lm = ref_example_loss(spec, c, h, w, p, f.x + b * f.dim,
+                                         f.labels[b]);
+            ref[b * f.np + j] = (lp - lm) / (2.0 * eps);
+        }
+        p[j] = saved;
+    }
+    double loss;
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, batch, f.grad, &loss),
+        ROOST_OK);
+    assert_rel_near(loss, ref_loss, 1e-6);
+    size_t bad = 0;
+    for (size_t j = 0; j < f.np; j++) {
+        double want = 0.0;
+        for (size_t b = 0; b < batch; b++)
+            want += ref[b * f.np + j];
+        want /= (double)batch;
+        double err = fabs((double)f.grad[j] - want);
+        if (err > 1e-5 + 1e-4 * fabs(want)) {
+            if (bad++ < 5)
+                print_message("%s: param %zu: engine %.9g reference %.9g\n",
+                              spec, j, (double)f.grad[j], want);
+        }
+    }
+    double loss_sum;
+    assert_int_equal(roost_model_example_norms(f.ws, f.params, f.x, f.labels,
+                                               batch, norms, &loss_sum),
+                     ROOST_OK);
+    assert_rel_near(loss_sum, ref_loss * (double)batch, 1e-6);
+    for (size_t b = 0; b < batch; b++) {
+        double want = 0.0;
+        for (size_t j = 0; j < f.np; j++)
+            want += ref[b * f.np + j] * ref[b * f.np + j];
+        if (fabs(norms[b] - want) > 1e-5 + 1e-4 * want) {
+            bad++;
+            print_message("%s: example %zu: norm^2 engine %.9g reference "
+                          "%.9g\n",
+                          spec, b, norms[b], want);
+        }
+    }
+    if (bad > 0)
+        fail_msg("%s: %zu mismatches against the double reference", spec, bad);
+    free(p);
+    free(ref);
+    free(norms);
+    fixture_free(&f);
+}
+
+static void
+gradients_match_double_reference(void **state)
+{
+    (void)state;
+    check_against_reference("dense:5", 2, 3, 3, 3);
+    check_against_reference("dense:6,relu,dense:5,tanh,dense:3", 1, 3, 4, 4);
+    check_against_reference("tanh,dense:4,relu,relu,dense:3", 2, 2, 3, 3);
+    /* conv + relu + 2x2 pool (fused), conv + tanh + 3x3 pool (fused, the
+     * general path), a standalone pool, pools that floor, multi-channel
+     * input (CBHW transpose), a kernel wider than the image. */
+    check_against_reference("conv:3x3,relu,maxpool:2,dense:4", 2, 6, 5, 3);
+    check_against_reference("conv:2x3,tanh,maxpool:3,conv:3x5,dense:3", 1, 7, 8,
+                            2);
+    check_against_reference("maxpool:2,conv:2x3,relu,dense:3", 3, 5, 6, 2);
+    check_against_reference("conv:2x5,conv:3x1,tanh,dense:2", 1, 3, 4, 3);
+}
 static void
 gradcheck_conv_tanh_output(void **state)
 {
@@ -331,6 +533,103 @@ loss_matches_definition(void **state)
     assert_int_equal(roost_workspace_correct(f.ws), 2);
     free(g);
     fixture_free(&f);
+}
+
+/*
+ * Logits around 1e7 (integers, exact in float; a float's spacing there is
+ * 1): the loss of each example is log(sum_k exp(z_k - max)) + (max - z_y),
+ * both terms small, so it must come out to float precision of those
+ * terms, not of the logits, and the gradient must be the finite softmax.
+ */
+static void
+softmax_large_logits(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f, "logreg", 1, 2, 2, 2);
+    memset(f.params, 0, f.np * sizeof(float));
+    const roost_param_info *bias = roost_model_layout(f.m, 1);
+    double s = 0.0;
+    for (size_t k = 0; k < 10; k++) {
+        f.params[bias->offset + k] = 1e7f - (float)k;
+        s += exp(-(double)k);
+    }
+    f.labels[0] = 0;
+    f.labels[1] = 9;
+    double l0 = log(s), l9 = log(s) + 9.0;
+    double loss, acc;
+    assert_int_equal(
+        roost_model_grad(f.ws, f.params, f.x, f.labels, 2, f.grad, &loss),
+        ROOST_OK);
+    assert_near(loss, 0.5 * (l0 + l9), 1e-5);
+    /* The bias gradient is the mean over the batch of softmax - onehot. */
+    for (size_t k = 0; k < 10; k++) {
+        double p = exp(-(double)k) / s;
+        double want = p - 0.5 * ((k == 0) + (k == 9));
+        assert_near(f.grad[bias->offset + k], want, 1e-6);
+    }
+    assert_int_equal(
+        roost_model_evaluate(f.ws, f.params, f.x, f.labels, 2, &loss, &acc),
+        ROOST_OK);
+    assert_near(loss, 0.5 * (l0 + l9), 1e-5);
+    assert_near(acc, 0.5, 1e-12);
+    double norms[2], loss_sum;
+    assert_int_equal(roost_model_example_norms(f.ws, f.params, f.x, f.labels, 2,
+                                               norms, &loss_sum),
+                     ROOST_OK);
+    assert_near(loss_sum, l0 + l9, 1e-5);
+    fixture_free(&f);
+}
+
+/*
+ * Evaluation walks the data in chunks of the workspace's batch size: on a
+ * dataset whose size is not a multiple of it (the last chunk partial), the
+ * loss and accuracy must be the means over all examples, as computed one
+ * example at a time.
+ */
+static void
+evaluate_partial_last_chunk(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f, "conv:2x3,relu,maxpool:2,dense:3", 2, 5, 4, 7);
+    roost_workspace *small;
+    roost_errmsg em;
+    assert_int_equal(roost_workspace_create(&small, f.m, 3, &em), ROOST_OK);
+    double want_loss = 0.0;
+    size_t want_correct = 0;
+    for (size_t b = 0; b < f.batch; b++) {
+        double l;
+        assert_int_equal(roost_model_grad(f.ws, f.params, f.x + b * f.dim,
+                                          f.labels + b, 1, f.grad, &l),
+                         ROOST_OK);
+        want_loss += l;
+        want_correct += roost_workspace_correct(f.ws);
+    }
+    want_loss /= (double)f.batch;
+    double want_acc = (double)want_correct / (double)f.batch;
+    roost_workspace *wss[2] = {f.ws, small};
+    for (size_t k = 0; k < 2; k++) {
+        double loss, acc;
+        assert_int_equal(roost_model_evaluate(wss[k], f.params, f.x, f.labels,
+                                              f.batch, &loss, &acc),
+                         ROOST_OK);
+        assert_rel_near(loss, want_loss, 1e-5);
+        assert_near(acc, want_acc, 1e-12);
+    }
+    roost_workspace_destroy(small);
+    fixture_free(&f);
+}
+
+/* A maxpool that no conv feeds: first layer on a multi-channel input (read
+ * in place after the transpose), and after a standalone tanh. */
+static void
+gradcheck_standalone_pool(void **state)
+{
+    (void)state;
+    gradcheck("maxpool:2,dense:3", 2, 5, 4, 3);
+    gradcheck("conv:2x3,tanh,tanh,maxpool:3,dense:3", 1, 7, 6, 2);
+    gradcheck("tanh,maxpool:2,relu,dense:4,tanh,dense:3", 3, 4, 5, 2);
 }
 
 /* Per-example gradients, one example at a time with batch 1. */
@@ -695,6 +994,40 @@ sgd_matches_reference(void **state)
     assert_int_equal(roost_sgd_create(&opt, NULL, 2, &cfg, NULL), ROOST_EINVAL);
 }
 
+/* Plain SGD, momentum alone and weight decay alone take their own loops
+ * in sgd.c: each against the PyTorch formula in double, over steps with
+ * changing gradients (a velocity that ignored the new gradient or the old
+ * velocity would drift from the reference by the second step). */
+static void
+sgd_variants_match_reference(void **state)
+{
+    (void)state;
+    const roost_sgd_config cfgs[] = {
+        {.lr = 0.1f},
+        {.lr = 0.1f, .momentum = 0.9f},
+        {.lr = 0.1f, .weight_decay = 0.05f},
+        {.lr = 0.1f, .prox_mu = 0.3f},
+    };
+    for (size_t c = 0; c < sizeof(cfgs) / sizeof(cfgs[0]); c++) {
+        roost_sgd *opt;
+        assert_int_equal(roost_sgd_create(&opt, NULL, 3, &cfgs[c], NULL),
+                         ROOST_OK);
+        float w[3] = {1.0f, -2.0f, 0.5f}, w0[3] = {0.5f, 0.0f, -1.0f};
+        double rw[3] = {1.0, -2.0, 0.5}, rv[3] = {0.0, 0.0, 0.0};
+        for (int step = 0; step < 4; step++) {
+            float g[3] = {0.3f * (float)(step + 1), -0.4f, 0.1f * (float)step};
+            assert_int_equal(roost_sgd_step(opt, w, g, w0), ROOST_OK);
+            for (int i = 0; i < 3; i++) {
+                double d = (double)g[i] + (double)cfgs[c].weight_decay * rw[i] +
+                           (double)cfgs[c].prox_mu * (rw[i] - (double)w0[i]);
+                rv[i] = (double)cfgs[c].momentum * rv[i] + d;
+                rw[i] -= (double)cfgs[c].lr * rv[i];
+                assert_near(w[i], rw[i], 1e-5);
+            }
+        }
+        roost_sgd_destroy(opt);
+    }
+}
 /* Three fused steps (roost_model_sgd_step) must land where three
  * roost_model_grad + roost_sgd_step steps land. */
 static void
@@ -861,6 +1194,10 @@ main(void)
         cmocka_unit_test(bad_specs_are_refused),
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(loss_matches_definition),
+        cmocka_unit_test(softmax_large_logits),
+        cmocka_unit_test(evaluate_partial_last_chunk),
+        cmocka_unit_test(gradcheck_standalone_pool),
+        cmocka_unit_test(gradients_match_double_reference),
         cmocka_unit_test(gradcheck_dense_logreg),
         cmocka_unit_test(gradcheck_dense_relu),
         cmocka_unit_test(gradcheck_dense_tanh),
@@ -877,6 +1214,7 @@ main(void)
         cmocka_unit_test(per_example_conv),
         cmocka_unit_test(per_example_conv_chunked),
         cmocka_unit_test(sgd_matches_reference),
+        cmocka_unit_test(sgd_variants_match_reference),
         cmocka_unit_test(sgd_range_steps_equal_whole_step),
         cmocka_unit_test(fused_step_matches_grad_then_sgd),
         cmocka_unit_test(training_reduces_loss),
