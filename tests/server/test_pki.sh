@@ -10,6 +10,16 @@ roost=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/openssl_ca.sh"
+# refused WHAT PATTERN LEFTOVER CMD...: CMD fails, its message matches
+# PATTERN, and it leaves no LEFTOVER file.
+refused() {
+    what=$1 pattern=$2 leftover=$3
+    shift 3
+    if "$@" 2>"$dir/err"; then fail "$what"; fi
+    grep -q "$pattern" "$dir/err" || fail "$what: message: $(cat "$dir/err")"
+    [ ! -e "$leftover" ] || fail "$what: $leftover left behind"
+}
 mode() { stat -c %a "$1"; }
 
 # init
@@ -150,12 +160,9 @@ for spec in "rsa:1024" "dsa"; do
             -keyout "$dir/weak-rsa.key" -out "$dir/weak.csr" 2>/dev/null ||
             fail "RSA request"
     fi
-    if "$roost" pki sign --ca-dir "$dir/ca" --csr "$dir/weak.csr" \
-        --out "$dir/weak.crt" 2>"$dir/err"; then
-        fail "a $spec key was certified"
-    fi
-    grep -q "key" "$dir/err" || fail "weak key message: $(cat "$dir/err")"
-    [ ! -e "$dir/weak.crt" ] || fail "weak.crt written"
+    refused "a $spec key was certified" "key" "$dir/weak.crt" \
+        "$roost" pki sign --ca-dir "$dir/ca" --csr "$dir/weak.csr" \
+        --out "$dir/weak.crt"
 done
 # An RSA 2048 request is fine.
 openssl req -new -newkey rsa:2048 -nodes -subj /CN=rsa-ok \
@@ -165,21 +172,8 @@ openssl req -new -newkey rsa:2048 -nodes -subj /CN=rsa-ok \
 
 # An expired CA certificate (same key, made with openssl ca -selfsign)
 # issues nothing: every certificate it signed would fail verification.
-mkdir "$dir/old" "$dir/oldca"
-: >"$dir/old/index.txt"
-echo 1000 >"$dir/old/serial"
-cat >"$dir/old/ca.cnf" <<EOF
-[ca]
-default_ca = d
-[d]
-database = $dir/old/index.txt
-new_certs_dir = $dir/old
-serial = $dir/old/serial
-default_md = sha256
-policy = p
-[p]
-commonName = supplied
-EOF
+openssl_ca_dir "$dir/old"
+mkdir "$dir/oldca"
 printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' \
     >"$dir/old/ext"
 cp "$dir/ca/ca.key" "$dir/ca/ca.crl" "$dir/oldca/"
@@ -189,18 +183,13 @@ openssl req -new -key "$dir/oldca/ca.key" -subj "/CN=Old CA" -out "$dir/old/csr"
         -startdate 20200101000000Z -enddate 20210101000000Z \
         -extfile "$dir/old/ext" -out "$dir/oldca/ca.crt" >/dev/null 2>&1 ||
     fail "expired CA certificate"
-if "$roost" pki sign --ca-dir "$dir/oldca" --csr "$dir/dev.csr" \
-    --out "$dir/old-dev.crt" 2>"$dir/err"; then
-    fail "an expired CA signed a request"
-fi
-grep -q "expired" "$dir/err" || fail "expired CA message: $(cat "$dir/err")"
-[ ! -e "$dir/old-dev.crt" ] || fail "old-dev.crt written"
-if "$roost" pki server --ca-dir "$dir/oldca" --name localhost \
-    --out "$dir/old-server" 2>"$dir/err"; then
-    fail "an expired CA issued a server certificate"
-fi
-grep -q "expired" "$dir/err" || fail "expired CA message: $(cat "$dir/err")"
-[ ! -e "$dir/old-server.key" ] || fail "old-server.key left behind"
+refused "an expired CA signed a request" "expired" "$dir/old-dev.crt" \
+    "$roost" pki sign --ca-dir "$dir/oldca" --csr "$dir/dev.csr" \
+    --out "$dir/old-dev.crt"
+refused "an expired CA issued a server certificate" "expired" \
+    "$dir/old-server.key" \
+    "$roost" pki server --ca-dir "$dir/oldca" --name localhost \
+    --out "$dir/old-server"
 
 "$roost" pki frobnicate 2>/dev/null && fail "unknown subcommand"
 "$roost" pki init --help | grep -q "usage: roost pki init" || fail "init --help"

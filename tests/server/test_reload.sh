@@ -25,6 +25,7 @@
 set -u
 roost=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/openssl_ca.sh"
 work=$(mktemp -d)
 pid=
 hold=
@@ -299,21 +300,7 @@ fi
 # --- a certificate that expires while its session is open --------------
 # The handshake checks the validity period once; sessions stay open across
 # rounds, so the daemon closes a session when its certificate expires.
-mkdir oca2
-: >oca2/index.txt
-echo 1000 >oca2/serial
-cat >oca2/ca.cnf <<EOF
-[ca]
-default_ca = d
-[d]
-database = $work/oca2/index.txt
-new_certs_dir = $work/oca2
-serial = $work/oca2/serial
-default_md = sha256
-policy = p
-[p]
-commonName = supplied
-EOF
+openssl_ca_dir oca2
 if "$roost" pki request --cn dev5 --out dev5 >/dev/null &&
     openssl ca -config oca2/ca.cnf -batch -notext -in dev5.csr \
         -cert ca/ca.crt -keyfile ca/ca.key -startdate 20200101000000Z \
@@ -412,17 +399,7 @@ expect_text "the old CA restored" "0 whose CA is no longer trusted" serve.log
 # --- an expired CRL ---------------------------------------------------
 # openssl ca writes a CRL with a nextUpdate in the past (roost pki never
 # does), with no entries.
-mkdir oca
-: >oca/index.txt
-cat >oca/ca.cnf <<EOF
-[ca]
-default_ca = d
-[d]
-database = $work/oca/index.txt
-crlnumber = $work/oca/crlnumber
-default_md = sha256
-EOF
-echo 01 >oca/crlnumber
+openssl_ca_dir oca
 if openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
     -crl_lastupdate 20000101000000Z -crl_nextupdate 20000102000000Z \
     -out ca/ca.crl >"$out" 2>&1; then
