@@ -301,6 +301,18 @@ load_crl(X509_STORE *store, const char *path, const char *ca_path,
     return ROOST_OK;
 }
 
+/* t as seconds since the epoch, given the current time now: t's distance
+ * from now (ASN1_TIME_diff, which avoids timegm, not POSIX) added to it. */
+static bool
+asn1_seconds(const ASN1_TIME *t, time_t now, int64_t *out)
+{
+    int days = 0, secs = 0;
+    if (ASN1_TIME_diff(&days, &secs, NULL, t) != 1)
+        return false;
+    *out = (int64_t)now + (int64_t)days * 86400 + secs;
+    return true;
+}
+
 int
 roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
 {
@@ -323,24 +335,21 @@ roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
         out->n_crls++;
         STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
         out->n_revoked += rev != NULL ? (size_t)sk_X509_REVOKED_num(rev) : 0;
-        /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
-        int days = 0, secs = 0;
-        if (ASN1_TIME_diff(&days, &secs, NULL, X509_CRL_get0_lastUpdate(crl)) !=
-            1) {
+        int64_t last;
+        if (!asn1_seconds(X509_CRL_get0_lastUpdate(crl), now, &last)) {
             rc = ROOST_ECRYPTO;
             continue;
         }
-        int64_t last = (int64_t)now + (int64_t)days * 86400 + secs;
         if (last > out->last_update)
             out->last_update = last;
         const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
         if (next == NULL)
             continue;
-        if (ASN1_TIME_diff(&days, &secs, NULL, next) != 1) {
+        int64_t t;
+        if (!asn1_seconds(next, now, &t)) {
             rc = ROOST_ECRYPTO;
             continue;
         }
-        int64_t t = (int64_t)now + (int64_t)days * 86400 + secs;
         if (t < out->next_update)
             out->next_update = t;
     }
@@ -823,11 +832,8 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
     BN_free(bn);
     out->issuer_hash =
         X509_NAME_hash_ex(X509_get_issuer_name(cert), NULL, NULL, NULL);
-    /* ASN1_TIME_diff avoids timegm (not POSIX): seconds from now. */
-    int days = 0, secs = 0;
-    out->not_after = INT64_MAX;
-    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)) == 1)
-        out->not_after = (int64_t)time(NULL) + (int64_t)days * 86400 + secs;
+    if (!asn1_seconds(X509_get0_notAfter(cert), time(NULL), &out->not_after))
+        out->not_after = INT64_MAX;
     /* The verified chain ends at the trust anchor, a CA certificate of
      * the context's CA file. */
     memset(out->anchor_key, 0, sizeof(out->anchor_key));
