@@ -534,6 +534,32 @@ tls_load(struct serve *sv, roost_tls_ctx **out, roost_errmsg *em)
     return ROOST_OK;
 }
 
+/* Closing a session fires CLOSED synchronously, which removes its peer
+ * from the table a caller is walking: the sessions to close are collected
+ * first, into room for every open peer (NULL when there are none), and
+ * closed by close_doomed. */
+static uint64_t *
+doomed_buffer(const struct serve *sv)
+{
+    if (sv->n_peers == 0)
+        return NULL;
+    uint64_t *doomed = malloc(sv->n_peers * sizeof(*doomed));
+    if (doomed == NULL) {
+        fprintf(stderr, "roost serve: out of memory\n");
+        abort();
+    }
+    return doomed;
+}
+
+static void
+close_doomed(struct serve *sv, uint64_t *doomed, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        roost_channel_close(sv->ch, doomed[i]);
+    free(doomed);
+    drain_closed(sv);
+}
+
 /* SIGHUP: rebuild the context, install it, close revoked sessions. */
 static void
 tls_reload(struct serve *sv)
@@ -560,14 +586,7 @@ tls_reload(struct serve *sv)
     sv->tls = fresh;
     sv->crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
 
-    /* Closing fires CLOSED synchronously, which removes the peer from the
-     * table being walked: collect the sessions first. */
-    uint64_t *doomed = NULL;
-    if (sv->n_peers > 0 &&
-        (doomed = malloc(sv->n_peers * sizeof(*doomed))) == NULL) {
-        fprintf(stderr, "roost serve: out of memory\n");
-        abort();
-    }
+    uint64_t *doomed = doomed_buffer(sv);
     size_t n_doomed = 0, n_unknown = 0, n_untrusted = 0;
     for (size_t i = 0; i < sv->n_peers; i++) {
         const struct open_peer *p = &sv->peers[i];
@@ -594,10 +613,7 @@ tls_reload(struct serve *sv)
         n_unknown += unknown;
         n_untrusted += untrusted;
     }
-    for (size_t i = 0; i < n_doomed; i++)
-        roost_channel_close(sv->ch, doomed[i]);
-    free(doomed);
-    drain_closed(sv);
+    close_doomed(sv, doomed, n_doomed);
     size_t n_revoked = n_doomed - n_unknown - n_untrusted;
     roost_log(&sv->log, ROOST_LOG_INFO,
               "SIGHUP: TLS files reloaded; new handshakes use them; %zu open "
@@ -617,7 +633,7 @@ close_expired(struct serve *sv)
 {
     int64_t now_s = now_ms() / 1000;
     int64_t next_s = INT64_MAX / 1000;
-    uint64_t *doomed = NULL;
+    uint64_t *doomed = doomed_buffer(sv);
     size_t n_doomed = 0;
     for (size_t i = 0; i < sv->n_peers; i++) {
         const roost_tls_identity *id = &sv->peers[i].id;
@@ -625,13 +641,6 @@ close_expired(struct serve *sv)
             if (id->not_after < next_s)
                 next_s = id->not_after;
             continue;
-        }
-        if (doomed == NULL) {
-            doomed = malloc(sv->n_peers * sizeof(*doomed));
-            if (doomed == NULL) {
-                fprintf(stderr, "roost serve: out of memory\n");
-                abort();
-            }
         }
         char when[40];
         format_utc(id->not_after, when, sizeof(when));
@@ -642,10 +651,7 @@ close_expired(struct serve *sv)
         doomed[n_doomed++] = sv->peers[i].session;
     }
     sv->expiry_ms = next_s * 1000;
-    for (size_t i = 0; i < n_doomed; i++)
-        roost_channel_close(sv->ch, doomed[i]);
-    free(doomed);
-    drain_closed(sv);
+    close_doomed(sv, doomed, n_doomed);
 }
 
 /* ---------------------------------------------------------------------
