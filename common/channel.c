@@ -441,6 +441,17 @@ session_free(roost_channel *ch, session *s)
     roost_alloc_free(ch->alloc, s);
 }
 
+int
+roost_backoff_step(roost_rng *rng, int *backoff_ms, int max_ms)
+{
+    uint64_t r = 0;
+    int half = *backoff_ms / 2;
+    if (half > 0 && roost_rng_below(rng, (uint64_t)half + 1, &r) != 0)
+        r = (uint64_t)half;
+    *backoff_ms = *backoff_ms > max_ms / 2 ? max_ms : *backoff_ms * 2;
+    return half + (int)r;
+}
+
 static void
 connector_schedule(roost_channel *ch, int64_t now)
 {
@@ -448,20 +459,12 @@ connector_schedule(roost_channel *ch, int64_t now)
         zmq_disconnect(ch->sock, ch->endpoint);
         ch->zmq_connected = false;
     }
-    /* "Equal jitter": half the backoff fixed, half uniform, so a fleet of
-     * clients cut off together does not come back in lockstep. */
-    uint64_t r = 0;
-    int half = ch->backoff_ms / 2;
-    if (half > 0 && roost_rng_below(ch->rng, (uint64_t)half + 1, &r) != 0)
-        r = (uint64_t)half;
-    int delay = half + (int)r;
+    int delay =
+        roost_backoff_step(ch->rng, &ch->backoff_ms, ch->cfg.reconnect_max_ms);
     ch->connect_at_ms = now + delay;
     ch->connect_deadline_ms = 0;
     roost_log(&ch->cfg.logger, ROOST_LOG_INFO,
               "channel: reconnecting to %s in %d ms", ch->endpoint, delay);
-    ch->backoff_ms = ch->backoff_ms > ch->cfg.reconnect_max_ms / 2
-                         ? ch->cfg.reconnect_max_ms
-                         : ch->backoff_ms * 2;
 }
 
 /* Disconnect and free closing sessions whose linger passed. */

@@ -40,6 +40,7 @@
 #define ROOST_COMMON_CHANNEL_H
 
 #include "common/log.h"
+#include "common/rng.h"
 #include "common/tls.h"
 
 #include <stdbool.h>
@@ -125,6 +126,16 @@ int roost_channel_endpoint(roost_channel *ch, char *buf, size_t cap);
  * roost_channel_poll; OPENED fires for each established session. */
 int roost_channel_connect(roost_channel *ch, const char *endpoint,
                           const char *server_name);
+
+/*
+ * roost_backoff_step - the delay before the next attempt under exponential
+ * backoff with "equal jitter" (half of *backoff_ms fixed, half uniform
+ * from rng, so a fleet of clients cut off together does not come back in
+ * lockstep), then double *backoff_ms, at most max_ms. The channel's
+ * reconnects use it; so does a client that ends a session for its own
+ * reasons (the channel only remakes sessions the peer or network ended).
+ */
+int roost_backoff_step(roost_rng *rng, int *backoff_ms, int max_ms);
 
 /*
  * roost_channel_poll - wait up to timeout_ms (0: do not wait; < 0: until

@@ -556,23 +556,18 @@ set_fatal(roost_client *c, int rc, const char *why)
  * error, or sent something that is not a valid message) and connect again
  * later, as after a network loss. The channel remakes only sessions the
  * peer or the network ended, not one closed locally, so the client
- * schedules the reconnect itself, with the same exponential backoff and
- * "equal jitter" (half fixed, half uniform), so that a coordinator that
- * keeps refusing is not hammered.
+ * schedules the reconnect itself, by the channel's rule
+ * (roost_backoff_step) but on its own backoff: the channel resets its
+ * backoff at every session opened, this one only once a message is
+ * handled, so that a coordinator that keeps refusing is not hammered.
  */
 static void
 drop_session(roost_client *c, uint64_t session)
 {
     roost_channel_close(c->ch, session);
-    int half = c->reconnect_ms / 2;
-    uint64_t jitter = 0;
-    if (half > 0 &&
-        roost_rng_below(c->rng, (uint64_t)half + 1, &jitter) != ROOST_OK)
-        jitter = (uint64_t)half;
-    c->reconnect_at_ms = mono_ms() + half + (int64_t)jitter;
-    c->reconnect_ms = c->reconnect_ms > c->cfg.reconnect_max_ms / 2
-                          ? c->cfg.reconnect_max_ms
-                          : c->reconnect_ms * 2;
+    c->reconnect_at_ms =
+        mono_ms() +
+        roost_backoff_step(c->rng, &c->reconnect_ms, c->cfg.reconnect_max_ms);
 }
 
 /*
