@@ -114,3 +114,13 @@ roost_cli_number(char *out, size_t cap, double v)
     else
         snprintf(out, cap, "-");
 }
+
+const char *
+roost_cli_json_number(char *out, size_t cap, double v, int decimals)
+{
+    if (isfinite(v))
+        snprintf(out, cap, "%.*f", decimals, v);
+    else
+        snprintf(out, cap, "null");
+    return out;
+}

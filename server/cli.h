@@ -43,6 +43,15 @@ void roost_cli_log_stderr(void *arg, int level, const char *message);
  * (a figure that was not measured). */
 void roost_cli_number(char *out, size_t cap, double v);
 
+/* v as a JSON number with `decimals` digits after the point, or null when
+ * it is NaN or infinite (which printf writes as "nan"/"inf", no JSON
+ * parser reads, and which means "not measured"). %f of a large finite
+ * double takes over 300 characters: out needs ROOST_CLI_JSON_NUMBER_CAP
+ * bytes, since a cut number would be another, wrong one. Returns out. */
+#define ROOST_CLI_JSON_NUMBER_CAP 400
+const char *roost_cli_json_number(char *out, size_t cap, double v,
+                                  int decimals);
+
 /* Parse helpers: on failure they print "roost CMD: FLAG: reason" to stderr
  * and return false. None accepts leading white space; parse_u64 accepts
  * digits only (no sign); parse_double refuses NaN, infinities and values

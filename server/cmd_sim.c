@@ -954,20 +954,6 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
 
 /* ------------------------------------------------------------ progress */
 
-/* v as a JSON number with six decimals, or null when it was not measured
- * (NaN or infinite). %f of a large finite double (a diverging loss) takes
- * over 300 characters: the buffers are sized for it, since a cut number
- * would be a different, wrong one. */
-#define SIM_JSON_NUMBER_CAP 400
-static void
-json_number(char *out, size_t cap, double v)
-{
-    if (isfinite(v))
-        snprintf(out, cap, "%.6f", v);
-    else
-        snprintf(out, cap, "null");
-}
-
 /* Erase the progress bar, so that a line printed next starts at the left
  * edge of an empty line. */
 static void
@@ -1033,9 +1019,9 @@ on_eval_round(struct sim *s, const roost_coord_round_summary *r)
 {
     double secs = round_seconds(s, now_ms());
     if (s->a.json) {
-        char acc[SIM_JSON_NUMBER_CAP], loss[SIM_JSON_NUMBER_CAP];
-        json_number(acc, sizeof(acc), r->fed_eval_accuracy);
-        json_number(loss, sizeof(loss), r->fed_eval_loss);
+        char acc[ROOST_CLI_JSON_NUMBER_CAP], loss[ROOST_CLI_JSON_NUMBER_CAP];
+        roost_cli_json_number(acc, sizeof(acc), r->fed_eval_accuracy, 6);
+        roost_cli_json_number(loss, sizeof(loss), r->fed_eval_loss, 6);
         printf("{\"round\":%" PRId64 ",\"kind\":\"eval\","
                "\"committed\":%s,\"fed_accuracy\":%s,\"fed_loss\":%s,"
                "\"clients\":%u,\"selected\":%u,\"examples\":%" PRIu64
@@ -1087,9 +1073,9 @@ on_round(void *arg, const roost_coord_round_summary *r)
     double secs = round_seconds(s, now);
     if (s->a.json) {
         /* A failed round has no new model to evaluate: null. */
-        char acc[SIM_JSON_NUMBER_CAP], loss[SIM_JSON_NUMBER_CAP];
-        json_number(acc, sizeof(acc), r->eval_accuracy);
-        json_number(loss, sizeof(loss), r->eval_loss);
+        char acc[ROOST_CLI_JSON_NUMBER_CAP], loss[ROOST_CLI_JSON_NUMBER_CAP];
+        roost_cli_json_number(acc, sizeof(acc), r->eval_accuracy, 6);
+        roost_cli_json_number(loss, sizeof(loss), r->eval_loss, 6);
         printf("{\"round\":%" PRId64 ",\"committed\":%s,\"accuracy\":%s,"
                "\"loss\":%s,",
                r->round_id, r->committed ? "true" : "false", acc, loss);
@@ -1603,9 +1589,9 @@ final_evaluation(struct sim *s)
         return;
     s->last_committed_evaluated = true;
     if (s->a.json) {
-        char a[SIM_JSON_NUMBER_CAP], l[SIM_JSON_NUMBER_CAP];
-        json_number(a, sizeof(a), acc);
-        json_number(l, sizeof(l), loss);
+        char a[ROOST_CLI_JSON_NUMBER_CAP], l[ROOST_CLI_JSON_NUMBER_CAP];
+        roost_cli_json_number(a, sizeof(a), acc, 6);
+        roost_cli_json_number(l, sizeof(l), loss, 6);
         printf("{\"round\":%" PRId64 ",\"kind\":\"final\",\"accuracy\":%s,"
                "\"loss\":%s}\n",
                s->last_committed_id, a, l);

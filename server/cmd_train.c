@@ -249,21 +249,6 @@ fail_rc(const char *what, int rc, const roost_errmsg *em)
     return ROOST_EXIT_FAIL;
 }
 
-#define JSON_NUMBER_CAP 400
-
-/* v as a JSON number with `decimals` digits after the point, or null: a
- * diverged run's loss is NaN or infinite, which printf would write as
- * "nan" or "inf", and no JSON parser reads those. */
-static const char *
-json_number(char *out, size_t cap, double v, int decimals)
-{
-    if (isfinite(v))
-        snprintf(out, cap, "%.*f", decimals, v);
-    else
-        snprintf(out, cap, "null");
-    return out;
-}
-
 /* One epoch line or JSON object. eps < 0: not a DP run. */
 static void
 print_epoch(const struct train_args *a, long epoch, double loss,
@@ -271,16 +256,14 @@ print_epoch(const struct train_args *a, long epoch, double loss,
             double eps, double delta)
 {
     if (a->json) {
-        /* %f of a large finite double needs over 300 characters; a
-         * shorter buffer would cut the number and print a wrong one. */
-        char n[4][JSON_NUMBER_CAP];
+        char n[4][ROOST_CLI_JSON_NUMBER_CAP];
         printf("{\"epoch\":%ld,\"loss\":%s,\"test_loss\":%s,"
                "\"accuracy\":%s,\"samples_per_s\":%s,"
                "\"train_seconds\":%.3f,\"lr\":%g",
-               epoch, json_number(n[0], sizeof(n[0]), loss, 6),
-               json_number(n[1], sizeof(n[1]), test_loss, 6),
-               json_number(n[2], sizeof(n[2]), acc, 6),
-               json_number(n[3], sizeof(n[3]), sps, 1), secs, lr);
+               epoch, roost_cli_json_number(n[0], sizeof(n[0]), loss, 6),
+               roost_cli_json_number(n[1], sizeof(n[1]), test_loss, 6),
+               roost_cli_json_number(n[2], sizeof(n[2]), acc, 6),
+               roost_cli_json_number(n[3], sizeof(n[3]), sps, 1), secs, lr);
         if (eps >= 0.0) {
             char d[32];
             if (isfinite(delta))
@@ -288,7 +271,7 @@ print_epoch(const struct train_args *a, long epoch, double loss,
             else
                 snprintf(d, sizeof(d), "null");
             printf(",\"epsilon\":%s,\"delta\":%s,\"insecure_rng\":%s",
-                   json_number(n[0], sizeof(n[0]), eps, 6), d,
+                   roost_cli_json_number(n[0], sizeof(n[0]), eps, 6), d,
                    a->have_seed ? "true" : "false");
         }
         printf("}\n");
