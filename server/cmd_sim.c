@@ -456,20 +456,53 @@ vclient_connect(struct sim *s, struct vclient *vc, int64_t now)
 }
 
 /* SIGINT/SIGTERM: the main loop stops at its next turn (every wait in
- * it is bounded to a few ms), and the run ends through the normal
- * teardown, which removes --tls's throw-away PKI (its CA key included)
- * and leaves the record as of the last committed round. The handler is
- * installed as soon as the flags are read: a signal during the setup
- * (loading the data, making hundreds of certificates) must not kill the
- * process with the PKI's private keys left behind; the setup checks the
- * flag between its steps. */
+ * it is bounded to a few ms), the local training running on the workers
+ * stops at its next batch (the flag is their cancel flag), and the run
+ * ends through the normal teardown, which leaves the record as of the
+ * last committed round. The handler is installed as soon as the flags are
+ * read: a signal during the setup (loading the data, making hundreds of
+ * certificates) must not kill the process with --tls's private keys left
+ * behind; the setup checks the flag between its steps, and removes the
+ * throw-away PKI as soon as every key is loaded.
+ *
+ * A second signal, once no key is on disk, stops the process at once by
+ * the signal's default action: what is left undone then is only the
+ * open round's note in the record (roost status lists that round as
+ * open), and the committed rounds are already durable. While keys are on
+ * disk a second signal waits for the setup to remove them. */
 static volatile sig_atomic_t sim_interrupted;
+static volatile sig_atomic_t sim_keys_on_disk;
+
+/* roost_local_train's cancel flag is a const volatile int *. */
+_Static_assert(_Generic((sig_atomic_t)0, int : 1, default : 0),
+               "sig_atomic_t must be int to serve as the cancel flag");
+
+static void
+sim_say(const char *msg)
+{
+    /* write(2) is async-signal-safe; stdio is not. A failed write has
+     * nowhere else to go. */
+    ssize_t n = write(STDERR_FILENO, msg, strlen(msg));
+    (void)n;
+}
 
 static void
 on_sim_signal(int sig)
 {
-    (void)sig;
-    sim_interrupted = 1;
+    if (!sim_interrupted) {
+        sim_interrupted = 1;
+        sim_say("\nroost sim: stopping after the running jobs cancel "
+                "(signal again to stop at once)\n");
+        return;
+    }
+    if (sim_keys_on_disk) {
+        sim_say("roost sim: removing --tls's keys first\n");
+        return;
+    }
+    sim_say("roost sim: stopping now; the record keeps the committed "
+            "rounds (the open round stays listed as open)\n");
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 /* ------------------------------------------------ --tls: real transport */
@@ -592,8 +625,37 @@ tls_client_event(void *arg, const roost_channel_event *ev)
     }
 }
 
+/* Remove --tls's throw-away PKI: every file in it is ours, and it has no
+ * subdirectories. Removed file by file rather than through a shell, since
+ * $TMPDIR may hold any character. Runs as soon as every TLS context has
+ * loaded its certificate and key (nothing reads the files after that),
+ * so the keys stay on disk only during the setup, and again at the
+ * teardown in case the setup failed half-way. */
+static void
+pki_remove(struct sim *s)
+{
+    if (s->pki_dir[0] == '\0')
+        return;
+    DIR *dir = opendir(s->pki_dir);
+    struct dirent *de;
+    char path[SIM_PKI_PATH_CAP + 256];
+    while (dir != NULL && (de = readdir(dir)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", s->pki_dir, de->d_name);
+        unlink(path);
+    }
+    if (dir != NULL)
+        closedir(dir);
+    if (rmdir(s->pki_dir) != 0)
+        fprintf(stderr, "roost sim: could not remove %s\n", s->pki_dir);
+    else
+        sim_keys_on_disk = 0;
+    s->pki_dir[0] = '\0';
+}
+
 /* A CA, a server certificate for localhost and one client certificate per
- * virtual client, in a temporary directory removed at the end. */
+ * virtual client, in a temporary directory removed once they are loaded. */
 static int
 tls_setup(struct sim *s)
 {
@@ -607,8 +669,10 @@ tls_setup(struct sim *s)
         strlen(tmp) > SIM_PKI_DIR_CAP - sizeof("/roost-sim-pki-XXXXXX"))
         tmp = "/tmp";
     snprintf(s->pki_dir, sizeof(s->pki_dir), "%s/roost-sim-pki-XXXXXX", tmp);
+    sim_keys_on_disk = 1;
     if (mkdtemp(s->pki_dir) == NULL) {
         s->pki_dir[0] = '\0';
+        sim_keys_on_disk = 0;
         fprintf(stderr, "roost sim: --tls: cannot make a temporary dir\n");
         return ROOST_EIO;
     }
@@ -675,6 +739,7 @@ tls_setup(struct sim *s)
         if (rc == ROOST_OK)
             rc = roost_channel_connect(vc->ch, endpoint, "localhost");
     }
+    pki_remove(s);
     if (rc != ROOST_OK)
         fprintf(stderr, "roost sim: --tls: %s\n", em.text);
     else if (!s->a.json && !s->a.quiet)
@@ -696,24 +761,7 @@ tls_teardown(struct sim *s)
     roost_tls_ctx_destroy(s->server_tls);
     if (s->zctx != NULL)
         zmq_ctx_term(s->zctx);
-    if (s->pki_dir[0] != '\0') {
-        /* Remove the throw-away PKI: every file in it is ours, and it has
-         * no subdirectories. Removed file by file rather than through a
-         * shell, since $TMPDIR may hold any character. */
-        DIR *dir = opendir(s->pki_dir);
-        struct dirent *de;
-        char path[SIM_PKI_PATH_CAP + 256];
-        while (dir != NULL && (de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(path, sizeof(path), "%s/%s", s->pki_dir, de->d_name);
-            unlink(path);
-        }
-        if (dir != NULL)
-            closedir(dir);
-        if (rmdir(s->pki_dir) != 0)
-            fprintf(stderr, "roost sim: could not remove %s\n", s->pki_dir);
-    }
+    pki_remove(s);
 }
 
 /* One pass over every channel without waiting. */
@@ -826,12 +874,13 @@ worker_main(void *arg)
                                          j->vc->n_local, j->pj->global,
                                          &j->eval_loss, &j->eval_accuracy, &em);
         else if (j->rc == ROOST_OK)
-            j->rc = roost_local_train(
-                s->model, s->train, j->vc->idx, j->vc->n_local, j->pj->global,
-                j->pj->params, &j->pj->task, rng, NULL, &j->result, &em);
+            j->rc = roost_local_train(s->model, s->train, j->vc->idx,
+                                      j->vc->n_local, j->pj->global,
+                                      j->pj->params, &j->pj->task, rng,
+                                      &sim_interrupted, &j->result, &em);
         roost_rng_destroy(rng);
         j->seconds = mono_s() - t0;
-        if (j->rc != ROOST_OK && !s->a.quiet)
+        if (j->rc != ROOST_OK && j->rc != ROOST_ECANCELED && !s->a.quiet)
             fprintf(stderr, "roost sim: client %u: %s failed: %s\n",
                     j->vc->index, j->pj->evaluate ? "evaluation" : "training",
                     em.text);
