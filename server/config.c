@@ -1174,6 +1174,20 @@ roost_config_finish(roost_serve_config *cfg, roost_errmsg *em)
         if (full == NULL)
             return roost_fail(em, ROOST_ENOMEM, "config: out of memory");
         snprintf(full, n, "%s/%s", cfg->state_dir, cfg->database);
+        /* The joined path is what --check-config prints as database: it
+         * must fit a config line like every value, or the printout would
+         * not load. */
+        size_t most = CONFIG_LINE_MAX - strlen("database") - 3;
+        if (n - 1 > most) {
+            free(full);
+            where(cfg, "server", "database", at, sizeof(at));
+            return roost_fail(em, ROOST_ECONFIG,
+                              "%s[server] database: state_dir/database is "
+                              "%zu characters, more than a config line "
+                              "holds (%zu); shorten state_dir or give "
+                              "database as an absolute path",
+                              at, n - 1, most);
+        }
         free(cfg->database);
         cfg->database = full;
     }

@@ -520,6 +520,34 @@ test_flags_override_file(void **state)
     assert_int_equal(
         roost_config_set(cfg, "server.ca_file", path, "--set", &em), ROOST_OK);
     dispose(cfg);
+
+    /* So is a relative database whose path joined to state_dir is longer
+     * than a line, though each value fits one: --check-config prints the
+     * joined path. It used to be accepted and printed unloadable. */
+    size_t most = INI_MAX_LINE - 2 - strlen("database = ");
+    char dir[600], name[600];
+    memset(dir, 'd', most / 2);
+    dir[most / 2] = '\0';
+    memset(name, 'n', most - 1 - most / 2); /* joined: exactly most */
+    name[most - 1 - most / 2] = '\0';
+    cfg = fresh();
+    assert_int_equal(
+        roost_config_set(cfg, "server.state_dir", dir, "--set", &em), ROOST_OK);
+    assert_int_equal(
+        roost_config_set(cfg, "server.database", name, "--set", &em), ROOST_OK);
+    assert_int_equal(roost_config_finish(cfg, &em), ROOST_OK);
+    dispose(cfg);
+    name[most - 1 - most / 2] = 'n';
+    name[most - most / 2] = '\0';
+    cfg = fresh();
+    assert_int_equal(
+        roost_config_set(cfg, "server.state_dir", dir, "--set", &em), ROOST_OK);
+    assert_int_equal(
+        roost_config_set(cfg, "server.database", name, "--set", &em), ROOST_OK);
+    assert_int_equal(roost_config_finish(cfg, &em), ROOST_ECONFIG);
+    assert_non_null(strstr(em.text, "--set server.database: "));
+    assert_non_null(strstr(em.text, "more than a config line holds"));
+    dispose(cfg);
 }
 
 /* The effective configuration printout is itself a valid file giving the
