@@ -928,8 +928,11 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
         nanosleep(&pause, NULL);
         pthread_mutex_lock(&s->mu);
     } else if (wait && s->done_head == NULL) {
+        /* cv_done waits on CLOCK_MONOTONIC (roost_cmd_sim): on the
+         * default CLOCK_REALTIME a wall-clock step back would stretch this
+         * 20 ms wait by the step while only held stragglers remain. */
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += 20 * 1000000;
         if (ts.tv_nsec >= 1000000000) {
             ts.tv_sec++;
@@ -1708,7 +1711,11 @@ roost_cmd_sim(int argc, char **argv)
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_work, NULL);
-    pthread_cond_init(&s->cv_done, NULL);
+    pthread_condattr_t done_attr;
+    pthread_condattr_init(&done_attr);
+    pthread_condattr_setclock(&done_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv_done, &done_attr);
+    pthread_condattr_destroy(&done_attr);
     if (!parse_args(argc, argv, &s->a)) {
         sim_free(s);
         return ROOST_EXIT_USAGE;
