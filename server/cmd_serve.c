@@ -213,18 +213,47 @@ struct serve {
         roost_tls_identity id;
     } * peers;
     size_t n_peers, peers_cap;
-    int64_t crl_check_ms; /* next daily check of the CRL's nextUpdate */
-    /* The earliest notAfter (ms) among open sessions' certificates, or
-     * later: when close_expired must run next. INT64_MAX: none. */
+    int64_t crl_check_ms; /* next daily check of the CRL's nextUpdate
+                             (mono_ms) */
+    /* The earliest notAfter (wall_ms) among open sessions' certificates,
+     * or later: when close_expired must run next. INT64_MAX: none. */
     int64_t expiry_ms;
 };
 
+/* The daemon's two clocks (coord.h, roost_coord_time). Intervals -- a
+ * round's deadline, the poll timeout, the daily CRL check -- are measured
+ * on mono_ms, which no NTP correction or `date -s` steps. It reads
+ * CLOCK_BOOTTIME rather than CLOCK_MONOTONIC because the clients live on
+ * other machines: time goes on for them while this host is suspended (a
+ * paused VM, a laptop), and a round's deadline is the date they were
+ * told, so it passes during a suspension too. Dates -- the record, the
+ * deadline a task names, certificate and CRL times -- are on wall_ms. */
 static int64_t
-now_ms(void)
+mono_ms(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_BOOTTIME
+    /* A kernel without it fails every call alike: one clock throughout. */
+    if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#endif
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static roost_coord_time
+coord_now(void)
+{
+    roost_coord_time t = {.mono_ms = mono_ms(), .wall_ms = wall_ms()};
+    return t;
 }
 
 static void
@@ -246,7 +275,7 @@ drain_closed(struct serve *sv)
     bool was = sv->in_coord;
     sv->in_coord = true;
     for (size_t i = 0; i < sv->n_closed; i++)
-        roost_coord_session_closed(sv->coord, sv->closed[i], now_ms());
+        roost_coord_session_closed(sv->coord, sv->closed[i], coord_now());
     sv->n_closed = 0;
     sv->in_coord = was;
 }
@@ -367,7 +396,7 @@ on_event(void *arg, const roost_channel_event *ev)
         peer_add(sv, ev->session, ev->identity);
         int rc = roost_coord_session_opened(sv->coord, ev->session,
                                             ev->identity->fingerprint_hex,
-                                            ev->identity->subject, now_ms());
+                                            ev->identity->subject, coord_now());
         if (rc != ROOST_OK) {
             roost_log(&sv->log, ROOST_LOG_WARN,
                       "session %" PRIu64 " (%s): refused: %s", ev->session,
@@ -388,7 +417,7 @@ on_event(void *arg, const roost_channel_event *ev)
             roost_channel_close(sv->ch, ev->session);
         } else {
             note_fatal(sv, roost_coord_session_message(sv->coord, ev->session,
-                                                       env, now_ms()));
+                                                       env, coord_now()));
             roost_wire_free(NULL, env);
         }
     }
@@ -584,7 +613,7 @@ tls_reload(struct serve *sv)
     }
     roost_tls_ctx_destroy(sv->tls); /* the channel holds its own reference */
     sv->tls = fresh;
-    sv->crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
+    sv->crl_check_ms = mono_ms() + CRL_CHECK_EVERY_MS;
 
     uint64_t *doomed = doomed_buffer(sv);
     size_t n_doomed = 0, n_unknown = 0, n_untrusted = 0;
@@ -631,7 +660,7 @@ tls_reload(struct serve *sv)
 static void
 close_expired(struct serve *sv)
 {
-    int64_t now_s = now_ms() / 1000;
+    int64_t now_s = wall_ms() / 1000;
     int64_t next_s = INT64_MAX / 1000;
     uint64_t *doomed = doomed_buffer(sv);
     size_t n_doomed = 0;
@@ -841,7 +870,7 @@ run(roost_serve_config *cfg)
         roost_log(&sv.log, ROOST_LOG_ERROR, "TLS: %s", em.text);
         goto out;
     }
-    sv.crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
+    sv.crl_check_ms = mono_ms() + CRL_CHECK_EVERY_MS;
     sv.expiry_ms = INT64_MAX;
     if (cfg->eval_enabled) {
         if (roost_dataset_load_fmnist(&eval, NULL, cfg->eval_dir,
@@ -919,7 +948,7 @@ run(roost_serve_config *cfg)
     while (!stop) {
         int64_t next_ms = INT64_MAX;
         sv.in_coord = true;
-        note_fatal(&sv, roost_coord_tick(sv.coord, now_ms(), &next_ms));
+        note_fatal(&sv, roost_coord_tick(sv.coord, coord_now(), &next_ms));
         sv.in_coord = false;
         drain_closed(&sv);
         if (roost_channel_poll(sv.ch, 0) != ROOST_OK) {
@@ -929,11 +958,11 @@ run(roost_serve_config *cfg)
         }
         if (sv.fatal != ROOST_OK)
             break;
-        if (now_ms() >= sv.crl_check_ms) {
+        if (mono_ms() >= sv.crl_check_ms) {
             crl_check(&sv, sv.tls);
-            sv.crl_check_ms = now_ms() + CRL_CHECK_EVERY_MS;
+            sv.crl_check_ms = mono_ms() + CRL_CHECK_EVERY_MS;
         }
-        if (now_ms() >= sv.expiry_ms)
+        if (wall_ms() >= sv.expiry_ms)
             close_expired(&sv);
         if (roost_coord_finished(sv.coord)) {
             roost_log(&sv.log, ROOST_LOG_INFO,
@@ -951,7 +980,7 @@ run(roost_serve_config *cfg)
         if (ch_timer >= 0 && ch_timer < timeout)
             timeout = ch_timer;
         int64_t until_tick =
-            next_ms == INT64_MAX ? INT64_MAX : next_ms - now_ms();
+            next_ms == INT64_MAX ? INT64_MAX : next_ms - mono_ms();
         if (until_tick < timeout)
             timeout = until_tick < 0 ? 0 : until_tick;
         struct pollfd fds[2] = {{.fd = zfd, .events = POLLIN},

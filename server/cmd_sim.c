@@ -310,12 +310,31 @@ struct sim {
     bool bar_shown;
 };
 
+/* The simulation's clock. Every time it keeps is an interval (round
+ * deadlines, reconnects, stragglers' hold, the progress bar), so it is
+ * CLOCK_MONOTONIC, which no wall-clock step moves. Not CLOCK_BOOTTIME as
+ * in roost serve: the virtual clients stop with the process, so a laptop
+ * suspended mid-run must not make the open round miss its deadline. */
 static int64_t
 now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The coordinator's clocks (coord.h) at now_ms() == now: the wall clock
+ * dates the record. */
+static roost_coord_time
+coord_time(int64_t now)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    roost_coord_time t = {
+        .mono_ms = now,
+        .wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+    };
+    return t;
 }
 
 static double
@@ -436,7 +455,7 @@ vclient_disconnect(struct sim *s, struct vclient *vc, int64_t now)
         return;
     vc->connected = false;
     roost_cproto_disconnected(vc->proto);
-    roost_coord_session_closed(s->coord, vc->session, now);
+    roost_coord_session_closed(s->coord, vc->session, coord_time(now));
     /* Reconnect after a short pause, like a device coming back. */
     vc->reconnect_at_ms = now + 50;
 }
@@ -446,7 +465,8 @@ vclient_connect(struct sim *s, struct vclient *vc, int64_t now)
 {
     char fp[65];
     snprintf(fp, sizeof(fp), "sim-%08x", vc->index);
-    int rc = roost_coord_session_opened(s->coord, vc->session, fp, NULL, now);
+    int rc = roost_coord_session_opened(s->coord, vc->session, fp, NULL,
+                                        coord_time(now));
     if (rc != ROOST_OK)
         return rc;
     vc->connected = true;
@@ -515,7 +535,8 @@ static void
 tls_drain_closed(struct sim *s)
 {
     for (size_t i = 0; i < s->n_held_closed; i++)
-        roost_coord_session_closed(s->coord, s->held_closed[i], now_ms());
+        roost_coord_session_closed(s->coord, s->held_closed[i],
+                                   coord_time(now_ms()));
     s->n_held_closed = 0;
 }
 
@@ -527,14 +548,15 @@ tls_listener_event(void *arg, const roost_channel_event *ev)
         if (s->in_coord && s->n_held_closed < 64)
             s->held_closed[s->n_held_closed++] = ev->session;
         else
-            roost_coord_session_closed(s->coord, ev->session, now_ms());
+            roost_coord_session_closed(s->coord, ev->session,
+                                       coord_time(now_ms()));
         return;
     }
     s->in_coord = true;
     if (ev->type == ROOST_CHANNEL_OPENED) {
         if (roost_coord_session_opened(
                 s->coord, ev->session, ev->identity->fingerprint_hex,
-                ev->identity->subject, now_ms()) != ROOST_OK)
+                ev->identity->subject, coord_time(now_ms())) != ROOST_OK)
             roost_channel_close(s->listener, ev->session);
     } else if (ev->type == ROOST_CHANNEL_FRAME) {
         Roost__V1__Envelope *m = NULL;
@@ -546,7 +568,7 @@ tls_listener_event(void *arg, const roost_channel_event *ev)
             roost_channel_close(s->listener, ev->session);
         } else {
             if (roost_coord_session_message(s->coord, ev->session, m,
-                                            now_ms()) != ROOST_OK)
+                                            coord_time(now_ms())) != ROOST_OK)
                 s->failed = 1;
             roost_wire_free(NULL, m);
         }
@@ -955,8 +977,11 @@ collect_jobs(struct sim *s, int64_t now, bool wait)
         nanosleep(&pause, NULL);
         pthread_mutex_lock(&s->mu);
     } else if (wait && s->done_head == NULL) {
+        /* cv_done waits on CLOCK_MONOTONIC (roost_cmd_sim): on the
+         * default CLOCK_REALTIME a wall-clock step back would stretch this
+         * 20 ms wait by the step while only held stragglers remain. */
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += 20 * 1000000;
         if (ts.tv_nsec >= 1000000000) {
             ts.tv_sec++;
@@ -1578,7 +1603,8 @@ drain_queue(struct sim *s, int64_t now)
             continue;
         }
         if (s->vc[session - 1].connected)
-            rc = roost_coord_session_message(s->coord, session, m, now);
+            rc = roost_coord_session_message(s->coord, session, m,
+                                             coord_time(now));
         roost_wire_free(NULL, m);
         if (rc != ROOST_OK) {
             fprintf(stderr, "roost sim: coordinator failed: %s\n",
@@ -1734,7 +1760,11 @@ roost_cmd_sim(int argc, char **argv)
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_work, NULL);
-    pthread_cond_init(&s->cv_done, NULL);
+    pthread_condattr_t done_attr;
+    pthread_condattr_init(&done_attr);
+    pthread_condattr_setclock(&done_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv_done, &done_attr);
+    pthread_condattr_destroy(&done_attr);
     if (!parse_args(argc, argv, &s->a)) {
         sim_free(s);
         return ROOST_EXIT_USAGE;
@@ -1972,7 +2002,7 @@ roost_cmd_sim(int argc, char **argv)
             tls_poll(s);
         now = now_ms();
         int64_t next;
-        rc = roost_coord_tick(s->coord, now, &next);
+        rc = roost_coord_tick(s->coord, coord_time(now), &next);
         if (rc == ROOST_OK)
             rc = drain_queue(s, now);
         if (rc != ROOST_OK) {

@@ -21,6 +21,12 @@
  *    once (the participant's status moves off PART_SELECTED first).
  *  - Nothing about a round reaches the store before roost_store_commit_round
  *    writes all of it in one transaction.
+ *  - A round's deadline and duration are on the monotonic clock of
+ *    roost_coord_time and never reach the store; its record and the
+ *    deadline a task names are on the wall clock. So no wall-clock step
+ *    moves a deadline, and a restart (the monotonic clock may start again
+ *    from zero after a reboot) has no monotonic time to resume from: it
+ *    runs the lost round afresh.
  *
  * Locking: none; one thread owns the coordinator (coord.h).
  */
@@ -96,7 +102,9 @@ struct round_state {
     bool open;
     bool evaluate; /* a federated evaluation round, not training */
     int64_t id;
-    int64_t started_ms, deadline_ms;
+    int64_t started_wall_ms;  /* the record's started_ms */
+    int64_t started_mono_ms;  /* for the round's seconds */
+    int64_t deadline_mono_ms; /* started_mono_ms + round_timeout_ms */
     struct participant *parts;
     size_t n_parts, cap_parts; /* cap: room for replacements */
     uint32_t owed;             /* declines not yet replaced */
@@ -364,10 +372,24 @@ send_come_back(roost_coord *c, struct session *s, uint64_t after_ms,
     send_msg(c, s, &env);
 }
 
+/* The deadline a task sent now names: the wall clock now plus what is
+ * left of the round on the monotonic clock, so it is right on the
+ * client's (wall) clock even when the server's wall clock stepped since
+ * the round opened. A round past its deadline (not yet closed by a tick)
+ * names the present. */
+static uint64_t
+task_deadline_unix_ms(const roost_coord *c, roost_coord_time now)
+{
+    int64_t left = c->round.deadline_mono_ms - now.mono_ms;
+    int64_t when = now.wall_ms + (left > 0 ? left : 0);
+    return when > 0 ? (uint64_t)when : 0;
+}
+
 /* Send the task of the open round to s, then the parameters unless s holds
  * them. */
 static int
-send_task(roost_coord *c, struct session *s, uint64_t task_id)
+send_task(roost_coord *c, struct session *s, uint64_t task_id,
+          roost_coord_time now)
 {
     const roost_coord_config *cfg = &c->cfg;
     Roost__V1__Envelope env;
@@ -428,7 +450,7 @@ send_task(roost_coord *c, struct session *s, uint64_t task_id)
     /* An evaluation task carries no training or DP parameters. */
     task.training = c->round.evaluate ? NULL : &tp;
     task.dp = c->round.evaluate ? NULL : &dp;
-    task.deadline_unix_ms = (uint64_t)c->round.deadline_ms;
+    task.deadline_unix_ms = task_deadline_unix_ms(c, now);
     env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
     env.task = &task;
     int rc = send_msg(c, s, &env);
@@ -454,7 +476,7 @@ send_task(roost_coord *c, struct session *s, uint64_t task_id)
 /* -------------------------------------------------------------- rounds */
 
 static struct update_rec *
-add_update_rec(roost_coord *c, struct session *s, int64_t now_ms)
+add_update_rec(roost_coord *c, struct session *s, roost_coord_time now)
 {
     struct round_state *r = &c->round;
     if (r->n_updates == r->cap_updates) {
@@ -471,7 +493,7 @@ add_update_rec(roost_coord *c, struct session *s, int64_t now_ms)
     memset(rec, 0, sizeof(*rec));
     rec->u.seq = (int64_t)r->n_updates;
     rec->u.fingerprint = r->parts[s->part].fingerprint;
-    rec->u.received_ms = now_ms;
+    rec->u.received_ms = now.wall_ms;
     rec->u.l2_norm = NOT_MEASURED;
     /* The store keeps signed 64-bit counts: a claim above INT64_MAX (only
      * ever on a refused update, see on_update) is recorded saturated, so
@@ -627,15 +649,15 @@ update_finished(roost_coord *c)
 /* The fields every round record shares, training or evaluation. */
 static void
 record_begin(const roost_coord *c, roost_store_commit *rec, const char *kind,
-             bool counted, int64_t now_ms)
+             bool counted, roost_coord_time now)
 {
     memset(rec, 0, sizeof(*rec));
     rec->round.round_id = c->round.id;
     rec->round.run_id = c->run_id;
     rec->round.kind = kind;
     rec->round.state = counted ? ROOST_ROUND_COMMITTED : ROOST_ROUND_FAILED;
-    rec->round.started_ms = c->round.started_ms;
-    rec->round.committed_ms = now_ms;
+    rec->round.started_ms = c->round.started_wall_ms;
+    rec->round.committed_ms = now.wall_ms;
     rec->round.strategy = roost_strategy_kind_name(c->cfg.strategy.kind);
 }
 
@@ -657,7 +679,7 @@ round_end(roost_coord *c, const roost_coord_round_summary *sum)
  * "eval" (the model is unchanged). It counts when at least the round's
  * minimum answered; either way the next round trains. */
 static int
-eval_close(roost_coord *c, int64_t now_ms)
+eval_close(roost_coord *c, roost_coord_time now)
 {
     struct round_state *r = &c->round;
     roost_coord_round_summary sum;
@@ -670,7 +692,7 @@ eval_close(roost_coord *c, int64_t now_ms)
     sum.examples = r->ev_examples;
     sum.train_loss = sum.eval_loss = sum.eval_accuracy = NOT_MEASURED;
     sum.epsilon_max = sum.epsilon_median = NOT_MEASURED;
-    sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
+    sum.seconds = (double)(now.mono_ms - r->started_mono_ms) / 1000.0;
     bool counted = r->answered >= round_minimum(c) && r->answered > 0 &&
                    r->ev_examples > 0;
     sum.fed_eval_loss = counted ? r->ev_loss_mean : NOT_MEASURED;
@@ -690,7 +712,7 @@ eval_close(roost_coord *c, int64_t now_ms)
         {"fed_eval.clients", (double)r->answered},
     };
     roost_store_commit rec;
-    record_begin(c, &rec, "eval", counted, now_ms);
+    record_begin(c, &rec, "eval", counted, now);
     /* The clients' figures on their own data are what the record calls
      * "reported by clients"; held-out figures belong to training rounds. */
     rec.round.train_loss = sum.fed_eval_loss;
@@ -748,11 +770,11 @@ save_strategy_state(roost_coord *c, size_t *len, roost_errmsg *em)
  * either way, and move on. Returns a fatal error only when the store
  * fails. */
 static int
-round_close(roost_coord *c, int64_t now_ms)
+round_close(roost_coord *c, roost_coord_time now)
 {
     struct round_state *r = &c->round;
     if (r->evaluate)
-        return eval_close(c, now_ms);
+        return eval_close(c, now);
     roost_coord_round_summary sum;
     memset(&sum, 0, sizeof(sum));
     sum.round_id = r->id;
@@ -763,7 +785,7 @@ round_close(roost_coord *c, int64_t now_ms)
     sum.train_loss = r->loss_weight > 0 ? r->loss_mean : NOT_MEASURED;
     sum.eval_loss = sum.eval_accuracy = NOT_MEASURED;
     sum.fed_eval_loss = sum.fed_eval_accuracy = NOT_MEASURED;
-    sum.seconds = (double)(now_ms - r->started_ms) / 1000.0;
+    sum.seconds = (double)(now.mono_ms - r->started_mono_ms) / 1000.0;
     epsilon_stats(r, &sum.epsilon_max, &sum.epsilon_median);
 
     bool quorum = r->accepted >= round_minimum(c) && r->accepted > 0;
@@ -890,7 +912,7 @@ round_close(roost_coord *c, int64_t now_ms)
     sum.committed = quorum;
 
     roost_store_commit rec;
-    record_begin(c, &rec, "train", quorum, now_ms);
+    record_begin(c, &rec, "train", quorum, now);
     rec.round.train_loss = sum.train_loss;
     rec.round.train_accuracy = r->acc_weight > 0 ? r->acc_mean : NOT_MEASURED;
     rec.round.eval_loss = sum.eval_loss;
@@ -947,7 +969,7 @@ selectable(const roost_coord *c, const struct session *s, bool evaluate)
 /* Give s slot i of the open round and send it the task. A session whose
  * task cannot be sent is dropped from the round at once. */
 static void
-assign(roost_coord *c, struct session *s, size_t i)
+assign(roost_coord *c, struct session *s, size_t i, roost_coord_time now)
 {
     struct participant *p = &c->round.parts[i];
     memcpy(p->fingerprint, s->fingerprint, sizeof(p->fingerprint));
@@ -956,7 +978,7 @@ assign(roost_coord *c, struct session *s, size_t i)
     p->status = ROOST_PART_SELECTED;
     s->part = (int)i;
     s->state = S_ASSIGNED;
-    if (send_task(c, s, p->task_id) != ROOST_OK) {
+    if (send_task(c, s, p->task_id, now) != ROOST_OK) {
         p->status = ROOST_PART_DROPPED;
         p->session = 0;
         s->part = -1;
@@ -997,7 +1019,7 @@ replacement_candidate(const roost_coord *c, const struct session *s)
  * eligible client is found whenever one waits (redrawing past ineligible
  * picks could miss it). */
 static int
-replace_participant(roost_coord *c)
+replace_participant(roost_coord *c, roost_coord_time now)
 {
     struct round_state *r = &c->round;
     if (r->n_parts >= r->cap_parts || r->owed == 0)
@@ -1025,12 +1047,12 @@ replace_participant(roost_coord *c)
               "round %" PRId64 ": %s replaces a client that declined", r->id,
               chosen->fingerprint);
     r->owed--;
-    assign(c, chosen, r->n_parts++);
+    assign(c, chosen, r->n_parts++, now);
     return ROOST_OK;
 }
 
 static int
-round_open(roost_coord *c, int64_t now_ms)
+round_open(roost_coord *c, roost_coord_time now)
 {
     const roost_coord_config *cfg = &c->cfg;
     bool evaluate = c->eval_due;
@@ -1090,12 +1112,13 @@ round_open(roost_coord *c, int64_t now_ms)
     r->cap_parts = n_wait;
     r->open = true;
     r->id = c->last_round + 1;
-    r->started_ms = now_ms;
-    r->deadline_ms = now_ms + (int64_t)cfg->round_timeout_ms;
+    r->started_wall_ms = now.wall_ms;
+    r->started_mono_ms = now.mono_ms;
+    r->deadline_mono_ms = now.mono_ms + (int64_t)cfg->round_timeout_ms;
     r->n_parts = n_sel;
     if (!evaluate)
         roost_strategy_begin_round(c->strategy);
-    roost_store_note_open_round(cfg->store, r->id, now_ms, (int64_t)n_sel,
+    roost_store_note_open_round(cfg->store, r->id, now.wall_ms, (int64_t)n_sel,
                                 NULL);
     roost_log(&c->cfg.log, ROOST_LOG_INFO,
               "round %" PRId64 " open%s: %zu selected of %zu waiting", r->id,
@@ -1106,7 +1129,7 @@ round_open(roost_coord *c, int64_t now_ms)
                   "budget left and were not selected",
                   r->id, n_broke);
     for (size_t i = 0; i < n_sel; i++)
-        assign(c, pool[i], i);
+        assign(c, pool[i], i, now);
     if (cfg->retry_after_ms > 0)
         for (size_t i = n_sel; i < n_wait; i++)
             send_come_back(c, pool[i], cfg->retry_after_ms,
@@ -1118,7 +1141,8 @@ round_open(roost_coord *c, int64_t now_ms)
 /* ------------------------------------------------------------ handlers */
 
 static void
-on_check_in(roost_coord *c, struct session *s, const Roost__V1__CheckIn *ci)
+on_check_in(roost_coord *c, struct session *s, const Roost__V1__CheckIn *ci,
+            roost_coord_time now)
 {
     if (ci->protocol_version != ROOST_WIRE_PROTOCOL_VERSION) {
         char why[96];
@@ -1144,16 +1168,16 @@ on_check_in(roost_coord *c, struct session *s, const Roost__V1__CheckIn *ci)
     /* A client that checks in while the open round still owes a
      * replacement for a decline may take that place. */
     if (c->round.open && c->round.owed > 0)
-        (void)replace_participant(c);
+        (void)replace_participant(c, now);
 }
 
 static int
 refuse_update(roost_coord *c, struct session *s, uint64_t round_id,
-              uint64_t task_id, int code, const char *why, int64_t now_ms,
+              uint64_t task_id, int code, const char *why, roost_coord_time now,
               bool record)
 {
     if (record && s->part >= 0) {
-        struct update_rec *rec = add_update_rec(c, s, now_ms);
+        struct update_rec *rec = add_update_rec(c, s, now);
         if (rec == NULL)
             return roost_fail(&c->em, ROOST_ENOMEM, "no memory for a record");
         rec->u.accepted = false;
@@ -1207,15 +1231,15 @@ dp_report_in_range(const Roost__V1__DpReport *dp, char *why, size_t cap)
 
 static int
 on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
-          int64_t now_ms)
+          roost_coord_time now)
 {
     struct round_state *r = &c->round;
     if (s->state == S_RECEIVING) {
         session_drop_upload(s);
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
-                             "update header while chunks are outstanding",
-                             now_ms, true);
+                             "update header while chunks are outstanding", now,
+                             true);
     }
     bool current = r->open && !r->evaluate && s->part >= 0 &&
                    s->state == S_ASSIGNED && u->round_id == (uint64_t)r->id &&
@@ -1231,7 +1255,7 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
                              code == ROOST_EDUPLICATE
                                  ? "this task was already answered"
                                  : "no such task in the open round",
-                             now_ms, false);
+                             now, false);
     }
     s->reported_examples = u->num_examples;
     s->train_loss = u->metrics ? u->metrics->loss : NOT_MEASURED;
@@ -1282,7 +1306,7 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
                  u->num_params, c->n);
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_ESHAPE, why,
-                             now_ms, true);
+                             now, true);
     }
     if (u->num_examples > ROOST_COORD_MAX_EXAMPLES) {
         /* Refused at the header, whatever max_examples says, so that no
@@ -1294,17 +1318,17 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
                  u->num_examples, ROOST_COORD_MAX_EXAMPLES);
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_ETOOBIG, why,
-                             now_ms, true);
+                             now, true);
     }
     if (dp_why[0] != '\0') {
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
-                             dp_why, now_ms, true);
+                             dp_why, now, true);
     }
     if (metrics_why[0] != '\0') {
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_EINVAL,
-                             metrics_why, now_ms, true);
+                             metrics_why, now, true);
     }
     roost_xfer_expect ex;
     memset(&ex, 0, sizeof(ex));
@@ -1315,8 +1339,7 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
     if (u->delta_sha256.len != ROOST_XFER_HASH_BYTES) {
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, ROOST_EPROTO,
-                             "update without a 32-byte delta hash", now_ms,
-                             true);
+                             "update without a 32-byte delta hash", now, true);
     }
     memcpy(ex.sha256, u->delta_sha256.data, ROOST_XFER_HASH_BYTES);
     s->delta = malloc(c->n * sizeof(float));
@@ -1328,7 +1351,7 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
         session_drop_upload(s);
         s->state = S_DONE;
         return refuse_update(c, s, u->round_id, u->task_id, rc,
-                             roost_errmsg_text(&em), now_ms, true);
+                             roost_errmsg_text(&em), now, true);
     }
     s->state = S_RECEIVING;
     return ROOST_OK;
@@ -1336,7 +1359,7 @@ on_update(roost_coord *c, struct session *s, const Roost__V1__Update *u,
 
 /* The last chunk of an update arrived and hashed correctly. */
 static int
-fold_update(roost_coord *c, struct session *s, int64_t now_ms)
+fold_update(roost_coord *c, struct session *s, roost_coord_time now)
 {
     struct round_state *r = &c->round;
     struct participant *p = &r->parts[s->part];
@@ -1360,12 +1383,12 @@ fold_update(roost_coord *c, struct session *s, int64_t now_ms)
     s->state = S_DONE;
     if (rc != ROOST_OK) {
         int e = refuse_update(c, s, (uint64_t)r->id, p->task_id, rc,
-                              roost_errmsg_text(&em), now_ms, true);
+                              roost_errmsg_text(&em), now, true);
         if (e == ROOST_OK && r->n_updates > 0 && isfinite(vr.norm))
             r->updates[r->n_updates - 1].u.l2_norm = vr.norm;
         return e;
     }
-    struct update_rec *rec = add_update_rec(c, s, now_ms);
+    struct update_rec *rec = add_update_rec(c, s, now);
     if (rec == NULL)
         return roost_fail(&c->em, ROOST_ENOMEM, "no memory for a record");
     rec->u.accepted = true;
@@ -1386,13 +1409,13 @@ fold_update(roost_coord *c, struct session *s, int64_t now_ms)
     }
     send_ack(c, s, (uint64_t)r->id, p->task_id, ROOST_OK, "");
     if (r->accepted >= round_quorum(c))
-        return round_close(c, now_ms);
+        return round_close(c, now);
     return ROOST_OK;
 }
 
 static int
 on_chunk(roost_coord *c, struct session *s, const Roost__V1__ParamChunk *ch,
-         int64_t now_ms)
+         roost_coord_time now)
 {
     if (s->state != S_RECEIVING)
         return ROOST_OK; /* chunks of a refused update: ignored */
@@ -1405,13 +1428,14 @@ on_chunk(roost_coord *c, struct session *s, const Roost__V1__ParamChunk *ch,
         session_drop_upload(s);
         s->state = S_DONE;
         return refuse_update(c, s, (uint64_t)c->round.id, task_id, rc,
-                             roost_errmsg_text(&em), now_ms, true);
+                             roost_errmsg_text(&em), now, true);
     }
-    return complete ? fold_update(c, s, now_ms) : ROOST_OK;
+    return complete ? fold_update(c, s, now) : ROOST_OK;
 }
 
 static int
-on_decline(roost_coord *c, struct session *s, const Roost__V1__Decline *d)
+on_decline(roost_coord *c, struct session *s, const Roost__V1__Decline *d,
+           roost_coord_time now)
 {
     struct round_state *r = &c->round;
     if (!r->open || s->part < 0 || d->round_id != (uint64_t)r->id ||
@@ -1422,7 +1446,7 @@ on_decline(roost_coord *c, struct session *s, const Roost__V1__Decline *d)
               s->fingerprint, r->id, d->message ? d->message : "");
     s->state = S_DONE;
     r->owed++;
-    return replace_participant(c);
+    return replace_participant(c, now);
 }
 
 /* An answer to a federated evaluation task. Checked like an update's
@@ -1431,7 +1455,7 @@ on_decline(roost_coord *c, struct session *s, const Roost__V1__Decline *d)
  * accuracy in [0, 1]. */
 static int
 on_eval_result(roost_coord *c, struct session *s,
-               const Roost__V1__EvaluationResult *e, int64_t now_ms)
+               const Roost__V1__EvaluationResult *e, roost_coord_time now)
 {
     struct round_state *r = &c->round;
     bool current = r->open && r->evaluate && s->part >= 0 &&
@@ -1475,7 +1499,7 @@ on_eval_result(roost_coord *c, struct session *s,
     mean_fold(&r->ev_acc_mean, &r->ev_acc_weight, (double)n, e->accuracy);
     send_ack(c, s, e->round_id, e->task_id, ROOST_OK, "");
     if (r->answered >= round_quorum(c))
-        return round_close(c, now_ms);
+        return round_close(c, now);
     return ROOST_OK;
 }
 
@@ -1971,7 +1995,7 @@ roost_coord_destroy(roost_coord *c)
 int
 roost_coord_session_opened(roost_coord *c, uint64_t session,
                            const char *fingerprint, const char *subject,
-                           int64_t now_ms)
+                           roost_coord_time now)
 {
     if (session == 0 || fingerprint == NULL || fingerprint[0] == '\0' ||
         strlen(fingerprint) >= FP_CAP)
@@ -2016,27 +2040,29 @@ roost_coord_session_opened(roost_coord *c, uint64_t session,
     c->n_sessions++;
     /* The client table is informational and outside the chain; failing to
      * update last_seen must not refuse a client. */
-    roost_store_upsert_client(c->cfg.store, fingerprint, subject, now_ms, NULL);
+    roost_store_upsert_client(c->cfg.store, fingerprint, subject, now.wall_ms,
+                              NULL);
     return ROOST_OK;
 }
 
 int
 roost_coord_session_message(roost_coord *c, uint64_t session,
-                            const Roost__V1__Envelope *msg, int64_t now_ms)
+                            const Roost__V1__Envelope *msg,
+                            roost_coord_time now)
 {
     struct session *s = session_find(c, session);
     if (s == NULL || msg == NULL)
         return ROOST_OK; /* message racing a close: nothing to do */
     switch (msg->body_case) {
     case ROOST__V1__ENVELOPE__BODY_CHECK_IN:
-        on_check_in(c, s, msg->check_in);
+        on_check_in(c, s, msg->check_in, now);
         break;
     case ROOST__V1__ENVELOPE__BODY_UPDATE:
-        return on_update(c, s, msg->update, now_ms);
+        return on_update(c, s, msg->update, now);
     case ROOST__V1__ENVELOPE__BODY_PARAM_CHUNK:
-        return on_chunk(c, s, msg->param_chunk, now_ms);
+        return on_chunk(c, s, msg->param_chunk, now);
     case ROOST__V1__ENVELOPE__BODY_DECLINE:
-        return on_decline(c, s, msg->decline);
+        return on_decline(c, s, msg->decline, now);
     case ROOST__V1__ENVELOPE__BODY_ERROR:
         roost_log(&c->cfg.log, ROOST_LOG_WARN, "client %s reports %s: %s",
                   s->fingerprint, roost_errname((int)msg->error->code),
@@ -2044,7 +2070,7 @@ roost_coord_session_message(roost_coord *c, uint64_t session,
         c->io.close(c->io.arg, s->id, "client reported an error");
         break;
     case ROOST__V1__ENVELOPE__BODY_EVALUATION_RESULT:
-        return on_eval_result(c, s, msg->evaluation_result, now_ms);
+        return on_eval_result(c, s, msg->evaluation_result, now);
     default:
         send_error_and_close(c, s, ROOST_EPROTO,
                              "message type not valid from a client");
@@ -2054,16 +2080,17 @@ roost_coord_session_message(roost_coord *c, uint64_t session,
 }
 
 void
-roost_coord_session_closed(roost_coord *c, uint64_t session, int64_t now_ms)
+roost_coord_session_closed(roost_coord *c, uint64_t session,
+                           roost_coord_time now)
 {
-    (void)now_ms;
+    (void)now;
     struct session *s = session_find(c, session);
     if (s != NULL)
         session_forget(c, s);
 }
 
 int
-roost_coord_tick(roost_coord *c, int64_t now_ms, int64_t *next_ms)
+roost_coord_tick(roost_coord *c, roost_coord_time now, int64_t *next_ms)
 {
     int rc = ROOST_OK;
     if (c->round.open) {
@@ -2073,13 +2100,13 @@ roost_coord_tick(roost_coord *c, int64_t now_ms, int64_t *next_ms)
         for (size_t i = 0; i < c->round.n_parts && !pending; i++)
             pending = c->round.parts[i].status == ROOST_PART_SELECTED &&
                       c->round.parts[i].session != 0;
-        if (now_ms >= c->round.deadline_ms || !pending)
-            rc = round_close(c, now_ms);
+        if (now.mono_ms >= c->round.deadline_mono_ms || !pending)
+            rc = round_close(c, now);
     }
     if (rc == ROOST_OK && !c->round.open && !c->finished)
-        rc = round_open(c, now_ms);
+        rc = round_open(c, now);
     if (next_ms != NULL)
-        *next_ms = c->round.open ? c->round.deadline_ms : INT64_MAX;
+        *next_ms = c->round.open ? c->round.deadline_mono_ms : INT64_MAX;
     return rc;
 }
 

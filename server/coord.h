@@ -53,6 +53,12 @@
  * open round, which is run again under the same number; acknowledged
  * updates of that round are simply asked for again.
  *
+ * Time: the coordinator reads no clock. Every call that may act on time
+ * carries a roost_coord_time with two readings, because a round needs two
+ * kinds of time: its deadline and duration are intervals and come from a
+ * clock that never steps, while its record and the deadline a task names
+ * are dates and come from the wall clock (see roost_coord_time).
+ *
  * Threading: one thread owns a roost_coord and makes every call on it. The
  * send function is called synchronously from within those calls.
  */
@@ -74,6 +80,37 @@
 #include <stdint.h>
 
 typedef struct roost_coord roost_coord;
+
+/*
+ * roost_coord_time - the time of one call, read by the caller from two
+ * clocks at the moment of the call.
+ *
+ * mono_ms: milliseconds on a clock that never steps (roost serve reads
+ * CLOCK_BOOTTIME, roost sim CLOCK_MONOTONIC; any origin) and never goes
+ * back from one call to the next. A round's deadline (opening +
+ * round_timeout_ms), the *next_ms of roost_coord_tick and a round's
+ * seconds are on this clock, so a wall-clock step (an NTP correction, an
+ * operator's `date -s`) neither closes an open round at once nor keeps it
+ * open longer than its timeout.
+ *
+ * wall_ms: milliseconds since the Unix epoch (CLOCK_REALTIME), which may
+ * step either way. Only what is meant as a date uses it: the timestamps
+ * written to the store (a round's start and commit, each update's
+ * receipt, a client's last connection, the open-round note) and the
+ * deadline_unix_ms of a task, which is wall_ms at sending plus the time
+ * the round has left on the monotonic clock. A record written across a
+ * step keeps what the wall clock said, even a commit time before the
+ * start; the duration is the round summary's seconds. A wall_ms of 0
+ * leaves the store to read the wall clock itself for what it writes.
+ *
+ * Nothing on the monotonic clock reaches the store: a coordinator started
+ * again (after a crash or a reboot, when the monotonic clock starts again
+ * from near zero) runs the lost round afresh, from its own clock.
+ */
+typedef struct roost_coord_time {
+    int64_t mono_ms;
+    int64_t wall_ms;
+} roost_coord_time;
 
 /*
  * ROOST_COORD_MAX_EXAMPLES - the largest example count one update may
@@ -125,7 +162,7 @@ typedef struct roost_coord_round_summary {
     /* Evaluation rounds: example-weighted means of the clients' answers
      * (accepted counts the answers), or NaN. */
     double fed_eval_loss, fed_eval_accuracy;
-    double seconds; /* from opening to commit */
+    double seconds; /* from opening to commit, monotonic */
 } roost_coord_round_summary;
 
 typedef void (*roost_coord_round_fn)(void *arg,
@@ -143,7 +180,7 @@ typedef struct roost_coord_config {
     uint32_t min_clients;       /* fewest updates that commit at deadline */
     double over_selection;      /* tasks sent = ceil(K * this), >= 1 */
     uint32_t min_available;     /* waiting clients needed to open a round */
-    uint64_t round_timeout_ms;  /* deadline after opening */
+    uint64_t round_timeout_ms;  /* deadline after opening (monotonic) */
     uint64_t retry_after_ms;    /* 0: unselected clients keep waiting;
                                    else told to come back after this */
     uint64_t max_rounds;        /* stop after this many training rounds
@@ -231,23 +268,25 @@ void roost_coord_destroy(roost_coord *c);
  * report of its end is ignored. */
 int roost_coord_session_opened(roost_coord *c, uint64_t session,
                                const char *fingerprint, const char *subject,
-                               int64_t now_ms);
+                               roost_coord_time now);
 
 /* A decoded message from a session. Protocol violations get an Error
  * message and the session is closed; the return value is ROOST_OK unless
  * the coordinator itself failed (e.g. the store), which the caller should
  * treat as fatal. */
 int roost_coord_session_message(roost_coord *c, uint64_t session,
-                                const Roost__V1__Envelope *msg, int64_t now_ms);
+                                const Roost__V1__Envelope *msg,
+                                roost_coord_time now);
 
 /* A session ended (disconnect, timeout, or after close()). */
 void roost_coord_session_closed(roost_coord *c, uint64_t session,
-                                int64_t now_ms);
+                                roost_coord_time now);
 
-/* roost_coord_tick - handle deadlines and open rounds; call it at least by
- * *next_ms (milliseconds since the epoch; INT64_MAX when nothing is
- * pending). Returns ROOST_OK or a fatal error (store failure). */
-int roost_coord_tick(roost_coord *c, int64_t now_ms, int64_t *next_ms);
+/* roost_coord_tick - handle deadlines and open rounds; call it again when
+ * now.mono_ms reaches *next_ms, if not before (a time on the monotonic
+ * clock of roost_coord_time; INT64_MAX when nothing is pending). Returns
+ * ROOST_OK or a fatal error (store failure). */
+int roost_coord_tick(roost_coord *c, roost_coord_time now, int64_t *next_ms);
 
 /* roost_coord_abandon_round - give up the open round without committing
  * (SIGTERM); its participants are told to come back later. */

@@ -37,6 +37,7 @@ struct fake_client {
     bool has_task;
     bool task_eval, task_training; /* kind EVALUATE; carries TrainingParams */
     uint64_t round_id, task_id;
+    uint64_t deadline_unix_ms; /* the last task's */
     uint32_t chunks_expected, chunks_seen;
     float global[N_PARAMS];
     /* last ack / come-back / error */
@@ -53,7 +54,48 @@ struct harness {
     roost_coord_round_summary last;
     /* Non-NULL: the Metrics every update carries instead of the default. */
     Roost__V1__Metrics *metrics;
+    /* The tests' times are the coordinator's monotonic clock; its wall
+     * clock reads that plus this skew, which a test changes to step the
+     * wall clock (0 unless a test sets it: both clocks then agree). */
+    int64_t wall_skew_ms;
 };
+
+/* The coordinator's clocks at monotonic time now: the wall clock of the
+ * harness. */
+static roost_coord_time
+clock_at(const struct harness *h, int64_t now)
+{
+    roost_coord_time t = {.mono_ms = now, .wall_ms = now + h->wall_skew_ms};
+    return t;
+}
+
+static int
+tick(struct harness *h, int64_t now, int64_t *next_ms)
+{
+    return roost_coord_tick(h->coord, clock_at(h, now), next_ms);
+}
+
+static int
+session_opened(struct harness *h, uint64_t session, const char *fingerprint,
+               const char *subject, int64_t now)
+{
+    return roost_coord_session_opened(h->coord, session, fingerprint, subject,
+                                      clock_at(h, now));
+}
+
+static int
+session_message(struct harness *h, uint64_t session,
+                const Roost__V1__Envelope *msg, int64_t now)
+{
+    return roost_coord_session_message(h->coord, session, msg,
+                                       clock_at(h, now));
+}
+
+static void
+session_closed(struct harness *h, uint64_t session, int64_t now)
+{
+    roost_coord_session_closed(h->coord, session, clock_at(h, now));
+}
 
 static struct fake_client *
 client_of(struct harness *h, uint64_t session)
@@ -75,6 +117,7 @@ fake_send(void *arg, uint64_t session, const Roost__V1__Envelope *m)
         fc->has_task = true;
         fc->round_id = m->task->round_id;
         fc->task_id = m->task->task_id;
+        fc->deadline_unix_ms = m->task->deadline_unix_ms;
         fc->task_eval =
             m->task->kind == ROOST__V1__TASK_KIND__TASK_KIND_EVALUATE;
         fc->task_training = m->task->training != NULL;
@@ -215,8 +258,7 @@ static void
 deliver(struct harness *h, const struct fake_client *fc,
         const Roost__V1__Envelope *env, int64_t now)
 {
-    assert_int_equal(
-        roost_coord_session_message(h->coord, fc->session, env, now), ROOST_OK);
+    assert_int_equal(session_message(h, fc->session, env, now), ROOST_OK);
 }
 
 static void check_in(struct harness *h, int i, int64_t now);
@@ -229,9 +271,8 @@ connect_and_check_in(struct harness *h, int i, int64_t now)
     fc->open = true;
     char fp[65];
     snprintf(fp, sizeof(fp), "%064x", 0xabc0 + i);
-    assert_int_equal(
-        roost_coord_session_opened(h->coord, fc->session, fp, "CN=test", now),
-        ROOST_OK);
+    assert_int_equal(session_opened(h, fc->session, fp, "CN=test", now),
+                     ROOST_OK);
     check_in(h, i, now);
 }
 
@@ -345,9 +386,7 @@ send_update_dp(struct harness *h, int i, float value, uint64_t examples,
         assert_int_equal(roost_xfer_sender_next(&snd, &ch, &done), ROOST_OK);
         if (done)
             break;
-        assert_int_equal(
-            roost_coord_session_message(h->coord, fc->session, &cenv, now),
-            ROOST_OK);
+        assert_int_equal(session_message(h, fc->session, &cenv, now), ROOST_OK);
     }
 }
 
@@ -367,7 +406,7 @@ fedavg_round_commits_weighted_mean(void **state)
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 0);
     int64_t next;
-    assert_int_equal(roost_coord_tick(h->coord, 1, &next), ROOST_OK);
+    assert_int_equal(tick(h, 1, &next), ROOST_OK);
     assert_int_equal(next, 1 + 1000);
     size_t n;
     const float *before = roost_coord_params(h->coord, &n);
@@ -421,7 +460,7 @@ fedavg_round_commits_weighted_mean(void **state)
      * stands alone, the loss still counts all three. */
     for (int i = 0; i < 3; i++)
         check_in(h, i, 10);
-    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 11, NULL), ROOST_OK);
     send_update(h, 0, 1.0f, 77, 2, h->clients[0].task_id, 12);
     send_update(h, 1, 1.0f, 100, 2, h->clients[1].task_id, 12);
     send_update(h, 2, 1.0f, 100, 2, h->clients[2].task_id, 12);
@@ -438,7 +477,7 @@ refuses_stale_duplicate_and_malformed(void **state)
     start(h, 3);
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     /* Stale: wrong round id. */
     send_update(h, 0, 1.0f, 10, 7, h->clients[0].task_id, 2);
     assert_int_equal(h->clients[0].last_ack_code, ROOST_ESTALE);
@@ -459,7 +498,7 @@ refuses_stale_duplicate_and_malformed(void **state)
      * round fails and the model is unchanged. */
     float before[N_PARAMS];
     memcpy(before, roost_coord_params(h->coord, NULL), sizeof(before));
-    assert_int_equal(roost_coord_tick(h->coord, 5000, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 5000, NULL), ROOST_OK);
     assert_int_equal(h->rounds_seen, 1);
     assert_false(h->last.committed);
     assert_int_equal(h->last.accepted, 1);
@@ -478,14 +517,14 @@ dropout_below_quorum_fails_round_above_commits(void **state)
     start_with(h, &cfg);
     for (int i = 0; i < 4; i++)
         connect_and_check_in(h, i, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     /* Two answer, two disconnect: nobody else can answer, so the round
      * closes at the next tick without waiting for the deadline. */
     send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
     send_update(h, 1, 3.0f, 10, 1, h->clients[1].task_id, 2);
-    roost_coord_session_closed(h->coord, h->clients[2].session, 3);
-    roost_coord_session_closed(h->coord, h->clients[3].session, 3);
-    assert_int_equal(roost_coord_tick(h->coord, 4, NULL), ROOST_OK);
+    session_closed(h, h->clients[2].session, 3);
+    session_closed(h, h->clients[3].session, 3);
+    assert_int_equal(tick(h, 4, NULL), ROOST_OK);
     assert_int_equal(h->rounds_seen, 1);
     assert_true(h->last.committed);
     assert_int_equal(h->last.dropped, 2);
@@ -498,11 +537,11 @@ dropout_below_quorum_fails_round_above_commits(void **state)
     assert_int_equal(roost_coord_last_round(h->coord), 1);
     connect_and_check_in(h, 4, 10);
     connect_and_check_in(h, 5, 10);
-    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 11, NULL), ROOST_OK);
     assert_int_equal(h->clients[4].round_id, 2);
     send_update(h, 4, 1.0f, 10, 2, h->clients[4].task_id, 12);
-    roost_coord_session_closed(h->coord, h->clients[5].session, 12);
-    assert_int_equal(roost_coord_tick(h->coord, 13, NULL), ROOST_OK);
+    session_closed(h, h->clients[5].session, 12);
+    assert_int_equal(tick(h, 13, NULL), ROOST_OK);
     assert_int_equal(h->rounds_seen, 2);
     assert_false(h->last.committed);
     assert_int_equal(h->last.round_id, 2);
@@ -515,7 +554,7 @@ resume_continues_from_last_commit(void **state)
     start(h, 2);
     connect_and_check_in(h, 0, 0);
     connect_and_check_in(h, 1, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     send_update(h, 0, 0.5f, 10, 1, h->clients[0].task_id, 2);
     send_update(h, 1, 0.5f, 10, 1, h->clients[1].task_id, 2);
     assert_int_equal(roost_coord_last_round(h->coord), 1);
@@ -525,7 +564,7 @@ resume_continues_from_last_commit(void **state)
      * (destroy without commit stands in for the kill). */
     check_in(h, 0, 3);
     check_in(h, 1, 3);
-    assert_int_equal(roost_coord_tick(h->coord, 4, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 4, NULL), ROOST_OK);
     assert_int_equal(h->clients[0].round_id, 2);
     send_update(h, 0, 9.0f, 10, 2, h->clients[0].task_id, 5);
     assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
@@ -538,7 +577,7 @@ resume_continues_from_last_commit(void **state)
                         sizeof(committed));
     connect_and_check_in(h, 2, 10);
     connect_and_check_in(h, 3, 10);
-    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 11, NULL), ROOST_OK);
     assert_int_equal(h->clients[2].round_id, 2);
     /* The clients were sent the committed model: the acknowledged update
      * of the lost round left no trace and is simply asked for again. */
@@ -560,7 +599,7 @@ abandoned_attempt_update_is_stale_after_restart(void **state)
     start(h, 2);
     connect_and_check_in(h, 0, 0);
     connect_and_check_in(h, 1, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     assert_int_equal(h->clients[0].round_id, 1);
     uint64_t lost_task = h->clients[0].task_id;
     roost_coord_destroy(h->coord); /* the crash: round 1 never commits */
@@ -569,7 +608,7 @@ abandoned_attempt_update_is_stale_after_restart(void **state)
     start(h, 2);
     connect_and_check_in(h, 0, 10);
     connect_and_check_in(h, 1, 10);
-    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 11, NULL), ROOST_OK);
     assert_int_equal(h->clients[0].round_id, 1);
     assert_int_not_equal(h->clients[0].task_id, lost_task);
     /* Client 0 sends the update it made for the abandoned attempt. */
@@ -592,25 +631,21 @@ bad_messages_close_the_session(void **state)
     roost__v1__task__init(&task);
     env.body_case = ROOST__V1__ENVELOPE__BODY_TASK;
     env.task = &task;
-    assert_int_equal(
-        roost_coord_session_message(h->coord, h->clients[0].session, &env, 1),
-        ROOST_OK);
+    assert_int_equal(session_message(h, h->clients[0].session, &env, 1),
+                     ROOST_OK);
     assert_int_equal(h->clients[0].errors, 1);
     assert_false(h->clients[0].open);
     /* Wrong protocol version. */
     h->clients[1].session = 77;
     h->clients[1].open = true;
-    assert_int_equal(roost_coord_session_opened(h->coord, 77, "ff", NULL, 1),
-                     ROOST_OK);
-    assert_int_equal(roost_coord_session_opened(h->coord, 77, "ff", NULL, 1),
-                     ROOST_EDUPLICATE);
+    assert_int_equal(session_opened(h, 77, "ff", NULL, 1), ROOST_OK);
+    assert_int_equal(session_opened(h, 77, "ff", NULL, 1), ROOST_EDUPLICATE);
     Roost__V1__CheckIn ci;
     roost__v1__check_in__init(&ci);
     ci.protocol_version = 99;
     env.body_case = ROOST__V1__ENVELOPE__BODY_CHECK_IN;
     env.check_in = &ci;
-    assert_int_equal(roost_coord_session_message(h->coord, 77, &env, 1),
-                     ROOST_OK);
+    assert_int_equal(session_message(h, 77, &env, 1), ROOST_OK);
     assert_int_equal(h->clients[1].errors, 1);
     assert_false(h->clients[1].open);
 }
@@ -633,8 +668,7 @@ central_dp_round_is_accounted(void **state)
             else
                 check_in(h, i, 10);
         }
-        assert_int_equal(roost_coord_tick(h->coord, round * 10 + 1, NULL),
-                         ROOST_OK);
+        assert_int_equal(tick(h, round * 10 + 1, NULL), ROOST_OK);
         for (int i = 0; i < 3; i++)
             send_update(h, i, 0.1f, 10, (uint64_t)round, h->clients[i].task_id,
                         round * 10 + 2);
@@ -704,8 +738,7 @@ central_dp_rounds_with_restarts(struct harness *h, roost_rng *rng, int n,
         start_with(h, &cfg);
         for (int i = 0; i < 3; i++)
             connect_and_check_in(h, i, round * 10);
-        assert_int_equal(roost_coord_tick(h->coord, round * 10 + 1, NULL),
-                         ROOST_OK);
+        assert_int_equal(tick(h, round * 10 + 1, NULL), ROOST_OK);
         for (int i = 0; i < 3; i++)
             send_update(h, i, 0.1f, 10, (uint64_t)round, h->clients[i].task_id,
                         round * 10 + 2);
@@ -793,8 +826,7 @@ central_dp_counts_training_rounds_only(void **state)
         if (round > 1)
             for (int i = 0; i < 3; i++)
                 check_in(h, i, round * 10);
-        assert_int_equal(roost_coord_tick(h->coord, round * 10 + 1, NULL),
-                         ROOST_OK);
+        assert_int_equal(tick(h, round * 10 + 1, NULL), ROOST_OK);
         for (int i = 0; i < 3; i++) {
             if (round == 3) {
                 assert_true(h->clients[i].task_eval);
@@ -838,19 +870,17 @@ many_sessions_open_and_close(void **state)
     char fp[32];
     for (uint64_t id = 1; id <= 5000; id++) {
         snprintf(fp, sizeof(fp), "fp%06u", (unsigned)id);
-        assert_int_equal(roost_coord_session_opened(h->coord, id, fp, NULL, 0),
-                         ROOST_OK);
+        assert_int_equal(session_opened(h, id, fp, NULL, 0), ROOST_OK);
     }
     assert_int_equal(roost_coord_session_count(h->coord), 5000);
     for (uint64_t id = 1; id <= 5000; id += 2)
-        roost_coord_session_closed(h->coord, id, 0);
+        session_closed(h, id, 0);
     assert_int_equal(roost_coord_session_count(h->coord), 2500);
     for (uint64_t id = 2; id <= 5000; id += 2)
-        assert_int_equal(
-            roost_coord_session_opened(h->coord, id, "other", NULL, 0),
-            ROOST_EDUPLICATE);
+        assert_int_equal(session_opened(h, id, "other", NULL, 0),
+                         ROOST_EDUPLICATE);
     for (uint64_t id = 2; id <= 5000; id += 2)
-        roost_coord_session_closed(h->coord, id, 0);
+        session_closed(h, id, 0);
     assert_int_equal(roost_coord_session_count(h->coord), 0);
 }
 
@@ -882,7 +912,7 @@ federated_evaluation_round(void **state)
     start_with(h, &cfg);
     for (int i = 0; i < 4; i++)
         connect_and_check_in(h, i, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     int who[4];
     assert_int_equal(tasked(h, 1, 4, who), 2);
     for (int k = 0; k < 2; k++) {
@@ -904,7 +934,7 @@ federated_evaluation_round(void **state)
     assert_false(roost_coord_finished(h->coord));
     for (int i = 0; i < 4; i++)
         connect_and_check_in(h, i, 10);
-    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 11, NULL), ROOST_OK);
     assert_int_equal(tasked(h, 2, 4, who), 4);
     for (int i = 0; i < 4; i++) {
         assert_true(h->clients[i].task_eval);
@@ -929,7 +959,7 @@ federated_evaluation_round(void **state)
     assert_int_equal(h->clients[3].last_ack_code, ROOST_EINVAL);
     /* Nobody can answer any more: the round closes at the next tick with
      * two answers (min_clients 2). */
-    assert_int_equal(roost_coord_tick(h->coord, 14, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 14, NULL), ROOST_OK);
     assert_true(h->last.evaluation);
     assert_true(h->last.committed);
     assert_int_equal(h->last.round_id, 2);
@@ -977,7 +1007,7 @@ declined_task_goes_to_a_waiting_client(void **state)
     start_with(h, &cfg);
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     int who[3];
     assert_int_equal(tasked(h, 1, 3, who), 2);
     send_decline(h, who[0], 2);
@@ -1014,12 +1044,11 @@ clients_without_budget_are_not_selected(void **state)
         h->clients[i].open = true;
         char fp[65];
         snprintf(fp, sizeof(fp), "%064x", 0xbbb0 + i);
-        assert_int_equal(roost_coord_session_opened(
-                             h->coord, 1000u + (unsigned)i, fp, NULL, 0),
+        assert_int_equal(session_opened(h, 1000u + (unsigned)i, fp, NULL, 0),
                          ROOST_OK);
         check_in_with_budget(h, i, 0, i == 1 ? 0.0 : 2.5);
     }
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     assert_true(h->clients[0].has_task);
     assert_true(h->clients[2].has_task);
     assert_false(h->clients[1].has_task);
@@ -1040,7 +1069,7 @@ strategy_state_survives_restart(void **state)
         cfg.strategy.momentum = 0.9;
         start_with(h, &cfg);
         connect_and_check_in(h, 0, 0);
-        assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+        assert_int_equal(tick(h, 1, NULL), ROOST_OK);
         send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
         assert_int_equal(roost_coord_last_round(h->coord), 1);
         if (pass == 1) {
@@ -1052,7 +1081,7 @@ strategy_state_survives_restart(void **state)
         } else {
             check_in(h, 0, 3);
         }
-        assert_int_equal(roost_coord_tick(h->coord, 4, NULL), ROOST_OK);
+        assert_int_equal(tick(h, 4, NULL), ROOST_OK);
         send_update(h, 0, 1.0f, 10, 2, h->clients[0].task_id, 5);
         assert_int_equal(roost_coord_last_round(h->coord), 2);
         if (pass == 0) {
@@ -1083,9 +1112,7 @@ connect_as(struct harness *h, int i, uint64_t session, const char *fp,
     struct fake_client *fc = &h->clients[i];
     fc->session = session;
     fc->open = true;
-    assert_int_equal(
-        roost_coord_session_opened(h->coord, session, fp, "CN=same", now),
-        ROOST_OK);
+    assert_int_equal(session_opened(h, session, fp, "CN=same", now), ROOST_OK);
     check_in(h, i, now);
 }
 
@@ -1109,12 +1136,12 @@ one_session_per_certificate(void **state)
     start_with(h, &cfg);
     connect_as(h, 1, 2001, DUP_FP, 0);
     connect_as(h, 2, 2002, DUP_FP, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     assert_true(h->clients[2].has_task);
     send_update(h, 2, 1.0f, 10, 1, h->clients[2].task_id, 2);
     if (h->clients[1].has_task)
         send_update(h, 1, 1.0f, 10, 1, h->clients[1].task_id, 2);
-    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 3, NULL), ROOST_OK);
     assert_int_equal(h->rounds_seen, 1);
     assert_true(h->last.committed);
     assert_int_equal(h->last.selected, 1);
@@ -1125,7 +1152,7 @@ one_session_per_certificate(void **state)
     assert_true(h->clients[2].open);
     assert_int_equal(roost_coord_session_count(h->coord), 1);
     /* The transport's later report of its end changes nothing. */
-    roost_coord_session_closed(h->coord, 2001, 3);
+    session_closed(h, 2001, 3);
     assert_int_equal(roost_coord_session_count(h->coord), 1);
 
     /* The certificate reconnects while its session works on round 2: that
@@ -1133,12 +1160,12 @@ one_session_per_certificate(void **state)
      * for a session that was replaced), and the new session, which cannot
      * join round 2 under the same certificate, trains in round 3. */
     check_in(h, 2, 10);
-    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 11, NULL), ROOST_OK);
     assert_int_equal(h->clients[2].round_id, 2);
     connect_as(h, 3, 2003, DUP_FP, 20);
     assert_false(h->clients[2].open);
     assert_false(h->clients[3].has_task);
-    assert_int_equal(roost_coord_tick(h->coord, 21, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 21, NULL), ROOST_OK);
     assert_int_equal(h->rounds_seen, 2);
     assert_false(h->last.committed);
     assert_int_equal(h->last.dropped, 1);
@@ -1147,7 +1174,7 @@ one_session_per_certificate(void **state)
     send_update(h, 3, 1.0f, 10, 3, h->clients[3].task_id, 22);
     /* A late update from the replaced session is not folded. */
     send_update(h, 2, 1.0f, 10, 2, h->clients[2].task_id, 22);
-    assert_int_equal(roost_coord_tick(h->coord, 23, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 23, NULL), ROOST_OK);
     assert_int_equal(roost_coord_last_round(h->coord), 3);
     assert_true(h->last.committed);
     assert_int_equal(h->last.accepted, 1);
@@ -1179,7 +1206,7 @@ replacement_passes_over_reconnected_participants(void **state)
         start_with(h, &cfg);
         for (int i = 0; i < 5; i++)
             connect_and_check_in(h, i, 0);
-        assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+        assert_int_equal(tick(h, 1, NULL), ROOST_OK);
         int who[5];
         assert_int_equal(tasked(h, 1, 5, who), 4);
         int idle = -1;
@@ -1220,7 +1247,7 @@ malformed_dp_reports_are_refused(void **state)
     start_with(h, &cfg);
     for (int i = 0; i < 6; i++)
         connect_and_check_in(h, i, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     Roost__V1__DpReport good;
     roost__v1__dp_report__init(&good);
     good.noise_multiplier = 1.0;
@@ -1245,7 +1272,7 @@ malformed_dp_reports_are_refused(void **state)
     }
     send_update_dp(h, 5, 0.1f, 0, 1, h->clients[5].task_id, &good, 2);
     assert_int_equal(h->clients[5].last_ack_code, ROOST_OK);
-    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 3, NULL), ROOST_OK);
     assert_int_equal(h->rounds_seen, 1);
     assert_true(h->last.committed);
     assert_int_equal(h->last.accepted, 1);
@@ -1351,10 +1378,10 @@ robust_buffer_below_min_clients_is_refused_at_start(void **state)
     start_with(h, &cfg);
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     for (int i = 0; i < 3; i++)
         send_update(h, i, 1.0f, 10, 1, h->clients[i].task_id, 2);
-    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 3, NULL), ROOST_OK);
     assert_int_equal(h->rounds_seen, 1);
     assert_true(h->last.committed);
     assert_int_equal(h->last.accepted, 2);
@@ -1377,7 +1404,7 @@ malformed_training_metrics_are_refused(void **state)
     start_with(h, &cfg);
     for (int i = 0; i < 5; i++)
         connect_and_check_in(h, i, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     Roost__V1__Metrics m[4];
     for (int k = 0; k < 4; k++) {
         roost__v1__metrics__init(&m[k]);
@@ -1400,7 +1427,7 @@ malformed_training_metrics_are_refused(void **state)
     h->metrics = NULL;
     send_update(h, 4, 1.0f, 10, 1, h->clients[4].task_id, 2);
     assert_int_equal(h->clients[4].last_ack_code, ROOST_OK);
-    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 3, NULL), ROOST_OK);
     assert_true(h->last.committed);
     assert_int_equal(h->last.accepted, 2);
     assert_int_equal(h->last.refused, 3);
@@ -1435,7 +1462,7 @@ initial_model_follows_the_recorded_seed(void **state)
      * committed. It restarts with another init_seed. */
     connect_and_check_in(h, 0, 0);
     connect_and_check_in(h, 1, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
     roost_coord_destroy(h->coord);
     h->coord = NULL;
@@ -1447,7 +1474,7 @@ initial_model_follows_the_recorded_seed(void **state)
     /* Round 1 then trains from that model. */
     connect_and_check_in(h, 0, 10);
     connect_and_check_in(h, 1, 10);
-    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 11, NULL), ROOST_OK);
     assert_memory_equal(h->clients[0].global, first, sizeof(first));
 }
 
@@ -1467,7 +1494,7 @@ absurd_example_counts_are_refused(void **state)
     start_with(h, &cfg);
     for (int i = 0; i < 3; i++)
         connect_and_check_in(h, i, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     send_update(h, 0, 1.0f, ROOST_COORD_MAX_EXAMPLES, 1, h->clients[0].task_id,
                 2);
     assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
@@ -1475,7 +1502,7 @@ absurd_example_counts_are_refused(void **state)
     assert_int_equal(h->clients[1].last_ack_code, ROOST_ETOOBIG);
     send_update(h, 2, 1.0f, 10, 1, h->clients[2].task_id, 2);
     assert_int_equal(h->clients[2].last_ack_code, ROOST_OK);
-    assert_int_equal(roost_coord_tick(h->coord, 3, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 3, NULL), ROOST_OK);
     assert_int_equal(h->rounds_seen, 1);
     assert_true(h->last.committed);
     assert_int_equal(h->last.accepted, 2);
@@ -1484,7 +1511,7 @@ absurd_example_counts_are_refused(void **state)
 
     for (int i = 0; i < 3; i++)
         check_in(h, i, 10);
-    assert_int_equal(roost_coord_tick(h->coord, 11, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 11, NULL), ROOST_OK);
     uint64_t claims[3] = {UINT64_C(1) << 62, UINT64_C(1) << 62, UINT64_MAX};
     for (int i = 0; i < 3; i++) {
         send_update(h, i, 1.0f, claims[i], 2, h->clients[i].task_id, 12);
@@ -1492,14 +1519,14 @@ absurd_example_counts_are_refused(void **state)
     }
     /* Nobody is left to answer: recorded as failed, and the next round
      * with an honest count commits. */
-    assert_int_equal(roost_coord_tick(h->coord, 13, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 13, NULL), ROOST_OK);
     assert_int_equal(roost_coord_last_round(h->coord), 2);
     assert_false(h->last.committed);
     assert_int_equal(h->last.refused, 3);
     assert_int_equal(h->rounds_seen, 2);
     for (int i = 0; i < 3; i++)
         check_in(h, i, 20);
-    assert_int_equal(roost_coord_tick(h->coord, 21, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 21, NULL), ROOST_OK);
     for (int i = 0; i < 3; i++)
         send_update(h, i, 1.0f, 10, 3, h->clients[i].task_id, 22);
     assert_int_equal(roost_coord_last_round(h->coord), 3);
@@ -1546,9 +1573,197 @@ state_too_big_for_the_store_is_refused_at_start(void **state)
     roost_strategy_config_init(&cfg.strategy, ROOST_STRATEGY_FEDAVGM);
     start_with(h, &cfg);
     connect_and_check_in(h, 0, 0);
-    assert_int_equal(roost_coord_tick(h->coord, 1, NULL), ROOST_OK);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
     send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 2);
     assert_int_equal(roost_coord_last_round(h->coord), 1);
+}
+
+/* ------------------------------------------------ clocks: wall steps */
+
+/* A plausible wall clock (November 2023, in ms since the epoch) and the
+ * step an NTP correction or `date -s` might make. */
+#define WALL_BASE_MS INT64_C(1700000000000)
+#define HOUR_MS INT64_C(3600000)
+
+/* The round record of round_id as the store holds it. */
+static roost_store_round_info
+recorded_round(struct harness *h, int64_t round_id)
+{
+    roost_store_round_info info;
+    size_t n = 0;
+    roost_errmsg em;
+    assert_int_equal(
+        roost_store_list_rounds(h->store, round_id, &info, 1, &n, &em),
+        ROOST_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(info.round_id, round_id);
+    return info;
+}
+
+/* The wall clock steps forward by an hour in the middle of a round (an
+ * NTP correction, an operator's `date -s`). The round still closes at its
+ * timeout by the monotonic clock, not at once; a task sent after the step
+ * names the wall-clock deadline as wall time now plus the time left; and
+ * the record's timestamps are the wall clock's readings. */
+static void
+wall_step_forward_does_not_close_the_round(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.min_clients = 1; /* one update commits at the deadline */
+    start_with(h, &cfg);
+    h->wall_skew_ms = WALL_BASE_MS;
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 100);
+    int64_t next = 0;
+    assert_int_equal(tick(h, 100, &next), ROOST_OK);
+    assert_true(roost_coord_round_open(h->coord));
+    assert_int_equal(next, 100 + 1000); /* monotonic */
+    /* Two of the three are selected; the third waits. */
+    int sel[2], n_sel = 0, waiting = -1;
+    for (int i = 0; i < 3; i++) {
+        if (h->clients[i].has_task)
+            sel[n_sel++] = i;
+        else
+            waiting = i;
+    }
+    assert_int_equal(n_sel, 2);
+    assert_true(waiting >= 0);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(h->clients[sel[k]].deadline_unix_ms,
+                         (uint64_t)(WALL_BASE_MS + 100 + 1000));
+    int64_t open_id = 0, opened_ms = 0, n_open = 0;
+    assert_int_equal(roost_store_get_open_round(h->store, &open_id, &opened_ms,
+                                                &n_open, NULL),
+                     ROOST_OK);
+    assert_int_equal(open_id, 1);
+    assert_int_equal(opened_ms, WALL_BASE_MS + 100);
+
+    h->wall_skew_ms += HOUR_MS; /* the step */
+    assert_int_equal(tick(h, 400, &next), ROOST_OK);
+    assert_true(roost_coord_round_open(h->coord));
+    assert_int_equal(h->rounds_seen, 0);
+    assert_int_equal(next, 1100);
+
+    /* One selected client declines; the waiting one takes its place with
+     * 600 ms of the round left, on the stepped wall clock. */
+    send_decline(h, sel[0], 500);
+    assert_true(h->clients[waiting].has_task);
+    assert_int_equal(h->clients[waiting].deadline_unix_ms,
+                     (uint64_t)(WALL_BASE_MS + HOUR_MS + 500 + 600));
+    send_update(h, sel[1], 1.0f, 10, 1, h->clients[sel[1]].task_id, 600);
+    assert_int_equal(h->clients[sel[1]].last_ack_code, ROOST_OK);
+
+    /* The replacement never answers: the round waits for it until the
+     * monotonic deadline, and closes there. */
+    assert_int_equal(tick(h, 1099, &next), ROOST_OK);
+    assert_true(roost_coord_round_open(h->coord));
+    assert_int_equal(h->rounds_seen, 0);
+    assert_int_equal(tick(h, 1100, &next), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_true(h->last.committed);
+    assert_int_equal(h->last.accepted, 1);
+    assert_near(h->last.seconds, 1.0, 1e-9);
+
+    /* The record holds wall-clock readings: opened before the step,
+     * committed and the update received after it. */
+    roost_store_round_info info = recorded_round(h, 1);
+    assert_int_equal(info.started_ms, WALL_BASE_MS + 100);
+    assert_int_equal(info.committed_ms, WALL_BASE_MS + HOUR_MS + 1100);
+    assert_int_equal(
+        sql_int(h->db, "SELECT received_ms FROM updates WHERE round_id = 1"),
+        WALL_BASE_MS + HOUR_MS + 600);
+}
+
+/* The wall clock steps back by an hour in the middle of a round. The
+ * round still closes at its timeout by the monotonic clock instead of
+ * staying open for an hour more, and the record keeps what the wall
+ * clock said, even a commit time before the start. */
+static void
+wall_step_backward_does_not_stretch_the_round(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.min_clients = 1;
+    start_with(h, &cfg);
+    h->wall_skew_ms = WALL_BASE_MS;
+    connect_and_check_in(h, 0, 100);
+    connect_and_check_in(h, 1, 100);
+    assert_int_equal(tick(h, 100, NULL), ROOST_OK);
+    assert_true(h->clients[0].has_task);
+    assert_int_equal(h->clients[0].deadline_unix_ms,
+                     (uint64_t)(WALL_BASE_MS + 1100));
+
+    h->wall_skew_ms -= HOUR_MS; /* the step */
+    send_update(h, 0, 1.0f, 10, 1, h->clients[0].task_id, 300);
+    assert_int_equal(h->clients[0].last_ack_code, ROOST_OK);
+    int64_t next = 0;
+    assert_int_equal(tick(h, 1099, &next), ROOST_OK);
+    assert_true(roost_coord_round_open(h->coord));
+    assert_int_equal(next, 1100);
+    assert_int_equal(tick(h, 1100, &next), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_false(roost_coord_round_open(h->coord));
+    assert_true(h->last.committed);
+    assert_near(h->last.seconds, 1.0, 1e-9);
+
+    roost_store_round_info info = recorded_round(h, 1);
+    assert_int_equal(info.started_ms, WALL_BASE_MS + 100);
+    assert_int_equal(info.committed_ms, WALL_BASE_MS - HOUR_MS + 1100);
+    assert_int_equal(
+        sql_int(h->db, "SELECT received_ms FROM updates WHERE round_id = 1"),
+        WALL_BASE_MS - HOUR_MS + 300);
+}
+
+/* A coordinator killed mid-round and started again after a reboot: the
+ * monotonic clock starts again near zero while the wall clock went on.
+ * Nothing of the lost round's timing survives in the store but the wall
+ * time of its note, so the round run again gets its whole timeout from
+ * the new monotonic clock and tells clients a deadline on the wall
+ * clock. */
+static void
+round_after_reboot_times_from_the_new_clock(void **state)
+{
+    struct harness *h = *state;
+    start(h, 2);
+    h->wall_skew_ms = WALL_BASE_MS;
+    int64_t uptime = INT64_C(5000000000); /* 58 days */
+    connect_and_check_in(h, 0, uptime);
+    connect_and_check_in(h, 1, uptime);
+    assert_int_equal(tick(h, uptime, NULL), ROOST_OK);
+    assert_true(roost_coord_round_open(h->coord));
+    roost_coord_destroy(h->coord); /* killed; the host reboots */
+    h->coord = NULL;
+    memset(h->clients, 0, sizeof(h->clients));
+
+    h->wall_skew_ms = WALL_BASE_MS + uptime + 60000; /* mono restarts at 0 */
+    start(h, 2);
+    connect_and_check_in(h, 2, 20);
+    connect_and_check_in(h, 3, 20);
+    int64_t next = 0;
+    assert_int_equal(tick(h, 20, &next), ROOST_OK);
+    assert_true(roost_coord_round_open(h->coord));
+    assert_int_equal(h->clients[2].round_id, 1);
+    assert_int_equal(next, 20 + 1000);
+    assert_int_equal(h->clients[2].deadline_unix_ms,
+                     (uint64_t)(h->wall_skew_ms + 20 + 1000));
+    int64_t open_id = 0, opened_ms = 0, n_open = 0;
+    assert_int_equal(roost_store_get_open_round(h->store, &open_id, &opened_ms,
+                                                &n_open, NULL),
+                     ROOST_OK);
+    assert_int_equal(open_id, 1);
+    assert_int_equal(opened_ms, h->wall_skew_ms + 20);
+    assert_int_equal(tick(h, 1019, NULL), ROOST_OK);
+    assert_true(roost_coord_round_open(h->coord));
+    assert_int_equal(tick(h, 1020, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_false(h->last.committed); /* nobody answered */
+    assert_near(h->last.seconds, 1.0, 1e-9);
+    roost_store_round_info info = recorded_round(h, 1);
+    assert_int_equal(info.started_ms, h->wall_skew_ms + 20);
+    assert_int_equal(info.committed_ms, h->wall_skew_ms + 1020);
 }
 
 int
@@ -1604,6 +1819,12 @@ main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             state_too_big_for_the_store_is_refused_at_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            wall_step_forward_does_not_close_the_round, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            wall_step_backward_does_not_stretch_the_round, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            round_after_reboot_times_from_the_new_clock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
