@@ -15,7 +15,8 @@
  * roost_client_errmsg explains the condition that ended the client, not an
  * older failure it got over; a DP round's event is in the ledger file
  * before its update arrives; and an allocation-failure sweep over a whole
- * round ends every run in a documented way, without a leak.
+ * round ends every run in a documented way, without a leak. A connection
+ * whose first allocation fails is retried after the reconnect backoff.
  *
  * Real TLS files (made with the PKI functions) and real ledger files in a
  * temporary directory; the integration tests run the client against a
@@ -1527,6 +1528,55 @@ unsupported_client_is_told_not_retried(void **state)
     unlink(path);
 }
 
+/* ---------------------------------------------------------- reconnects */
+
+/* The first allocation after the TCP connection to the coordinator is up
+ * (the channel's session for it) fails: the connection is dropped, and
+ * the next attempt must come after the reconnect backoff. It used to come
+ * only when the channel's connect timeout (10 s) ran out, a stall the app
+ * could neither see nor shorten: the step that met the failure asked to
+ * be called again in a second, then again, for ten seconds. */
+static void
+failed_allocation_on_connecting_retries_after_the_backoff(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/connect-enomem.db", fx.dir);
+    struct counting cnt = {0, 0, 0};
+    roost_allocator a = {c_malloc, c_realloc, c_free, &cnt};
+    struct coord co;
+    coord_start(&co);
+    roost_config *cfg = full_config(&a, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    cnt.fail_at = cnt.count + 1;
+    int rc = ROOST_OK, timeout = 0;
+    for (int i = 0; i < 2000 && cnt.count < cnt.fail_at; i++) {
+        rc = roost_client_step(c, &timeout);
+        assert_int_equal(rc, ROOST_OK);
+        if (cnt.count < cnt.fail_at)
+            roost_channel_poll(co.ch, timeout > 5 ? 5 : timeout);
+    }
+    assert_true(cnt.count >= cnt.fail_at);
+    assert_int_equal(co.checkins, 0);
+    /* The step that met the failure asks to be woken for the next
+     * attempt, which is due within the backoff's bound (40 ms). */
+    if (timeout > 40)
+        fail_msg("after the failed connection the client waits %d ms", timeout);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 1);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    assert_int_equal(cnt.live, 0);
+    unlink(path);
+}
+
 /* An app's own model for the trainer test: example i's gradient is x_i
  * (4 floats) placed at offset 4 * label_i of the 15 parameters; the norms
  * and the weighted sum are exact for that definition. */
@@ -1681,6 +1731,8 @@ main(void)
         cmocka_unit_test(allocation_failure_sweep_over_a_client_round),
         cmocka_unit_test(task_ended_under_training_charges_nothing),
         cmocka_unit_test(app_trainer_round),
+        cmocka_unit_test(
+            failed_allocation_on_connecting_retries_after_the_backoff),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
