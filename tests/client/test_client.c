@@ -16,7 +16,10 @@
  * older failure it got over; a DP round's event is in the ledger file
  * before its update arrives; and an allocation-failure sweep over a whole
  * round ends every run in a documented way, without a leak. A connection
- * whose first allocation fails is retried after the reconnect backoff.
+ * whose first allocation fails is retried after the reconnect backoff; a
+ * session is closed when the coordinator's certificate expires (a
+ * short-lived server certificate), and the reconnection's handshake
+ * refuses it.
  *
  * Real TLS files (made with the PKI functions) and real ledger files in a
  * temporary directory; the integration tests run the client against a
@@ -31,6 +34,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/src/cproto.h"
@@ -1031,12 +1035,19 @@ coord_event(void *arg, const roost_channel_event *ev)
     }
 }
 
+/* A scripted coordinator presenting the certificate and key in the
+ * fixture's files cert and key (signed by the deployment CA). */
 static void
-coord_start(struct coord *co)
+coord_start_as(struct coord *co, const char *cert, const char *key)
 {
     memset(co, 0, sizeof(*co));
     co->events_at_update = -1;
-    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_tls_files f = {fx_path(&fx, "ca.crt"), fx_path(&fx, cert),
+                         fx_path(&fx, key), fx_path(&fx, "ca.crl")};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *sctx = NULL;
+    if (roost_tls_ctx_create_server(&sctx, &f, &em) != ROOST_OK)
+        fail_msg("server context from %s: %s", cert, em.text);
     roost_channel_config cc;
     roost_channel_config_init(&cc);
     cc.on_event = coord_event;
@@ -1048,6 +1059,12 @@ coord_start(struct coord *co)
     assert_int_equal(
         roost_channel_endpoint(co->ch, co->endpoint, sizeof(co->endpoint)),
         ROOST_OK);
+}
+
+static void
+coord_start(struct coord *co)
+{
+    coord_start_as(co, "server.crt", "server.key");
 }
 
 static void
@@ -1528,7 +1545,24 @@ unsupported_client_is_told_not_retried(void **state)
     unlink(path);
 }
 
-/* ---------------------------------------------------------- reconnects */
+/* ---------------------------------- reconnects, certificate expiry */
+
+/* Counts the log lines that contain each of a watch's words. */
+struct log_watch {
+    const char *words[2];
+    int hits;
+};
+
+static void
+watch_log(void *arg, int level, const char *message)
+{
+    (void)level;
+    struct log_watch *w = arg; /* an array ended by one without words */
+    for (; w->words[0] != NULL; w++)
+        if (strstr(message, w->words[0]) != NULL &&
+            (w->words[1] == NULL || strstr(message, w->words[1]) != NULL))
+            w->hits++;
+}
 
 /* The first allocation after the TCP connection to the coordinator is up
  * (the channel's session for it) fails: the connection is dropped, and
@@ -1574,6 +1608,81 @@ failed_allocation_on_connecting_retries_after_the_backoff(void **state)
     roost_client_destroy(c);
     roost_channel_destroy(co.ch);
     assert_int_equal(cnt.live, 0);
+    unlink(path);
+}
+
+/* The coordinator's certificate expires while the session is open: the
+ * client closes the session (and says why), as roost serve does for
+ * client certificates, and connects again after its backoff; that
+ * handshake verifies the certificate afresh and is refused, so no new
+ * session opens while the coordinator presents the expired certificate.
+ * Real TLS over loopback with a server certificate valid for 3 s. */
+static void
+session_closes_when_the_coordinators_certificate_expires(void **state)
+{
+    (void)state;
+    enum { LIFETIME_S = 3 };
+    char path[320];
+    snprintf(path, sizeof(path), "%s/server-expiry.db", fx.dir);
+    roost_errmsg em = {{0}};
+    time_t issued = time(NULL);
+    roost_pki_validity brief = {-60, LIFETIME_S};
+    const char *sans[] = {"127.0.0.1", "localhost"};
+    fx_check(roost_pki_server(fx_path(&fx, "ca.key"), fx_path(&fx, "ca.crt"),
+                              fx_path(&fx, "brief.key"),
+                              fx_path(&fx, "brief.crt"), "localhost", sans, 2,
+                              &brief, &em),
+             &em, "short-lived server certificate");
+    struct coord co;
+    coord_start_as(&co, "brief.crt", "brief.key");
+    struct log_watch watch[] = {
+        {{"coordinator's certificate", "expired at"}, 0},
+        {{"handshake failed", "expired"}, 0},
+        {{NULL, NULL}, 0},
+    };
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+    assert_int_equal(
+        roost_config_set_log(cfg, watch_log, watch, ROOST_LOG_WARN), ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 1);
+    assert_int_equal(co.closed, 0);
+    /* The certificate expires LIFETIME_S after it was issued; allow the
+     * client a few seconds past that (its wake-ups are at most 1 s
+     * apart). */
+    while (co.closed == 0 && time(NULL) < issued + LIFETIME_S + 10) {
+        int t = 0;
+        rc = roost_client_step(c, &t);
+        assert_int_equal(rc, ROOST_OK);
+        roost_channel_poll(co.ch, t > 5 ? 5 : t);
+    }
+    if (co.closed != 1)
+        fail_msg("the session with an expired coordinator certificate is "
+                 "still open %lds after it expired",
+                 (long)(time(NULL) - issued - LIFETIME_S));
+    assert_true(time(NULL) >= issued + LIFETIME_S);
+    assert_int_equal(watch[0].hits, 1);
+    /* It reconnects, and the new handshake refuses the certificate. */
+    time_t closed_at = time(NULL);
+    while (watch[1].hits == 0 && time(NULL) < closed_at + 10) {
+        int t = 0;
+        rc = roost_client_step(c, &t);
+        assert_int_equal(rc, ROOST_OK);
+        roost_channel_poll(co.ch, t > 5 ? 5 : t);
+    }
+    assert_true(watch[1].hits >= 1);
+    assert_int_equal(co.opened, 1);
+    assert_int_equal(co.checkins, 1);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
     unlink(path);
 }
 
@@ -1733,6 +1842,8 @@ main(void)
         cmocka_unit_test(app_trainer_round),
         cmocka_unit_test(
             failed_allocation_on_connecting_retries_after_the_backoff),
+        cmocka_unit_test(
+            session_closes_when_the_coordinators_certificate_expires),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -372,7 +372,11 @@ void roost_client_destroy(roost_client *c);
  * ELEDGER, ESTORE, ENOTSUP, ECLOSED and ECANCELED are final: the client
  * takes no further part and later calls return a final code again. Network
  * loss, and sessions the client drops over a coordinator's error or a malformed
- * message, are not errors: the client reconnects with backoff. Call from one
+ * message, are not errors: the client reconnects with backoff. So is a
+ * session whose coordinator certificate expires: the client closes it when
+ * the certificate's notAfter passes (and logs why), and the handshakes of
+ * its reconnections verify the certificate afresh (refused, and retried
+ * with backoff, until the coordinator presents a valid one). Call from one
  * thread.
  */
 int roost_client_step(roost_client *c, int *timeout_ms);
