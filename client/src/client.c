@@ -676,15 +676,19 @@ on_channel_event(void *arg, const roost_channel_event *ev)
          * a later refusal starts the backoff afresh. */
         c->reconnect_ms = c->cfg.reconnect_min_ms;
         enum roost_cproto_state after = roost_cproto_state(c->proto);
-        if (after == ROOST_CP_EXHAUSTED && before != after) {
-            progress(c, ROOST_EVENT_DECLINED, 0);
-            set_fatal(c, ROOST_EBUDGET, roost_cproto_errmsg(c->proto));
-        }
         if ((after == ROOST_CP_RECEIVING || after == ROOST_CP_READY) &&
             before == ROOST_CP_WAITING)
             progress(c, ROOST_EVENT_TASK, 0);
         if (roost_cproto_rounds(c->proto) > rounds_before)
             progress(c, ROOST_EVENT_ACCEPTED, 0);
+        if (after == ROOST_CP_EXHAUSTED && before != after) {
+            /* From WAITING a task was declined (for the budget, or for
+             * another reason with nothing left to check in with); after
+             * an Ack the round was accepted and spent the rest. */
+            if (before == ROOST_CP_WAITING)
+                progress(c, ROOST_EVENT_DECLINED, 0);
+            set_fatal(c, ROOST_EBUDGET, roost_cproto_errmsg(c->proto));
+        }
         return;
     }
     case ROOST_CHANNEL_CLOSED:
@@ -1131,6 +1135,16 @@ server_expiry_mono_ms(const roost_client *c, int64_t now_mono)
     return now_mono + (left > 0 ? left : 0) + 10;
 }
 
+/* The protocol found the budget spent (planning a task, or checking in
+ * after one ended): the client takes no further part, and step says so
+ * with ROOST_EBUDGET from now on. */
+static void
+check_exhausted(roost_client *c)
+{
+    if (roost_cproto_state(c->proto) == ROOST_CP_EXHAUSTED)
+        set_fatal(c, ROOST_EBUDGET, roost_cproto_errmsg(c->proto));
+}
+
 /* Connect again after drop_session, once its backoff has passed. */
 static void
 reconnect_if_due(roost_client *c, int64_t now)
@@ -1169,6 +1183,7 @@ roost_client_step(roost_client *c, int *timeout_ms)
     if (rc != ROOST_OK)
         return roost_fail(&c->em, rc, "network: %s",
                           roost_channel_errmsg(c->ch));
+    check_exhausted(c);
     if (c->fatal != ROOST_OK)
         return c->fatal;
     drop_after_failed_send(c);
@@ -1189,11 +1204,17 @@ roost_client_step(roost_client *c, int *timeout_ms)
         rc = start_task(c);
         if (rc != ROOST_OK)
             return rc;
+        check_exhausted(c); /* nothing left to check in with after it */
+        if (c->fatal != ROOST_OK)
+            return c->fatal;
         drop_after_failed_send(c); /* a decline or evaluation result */
     } else if (st == ROOST_CP_TRAINING && c->trainer != NULL) {
         rc = train_step(c);
         if (rc != ROOST_OK)
             return rc; /* train_step recorded it with set_fatal */
+        check_exhausted(c);
+        if (c->fatal != ROOST_OK)
+            return c->fatal;
         drop_after_failed_send(c);
     } else {
         int64_t now = mono_ms(), next = INT64_MAX;

@@ -19,7 +19,10 @@
  * whose first allocation fails is retried after the reconnect backoff; a
  * session is closed when the coordinator's certificate expires (a
  * short-lived server certificate), and the reconnection's handshake
- * refuses it.
+ * refuses it; a budget spent to exactly 0 -- at start, or by an
+ * acknowledged round -- ends the client with ROOST_EBUDGET instead of a
+ * check-in that no coordinator would answer, while a small positive
+ * remainder still checks in and pays for a cheap round.
  *
  * Real TLS files (made with the PKI functions) and real ledger files in a
  * temporary directory; the integration tests run the client against a
@@ -985,6 +988,7 @@ struct coord {
     int64_t events_at_update;
     double update_epsilon;
     int updates, chunks;
+    double last_remaining; /* epsilon_remaining of the last check-in */
 };
 
 static int64_t
@@ -1018,8 +1022,10 @@ coord_event(void *arg, const roost_channel_event *ev)
             roost_wire_decode(NULL, ev->data, ev->len, NULL, &m, NULL),
             ROOST_OK);
         co->last_case = (int)m->body_case;
-        if (m->body_case == ROOST__V1__ENVELOPE__BODY_CHECK_IN)
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_CHECK_IN) {
             co->checkins++;
+            co->last_remaining = m->check_in->epsilon_remaining;
+        }
         if (m->body_case == ROOST__V1__ENVELOPE__BODY_DECLINE)
             co->declines++;
         if (m->body_case == ROOST__V1__ENVELOPE__BODY_UPDATE) {
@@ -1545,7 +1551,7 @@ unsupported_client_is_told_not_retried(void **state)
     unlink(path);
 }
 
-/* ---------------------------------- reconnects, certificate expiry */
+/* ------------------------------- reconnects, certificate expiry, budget */
 
 /* Counts the log lines that contain each of a watch's words. */
 struct log_watch {
@@ -1681,6 +1687,175 @@ session_closes_when_the_coordinators_certificate_expires(void **state)
     assert_true(watch[1].hits >= 1);
     assert_int_equal(co.opened, 1);
     assert_int_equal(co.checkins, 1);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* A ledger at path with budget epsilon_max (delta 1e-5) and one event
+ * charged to it (sigma 1, clip 1, the sampler's terms); returns the
+ * epsilon spent. The search that charges the sampler stops depending on
+ * the budget once the budget is at least its result (accountant.h), so a
+ * ledger whose budget is what the event spent under a larger one takes
+ * the event and has exactly 0 left. */
+static double
+ledger_with_one_event(const char *path, double epsilon_max)
+{
+    roost_ledger *l = NULL;
+    roost_ledger_budget b = {epsilon_max, 1e-5};
+    roost_errmsg em = {{0}};
+    if (roost_ledger_open(&l, NULL, path, ROOST_LEDGER_CREATE, &b, &em) !=
+        ROOST_OK)
+        fail_msg("ledger %s: %s", path, em.text);
+    roost_ledger_event ev = {.q = 0.5,
+                             .sigma = 1.0,
+                             .steps = 4,
+                             .delta = 1e-5,
+                             .round_id = 1,
+                             .task_id = "1",
+                             .draws = 60};
+    assert_int_equal(
+        roost_noise_closeness_for(NULL, 1.0, 1.0, 0, &ev.mu, &ev.beta, NULL),
+        ROOST_OK);
+    roost_ledger_receipt receipt;
+    double eps = -1;
+    int rc = roost_ledger_charge(l, &ev, &receipt, &eps);
+    if (rc != ROOST_OK)
+        fail_msg("charge: %s: %s", roost_errname(rc), roost_ledger_errmsg(l));
+    roost_ledger_close(l);
+    return eps;
+}
+
+/* A client started on a ledger whose budget is spent to exactly 0 ends at
+ * once with ROOST_EBUDGET and says why, without checking in: the
+ * coordinator would never select a client with nothing left, so a
+ * check-in would have left it connected and waiting for ever, with step
+ * returning ROOST_OK and the app never told. */
+static void
+budget_spent_to_exactly_zero_ends_the_client(void **state)
+{
+    (void)state;
+    char probe[320], path[320];
+    snprintf(probe, sizeof(probe), "%s/zero-probe.db", fx.dir);
+    snprintf(path, sizeof(path), "%s/zero.db", fx.dir);
+    double cost = ledger_with_one_event(probe, 100.0);
+    unlink(probe);
+    assert_true(cost > 0 && cost < 100.0);
+    /* The same event spends a budget of exactly its cost. */
+    assert_true(ledger_with_one_event(path, cost) == cost);
+    struct coord co;
+    coord_start(&co);
+    roost_config *cfg = full_config(NULL, path, 0);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_ledger(cfg, path, cost, 1e-5, 0),
+                     ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    double spent = -1, budget = -1;
+    assert_int_equal(roost_client_epsilon(c, &spent, &budget), ROOST_OK);
+    assert_true(budget - spent == 0.0);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins > 0, 2000);
+    assert_int_equal(rc, ROOST_EBUDGET);
+    assert_int_equal(co.checkins, 0);
+    assert_non_null(strstr(roost_client_errmsg(c), "budget exhausted"));
+    assert_int_equal(roost_client_step(c, NULL), ROOST_EBUDGET);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* Run a client on the ledger at path (budget epsilon at delta 1e-5,
+ * created when create) against co through DP rounds with the given noise
+ * multipliers, each acknowledged, while it goes on. spent[i] gets the
+ * epsilon spent after round i (NAN if it did not upload). Returns the
+ * client (the caller destroys it) with the last step's code in *rc. */
+static roost_client *
+client_rounds(struct coord *co, const char *path, double epsilon, int create,
+              const double *sigmas, int n, double *spent, int *rc)
+{
+    roost_config *cfg = full_config(NULL, path, create);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co->endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_ledger(cfg, path, epsilon, 1e-5, create),
+                     ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    *rc = ROOST_OK;
+    PUMP_UNTIL(c, co, rc, co->checkins == 1, 2000);
+    assert_int_equal(co->checkins, 1);
+    for (int i = 0; i < n; i++)
+        spent[i] = (double)NAN;
+    for (int i = 0; i < n && *rc == ROOST_OK; i++) {
+        Roost__V1__DpParams dp;
+        dp_params(&dp, sigmas[i], 1.0, 4);
+        uint64_t round = (uint64_t)i + 1;
+        coord_send_task(co, round, 1, 2, 1, &dp, false);
+        PUMP_UNTIL(c, co, rc, co->chunks == i + 1, 4000);
+        if (co->updates != i + 1)
+            break;
+        double budget = 0;
+        assert_int_equal(roost_client_epsilon(c, &spent[i], &budget), ROOST_OK);
+        emit_ack(round, round, to_coord, co);
+        PUMP_UNTIL(c, co, rc, co->checkins == i + 2, 2000);
+    }
+    return c;
+}
+
+/* The budget is spent to exactly 0 by a round the coordinator
+ * acknowledges: the client does not check in again (it would wait for
+ * ever: the coordinator selects nobody with nothing left) but ends with
+ * ROOST_EBUDGET. Before that, a remainder of a few thousandths still
+ * pays for a cheap round: a positive remainder is not refused. The budget
+ * is what the two rounds spend, measured on a ledger with a larger one
+ * (the sampler's charge stops depending on the budget once the budget is
+ * at least the result). */
+static void
+round_that_spends_the_last_of_the_budget_ends_the_client(void **state)
+{
+    (void)state;
+    char probe[320], path[320];
+    snprintf(probe, sizeof(probe), "%s/last-probe.db", fx.dir);
+    snprintf(path, sizeof(path), "%s/last.db", fx.dir);
+    /* A round at sigma 1, then a cheap one at sigma 40. */
+    const double sigmas[2] = {1.0, 40.0};
+    double spent[2];
+    struct coord co;
+    coord_start(&co);
+    int rc = ROOST_OK;
+    roost_client *c =
+        client_rounds(&co, probe, 100.0, 1, sigmas, 2, spent, &rc);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(probe);
+    assert_int_equal(rc, ROOST_OK);
+    assert_true(spent[0] > 0 && spent[1] > spent[0]);
+    double left = spent[1] - spent[0];
+    print_message("rounds spend %.6f and %.6f: a remainder of %.6f\n", spent[0],
+                  spent[1], left);
+    assert_true(left < 0.01 * spent[1]);
+
+    coord_start(&co);
+    c = client_rounds(&co, path, spent[1], 1, sigmas, 2, spent, &rc);
+    /* Both rounds were uploaded: the first one left a small positive
+     * remainder, reported at check-in, which paid for the second. */
+    assert_int_equal(co.updates, 2);
+    assert_true(spent[1] > spent[0]);
+    /* After the second: no check-in, the app is told. */
+    PUMP_UNTIL(c, &co, &rc, co.checkins > 2, 2000);
+    assert_int_equal(rc, ROOST_EBUDGET);
+    assert_int_equal(co.checkins, 2);
+    assert_true(co.last_remaining > 0 && co.last_remaining < 0.01 * spent[1]);
+    assert_non_null(strstr(roost_client_errmsg(c), "budget exhausted"));
+    double now_spent = -1, budget = -1;
+    assert_int_equal(roost_client_epsilon(c, &now_spent, &budget), ROOST_OK);
+    assert_true(now_spent == budget);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_EBUDGET);
     roost_client_destroy(c);
     roost_channel_destroy(co.ch);
     unlink(path);
@@ -1844,6 +2019,9 @@ main(void)
             failed_allocation_on_connecting_retries_after_the_backoff),
         cmocka_unit_test(
             session_closes_when_the_coordinators_certificate_expires),
+        cmocka_unit_test(budget_spent_to_exactly_zero_ends_the_client),
+        cmocka_unit_test(
+            round_that_spends_the_last_of_the_budget_ends_the_client),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
