@@ -1659,6 +1659,16 @@ session_closes_when_the_coordinators_certificate_expires(void **state)
     int rc = ROOST_OK;
     PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
     assert_int_equal(rc, ROOST_OK);
+    if (co.checkins == 0 && time(NULL) >= issued + LIFETIME_S) {
+        /* A machine so slow (an emulator) that the certificate expired
+         * before the first handshake: nothing to test here. */
+        roost_client_destroy(c);
+        roost_channel_destroy(co.ch);
+        unlink(path);
+        print_message("the certificate expired before the first session "
+                      "opened; skipped\n");
+        skip();
+    }
     assert_int_equal(co.checkins, 1);
     assert_int_equal(co.closed, 0);
     /* The certificate expires LIFETIME_S after it was issued; allow the
