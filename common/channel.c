@@ -792,6 +792,12 @@ new_connection(roost_channel *ch, const uint8_t *rid, size_t rid_len,
         roost_alloc_free(ch->alloc, s);
         wire_send(ch, rid, rid_len, "", 0);
         ring_add(ch, rid, rid_len);
+        /* A connector has just dropped the connection it was waiting for
+         * and no session will end to reschedule it: try again after the
+         * usual backoff, not only when connect_timeout_ms (10 s by
+         * default) runs out. */
+        if (!ch->server && ch->want_connect)
+            connector_schedule(ch, now_ms());
         return;
     }
     s->id = ++ch->last_id;

@@ -86,6 +86,11 @@ struct roost_client {
     /* A send to the coordinator failed (ROOST_OK: none since the last
      * check): the conversation is then in an unknown state. */
     int send_failed;
+    /* The open session's coordinator certificate: its notAfter (Unix
+     * seconds; INT64_MAX with no session, or when it cannot be read) and
+     * subject, for closing the session when it expires. */
+    int64_t server_not_after;
+    char server_subject[ROOST_TLS_SUBJECT_CAP];
     /* The task in hand. */
     roost_dataset *data;
     roost_model *model;
@@ -460,6 +465,15 @@ mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Wall-clock time, which certificate validity is stated in. */
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ----------------------------------------------------------- ledger */
 
 static int
@@ -603,6 +617,13 @@ on_channel_event(void *arg, const roost_channel_event *ev)
     switch (ev->type) {
     case ROOST_CHANNEL_OPENED: {
         c->session = ev->session;
+        c->server_not_after = INT64_MAX;
+        c->server_subject[0] = '\0';
+        if (ev->identity != NULL) {
+            c->server_not_after = ev->identity->not_after;
+            snprintf(c->server_subject, sizeof(c->server_subject), "%s",
+                     ev->identity->subject);
+        }
         int rc = roost_cproto_check_in(c->proto, mono_ms());
         if (rc != ROOST_OK) {
             check_in_failed(c, rc);
@@ -655,19 +676,24 @@ on_channel_event(void *arg, const roost_channel_event *ev)
          * a later refusal starts the backoff afresh. */
         c->reconnect_ms = c->cfg.reconnect_min_ms;
         enum roost_cproto_state after = roost_cproto_state(c->proto);
-        if (after == ROOST_CP_EXHAUSTED && before != after) {
-            progress(c, ROOST_EVENT_DECLINED, 0);
-            set_fatal(c, ROOST_EBUDGET, roost_cproto_errmsg(c->proto));
-        }
         if ((after == ROOST_CP_RECEIVING || after == ROOST_CP_READY) &&
             before == ROOST_CP_WAITING)
             progress(c, ROOST_EVENT_TASK, 0);
         if (roost_cproto_rounds(c->proto) > rounds_before)
             progress(c, ROOST_EVENT_ACCEPTED, 0);
+        if (after == ROOST_CP_EXHAUSTED && before != after) {
+            /* From WAITING a task was declined (for the budget, or for
+             * another reason with nothing left to check in with); after
+             * an Ack the round was accepted and spent the rest. */
+            if (before == ROOST_CP_WAITING)
+                progress(c, ROOST_EVENT_DECLINED, 0);
+            set_fatal(c, ROOST_EBUDGET, roost_cproto_errmsg(c->proto));
+        }
         return;
     }
     case ROOST_CHANNEL_CLOSED:
         c->session = 0;
+        c->server_not_after = INT64_MAX;
         if (roost_cproto_state(c->proto) == ROOST_CP_TRAINING)
             end_task(c);
         roost_cproto_disconnected(c->proto);
@@ -991,6 +1017,7 @@ roost_client_create(roost_client **out, const roost_config *cfg, char *errmsg,
         else
             default_server_name(cfg->endpoint, name, sizeof(c->server_name));
         c->reconnect_ms = cfg->reconnect_min_ms;
+        c->server_not_after = INT64_MAX;
         rc = roost_channel_connect(c->ch, cfg->endpoint, name);
         if (rc != ROOST_OK)
             roost_fail(&em, rc, "cannot connect to %s: %s", cfg->endpoint,
@@ -1054,6 +1081,70 @@ drop_after_failed_send(roost_client *c)
     drop_session(c, c->session);
 }
 
+/* "YYYY-MM-DD HH:MM:SSZ" for Unix seconds t. */
+static void
+format_utc(int64_t t, char *out, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (gmtime_r(&tt, &tm) == NULL ||
+        strftime(out, cap, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
+        snprintf(out, cap, "%" PRId64, t);
+}
+
+/*
+ * Close the session once the coordinator's certificate has expired. The
+ * handshake checked its validity once, but a session stays open across
+ * rounds for as long as both ends like: without this, the device would go
+ * on sending updates to a coordinator whose certificate no new handshake
+ * accepts (roost serve closes sessions of expired client certificates for
+ * the same reason). The session is remade after the usual backoff, and
+ * that handshake verifies the certificate afresh: it fails, and the
+ * channel retries with backoff, until the coordinator presents a valid
+ * one. Expiry is at notAfter, read from the clock OpenSSL checks it
+ * with (time(), which may trail CLOCK_REALTIME by a few milliseconds), so
+ * that the handshake that follows agrees that it has expired.
+ */
+static void
+close_if_server_expired(roost_client *c)
+{
+    if (c->session == 0 || c->server_not_after == INT64_MAX ||
+        (int64_t)time(NULL) < c->server_not_after)
+        return;
+    char when[64];
+    format_utc(c->server_not_after, when, sizeof(when));
+    roost_log(&c->cfg.log, ROOST_LOG_WARN,
+              "closing the session with %s: the coordinator's certificate "
+              "(%s) expired at %s; reconnecting",
+              c->cfg.endpoint, c->server_subject, when);
+    drop_session(c, c->session);
+}
+
+/* When (monotonic ms, from now_mono) to look at the open session's
+ * certificate again: just after it expires, with a margin for time()
+ * trailing the precise clock, so that the step that wakes then finds it
+ * expired instead of being asked to come back at once until time()
+ * catches up. INT64_MAX when there is no session to watch. */
+static int64_t
+server_expiry_mono_ms(const roost_client *c, int64_t now_mono)
+{
+    if (c->session == 0 || c->server_not_after == INT64_MAX ||
+        c->server_not_after > INT64_MAX / 1000 - 1)
+        return INT64_MAX;
+    int64_t left = c->server_not_after * 1000 - wall_ms();
+    return now_mono + (left > 0 ? left : 0) + 10;
+}
+
+/* The protocol found the budget spent (planning a task, or checking in
+ * after one ended): the client takes no further part, and step says so
+ * with ROOST_EBUDGET from now on. */
+static void
+check_exhausted(roost_client *c)
+{
+    if (roost_cproto_state(c->proto) == ROOST_CP_EXHAUSTED)
+        set_fatal(c, ROOST_EBUDGET, roost_cproto_errmsg(c->proto));
+}
+
 /* Connect again after drop_session, once its backoff has passed. */
 static void
 reconnect_if_due(roost_client *c, int64_t now)
@@ -1092,9 +1183,11 @@ roost_client_step(roost_client *c, int *timeout_ms)
     if (rc != ROOST_OK)
         return roost_fail(&c->em, rc, "network: %s",
                           roost_channel_errmsg(c->ch));
+    check_exhausted(c);
     if (c->fatal != ROOST_OK)
         return c->fatal;
     drop_after_failed_send(c);
+    close_if_server_expired(c);
     reconnect_if_due(c, mono_ms());
     if (c->trainer != NULL &&
         roost_cproto_state(c->proto) != ROOST_CP_TRAINING) {
@@ -1111,11 +1204,17 @@ roost_client_step(roost_client *c, int *timeout_ms)
         rc = start_task(c);
         if (rc != ROOST_OK)
             return rc;
+        check_exhausted(c); /* nothing left to check in with after it */
+        if (c->fatal != ROOST_OK)
+            return c->fatal;
         drop_after_failed_send(c); /* a decline or evaluation result */
     } else if (st == ROOST_CP_TRAINING && c->trainer != NULL) {
         rc = train_step(c);
         if (rc != ROOST_OK)
             return rc; /* train_step recorded it with set_fatal */
+        check_exhausted(c);
+        if (c->fatal != ROOST_OK)
+            return c->fatal;
         drop_after_failed_send(c);
     } else {
         int64_t now = mono_ms(), next = INT64_MAX;
@@ -1133,6 +1232,9 @@ roost_client_step(roost_client *c, int *timeout_ms)
         wait = timer < 0 ? 1000 : timer;
         if (c->reconnect_at_ms != 0 && next > c->reconnect_at_ms)
             next = c->reconnect_at_ms;
+        int64_t expiry = server_expiry_mono_ms(c, now);
+        if (next > expiry)
+            next = expiry;
         if (next != INT64_MAX && next - now < wait)
             wait = next - now < 0 ? 0 : (int)(next - now);
         if (wait > 1000)

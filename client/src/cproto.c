@@ -139,6 +139,20 @@ roost_cproto_check_in(roost_cproto *p, int64_t now_ms)
     int rc = p->cfg.budget.remaining(p->cfg.budget.arg, &remaining, &delta);
     if (rc != ROOST_OK)
         return roost_fail(&p->em, rc, "cannot read the privacy budget");
+    /* A budget spent to the last bit (remaining exactly 0) is exhausted,
+     * not "a little left": every DP task would exceed it, and the
+     * coordinator selects only clients that report some budget left
+     * (coord.c, selectable), so a check-in would wait for a task that
+     * never comes while the host went on as if nothing were wrong. Any
+     * positive remainder still checks in; planning the task decides
+     * whether it fits. */
+    if (!(remaining > 0)) {
+        p->state = ROOST_CP_EXHAUSTED;
+        return roost_fail(&p->em, ROOST_EBUDGET,
+                          "privacy budget exhausted: %g of epsilon remains "
+                          "at delta %g; taking no more tasks",
+                          remaining, delta);
+    }
     Roost__V1__Envelope env;
     Roost__V1__CheckIn ci;
     roost__v1__envelope__init(&env);
@@ -149,7 +163,7 @@ roost_cproto_check_in(roost_cproto *p, int64_t now_ms)
         ci.model_hash.data = p->cached_hash;
         ci.model_hash.len = sizeof(p->cached_hash);
     }
-    ci.epsilon_remaining = remaining > 0 ? remaining : 0;
+    ci.epsilon_remaining = remaining;
     ci.budget_delta = delta;
     if (p->cfg.label != NULL)
         ci.display_label = (char *)(uintptr_t)p->cfg.label;
@@ -159,6 +173,20 @@ roost_cproto_check_in(roost_cproto *p, int64_t now_ms)
     if (rc == ROOST_OK)
         p->state = ROOST_CP_WAITING;
     return rc;
+}
+
+/*
+ * Check in for the next task after one ended (acknowledged or declined).
+ * A budget that is now spent to the last bit ends participation here:
+ * the state becomes EXHAUSTED, which hosts look at after each call. That
+ * is not an error of the message or result being handled, so it is not
+ * returned (a host drops the connection over an error of on_message).
+ */
+static int
+check_in_again(roost_cproto *p, int64_t now_ms)
+{
+    int rc = roost_cproto_check_in(p, now_ms);
+    return rc == ROOST_EBUDGET ? ROOST_OK : rc;
 }
 
 static int
@@ -181,7 +209,7 @@ send_decline(roost_cproto *p, Roost__V1__DeclineReason reason, const char *why)
      * round failed) may still take the next: it checks in again at once.
      * One whose budget is spent (EXHAUSTED) does not. */
     if (rc == ROOST_OK && p->state == ROOST_CP_IDLE)
-        rc = roost_cproto_check_in(p, 0);
+        rc = check_in_again(p, 0);
     return rc;
 }
 
@@ -437,7 +465,7 @@ roost_cproto_on_message(roost_cproto *p, const Roost__V1__Envelope *m,
             p->rounds++; /* evaluations are not contributed rounds */
         end_task(p);
         p->state = ROOST_CP_IDLE;
-        return roost_cproto_check_in(p, now_ms);
+        return check_in_again(p, now_ms);
     case ROOST__V1__ENVELOPE__BODY_ERROR:
         return roost_fail(&p->em, ROOST_EREFUSED, "coordinator error %s: %s",
                           roost_errname((int)m->error->code),

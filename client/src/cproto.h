@@ -117,11 +117,17 @@ int roost_cproto_create(roost_cproto **out, const roost_allocator *alloc,
                         roost_errmsg *em);
 void roost_cproto_destroy(roost_cproto *p);
 
-/* Send a check-in (state IDLE or BACKOFF -> WAITING). */
+/* Send a check-in (state IDLE or BACKOFF -> WAITING). ROOST_EBUDGET, with
+ * the state EXHAUSTED, when no budget remains (remaining <= 0): nothing is
+ * sent, and the client takes no further part. */
 int roost_cproto_check_in(roost_cproto *p, int64_t now_ms);
 
 /* Handle one message from the coordinator. Returns ROOST_OK, or an error
- * for a fatal protocol violation (the host should drop the connection). */
+ * for a fatal protocol violation (the host should drop the connection).
+ * The budget may run out on the way (a task declined for it, or nothing
+ * left to check in with after an Ack or a decline) without an error: the
+ * state is then EXHAUSTED, which the host checks after this call, after
+ * roost_cproto_finish and after roost_cproto_finish_eval. */
 int roost_cproto_on_message(roost_cproto *p, const Roost__V1__Envelope *m,
                             int64_t now_ms);
 

@@ -15,7 +15,14 @@
  * roost_client_errmsg explains the condition that ended the client, not an
  * older failure it got over; a DP round's event is in the ledger file
  * before its update arrives; and an allocation-failure sweep over a whole
- * round ends every run in a documented way, without a leak.
+ * round ends every run in a documented way, without a leak. A connection
+ * whose first allocation fails is retried after the reconnect backoff; a
+ * session is closed when the coordinator's certificate expires (a
+ * short-lived server certificate), and the reconnection's handshake
+ * refuses it; a budget spent to exactly 0 -- at start, or by an
+ * acknowledged round -- ends the client with ROOST_EBUDGET instead of a
+ * check-in that no coordinator would answer, while a small positive
+ * remainder still checks in and pays for a cheap round.
  *
  * Real TLS files (made with the PKI functions) and real ledger files in a
  * temporary directory; the integration tests run the client against a
@@ -30,6 +37,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/src/cproto.h"
@@ -980,6 +988,7 @@ struct coord {
     int64_t events_at_update;
     double update_epsilon;
     int updates, chunks;
+    double last_remaining; /* epsilon_remaining of the last check-in */
 };
 
 static int64_t
@@ -1013,8 +1022,10 @@ coord_event(void *arg, const roost_channel_event *ev)
             roost_wire_decode(NULL, ev->data, ev->len, NULL, &m, NULL),
             ROOST_OK);
         co->last_case = (int)m->body_case;
-        if (m->body_case == ROOST__V1__ENVELOPE__BODY_CHECK_IN)
+        if (m->body_case == ROOST__V1__ENVELOPE__BODY_CHECK_IN) {
             co->checkins++;
+            co->last_remaining = m->check_in->epsilon_remaining;
+        }
         if (m->body_case == ROOST__V1__ENVELOPE__BODY_DECLINE)
             co->declines++;
         if (m->body_case == ROOST__V1__ENVELOPE__BODY_UPDATE) {
@@ -1030,12 +1041,19 @@ coord_event(void *arg, const roost_channel_event *ev)
     }
 }
 
+/* A scripted coordinator presenting the certificate and key in the
+ * fixture's files cert and key (signed by the deployment CA). */
 static void
-coord_start(struct coord *co)
+coord_start_as(struct coord *co, const char *cert, const char *key)
 {
     memset(co, 0, sizeof(*co));
     co->events_at_update = -1;
-    roost_tls_ctx *sctx = fx_server_ctx(&fx);
+    roost_tls_files f = {fx_path(&fx, "ca.crt"), fx_path(&fx, cert),
+                         fx_path(&fx, key), fx_path(&fx, "ca.crl")};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *sctx = NULL;
+    if (roost_tls_ctx_create_server(&sctx, &f, &em) != ROOST_OK)
+        fail_msg("server context from %s: %s", cert, em.text);
     roost_channel_config cc;
     roost_channel_config_init(&cc);
     cc.on_event = coord_event;
@@ -1047,6 +1065,12 @@ coord_start(struct coord *co)
     assert_int_equal(
         roost_channel_endpoint(co->ch, co->endpoint, sizeof(co->endpoint)),
         ROOST_OK);
+}
+
+static void
+coord_start(struct coord *co)
+{
+    coord_start_as(co, "server.crt", "server.key");
 }
 
 static void
@@ -1527,6 +1551,326 @@ unsupported_client_is_told_not_retried(void **state)
     unlink(path);
 }
 
+/* ------------------------------- reconnects, certificate expiry, budget */
+
+/* Counts the log lines that contain each of a watch's words. */
+struct log_watch {
+    const char *words[2];
+    int hits;
+};
+
+static void
+watch_log(void *arg, int level, const char *message)
+{
+    (void)level;
+    struct log_watch *w = arg; /* an array ended by one without words */
+    for (; w->words[0] != NULL; w++)
+        if (strstr(message, w->words[0]) != NULL &&
+            (w->words[1] == NULL || strstr(message, w->words[1]) != NULL))
+            w->hits++;
+}
+
+/* The first allocation after the TCP connection to the coordinator is up
+ * (the channel's session for it) fails: the connection is dropped, and
+ * the next attempt must come after the reconnect backoff. It used to come
+ * only when the channel's connect timeout (10 s) ran out, a stall the app
+ * could neither see nor shorten: the step that met the failure asked to
+ * be called again in a second, then again, for ten seconds. */
+static void
+failed_allocation_on_connecting_retries_after_the_backoff(void **state)
+{
+    (void)state;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/connect-enomem.db", fx.dir);
+    struct counting cnt = {0, 0, 0};
+    roost_allocator a = {c_malloc, c_realloc, c_free, &cnt};
+    struct coord co;
+    coord_start(&co);
+    roost_config *cfg = full_config(&a, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    cnt.fail_at = cnt.count + 1;
+    int rc = ROOST_OK, timeout = 0;
+    for (int i = 0; i < 2000 && cnt.count < cnt.fail_at; i++) {
+        rc = roost_client_step(c, &timeout);
+        assert_int_equal(rc, ROOST_OK);
+        if (cnt.count < cnt.fail_at)
+            roost_channel_poll(co.ch, timeout > 5 ? 5 : timeout);
+    }
+    assert_true(cnt.count >= cnt.fail_at);
+    assert_int_equal(co.checkins, 0);
+    /* The step that met the failure asks to be woken for the next
+     * attempt, which is due within the backoff's bound (40 ms). */
+    if (timeout > 40)
+        fail_msg("after the failed connection the client waits %d ms", timeout);
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    assert_int_equal(co.checkins, 1);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    assert_int_equal(cnt.live, 0);
+    unlink(path);
+}
+
+/* The coordinator's certificate expires while the session is open: the
+ * client closes the session (and says why), as roost serve does for
+ * client certificates, and connects again after its backoff; that
+ * handshake verifies the certificate afresh and is refused, so no new
+ * session opens while the coordinator presents the expired certificate.
+ * Real TLS over loopback with a server certificate valid for 3 s. */
+static void
+session_closes_when_the_coordinators_certificate_expires(void **state)
+{
+    (void)state;
+    enum { LIFETIME_S = 3 };
+    char path[320];
+    snprintf(path, sizeof(path), "%s/server-expiry.db", fx.dir);
+    roost_errmsg em = {{0}};
+    time_t issued = time(NULL);
+    roost_pki_validity brief = {-60, LIFETIME_S};
+    const char *sans[] = {"127.0.0.1", "localhost"};
+    fx_check(roost_pki_server(fx_path(&fx, "ca.key"), fx_path(&fx, "ca.crt"),
+                              fx_path(&fx, "brief.key"),
+                              fx_path(&fx, "brief.crt"), "localhost", sans, 2,
+                              &brief, &em),
+             &em, "short-lived server certificate");
+    struct coord co;
+    coord_start_as(&co, "brief.crt", "brief.key");
+    struct log_watch watch[] = {
+        {{"coordinator's certificate", "expired at"}, 0},
+        {{"handshake failed", "expired"}, 0},
+        {{NULL, NULL}, 0},
+    };
+    roost_config *cfg = full_config(NULL, path, 1);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_reconnect(cfg, 10, 40), ROOST_OK);
+    assert_int_equal(
+        roost_config_set_log(cfg, watch_log, watch, ROOST_LOG_WARN), ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins == 1, 2000);
+    assert_int_equal(rc, ROOST_OK);
+    if (co.checkins == 0 && time(NULL) >= issued + LIFETIME_S) {
+        /* A machine so slow (an emulator) that the certificate expired
+         * before the first handshake: nothing to test here. */
+        roost_client_destroy(c);
+        roost_channel_destroy(co.ch);
+        unlink(path);
+        print_message("the certificate expired before the first session "
+                      "opened; skipped\n");
+        skip();
+    }
+    assert_int_equal(co.checkins, 1);
+    assert_int_equal(co.closed, 0);
+    /* The certificate expires LIFETIME_S after it was issued; allow the
+     * client a few seconds past that (its wake-ups are at most 1 s
+     * apart). */
+    while (co.closed == 0 && time(NULL) < issued + LIFETIME_S + 10) {
+        int t = 0;
+        rc = roost_client_step(c, &t);
+        assert_int_equal(rc, ROOST_OK);
+        roost_channel_poll(co.ch, t > 5 ? 5 : t);
+    }
+    if (co.closed != 1)
+        fail_msg("the session with an expired coordinator certificate is "
+                 "still open %lds after it expired",
+                 (long)(time(NULL) - issued - LIFETIME_S));
+    assert_true(time(NULL) >= issued + LIFETIME_S);
+    assert_int_equal(watch[0].hits, 1);
+    /* It reconnects, and the new handshake refuses the certificate. */
+    time_t closed_at = time(NULL);
+    while (watch[1].hits == 0 && time(NULL) < closed_at + 10) {
+        int t = 0;
+        rc = roost_client_step(c, &t);
+        assert_int_equal(rc, ROOST_OK);
+        roost_channel_poll(co.ch, t > 5 ? 5 : t);
+    }
+    assert_true(watch[1].hits >= 1);
+    assert_int_equal(co.opened, 1);
+    assert_int_equal(co.checkins, 1);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* A ledger at path with budget epsilon_max (delta 1e-5) and one event
+ * charged to it (sigma 1, clip 1, the sampler's terms); returns the
+ * epsilon spent. The search that charges the sampler stops depending on
+ * the budget once the budget is at least its result (accountant.h), so a
+ * ledger whose budget is what the event spent under a larger one takes
+ * the event and has exactly 0 left. */
+static double
+ledger_with_one_event(const char *path, double epsilon_max)
+{
+    roost_ledger *l = NULL;
+    roost_ledger_budget b = {epsilon_max, 1e-5};
+    roost_errmsg em = {{0}};
+    if (roost_ledger_open(&l, NULL, path, ROOST_LEDGER_CREATE, &b, &em) !=
+        ROOST_OK)
+        fail_msg("ledger %s: %s", path, em.text);
+    roost_ledger_event ev = {.q = 0.5,
+                             .sigma = 1.0,
+                             .steps = 4,
+                             .delta = 1e-5,
+                             .round_id = 1,
+                             .task_id = "1",
+                             .draws = 60};
+    assert_int_equal(
+        roost_noise_closeness_for(NULL, 1.0, 1.0, 0, &ev.mu, &ev.beta, NULL),
+        ROOST_OK);
+    roost_ledger_receipt receipt;
+    double eps = -1;
+    int rc = roost_ledger_charge(l, &ev, &receipt, &eps);
+    if (rc != ROOST_OK)
+        fail_msg("charge: %s: %s", roost_errname(rc), roost_ledger_errmsg(l));
+    roost_ledger_close(l);
+    return eps;
+}
+
+/* A client started on a ledger whose budget is spent to exactly 0 ends at
+ * once with ROOST_EBUDGET and says why, without checking in: the
+ * coordinator would never select a client with nothing left, so a
+ * check-in would have left it connected and waiting for ever, with step
+ * returning ROOST_OK and the app never told. */
+static void
+budget_spent_to_exactly_zero_ends_the_client(void **state)
+{
+    (void)state;
+    char probe[320], path[320];
+    snprintf(probe, sizeof(probe), "%s/zero-probe.db", fx.dir);
+    snprintf(path, sizeof(path), "%s/zero.db", fx.dir);
+    double cost = ledger_with_one_event(probe, 100.0);
+    unlink(probe);
+    assert_true(cost > 0 && cost < 100.0);
+    /* The same event spends a budget of exactly its cost. */
+    assert_true(ledger_with_one_event(path, cost) == cost);
+    struct coord co;
+    coord_start(&co);
+    roost_config *cfg = full_config(NULL, path, 0);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_ledger(cfg, path, cost, 1e-5, 0),
+                     ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    double spent = -1, budget = -1;
+    assert_int_equal(roost_client_epsilon(c, &spent, &budget), ROOST_OK);
+    assert_true(budget - spent == 0.0);
+    int rc = ROOST_OK;
+    PUMP_UNTIL(c, &co, &rc, co.checkins > 0, 2000);
+    assert_int_equal(rc, ROOST_EBUDGET);
+    assert_int_equal(co.checkins, 0);
+    assert_non_null(strstr(roost_client_errmsg(c), "budget exhausted"));
+    assert_int_equal(roost_client_step(c, NULL), ROOST_EBUDGET);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
+/* Run a client on the ledger at path (budget epsilon at delta 1e-5,
+ * created when create) against co through DP rounds with the given noise
+ * multipliers, each acknowledged, while it goes on. spent[i] gets the
+ * epsilon spent after round i (NAN if it did not upload). Returns the
+ * client (the caller destroys it) with the last step's code in *rc. */
+static roost_client *
+client_rounds(struct coord *co, const char *path, double epsilon, int create,
+              const double *sigmas, int n, double *spent, int *rc)
+{
+    roost_config *cfg = full_config(NULL, path, create);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co->endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_ledger(cfg, path, epsilon, 1e-5, create),
+                     ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    *rc = ROOST_OK;
+    PUMP_UNTIL(c, co, rc, co->checkins == 1, 2000);
+    assert_int_equal(co->checkins, 1);
+    for (int i = 0; i < n; i++)
+        spent[i] = (double)NAN;
+    for (int i = 0; i < n && *rc == ROOST_OK; i++) {
+        Roost__V1__DpParams dp;
+        dp_params(&dp, sigmas[i], 1.0, 4);
+        uint64_t round = (uint64_t)i + 1;
+        coord_send_task(co, round, 1, 2, 1, &dp, false);
+        PUMP_UNTIL(c, co, rc, co->chunks == i + 1, 4000);
+        if (co->updates != i + 1)
+            break;
+        double budget = 0;
+        assert_int_equal(roost_client_epsilon(c, &spent[i], &budget), ROOST_OK);
+        emit_ack(round, round, to_coord, co);
+        PUMP_UNTIL(c, co, rc, co->checkins == i + 2, 2000);
+    }
+    return c;
+}
+
+/* The budget is spent to exactly 0 by a round the coordinator
+ * acknowledges: the client does not check in again (it would wait for
+ * ever: the coordinator selects nobody with nothing left) but ends with
+ * ROOST_EBUDGET. Before that, a remainder of a few thousandths still
+ * pays for a cheap round: a positive remainder is not refused. The budget
+ * is what the two rounds spend, measured on a ledger with a larger one
+ * (the sampler's charge stops depending on the budget once the budget is
+ * at least the result). */
+static void
+round_that_spends_the_last_of_the_budget_ends_the_client(void **state)
+{
+    (void)state;
+    char probe[320], path[320];
+    snprintf(probe, sizeof(probe), "%s/last-probe.db", fx.dir);
+    snprintf(path, sizeof(path), "%s/last.db", fx.dir);
+    /* A round at sigma 1, then a cheap one at sigma 40. */
+    const double sigmas[2] = {1.0, 40.0};
+    double spent[2];
+    struct coord co;
+    coord_start(&co);
+    int rc = ROOST_OK;
+    roost_client *c =
+        client_rounds(&co, probe, 100.0, 1, sigmas, 2, spent, &rc);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(probe);
+    assert_int_equal(rc, ROOST_OK);
+    assert_true(spent[0] > 0 && spent[1] > spent[0]);
+    double left = spent[1] - spent[0];
+    print_message("rounds spend %.6f and %.6f: a remainder of %.6f\n", spent[0],
+                  spent[1], left);
+    assert_true(left < 0.01 * spent[1]);
+
+    coord_start(&co);
+    c = client_rounds(&co, path, spent[1], 1, sigmas, 2, spent, &rc);
+    /* Both rounds were uploaded: the first one left a small positive
+     * remainder, reported at check-in, which paid for the second. */
+    assert_int_equal(co.updates, 2);
+    assert_true(spent[1] > spent[0]);
+    /* After the second: no check-in, the app is told. */
+    PUMP_UNTIL(c, &co, &rc, co.checkins > 2, 2000);
+    assert_int_equal(rc, ROOST_EBUDGET);
+    assert_int_equal(co.checkins, 2);
+    assert_true(co.last_remaining > 0 && co.last_remaining < 0.01 * spent[1]);
+    assert_non_null(strstr(roost_client_errmsg(c), "budget exhausted"));
+    double now_spent = -1, budget = -1;
+    assert_int_equal(roost_client_epsilon(c, &now_spent, &budget), ROOST_OK);
+    assert_true(now_spent == budget);
+    assert_int_equal(roost_client_step(c, NULL), ROOST_EBUDGET);
+    roost_client_destroy(c);
+    roost_channel_destroy(co.ch);
+    unlink(path);
+}
+
 /* An app's own model for the trainer test: example i's gradient is x_i
  * (4 floats) placed at offset 4 * label_i of the 15 parameters; the norms
  * and the weighted sum are exact for that definition. */
@@ -1681,6 +2025,13 @@ main(void)
         cmocka_unit_test(allocation_failure_sweep_over_a_client_round),
         cmocka_unit_test(task_ended_under_training_charges_nothing),
         cmocka_unit_test(app_trainer_round),
+        cmocka_unit_test(
+            failed_allocation_on_connecting_retries_after_the_backoff),
+        cmocka_unit_test(
+            session_closes_when_the_coordinators_certificate_expires),
+        cmocka_unit_test(budget_spent_to_exactly_zero_ends_the_client),
+        cmocka_unit_test(
+            round_that_spends_the_last_of_the_budget_ends_the_client),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -364,7 +364,9 @@ void roost_client_destroy(roost_client *c);
  * wait (on roost_client_fd) before calling again; 0 means call again at
  * once (timeout_ms may be NULL). Returns ROOST_OK while there is more to
  * do; ROOST_ECLOSED when max_rounds were contributed (done); ROOST_EBUDGET
- * when the privacy budget is exhausted; ROOST_ELEDGER or ROOST_ESTORE when
+ * when the privacy budget is exhausted (a task would exceed it, or nothing
+ * of it remains: a budget spent to exactly 0 is exhausted, also when the
+ * client starts with it); ROOST_ELEDGER or ROOST_ESTORE when
  * the ledger can no longer be read or written (nothing more is sent);
  * ROOST_ENOTSUP when the coordinator refuses this client's protocol
  * version; ROOST_ECANCELED after roost_client_cancel; ROOST_EINVAL when c
@@ -372,7 +374,11 @@ void roost_client_destroy(roost_client *c);
  * ELEDGER, ESTORE, ENOTSUP, ECLOSED and ECANCELED are final: the client
  * takes no further part and later calls return a final code again. Network
  * loss, and sessions the client drops over a coordinator's error or a malformed
- * message, are not errors: the client reconnects with backoff. Call from one
+ * message, are not errors: the client reconnects with backoff. So is a
+ * session whose coordinator certificate expires: the client closes it when
+ * the certificate's notAfter passes (and logs why), and the handshakes of
+ * its reconnections verify the certificate afresh (refused, and retried
+ * with backoff, until the coordinator presents a valid one). Call from one
  * thread.
  */
 int roost_client_step(roost_client *c, int *timeout_ms);
