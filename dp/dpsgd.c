@@ -273,6 +273,51 @@ update_chunk(void *arg, size_t off, size_t count)
         u->rc = rc;
 }
 
+/*
+ * Pass 1 over the micro-batch of examples d->gidx[0..*mb): gather them and
+ * have each one's squared gradient norm in d->norms_sq.
+ *
+ * An example whose gradient is not finite (a NaN or an infinity in its
+ * features, or an overflow in the model) is left out of the step: its
+ * term in the clipped sum is zero, as if it had not been sampled, and
+ * *excluded counts it. Such an example used to fail the whole step, and
+ * with it the device's round, so that whether the device sent an update
+ * depended on one example's data: a channel the accountant does not
+ * cover. Leaving it out keeps the released sum a sum of per-example terms
+ * each of norm at most C' (zero among them), whatever the data. Whether an
+ * example is left out depends only on that example and the parameters.
+ *
+ * The remaining examples' pass 1 is run again: pass 2 works on the batch
+ * of pass 1, and a NaN scaled by a weight of 0 is still a NaN. Each run
+ * that finds a non-finite norm removes at least one example, so this
+ * ends; *mb may end at 0.
+ */
+static int
+finite_norms(roost_dpsgd *d, const float *params, const roost_dataset *ds,
+             size_t *mb, double *loss, size_t *excluded, roost_errmsg *em)
+{
+    while (*mb > 0) {
+        int rc = roost_dataset_gather(ds, d->gidx, *mb, d->x, d->y);
+        if (rc != ROOST_OK)
+            return roost_fail(em, rc, "dpsgd: example index out of range");
+        *loss = 0;
+        rc = d->ops.example_norms(d->ops.arg, params, d->x, d->y, *mb,
+                                  d->norms_sq, loss);
+        if (rc != ROOST_OK)
+            return roost_fail(em, rc, "dpsgd: per-example gradients failed");
+        size_t kept = 0;
+        for (size_t i = 0; i < *mb; i++)
+            if (isfinite(d->norms_sq[i]) && d->norms_sq[i] >= 0.0)
+                d->gidx[kept++] = d->gidx[i];
+        if (kept == *mb)
+            return ROOST_OK;
+        *excluded += *mb - kept;
+        *mb = kept;
+    }
+    *loss = 0;
+    return ROOST_OK;
+}
+
 /* One DP-SGD step into grad; with u, also the update, chunk by chunk as
  * the noise is added (params changes only after the whole clipped sum is
  * formed, so the gradient is the one at the incoming params). */
@@ -302,20 +347,19 @@ step(roost_dpsgd *d, const float *params, const roost_dataset *ds,
             uint32_t pos = d->batch[start + i];
             d->gidx[i] = indices != NULL ? indices[pos] : pos;
         }
-        rc = roost_dataset_gather(ds, d->gidx, mb, d->x, d->y);
-        if (rc != ROOST_OK)
-            return roost_fail(em, rc, "dpsgd: example index out of range");
         double loss = 0;
-        rc = d->ops.example_norms(d->ops.arg, params, d->x, d->y, mb,
-                                  d->norms_sq, &loss);
+        rc = finite_norms(d, params, ds, &mb, &loss, &local.excluded, em);
         if (rc != ROOST_OK)
-            return roost_fail(em, rc, "dpsgd: per-example gradients failed");
+            return rc;
         local.loss_sum += loss;
+        if (mb == 0) {
+            /* Every example of the micro-batch was left out: it adds 0. */
+            if (start == 0)
+                memset(grad, 0, d->n_params * sizeof(float));
+            continue;
+        }
         for (size_t i = 0; i < mb; i++) {
             double norm = sqrt(d->norms_sq[i]);
-            if (!isfinite(norm))
-                return roost_fail(em, ROOST_ENONFINITE,
-                                  "dpsgd: non-finite per-example gradient");
             float w = 1.0f;
             if (norm > d->clip_eff) {
                 /* Rounded to float, clip_eff / norm lands above the exact

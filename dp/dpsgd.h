@@ -59,6 +59,8 @@ typedef struct roost_dpsgd_config {
 typedef struct roost_dpsgd_step_info {
     size_t batch;    /* examples sampled */
     size_t clipped;  /* of those, how many were scaled down */
+    size_t excluded; /* of those, how many were left out for a non-finite
+                        gradient (they add 0; see roost_dpsgd_step) */
     double loss_sum; /* sum of their losses (before the step) */
     size_t correct;  /* not computed: 0 */
 } roost_dpsgd_step_info;
@@ -114,8 +116,13 @@ void roost_dpsgd_destroy(roost_dpsgd *d);
  * (param_count floats, caller-owned): sample, clip, sum, noise, divide.
  * ds holds the examples; indices[0..n_examples) name the local ones (NULL:
  * examples 0..n_examples-1 of ds). info may be NULL.
+ * A sampled example whose gradient is not finite is left out (its term is
+ * zero) rather than failing the step, so that whether a step succeeds does
+ * not depend on the data; info->excluded counts them.
  * Returns ROOST_OK, ROOST_EINVAL, ROOST_ECRYPTO (the rng failed: grad must
- * not be used), ROOST_ENONFINITE (a non-finite gradient).
+ * not be used), ROOST_ENONFINITE (the clipped sum was not finite though
+ * every norm was: an application trainer whose weighted_grad does not
+ * match its example_norms).
  */
 int roost_dpsgd_step(roost_dpsgd *d, const float *params,
                      const roost_dataset *ds, const uint32_t *indices,

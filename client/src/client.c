@@ -870,6 +870,11 @@ train_step(roost_client *c)
     int64_t round_id = c->job->round_id;
     if (rc != ROOST_OK)
         roost_log(&c->cfg.log, ROOST_LOG_WARN, "training failed: %s", em.text);
+    if (res.excluded > 0)
+        roost_log(&c->cfg.log, ROOST_LOG_WARN,
+                  "round %" PRId64 ": %" PRIu64 " sampled examples had a "
+                  "non-finite gradient and were left out (check the data)",
+                  round_id, res.excluded);
     int frc = roost_cproto_finish(c->proto, rc, &res, mono_ms());
     end_task(c);
     if (frc == ROOST_EBUDGET || frc == ROOST_ELEDGER || frc == ROOST_ESTORE) {

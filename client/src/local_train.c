@@ -338,11 +338,12 @@ step_dp(roost_local_trainer *t, roost_errmsg *em)
                                   t->sgd, t->global, &info, em);
     if (rc != ROOST_OK)
         return rc;
+    t->res.excluded += info.excluded;
     /* The loss of the last epoch's worth of steps (kept on the device:
      * under DP it is not released). */
     if (t->steps_total - t->res.steps <= t->per_epoch) {
         t->loss_sum += info.loss_sum;
-        t->loss_n += info.batch;
+        t->loss_n += info.batch - info.excluded;
     }
     return ROOST_OK;
 }

@@ -54,6 +54,9 @@ typedef struct roost_local_result {
     uint64_t steps;       /* optimiser steps taken */
     uint64_t noise_draws; /* DP: noise values drawn in all (parameters x
                              steps); 0 without DP */
+    uint64_t excluded;    /* DP: sampled examples left out of their step
+                             for a non-finite gradient (dp/dpsgd.h); kept
+                             on the device, like the loss */
 } roost_local_result;
 
 /* roost_local_plan - q and steps for a DP task; ROOST_EINVAL when the task

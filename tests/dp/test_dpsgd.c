@@ -4,7 +4,8 @@
  * each clipped to the effective clip norm (computed here one example at a
  * time with roost_model_grad); Poisson batch sizes have the binomial mean
  * and variance; the noise has the configured standard deviation; an
- * insecure deterministic rng reproduces a step exactly.
+ * insecure deterministic rng reproduces a step exactly; examples with a
+ * non-finite gradient are left out of a step rather than failing it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -218,6 +219,115 @@ full_batch_equals_mean_of_clipped_gradients(void **state)
     roost_dpsgd_destroy(d);
 }
 
+/* A trainer whose per-example gradient is the example itself, as
+ * clip_probe's, except that an example whose first feature is above 1e30
+ * has a non-finite gradient (NaN): an overflow in a model. Its NaN also
+ * reaches pass 2 if the example is there, even at weight 0. */
+enum { NF_N = 40, NF_DIM = 4 };
+struct nf_probe {
+    const float *x;
+    size_t batch;
+};
+
+static int
+nf_norms(void *arg, const float *params, const float *x, const uint8_t *labels,
+         size_t batch, double *norms_sq, double *loss_sum)
+{
+    (void)params;
+    (void)labels;
+    struct nf_probe *p = arg;
+    p->x = x;
+    p->batch = batch;
+    for (size_t i = 0; i < batch; i++) {
+        double s = 0;
+        for (size_t j = 0; j < NF_DIM; j++)
+            s += (double)x[i * NF_DIM + j] * (double)x[i * NF_DIM + j];
+        norms_sq[i] = x[i * NF_DIM] > 1e30f ? (double)NAN : s;
+    }
+    if (loss_sum != NULL)
+        *loss_sum = (double)batch;
+    return ROOST_OK;
+}
+
+static int
+nf_weighted(void *arg, const float *weights, float *grad)
+{
+    struct nf_probe *p = arg;
+    memset(grad, 0, NF_DIM * sizeof(float));
+    for (size_t i = 0; i < p->batch; i++)
+        for (size_t j = 0; j < NF_DIM; j++)
+            grad[j] += p->x[i * NF_DIM] > 1e30f
+                           ? weights[i] * NAN
+                           : weights[i] * p->x[i * NF_DIM + j];
+    return ROOST_OK;
+}
+
+/* Examples whose gradient is not finite are left out of the step, which
+ * goes on with the others, instead of failing it: a failed step would
+ * decide from one example's data whether the device sends an update.
+ * Here a whole first micro-batch (the path that must still write grad),
+ * one example of another and one of the last are bad; the step equals
+ * the mean (over all NF_N, the expected batch) of the other examples'
+ * clipped gradients. It used to fail with ROOST_ENONFINITE. */
+static void
+nonfinite_examples_are_left_out(void **state)
+{
+    struct fixture *f = *state;
+    float x[NF_N * NF_DIM];
+    uint8_t y[NF_N] = {0};
+    bool bad[NF_N] = {false};
+    for (uint32_t i = 0; i < NF_N; i++) {
+        bad[i] = i < 8 || i == 10 || i == 35;
+        for (size_t j = 0; j < NF_DIM; j++) {
+            double u;
+            assert_int_equal(roost_rng_uniform(f->rng, &u), ROOST_OK);
+            x[i * NF_DIM + j] = (float)(2.0 * u - 1.0);
+        }
+        if (bad[i])
+            x[i * NF_DIM] = 3e38f;
+    }
+    roost_dataset *ds = NULL;
+    roost_errmsg em;
+    assert_int_equal(roost_dataset_create_from_arrays(&ds, NULL, NF_N, 1, 2, 2,
+                                                      x, y, 2, &em),
+                     ROOST_OK);
+    struct nf_probe probe = {0};
+    roost_grad_ops ops = {nf_norms, nf_weighted, &probe, 8};
+    roost_dpsgd_config cfg = {.sampling_rate = 1.0,
+                              .noise_multiplier = 1e-7,
+                              .clip_norm = 1.0,
+                              .micro_batch = 8}; /* 5 micro-batches */
+    roost_dpsgd *d = NULL;
+    assert_int_equal(roost_dpsgd_create_ops(&d, NULL, &ops, NF_DIM, NF_DIM,
+                                            NF_N, &cfg, f->rng, &em),
+                     ROOST_OK);
+    double c_eff = roost_dpsgd_effective_clip(d);
+    float params[NF_DIM] = {0}, grad[NF_DIM];
+    roost_dpsgd_step_info info;
+    assert_int_equal(roost_dpsgd_step(d, params, ds, NULL, grad, &info, &em),
+                     ROOST_OK);
+    assert_int_equal(info.batch, NF_N);
+    assert_int_equal(info.excluded, 10);
+    /* The loss is the kept examples' (the probe's loss is 1 each). */
+    assert_true(info.loss_sum == (double)(NF_N - 10));
+    double ref[NF_DIM] = {0};
+    for (size_t i = 0; i < NF_N; i++) {
+        if (bad[i])
+            continue;
+        double norm = 0;
+        for (size_t j = 0; j < NF_DIM; j++)
+            norm += (double)x[i * NF_DIM + j] * (double)x[i * NF_DIM + j];
+        norm = sqrt(norm);
+        double w = norm > c_eff ? c_eff / norm : 1.0;
+        for (size_t j = 0; j < NF_DIM; j++)
+            ref[j] += w * (double)x[i * NF_DIM + j] / NF_N;
+    }
+    for (size_t j = 0; j < NF_DIM; j++)
+        assert_near(grad[j], ref[j], 1e-5);
+    roost_dpsgd_destroy(d);
+    roost_dataset_destroy(ds);
+}
+
 static void
 poisson_batches_and_noise_scale(void **state)
 {
@@ -416,6 +526,8 @@ main(void)
             full_batch_equals_mean_of_clipped_gradients, setup, teardown),
         cmocka_unit_test_setup_teardown(
             clip_weight_never_exceeds_effective_clip, setup, teardown),
+        cmocka_unit_test_setup_teardown(nonfinite_examples_are_left_out, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(poisson_batches_and_noise_scale, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(fused_update_matches_step_then_sgd,
