@@ -1164,7 +1164,10 @@ reconnect_if_due(roost_client *c, int64_t now)
     }
     roost_log(&c->cfg.log, ROOST_LOG_WARN, "cannot reconnect: %s",
               roost_channel_errmsg(c->ch));
-    c->reconnect_at_ms = now + c->reconnect_ms;
+    /* Back off further, as after any failed attempt, rather than retrying
+     * a failure that persists (no memory, no sockets) at a fixed pace. */
+    c->reconnect_at_ms = now + roost_backoff_step(c->rng, &c->reconnect_ms,
+                                                  c->cfg.reconnect_max_ms);
 }
 
 int
