@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -83,11 +84,13 @@ run_pair(roost_tls *c, roost_tls *s, pair_result *r)
     }
 }
 
+/* A handshake of client certificate `client` (trusting the CA under
+ * client_ca) with a server session of sctx (a reference is taken over);
+ * *id (may be NULL) receives the client's identity as the server saw it. */
 static void
-handshake_with(const char *client, const char *client_ca, const char *host,
-               pair_result *r)
+handshake_on(roost_tls_ctx *sctx, const char *client, const char *client_ca,
+             const char *host, pair_result *r, roost_tls_identity *id)
 {
-    roost_tls_ctx *sctx = fx_server_ctx(&fx);
     roost_tls_ctx *cctx = fx_client_ctx(&fx, client, client_ca);
     roost_tls *s, *c;
     roost_errmsg em = {{0}};
@@ -96,8 +99,17 @@ handshake_with(const char *client, const char *client_ca, const char *host,
     roost_tls_ctx_destroy(sctx); /* sessions keep the contexts alive */
     roost_tls_ctx_destroy(cctx);
     run_pair(c, s, r);
+    if (id != NULL)
+        assert_int_equal(roost_tls_peer_identity(s, id), ROOST_OK);
     roost_tls_destroy(c);
     roost_tls_destroy(s);
+}
+
+static void
+handshake_with(const char *client, const char *client_ca, const char *host,
+               pair_result *r)
+{
+    handshake_on(fx_server_ctx(&fx), client, client_ca, host, r, NULL);
 }
 
 static void
@@ -708,6 +720,112 @@ trust_anchor_rechecked(void **state)
     roost_tls_ctx_destroy(sctx);
 }
 
+/* A server context on the fixture's CA and server certificate with the
+ * CRL file `crl`. */
+static roost_tls_ctx *
+server_ctx_crl(const char *crl)
+{
+    roost_tls_files f = {fx_path(&fx, "ca.crt"), fx_path(&fx, "server.crt"),
+                         fx_path(&fx, "server.key"), fx_path(&fx, crl)};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *ctx = NULL;
+    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    return ctx;
+}
+
+static X509 *
+read_pem_cert(const char *name)
+{
+    FILE *f = fopen(fx_path(&fx, name), "r");
+    assert_non_null(f);
+    X509 *cert = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(cert);
+    return cert;
+}
+
+/* CRLs from roost pki carry an authorityKeyIdentifier (the CA's
+ * subjectKeyIdentifier) and a cRLNumber (RFC 5280 5.2.1, 5.2.3); CRLs
+ * without either (as roost pki wrote them before, or as other tools may)
+ * are still accepted and still refuse the certificates they list. */
+static void
+crl_with_and_without_extensions(void **state)
+{
+    (void)state;
+    X509 *ca = read_pem_cert("ca.crt");
+    X509 *revoked = read_pem_cert("revoked.crt");
+    FILE *f = fopen(fx_path(&fx, "ca.crl"), "r");
+    assert_non_null(f);
+    X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(crl);
+    AUTHORITY_KEYID *aki =
+        X509_CRL_get_ext_d2i(crl, NID_authority_key_identifier, NULL, NULL);
+    assert_non_null(aki);
+    assert_non_null(aki->keyid);
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca);
+    assert_non_null(ski);
+    assert_int_equal(ASN1_OCTET_STRING_cmp(aki->keyid, ski), 0);
+    AUTHORITY_KEYID_free(aki);
+    ASN1_INTEGER *number =
+        X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    assert_non_null(number);
+    /* init issued number 1, the fixture's revocation number 2. */
+    assert_int_equal(ASN1_INTEGER_get(number), 2);
+    ASN1_INTEGER_free(number);
+    X509_CRL_free(crl);
+
+    /* The same revocation in a CRL without extensions. */
+    f = fopen(fx_path(&fx, "ca.key"), "r");
+    assert_non_null(f);
+    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(key);
+    crl = X509_CRL_new();
+    X509_REVOKED *entry = X509_REVOKED_new();
+    ASN1_TIME *last = X509_gmtime_adj(NULL, -600);
+    ASN1_TIME *next = X509_gmtime_adj(NULL, 86400);
+    assert_true(crl != NULL && entry != NULL && last != NULL && next != NULL);
+    assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+    assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)),
+                     1);
+    assert_int_equal(X509_CRL_set1_lastUpdate(crl, last), 1);
+    assert_int_equal(X509_CRL_set1_nextUpdate(crl, next), 1);
+    assert_int_equal(
+        X509_REVOKED_set_serialNumber(entry, X509_get_serialNumber(revoked)),
+        1);
+    assert_int_equal(X509_REVOKED_set_revocationDate(entry, last), 1);
+    assert_int_equal(X509_CRL_add0_revoked(crl, entry), 1);
+    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+    assert_int_equal(X509_CRL_get_ext_count(crl), 0);
+    f = fopen(fx_path(&fx, "plain.crl"), "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+    fclose(f);
+    X509_CRL_free(crl);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    EVP_PKEY_free(key);
+    X509_free(revoked);
+    X509_free(ca);
+
+    pair_result r;
+    roost_tls_identity id;
+    handshake_on(server_ctx_crl("plain.crl"), "good", "ca", "localhost", &r,
+                 &id);
+    assert_int_equal(r.server_rc, ROOST_OK);
+    assert_int_equal(r.client_rc, ROOST_OK);
+    handshake_on(server_ctx_crl("plain.crl"), "revoked", "ca", "localhost", &r,
+                 NULL);
+    assert_int_equal(r.server_rc, ROOST_EAUTH);
+    assert_non_null(strstr(r.server_em.text, "revoked"));
+    roost_tls_ctx *plain = server_ctx_crl("plain.crl");
+    roost_tls_crl_info info;
+    assert_int_equal(roost_tls_ctx_crl_info(plain, &info), ROOST_OK);
+    assert_int_equal(info.n_revoked, 1);
+    roost_tls_ctx_destroy(plain);
+}
+
 int
 main(void)
 {
@@ -727,6 +845,7 @@ main(void)
         cmocka_unit_test(ca_file_with_many_certs),
         cmocka_unit_test(wrong_purpose_and_not_yet_valid_refused),
         cmocka_unit_test(trust_anchor_rechecked),
+        cmocka_unit_test(crl_with_and_without_extensions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
