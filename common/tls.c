@@ -13,9 +13,14 @@
  * OpenSSL produced and the transport has not yet shipped, bounded by the
  * caller draining it after each write.
  *
- * Verification is OpenSSL's own chain verification (no custom callback
- * that could accept what OpenSSL refused); we only translate its verdict
- * into an error message. The server context enables CRL checking of the
+ * Verification is OpenSSL's own chain verification, plus one rule
+ * OpenSSL's purpose check leaves out: the peer's certificate must carry an
+ * extendedKeyUsage extension naming its role (clientAuth for a client,
+ * serverAuth for a server; OpenSSL accepts a certificate without the
+ * extension for either). The verify callback that adds it can only refuse,
+ * never accept what OpenSSL refused, and it records why, so that the error
+ * message names the problem instead of OpenSSL's generic "unsuitable
+ * certificate purpose". The server context enables CRL checking of the
  * leaf, so a revoked client certificate fails the handshake. A session
  * verified before a CRL change can be re-checked with
  * roost_tls_ctx_revoked against a context built from the new CRL.
@@ -66,7 +71,10 @@ struct roost_tls {
     const roost_tls_piece *next_piece;
     size_t n_next, borrow_rest;
     roost_tls_piece one; /* the single piece of roost_tls_feed_borrow */
-    bool keep;           /* roost_tls_keep_buffers(true) in force */
+    /* Why verify_peer_role refused the peer's certificate (a static
+     * string), or NULL: the message OpenSSL's verdict alone cannot give. */
+    const char *refusal;
+    bool keep; /* roost_tls_keep_buffers(true) in force */
     bool done;
     bool server;
 };
@@ -409,13 +417,70 @@ no_passphrase(char *buf, int size, int rwflag, void *arg)
     return -1;
 }
 
+/* Why cert may not act as a TLS client (client) or server (!client), or
+ * NULL if it may: it must carry an extendedKeyUsage extension that names
+ * the role. OpenSSL's purpose check refuses only a certificate whose
+ * extension names other roles, and lets one without the extension act as
+ * anything; Roost's CA always writes the extension, so a certificate
+ * without it was not issued for Roost's use. (anyExtendedKeyUsage alone
+ * does not name the role either, as for OpenSSL.) */
+static const char *
+eku_problem(X509 *cert, bool client)
+{
+    if ((X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) == 0)
+        return client ? "no extendedKeyUsage extension; a client certificate "
+                        "needs one with clientAuth (as roost pki sign "
+                        "issues)"
+                      : "no extendedKeyUsage extension; a server certificate "
+                        "needs one with serverAuth (as roost pki server "
+                        "issues)";
+    uint32_t xku = X509_get_extended_key_usage(cert);
+    if ((xku & (client ? XKU_SSL_CLIENT : XKU_SSL_SERVER)) == 0)
+        return client ? "its extendedKeyUsage lacks clientAuth: not a client "
+                        "certificate (unsuitable certificate purpose)"
+                      : "its extendedKeyUsage lacks serverAuth: not a server "
+                        "certificate (unsuitable certificate purpose)";
+    return NULL;
+}
+
+/* The verify callback of every session: OpenSSL's verdict on each
+ * certificate of the peer's chain, plus the extendedKeyUsage rule for the
+ * peer's certificate (depth 0), which a server checks for clientAuth and
+ * a client for serverAuth. It refuses, never accepts what OpenSSL
+ * refused; a refusal of ours, or OpenSSL's wrong-purpose refusal that
+ * eku_problem explains, leaves the reason in the session for ssl_failure. */
+static int
+verify_peer_role(int ok, X509_STORE_CTX *xs)
+{
+    if (X509_STORE_CTX_get_error_depth(xs) != 0)
+        return ok;
+    if (!ok && X509_STORE_CTX_get_error(xs) != X509_V_ERR_INVALID_PURPOSE)
+        return ok; /* OpenSSL's verdict and message stand */
+    SSL *ssl =
+        X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    X509 *cert = X509_STORE_CTX_get_current_cert(xs);
+    if (ssl == NULL || cert == NULL) {
+        /* Cannot happen in a handshake; refuse what cannot be checked. */
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_UNSPECIFIED);
+        return 0;
+    }
+    const char *why = eku_problem(cert, SSL_is_server(ssl) == 1);
+    if (why == NULL)
+        return ok;
+    roost_tls *t = SSL_get_app_data(ssl);
+    if (t != NULL)
+        t->refusal = why;
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_INVALID_PURPOSE);
+    return 0;
+}
+
 /* The server's own certificate must verify against its CA file, as a
  * client will verify it: chain, validity period, and the purpose
- * (extendedKeyUsage serverAuth when present). A context with a certificate
- * no client accepts would be refused by every client; refusing to build it
- * keeps the previous context in force on reload and names the problem at
- * start. The CRL is not consulted: an expired CRL is reported on its own
- * and must not stop the daemon from starting. */
+ * (extendedKeyUsage serverAuth, which a Roost client requires). A context
+ * with a certificate no client accepts would be refused by every client;
+ * refusing to build it keeps the previous context in force on reload and
+ * names the problem at start. The CRL is not consulted: an expired CRL is
+ * reported on its own and must not stop the daemon from starting. */
 static int
 check_own_cert(SSL_CTX *c, const roost_tls_files *files, roost_errmsg *em)
 {
@@ -434,6 +499,11 @@ check_own_cert(SSL_CTX *c, const roost_tls_files *files, roost_errmsg *em)
     int err = X509_STORE_CTX_get_error(vctx);
     X509_STORE_CTX_free(vctx);
     ERR_clear_error();
+    const char *why = eku_problem(cert, false);
+    if (why != NULL && (ok == 1 || err == X509_V_ERR_INVALID_PURPOSE))
+        return roost_fail(em, ROOST_EAUTH,
+                          "certificate %s cannot serve TLS clients: %s",
+                          files->cert_path, why);
     if (ok != 1)
         return roost_fail(em, ROOST_EAUTH,
                           "certificate %s does not verify against CA %s: %s",
@@ -580,13 +650,13 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
     }
     if (server) {
         SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                           NULL);
+                           verify_peer_role);
         /* Tell clients which CA we accept (helps s_client pick a cert). */
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(files->ca_path);
         if (names != NULL)
             SSL_CTX_set_client_CA_list(c, names);
     } else {
-        SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER, verify_peer_role);
     }
     SSL_CTX_set_verify_depth(c, 4);
     ERR_clear_error();
@@ -641,6 +711,7 @@ roost_tls_create(roost_tls **out, roost_tls_ctx *ctx, const char *server_name,
     }
     BIO_set_data(t->in, t);
     SSL_set_bio(t->ssl, t->in, t->out); /* ssl owns both now */
+    SSL_set_app_data(t->ssl, t);        /* for verify_peer_role */
     t->ctx = ctx;
     roost_tls_ctx_ref(ctx);
     if (ctx->server) {
@@ -757,8 +828,10 @@ ssl_failure(roost_tls *tls, int ret, const char *op, roost_errmsg *em)
     long vr = SSL_get_verify_result(tls->ssl);
     if (vr != X509_V_OK) {
         ERR_clear_error();
-        return roost_fail(em, ROOST_EAUTH, "%s: peer certificate refused: %s",
-                          op, X509_verify_cert_error_string(vr));
+        return roost_fail(
+            em, ROOST_EAUTH, "%s: peer certificate refused: %s", op,
+            tls->refusal != NULL ? tls->refusal
+                                 : X509_verify_cert_error_string(vr));
     }
     unsigned long e = ERR_peek_last_error();
     char reason[160];
@@ -774,6 +847,7 @@ ssl_failure(roost_tls *tls, int ret, const char *op, roost_errmsg *em)
             r == SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED ||
             r == SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED ||
             r == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN ||
+            r == SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE ||
             r == SSL_R_CERTIFICATE_VERIFY_FAILED)
             return roost_fail(em, ROOST_EAUTH, "%s: %s", op, reason);
     }

@@ -10,9 +10,12 @@
  *
  * Policy (fixed, not configurable): TLS 1.3 only; both ends present
  * certificates; the server requires a client certificate that chains to
- * the deployment CA and is not on the CA's CRL; the client checks the
- * server certificate against the same CA and the expected host name. The
- * peer's identity is the SHA-256 fingerprint of its certificate (DER); the
+ * the deployment CA, is not on the CA's CRL and carries extendedKeyUsage
+ * clientAuth; the client checks the server certificate against the same
+ * CA and the expected host name, and requires extendedKeyUsage
+ * serverAuth (a certificate without the extension is refused by both,
+ * although OpenSSL alone would accept it for either role). The peer's
+ * identity is the SHA-256 fingerprint of its certificate (DER); the
  * subject is for display only.
  *
  * A roost_tls_ctx is immutable after creation and reference-counted
@@ -78,8 +81,8 @@ typedef struct roost_tls_identity {
  * Checks that the key matches the certificate; never asks for a
  * passphrase (an encrypted key is refused). A server context also checks
  * its own certificate against ca_path as a client would (chain, validity
- * period, purpose serverAuth), and that every CRL in crl_path is intact
- * and signed by a CA of ca_path. Returns ROOST_OK, ROOST_EINVAL (a
+ * period, extendedKeyUsage serverAuth), and that every CRL in crl_path is
+ * intact and signed by a CA of ca_path. Returns ROOST_OK, ROOST_EINVAL (a
  * required path missing, a key that does not match or is encrypted),
  * ROOST_EIO (a file unreadable, not PEM or damaged), ROOST_EAUTH (the own
  * certificate does not verify, a CRL not signed by the CA),
@@ -183,7 +186,8 @@ void roost_tls_feed_borrowv(roost_tls *tls, const roost_tls_piece *pieces,
  * ROOST_OK: done, peer verified (roost_tls_peer_identity works).
  * ROOST_EAGAIN: needs more bytes from the peer (ship the output first).
  * ROOST_EAUTH: the peer's certificate was refused (unknown CA, expired,
- *   revoked, missing, wrong host name); em names the reason.
+ *   revoked, missing, wrong host name, no extendedKeyUsage for its role),
+ *   or the peer refused ours; em names the reason.
  * ROOST_ETLS: any other protocol failure (not TLS, not 1.3, bad record).
  * Also ROOST_ECLOSED if the peer closed. Call again after roost_tls_feed.
  */

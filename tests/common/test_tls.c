@@ -657,7 +657,8 @@ ca_file_with_many_certs(void **state)
 
 /* Certificates of the deployment CA that are not valid client
  * certificates: the server's own (extendedKeyUsage serverAuth only), and
- * one not valid yet. */
+ * one not valid yet. (Certificates without extendedKeyUsage, which only
+ * other tools make, are refused in tests/server/test_eku.sh.) */
 static void
 wrong_purpose_and_not_yet_valid_refused(void **state)
 {
@@ -666,6 +667,10 @@ wrong_purpose_and_not_yet_valid_refused(void **state)
     handshake_with("server", "ca", "localhost", &r);
     assert_int_equal(r.server_rc, ROOST_EAUTH);
     assert_non_null(strstr(r.server_em.text, "purpose"));
+    assert_non_null(strstr(r.server_em.text, "lacks clientAuth"));
+    /* The client learns that its certificate was refused (the server's
+     * alert is "unsupported certificate"). */
+    assert_int_equal(r.client_rc, ROOST_EAUTH);
     roost_pki_validity future = {ROOST_PKI_DAY_S, 30 * ROOST_PKI_DAY_S};
     fx_client(&fx, "ca", "future", "device-future", future);
     handshake_with("future", "ca", "localhost", &r);
