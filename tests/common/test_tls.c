@@ -824,11 +824,83 @@ crl_with_and_without_extensions(void **state)
                  NULL);
     assert_int_equal(r.server_rc, ROOST_EAUTH);
     assert_non_null(strstr(r.server_em.text, "revoked"));
+    /* A session checked against the new-style CRL, rechecked against the
+     * old-style one listing the same certificate. */
     roost_tls_ctx *plain = server_ctx_crl("plain.crl");
+    handshake_on(fx_server_ctx(&fx), "good", "ca", "localhost", &r, &id);
+    assert_int_equal(roost_tls_ctx_recheck(plain, &id), ROOST_TLS_VALID);
     roost_tls_crl_info info;
     assert_int_equal(roost_tls_ctx_crl_info(plain, &info), ROOST_OK);
     assert_int_equal(info.n_revoked, 1);
     roost_tls_ctx_destroy(plain);
+}
+
+/* roost_tls_ctx_recheck: an identity verified under one context, asked
+ * again of contexts built from other files. A serial that cannot be
+ * looked up (serial_len 0) passes only as long as the CRLs are those its
+ * handshake checked; any other CRL cannot clear it (fail closed). */
+static void
+recheck_verdicts(void **state)
+{
+    (void)state;
+    pair_result r;
+    roost_tls_identity id;
+    handshake_on(fx_server_ctx(&fx), "good2", "ca", "localhost", &r, &id);
+    assert_int_equal(r.server_rc, ROOST_OK);
+    roost_tls_identity unknown = id;
+    unknown.serial_len = 0;
+
+    /* The same files, read again: the same CRLs. */
+    roost_tls_ctx *same = fx_server_ctx(&fx);
+    assert_int_equal(roost_tls_ctx_recheck(same, &id), ROOST_TLS_VALID);
+    assert_int_equal(roost_tls_ctx_recheck(same, &unknown), ROOST_TLS_VALID);
+
+    /* The CRL re-issued with the same entries: another CRL. */
+    roost_errmsg em = {{0}};
+    copy_file(fx_path(&fx, "ca.crl"), fx_path(&fx, "reissued.crl"), 0, NULL);
+    fx_check(roost_pki_crl(fx_path(&fx, "ca.key"), fx_path(&fx, "ca.crt"),
+                           fx_path(&fx, "reissued.crl"), 30, NULL, &em),
+             &em, "re-issue");
+    roost_tls_ctx *reissued = server_ctx_crl("reissued.crl");
+    assert_int_equal(roost_tls_ctx_recheck(reissued, &id), ROOST_TLS_VALID);
+    assert_int_equal(roost_tls_ctx_recheck(reissued, &unknown),
+                     ROOST_TLS_UNCHECKED);
+
+    /* A CRL that revokes it. */
+    copy_file(fx_path(&fx, "ca.crl"), fx_path(&fx, "good2-revoked.crl"), 0,
+              NULL);
+    fx_check(roost_pki_revoke(fx_path(&fx, "ca.key"), fx_path(&fx, "ca.crt"),
+                              fx_path(&fx, "good2-revoked.crl"),
+                              fx_path(&fx, "good2.crt"), 30, &em),
+             &em, "revoke good2");
+    roost_tls_ctx *revoking = server_ctx_crl("good2-revoked.crl");
+    assert_int_equal(roost_tls_ctx_recheck(revoking, &id), ROOST_TLS_REVOKED);
+    assert_int_equal(roost_tls_ctx_recheck(revoking, &unknown),
+                     ROOST_TLS_UNCHECKED);
+
+    /* Another CA: untrusted, whatever its serial. */
+    roost_pki_validity ok = {-60, 30 * ROOST_PKI_DAY_S};
+    const char *sans[] = {"127.0.0.1"};
+    if (access(fx_path(&fx, "evil-server.crt"), F_OK) != 0)
+        fx_check(roost_pki_server(fx_path(&fx, "evil.key"),
+                                  fx_path(&fx, "evil.crt"),
+                                  fx_path(&fx, "evil-server.key"),
+                                  fx_path(&fx, "evil-server.crt"), "localhost",
+                                  sans, 1, &ok, &em),
+                 &em, "foreign server");
+    roost_tls_files f = {
+        fx_path(&fx, "evil.crt"), fx_path(&fx, "evil-server.crt"),
+        fx_path(&fx, "evil-server.key"), fx_path(&fx, "evil.crl")};
+    roost_tls_ctx *other;
+    assert_int_equal(roost_tls_ctx_create_server(&other, &f, &em), ROOST_OK);
+    assert_int_equal(roost_tls_ctx_recheck(other, &id), ROOST_TLS_UNTRUSTED);
+    assert_int_equal(roost_tls_ctx_recheck(other, &unknown),
+                     ROOST_TLS_UNTRUSTED);
+
+    roost_tls_ctx_destroy(other);
+    roost_tls_ctx_destroy(revoking);
+    roost_tls_ctx_destroy(reissued);
+    roost_tls_ctx_destroy(same);
 }
 
 int
@@ -851,6 +923,7 @@ main(void)
         cmocka_unit_test(wrong_purpose_and_not_yet_valid_refused),
         cmocka_unit_test(trust_anchor_rechecked),
         cmocka_unit_test(crl_with_and_without_extensions),
+        cmocka_unit_test(recheck_verdicts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
