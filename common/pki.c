@@ -411,6 +411,99 @@ crl_set_times(X509_CRL *crl, int64_t crl_days, roost_errmsg *em)
     return ROOST_OK;
 }
 
+/* RFC 5280 caps a cRLNumber at 20 octets. */
+#define CRL_NUMBER_MAX_OCTETS 20
+
+/* The number the next CRL after `prev` (NULL: none yet) carries: prev's
+ * cRLNumber plus one. A CRL without a number (as roost pki wrote before it
+ * numbered CRLs) counts as 0, as does a negative one (not conforming, and
+ * numbers only need to grow). The number lives in the CRL itself, which
+ * is replaced atomically under the CA's lock: whichever CRL the file
+ * holds after a crash, the next one is numbered after it, and parallel
+ * revocations each start from their predecessor's number. */
+static int
+crl_next_number(const X509_CRL *prev, const char *crl_path, BIGNUM **out,
+                roost_errmsg *em)
+{
+    *out = NULL;
+    ASN1_INTEGER *num = NULL;
+    if (prev != NULL) {
+        int crit = -1;
+        num = X509_CRL_get_ext_d2i(prev, NID_crl_number, &crit, NULL);
+        if (num == NULL && crit != -1) {
+            ERR_clear_error();
+            return roost_fail(em, ROOST_EIO,
+                              "%s: its cRLNumber extension is damaged or "
+                              "repeated",
+                              crl_path);
+        }
+    }
+    BIGNUM *bn = num != NULL ? ASN1_INTEGER_to_BN(num, NULL) : BN_new();
+    ASN1_INTEGER_free(num);
+    if (bn == NULL)
+        return fail_ssl(em, ROOST_ENOMEM, "CRL number");
+    if (BN_is_negative(bn))
+        BN_zero(bn);
+    if (BN_add_word(bn, 1) != 1) {
+        BN_free(bn);
+        return fail_ssl(em, ROOST_ENOMEM, "CRL number");
+    }
+    if (BN_num_bytes(bn) > CRL_NUMBER_MAX_OCTETS) {
+        BN_free(bn);
+        return roost_fail(em, ROOST_EINVAL,
+                          "%s: the next CRL number would exceed %d octets "
+                          "(RFC 5280); create a new CA",
+                          crl_path, CRL_NUMBER_MAX_OCTETS);
+    }
+    *out = bn;
+    return ROOST_OK;
+}
+
+/* Give crl the extensions RFC 5280 requires of a CRL issuer (5.2.1,
+ * 5.2.3): an authorityKeyIdentifier holding the CA certificate's
+ * subjectKeyIdentifier (so a relying party finds the right key when a CA
+ * is re-keyed under the same name) and the cRLNumber `number` (so it can
+ * tell the newer of two CRLs). Extensions of a previous issue are
+ * replaced. Every CA certificate roost pki init makes has a
+ * subjectKeyIdentifier; for one made elsewhere without it (which RFC 5280
+ * forbids of a CA) the key identifier is the SHA-1 of its public key, the
+ * usual derivation (RFC 5280 4.2.1.2), rather than a refusal: a CA that
+ * could not revoke would leave revoked devices in. */
+static int
+crl_set_extensions(X509_CRL *crl, X509 *ca_cert, const BIGNUM *number,
+                   roost_errmsg *em)
+{
+    static const int nids[] = {NID_authority_key_identifier, NID_crl_number};
+    for (size_t i = 0; i < sizeof(nids) / sizeof(nids[0]); i++) {
+        int at;
+        while ((at = X509_CRL_get_ext_by_NID(crl, nids[i], -1)) >= 0)
+            X509_EXTENSION_free(X509_CRL_delete_ext(crl, at));
+    }
+    AUTHORITY_KEYID *aki = AUTHORITY_KEYID_new();
+    ASN1_INTEGER *num = BN_to_ASN1_INTEGER(number, NULL);
+    bool ok = aki != NULL && num != NULL;
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca_cert);
+    if (ok && ski != NULL) {
+        ok = (aki->keyid = ASN1_OCTET_STRING_dup(ski)) != NULL;
+    } else if (ok) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        ok = X509_pubkey_digest(ca_cert, EVP_sha1(), md, &n) == 1 &&
+             (aki->keyid = ASN1_OCTET_STRING_new()) != NULL &&
+             ASN1_OCTET_STRING_set(aki->keyid, md, (int)n) == 1;
+    }
+    ok = ok &&
+         X509_CRL_add1_ext_i2d(crl, NID_authority_key_identifier, aki, 0, 0) ==
+             1 &&
+         X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) == 1 &&
+         X509_CRL_set_version(crl, 1) == 1; /* v2: has extensions */
+    AUTHORITY_KEYID_free(aki);
+    ASN1_INTEGER_free(num);
+    if (!ok)
+        return fail_ssl(em, ROOST_ECRYPTO, "CRL extensions");
+    return ROOST_OK;
+}
+
 int
 roost_pki_init(const char *ca_key_path, const char *ca_cert_path,
                const char *crl_path, const char *cn, int64_t days,
@@ -428,6 +521,7 @@ roost_pki_init(const char *ca_key_path, const char *ca_cert_path,
     EVP_PKEY *key = NULL;
     X509 *cert = X509_new();
     X509_CRL *crl = X509_CRL_new();
+    BIGNUM *crl_number = NULL;
     bool key_written = false, cert_written = false;
     if (cert == NULL || crl == NULL) {
         rc = fail_ssl(em, ROOST_ENOMEM, "CA");
@@ -450,7 +544,9 @@ roost_pki_init(const char *ca_key_path, const char *ca_cert_path,
         rc = fail_ssl(em, ROOST_ECRYPTO, "CRL");
         goto out;
     }
-    if ((rc = crl_set_times(crl, crl_days, em)) != ROOST_OK)
+    if ((rc = crl_set_times(crl, crl_days, em)) != ROOST_OK ||
+        (rc = crl_next_number(NULL, crl_path, &crl_number, em)) != ROOST_OK ||
+        (rc = crl_set_extensions(crl, cert, crl_number, em)) != ROOST_OK)
         goto out;
     if (X509_CRL_sign(crl, key, EVP_sha256()) <= 0) {
         rc = fail_ssl(em, ROOST_ECRYPTO, "signing CRL");
@@ -473,6 +569,7 @@ out:
     EVP_PKEY_free(key);
     X509_free(cert);
     X509_CRL_free(crl);
+    BN_free(crl_number);
     ERR_clear_error();
     return rc;
 }
@@ -718,9 +815,10 @@ out:
     return rc;
 }
 
-/* Re-sign crl_path with a fresh lastUpdate/nextUpdate, first adding
- * cert_path's serial when cert_path is not NULL. Shared by revoke and
- * crl: both keep every entry already listed. */
+/* Re-sign crl_path with a fresh lastUpdate/nextUpdate and the next
+ * cRLNumber, first adding cert_path's serial when cert_path is not NULL.
+ * Shared by revoke and crl: both keep every entry already listed, and
+ * both issue a new CRL, so both take a new number. */
 static int
 crl_update(const char *ca_key_path, const char *ca_cert_path,
            const char *crl_path, const char *cert_path, int64_t crl_days,
@@ -731,6 +829,7 @@ crl_update(const char *ca_key_path, const char *ca_cert_path,
     X509_CRL *crl = NULL;
     X509_REVOKED *rev = NULL;
     ASN1_TIME *now = NULL;
+    BIGNUM *crl_number = NULL;
     /* Read, extend, re-sign and replace the CRL under an exclusive lock
      * on the CA key (a file that is never replaced): two revocations run
      * at once would otherwise both start from the same CRL and the second
@@ -788,7 +887,9 @@ crl_update(const char *ca_key_path, const char *ca_cert_path,
         }
         rev = NULL; /* owned by crl */
     }
-    if ((rc = crl_set_times(crl, crl_days, em)) != ROOST_OK)
+    if ((rc = crl_set_times(crl, crl_days, em)) != ROOST_OK ||
+        (rc = crl_next_number(crl, crl_path, &crl_number, em)) != ROOST_OK ||
+        (rc = crl_set_extensions(crl, ca_cert, crl_number, em)) != ROOST_OK)
         goto out;
     if (X509_CRL_sort(crl) != 1 ||
         X509_CRL_sign(crl, ca_key, EVP_sha256()) <= 0) {
@@ -808,6 +909,7 @@ out:
     X509_CRL_free(crl);
     X509_REVOKED_free(rev);
     ASN1_TIME_free(now);
+    BN_free(crl_number);
     ERR_clear_error();
     return rc;
 }

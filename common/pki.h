@@ -13,6 +13,12 @@
  * exclusive flock on the CA key. Serial numbers are 127 random bits from
  * the CSPRNG layer.
  *
+ * Every CRL carries the extensions RFC 5280 requires of a CRL issuer: an
+ * authorityKeyIdentifier (the CA certificate's subjectKeyIdentifier) and a
+ * cRLNumber one above that of the CRL it replaces (init: 1; a CRL without
+ * a number counts as 0), kept in the CRL file itself so that it survives
+ * a crash and parallel revocations take consecutive numbers.
+ *
  * Issuing (roost_pki_server, roost_pki_sign) needs a CA certificate within
  * its validity period: what an expired CA signs never verifies.
  *
@@ -75,17 +81,19 @@ int roost_pki_sign(const char *ca_key_path, const char *ca_cert_path,
                    const roost_pki_validity *validity, roost_errmsg *em);
 
 /* roost_pki_revoke - add the certificate's serial to the CA's CRL (kept
- * when already there), re-sign the CRL (valid crl_days) and replace the
- * file atomically. The certificate must have been issued by this CA. */
+ * when already there), re-sign the CRL (valid crl_days, next cRLNumber)
+ * and replace the file atomically. The certificate must have been issued
+ * by this CA. */
 int roost_pki_revoke(const char *ca_key_path, const char *ca_cert_path,
                      const char *crl_path, const char *cert_path,
                      int64_t crl_days, roost_errmsg *em);
 
-/* roost_pki_crl - re-sign the CA's CRL with the same entries and a fresh
- * validity (crl_days from now), replacing the file atomically: what an
- * operator runs before the CRL's nextUpdate passes, since an expired CRL
- * makes every handshake fail. *n_revoked (may be NULL) receives the number
- * of entries. The CRL must be signed by this CA already. */
+/* roost_pki_crl - re-sign the CA's CRL with the same entries, a fresh
+ * validity (crl_days from now) and the next cRLNumber, replacing the file
+ * atomically: what an operator runs before the CRL's nextUpdate passes,
+ * since an expired CRL makes every handshake fail. *n_revoked (may be
+ * NULL) receives the number of entries. The CRL must be signed by this CA
+ * already. */
 int roost_pki_crl(const char *ca_key_path, const char *ca_cert_path,
                   const char *crl_path, int64_t crl_days, size_t *n_revoked,
                   roost_errmsg *em);

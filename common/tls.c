@@ -13,12 +13,17 @@
  * OpenSSL produced and the transport has not yet shipped, bounded by the
  * caller draining it after each write.
  *
- * Verification is OpenSSL's own chain verification (no custom callback
- * that could accept what OpenSSL refused); we only translate its verdict
- * into an error message. The server context enables CRL checking of the
+ * Verification is OpenSSL's own chain verification, plus one rule
+ * OpenSSL's purpose check leaves out: the peer's certificate must carry an
+ * extendedKeyUsage extension naming its role (clientAuth for a client,
+ * serverAuth for a server; OpenSSL accepts a certificate without the
+ * extension for either). The verify callback that adds it can only refuse,
+ * never accept what OpenSSL refused, and it records why, so that the error
+ * message names the problem instead of OpenSSL's generic "unsuitable
+ * certificate purpose". The server context enables CRL checking of the
  * leaf, so a revoked client certificate fails the handshake. A session
- * verified before a CRL change can be re-checked with
- * roost_tls_ctx_revoked against a context built from the new CRL.
+ * verified before a CRL or CA change can be re-checked with
+ * roost_tls_ctx_recheck against a context built from the new files.
  *
  * No globals; a context is shared read-only by its sessions.
  */
@@ -47,6 +52,10 @@ struct roost_tls_ctx {
     BIO_METHOD *in_method; /* the input BIO (see the file comment) */
     bool server;
     atomic_int refs; /* the owner's reference + one per session */
+    /* SHA-256 over the SHA-256 of each CRL loaded, in file order (all
+     * zero without CRLs): copied into each peer identity, so that a
+     * recheck knows whether it asks the CRLs the handshake asked. */
+    uint8_t crl_digest[ROOST_TLS_FINGERPRINT_LEN];
 };
 
 struct roost_tls {
@@ -66,7 +75,10 @@ struct roost_tls {
     const roost_tls_piece *next_piece;
     size_t n_next, borrow_rest;
     roost_tls_piece one; /* the single piece of roost_tls_feed_borrow */
-    bool keep;           /* roost_tls_keep_buffers(true) in force */
+    /* Why verify_peer_role refused the peer's certificate (a static
+     * string), or NULL: the message OpenSSL's verdict alone cannot give. */
+    const char *refusal;
+    bool keep; /* roost_tls_keep_buffers(true) in force */
     bool done;
     bool server;
 };
@@ -253,36 +265,46 @@ crl_signed_by_store_ca(X509_STORE *store, X509_CRL *crl)
     return found;
 }
 
-/* Load every CRL of path into store. The CA certificates must be in the
- * store already: a CRL that none of them signed is refused here, because
- * OpenSSL would otherwise accept the file and then fail every handshake
- * with "CRL signature failure" (or "unable to get CRL"). */
+/* Load every CRL of path into store, and set digest to the SHA-256 over
+ * their SHA-256 digests (in file order). The CA certificates must be in
+ * the store already: a CRL that none of them signed is refused here,
+ * because OpenSSL would otherwise accept the file and then fail every
+ * handshake with "CRL signature failure" (or "unable to get CRL"). */
 static int
 load_crl(X509_STORE *store, const char *path, const char *ca_path,
-         roost_errmsg *em)
+         uint8_t digest[ROOST_TLS_FINGERPRINT_LEN], roost_errmsg *em)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return roost_fail(em, ROOST_EIO, "CRL %s: cannot open", path);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = ROOST_OK;
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        rc = fail_ssl(em, ROOST_ENOMEM, "CRL digest");
+        goto out;
+    }
     int n = 0;
     X509_CRL *crl;
     while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
         if (!crl_signed_by_store_ca(store, crl)) {
             X509_CRL_free(crl);
-            fclose(f);
-            return roost_fail(em, ROOST_EAUTH,
-                              "CRL %s: not signed by the CA in %s", path,
-                              ca_path);
+            rc =
+                roost_fail(em, ROOST_EAUTH,
+                           "CRL %s: not signed by the CA in %s", path, ca_path);
+            goto out;
         }
-        int ok = X509_STORE_add_crl(store, crl);
+        uint8_t one[EVP_MAX_MD_SIZE];
+        unsigned int one_len = 0;
+        bool ok = X509_CRL_digest(crl, EVP_sha256(), one, &one_len) == 1 &&
+                  EVP_DigestUpdate(md, one, one_len) == 1 &&
+                  X509_STORE_add_crl(store, crl) == 1;
         X509_CRL_free(crl);
         if (!ok) {
-            fclose(f);
-            return fail_ssl(em, ROOST_ECRYPTO, "CRL: cannot add to store");
+            rc = fail_ssl(em, ROOST_ECRYPTO, "CRL: cannot add to store");
+            goto out;
         }
         n++;
     }
-    fclose(f);
     /* PEM_read fails both at the end of the file (no further BEGIN line)
      * and on a damaged entry. A damaged entry must not be skipped: the
      * revocations it carries would silently be lost. */
@@ -290,15 +312,21 @@ load_crl(X509_STORE *store, const char *path, const char *ca_path,
     bool at_end = ERR_GET_LIB(e) == ERR_LIB_PEM &&
                   ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
     ERR_clear_error();
+    unsigned int digest_len = 0;
     if (n == 0)
-        return roost_fail(em, ROOST_EIO, "CRL %s: no PEM X509 CRL in file",
-                          path);
-    if (!at_end)
-        return roost_fail(em, ROOST_EIO,
-                          "CRL %s: entry %d is damaged (truncated or not a "
-                          "CRL)",
-                          path, n + 1);
-    return ROOST_OK;
+        rc = roost_fail(em, ROOST_EIO, "CRL %s: no PEM X509 CRL in file", path);
+    else if (!at_end)
+        rc = roost_fail(em, ROOST_EIO,
+                        "CRL %s: entry %d is damaged (truncated or not a "
+                        "CRL)",
+                        path, n + 1);
+    else if (EVP_DigestFinal_ex(md, digest, &digest_len) != 1 ||
+             digest_len != ROOST_TLS_FINGERPRINT_LEN)
+        rc = fail_ssl(em, ROOST_ECRYPTO, "CRL digest");
+out:
+    EVP_MD_CTX_free(md);
+    fclose(f);
+    return rc;
 }
 
 /* t as seconds since the epoch, given the current time now: t's distance
@@ -358,25 +386,23 @@ roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
     return rc;
 }
 
-bool
-roost_tls_ctx_revoked(const roost_tls_ctx *ctx, const roost_tls_identity *id)
+/* Whether a CRL of ctx from the identity's issuer lists its serial: 1
+ * listed, 0 not listed, -1 out of memory. The serial must be known. */
+static int
+crl_lists(const roost_tls_ctx *ctx, const roost_tls_identity *id)
 {
-    if (id->serial_len == 0)
-        return false;
     BIGNUM *bn = BN_bin2bn(id->serial, (int)id->serial_len, NULL);
     ASN1_INTEGER *serial = bn != NULL ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
     BN_free(bn);
     if (serial == NULL) {
-        /* Out of memory: the question cannot be asked, so the answer
-         * errs on the side of closing the session. */
         ERR_clear_error();
-        return true;
+        return -1;
     }
-    bool revoked = false;
+    int listed = 0;
     X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
     X509_STORE_lock(store);
     STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
-    for (int i = 0; !revoked && i < sk_X509_OBJECT_num(objs); i++) {
+    for (int i = 0; !listed && i < sk_X509_OBJECT_num(objs); i++) {
         X509_CRL *crl =
             X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
         X509_REVOKED *entry = NULL;
@@ -384,12 +410,38 @@ roost_tls_ctx_revoked(const roost_tls_ctx *ctx, const roost_tls_identity *id)
             X509_NAME_hash_ex(X509_CRL_get_issuer(crl), NULL, NULL, NULL) ==
                 id->issuer_hash &&
             X509_CRL_get0_by_serial(crl, &entry, serial) == 1)
-            revoked = true;
+            listed = 1;
     }
     X509_STORE_unlock(store);
     ASN1_INTEGER_free(serial);
     ERR_clear_error();
-    return revoked;
+    return listed;
+}
+
+roost_tls_recheck
+roost_tls_ctx_recheck(const roost_tls_ctx *ctx, const roost_tls_identity *id)
+{
+    if (!roost_tls_ctx_trusts(ctx, id))
+        return ROOST_TLS_UNTRUSTED;
+    if (id->serial_len == 0) {
+        /* The serial cannot be looked up, but OpenSSL's own check during
+         * the handshake could: its verdict stands as long as the CRLs are
+         * the ones it asked. */
+        return memcmp(id->crl_digest, ctx->crl_digest,
+                      sizeof(ctx->crl_digest)) == 0
+                   ? ROOST_TLS_VALID
+                   : ROOST_TLS_UNCHECKED;
+    }
+    switch (crl_lists(ctx, id)) {
+    case 0:
+        return ROOST_TLS_VALID;
+    case 1:
+        return ROOST_TLS_REVOKED;
+    default:
+        /* Out of memory: the question cannot be asked, so the answer
+         * errs on the side of closing the session. */
+        return ROOST_TLS_UNCHECKED;
+    }
 }
 
 /* OpenSSL asks for a passphrase when a key file is encrypted; without a
@@ -409,13 +461,70 @@ no_passphrase(char *buf, int size, int rwflag, void *arg)
     return -1;
 }
 
+/* Why cert may not act as a TLS client (client) or server (!client), or
+ * NULL if it may: it must carry an extendedKeyUsage extension that names
+ * the role. OpenSSL's purpose check refuses only a certificate whose
+ * extension names other roles, and lets one without the extension act as
+ * anything; Roost's CA always writes the extension, so a certificate
+ * without it was not issued for Roost's use. (anyExtendedKeyUsage alone
+ * does not name the role either, as for OpenSSL.) */
+static const char *
+eku_problem(X509 *cert, bool client)
+{
+    if ((X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) == 0)
+        return client ? "no extendedKeyUsage extension; a client certificate "
+                        "needs one with clientAuth (as roost pki sign "
+                        "issues)"
+                      : "no extendedKeyUsage extension; a server certificate "
+                        "needs one with serverAuth (as roost pki server "
+                        "issues)";
+    uint32_t xku = X509_get_extended_key_usage(cert);
+    if ((xku & (client ? XKU_SSL_CLIENT : XKU_SSL_SERVER)) == 0)
+        return client ? "its extendedKeyUsage lacks clientAuth: not a client "
+                        "certificate (unsuitable certificate purpose)"
+                      : "its extendedKeyUsage lacks serverAuth: not a server "
+                        "certificate (unsuitable certificate purpose)";
+    return NULL;
+}
+
+/* The verify callback of every session: OpenSSL's verdict on each
+ * certificate of the peer's chain, plus the extendedKeyUsage rule for the
+ * peer's certificate (depth 0), which a server checks for clientAuth and
+ * a client for serverAuth. It refuses, never accepts what OpenSSL
+ * refused; a refusal of ours, or OpenSSL's wrong-purpose refusal that
+ * eku_problem explains, leaves the reason in the session for ssl_failure. */
+static int
+verify_peer_role(int ok, X509_STORE_CTX *xs)
+{
+    if (X509_STORE_CTX_get_error_depth(xs) != 0)
+        return ok;
+    if (!ok && X509_STORE_CTX_get_error(xs) != X509_V_ERR_INVALID_PURPOSE)
+        return ok; /* OpenSSL's verdict and message stand */
+    SSL *ssl =
+        X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    X509 *cert = X509_STORE_CTX_get_current_cert(xs);
+    if (ssl == NULL || cert == NULL) {
+        /* Cannot happen in a handshake; refuse what cannot be checked. */
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_UNSPECIFIED);
+        return 0;
+    }
+    const char *why = eku_problem(cert, SSL_is_server(ssl) == 1);
+    if (why == NULL)
+        return ok;
+    roost_tls *t = SSL_get_app_data(ssl);
+    if (t != NULL)
+        t->refusal = why;
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_INVALID_PURPOSE);
+    return 0;
+}
+
 /* The server's own certificate must verify against its CA file, as a
  * client will verify it: chain, validity period, and the purpose
- * (extendedKeyUsage serverAuth when present). A context with a certificate
- * no client accepts would be refused by every client; refusing to build it
- * keeps the previous context in force on reload and names the problem at
- * start. The CRL is not consulted: an expired CRL is reported on its own
- * and must not stop the daemon from starting. */
+ * (extendedKeyUsage serverAuth, which a Roost client requires). A context
+ * with a certificate no client accepts would be refused by every client;
+ * refusing to build it keeps the previous context in force on reload and
+ * names the problem at start. The CRL is not consulted: an expired CRL is
+ * reported on its own and must not stop the daemon from starting. */
 static int
 check_own_cert(SSL_CTX *c, const roost_tls_files *files, roost_errmsg *em)
 {
@@ -434,6 +543,11 @@ check_own_cert(SSL_CTX *c, const roost_tls_files *files, roost_errmsg *em)
     int err = X509_STORE_CTX_get_error(vctx);
     X509_STORE_CTX_free(vctx);
     ERR_clear_error();
+    const char *why = eku_problem(cert, false);
+    if (why != NULL && (ok == 1 || err == X509_V_ERR_INVALID_PURPOSE))
+        return roost_fail(em, ROOST_EAUTH,
+                          "certificate %s cannot serve TLS clients: %s",
+                          files->cert_path, why);
     if (ok != 1)
         return roost_fail(em, ROOST_EAUTH,
                           "certificate %s does not verify against CA %s: %s",
@@ -573,20 +687,21 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
         goto fail;
     if (files->crl_path != NULL) {
         X509_STORE *store = SSL_CTX_get_cert_store(c);
-        rc = load_crl(store, files->crl_path, files->ca_path, em);
+        rc = load_crl(store, files->crl_path, files->ca_path, ctx->crl_digest,
+                      em);
         if (rc != ROOST_OK)
             goto fail;
         X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
     }
     if (server) {
         SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                           NULL);
+                           verify_peer_role);
         /* Tell clients which CA we accept (helps s_client pick a cert). */
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(files->ca_path);
         if (names != NULL)
             SSL_CTX_set_client_CA_list(c, names);
     } else {
-        SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER, verify_peer_role);
     }
     SSL_CTX_set_verify_depth(c, 4);
     ERR_clear_error();
@@ -641,6 +756,7 @@ roost_tls_create(roost_tls **out, roost_tls_ctx *ctx, const char *server_name,
     }
     BIO_set_data(t->in, t);
     SSL_set_bio(t->ssl, t->in, t->out); /* ssl owns both now */
+    SSL_set_app_data(t->ssl, t);        /* for verify_peer_role */
     t->ctx = ctx;
     roost_tls_ctx_ref(ctx);
     if (ctx->server) {
@@ -757,8 +873,10 @@ ssl_failure(roost_tls *tls, int ret, const char *op, roost_errmsg *em)
     long vr = SSL_get_verify_result(tls->ssl);
     if (vr != X509_V_OK) {
         ERR_clear_error();
-        return roost_fail(em, ROOST_EAUTH, "%s: peer certificate refused: %s",
-                          op, X509_verify_cert_error_string(vr));
+        return roost_fail(
+            em, ROOST_EAUTH, "%s: peer certificate refused: %s", op,
+            tls->refusal != NULL ? tls->refusal
+                                 : X509_verify_cert_error_string(vr));
     }
     unsigned long e = ERR_peek_last_error();
     char reason[160];
@@ -774,6 +892,7 @@ ssl_failure(roost_tls *tls, int ret, const char *op, roost_errmsg *em)
             r == SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED ||
             r == SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED ||
             r == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN ||
+            r == SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE ||
             r == SSL_R_CERTIFICATE_VERIFY_FAILED)
             return roost_fail(em, ROOST_EAUTH, "%s: %s", op, reason);
     }
@@ -832,6 +951,7 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
     BN_free(bn);
     out->issuer_hash =
         X509_NAME_hash_ex(X509_get_issuer_name(cert), NULL, NULL, NULL);
+    memcpy(out->crl_digest, tls->ctx->crl_digest, sizeof(out->crl_digest));
     if (!asn1_seconds(X509_get0_notAfter(cert), time(NULL), &out->not_after))
         out->not_after = INT64_MAX;
     /* The verified chain ends at the trust anchor, a CA certificate of

@@ -10,9 +10,12 @@
  *
  * Policy (fixed, not configurable): TLS 1.3 only; both ends present
  * certificates; the server requires a client certificate that chains to
- * the deployment CA and is not on the CA's CRL; the client checks the
- * server certificate against the same CA and the expected host name. The
- * peer's identity is the SHA-256 fingerprint of its certificate (DER); the
+ * the deployment CA, is not on the CA's CRL and carries extendedKeyUsage
+ * clientAuth; the client checks the server certificate against the same
+ * CA and the expected host name, and requires extendedKeyUsage
+ * serverAuth (a certificate without the extension is refused by both,
+ * although OpenSSL alone would accept it for either role). The peer's
+ * identity is the SHA-256 fingerprint of its certificate (DER); the
  * subject is for display only.
  *
  * A roost_tls_ctx is immutable after creation and reference-counted
@@ -57,12 +60,17 @@ typedef struct roost_tls_identity {
     char subject[ROOST_TLS_SUBJECT_CAP]; /* RFC 2253, display only */
     /* Serial number (big-endian magnitude) and issuer name hash, kept so
      * that an open session can be checked against a CRL loaded later
-     * (roost_tls_ctx_revoked). serial_len is 0 for a serial longer than
+     * (roost_tls_ctx_recheck). serial_len is 0 for a serial longer than
      * the cap (RFC 5280 allows 20 octets; Roost issues 16), zero or
      * negative: such a serial cannot be looked up. */
     uint8_t serial[ROOST_TLS_SERIAL_CAP];
     size_t serial_len;
     unsigned long issuer_hash;
+    /* Digest of the CRLs the handshake checked the certificate against
+     * (those of the context the session was made from), so that a recheck
+     * knows whether a context holds the very same CRLs: for a serial that
+     * cannot be looked up, the handshake's verdict is then the only one. */
+    uint8_t crl_digest[ROOST_TLS_FINGERPRINT_LEN];
     /* The certificate's notAfter in Unix seconds (INT64_MAX if it cannot
      * be read): a session outlives the handshake that checked it, so its
      * holder (roost serve) closes it once the certificate has expired. */
@@ -78,8 +86,8 @@ typedef struct roost_tls_identity {
  * Checks that the key matches the certificate; never asks for a
  * passphrase (an encrypted key is refused). A server context also checks
  * its own certificate against ca_path as a client would (chain, validity
- * period, purpose serverAuth), and that every CRL in crl_path is intact
- * and signed by a CA of ca_path. Returns ROOST_OK, ROOST_EINVAL (a
+ * period, extendedKeyUsage serverAuth), and that every CRL in crl_path is
+ * intact and signed by a CA of ca_path. Returns ROOST_OK, ROOST_EINVAL (a
  * required path missing, a key that does not match or is encrypted),
  * ROOST_EIO (a file unreadable, not PEM or damaged), ROOST_EAUTH (the own
  * certificate does not verify, a CRL not signed by the CA),
@@ -114,15 +122,28 @@ typedef struct roost_tls_crl_info {
  * ROOST_OK, or ROOST_ECRYPTO if a nextUpdate cannot be read. */
 int roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out);
 
-/* roost_tls_ctx_revoked - true if a CRL of ctx from the identity's issuer
- * lists its serial number: the question the handshake asks, asked again of
- * a session that was verified against an older CRL; also true when it
- * cannot be asked for lack of memory. False when the identity's serial is
- * unknown (serial_len 0): the caller decides what an unknown serial means
- * (roost serve closes such sessions on reload, so that the handshake asks
- * the question on reconnection). */
-bool roost_tls_ctx_revoked(const roost_tls_ctx *ctx,
-                           const roost_tls_identity *id);
+/* What the files of a context say about a peer verified earlier,
+ * possibly under another context (roost_tls_ctx_recheck). */
+typedef enum roost_tls_recheck {
+    ROOST_TLS_VALID = 0, /* trusted, not revoked: keep the session */
+    ROOST_TLS_UNTRUSTED, /* no CA of ctx carries the key its chain was
+                            verified to (roost_tls_ctx_trusts) */
+    ROOST_TLS_REVOKED,   /* a CRL of ctx from its issuer lists its serial */
+    ROOST_TLS_UNCHECKED, /* the question cannot be answered: its serial
+                            cannot be looked up (serial_len 0) and the CRLs
+                            of ctx are not those its handshake checked, or
+                            memory ran out */
+} roost_tls_recheck;
+
+/* roost_tls_ctx_recheck - ask ctx's CA file and CRLs the questions a
+ * handshake asks, of an identity whose handshake asked older ones (a
+ * session open across a reload, or whose handshake spanned one). The
+ * verdicts are checked in the order of the enum; anything but
+ * ROOST_TLS_VALID means the session must not go on (fail closed:
+ * ROOST_TLS_UNCHECKED too). Any thread, with the identity's owner's
+ * synchronisation. */
+roost_tls_recheck roost_tls_ctx_recheck(const roost_tls_ctx *ctx,
+                                        const roost_tls_identity *id);
 
 /* roost_tls_ctx_trusts - true if a CA certificate of ctx carries the
  * public key the identity's chain was verified to: the trust question a
@@ -183,7 +204,8 @@ void roost_tls_feed_borrowv(roost_tls *tls, const roost_tls_piece *pieces,
  * ROOST_OK: done, peer verified (roost_tls_peer_identity works).
  * ROOST_EAGAIN: needs more bytes from the peer (ship the output first).
  * ROOST_EAUTH: the peer's certificate was refused (unknown CA, expired,
- *   revoked, missing, wrong host name); em names the reason.
+ *   revoked, missing, wrong host name, no extendedKeyUsage for its role),
+ *   or the peer refused ours; em names the reason.
  * ROOST_ETLS: any other protocol failure (not TLS, not 1.3, bad record).
  * Also ROOST_ECLOSED if the peer closed. Call again after roost_tls_feed.
  */

@@ -66,7 +66,8 @@ static const char *const usage_sign =
 
 static const char *const usage_revoke =
     "usage: roost pki revoke --ca-dir DIR --cert FILE [--crl-days N]\n"
-    "Add the certificate's serial number to DIR/ca.crl and re-sign it.\n"
+    "Add the certificate's serial number to DIR/ca.crl and re-sign it\n"
+    "(with the next CRL number).\n"
     "Then copy the CRL to the coordinator's crl_file if it reads another\n"
     "copy, and reload it (SIGHUP: systemctl reload roost): new handshakes\n"
     "use the new CRL and open sessions of the revoked certificate close.\n"
@@ -74,7 +75,8 @@ static const char *const usage_revoke =
 
 static const char *const usage_crl =
     "usage: roost pki crl --ca-dir DIR [--days N]\n"
-    "Re-sign DIR/ca.crl with the same revoked entries and a new validity.\n"
+    "Re-sign DIR/ca.crl with the same revoked entries, a new validity and\n"
+    "the next CRL number.\n"
     "A coordinator whose CRL has passed its next update refuses every\n"
     "client, so run this before then (the coordinator warns 30 days ahead),\n"
     "copy the CRL to the coordinator's crl_file if it reads another copy,\n"

@@ -361,6 +361,28 @@ io_close(void *arg, uint64_t session, const char *reason)
     roost_channel_close(sv->ch, session);
 }
 
+/* Why a session whose certificate was checked against older TLS files
+ * must close now, by roost_tls_ctx_recheck's verdict (NULL: it stays). One
+ * text for the reload's sweep of open sessions and for sessions whose
+ * handshake spanned a reload, so both close the same sessions, fail
+ * closed, and say why. */
+static const char *
+recheck_reason(roost_tls_recheck verdict)
+{
+    switch (verdict) {
+    case ROOST_TLS_VALID:
+        return NULL;
+    case ROOST_TLS_UNTRUSTED:
+        return "its CA is not in the reloaded CA file";
+    case ROOST_TLS_REVOKED:
+        return "certificate revoked by the reloaded CRL";
+    case ROOST_TLS_UNCHECKED:
+        break;
+    }
+    return "its certificate's serial number cannot be checked against the "
+           "reloaded CRL; it must reconnect";
+}
+
 static void
 on_event(void *arg, const roost_channel_event *ev)
 {
@@ -378,16 +400,15 @@ on_event(void *arg, const roost_channel_event *ev)
     if (ev->type == ROOST_CHANNEL_OPENED) {
         /* A session keeps the TLS context it was created with, so a
          * handshake that began before a reload was checked against the
-         * previous CRL; the reload's sweep of open sessions ran before it
-         * opened. Ask the CRL in force now (see "TLS reload"). */
-        bool revoked = roost_tls_ctx_revoked(sv->tls, ev->identity);
-        if (revoked || !roost_tls_ctx_trusts(sv->tls, ev->identity)) {
+         * previous files; the reload's sweep of open sessions ran before
+         * it opened. Ask the files in force now (see "TLS reload"). */
+        const char *why =
+            recheck_reason(roost_tls_ctx_recheck(sv->tls, ev->identity));
+        if (why != NULL) {
             roost_log(&sv->log, ROOST_LOG_WARN,
                       "session %" PRIu64 " (%s): closing: %s (its handshake "
                       "began before the reload)",
-                      ev->session, ev->identity->subject,
-                      revoked ? "certificate revoked by the reloaded CRL"
-                              : "its CA is not in the reloaded CA file");
+                      ev->session, ev->identity->subject, why);
             roost_channel_close(sv->ch, ev->session);
             sv->in_coord = false;
             drain_closed(sv);
@@ -468,16 +489,19 @@ on_round(void *arg, const roost_coord_round_summary *s)
  * a typo in a reload must not take the federation down or, worse, leave
  * it without TLS.
  *
- * Sessions already open were verified against the old CRL. Those whose
- * certificate the new CRL lists are closed, exactly as if the client had
+ * Sessions already open were verified against the old files. Those
+ * whose certificate the new CRL lists, whose CA the new CA file lacks, or
+ * whose serial cannot be looked up in a CRL that changed (so that nothing
+ * vouches for it any more) are closed, exactly as if the client had
  * disconnected (roost_channel_close -> CLOSED -> the coordinator drops the
  * session and its place in the round): a revoked device must not keep
  * contributing updates on a connection it opened before the revocation.
  * A session still in its handshake at the reload keeps the old context
  * (the channel gives the new one only to new connections), so it is
- * checked against the context in force when it opens (on_event): a
- * revoked client could otherwise hold a handshake half-way across the
- * reload and open a session with a certificate revoked by it.
+ * checked against the context in force when it opens (on_event), by the
+ * same function (roost_tls_ctx_recheck) with the same verdicts: a revoked
+ * client could otherwise hold a handshake half-way across the reload and
+ * open a session with a certificate revoked by it.
  *
  * An expired CRL makes OpenSSL refuse every client ("CRL has expired"), so
  * the CRL's nextUpdate is checked at start, at each reload and once a day:
@@ -623,24 +647,19 @@ tls_reload(struct serve *sv)
          * holds (a CA replaced after a compromise) is not trusted any
          * more, whatever its serial. A serial that cannot be looked up
          * (longer than 32 bytes, zero or negative: none of them
-         * conforming) cannot be cleared either: the session is closed and
-         * the peer's next handshake checks its certificate against the
-         * reloaded CRL. */
-        bool untrusted = !roost_tls_ctx_trusts(fresh, &p->id);
-        bool unknown = !untrusted && p->id.serial_len == 0;
-        if (!untrusted && !unknown && !roost_tls_ctx_revoked(fresh, &p->id))
+         * conforming) cannot be cleared by a CRL other than the one its
+         * handshake checked: the session is closed and the peer's next
+         * handshake checks its certificate against the reloaded CRL. */
+        roost_tls_recheck verdict = roost_tls_ctx_recheck(fresh, &p->id);
+        const char *why = recheck_reason(verdict);
+        if (why == NULL)
             continue;
         roost_log(&sv->log, ROOST_LOG_WARN,
                   "session %" PRIu64 " (%s): closing: %s", p->session,
-                  p->id.subject,
-                  untrusted ? "its CA is not in the reloaded CA file"
-                  : unknown ? "its certificate's serial number cannot be "
-                              "checked against the reloaded CRL; it must "
-                              "reconnect"
-                            : "certificate revoked by the reloaded CRL");
+                  p->id.subject, why);
         doomed[n_doomed++] = p->session;
-        n_unknown += unknown;
-        n_untrusted += untrusted;
+        n_unknown += verdict == ROOST_TLS_UNCHECKED;
+        n_untrusted += verdict == ROOST_TLS_UNTRUSTED;
     }
     close_doomed(sv, doomed, n_doomed);
     size_t n_revoked = n_doomed - n_unknown - n_untrusted;

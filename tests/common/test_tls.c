@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -83,11 +84,13 @@ run_pair(roost_tls *c, roost_tls *s, pair_result *r)
     }
 }
 
+/* A handshake of client certificate `client` (trusting the CA under
+ * client_ca) with a server session of sctx (a reference is taken over);
+ * *id (may be NULL) receives the client's identity as the server saw it. */
 static void
-handshake_with(const char *client, const char *client_ca, const char *host,
-               pair_result *r)
+handshake_on(roost_tls_ctx *sctx, const char *client, const char *client_ca,
+             const char *host, pair_result *r, roost_tls_identity *id)
 {
-    roost_tls_ctx *sctx = fx_server_ctx(&fx);
     roost_tls_ctx *cctx = fx_client_ctx(&fx, client, client_ca);
     roost_tls *s, *c;
     roost_errmsg em = {{0}};
@@ -96,8 +99,17 @@ handshake_with(const char *client, const char *client_ca, const char *host,
     roost_tls_ctx_destroy(sctx); /* sessions keep the contexts alive */
     roost_tls_ctx_destroy(cctx);
     run_pair(c, s, r);
+    if (id != NULL)
+        assert_int_equal(roost_tls_peer_identity(s, id), ROOST_OK);
     roost_tls_destroy(c);
     roost_tls_destroy(s);
+}
+
+static void
+handshake_with(const char *client, const char *client_ca, const char *host,
+               pair_result *r)
+{
+    handshake_on(fx_server_ctx(&fx), client, client_ca, host, r, NULL);
 }
 
 static void
@@ -645,7 +657,8 @@ ca_file_with_many_certs(void **state)
 
 /* Certificates of the deployment CA that are not valid client
  * certificates: the server's own (extendedKeyUsage serverAuth only), and
- * one not valid yet. */
+ * one not valid yet. (Certificates without extendedKeyUsage, which only
+ * other tools make, are refused in tests/server/test_eku.sh.) */
 static void
 wrong_purpose_and_not_yet_valid_refused(void **state)
 {
@@ -654,6 +667,10 @@ wrong_purpose_and_not_yet_valid_refused(void **state)
     handshake_with("server", "ca", "localhost", &r);
     assert_int_equal(r.server_rc, ROOST_EAUTH);
     assert_non_null(strstr(r.server_em.text, "purpose"));
+    assert_non_null(strstr(r.server_em.text, "lacks clientAuth"));
+    /* The client learns that its certificate was refused (the server's
+     * alert is "unsupported certificate"). */
+    assert_int_equal(r.client_rc, ROOST_EAUTH);
     roost_pki_validity future = {ROOST_PKI_DAY_S, 30 * ROOST_PKI_DAY_S};
     fx_client(&fx, "ca", "future", "device-future", future);
     handshake_with("future", "ca", "localhost", &r);
@@ -708,6 +725,184 @@ trust_anchor_rechecked(void **state)
     roost_tls_ctx_destroy(sctx);
 }
 
+/* A server context on the fixture's CA and server certificate with the
+ * CRL file `crl`. */
+static roost_tls_ctx *
+server_ctx_crl(const char *crl)
+{
+    roost_tls_files f = {fx_path(&fx, "ca.crt"), fx_path(&fx, "server.crt"),
+                         fx_path(&fx, "server.key"), fx_path(&fx, crl)};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *ctx = NULL;
+    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    return ctx;
+}
+
+static X509 *
+read_pem_cert(const char *name)
+{
+    FILE *f = fopen(fx_path(&fx, name), "r");
+    assert_non_null(f);
+    X509 *cert = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(cert);
+    return cert;
+}
+
+/* CRLs from roost pki carry an authorityKeyIdentifier (the CA's
+ * subjectKeyIdentifier) and a cRLNumber (RFC 5280 5.2.1, 5.2.3); CRLs
+ * without either (as roost pki wrote them before, or as other tools may)
+ * are still accepted and still refuse the certificates they list. */
+static void
+crl_with_and_without_extensions(void **state)
+{
+    (void)state;
+    X509 *ca = read_pem_cert("ca.crt");
+    X509 *revoked = read_pem_cert("revoked.crt");
+    FILE *f = fopen(fx_path(&fx, "ca.crl"), "r");
+    assert_non_null(f);
+    X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(crl);
+    AUTHORITY_KEYID *aki =
+        X509_CRL_get_ext_d2i(crl, NID_authority_key_identifier, NULL, NULL);
+    assert_non_null(aki);
+    assert_non_null(aki->keyid);
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca);
+    assert_non_null(ski);
+    assert_int_equal(ASN1_OCTET_STRING_cmp(aki->keyid, ski), 0);
+    AUTHORITY_KEYID_free(aki);
+    ASN1_INTEGER *number =
+        X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    assert_non_null(number);
+    /* init issued number 1, the fixture's revocation number 2. */
+    assert_int_equal(ASN1_INTEGER_get(number), 2);
+    ASN1_INTEGER_free(number);
+    X509_CRL_free(crl);
+
+    /* The same revocation in a CRL without extensions. */
+    f = fopen(fx_path(&fx, "ca.key"), "r");
+    assert_non_null(f);
+    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(key);
+    crl = X509_CRL_new();
+    X509_REVOKED *entry = X509_REVOKED_new();
+    ASN1_TIME *last = X509_gmtime_adj(NULL, -600);
+    ASN1_TIME *next = X509_gmtime_adj(NULL, 86400);
+    assert_true(crl != NULL && entry != NULL && last != NULL && next != NULL);
+    assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+    assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)),
+                     1);
+    assert_int_equal(X509_CRL_set1_lastUpdate(crl, last), 1);
+    assert_int_equal(X509_CRL_set1_nextUpdate(crl, next), 1);
+    assert_int_equal(
+        X509_REVOKED_set_serialNumber(entry, X509_get_serialNumber(revoked)),
+        1);
+    assert_int_equal(X509_REVOKED_set_revocationDate(entry, last), 1);
+    assert_int_equal(X509_CRL_add0_revoked(crl, entry), 1);
+    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+    assert_int_equal(X509_CRL_get_ext_count(crl), 0);
+    f = fopen(fx_path(&fx, "plain.crl"), "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+    fclose(f);
+    X509_CRL_free(crl);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    EVP_PKEY_free(key);
+    X509_free(revoked);
+    X509_free(ca);
+
+    pair_result r;
+    roost_tls_identity id;
+    handshake_on(server_ctx_crl("plain.crl"), "good", "ca", "localhost", &r,
+                 &id);
+    assert_int_equal(r.server_rc, ROOST_OK);
+    assert_int_equal(r.client_rc, ROOST_OK);
+    handshake_on(server_ctx_crl("plain.crl"), "revoked", "ca", "localhost", &r,
+                 NULL);
+    assert_int_equal(r.server_rc, ROOST_EAUTH);
+    assert_non_null(strstr(r.server_em.text, "revoked"));
+    /* A session checked against the new-style CRL, rechecked against the
+     * old-style one listing the same certificate. */
+    roost_tls_ctx *plain = server_ctx_crl("plain.crl");
+    handshake_on(fx_server_ctx(&fx), "good", "ca", "localhost", &r, &id);
+    assert_int_equal(roost_tls_ctx_recheck(plain, &id), ROOST_TLS_VALID);
+    roost_tls_crl_info info;
+    assert_int_equal(roost_tls_ctx_crl_info(plain, &info), ROOST_OK);
+    assert_int_equal(info.n_revoked, 1);
+    roost_tls_ctx_destroy(plain);
+}
+
+/* roost_tls_ctx_recheck: an identity verified under one context, asked
+ * again of contexts built from other files. A serial that cannot be
+ * looked up (serial_len 0) passes only as long as the CRLs are those its
+ * handshake checked; any other CRL cannot clear it (fail closed). */
+static void
+recheck_verdicts(void **state)
+{
+    (void)state;
+    pair_result r;
+    roost_tls_identity id;
+    handshake_on(fx_server_ctx(&fx), "good2", "ca", "localhost", &r, &id);
+    assert_int_equal(r.server_rc, ROOST_OK);
+    roost_tls_identity unknown = id;
+    unknown.serial_len = 0;
+
+    /* The same files, read again: the same CRLs. */
+    roost_tls_ctx *same = fx_server_ctx(&fx);
+    assert_int_equal(roost_tls_ctx_recheck(same, &id), ROOST_TLS_VALID);
+    assert_int_equal(roost_tls_ctx_recheck(same, &unknown), ROOST_TLS_VALID);
+
+    /* The CRL re-issued with the same entries: another CRL. */
+    roost_errmsg em = {{0}};
+    copy_file(fx_path(&fx, "ca.crl"), fx_path(&fx, "reissued.crl"), 0, NULL);
+    fx_check(roost_pki_crl(fx_path(&fx, "ca.key"), fx_path(&fx, "ca.crt"),
+                           fx_path(&fx, "reissued.crl"), 30, NULL, &em),
+             &em, "re-issue");
+    roost_tls_ctx *reissued = server_ctx_crl("reissued.crl");
+    assert_int_equal(roost_tls_ctx_recheck(reissued, &id), ROOST_TLS_VALID);
+    assert_int_equal(roost_tls_ctx_recheck(reissued, &unknown),
+                     ROOST_TLS_UNCHECKED);
+
+    /* A CRL that revokes it. */
+    copy_file(fx_path(&fx, "ca.crl"), fx_path(&fx, "good2-revoked.crl"), 0,
+              NULL);
+    fx_check(roost_pki_revoke(fx_path(&fx, "ca.key"), fx_path(&fx, "ca.crt"),
+                              fx_path(&fx, "good2-revoked.crl"),
+                              fx_path(&fx, "good2.crt"), 30, &em),
+             &em, "revoke good2");
+    roost_tls_ctx *revoking = server_ctx_crl("good2-revoked.crl");
+    assert_int_equal(roost_tls_ctx_recheck(revoking, &id), ROOST_TLS_REVOKED);
+    assert_int_equal(roost_tls_ctx_recheck(revoking, &unknown),
+                     ROOST_TLS_UNCHECKED);
+
+    /* Another CA: untrusted, whatever its serial. */
+    roost_pki_validity ok = {-60, 30 * ROOST_PKI_DAY_S};
+    const char *sans[] = {"127.0.0.1"};
+    if (access(fx_path(&fx, "evil-server.crt"), F_OK) != 0)
+        fx_check(roost_pki_server(fx_path(&fx, "evil.key"),
+                                  fx_path(&fx, "evil.crt"),
+                                  fx_path(&fx, "evil-server.key"),
+                                  fx_path(&fx, "evil-server.crt"), "localhost",
+                                  sans, 1, &ok, &em),
+                 &em, "foreign server");
+    roost_tls_files f = {
+        fx_path(&fx, "evil.crt"), fx_path(&fx, "evil-server.crt"),
+        fx_path(&fx, "evil-server.key"), fx_path(&fx, "evil.crl")};
+    roost_tls_ctx *other;
+    assert_int_equal(roost_tls_ctx_create_server(&other, &f, &em), ROOST_OK);
+    assert_int_equal(roost_tls_ctx_recheck(other, &id), ROOST_TLS_UNTRUSTED);
+    assert_int_equal(roost_tls_ctx_recheck(other, &unknown),
+                     ROOST_TLS_UNTRUSTED);
+
+    roost_tls_ctx_destroy(other);
+    roost_tls_ctx_destroy(revoking);
+    roost_tls_ctx_destroy(reissued);
+    roost_tls_ctx_destroy(same);
+}
+
 int
 main(void)
 {
@@ -727,6 +922,8 @@ main(void)
         cmocka_unit_test(ca_file_with_many_certs),
         cmocka_unit_test(wrong_purpose_and_not_yet_valid_refused),
         cmocka_unit_test(trust_anchor_rechecked),
+        cmocka_unit_test(crl_with_and_without_extensions),
+        cmocka_unit_test(recheck_verdicts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,6 +4,10 @@
 # present, revocation shows up in the CRL, and bad input fails clearly;
 # keys appear whole or not at all, parallel revocations are all kept, the
 # CRL is backdated against clock skew, and unusable request keys refused.
+# Every CRL carries the extensions RFC 5280 5.2.1 and 5.2.3 require: an
+# authorityKeyIdentifier equal to the CA's subjectKeyIdentifier and a
+# cRLNumber that grows with every CRL issued (init, revoke, crl, parallel
+# revokes, and CRLs made elsewhere, with or without a number).
 # usage: test_pki.sh path/to/roost
 set -eu
 roost=$1
@@ -21,6 +25,28 @@ refused() {
     [ ! -e "$leftover" ] || fail "$what: $leftover left behind"
 }
 mode() { stat -c %a "$1"; }
+# crl_number FILE: the CRL's cRLNumber in decimal, or "none".
+crl_number() {
+    n=$(openssl crl -in "$1" -noout -crlnumber | sed 's/^crlNumber=//')
+    case "$n" in 0x*) echo $((n)) ;; *) echo none ;; esac
+}
+# crl_aki FILE / cert_ski FILE: the key identifiers, hex with colons.
+crl_aki() {
+    openssl crl -in "$1" -noout -text |
+        sed -n '/Authority Key Identifier/{n;s/ //g;s/^keyid://;p;}'
+}
+cert_ski() {
+    openssl x509 -in "$1" -noout -ext subjectKeyIdentifier 2>/dev/null |
+        sed -n "2s/ //gp"
+}
+# crl_is NUMBER WHAT: ca/ca.crl has cRLNumber NUMBER and the CA's key id.
+crl_is() {
+    got=$(crl_number "$dir/ca/ca.crl")
+    [ "$got" = "$1" ] || fail "$2: CRL number $got, want $1"
+    aki=$(crl_aki "$dir/ca/ca.crl")
+    [ -n "$aki" ] && [ "$aki" = "$(cert_ski "$dir/ca/ca.crt")" ] ||
+        fail "$2: CRL authorityKeyIdentifier '$aki' is not the CA's '$(cert_ski "$dir/ca/ca.crt")'"
+}
 
 # init
 "$roost" pki init --dir "$dir/ca" --cn "Test Deployment CA" >/dev/null
@@ -33,6 +59,7 @@ openssl x509 -in "$dir/ca/ca.crt" -noout -subject | grep -q "Test Deployment CA"
 openssl x509 -in "$dir/ca/ca.crt" -noout -text | grep -q "CA:TRUE" || fail "CA:TRUE"
 openssl crl -in "$dir/ca/ca.crl" -CAfile "$dir/ca/ca.crt" -noout 2>&1 |
     grep -q "verify OK" || fail "CRL signature"
+crl_is 1 "init"
 # never overwrite
 if "$roost" pki init --dir "$dir/ca" 2>"$dir/err"; then fail "init overwrote"; fi
 grep -q "refusing to overwrite" "$dir/err" || fail "overwrite message: $(cat "$dir/err")"
@@ -76,10 +103,12 @@ openssl crl -in "$dir/ca/ca.crl" -noout -text | grep -q "$serial" ||
 if openssl verify -CAfile "$dir/ca/ca.crt" -crl_check -CRLfile "$dir/ca/ca.crl" \
     "$dir/dev.crt" >"$dir/out" 2>&1; then fail "revoked cert still verifies"; fi
 grep -q "revoked" "$dir/out" || fail "revocation message: $(cat "$dir/out")"
-# revoking twice keeps one entry
+crl_is 2 "revoke"
+# revoking twice keeps one entry (and issues a new CRL, with a new number)
 "$roost" pki revoke --ca-dir "$dir/ca" --cert "$dir/dev.crt" >/dev/null
 n=$(openssl crl -in "$dir/ca/ca.crl" -noout -text | grep -c "Serial Number")
 [ "$n" = 1 ] || fail "CRL has $n entries after revoking twice"
+crl_is 3 "revoke again"
 
 # errors
 if "$roost" pki sign --ca-dir "$dir/ca" --out "$dir/x.crt" 2>"$dir/err"; then
@@ -116,6 +145,7 @@ openssl pkey -in "$dir/cut.key" -noout || fail "cut.key is not a whole key"
 last=$(openssl crl -in "$dir/ca/ca.crl" -noout -lastupdate | sed 's/^lastUpdate=//')
 [ $(( $(date -u +%s) - $(date -u -d "$last" +%s) )) -ge 120 ] ||
     fail "CRL lastUpdate $last is not backdated"
+crl_is 4 "pki crl"
 
 # Revocations run at the same time are all kept (each one reads, extends
 # and rewrites the CRL: without a lock, one would overwrite another's).
@@ -144,6 +174,62 @@ while [ $i -lt 12 ]; do
     i=$((i + 1))
 done
 ls "$dir/ca" | grep -q tmp && fail "temporary files left: $(ls "$dir/ca")"
+# Each revocation issued its own CRL under the lock: twelve more numbers.
+crl_is 16 "after 12 parallel revokes"
+
+# A CRL made elsewhere (openssl ca) continues from its number, and one
+# without a number (as roost pki wrote before it numbered CRLs) counts as
+# number 0; both gain the CA's key identifier.
+openssl_ca_dir "$dir/gen"
+echo 29 >"$dir/gen/crlnumber"
+openssl ca -config "$dir/gen/ca.cnf" -gencrl -keyfile "$dir/ca/ca.key" \
+    -cert "$dir/ca/ca.crt" -crldays 30 -out "$dir/ca/ca.crl" 2>/dev/null ||
+    fail "openssl ca -gencrl"
+[ "$(crl_number "$dir/ca/ca.crl")" = 41 ] || fail "openssl ca CRL number"
+"$roost" pki revoke --ca-dir "$dir/ca" --cert "$dir/dev.crt" >/dev/null ||
+    fail "revoke on an openssl ca CRL"
+crl_is 42 "revoke after CRL number 41"
+grep -v '^crlnumber' "$dir/gen/ca.cnf" >"$dir/gen/nonum.cnf"
+openssl ca -config "$dir/gen/nonum.cnf" -gencrl -keyfile "$dir/ca/ca.key" \
+    -cert "$dir/ca/ca.crt" -crldays 30 -out "$dir/ca/ca.crl" 2>/dev/null ||
+    fail "openssl ca -gencrl without a number"
+[ "$(crl_number "$dir/ca/ca.crl")" = none ] || fail "CRL without a number"
+"$roost" pki crl --ca-dir "$dir/ca" >/dev/null || fail "pki crl on a CRL without a number"
+crl_is 1 "pki crl after a CRL without a number"
+
+# A CA certificate made elsewhere without a subjectKeyIdentifier (which RFC
+# 5280 requires of a CA) can still revoke: the CRL names the CA's key by
+# the SHA-1 of its public key, and OpenSSL verifies with it.
+mkdir "$dir/noski"
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=none\nauthorityKeyIdentifier=none\n' \
+    >"$dir/noski.ext"
+cp "$dir/ca/ca.key" "$dir/noski/ca.key"
+openssl req -new -key "$dir/noski/ca.key" -subj "/CN=No SKI CA" \
+    -out "$dir/noski.csr" 2>/dev/null &&
+    openssl x509 -req -in "$dir/noski.csr" -signkey "$dir/noski/ca.key" \
+        -extfile "$dir/noski.ext" -days 30 -out "$dir/noski/ca.crt" \
+        2>/dev/null || fail "CA certificate without subjectKeyIdentifier"
+[ -z "$(cert_ski "$dir/noski/ca.crt")" ] || fail "noski CA has a key identifier"
+openssl x509 -req -in "$dir/dev.csr" -CA "$dir/noski/ca.crt" \
+    -CAkey "$dir/noski/ca.key" -set_serial 77 -days 30 \
+    -out "$dir/noski-dev.crt" 2>/dev/null || fail "certificate from noski CA"
+sed 's/^crlnumber.*//' "$dir/gen/ca.cnf" >"$dir/gen/noski.cnf"
+openssl ca -config "$dir/gen/noski.cnf" -gencrl -keyfile "$dir/noski/ca.key" \
+    -cert "$dir/noski/ca.crt" -crldays 30 -out "$dir/noski/ca.crl" \
+    2>/dev/null || fail "CRL of noski CA"
+"$roost" pki revoke --ca-dir "$dir/noski" --cert "$dir/noski-dev.crt" \
+    >/dev/null || fail "revoke with a CA without subjectKeyIdentifier"
+[ "$(crl_number "$dir/noski/ca.crl")" = 1 ] || fail "noski CRL number"
+want=$(openssl x509 -in "$dir/noski/ca.crt" -noout -pubkey |
+    openssl pkey -pubin -outform DER | tail -c 65 | openssl sha1 -r |
+    cut -c1-40 | tr a-f A-F | sed 's/../&:/g; s/:$//')
+[ "$(crl_aki "$dir/noski/ca.crl")" = "$want" ] ||
+    fail "noski CRL key identifier $(crl_aki "$dir/noski/ca.crl"), want $want"
+if openssl verify -CAfile "$dir/noski/ca.crt" -crl_check \
+    -CRLfile "$dir/noski/ca.crl" "$dir/noski-dev.crt" >"$dir/out" 2>&1; then
+    fail "revoked certificate of the noski CA verifies"
+fi
+grep -q "revoked" "$dir/out" || fail "noski revocation: $(cat "$dir/out")"
 
 # A request whose key TLS 1.3 cannot use at Roost's security level (DSA,
 # RSA under 2048 bits) is refused: the certificate would fail every

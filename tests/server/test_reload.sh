@@ -9,7 +9,10 @@
 #     issued with the openssl tool): it must reconnect and pass the
 #     handshake's check;
 #   - a handshake begun before a revocation and finished after the reload
-#     (held half-way by tests/server/hold_proxy.py) is closed as it opens;
+#     (held half-way by tests/server/hold_proxy.py) is closed as it opens,
+#     and so is one of a certificate whose serial cannot be looked up
+#     (dev6, 40 bytes): nothing checked it against the reloaded CRL; without
+#     a reload during its handshake, such a certificate gets in;
 #   - a session is closed when its certificate expires (dev5, issued with
 #     `openssl ca` to expire seconds after it connects);
 #   - a reload with a bad CRL keeps the previous files in force;
@@ -112,6 +115,11 @@ printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n
         -set_serial "0x$(printf '7f%.0s' $(seq 1 40))" -days 30 \
         -extfile dev3.ext -out dev3.crt >/dev/null 2>&1 ||
     { echo "FAIL: certificate for dev3"; exit 1; }
+"$roost" pki request --cn dev6 --out dev6 >/dev/null &&
+    openssl x509 -req -in dev6.csr -CA ca/ca.crt -CAkey ca/ca.key \
+        -set_serial "0x$(printf '7e%.0s' $(seq 1 40))" -days 30 \
+        -extfile dev3.ext -out dev6.crt >/dev/null 2>&1 ||
+    { echo "FAIL: certificate for dev6"; exit 1; }
 
 # --- roost pki crl -----------------------------------------------------
 check 0 "pki crl --help" "$roost" pki crl --help
@@ -252,49 +260,98 @@ else
         "$work/sc-dev1.out"
 fi
 
-# --- a handshake that straddles the reload ----------------------------
-# dev4's handshake starts under the old CRL: the relay passes its
-# ClientHello and holds its certificate. dev4 is revoked and the daemon
-# reloads; then the certificate goes on. The session was made from the old
-# TLS context, whose CRL does not list dev4, so the handshake passes: the
+# --- handshakes that straddle the reload ------------------------------
+# A handshake starts under the old CRL: the relay passes its ClientHello
+# and holds its certificate. The CRL changes and the daemon reloads; then
+# the certificate goes on. The session was made from the old TLS context,
+# so the handshake checked the certificate against the old CRL only: the
 # daemon must check the identity against the CRL in force as it opens.
-if command -v python3 >/dev/null 2>&1; then
+# straddle DEVICE FD CHANGE...: hold DEVICE's handshake (s_client reading
+# from descriptor FD), run CHANGE, reload, let the handshake finish; sets
+# hold4 and proxy. Returns 1 if the relay did not hold the handshake.
+straddle() {
+    dev=$1 fd=$2
+    shift 2
+    rm -f proxy.port proxy.held proxy.release "hold-$dev.in"
     python3 "$here/hold_proxy.py" "$port" proxy.port proxy.held \
         proxy.release 2>proxy.err &
     proxy=$!
     i=0
     while [ ! -s proxy.port ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-    mkfifo hold-dev4.in
+    mkfifo "hold-$dev.in"
     openssl s_client -connect "127.0.0.1:$(cat proxy.port)" \
-        -CAfile ca/ca.crt -cert dev4.crt -key dev4.key -tls1_3 -brief \
-        <hold-dev4.in >hold-dev4.out 2>&1 &
+        -CAfile ca/ca.crt -cert "$dev.crt" -key "$dev.key" -tls1_3 -brief \
+        <"hold-$dev.in" >"hold-$dev.out" 2>&1 &
     hold4=$!
-    exec 5>hold-dev4.in
+    eval "exec $fd>hold-$dev.in"
     i=0
     while [ ! -e proxy.held ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
-    if [ -e proxy.held ]; then
-        ok "dev4's handshake is half done"
-        check 0 "revoke dev4" "$roost" pki revoke --ca-dir ca --cert dev4.crt
-        reload
+    if [ ! -e proxy.held ]; then
+        bad "the relay did not hold $dev's handshake"; cat proxy.err
+        return 1
+    fi
+    ok "$dev's handshake is half done"
+    "$@"
+    reload
+    : >proxy.release
+    return 0
+}
+unstraddle() { # fd
+    eval "exec $1>&-"
+    kill "$hold4" "$proxy" 2>/dev/null
+    wait "$hold4" "$proxy" 2>/dev/null
+    hold4=
+    proxy=
+}
+if command -v python3 >/dev/null 2>&1; then
+    # dev4 is revoked while its handshake is held.
+    if straddle dev4 5 check 0 "revoke dev4" \
+        "$roost" pki revoke --ca-dir ca --cert dev4.crt; then
         expect_text "reload with dev4 revoked" "CRL ca/ca.crl: 3 revoked" \
             serve.log
-        : >proxy.release
         if wait_for serve.log "(CN=dev4): closing: certificate revoked"; then
             ok "dev4's session closed as it opened after the reload"
         else
             bad "dev4 opened a session after its revocation was reloaded"
             tail -5 serve.log
         fi
-    else
-        bad "the relay did not hold dev4's handshake"; cat proxy.err
     fi
-    exec 5>&-
-    kill "$hold4" "$proxy" 2>/dev/null
-    wait "$hold4" "$proxy" 2>/dev/null
+    unstraddle 5
+    # dev6's serial (40 bytes, like dev3's) cannot be looked up in the new
+    # CRL: its session cannot be cleared, so it is closed as it opens, as
+    # the reload closed dev3's open session.
+    if straddle dev6 5 check 0 "pki crl re-issues the CRL" \
+        "$roost" pki crl --ca-dir ca; then
+        if wait_for serve.log "(CN=dev6): closing: its certificate's serial number cannot be checked against the reloaded CRL.*(its handshake began before the reload)"; then
+            ok "dev6's session closed as it opened after the reload"
+        else
+            bad "dev6 opened a session its serial kept from the reloaded CRL"
+            tail -5 serve.log
+        fi
+    fi
+    unstraddle 5
+    # Without a reload in between, the handshake checked the certificate
+    # against the CRL in force: a serial that cannot be looked up gets in.
+    n=$(count serve.log "closing: its certificate's serial number")
+    m=$(count serve.log "opened: CN=dev6 ")
+    rm -f hold-dev6.in
+    hold_session dev6 5
+    hold4=$held
+    i=0
+    while [ "$(count serve.log "opened: CN=dev6 ")" -le "$m" ] && [ $i -lt 200 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    [ "$(count serve.log "opened: CN=dev6 ")" -gt "$m" ] &&
+        ok "dev6 connects when no reload interrupts its handshake" ||
+        bad "dev6 refused without a reload"
+    handshake dev1 # a session opened later: dev6's is past its check
+    [ "$(count serve.log "closing: its certificate's serial number")" -eq "$n" ] &&
+        ok "dev6's session stays open" ||
+        { bad "dev6's session closed without a reload"; tail -5 serve.log; }
+    release_session "$hold4" 5
     hold4=
-    proxy=
 else
-    echo "skip: no python3; the handshake across a reload is not exercised"
+    echo "skip: no python3; handshakes across a reload are not exercised"
 fi
 
 # --- a certificate that expires while its session is open --------------
