@@ -12,24 +12,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail=0
 out="$work/out"
+. "$(dirname "$0")/checks.sh"
 
-check() { # expected-status description command...
-    want=$1; what=$2; shift 2
-    "$@" >"$out" 2>&1
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        echo "FAIL: $what: exit $got, want $want"; cat "$out"; fail=1
-    else
-        echo "ok: $what"
-    fi
-}
-expect_text() { # description pattern
-    if grep -q -- "$2" "$out"; then
-        echo "ok: $1"
-    else
-        echo "FAIL: $1: no '$2' in:"; cat "$out"; fail=1
-    fi
-}
 
 good="$work/good.db"
 "$fixture" create "$good" 6 10 1000 || { echo "FAIL: fixture"; exit 1; }

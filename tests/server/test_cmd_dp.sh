@@ -6,20 +6,7 @@ set -u
 roost="$1"
 fail=0
 out=/tmp/roost_cmd_dp_out.$$
-check() { # expected-status description command...
-    want=$1; what=$2; shift 2
-    "$@" >"$out" 2>&1
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        echo "FAIL: $what: exit $got, want $want"; cat "$out"; fail=1
-    else
-        echo "ok: $what"
-    fi
-}
-expect_text() { # description pattern
-    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
-        echo "FAIL: $1: no '$2' in:"; cat "$out"; fail=1; fi
-}
+. "$(dirname "$0")/checks.sh"
 check 0 "epsilon" "$roost" dp epsilon --q 0.04 --sigma 1.5 --steps 2250 --delta 1e-5
 expect_text "Opacus value" "epsilon 7.32911"
 expect_text "best order" "order 3.9"

@@ -26,21 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT; [ -n "${KEEP:-}" ] && trap - EXIT
 fail=0
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fail=1; }
-expect_text() { # description pattern file
-    if grep -q -- "$2" "$3"; then ok "$1"; else
-        bad "$1: no '$2' in:"; cat "$3"; fi
-}
-# Wait up to 20 s for a pattern in a file.
-wait_for() { # file pattern
-    i=0
-    while [ $i -lt 200 ]; do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
-}
+. "$(dirname "$0")/checks.sh"
 
 if ! command -v openssl >/dev/null 2>&1; then
     echo "skip: openssl not installed"

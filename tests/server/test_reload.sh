@@ -50,32 +50,8 @@ cleanup() {
 trap cleanup EXIT; [ -n "${KEEP:-}" ] && trap - EXIT
 fail=0
 out="$work/out"
+. "$here/checks.sh"
 
-ok() { echo "ok: $1"; }
-bad() { echo "FAIL: $1"; fail=1; }
-check() { # expected-status description command...
-    want=$1; what=$2; shift 2
-    "$@" >"$out" 2>&1
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        bad "$what: exit $got, want $want"; cat "$out"
-    else
-        ok "$what"
-    fi
-}
-expect_text() { # description pattern [file]
-    if grep -q -- "$2" "${3:-$out}"; then ok "$1"; else
-        bad "$1: no '$2' in:"; cat "${3:-$out}"; fi
-}
-# Wait up to 20 s for a pattern in a file.
-wait_for() { # file pattern
-    i=0
-    while [ $i -lt 200 ]; do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
-}
 count() { grep -c -- "$2" "$1" 2>/dev/null || true; }
 # One TLS handshake with a device's certificate; the session stays up for
 # a second, then closes.

@@ -20,24 +20,8 @@ cleanup() {
 trap cleanup EXIT; [ -n "${KEEP:-}" ] && trap - EXIT
 fail=0
 out="$work/out"
+. "$(dirname "$0")/checks.sh"
 
-check() { # expected-status description command...
-    want=$1; what=$2; shift 2
-    "$@" >"$out" 2>&1
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        echo "FAIL: $what: exit $got, want $want"; cat "$out"; fail=1
-    else
-        echo "ok: $what"
-    fi
-}
-expect_text() { # description pattern [file]
-    if grep -q -- "$2" "${3:-$out}"; then
-        echo "ok: $1"
-    else
-        echo "FAIL: $1: no '$2' in:"; cat "${3:-$out}"; fail=1
-    fi
-}
 
 # --- configuration ---------------------------------------------------
 check 0 "check-config of deploy/roost.conf" \
@@ -137,14 +121,6 @@ EOF
 check 0 "check-config of the test config" "$roost" serve --check-config serve.conf
 
 # Wait up to 10 s for a pattern in a file.
-wait_for() { # file pattern
-    i=0
-    while [ $i -lt 100 ]; do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
-}
 
 "$roost" serve --config serve.conf &
 pid=$!
