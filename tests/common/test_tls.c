@@ -700,19 +700,7 @@ trust_anchor_rechecked(void **state)
     assert_true(roost_tls_ctx_trusts(sctx, &id));
     assert_true(roost_tls_ctx_trusts(again, &id));
 
-    roost_pki_validity ok = {-60, 30 * ROOST_PKI_DAY_S};
-    const char *sans[] = {"127.0.0.1"};
-    fx_check(roost_pki_server(fx_path(&fx, "evil.key"),
-                              fx_path(&fx, "evil.crt"),
-                              fx_path(&fx, "evil-server.key"),
-                              fx_path(&fx, "evil-server.crt"), "localhost",
-                              sans, 1, &ok, &em),
-             &em, "foreign server");
-    roost_tls_files f = {
-        fx_path(&fx, "evil.crt"), fx_path(&fx, "evil-server.crt"),
-        fx_path(&fx, "evil-server.key"), fx_path(&fx, "evil.crl")};
-    roost_tls_ctx *other;
-    assert_int_equal(roost_tls_ctx_create_server(&other, &f, &em), ROOST_OK);
+    roost_tls_ctx *other = fx_foreign_server_ctx(&fx);
     assert_false(roost_tls_ctx_trusts(other, &id));
     memset(id.anchor_key, 0, sizeof(id.anchor_key));
     assert_false(roost_tls_ctx_trusts(sctx, &id));
@@ -879,20 +867,7 @@ recheck_verdicts(void **state)
                      ROOST_TLS_UNCHECKED);
 
     /* Another CA: untrusted, whatever its serial. */
-    roost_pki_validity ok = {-60, 30 * ROOST_PKI_DAY_S};
-    const char *sans[] = {"127.0.0.1"};
-    if (access(fx_path(&fx, "evil-server.crt"), F_OK) != 0)
-        fx_check(roost_pki_server(fx_path(&fx, "evil.key"),
-                                  fx_path(&fx, "evil.crt"),
-                                  fx_path(&fx, "evil-server.key"),
-                                  fx_path(&fx, "evil-server.crt"), "localhost",
-                                  sans, 1, &ok, &em),
-                 &em, "foreign server");
-    roost_tls_files f = {
-        fx_path(&fx, "evil.crt"), fx_path(&fx, "evil-server.crt"),
-        fx_path(&fx, "evil-server.key"), fx_path(&fx, "evil.crl")};
-    roost_tls_ctx *other;
-    assert_int_equal(roost_tls_ctx_create_server(&other, &f, &em), ROOST_OK);
+    roost_tls_ctx *other = fx_foreign_server_ctx(&fx);
     assert_int_equal(roost_tls_ctx_recheck(other, &id), ROOST_TLS_UNTRUSTED);
     assert_int_equal(roost_tls_ctx_recheck(other, &unknown),
                      ROOST_TLS_UNTRUSTED);

@@ -122,6 +122,32 @@ fx_server_ctx(tls_fixture *fx)
     return ctx;
 }
 
+/* A server context of another CA (evil.crt), with a server certificate
+ * for localhost that CA issues (made on first use). Inline: only some
+ * of the tests that include this file use it. */
+static inline roost_tls_ctx *
+fx_foreign_server_ctx(tls_fixture *fx)
+{
+    roost_errmsg em = {{0}};
+    if (access(fx_path(fx, "evil-server.crt"), F_OK) != 0) {
+        roost_pki_validity ok = {-60, 30 * ROOST_PKI_DAY_S};
+        const char *sans[] = {"127.0.0.1"};
+        fx_check(roost_pki_server(fx_path(fx, "evil.key"),
+                                  fx_path(fx, "evil.crt"),
+                                  fx_path(fx, "evil-server.key"),
+                                  fx_path(fx, "evil-server.crt"), "localhost",
+                                  sans, 1, &ok, &em),
+                 &em, "foreign server");
+    }
+    roost_tls_files f = {
+        fx_path(fx, "evil.crt"), fx_path(fx, "evil-server.crt"),
+        fx_path(fx, "evil-server.key"), fx_path(fx, "evil.crl")};
+    roost_tls_ctx *ctx;
+    fx_check(roost_tls_ctx_create_server(&ctx, &f, &em), &em,
+             "foreign server ctx");
+    return ctx;
+}
+
 /* A client context for client certificate `name` (NULL: no certificate),
  * trusting the CA under ca_prefix. */
 static roost_tls_ctx *
