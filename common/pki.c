@@ -411,7 +411,9 @@ crl_set_times(X509_CRL *crl, int64_t crl_days, roost_errmsg *em)
     return ROOST_OK;
 }
 
-/* RFC 5280 caps a cRLNumber at 20 octets. */
+/* RFC 5280 caps a cRLNumber at 20 octets. They are the octets of its DER
+ * encoding, where a positive number whose top bit is set takes a leading
+ * zero octet: 20 octets hold 159 bits, up to 2^159 - 1. */
 #define CRL_NUMBER_MAX_OCTETS 20
 
 /* The number the next CRL after `prev` (NULL: none yet) carries: prev's
@@ -448,7 +450,7 @@ crl_next_number(const X509_CRL *prev, const char *crl_path, BIGNUM **out,
         BN_free(bn);
         return fail_ssl(em, ROOST_ENOMEM, "CRL number");
     }
-    if (BN_num_bytes(bn) > CRL_NUMBER_MAX_OCTETS) {
+    if (BN_num_bits(bn) > 8 * CRL_NUMBER_MAX_OCTETS - 1) {
         BN_free(bn);
         return roost_fail(em, ROOST_EINVAL,
                           "%s: the next CRL number would exceed %d octets "

@@ -141,9 +141,12 @@ roost_cproto_check_in(roost_cproto *p, int64_t now_ms)
         return roost_fail(&p->em, rc, "cannot read the privacy budget");
     /* A budget spent to the last bit (remaining exactly 0) is exhausted,
      * not "a little left": every DP task would exceed it, and the
-     * coordinator selects only clients that report some budget left
-     * (coord.c, selectable), so a check-in would wait for a task that
-     * never comes while the host went on as if nothing were wrong. Any
+     * coordinator selects for a DP training round only clients that
+     * report some budget left (coord.c, selectable), so a check-in would
+     * wait for a task that may never come while the host went on as if
+     * nothing were wrong. (The coordinator would still select such a
+     * client for an evaluation round, or for any round when it runs
+     * without DP: the client gives those up too; docs/client.md.) Any
      * positive remainder still checks in; planning the task decides
      * whether it fits. */
     if (!(remaining > 0)) {

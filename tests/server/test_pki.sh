@@ -196,6 +196,26 @@ openssl ca -config "$dir/gen/nonum.cnf" -gencrl -keyfile "$dir/ca/ca.key" \
 [ "$(crl_number "$dir/ca/ca.crl")" = none ] || fail "CRL without a number"
 "$roost" pki crl --ca-dir "$dir/ca" >/dev/null || fail "pki crl on a CRL without a number"
 crl_is 1 "pki crl after a CRL without a number"
+# RFC 5280 5.2.3 caps a cRLNumber at 20 octets of DER: the last number
+# that fits is 2^159 - 1 (a 20-octet magnitude with its top bit set needs
+# a leading zero octet). A CRL carrying it cannot be followed by a
+# conforming one, so revoke and crl refuse and leave the file as it was.
+echo 7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF >"$dir/gen/crlnumber"
+openssl ca -config "$dir/gen/ca.cnf" -gencrl -keyfile "$dir/ca/ca.key" \
+    -cert "$dir/ca/ca.crt" -crldays 30 -out "$dir/ca/ca.crl" 2>/dev/null ||
+    fail "openssl ca -gencrl with the last 20-octet number"
+cp "$dir/ca/ca.crl" "$dir/last.crl"
+refused "crl after the last 20-octet CRL number" "exceed 20 octets" \
+    "$dir/nothing" "$roost" pki crl --ca-dir "$dir/ca"
+cmp -s "$dir/ca/ca.crl" "$dir/last.crl" ||
+    fail "a refused crl changed the CRL file"
+"$roost" pki crl --ca-dir "$dir/ca" 2>/dev/null && fail "second crl after the last number"
+# The operator's way out is a CRL without a number (as above): start over.
+openssl ca -config "$dir/gen/nonum.cnf" -gencrl -keyfile "$dir/ca/ca.key" \
+    -cert "$dir/ca/ca.crt" -crldays 30 -out "$dir/ca/ca.crl" 2>/dev/null ||
+    fail "openssl ca -gencrl without a number, again"
+"$roost" pki crl --ca-dir "$dir/ca" >/dev/null || fail "pki crl after restarting the numbers"
+crl_is 1 "pki crl after restarting the numbers"
 
 # A CA certificate made elsewhere without a subjectKeyIdentifier (which RFC
 # 5280 requires of a CA) can still revoke: the CRL names the CA's key by
