@@ -563,6 +563,12 @@ set_fatal(roost_client *c, int rc, const char *why)
         return;
     c->fatal = rc;
     roost_fail(&c->em, rc, "%s", why);
+    /* A client that can go no further leaves the coordinator now, rather
+     * than holding a session (and one of the coordinator's slots) open
+     * until the idle timeout or until the app destroys it. What was sent
+     * before is flushed first: the channel closes with close_notify. */
+    if (c->session != 0)
+        roost_channel_close(c->ch, c->session);
 }
 
 /*

@@ -1866,6 +1866,12 @@ round_that_spends_the_last_of_the_budget_ends_the_client(void **state)
     assert_int_equal(roost_client_epsilon(c, &now_spent, &budget), ROOST_OK);
     assert_true(now_spent == budget);
     assert_int_equal(roost_client_step(c, NULL), ROOST_EBUDGET);
+    /* And it has left the coordinator, not held its session open. */
+    for (int i = 0; i < 2000 && co.closed == 0; i++) {
+        roost_client_step(c, NULL);
+        roost_channel_poll(co.ch, 5);
+    }
+    assert_int_equal(co.closed, 1);
     roost_client_destroy(c);
     roost_channel_destroy(co.ch);
     unlink(path);
