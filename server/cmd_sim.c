@@ -509,20 +509,28 @@ sim_say(const char *msg)
 static void
 on_sim_signal(int sig)
 {
+    /* write(2) sets errno when it fails (stderr closed, a full pipe), and
+     * the handler may run between a call the signal interrupted and its
+     * caller's look at errno (SQLite retries a read on EINTR and fails on
+     * anything else): restore it, as roost serve's handler does. */
+    int saved = errno;
     if (!sim_interrupted) {
         sim_interrupted = 1;
         sim_say("\nroost sim: stopping after the running jobs cancel "
                 "(signal again to stop at once)\n");
+        errno = saved;
         return;
     }
     if (sim_keys_on_disk) {
         sim_say("roost sim: removing --tls's keys first\n");
+        errno = saved;
         return;
     }
     sim_say("roost sim: stopping now; the record keeps the committed "
             "rounds (the open round stays listed as open)\n");
     signal(sig, SIG_DFL);
     raise(sig);
+    errno = saved;
 }
 
 /* ------------------------------------------------ --tls: real transport */

@@ -33,6 +33,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define OFF(field) offsetof(roost_serve_config, field)
 #define COORD(field) offsetof(roost_serve_config, coord.field)
@@ -1165,6 +1166,43 @@ roost_config_finish(roost_serve_config *cfg, roost_errmsg *em)
                           "%s[evaluation] dataset_dir is empty but "
                           "evaluation is enabled",
                           at);
+    }
+
+    /* A relative state_dir is taken from the working directory, as
+     * --state-dir is, and made absolute here: the database is joined to
+     * it below and --check-config prints the joined path, which a load of
+     * that printout would otherwise join to the relative state_dir a
+     * second time (state/state/roost.db). The daemon never changes
+     * directory, so the files named are the same. */
+    if (cfg->state_dir[0] != '/') {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof(cwd)) == NULL) {
+            where(cfg, "server", "state_dir", at, sizeof(at));
+            return roost_fail(em, ROOST_ECONFIG,
+                              "%s[server] state_dir: '%s' is relative and the "
+                              "working directory cannot be read: %s",
+                              at, cfg->state_dir, strerror(errno));
+        }
+        size_t n = strlen(cwd) + 1 + strlen(cfg->state_dir) + 1;
+        size_t most = CONFIG_LINE_MAX - strlen("state_dir") - 3;
+        if (n - 1 > most) {
+            where(cfg, "server", "state_dir", at, sizeof(at));
+            return roost_fail(em, ROOST_ECONFIG,
+                              "%s[server] state_dir: taken from the working "
+                              "directory it is %zu characters, more than a "
+                              "config line holds (%zu); give it as an "
+                              "absolute path",
+                              at, n - 1, most);
+        }
+        char *full = malloc(n);
+        if (full == NULL)
+            return roost_fail(em, ROOST_ENOMEM, "config: out of memory");
+        size_t cl = strlen(cwd);
+        memcpy(full, cwd, cl);
+        full[cl] = '/';
+        memcpy(full + cl + 1, cfg->state_dir, n - cl - 1); /* with NUL */
+        free(cfg->state_dir);
+        cfg->state_dir = full;
     }
 
     /* The database path, relative to state_dir. */

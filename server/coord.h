@@ -100,8 +100,10 @@ typedef struct roost_coord roost_coord;
  * deadline_unix_ms of a task, which is wall_ms at sending plus the time
  * the round has left on the monotonic clock. A record written across a
  * step keeps what the wall clock said, even a commit time before the
- * start; the duration is the round summary's seconds. A wall_ms of 0
- * leaves the store to read the wall clock itself for what it writes.
+ * start; the duration is the round summary's seconds. A wall_ms of 0 is
+ * no "now": the store reads the wall clock for a 0 commit time, last
+ * connection or open-round time, but a round's start, an update's
+ * receipt and a task's deadline are written as 0 (plus the time left).
  *
  * Nothing on the monotonic clock reaches the store: a coordinator started
  * again (after a crash or a reboot, when the monotonic clock starts again

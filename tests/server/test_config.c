@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <ini.h>
@@ -527,6 +528,7 @@ test_flags_override_file(void **state)
     size_t most = INI_MAX_LINE - 2 - strlen("database = ");
     char dir[600], name[600];
     memset(dir, 'd', most / 2);
+    dir[0] = '/'; /* a relative one would be taken from the working dir */
     dir[most / 2] = '\0';
     memset(name, 'n', most - 1 - most / 2); /* joined: exactly most */
     name[most - 1 - most / 2] = '\0';
@@ -587,6 +589,41 @@ test_effective_output_round_trips(void **state)
     assert_int_equal(again->coord.round_timeout_ms, 90000);
     assert_true(again->coord.over_selection == 1.25);
     assert_int_equal(again->coord.strategy.byzantine_f, 2);
+    free(text);
+    dispose(again);
+    dispose(cfg);
+}
+
+/* A relative state_dir in a file is taken from the working directory.
+ * The effective output names the database joined to it; loaded and
+ * finished again, that output must name the same database. It used to
+ * print database = state/roost.db with state_dir = state, which the next
+ * load joined again into state/state/roost.db. */
+static void
+test_effective_output_relative_state_dir(void **state)
+{
+    (void)state;
+    roost_serve_config *cfg = fresh();
+    roost_errmsg em;
+    assert_int_equal(load(cfg, "[server]\nstate_dir = state\n", &em), ROOST_OK);
+    assert_int_equal(roost_config_finish(cfg, &em), ROOST_OK);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    roost_config_write(cfg, f, false);
+    fclose(f);
+    roost_serve_config *again = fresh();
+    if (roost_config_load_string(again, text, "effective", &em) != ROOST_OK)
+        fail_msg("effective output does not parse: %s\n%s", em.text, text);
+    assert_int_equal(roost_config_finish(again, &em), ROOST_OK);
+    assert_string_equal(again->database, cfg->database);
+    assert_string_equal(again->state_dir, cfg->state_dir);
+    /* The files are those the working directory names. */
+    char cwd[4096], want[4200];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    snprintf(want, sizeof(want), "%s/state/roost.db", cwd);
+    assert_string_equal(cfg->database, want);
     free(text);
     dispose(again);
     dispose(cfg);
@@ -698,6 +735,7 @@ main(void)
         cmocka_unit_test(test_strategy_defaults_follow_kind),
         cmocka_unit_test(test_flags_override_file),
         cmocka_unit_test(test_effective_output_round_trips),
+        cmocka_unit_test(test_effective_output_relative_state_dir),
         cmocka_unit_test(test_effective_output_long_lines),
         cmocka_unit_test(test_sample_file_in_sync),
         cmocka_unit_test(test_missing_file),
