@@ -1024,6 +1024,11 @@ replace_participant(roost_coord *c, roost_coord_time now)
     struct round_state *r = &c->round;
     if (r->n_parts >= r->cap_parts || r->owed == 0)
         return ROOST_OK;
+    /* Past the deadline (the tick that closes the round has not run yet)
+     * a replacement could only train for an update the round refuses, and
+     * a DP client would spend budget on it. */
+    if (now.mono_ms >= r->deadline_mono_ms)
+        return ROOST_OK;
     mark_certs_in_round(c, true);
     size_t n_cand = 0;
     for (size_t i = 0; i < c->n_slots; i++)

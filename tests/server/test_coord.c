@@ -1028,6 +1028,29 @@ declined_task_goes_to_a_waiting_client(void **state)
     assert_int_equal(h->last.dropped, 1);
 }
 
+/* A decline that arrives after the round's deadline (before the tick that
+ * closes the round) is not replaced: the replacement could only train for
+ * an update the round refuses, and a DP client would spend budget on it. */
+static void
+decline_after_the_deadline_is_not_replaced(void **state)
+{
+    struct harness *h = *state;
+    roost_coord_config cfg;
+    make_config(h, &cfg, 2);
+    cfg.min_available = 3;
+    start_with(h, &cfg);
+    for (int i = 0; i < 3; i++)
+        connect_and_check_in(h, i, 0);
+    assert_int_equal(tick(h, 1, NULL), ROOST_OK);
+    int who[3];
+    assert_int_equal(tasked(h, 1, 3, who), 2);
+    send_decline(h, who[0], 1 + 1000); /* the deadline is 1 + 1000 */
+    assert_int_equal(tasked(h, 1, 3, who), 2);
+    assert_int_equal(tick(h, 1 + 1000, NULL), ROOST_OK);
+    assert_int_equal(h->rounds_seen, 1);
+    assert_false(h->last.committed);
+}
+
 /* With DP on, a client whose check-in reports no budget left is not
  * selected (it would only decline) and is told to come back later. */
 static void
@@ -1796,6 +1819,8 @@ main(void)
             central_dp_needs_one_clip_for_the_record, setup, teardown),
         cmocka_unit_test_setup_teardown(central_dp_counts_training_rounds_only,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            decline_after_the_deadline_is_not_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(declined_task_goes_to_a_waiting_client,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(clients_without_budget_are_not_selected,
