@@ -125,6 +125,24 @@ create(roost_dpsgd **out, const roost_allocator *alloc,
                    cfg->clip_norm);
         goto fail;
     }
+    /* The noise refuses a sum coordinate of 2^51 grid steps or more
+     * (ROOST_EOVERFLOW). A coordinate of the clipped sum is at most
+     * batch * C' <= n_examples * C': refusing here, when even that bound
+     * could come within a factor 2 of the limit (room for the float sum's
+     * rounding), means no step can fail on it, which would otherwise
+     * happen or not depending on the data. It takes a noise multiplier
+     * below about n_examples / 2^29, far from any useful one. */
+    double steps =
+        (double)n_examples * d->clip_eff / roost_noise_grid(d->noise);
+    if (!(steps < 0x1p50)) {
+        rc = roost_fail(em, ROOST_EINVAL,
+                        "dpsgd: noise multiplier %g is too small for %zu "
+                        "examples: a clipped sum could exceed the noise "
+                        "grid's range (%zu examples need at least %.3g)",
+                        cfg->noise_multiplier, n_examples, n_examples,
+                        cfg->noise_multiplier * steps / 0x1p50);
+        goto fail;
+    }
     if (m != NULL) {
         rc = roost_workspace_create(&d->ws, m, d->micro, em);
         if (rc != ROOST_OK)

@@ -92,7 +92,9 @@ typedef struct roost_grad_ops {
  * local examples. rng supplies sampling and noise (an insecure
  * deterministic rng makes both predictable: tests and simulations only).
  * Returns ROOST_OK, ROOST_EINVAL (bad config, message names the field;
- * clip too small for the noise grid), ROOST_ENOMEM; *out NULL on failure.
+ * clip too small for the noise grid; a noise multiplier so small that a
+ * clipped sum over n_examples could leave the noise grid's range),
+ * ROOST_ENOMEM; *out NULL on failure.
  */
 int roost_dpsgd_create(roost_dpsgd **out, const roost_allocator *alloc,
                        const roost_model *m, size_t n_examples,

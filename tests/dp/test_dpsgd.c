@@ -516,6 +516,19 @@ bad_configs_are_refused(void **state)
     assert_int_equal(
         roost_dpsgd_create(&d, NULL, f->model, 0, &cfg, f->rng, &em),
         ROOST_EINVAL);
+    /* A multiplier so small that a clipped sum over 1,000 examples could
+     * leave the noise grid's range (the step would then fail or not with
+     * the data) is refused up front; over N_EX examples it is accepted. */
+    cfg.noise_multiplier = 1e-7;
+    assert_int_equal(
+        roost_dpsgd_create(&d, NULL, f->model, 1000, &cfg, f->rng, &em),
+        ROOST_EINVAL);
+    assert_null(d);
+    assert_non_null(strstr(em.text, "too small for 1000 examples"));
+    assert_int_equal(
+        roost_dpsgd_create(&d, NULL, f->model, N_EX, &cfg, f->rng, &em),
+        ROOST_OK);
+    roost_dpsgd_destroy(d);
 }
 
 int
