@@ -1037,6 +1037,33 @@ is_set(const roost_serve_config *cfg, const char *section, const char *name)
     return k != NULL && cfg->origin[key_index(k)] != ROOST_CONFIG_FROM_DEFAULT;
 }
 
+/* Replace *value, the value of [server] key, with dir/ *value. The result
+ * is what --check-config prints for key, and that printout must load, so
+ * it must fit a config line like every value: if it does not, the error
+ * names key, says what is too long (what) and the way out (fix). */
+static int
+join_under(const roost_serve_config *cfg, const char *key, const char *dir,
+           char **value, const char *what, const char *fix, roost_errmsg *em)
+{
+    size_t n = strlen(dir) + 1 + strlen(*value) + 1;
+    size_t most = CONFIG_LINE_MAX - strlen(key) - 3;
+    if (n - 1 > most) {
+        char at[ROOST_ERRMSG_CAP / 2];
+        where(cfg, "server", key, at, sizeof(at));
+        return roost_fail(em, ROOST_ECONFIG,
+                          "%s[server] %s: %s is %zu characters, more than a "
+                          "config line holds (%zu); %s",
+                          at, key, what, n - 1, most, fix);
+    }
+    char *full = malloc(n);
+    if (full == NULL)
+        return roost_fail(em, ROOST_ENOMEM, "config: out of memory");
+    snprintf(full, n, "%s/%s", dir, *value);
+    free(*value);
+    *value = full;
+    return ROOST_OK;
+}
+
 int
 roost_config_finish(roost_serve_config *cfg, roost_errmsg *em)
 {
@@ -1183,51 +1210,22 @@ roost_config_finish(roost_serve_config *cfg, roost_errmsg *em)
                               "working directory cannot be read: %s",
                               at, cfg->state_dir, strerror(errno));
         }
-        size_t n = strlen(cwd) + 1 + strlen(cfg->state_dir) + 1;
-        size_t most = CONFIG_LINE_MAX - strlen("state_dir") - 3;
-        if (n - 1 > most) {
-            where(cfg, "server", "state_dir", at, sizeof(at));
-            return roost_fail(em, ROOST_ECONFIG,
-                              "%s[server] state_dir: taken from the working "
-                              "directory it is %zu characters, more than a "
-                              "config line holds (%zu); give it as an "
-                              "absolute path",
-                              at, n - 1, most);
-        }
-        char *full = malloc(n);
-        if (full == NULL)
-            return roost_fail(em, ROOST_ENOMEM, "config: out of memory");
-        size_t cl = strlen(cwd);
-        memcpy(full, cwd, cl);
-        full[cl] = '/';
-        memcpy(full + cl + 1, cfg->state_dir, n - cl - 1); /* with NUL */
-        free(cfg->state_dir);
-        cfg->state_dir = full;
+        int rc = join_under(cfg, "state_dir", cwd, &cfg->state_dir,
+                            "taken from the working directory it",
+                            "give it as an absolute path", em);
+        if (rc != ROOST_OK)
+            return rc;
     }
 
     /* The database path, relative to state_dir. */
     if (cfg->database[0] != '/') {
-        size_t n = strlen(cfg->state_dir) + 1 + strlen(cfg->database) + 1;
-        char *full = malloc(n);
-        if (full == NULL)
-            return roost_fail(em, ROOST_ENOMEM, "config: out of memory");
-        snprintf(full, n, "%s/%s", cfg->state_dir, cfg->database);
-        /* The joined path is what --check-config prints as database: it
-         * must fit a config line like every value, or the printout would
-         * not load. */
-        size_t most = CONFIG_LINE_MAX - strlen("database") - 3;
-        if (n - 1 > most) {
-            free(full);
-            where(cfg, "server", "database", at, sizeof(at));
-            return roost_fail(em, ROOST_ECONFIG,
-                              "%s[server] database: state_dir/database is "
-                              "%zu characters, more than a config line "
-                              "holds (%zu); shorten state_dir or give "
-                              "database as an absolute path",
-                              at, n - 1, most);
-        }
-        free(cfg->database);
-        cfg->database = full;
+        int rc = join_under(cfg, "database", cfg->state_dir, &cfg->database,
+                            "state_dir/database",
+                            "shorten state_dir or give database as an "
+                            "absolute path",
+                            em);
+        if (rc != ROOST_OK)
+            return rc;
     }
 
     /* What the coordinator reads from here. */
