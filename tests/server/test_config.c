@@ -552,6 +552,25 @@ test_flags_override_file(void **state)
     dispose(cfg);
 }
 
+/* A fresh configuration loaded from cfg's effective output (what
+ * --check-config prints); fails the test if that does not load. */
+static roost_serve_config *
+load_effective(const roost_serve_config *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    roost_config_write(cfg, f, false);
+    fclose(f);
+    roost_serve_config *again = fresh();
+    roost_errmsg em;
+    if (roost_config_load_string(again, text, "effective", &em) != ROOST_OK)
+        fail_msg("effective output does not parse: %s\n%s", em.text, text);
+    free(text);
+    return again;
+}
+
 /* The effective configuration printout is itself a valid file giving the
  * same values. */
 static void
@@ -566,15 +585,7 @@ test_effective_output_round_trips(void **state)
                           &em),
                      ROOST_OK);
     assert_int_equal(roost_config_finish(cfg, &em), ROOST_OK);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    roost_config_write(cfg, f, false);
-    fclose(f);
-    roost_serve_config *again = fresh();
-    if (roost_config_load_string(again, text, "effective", &em) != ROOST_OK)
-        fail_msg("effective output does not parse: %s\n%s", em.text, text);
+    roost_serve_config *again = load_effective(cfg);
     for (size_t i = 0; i < roost_config_key_count(); i++) {
         const roost_config_key *k = roost_config_key_at(i);
         if (k->type == ROOST_CONFIG_STRING &&
@@ -589,7 +600,6 @@ test_effective_output_round_trips(void **state)
     assert_int_equal(again->coord.round_timeout_ms, 90000);
     assert_true(again->coord.over_selection == 1.25);
     assert_int_equal(again->coord.strategy.byzantine_f, 2);
-    free(text);
     dispose(again);
     dispose(cfg);
 }
@@ -607,15 +617,7 @@ test_effective_output_relative_state_dir(void **state)
     roost_errmsg em;
     assert_int_equal(load(cfg, "[server]\nstate_dir = state\n", &em), ROOST_OK);
     assert_int_equal(roost_config_finish(cfg, &em), ROOST_OK);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    roost_config_write(cfg, f, false);
-    fclose(f);
-    roost_serve_config *again = fresh();
-    if (roost_config_load_string(again, text, "effective", &em) != ROOST_OK)
-        fail_msg("effective output does not parse: %s\n%s", em.text, text);
+    roost_serve_config *again = load_effective(cfg);
     assert_int_equal(roost_config_finish(again, &em), ROOST_OK);
     assert_string_equal(again->database, cfg->database);
     assert_string_equal(again->state_dir, cfg->state_dir);
@@ -624,7 +626,6 @@ test_effective_output_relative_state_dir(void **state)
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     snprintf(want, sizeof(want), "%s/state/roost.db", cwd);
     assert_string_equal(cfg->database, want);
-    free(text);
     dispose(again);
     dispose(cfg);
 }
