@@ -1736,6 +1736,23 @@ ledger_with_one_event(const char *path, double epsilon_max)
     return eps;
 }
 
+/* A client of co on the ledger at path (budget epsilon at delta 1e-5,
+ * created when create); the caller destroys it. */
+static roost_client *
+ledger_client(struct coord *co, const char *path, double epsilon, int create)
+{
+    roost_config *cfg = full_config(NULL, path, create);
+    assert_non_null(cfg);
+    assert_int_equal(roost_config_set_server(cfg, co->endpoint, "localhost"),
+                     ROOST_OK);
+    assert_int_equal(roost_config_set_ledger(cfg, path, epsilon, 1e-5, create),
+                     ROOST_OK);
+    roost_client *c = NULL;
+    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
+    roost_config_destroy(cfg);
+    return c;
+}
+
 /* A client started on a ledger whose budget is spent to exactly 0 ends at
  * once with ROOST_EBUDGET and says why, without checking in: the
  * coordinator would never select a client with nothing left, so a
@@ -1755,15 +1772,7 @@ budget_spent_to_exactly_zero_ends_the_client(void **state)
     assert_true(ledger_with_one_event(path, cost) == cost);
     struct coord co;
     coord_start(&co);
-    roost_config *cfg = full_config(NULL, path, 0);
-    assert_non_null(cfg);
-    assert_int_equal(roost_config_set_server(cfg, co.endpoint, "localhost"),
-                     ROOST_OK);
-    assert_int_equal(roost_config_set_ledger(cfg, path, cost, 1e-5, 0),
-                     ROOST_OK);
-    roost_client *c = NULL;
-    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
-    roost_config_destroy(cfg);
+    roost_client *c = ledger_client(&co, path, cost, 0);
     double spent = -1, budget = -1;
     assert_int_equal(roost_client_epsilon(c, &spent, &budget), ROOST_OK);
     assert_true(budget - spent == 0.0);
@@ -1787,15 +1796,7 @@ static roost_client *
 client_rounds(struct coord *co, const char *path, double epsilon, int create,
               const double *sigmas, int n, double *spent, int *rc)
 {
-    roost_config *cfg = full_config(NULL, path, create);
-    assert_non_null(cfg);
-    assert_int_equal(roost_config_set_server(cfg, co->endpoint, "localhost"),
-                     ROOST_OK);
-    assert_int_equal(roost_config_set_ledger(cfg, path, epsilon, 1e-5, create),
-                     ROOST_OK);
-    roost_client *c = NULL;
-    assert_int_equal(roost_client_create(&c, cfg, NULL, 0), ROOST_OK);
-    roost_config_destroy(cfg);
+    roost_client *c = ledger_client(co, path, epsilon, create);
     *rc = ROOST_OK;
     PUMP_UNTIL(c, co, rc, co->checkins == 1, 2000);
     assert_int_equal(co->checkins, 1);
