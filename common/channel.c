@@ -48,6 +48,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/rng.h"
 
 #if defined(__SSE2__)
@@ -169,9 +170,7 @@ struct roost_channel {
 static int64_t
 now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return roost_clock_ms(CLOCK_MONOTONIC);
 }
 
 static size_t

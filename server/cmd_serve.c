@@ -40,6 +40,7 @@
 #include "server/coord.h"
 
 #include "common/channel.h"
+#include "common/clock.h"
 #include "common/dataset.h"
 #include "common/rng.h"
 #include "common/tls.h"
@@ -231,22 +232,19 @@ struct serve {
 static int64_t
 mono_ms(void)
 {
-    struct timespec ts;
 #ifdef CLOCK_BOOTTIME
     /* A kernel without it fails every call alike: one clock throughout. */
-    if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t t = roost_clock_ms(CLOCK_BOOTTIME);
+    if (t != INT64_MIN)
+        return t;
 #endif
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return roost_clock_ms(CLOCK_MONOTONIC);
 }
 
 static int64_t
 wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return roost_clock_ms(CLOCK_REALTIME);
 }
 
 static roost_coord_time

@@ -25,6 +25,7 @@
 #include "client/src/cproto.h"
 #include "client/src/local_train.h"
 #include "common/channel.h"
+#include "common/clock.h"
 #include "common/dataset.h"
 #include "common/model.h"
 #include "common/partition.h"
@@ -318,9 +319,7 @@ struct sim {
 static int64_t
 now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return roost_clock_ms(CLOCK_MONOTONIC);
 }
 
 /* The coordinator's clocks (coord.h) at now_ms() == now: the wall clock
@@ -328,12 +327,8 @@ now_ms(void)
 static roost_coord_time
 coord_time(int64_t now)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    roost_coord_time t = {
-        .mono_ms = now,
-        .wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-    };
+    roost_coord_time t = {.mono_ms = now,
+                          .wall_ms = roost_clock_ms(CLOCK_REALTIME)};
     return t;
 }
 

@@ -22,6 +22,7 @@
 #include "server/store.h"
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/xfer.h"
 
 #include <openssl/evp.h>
@@ -293,9 +294,7 @@ struct roost_store {
 static int64_t
 now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return roost_clock_ms(CLOCK_REALTIME);
 }
 
 static bool

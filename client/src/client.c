@@ -25,6 +25,7 @@
 #include "client/src/local_train.h"
 #include "common/alloc.h"
 #include "common/channel.h"
+#include "common/clock.h"
 #include "common/dataset.h"
 #include "common/model.h"
 #include "common/rng.h"
@@ -460,18 +461,14 @@ roost_data_provider_memory(roost_data_provider *out, roost_memory_data *storage,
 static int64_t
 mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return roost_clock_ms(CLOCK_MONOTONIC);
 }
 
 /* Wall-clock time, which certificate validity is stated in. */
 static int64_t
 wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return roost_clock_ms(CLOCK_REALTIME);
 }
 
 /* ----------------------------------------------------------- ledger */
