@@ -46,6 +46,8 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,12 +487,22 @@ vclient_connect(struct sim *s, struct vclient *vc, int64_t now)
  * open round's note in the record (roost status lists that round as
  * open), and the committed rounds are already durable. While keys are on
  * disk a second signal waits for the setup to remove them. */
-static volatile sig_atomic_t sim_interrupted;
-static volatile sig_atomic_t sim_keys_on_disk;
+static atomic_int sim_interrupted;
+static atomic_int sim_keys_on_disk;
 
-/* roost_local_train's cancel flag is a const volatile int *. */
-_Static_assert(_Generic((sig_atomic_t)0, int : 1, default : 0),
-               "sig_atomic_t must be int to serve as the cancel flag");
+/* The flags are read by the worker threads (sim_interrupted is their
+ * cancel flag) and the main thread, and written by a handler that may run
+ * on any thread. A volatile sig_atomic_t is only defined for a handler and
+ * the thread it interrupts; a lock-free atomic is defined for all of them
+ * (C11 7.14.1.1), so that is what the flags are. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2,
+               "the signal flags need lock-free atomic ints");
+
+static bool
+sim_stopping(void)
+{
+    return atomic_load_explicit(&sim_interrupted, memory_order_relaxed) != 0;
+}
 
 static void
 sim_say(const char *msg)
@@ -509,14 +521,13 @@ on_sim_signal(int sig)
      * caller's look at errno (SQLite retries a read on EINTR and fails on
      * anything else): restore it, as roost serve's handler does. */
     int saved = errno;
-    if (!sim_interrupted) {
-        sim_interrupted = 1;
+    if (!atomic_exchange(&sim_interrupted, 1)) {
         sim_say("\nroost sim: stopping after the running jobs cancel "
                 "(signal again to stop at once)\n");
         errno = saved;
         return;
     }
-    if (sim_keys_on_disk) {
+    if (atomic_load(&sim_keys_on_disk)) {
         sim_say("roost sim: removing --tls's keys first\n");
         errno = saved;
         return;
@@ -675,7 +686,7 @@ pki_remove(struct sim *s)
     if (rmdir(s->pki_dir) != 0)
         fprintf(stderr, "roost sim: could not remove %s\n", s->pki_dir);
     else
-        sim_keys_on_disk = 0;
+        atomic_store(&sim_keys_on_disk, 0);
     s->pki_dir[0] = '\0';
 }
 
@@ -694,10 +705,10 @@ tls_setup(struct sim *s)
         strlen(tmp) > SIM_PKI_DIR_CAP - sizeof("/roost-sim-pki-XXXXXX"))
         tmp = "/tmp";
     snprintf(s->pki_dir, sizeof(s->pki_dir), "%s/roost-sim-pki-XXXXXX", tmp);
-    sim_keys_on_disk = 1;
+    atomic_store(&sim_keys_on_disk, 1);
     if (mkdtemp(s->pki_dir) == NULL) {
         s->pki_dir[0] = '\0';
-        sim_keys_on_disk = 0;
+        atomic_store(&sim_keys_on_disk, 0);
         fprintf(stderr, "roost sim: --tls: cannot make a temporary dir\n");
         return ROOST_EIO;
     }
@@ -735,7 +746,7 @@ tls_setup(struct sim *s)
     for (uint32_t i = 0; rc == ROOST_OK && i < s->a.clients; i++) {
         struct vclient *vc = &s->vc[i];
         char cn[32];
-        if (sim_interrupted) {
+        if (sim_stopping()) {
             rc = roost_fail(&em, ROOST_ECANCELED,
                             "interrupted while making client certificates");
             break;
@@ -889,11 +900,17 @@ worker_main(void *arg)
         roost_errmsg em;
         roost_errmsg_clear(&em);
         double t0 = mono_s();
-        j->rc = s->a.seeded ? roost_rng_create_insecure_deterministic(
-                                  &rng, NULL, s->a.seed,
-                                  ((uint64_t)j->vc->index << 32) ^
-                                      (uint64_t)j->pj->round_id)
-                            : roost_rng_create(&rng, NULL);
+        /* After a signal no job starts: training would stop at its first
+         * batch anyway, and a federated evaluation, which takes no cancel
+         * flag, would run to its end for a round that will not close. */
+        if (sim_stopping())
+            j->rc = ROOST_ECANCELED;
+        else
+            j->rc = s->a.seeded ? roost_rng_create_insecure_deterministic(
+                                      &rng, NULL, s->a.seed,
+                                      ((uint64_t)j->vc->index << 32) ^
+                                          (uint64_t)j->pj->round_id)
+                                : roost_rng_create(&rng, NULL);
         if (j->rc == ROOST_OK && j->pj->evaluate)
             j->rc = roost_local_evaluate(s->model, NULL, s->train, j->vc->idx,
                                          j->vc->n_local, j->pj->global,
@@ -1816,7 +1833,7 @@ roost_cmd_sim(int argc, char **argv)
         fprintf(stderr, "roost sim: %s\n", em.text);
         goto out;
     }
-    if (sim_interrupted)
+    if (sim_stopping())
         goto out; /* before any record is made or replaced */
     roost_partition_spec pspec;
     rc = roost_partition_spec_parse(&pspec, a->partition, &em);
@@ -2000,7 +2017,7 @@ roost_cmd_sim(int argc, char **argv)
      * round 1 used to be charged for them (3.9 s against 0.1 s for the
      * next rounds, with 300 clients). */
     s->t0_ms = s->last_round_ms = now_ms();
-    while (!roost_coord_finished(s->coord) && !s->failed && !sim_interrupted) {
+    while (!roost_coord_finished(s->coord) && !s->failed && !sim_stopping()) {
         if (a->tls)
             tls_poll(s);
         now = now_ms();
@@ -2067,7 +2084,7 @@ roost_cmd_sim(int argc, char **argv)
         bar_draw(s, now_ms());
     }
     bar_clear(s);
-    if (sim_interrupted) {
+    if (sim_stopping()) {
         /* The open round is abandoned, and a simulation never resumes
          * it: clear the store's open-round note (0: none, as
          * roost_store_get_open_round reports it), or roost status would
@@ -2101,14 +2118,14 @@ roost_cmd_sim(int argc, char **argv)
     status = ROOST_EXIT_OK;
 out:
     bar_clear(s);
-    if (sim_interrupted && s->store == NULL)
+    if (sim_stopping() && s->store == NULL)
         fprintf(stderr, "roost sim: interrupted before the run started; "
                         "no record was made\n");
-    else if (sim_interrupted)
+    else if (sim_stopping())
         fprintf(stderr,
                 "roost sim: interrupted after %u rounds (%u committed); the "
                 "record in %s holds them (the open round is not recorded)\n",
                 s->rounds_done, s->rounds_committed, a->db);
     sim_free(s);
-    return sim_interrupted ? ROOST_EXIT_FAIL : status;
+    return sim_stopping() ? ROOST_EXIT_FAIL : status;
 }

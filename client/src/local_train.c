@@ -386,7 +386,7 @@ int
 roost_local_train(const roost_model *m, const roost_dataset *ds,
                   const uint32_t *idx, size_t n, const float *global,
                   float *params, const roost_local_task *task, roost_rng *rng,
-                  const volatile int *cancel, roost_local_result *result,
+                  const atomic_int *cancel, roost_local_result *result,
                   roost_errmsg *em)
 {
     if (result == NULL)
@@ -400,7 +400,8 @@ roost_local_train(const roost_model *m, const roost_dataset *ds,
                                         params, task, rng, em);
     bool done = false;
     while (rc == ROOST_OK && !done) {
-        if (cancel != NULL && *cancel)
+        if (cancel != NULL &&
+            atomic_load_explicit(cancel, memory_order_relaxed) != 0)
             rc = roost_fail(em, ROOST_ECANCELED, "training canceled");
         else
             rc = roost_local_trainer_step(t, &done, em);

@@ -23,6 +23,7 @@
 #include "common/rng.h"
 #include "dp/dpsgd.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,12 +106,14 @@ void roost_local_trainer_destroy(roost_local_trainer *t);
 /*
  * roost_local_train - all steps at once with the built-in model m.
  * cancel, when not NULL, is polled between steps: a nonzero value stops
- * training with ROOST_ECANCELED (params must then not be used).
+ * training with ROOST_ECANCELED (params must then not be used). It is an
+ * atomic because another thread, or a signal handler on any thread, sets
+ * it while this one trains.
  */
 int roost_local_train(const roost_model *m, const roost_dataset *ds,
                       const uint32_t *idx, size_t n, const float *global,
                       float *params, const roost_local_task *task,
-                      roost_rng *rng, const volatile int *cancel,
+                      roost_rng *rng, const atomic_int *cancel,
                       roost_local_result *result, roost_errmsg *em);
 
 /*
