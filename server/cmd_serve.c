@@ -756,6 +756,9 @@ tls_reload(struct serve *sv)
             crl_guard_hint(sv, false);
         return;
     }
+    /* tls_load recorded the new CRL numbers already; this cannot fail
+     * for a server context (it refuses only a context of the other role),
+     * so the record never runs ahead of the CRL in force. */
     if (roost_channel_set_tls(sv->ch, fresh) != ROOST_OK) {
         roost_log(&sv->log, ROOST_LOG_ERROR,
                   "SIGHUP: TLS files not reloaded, the previous ones stay in "
