@@ -25,6 +25,12 @@
  * verified before a CRL or CA change can be re-checked with
  * roost_tls_ctx_recheck against a context built from the new files.
  *
+ * Invariant: a context's store holds one CRL per issuer (issuer name and
+ * signing CA key), the newest by cRLNumber (load_crl), and ctx->crls
+ * lists exactly those. OpenSSL's verification then has one CRL to pick
+ * for a certificate, and roost_tls_ctx_recheck asks the same one, so a
+ * recheck never contradicts the handshake a new connection would get.
+ *
  * No globals; a context is shared read-only by its sessions.
  */
 #include "common/tls.h"
@@ -56,6 +62,19 @@ struct roost_tls_ctx {
      * zero without CRLs): copied into each peer identity, so that a
      * recheck knows whether it asks the CRLs the handshake asked. */
     uint8_t crl_digest[ROOST_TLS_FINGERPRINT_LEN];
+    /* The CRLs in force, one per issuer (see load_crl): what the store
+     * holds, with what a recheck and roost_tls_ctx_crl_get need to know
+     * about each. Immutable after creation. */
+    struct ctx_crl *crls;
+    size_t n_crls;
+};
+
+/* One CRL in force: the CRL (a reference; the store holds another) and
+ * what roost_tls_ctx_crl_get reports about it. */
+struct ctx_crl {
+    X509_CRL *crl;
+    roost_tls_crl_issuer info;
+    int64_t this_update; /* Unix seconds */
 };
 
 struct roost_tls {
@@ -231,6 +250,9 @@ roost_tls_ctx_destroy(roost_tls_ctx *ctx)
         return;
     SSL_CTX_free(ctx->ssl_ctx);
     BIO_meth_free(ctx->in_method);
+    for (size_t i = 0; i < ctx->n_crls; i++)
+        X509_CRL_free(ctx->crls[i].crl);
+    roost_alloc_free(NULL, ctx->crls);
     roost_alloc_free(NULL, ctx);
 }
 
@@ -246,38 +268,173 @@ roost_tls_ctx_is_server(const roost_tls_ctx *ctx)
     return ctx->server;
 }
 
-/* True if a CA certificate in store issued crl: same name, and the
- * signature verifies with its key. */
+/* t as seconds since the epoch, given the current time now: t's distance
+ * from now (ASN1_TIME_diff, which avoids timegm, not POSIX) added to it. */
 static bool
-crl_signed_by_store_ca(X509_STORE *store, X509_CRL *crl)
+asn1_seconds(const ASN1_TIME *t, time_t now, int64_t *out)
 {
-    bool found = false;
+    int days = 0, secs = 0;
+    if (ASN1_TIME_diff(&days, &secs, NULL, t) != 1)
+        return false;
+    *out = (int64_t)now + (int64_t)days * 86400 + secs;
+    return true;
+}
+
+/* The CA certificate of store that issued crl, or NULL: the CRL's issuer
+ * name is its subject, the CRL's authorityKeyIdentifier (if any) matches
+ * it as OpenSSL matches them in verification (X509_check_akid: its
+ * subjectKeyIdentifier, and issuer and serial if the identifier names
+ * them), and the signature verifies with its key. Only such a CRL can be
+ * the one a handshake checks a certificate of that CA against. */
+static X509 *
+crl_signer(X509_STORE *store, X509_CRL *crl)
+{
+    X509 *found = NULL;
+    int crit = -1;
+    AUTHORITY_KEYID *akid =
+        X509_CRL_get_ext_d2i(crl, NID_authority_key_identifier, &crit, NULL);
+    if (akid == NULL && crit != -1) {
+        ERR_clear_error();
+        return NULL; /* damaged or repeated: nothing can match it */
+    }
     STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
-    for (int i = 0; !found && i < sk_X509_OBJECT_num(objs); i++) {
+    for (int i = 0; found == NULL && i < sk_X509_OBJECT_num(objs); i++) {
         X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
         if (ca == NULL || X509_NAME_cmp(X509_get_subject_name(ca),
                                         X509_CRL_get_issuer(crl)) != 0)
             continue;
+        if (X509_check_akid(ca, akid) != X509_V_OK)
+            continue;
         EVP_PKEY *pub = X509_get0_pubkey(ca);
-        found = pub != NULL && X509_CRL_verify(crl, pub) == 1;
+        if (pub != NULL && X509_CRL_verify(crl, pub) == 1)
+            found = ca;
     }
+    AUTHORITY_KEYID_free(akid);
     ERR_clear_error();
     return found;
 }
 
-/* Load every CRL of path into store, and set digest to the SHA-256 over
- * their SHA-256 digests (in file order). The CA certificates must be in
- * the store already: a CRL that none of them signed is refused here,
- * because OpenSSL would otherwise accept the file and then fail every
- * handshake with "CRL signature failure" (or "unable to get CRL"). */
+/* Write the cRLNumber of crl as lowercase hex without leading zeros into
+ * out ("0" without the extension, or a negative one, which counts as 0 as
+ * roost pki counts it); false if the extension is damaged or repeated, or
+ * the number does not fit (RFC 5280 caps it at 20 octets). */
+static bool
+crl_number_hex(X509_CRL *crl, char out[ROOST_TLS_CRL_NUMBER_CAP],
+               bool *numbered)
+{
+    int crit = -1;
+    ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, NULL);
+    *numbered = num != NULL;
+    snprintf(out, ROOST_TLS_CRL_NUMBER_CAP, "0");
+    if (num == NULL)
+        return crit == -1;
+    BIGNUM *bn = ASN1_INTEGER_to_BN(num, NULL);
+    ASN1_INTEGER_free(num);
+    bool ok = bn != NULL;
+    if (ok && !BN_is_negative(bn) && !BN_is_zero(bn)) {
+        char *hex = BN_bn2hex(bn);
+        size_t len = hex != NULL ? strlen(hex) : 0;
+        const char *digits = hex;
+        while (len > 1 && digits[0] == '0') {
+            digits++;
+            len--;
+        }
+        ok = hex != NULL && len + 1 <= ROOST_TLS_CRL_NUMBER_CAP;
+        for (size_t i = 0; ok && i <= len; i++)
+            out[i] = (char)(digits[i] >= 'A' && digits[i] <= 'F'
+                                ? digits[i] - 'A' + 'a'
+                                : digits[i]);
+        OPENSSL_free(hex);
+    }
+    BN_free(bn);
+    return ok;
+}
+
+int
+roost_tls_crl_number_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    int c = strcmp(a, b);
+    return (c > 0) - (c < 0);
+}
+
+/* Fill e for crl, signed by signer, the index-th CRL of its file. */
+static bool
+crl_describe(struct ctx_crl *e, X509_CRL *crl, X509 *signer, int index,
+             time_t now)
+{
+    memset(e, 0, sizeof(*e));
+    e->info.index = index;
+    unsigned int n = 0;
+    if (X509_pubkey_digest(signer, EVP_sha256(), e->info.issuer_key, &n) != 1 ||
+        n != ROOST_TLS_FINGERPRINT_LEN ||
+        X509_CRL_digest(crl, EVP_sha256(), e->info.digest, &n) != 1 ||
+        n != ROOST_TLS_FINGERPRINT_LEN ||
+        !asn1_seconds(X509_CRL_get0_lastUpdate(crl), now, &e->this_update))
+        return false;
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL)
+        return false;
+    X509_NAME_print_ex(b, X509_CRL_get_issuer(crl), 0,
+                       XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    int len = BIO_read(b, e->info.issuer, ROOST_TLS_SUBJECT_CAP - 1);
+    e->info.issuer[len > 0 ? len : 0] = '\0';
+    BIO_free(b);
+    e->crl = crl;
+    return true;
+}
+
+/* Of two CRLs of one issuer, whether `b` supersedes `a`: the higher
+ * cRLNumber (RFC 5280 5.2.3: the number tells which CRL supersedes
+ * another), and between unnumbered CRLs (both 0) the later thisUpdate,
+ * OpenSSL's own choice. 0: neither (an ambiguity the caller refuses). */
 static int
-load_crl(X509_STORE *store, const char *path, const char *ca_path,
-         uint8_t digest[ROOST_TLS_FINGERPRINT_LEN], roost_errmsg *em)
+crl_newer(const struct ctx_crl *a, const struct ctx_crl *b)
+{
+    int c = roost_tls_crl_number_cmp(b->info.number, a->info.number);
+    if (c != 0 || strcmp(a->info.number, "0") != 0)
+        return c;
+    return (b->this_update > a->this_update) -
+           (b->this_update < a->this_update);
+}
+
+/* Load every CRL of path into store, keeping only the newest of each
+ * issuer, and set digest to the SHA-256 over the SHA-256 digests of all
+ * of them (in file order).
+ *
+ * The CA certificates must be in the store already: a CRL that none of
+ * them signed is refused here, because OpenSSL would otherwise accept the
+ * file and then fail every handshake with "CRL signature failure" (or
+ * "unable to get CRL"). A delta CRL is refused too: Roost never asks for
+ * one (no X509_V_FLAG_USE_DELTAS) and roost pki never issues one.
+ *
+ * One CRL per issuer. An issuer is the CRL's issuer name together with
+ * the CA key its signature verifies with (so two CAs of one name, the old
+ * and its replacement, are two issuers). Of several CRLs of one issuer,
+ * the one with the highest cRLNumber is kept (unnumbered CRLs count as 0;
+ * between those, the latest thisUpdate), and the others are not loaded at
+ * all: OpenSSL would pick by thisUpdate alone, which ties for two CRLs
+ * issued in the same second and is then decided by the store's unstable
+ * order. With one CRL per issuer in the store, the handshake and
+ * roost_tls_ctx_recheck ask the very same CRL. Two different CRLs that
+ * neither supersedes (one cRLNumber used twice, or unnumbered CRLs of the
+ * same thisUpdate) are refused: which of them is meant cannot be told,
+ * and re-using a number is what a forged or botched re-signing does. The
+ * same CRL twice is loaded once. */
+static int
+load_crl(roost_tls_ctx *ctx, X509_STORE *store, const char *path,
+         const char *ca_path, uint8_t digest[ROOST_TLS_FINGERPRINT_LEN],
+         roost_errmsg *em)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return roost_fail(em, ROOST_EIO, "CRL %s: cannot open", path);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
+    struct ctx_crl *kept = NULL;
+    size_t n_kept = 0, cap = 0;
+    time_t now = time(NULL);
     int rc = ROOST_OK;
     if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
         rc = fail_ssl(em, ROOST_ENOMEM, "CRL digest");
@@ -286,24 +443,78 @@ load_crl(X509_STORE *store, const char *path, const char *ca_path,
     int n = 0;
     X509_CRL *crl;
     while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
-        if (!crl_signed_by_store_ca(store, crl)) {
-            X509_CRL_free(crl);
+        n++;
+        X509 *signer = crl_signer(store, crl);
+        struct ctx_crl e;
+        if (signer == NULL)
             rc =
                 roost_fail(em, ROOST_EAUTH,
                            "CRL %s: not signed by the CA in %s", path, ca_path);
+        else if (X509_CRL_get_ext_by_NID(crl, NID_delta_crl, -1) >= 0)
+            rc = roost_fail(em, ROOST_EINVAL,
+                            "CRL %s: entry %d is a delta CRL, which Roost "
+                            "does not use; give complete CRLs only",
+                            path, n);
+        else if (!crl_describe(&e, crl, signer, n, now) ||
+                 EVP_DigestUpdate(md, e.info.digest, sizeof(e.info.digest)) !=
+                     1)
+            rc = fail_ssl(em, ROOST_ECRYPTO, "CRL digest");
+        else if (!crl_number_hex(crl, e.info.number, &e.info.numbered))
+            rc = roost_fail(em, ROOST_EIO,
+                            "CRL %s: entry %d: its cRLNumber is damaged, "
+                            "repeated or over 20 octets",
+                            path, n);
+        if (rc != ROOST_OK) {
+            X509_CRL_free(crl);
             goto out;
         }
-        uint8_t one[EVP_MAX_MD_SIZE];
-        unsigned int one_len = 0;
-        bool ok = X509_CRL_digest(crl, EVP_sha256(), one, &one_len) == 1 &&
-                  EVP_DigestUpdate(md, one, one_len) == 1 &&
-                  X509_STORE_add_crl(store, crl) == 1;
-        X509_CRL_free(crl);
-        if (!ok) {
-            rc = fail_ssl(em, ROOST_ECRYPTO, "CRL: cannot add to store");
+        size_t at = 0;
+        while (at < n_kept &&
+               (memcmp(kept[at].info.issuer_key, e.info.issuer_key,
+                       sizeof(e.info.issuer_key)) != 0 ||
+                X509_NAME_cmp(X509_CRL_get_issuer(kept[at].crl),
+                              X509_CRL_get_issuer(crl)) != 0))
+            at++;
+        if (at == n_kept) {
+            if (n_kept == cap) {
+                size_t ncap = cap ? 2 * cap : 4;
+                struct ctx_crl *p =
+                    roost_alloc_realloc(NULL, kept, ncap * sizeof(*p));
+                if (p == NULL) {
+                    X509_CRL_free(crl);
+                    rc = roost_fail(em, ROOST_ENOMEM, "CRL: out of memory");
+                    goto out;
+                }
+                kept = p;
+                cap = ncap;
+            }
+            kept[n_kept++] = e;
+            continue;
+        }
+        struct ctx_crl *old = &kept[at];
+        if (memcmp(old->info.digest, e.info.digest, sizeof(e.info.digest)) ==
+            0) {
+            X509_CRL_free(crl); /* the same CRL again */
+            continue;
+        }
+        int newer = crl_newer(old, &e);
+        if (newer == 0) {
+            rc = roost_fail(
+                em, ROOST_EAUTH,
+                "CRL %s: entries %d and %d are different CRLs of issuer %s "
+                "with the same cRLNumber %s%s: keep only the CA's newest "
+                "(roost pki crl issues the next number)",
+                path, old->info.index, n, e.info.issuer, e.info.number,
+                e.info.numbered ? "" : " (none) and the same thisUpdate");
+            X509_CRL_free(crl);
             goto out;
         }
-        n++;
+        if (newer > 0) {
+            X509_CRL_free(old->crl);
+            *old = e;
+        } else {
+            X509_CRL_free(crl);
+        }
     }
     /* PEM_read fails both at the end of the file (no further BEGIN line)
      * and on a damaged entry. A damaged entry must not be skipped: the
@@ -323,22 +534,21 @@ load_crl(X509_STORE *store, const char *path, const char *ca_path,
     else if (EVP_DigestFinal_ex(md, digest, &digest_len) != 1 ||
              digest_len != ROOST_TLS_FINGERPRINT_LEN)
         rc = fail_ssl(em, ROOST_ECRYPTO, "CRL digest");
+    for (size_t i = 0; rc == ROOST_OK && i < n_kept; i++)
+        if (X509_STORE_add_crl(store, kept[i].crl) != 1)
+            rc = fail_ssl(em, ROOST_ECRYPTO, "CRL: cannot add to store");
 out:
+    if (rc == ROOST_OK) {
+        ctx->crls = kept;
+        ctx->n_crls = n_kept;
+    } else {
+        for (size_t i = 0; i < n_kept; i++)
+            X509_CRL_free(kept[i].crl);
+        roost_alloc_free(NULL, kept);
+    }
     EVP_MD_CTX_free(md);
     fclose(f);
     return rc;
-}
-
-/* t as seconds since the epoch, given the current time now: t's distance
- * from now (ASN1_TIME_diff, which avoids timegm, not POSIX) added to it. */
-static bool
-asn1_seconds(const ASN1_TIME *t, time_t now, int64_t *out)
-{
-    int days = 0, secs = 0;
-    if (ASN1_TIME_diff(&days, &secs, NULL, t) != 1)
-        return false;
-    *out = (int64_t)now + (int64_t)days * 86400 + secs;
-    return true;
 }
 
 int
@@ -386,11 +596,42 @@ roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out)
     return rc;
 }
 
-/* Whether a CRL of ctx from the identity's issuer lists its serial: 1
- * listed, 0 not listed, -1 out of memory. The serial must be known. */
+size_t
+roost_tls_ctx_crl_count(const roost_tls_ctx *ctx)
+{
+    return ctx->n_crls;
+}
+
+int
+roost_tls_ctx_crl_get(const roost_tls_ctx *ctx, size_t i,
+                      roost_tls_crl_issuer *out)
+{
+    if (i >= ctx->n_crls)
+        return ROOST_EINVAL;
+    *out = ctx->crls[i].info;
+    return ROOST_OK;
+}
+
+/* Whether the CRL of ctx that applies to the identity lists its serial: 1
+ * listed, 0 not listed, -1 out of memory. The serial must be known.
+ *
+ * The CRL that applies is the one of the certificate's issuer: the CRL's
+ * issuer name is the certificate's issuer name and its signature verifies
+ * with the key of the CA that issued the certificate (whose
+ * authorityKeyIdentifier, if any, load_crl matched against that CA's
+ * subjectKeyIdentifier). load_crl keeps one CRL per issuer, the newest,
+ * and OpenSSL's verification picks from the same store: among CRLs of the
+ * certificate's issuer name it takes only those whose
+ * authorityKeyIdentifier matches the issuing CA (crl_akid_check), so a
+ * handshake asks that CRL too. An identity without the issuer's key (it
+ * was verified without a chain, which cannot happen in a handshake) is
+ * looked up in every CRL of its issuer's name: a false revocation is the
+ * safe error. */
 static int
 crl_lists(const roost_tls_ctx *ctx, const roost_tls_identity *id)
 {
+    static const uint8_t unknown[ROOST_TLS_FINGERPRINT_LEN];
+    bool by_key = memcmp(id->issuer_key, unknown, sizeof(unknown)) != 0;
     BIGNUM *bn = BN_bin2bn(id->serial, (int)id->serial_len, NULL);
     ASN1_INTEGER *serial = bn != NULL ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
     BN_free(bn);
@@ -398,21 +639,19 @@ crl_lists(const roost_tls_ctx *ctx, const roost_tls_identity *id)
         ERR_clear_error();
         return -1;
     }
+    /* ctx->crls is immutable; OpenSSL locks a CRL itself when a lookup
+     * first sorts its entries, so no store lock is needed. */
     int listed = 0;
-    X509_STORE *store = SSL_CTX_get_cert_store(ctx->ssl_ctx);
-    X509_STORE_lock(store);
-    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
-    for (int i = 0; !listed && i < sk_X509_OBJECT_num(objs); i++) {
-        X509_CRL *crl =
-            X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+    for (size_t i = 0; !listed && i < ctx->n_crls; i++) {
+        const struct ctx_crl *c = &ctx->crls[i];
         X509_REVOKED *entry = NULL;
-        if (crl != NULL &&
-            X509_NAME_hash_ex(X509_CRL_get_issuer(crl), NULL, NULL, NULL) ==
+        if (X509_NAME_hash_ex(X509_CRL_get_issuer(c->crl), NULL, NULL, NULL) ==
                 id->issuer_hash &&
-            X509_CRL_get0_by_serial(crl, &entry, serial) == 1)
+            (!by_key || memcmp(c->info.issuer_key, id->issuer_key,
+                               sizeof(id->issuer_key)) == 0) &&
+            X509_CRL_get0_by_serial(c->crl, &entry, serial) == 1)
             listed = 1;
     }
-    X509_STORE_unlock(store);
     ASN1_INTEGER_free(serial);
     ERR_clear_error();
     return listed;
@@ -687,8 +926,8 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
         goto fail;
     if (files->crl_path != NULL) {
         X509_STORE *store = SSL_CTX_get_cert_store(c);
-        rc = load_crl(store, files->crl_path, files->ca_path, ctx->crl_digest,
-                      em);
+        rc = load_crl(ctx, store, files->crl_path, files->ca_path,
+                      ctx->crl_digest, em);
         if (rc != ROOST_OK)
             goto fail;
         X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
@@ -955,8 +1194,9 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
     if (!asn1_seconds(X509_get0_notAfter(cert), time(NULL), &out->not_after))
         out->not_after = INT64_MAX;
     /* The verified chain ends at the trust anchor, a CA certificate of
-     * the context's CA file. */
+     * the context's CA file; the certificate after the peer's issued it. */
     memset(out->anchor_key, 0, sizeof(out->anchor_key));
+    memset(out->issuer_key, 0, sizeof(out->issuer_key));
     STACK_OF(X509) *chain = SSL_get0_verified_chain(tls->ssl);
     int depth = chain != NULL ? sk_X509_num(chain) : 0;
     unsigned int klen = 0;
@@ -965,6 +1205,10 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
                             out->anchor_key, &klen) != 1 ||
          klen != ROOST_TLS_FINGERPRINT_LEN))
         memset(out->anchor_key, 0, sizeof(out->anchor_key));
+    if (depth > 1 && (X509_pubkey_digest(sk_X509_value(chain, 1), EVP_sha256(),
+                                         out->issuer_key, &klen) != 1 ||
+                      klen != ROOST_TLS_FINGERPRINT_LEN))
+        memset(out->issuer_key, 0, sizeof(out->issuer_key));
     out->subject[0] = '\0';
     BIO *b = BIO_new(BIO_s_mem());
     if (b != NULL) {

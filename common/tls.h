@@ -79,6 +79,11 @@ typedef struct roost_tls_identity {
      * certificate's chain was verified to, so that a reload can tell
      * whether that CA is still trusted (roost_tls_ctx_trusts). */
     uint8_t anchor_key[ROOST_TLS_FINGERPRINT_LEN];
+    /* SHA-256 of the public key of the CA that issued the certificate
+     * (the next certificate of the verified chain; the anchor itself in a
+     * Roost deployment), so that a recheck asks that CA's CRL and no
+     * other CA's of the same name. All zero if unknown. */
+    uint8_t issuer_key[ROOST_TLS_FINGERPRINT_LEN];
 } roost_tls_identity;
 
 /*
@@ -122,13 +127,51 @@ typedef struct roost_tls_crl_info {
  * ROOST_OK, or ROOST_ECRYPTO if a nextUpdate cannot be read. */
 int roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out);
 
+/* The CRL of one issuer in force in a context. A context keeps one CRL
+ * per issuer (issuer name and the CA key that verifies its signature):
+ * of several in crl_path, the one with the highest cRLNumber, unnumbered
+ * CRLs counting as 0 and, between those, the latest thisUpdate winning;
+ * two different CRLs neither of which supersedes the other make the
+ * context fail (ROOST_EAUTH). Handshakes and roost_tls_ctx_recheck ask
+ * only that CRL about a certificate of that issuer. */
+#define ROOST_TLS_CRL_NUMBER_CAP 48 /* 20 octets in hex, and the NUL */
+typedef struct roost_tls_crl_issuer {
+    char issuer[ROOST_TLS_SUBJECT_CAP]; /* the CRL's issuer, RFC 2253 */
+    /* SHA-256 of the public key (SubjectPublicKeyInfo) of the CA of
+     * ca_path whose signature the CRL carries: with the name, what tells
+     * a CA from another of the same name (a CA re-created with a new key
+     * starts numbering again). */
+    uint8_t issuer_key[ROOST_TLS_FINGERPRINT_LEN];
+    /* cRLNumber in lowercase hex without leading zeros; "0" for a CRL
+     * without one (numbered false), as roost pki counts it. */
+    char number[ROOST_TLS_CRL_NUMBER_CAP];
+    bool numbered;
+    uint8_t digest[ROOST_TLS_FINGERPRINT_LEN]; /* SHA-256 of its DER */
+    int index; /* its position in crl_path, from 1, for messages */
+} roost_tls_crl_issuer;
+
+/* roost_tls_ctx_crl_count / _get - the CRLs in force, one per issuer, in
+ * the order of their first appearance in crl_path; _get copies the i-th
+ * (i < count) into *out: ROOST_OK, or ROOST_EINVAL for i out of range.
+ * Any thread. */
+size_t roost_tls_ctx_crl_count(const roost_tls_ctx *ctx);
+int roost_tls_ctx_crl_get(const roost_tls_ctx *ctx, size_t i,
+                          roost_tls_crl_issuer *out);
+
+/* roost_tls_crl_number_cmp - compare two cRLNumbers as
+ * roost_tls_crl_issuer.number writes them: <0, 0 or >0 as a is below,
+ * equal to or above b. */
+int roost_tls_crl_number_cmp(const char *a, const char *b);
+
 /* What the files of a context say about a peer verified earlier,
  * possibly under another context (roost_tls_ctx_recheck). */
 typedef enum roost_tls_recheck {
     ROOST_TLS_VALID = 0, /* trusted, not revoked: keep the session */
     ROOST_TLS_UNTRUSTED, /* no CA of ctx carries the key its chain was
                             verified to (roost_tls_ctx_trusts) */
-    ROOST_TLS_REVOKED,   /* a CRL of ctx from its issuer lists its serial */
+    ROOST_TLS_REVOKED,   /* the CRL of ctx that applies to it (its
+                            issuer's: roost_tls_crl_issuer) lists its
+                            serial */
     ROOST_TLS_UNCHECKED, /* the question cannot be answered: its serial
                             cannot be looked up (serial_len 0) and the CRLs
                             of ctx are not those its handshake checked, or

@@ -63,6 +63,7 @@ static const char serve_usage[] =
     "usage: roost serve --config FILE [flags]\n"
     "       roost serve --check-config FILE [--set SECTION.KEY=VALUE ...]\n"
     "       roost serve --print-default-config\n"
+    "       roost serve --config FILE --accept-older-crl\n"
     "\n"
     "Run the coordinator: accept clients over TLS, run rounds, record every\n"
     "round in SQLite. It resumes from the last committed round. SIGTERM or\n"
@@ -70,13 +71,21 @@ static const char serve_usage[] =
     "exits 0. SIGHUP reopens the log file and reloads the CA, certificate,\n"
     "key and CRL files: new handshakes use them, open sessions of a\n"
     "certificate the new CRL revokes are closed, and if a file is bad the\n"
-    "previous ones stay in force (the log says why).\n"
+    "previous ones stay in force (the log says why). A CRL older than the\n"
+    "one in force for its CA (a lower cRLNumber, or another CRL under the\n"
+    "same number) is bad too, at a reload and at start: the database\n"
+    "remembers the number in force.\n"
     "\n"
     "  --config FILE            the INI configuration (deploy/roost.conf)\n"
     "  --check-config FILE      check FILE, print the effective configuration\n"
     "                           and exit 0, or print FILE:LINE: reason and\n"
     "                           exit 2\n"
     "  --print-default-config   print every key with its default and help\n"
+    "  --accept-older-crl       with --config: record the cRLNumbers of\n"
+    "                           crl_file in the database as the ones in\n"
+    "                           force, even if lower than recorded (to go\n"
+    "                           back to an older CRL on purpose), and exit;\n"
+    "                           then start or reload the daemon\n"
     "  --set SECTION.KEY=VALUE  override one key (repeatable)\n"
     "  --listen ENDPOINT        = --set server.listen=ENDPOINT\n"
     "  --db FILE                = --set server.database=FILE\n"
@@ -197,6 +206,7 @@ struct serve {
     roost_logger log;
     roost_channel *ch;
     roost_tls_ctx *tls; /* the context new handshakes use (owned) */
+    roost_store *store; /* the coordinator's database (crl_guard) */
     roost_coord *coord;
     roost_wire_limits limits;
     uint8_t *buf; /* reusable encode buffer */
@@ -501,6 +511,25 @@ on_round(void *arg, const roost_coord_round_summary *s)
  * client could otherwise hold a handshake half-way across the reload and
  * open a session with a certificate revoked by it.
  *
+ * CRL rollback. Each CRL carries a cRLNumber that grows with every CRL its
+ * CA issues (roost pki; RFC 5280 5.2.3). Putting an older CRL back -- by
+ * mistake, a stale copy from a backup or configuration management, or on
+ * purpose by someone who can write the file -- would un-revoke every
+ * device revoked since, and it is as well signed as the newer one. So a
+ * context whose CRL for an issuer (roost_tls_crl_issuer: issuer name and
+ * CA key) has a lower number than the one recorded for that issuer is
+ * refused like a bad file, and so is a different CRL under the recorded
+ * number (a re-signing under a number already used, which roost pki never
+ * does). The record is the crl_numbers table of the database, written in
+ * one transaction once a context passes and before it is installed, so a
+ * restart compares against the same numbers as a reload (and a failed
+ * write leaves the old context in force: nothing half-applies). CRLs
+ * without a number count as 0: they load as long as no numbered CRL of
+ * their issuer was seen, and replace one another freely. An issuer absent
+ * from the new file keeps its record. `roost serve --accept-older-crl`
+ * (accept_older_crl) records the numbers of crl_file as they are: the
+ * operator's deliberate way back.
+ *
  * An expired CRL makes OpenSSL refuse every client ("CRL has expired"), so
  * the CRL's nextUpdate is checked at start, at each reload and once a day:
  * past -> error, within 30 days -> warning, both naming the command that
@@ -560,9 +589,103 @@ crl_check(struct serve *sv, const roost_tls_ctx *ctx)
                   sv->cfg->crl_file, when, left / 86400);
 }
 
-/* The server TLS context from the configured files, its CRL logged. */
+/* A cRLNumber (roost_tls_crl_issuer.number, hex) for the log: decimal,
+ * as `openssl crl -text` shows it, when it fits 64 bits, else 0x and hex. */
+static const char *
+crl_number_text(const char *hex, char *buf, size_t cap)
+{
+    if (strlen(hex) <= 16)
+        snprintf(buf, cap, "%llu", strtoull(hex, NULL, 16));
+    else
+        snprintf(buf, cap, "0x%s", hex);
+    return buf;
+}
+
+/*
+ * Check each CRL of ctx against the number recorded for its issuer (see
+ * "CRL rollback") and record those that changed. at_start only changes
+ * the message: where the number comes from and how to go back. Returns
+ * ROOST_OK; ROOST_ESTALE for an older CRL or another CRL under the
+ * number in force (nothing recorded); or the store's error.
+ */
 static int
-tls_load(struct serve *sv, roost_tls_ctx **out, roost_errmsg *em)
+crl_guard(struct serve *sv, const roost_tls_ctx *ctx, bool at_start,
+          roost_errmsg *em)
+{
+    const char *crl_file = sv->cfg->crl_file;
+    size_t n = roost_tls_ctx_crl_count(ctx);
+    roost_store_crl *rec = calloc(n > 0 ? n : 1, sizeof(*rec));
+    if (rec == NULL) {
+        fprintf(stderr, "roost serve: out of memory\n");
+        abort();
+    }
+    size_t n_rec = 0;
+    int rc = ROOST_OK;
+    for (size_t i = 0; rc == ROOST_OK && i < n; i++) {
+        roost_tls_crl_issuer ci;
+        roost_store_crl old;
+        if ((rc = roost_tls_ctx_crl_get(ctx, i, &ci)) != ROOST_OK)
+            break;
+        rc = roost_store_get_crl(sv->store, ci.issuer_key, &old, em);
+        if (rc != ROOST_OK && rc != ROOST_ENOENT)
+            break;
+        bool known = rc == ROOST_OK;
+        rc = ROOST_OK;
+        int cmp = known ? roost_tls_crl_number_cmp(ci.number, old.number) : 1;
+        bool same =
+            known && memcmp(ci.digest, old.crl_sha256, sizeof(ci.digest)) == 0;
+        char now_n[48], old_n[48], when[40];
+        if (known)
+            format_utc(old.recorded_ms / 1000, when, sizeof(when));
+        if (cmp < 0)
+            rc = roost_fail(em, ROOST_ESTALE,
+                            "CRL %s: issuer %s: cRLNumber %s is lower than "
+                            "%s, %s: an older CRL would un-revoke "
+                            "certificates",
+                            crl_file, ci.issuer,
+                            crl_number_text(ci.number, now_n, sizeof(now_n)),
+                            crl_number_text(old.number, old_n, sizeof(old_n)),
+                            at_start ? "recorded in the database"
+                                     : "the highest in force");
+        else if (cmp == 0 && !same && strcmp(ci.number, "0") != 0)
+            rc = roost_fail(em, ROOST_ESTALE,
+                            "CRL %s: issuer %s: cRLNumber %s is the number in "
+                            "force, but the CRL differs from the one recorded "
+                            "under it at %s: re-signed under a used number",
+                            crl_file, ci.issuer,
+                            crl_number_text(ci.number, now_n, sizeof(now_n)),
+                            when);
+        else if (cmp > 0 || !same) {
+            roost_store_crl *r = &rec[n_rec++];
+            memcpy(r->issuer_key, ci.issuer_key, sizeof(r->issuer_key));
+            snprintf(r->issuer, sizeof(r->issuer), "%s", ci.issuer);
+            snprintf(r->number, sizeof(r->number), "%s", ci.number);
+            memcpy(r->crl_sha256, ci.digest, sizeof(r->crl_sha256));
+        }
+    }
+    if (rc == ROOST_OK && n_rec > 0)
+        rc = roost_store_put_crls(sv->store, rec, n_rec, em);
+    free(rec);
+    return rc;
+}
+
+/* After crl_guard refused a CRL: the cure, and the deliberate way back. */
+static void
+crl_guard_hint(struct serve *sv, bool at_start)
+{
+    roost_log(&sv->log, ROOST_LOG_ERROR,
+              "install the CA's newest CRL as %s ('roost pki crl --ca-dir "
+              "CA_DIR' issues the next number) and %s; to use this CRL on "
+              "purpose, run 'roost serve --config FILE --accept-older-crl' "
+              "first",
+              sv->cfg->crl_file,
+              at_start ? "start again" : "reload (systemctl reload roost)");
+}
+
+/* The server TLS context from the configured files, checked against the
+ * recorded cRLNumbers (crl_guard), its CRL logged. */
+static int
+tls_load(struct serve *sv, roost_tls_ctx **out, bool at_start, roost_errmsg *em)
 {
     const roost_serve_config *cfg = sv->cfg;
     roost_tls_files files = {cfg->ca_file, cfg->cert_file, cfg->key_file,
@@ -570,6 +693,11 @@ tls_load(struct serve *sv, roost_tls_ctx **out, roost_errmsg *em)
     int rc = roost_tls_ctx_create_server(out, &files, em);
     if (rc != ROOST_OK)
         return rc;
+    if ((rc = crl_guard(sv, *out, at_start, em)) != ROOST_OK) {
+        roost_tls_ctx_destroy(*out);
+        *out = NULL;
+        return rc;
+    }
     roost_tls_crl_info info;
     char when[40] = "unknown";
     if (roost_tls_ctx_crl_info(*out, &info) == ROOST_OK)
@@ -618,13 +746,19 @@ tls_reload(struct serve *sv)
     roost_tls_ctx *fresh = NULL;
     roost_errmsg em;
     roost_errmsg_clear(&em);
-    if (tls_load(sv, &fresh, &em) != ROOST_OK) {
+    int rc = tls_load(sv, &fresh, false, &em);
+    if (rc != ROOST_OK) {
         roost_log(&sv->log, ROOST_LOG_ERROR,
                   "SIGHUP: TLS files not reloaded, the previous ones stay in "
                   "force: %s",
                   em.text);
+        if (rc == ROOST_ESTALE)
+            crl_guard_hint(sv, false);
         return;
     }
+    /* tls_load recorded the new CRL numbers already; this cannot fail
+     * for a server context (it refuses only a context of the other role),
+     * so the record never runs ahead of the CRL in force. */
     if (roost_channel_set_tls(sv->ch, fresh) != ROOST_OK) {
         roost_log(&sv->log, ROOST_LOG_ERROR,
                   "SIGHUP: TLS files not reloaded, the previous ones stay in "
@@ -703,7 +837,7 @@ close_expired(struct serve *sv)
 /* ---------------------------------------------------------------------
  * Command line.
  * ------------------------------------------------------------------- */
-enum serve_mode { MODE_RUN, MODE_CHECK, MODE_PRINT_DEFAULT };
+enum serve_mode { MODE_RUN, MODE_CHECK, MODE_PRINT_DEFAULT, MODE_ACCEPT_CRL };
 
 struct serve_args {
     enum serve_mode mode;
@@ -744,6 +878,10 @@ parse_args(int argc, char **argv, int pass, struct serve_args *args,
         }
         if (strcmp(a, "--print-default-config") == 0) {
             args->mode = MODE_PRINT_DEFAULT;
+            continue;
+        }
+        if (strcmp(a, "--accept-older-crl") == 0) {
+            args->mode = MODE_ACCEPT_CRL;
             continue;
         }
         if (i + 1 >= argc) {
@@ -883,8 +1021,16 @@ run(roost_serve_config *cfg)
         roost_log(&sv.log, ROOST_LOG_ERROR, "database: %s", em.text);
         goto out;
     }
-    if (tls_load(&sv, &sv.tls, &em) != ROOST_OK) {
+    sv.store = store;
+    int trc = tls_load(&sv, &sv.tls, true, &em);
+    if (trc != ROOST_OK) {
         roost_log(&sv.log, ROOST_LOG_ERROR, "TLS: %s", em.text);
+        /* An older CRL is the operator's to resolve: restarting in a loop
+         * (systemd) cannot fix it. */
+        if (trc == ROOST_ESTALE) {
+            crl_guard_hint(&sv, true);
+            status = ROOST_EXIT_USAGE;
+        }
         goto out;
     }
     sv.crl_check_ms = mono_ms() + CRL_CHECK_EVERY_MS;
@@ -1057,6 +1203,75 @@ out:
     return status;
 }
 
+/* --accept-older-crl: record the cRLNumbers of crl_file as the ones in
+ * force, lower or not, and say what changed. The files must make a
+ * context (a bad file is not recorded). The daemon may be running: it
+ * reads the record at its next reload. */
+static int
+accept_older_crl(roost_serve_config *cfg)
+{
+    roost_errmsg em;
+    roost_errmsg_clear(&em);
+    roost_store_options sopt;
+    roost_store_options_init(&sopt);
+    sopt.flags = ROOST_STORE_CREATE;
+    roost_store *store = NULL;
+    roost_tls_ctx *ctx = NULL;
+    roost_store_crl *rec = NULL;
+    roost_tls_files files = {cfg->ca_file, cfg->cert_file, cfg->key_file,
+                             cfg->crl_file};
+    int status = ROOST_EXIT_FAIL;
+    if (roost_store_open_ex(&store, cfg->database, &sopt, &em) != ROOST_OK) {
+        fprintf(stderr, "roost serve: database: %s\n", em.text);
+        goto out;
+    }
+    if (roost_tls_ctx_create_server(&ctx, &files, &em) != ROOST_OK) {
+        fprintf(stderr, "roost serve: TLS: %s\n", em.text);
+        goto out;
+    }
+    size_t n = roost_tls_ctx_crl_count(ctx);
+    rec = calloc(n > 0 ? n : 1, sizeof(*rec));
+    if (rec == NULL) {
+        fprintf(stderr, "roost serve: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        roost_tls_crl_issuer ci;
+        roost_store_crl old;
+        char now_n[48], old_n[48];
+        if (roost_tls_ctx_crl_get(ctx, i, &ci) != ROOST_OK)
+            goto out;
+        int rc = roost_store_get_crl(store, ci.issuer_key, &old, &em);
+        if (rc != ROOST_OK && rc != ROOST_ENOENT) {
+            fprintf(stderr, "roost serve: database: %s\n", em.text);
+            goto out;
+        }
+        printf(
+            "CRL %s: issuer %s: cRLNumber %s recorded (%s%s)\n", cfg->crl_file,
+            ci.issuer, crl_number_text(ci.number, now_n, sizeof(now_n)),
+            rc == ROOST_OK ? "was " : "none recorded before",
+            rc == ROOST_OK ? crl_number_text(old.number, old_n, sizeof(old_n))
+                           : "");
+        memcpy(rec[i].issuer_key, ci.issuer_key, sizeof(rec[i].issuer_key));
+        snprintf(rec[i].issuer, sizeof(rec[i].issuer), "%s", ci.issuer);
+        snprintf(rec[i].number, sizeof(rec[i].number), "%s", ci.number);
+        memcpy(rec[i].crl_sha256, ci.digest, sizeof(rec[i].crl_sha256));
+    }
+    if (roost_store_put_crls(store, rec, n, &em) != ROOST_OK) {
+        fprintf(stderr, "roost serve: database: %s\n", em.text);
+        goto out;
+    }
+    printf("recorded in %s; start or reload roost serve (systemctl reload "
+           "roost) to use the CRL\n",
+           cfg->database);
+    status = ROOST_EXIT_OK;
+out:
+    free(rec);
+    roost_tls_ctx_destroy(ctx);
+    roost_store_close(store);
+    return status;
+}
+
 int
 roost_cmd_serve(int argc, char **argv)
 {
@@ -1097,6 +1312,8 @@ roost_cmd_serve(int argc, char **argv)
         roost_config_write(&cfg, stdout, false);
         status = ROOST_EXIT_OK;
     }
+    if (status < 0 && args.mode == MODE_ACCEPT_CRL)
+        status = accept_older_crl(&cfg);
     if (status < 0)
         status = run(&cfg);
     roost_config_free(&cfg);

@@ -128,6 +128,14 @@ static const struct migration migrations[] = {
      "CREATE TABLE strategy_state ("
      " round_id INTEGER PRIMARY KEY REFERENCES rounds(round_id),"
      " sha256 BLOB NOT NULL, state BLOB NOT NULL);"},
+    {"crl_numbers: the highest cRLNumber of each CRL issuer in force, so "
+     "that a restart refuses an older CRL",
+     "CREATE TABLE crl_numbers ("
+     " issuer_key BLOB PRIMARY KEY CHECK (length(issuer_key) = 32),"
+     " issuer TEXT NOT NULL,"
+     " crl_number TEXT NOT NULL CHECK (length(crl_number) BETWEEN 1 AND 40),"
+     " crl_sha256 BLOB NOT NULL CHECK (length(crl_sha256) = 32),"
+     " recorded_ms INTEGER NOT NULL) WITHOUT ROWID;"},
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
@@ -183,6 +191,8 @@ enum stmt_id {
     ST_INSERT_STRATEGY,
     ST_PRUNE_STRATEGY,
     ST_GET_STRATEGY,
+    ST_GET_CRL,
+    ST_PUT_CRL,
     ST_COUNT_
 };
 
@@ -261,6 +271,11 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_PRUNE_STRATEGY] = "DELETE FROM strategy_state WHERE round_id < ?1",
     [ST_GET_STRATEGY] = "SELECT round_id, sha256, state FROM strategy_state"
                         " ORDER BY round_id DESC LIMIT 1",
+    [ST_GET_CRL] = "SELECT issuer, crl_number, crl_sha256, recorded_ms"
+                   " FROM crl_numbers WHERE issuer_key = ?1",
+    [ST_PUT_CRL] = "INSERT OR REPLACE INTO crl_numbers (issuer_key, issuer,"
+                   " crl_number, crl_sha256, recorded_ms)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
     /* Per round: each client's last report in that round. Overall (?1 =
      * 0): each client's latest report across rounds. Sorted ascending. */
     [ST_EPSILON] =
@@ -2060,5 +2075,102 @@ roost_store_epsilon_stats(roost_store *s, int64_t round_id,
         out->max = vals[n - 1];
     }
     roost_alloc_free(NULL, vals);
+    return err;
+}
+
+/* ---------------------------------------------------------------------
+ * CRL numbers (docs/store.md, crl_numbers). Not part of the chain: the
+ * table records what the TLS layer was given, not the federation's
+ * history, and roost serve --accept-older-crl lowers a number on purpose.
+ * ------------------------------------------------------------------- */
+
+/* A cRLNumber as roost_tls_crl_issuer writes it: 1..40 lowercase hex
+ * digits without leading zeros (or "0"). */
+static bool
+valid_crl_number(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > 40 || (len > 1 && n[0] == '0'))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+            return false;
+    return true;
+}
+
+int
+roost_store_get_crl(roost_store *s,
+                    const uint8_t issuer_key[ROOST_STORE_HASH_LEN],
+                    roost_store_crl *out, roost_errmsg *em)
+{
+    int err = need_stmt(s, ST_GET_CRL, em);
+    if (err != ROOST_OK)
+        return err;
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *st = s->stmt[ST_GET_CRL];
+    sqlite3_bind_blob(st, 1, issuer_key, ROOST_STORE_HASH_LEN, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *issuer = (const char *)sqlite3_column_text(st, 0);
+        const char *number = (const char *)sqlite3_column_text(st, 1);
+        const void *sha = sqlite3_column_blob(st, 2);
+        memcpy(out->issuer_key, issuer_key, ROOST_STORE_HASH_LEN);
+        snprintf(out->issuer, sizeof(out->issuer), "%s",
+                 issuer != NULL ? issuer : "");
+        snprintf(out->number, sizeof(out->number), "%s",
+                 number != NULL ? number : "");
+        if (sha != NULL && sqlite3_column_bytes(st, 2) == ROOST_STORE_HASH_LEN)
+            memcpy(out->crl_sha256, sha, ROOST_STORE_HASH_LEN);
+        else
+            err = roost_fail(em, ROOST_ESTORE,
+                             "crl_numbers: damaged row (digest)");
+        out->recorded_ms = sqlite3_column_int64(st, 3);
+        if (err == ROOST_OK && !valid_crl_number(out->number))
+            err = roost_fail(em, ROOST_ESTORE,
+                             "crl_numbers: damaged row (number '%.48s')",
+                             out->number);
+    } else if (rc == SQLITE_DONE) {
+        err = ROOST_ENOENT;
+    } else {
+        err = sql_fail(s, em, "reading a CRL number");
+    }
+    stmt_done(st);
+    return err;
+}
+
+int
+roost_store_put_crls(roost_store *s, const roost_store_crl *crls, size_t n,
+                     roost_errmsg *em)
+{
+    int err = need_stmt(s, ST_PUT_CRL, em);
+    if (err != ROOST_OK)
+        return err;
+    if (s->readonly)
+        return roost_fail(em, ROOST_ESTATE, "store opened read-only");
+    for (size_t i = 0; i < n; i++)
+        if (!valid_crl_number(crls[i].number))
+            return roost_fail(em, ROOST_EINVAL,
+                              "CRL number '%.48s' is not 1..40 lowercase hex "
+                              "digits without leading zeros",
+                              crls[i].number);
+    if ((err = exec_sql(s, "BEGIN IMMEDIATE", em)) != ROOST_OK)
+        return err;
+    int64_t now = now_ms();
+    sqlite3_stmt *st = s->stmt[ST_PUT_CRL];
+    for (size_t i = 0; err == ROOST_OK && i < n; i++) {
+        sqlite3_bind_blob(st, 1, crls[i].issuer_key, ROOST_STORE_HASH_LEN,
+                          SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, crls[i].issuer, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, crls[i].number, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, crls[i].crl_sha256, ROOST_STORE_HASH_LEN,
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5,
+                           crls[i].recorded_ms ? crls[i].recorded_ms : now);
+        err = exec_stmt(s, st, em, "recording a CRL number");
+    }
+    if (err == ROOST_OK)
+        err = exec_sql(s, "COMMIT", em);
+    if (err != ROOST_OK)
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return err;
 }

@@ -37,7 +37,7 @@
 /* The schema version this binary writes and understands. A file with a
  * newer version is refused; an older one is migrated when opened for
  * writing. */
-#define ROOST_STORE_SCHEMA_VERSION 3
+#define ROOST_STORE_SCHEMA_VERSION 4
 /* SQLite's application_id for Roost coordinator files: "RoSt". */
 #define ROOST_STORE_APPLICATION_ID 0x526f5374
 
@@ -426,5 +426,38 @@ void roost_store_set_sqlite_length_limit_for_testing(roost_store *s, int bytes);
 
 /* roost_store_hex - lower-case hex of a hash into out (65 bytes). */
 void roost_store_hex(const uint8_t hash[ROOST_STORE_HASH_LEN], char out[65]);
+
+/* ---------------------------------------------------------------------
+ * CRL numbers: for each CRL issuer (the SHA-256 of its CA's public key,
+ * roost_tls_crl_issuer.issuer_key), the cRLNumber of the CRL in force,
+ * so that `roost serve` refuses an older CRL after a restart as on a
+ * reload. Not chained. Schema version 4; older files give ROOST_ENOTSUP.
+ * ------------------------------------------------------------------- */
+#define ROOST_STORE_CRL_NUMBER_CAP 48
+#define ROOST_STORE_CRL_ISSUER_CAP 256
+typedef struct roost_store_crl {
+    uint8_t issuer_key[ROOST_STORE_HASH_LEN];
+    char issuer[ROOST_STORE_CRL_ISSUER_CAP]; /* RFC 2253, display only */
+    /* 1..40 lowercase hex digits without leading zeros; "0" for a CRL
+     * without a number. */
+    char number[ROOST_STORE_CRL_NUMBER_CAP];
+    uint8_t crl_sha256[ROOST_STORE_HASH_LEN]; /* of the CRL's DER */
+    int64_t recorded_ms;                      /* put: 0 means now */
+} roost_store_crl;
+
+/* roost_store_get_crl - the record of one issuer into *out. ROOST_OK,
+ * ROOST_ENOENT (none recorded), ROOST_ESTORE (SQLite failure or a damaged
+ * row), ROOST_ENOTSUP (schema older than 4). */
+int roost_store_get_crl(roost_store *s,
+                        const uint8_t issuer_key[ROOST_STORE_HASH_LEN],
+                        roost_store_crl *out, roost_errmsg *em);
+
+/* roost_store_put_crls - record n issuers' CRLs in one durable
+ * transaction, replacing what was recorded for them (lower numbers too:
+ * the caller decides what may be recorded). ROOST_EINVAL for a malformed
+ * number (nothing written), ROOST_ESTORE, ROOST_ESTATE (read-only),
+ * ROOST_ENOTSUP. */
+int roost_store_put_crls(roost_store *s, const roost_store_crl *crls, size_t n,
+                         roost_errmsg *em);
 
 #endif

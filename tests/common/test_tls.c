@@ -878,6 +878,266 @@ recheck_verdicts(void **state)
     roost_tls_ctx_destroy(same);
 }
 
+/* A CRL file cut from two: `a` then `b` (fixture names), into `out`. */
+static void
+crl_bundle(const char *out, const char *a, const char *b)
+{
+    copy_file(fx_path(&fx, a), fx_path(&fx, out), 0, NULL);
+    append_file(fx_path(&fx, out), fx_path(&fx, b));
+}
+
+/* A copy of the fixture's CRL (cRLNumber 2, listing `revoked`) under
+ * `name`, re-issued by roost pki `reissues` times and then, if `revoke`
+ * is not NULL, once more with that certificate added: each step takes the
+ * next cRLNumber. */
+static void
+crl_variant(const char *name, int reissues, const char *revoke)
+{
+    roost_errmsg em = {{0}};
+    copy_file(fx_path(&fx, "ca.crl"), fx_path(&fx, name), 0, NULL);
+    for (int i = 0; i < reissues; i++)
+        fx_check(roost_pki_crl(fx_path(&fx, "ca.key"), fx_path(&fx, "ca.crt"),
+                               fx_path(&fx, name), 30, NULL, &em),
+                 &em, "re-issue");
+    if (revoke != NULL)
+        fx_check(roost_pki_revoke(fx_path(&fx, "ca.key"),
+                                  fx_path(&fx, "ca.crt"), fx_path(&fx, name),
+                                  fx_path(&fx, revoke), 30, &em),
+                 &em, "revoke");
+}
+
+/* Which CRL applies when a CRL file holds several of one CA: the newest
+ * (highest cRLNumber). good2 is listed by cRLNumber 3 and not by the
+ * newer cRLNumber 4 (as if un-revoked, or an older CRL left in the file):
+ * in either order the handshake lets it in, a recheck keeps its session,
+ * and only the newest CRL is in force. Listed again by cRLNumber 5, it is
+ * refused and revoked. Two different CRLs under one number are refused
+ * (a CRL re-signed under a number already used); the same CRL twice is
+ * one CRL. */
+static void
+recheck_asks_the_newest_crl(void **state)
+{
+    (void)state;
+    crl_variant("g2-listed.crl", 0, "good2.crt"); /* 3, lists good2 */
+    crl_variant("g2-clear.crl", 2, NULL);         /* 4, does not */
+    crl_bundle("old-new.crl", "g2-listed.crl", "g2-clear.crl");
+    crl_bundle("new-old.crl", "g2-clear.crl", "g2-listed.crl");
+    const char *bundles[] = {"old-new.crl", "new-old.crl"};
+    roost_tls_identity id;
+    for (int i = 0; i < 2; i++) {
+        pair_result r;
+        handshake_on(server_ctx_crl(bundles[i]), "good2", "ca", "localhost", &r,
+                     &id);
+        assert_int_equal(r.server_rc, ROOST_OK);
+        assert_int_equal(r.client_rc, ROOST_OK);
+        roost_tls_ctx *ctx = server_ctx_crl(bundles[i]);
+        assert_int_equal(roost_tls_ctx_recheck(ctx, &id), ROOST_TLS_VALID);
+        roost_tls_crl_info info;
+        assert_int_equal(roost_tls_ctx_crl_info(ctx, &info), ROOST_OK);
+        assert_int_equal(info.n_crls, 1);
+        assert_int_equal(info.n_revoked, 1); /* `revoked` only */
+        roost_tls_ctx_destroy(ctx);
+        /* The certificate both CRLs list stays revoked. */
+        handshake_on(server_ctx_crl(bundles[i]), "revoked", "ca", "localhost",
+                     &r, NULL);
+        assert_int_equal(r.server_rc, ROOST_EAUTH);
+        assert_non_null(strstr(r.server_em.text, "revoked"));
+    }
+
+    crl_variant("g2-relisted.crl", 2, "good2.crt"); /* 5, lists it again */
+    crl_bundle("relisted.crl", "g2-relisted.crl", "g2-clear.crl");
+    roost_tls_ctx *ctx = server_ctx_crl("relisted.crl");
+    assert_int_equal(roost_tls_ctx_recheck(ctx, &id), ROOST_TLS_REVOKED);
+    roost_tls_ctx_destroy(ctx);
+    pair_result r;
+    handshake_on(server_ctx_crl("relisted.crl"), "good2", "ca", "localhost", &r,
+                 NULL);
+    assert_int_equal(r.server_rc, ROOST_EAUTH);
+
+    roost_errmsg em = {{0}};
+    crl_variant("other3.crl", 1, NULL); /* 3, does not list good2 */
+    crl_bundle("twice3.crl", "g2-listed.crl", "other3.crl");
+    assert_int_equal(server_ctx_with("ca.crt", "server.crt", "server.key",
+                                     "twice3.crl", &em),
+                     ROOST_EAUTH);
+    assert_non_null(strstr(em.text, "twice3.crl"));
+    assert_non_null(strstr(em.text, "cRLNumber 3"));
+    crl_bundle("same-twice.crl", "g2-clear.crl", "g2-clear.crl");
+    ctx = server_ctx_crl("same-twice.crl");
+    roost_tls_crl_info info;
+    assert_int_equal(roost_tls_ctx_crl_info(ctx, &info), ROOST_OK);
+    assert_int_equal(info.n_crls, 1);
+    roost_tls_ctx_destroy(ctx);
+}
+
+/* Write to `out` a client certificate as roost pki sign issues it, for the
+ * key of fixture certificate `key_of`, issued by the CA under ca_prefix
+ * with the serial number of fixture certificate `serial_of`: what a CA
+ * replaced under the same name with sequential serials issues. */
+static void
+issue_with_serial(const char *ca_prefix, const char *key_of,
+                  const char *serial_of, const char *out, const char *cn)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "%s.crt", ca_prefix);
+    X509 *ca = read_pem_cert(name);
+    snprintf(name, sizeof(name), "%s.key", ca_prefix);
+    FILE *f = fopen(fx_path(&fx, name), "r");
+    assert_non_null(f);
+    EVP_PKEY *ca_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(ca_key);
+    snprintf(name, sizeof(name), "%s.crt", key_of);
+    X509 *holder = read_pem_cert(name);
+    snprintf(name, sizeof(name), "%s.crt", serial_of);
+    X509 *twin = read_pem_cert(name);
+
+    X509 *cert = X509_new();
+    assert_non_null(cert);
+    assert_int_equal(X509_set_version(cert, 2), 1);
+    assert_int_equal(X509_set_serialNumber(cert, X509_get_serialNumber(twin)),
+                     1);
+    assert_int_equal(X509_set_issuer_name(cert, X509_get_subject_name(ca)), 1);
+    X509_NAME *subject = X509_NAME_new();
+    assert_non_null(subject);
+    assert_int_equal(X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)cn, -1,
+                                                -1, 0),
+                     1);
+    assert_int_equal(X509_set_subject_name(cert, subject), 1);
+    X509_NAME_free(subject);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(cert), -60));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(cert), 86400));
+    assert_int_equal(X509_set_pubkey(cert, X509_get0_pubkey(holder)), 1);
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, ca, cert, NULL, NULL, 0);
+    static const char *const exts[][2] = {
+        {"basicConstraints", "critical,CA:FALSE"},
+        {"keyUsage", "critical,digitalSignature"},
+        {"extendedKeyUsage", "clientAuth"},
+        {"authorityKeyIdentifier", "keyid:always"},
+    };
+    for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
+        X509_EXTENSION *ext =
+            X509V3_EXT_conf(NULL, &v3, exts[i][0], exts[i][1]);
+        assert_non_null(ext);
+        assert_int_equal(X509_add_ext(cert, ext, -1), 1);
+        X509_EXTENSION_free(ext);
+    }
+    assert_true(X509_sign(cert, ca_key, EVP_sha256()) > 0);
+    f = fopen(fx_path(&fx, out), "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, cert), 1);
+    fclose(f);
+    X509_free(cert);
+    X509_free(twin);
+    X509_free(holder);
+    X509_free(ca);
+    EVP_PKEY_free(ca_key);
+}
+
+/* Two CAs of one name in the CA file (the CA replaced, the old one still
+ * trusted for a while), each with its CRL in the CRL file. The new CA
+ * (the fixture's "evil", of the same name) issued `twin` with the serial
+ * of the old CA's revoked certificate: only the new CA's CRL applies to
+ * it (matched by its authorityKeyIdentifier and signature), so it gets in
+ * and a recheck keeps it, while the old CA's revoked certificate stays
+ * refused. Revoked by its own CA, the twin is revoked. */
+static void
+recheck_asks_the_issuers_crl(void **state)
+{
+    (void)state;
+    issue_with_serial("evil", "good", "revoked", "twin.crt", "device-twin");
+    copy_file(fx_path(&fx, "good.key"), fx_path(&fx, "twin.key"), 0, NULL);
+    copy_file(fx_path(&fx, "ca.crt"), fx_path(&fx, "two-cas.crt"), 0, NULL);
+    append_file(fx_path(&fx, "two-cas.crt"), fx_path(&fx, "evil.crt"));
+    crl_bundle("two-cas.crl", "ca.crl", "evil.crl");
+    roost_tls_files f = {fx_path(&fx, "two-cas.crt"),
+                         fx_path(&fx, "server.crt"), fx_path(&fx, "server.key"),
+                         fx_path(&fx, "two-cas.crl")};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *ctx = NULL;
+    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    pair_result r;
+    roost_tls_identity id;
+    roost_tls_ctx_ref(ctx);
+    handshake_on(ctx, "twin", "ca", "localhost", &r, &id);
+    assert_int_equal(r.server_rc, ROOST_OK);
+    assert_int_equal(roost_tls_ctx_recheck(ctx, &id), ROOST_TLS_VALID);
+    roost_tls_ctx_ref(ctx);
+    handshake_on(ctx, "revoked", "ca", "localhost", &r, NULL);
+    assert_int_equal(r.server_rc, ROOST_EAUTH);
+    assert_non_null(strstr(r.server_em.text, "revoked"));
+    roost_tls_ctx_destroy(ctx);
+
+    copy_file(fx_path(&fx, "evil.crl"), fx_path(&fx, "evil-twin.crl"), 0, NULL);
+    fx_check(roost_pki_revoke(fx_path(&fx, "evil.key"),
+                              fx_path(&fx, "evil.crt"),
+                              fx_path(&fx, "evil-twin.crl"),
+                              fx_path(&fx, "twin.crt"), 30, &em),
+             &em, "revoke twin");
+    crl_bundle("two-cas-twin.crl", "ca.crl", "evil-twin.crl");
+    f.crl_path = fx_path(&fx, "two-cas-twin.crl");
+    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    assert_int_equal(roost_tls_ctx_recheck(ctx, &id), ROOST_TLS_REVOKED);
+    roost_tls_ctx_ref(ctx);
+    handshake_on(ctx, "twin", "ca", "localhost", &r, NULL);
+    assert_int_equal(r.server_rc, ROOST_EAUTH);
+    roost_tls_ctx_destroy(ctx);
+}
+
+/* What a context reports about its CRLs in force (roost serve compares
+ * and records it): one per issuer with its name, the SHA-256 of its CA's
+ * key, its cRLNumber in hex ("0" without one) and where it stood in the
+ * file; and how numbers compare. Runs after recheck_asks_the_newest_crl,
+ * whose files it reads. */
+static void
+crl_issuers_reported(void **state)
+{
+    (void)state;
+    X509 *ca = read_pem_cert("ca.crt");
+    uint8_t ca_key[ROOST_TLS_FINGERPRINT_LEN];
+    unsigned int n = 0;
+    assert_int_equal(X509_pubkey_digest(ca, EVP_sha256(), ca_key, &n), 1);
+    X509_free(ca);
+    roost_tls_ctx *ctx = server_ctx_crl("old-new.crl");
+    assert_int_equal(roost_tls_ctx_crl_count(ctx), 1);
+    roost_tls_crl_issuer ci;
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_string_equal(ci.issuer, "CN=Roost Test CA");
+    assert_memory_equal(ci.issuer_key, ca_key, sizeof(ca_key));
+    assert_string_equal(ci.number, "4");
+    assert_true(ci.numbered);
+    assert_int_equal(ci.index, 2);
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 1, &ci), ROOST_EINVAL);
+    roost_tls_ctx_destroy(ctx);
+    ctx = server_ctx_crl("plain.crl");
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_string_equal(ci.number, "0");
+    assert_false(ci.numbered);
+    roost_tls_ctx_destroy(ctx);
+    /* Two CAs of one name: two issuers. */
+    roost_tls_files f = {fx_path(&fx, "two-cas.crt"),
+                         fx_path(&fx, "server.crt"), fx_path(&fx, "server.key"),
+                         fx_path(&fx, "two-cas.crl")};
+    roost_errmsg em = {{0}};
+    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    assert_int_equal(roost_tls_ctx_crl_count(ctx), 2);
+    roost_tls_crl_issuer other;
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 1, &other), ROOST_OK);
+    assert_string_equal(ci.issuer, other.issuer);
+    assert_memory_not_equal(ci.issuer_key, other.issuer_key,
+                            sizeof(ci.issuer_key));
+    roost_tls_ctx_destroy(ctx);
+
+    assert_true(roost_tls_crl_number_cmp("f", "10") < 0);
+    assert_true(roost_tls_crl_number_cmp("10", "f") > 0);
+    assert_true(roost_tls_crl_number_cmp("a", "b") < 0);
+    assert_int_equal(roost_tls_crl_number_cmp("0", "0"), 0);
+    assert_true(roost_tls_crl_number_cmp("0", "1") < 0);
+}
+
 int
 main(void)
 {
@@ -899,6 +1159,9 @@ main(void)
         cmocka_unit_test(trust_anchor_rechecked),
         cmocka_unit_test(crl_with_and_without_extensions),
         cmocka_unit_test(recheck_verdicts),
+        cmocka_unit_test(recheck_asks_the_newest_crl),
+        cmocka_unit_test(recheck_asks_the_issuers_crl),
+        cmocka_unit_test(crl_issuers_reported),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,7 +18,7 @@
 
 typedef struct tls_fixture {
     char dir[256];
-    char path[64][320];
+    char path[128][320];
     int n;
 } tls_fixture;
 
@@ -31,7 +31,7 @@ fx_path(tls_fixture *fx, const char *name)
         if (slash && strcmp(slash + 1, name) == 0)
             return fx->path[i];
     }
-    if (fx->n >= 64)
+    if (fx->n >= 128)
         abort();
     char dir[sizeof(fx->dir)];
     memcpy(dir, fx->dir, sizeof(dir));

@@ -16,6 +16,12 @@
 #   - a session is closed when its certificate expires (dev5, issued with
 #     `openssl ca` to expire seconds after it connects);
 #   - a reload with a bad CRL keeps the previous files in force;
+#   - an older CRL (a lower cRLNumber than the one in force, which would
+#     un-revoke dev0 and dev2) is refused by a reload, and so is a CRL
+#     re-signed under the number in force with other entries: dev0 stays
+#     refused; a restart with the older CRL is refused too (the database
+#     remembers the number), until `roost serve --accept-older-crl`
+#     records it deliberately;
 #   - a reload that replaces the CA (new CA file, CRL and server
 #     certificate) closes the open sessions of the old CA's devices;
 #   - `roost pki crl` re-signs the CRL (same entries, new validity), and the
@@ -192,6 +198,7 @@ wait_for serve.log "opened: CN=dev3" &&
     bad "dev3 session did not open"
 
 # --- revoke dev0 and dev2, reload ------------------------------------
+cp ca/ca.crl crl-2.crl # cRLNumber 2: before the revocations
 check 0 "revoke dev0" "$roost" pki revoke --ca-dir ca --cert dev0.crt
 expect_text "revoke says how to apply it" "systemctl reload roost"
 check 0 "revoke dev2" "$roost" pki revoke --ca-dir ca --cert dev2.crt
@@ -235,6 +242,77 @@ else
     expect_text "dev1 still connects" "Protocol version: TLSv1.3" \
         "$work/sc-dev1.out"
 fi
+
+# --- an older CRL: refused at reload and at restart -------------------
+# Putting back a CRL from before the revocations (cRLNumber 2; 4 is in
+# force) would un-revoke dev0 and dev2.
+cp ca/ca.crl crl-4.crl
+cp crl-2.crl ca/ca.crl
+reload
+expect_text "older CRL: reload refused, naming file, issuer and numbers" \
+    "error: SIGHUP: TLS files not reloaded, the previous ones stay in force: CRL ca/ca.crl: issuer CN=Reload Test CA: cRLNumber 2 is lower than 4, the highest in force: an older CRL would un-revoke certificates" \
+    serve.log
+expect_text "the reload says how to go back on purpose" \
+    "and reload (systemctl reload roost); to use this CRL on purpose, run 'roost serve --config FILE --accept-older-crl' first" \
+    serve.log
+m=$(count serve.log "certificate revoked$")
+handshake dev0
+i=0
+while [ "$(count serve.log "certificate revoked$")" -le "$m" ] && [ $i -lt 100 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+[ "$(count serve.log "certificate revoked$")" -gt "$m" ] &&
+    ok "dev0 still refused: its revocation stays in force" ||
+    bad "dev0 let in after an older CRL was put back"
+# The same number re-signed with other entries (a copy of the CA signs the
+# old CRL twice: cRLNumber 4 without dev0 and dev2).
+cp -r ca ca-fork
+cp crl-2.crl ca-fork/ca.crl
+"$roost" pki crl --ca-dir ca-fork >/dev/null &&
+    "$roost" pki crl --ca-dir ca-fork >/dev/null || bad "forked CRL"
+cp ca-fork/ca.crl ca/ca.crl
+reload
+expect_text "another CRL under the number in force: refused" \
+    "not reloaded.*CRL ca/ca.crl: issuer CN=Reload Test CA: cRLNumber 4 is the number in force, but the CRL differs" \
+    serve.log
+cp crl-4.crl ca/ca.crl
+reload
+expect_text "the CRL in force reloads" \
+    "SIGHUP: TLS files reloaded; new handshakes use them; 0 open sessions" \
+    serve.log
+# A restart does not forget: the database holds the highest number.
+kill -TERM "$pid"; wait "$pid"; pid=
+mv serve.log serve.log.0
+cp crl-2.crl ca/ca.crl
+check 2 "restart with the older CRL refused (exit 2)" \
+    timeout 20 "$roost" serve --config serve.conf
+expect_text "restart names the file, issuer and numbers" \
+    "error: TLS: CRL ca/ca.crl: issuer CN=Reload Test CA: cRLNumber 2 is lower than 4, recorded in the database" \
+    serve.log
+expect_text "and the way back" \
+    "error: install the CA's newest CRL as ca/ca.crl .* and start again; to use this CRL on purpose, run 'roost serve --config FILE --accept-older-crl' first" \
+    serve.log
+check 0 "--accept-older-crl records the older CRL" \
+    "$roost" serve --config serve.conf --accept-older-crl
+expect_text "it says what it replaced" \
+    "issuer CN=Reload Test CA: cRLNumber 2 recorded (was 4)"
+cp crl-4.crl ca/ca.crl
+mv serve.log serve.log.00
+start_daemon "restart with the newest CRL"
+ok "restart with the newest CRL"
+m=$(count serve.log "certificate revoked$")
+handshake dev0
+i=0
+while [ "$(count serve.log "certificate revoked$")" -le "$m" ] && [ $i -lt 100 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+[ "$(count serve.log "certificate revoked$")" -gt "$m" ] &&
+    ok "dev0 refused after the restart" || bad "dev0 let in after restart"
+cp crl-2.crl ca/ca.crl
+reload
+expect_text "the newest CRL is recorded again at start" \
+    "cRLNumber 2 is lower than 4" serve.log
+cp crl-4.crl ca/ca.crl
 
 # --- handshakes that straddle the reload ------------------------------
 # A handshake starts under the old CRL: the relay passes its ClientHello
@@ -411,9 +489,19 @@ i=0
 while [ "$(count serve.log "opened: CN=dev1")" -le "$n" ] && [ $i -lt 200 ]; do
     sleep 0.1; i=$((i + 1))
 done
+# The new CA's CRL comes without a cRLNumber (openssl ca without a
+# crlnumber file), as CRLs of roost pki before it numbered them: it loads,
+# since no numbered CRL of that CA was seen.
+openssl_ca_dir oca3
+sed -i '/^crlnumber/d' oca3/ca.cnf
+openssl ca -config oca3/ca.cnf -gencrl -crldays 30 -keyfile other/ca.key \
+    -cert other/ca.crt -out unnumbered.crl >"$out" 2>&1 ||
+    { bad "unnumbered CRL"; cat "$out"; }
+openssl crl -in unnumbered.crl -noout -text >"$out" 2>&1
+grep -q "CRL Number" "$out" && bad "the unnumbered CRL has a number"
 cp ca/ca.crt ca.crt.good
 cp other/ca.crt ca/ca.crt
-cp other/ca.crl ca/ca.crl
+cp unnumbered.crl ca/ca.crl
 cp other-server.crt server.crt
 cp other-server.key server.key
 reload
@@ -422,6 +510,19 @@ expect_text "dev1's session of the old CA closed" \
     "(CN=dev1): closing: its CA is not in the reloaded CA file" serve.log
 release_session "$hold1" 7
 hold1=
+# Its numbered CRL replaces the unnumbered one; after that, an unnumbered
+# CRL counts as 0 and is older.
+before=$(count serve.log "SIGHUP: TLS files reloaded")
+cp other/ca.crl ca/ca.crl
+reload
+[ "$(count serve.log "SIGHUP: TLS files reloaded")" -gt "$before" ] &&
+    ok "a numbered CRL replaces the unnumbered one" ||
+    bad "numbered CRL after an unnumbered one not reloaded"
+cp unnumbered.crl ca/ca.crl
+reload
+expect_text "an unnumbered CRL after a numbered one: refused" \
+    "not reloaded.*CRL ca/ca.crl: issuer CN=Other CA: cRLNumber 0 is lower than 1" \
+    serve.log
 cp ca.crt.good ca/ca.crt
 cp good.crl ca/ca.crl
 cp server.crt.good server.crt
@@ -433,6 +534,13 @@ expect_text "the old CA restored" "0 whose CA is no longer trusted" serve.log
 # openssl ca writes a CRL with a nextUpdate in the past (roost pki never
 # does), with no entries.
 openssl_ca_dir oca
+# The daemon refuses a CRL numbered below the one in force: number the
+# CRLs openssl ca makes after ca/ca.crl's.
+next_crlnumber() { # dir
+    cur=$(openssl crl -in ca/ca.crl -noout -crlnumber | sed 's/^crlNumber=0x//')
+    printf '%02X\n' $((0x$cur + 1)) >"$1/crlnumber"
+}
+next_crlnumber oca
 if openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
     -crl_lastupdate 20000101000000Z -crl_nextupdate 20000102000000Z \
     -out ca/ca.crl >"$out" 2>&1; then
@@ -463,6 +571,7 @@ if openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
         bad "dev1 not let in after re-signing"
     # A CRL whose lastUpdate is still to come (the CA's clock ahead of
     # this host's): OpenSSL refuses every client until then.
+    next_crlnumber oca
     openssl ca -config oca/ca.cnf -gencrl -keyfile ca/ca.key -cert ca/ca.crt \
         -crl_lastupdate "$(date -u -d '+1 day' +%Y%m%d%H%M%SZ)" \
         -crl_nextupdate "$(date -u -d '+30 days' +%Y%m%d%H%M%SZ)" \
