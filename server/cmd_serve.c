@@ -601,6 +601,17 @@ crl_number_text(const char *hex, char *buf, size_t cap)
     return buf;
 }
 
+/* The crl_numbers row for a CRL in force (recorded_ms 0: the store's now). */
+static void
+crl_record(roost_store_crl *r, const roost_tls_crl_issuer *ci)
+{
+    memset(r, 0, sizeof(*r));
+    memcpy(r->issuer_key, ci->issuer_key, sizeof(r->issuer_key));
+    snprintf(r->issuer, sizeof(r->issuer), "%s", ci->issuer);
+    snprintf(r->number, sizeof(r->number), "%s", ci->number);
+    memcpy(r->crl_sha256, ci->digest, sizeof(r->crl_sha256));
+}
+
 /*
  * Check each CRL of ctx against the number recorded for its issuer (see
  * "CRL rollback") and record those that changed. at_start only changes
@@ -656,11 +667,7 @@ crl_guard(struct serve *sv, const roost_tls_ctx *ctx, bool at_start,
                             crl_number_text(ci.number, now_n, sizeof(now_n)),
                             when);
         else if (cmp > 0 || !same) {
-            roost_store_crl *r = &rec[n_rec++];
-            memcpy(r->issuer_key, ci.issuer_key, sizeof(r->issuer_key));
-            snprintf(r->issuer, sizeof(r->issuer), "%s", ci.issuer);
-            snprintf(r->number, sizeof(r->number), "%s", ci.number);
-            memcpy(r->crl_sha256, ci.digest, sizeof(r->crl_sha256));
+            crl_record(&rec[n_rec++], &ci);
         }
     }
     if (rc == ROOST_OK && n_rec > 0)
@@ -1252,10 +1259,7 @@ accept_older_crl(roost_serve_config *cfg)
             rc == ROOST_OK ? "was " : "none recorded before",
             rc == ROOST_OK ? crl_number_text(old.number, old_n, sizeof(old_n))
                            : "");
-        memcpy(rec[i].issuer_key, ci.issuer_key, sizeof(rec[i].issuer_key));
-        snprintf(rec[i].issuer, sizeof(rec[i].issuer), "%s", ci.issuer);
-        snprintf(rec[i].number, sizeof(rec[i].number), "%s", ci.number);
-        memcpy(rec[i].crl_sha256, ci.digest, sizeof(rec[i].crl_sha256));
+        crl_record(&rec[i], &ci);
     }
     if (roost_store_put_crls(store, rec, n, &em) != ROOST_OK) {
         fprintf(stderr, "roost serve: database: %s\n", em.text);

@@ -75,6 +75,17 @@ reload() {
         sleep 0.1; i=$((i + 1))
     done
 }
+# A handshake with a device's certificate that the daemon must refuse as
+# revoked: a new "certificate revoked" line in the log within 10 s.
+refused_as_revoked() { # device ok-message bad-message
+    m=$(count serve.log "certificate revoked$")
+    handshake "$1"
+    i=0
+    while [ "$(count serve.log "certificate revoked$")" -le "$m" ] && [ $i -lt 100 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    [ "$(count serve.log "certificate revoked$")" -gt "$m" ] && ok "$2" || bad "$3"
+}
 
 if ! command -v openssl >/dev/null 2>&1; then
     echo "skip: openssl not installed"
@@ -255,15 +266,8 @@ expect_text "older CRL: reload refused, naming file, issuer and numbers" \
 expect_text "the reload says how to go back on purpose" \
     "and reload (systemctl reload roost); to use this CRL on purpose, run 'roost serve --config FILE --accept-older-crl' first" \
     serve.log
-m=$(count serve.log "certificate revoked$")
-handshake dev0
-i=0
-while [ "$(count serve.log "certificate revoked$")" -le "$m" ] && [ $i -lt 100 ]; do
-    sleep 0.1; i=$((i + 1))
-done
-[ "$(count serve.log "certificate revoked$")" -gt "$m" ] &&
-    ok "dev0 still refused: its revocation stays in force" ||
-    bad "dev0 let in after an older CRL was put back"
+refused_as_revoked dev0 "dev0 still refused: its revocation stays in force" \
+    "dev0 let in after an older CRL was put back"
 # The same number re-signed with other entries (a copy of the CA signs the
 # old CRL twice: cRLNumber 4 without dev0 and dev2).
 cp -r ca ca-fork
@@ -300,14 +304,8 @@ cp crl-4.crl ca/ca.crl
 mv serve.log serve.log.00
 start_daemon "restart with the newest CRL"
 ok "restart with the newest CRL"
-m=$(count serve.log "certificate revoked$")
-handshake dev0
-i=0
-while [ "$(count serve.log "certificate revoked$")" -le "$m" ] && [ $i -lt 100 ]; do
-    sleep 0.1; i=$((i + 1))
-done
-[ "$(count serve.log "certificate revoked$")" -gt "$m" ] &&
-    ok "dev0 refused after the restart" || bad "dev0 let in after restart"
+refused_as_revoked dev0 "dev0 refused after the restart" \
+    "dev0 let in after restart"
 cp crl-2.crl ca/ca.crl
 reload
 expect_text "the newest CRL is recorded again at start" \
@@ -446,15 +444,8 @@ handshake dev1
 expect_text "dev1 still handshakes under the previous files" \
     "Protocol version: TLSv1.3" "$work/sc-dev1.out"
 wait_for serve.log "certificate revoked" >/dev/null
-m=$(count serve.log "certificate revoked$")
-handshake dev0
-i=0
-while [ "$(count serve.log "certificate revoked$")" -le "$m" ] && [ $i -lt 100 ]; do
-    sleep 0.1; i=$((i + 1))
-done
-[ "$(count serve.log "certificate revoked$")" -gt "$m" ] &&
-    ok "dev0 still refused under the previous CRL" ||
-    bad "dev0 let in after a failed reload"
+refused_as_revoked dev0 "dev0 still refused under the previous CRL" \
+    "dev0 let in after a failed reload"
 # A CRL from another CA is refused too (it would fail every handshake).
 "$roost" pki init --dir other --cn "Other CA" >/dev/null
 cp other/ca.crl ca/ca.crl
