@@ -924,6 +924,19 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
     }
     if (server && (rc = check_own_cert(c, files, em)) != ROOST_OK)
         goto fail;
+    /* A client's own certificate is checked for its role only: the chain
+     * leads to the coordinator's CA, which the device may not hold (it
+     * trusts ca_path for the server), and its validity period is the
+     * server's to judge by its clock. A certificate for another role is
+     * refused by every coordinator; saying so here names the file. */
+    const char *why = NULL;
+    if (!server && files->cert_path != NULL &&
+        (why = eku_problem(SSL_CTX_get0_certificate(c), true)) != NULL) {
+        rc = roost_fail(em, ROOST_EAUTH,
+                        "certificate %s cannot act as a TLS client: %s",
+                        files->cert_path, why);
+        goto fail;
+    }
     if (files->crl_path != NULL) {
         X509_STORE *store = SSL_CTX_get_cert_store(c);
         rc = load_crl(ctx, store, files->crl_path, files->ca_path,

@@ -656,26 +656,34 @@ ca_file_with_many_certs(void **state)
 }
 
 /* Certificates of the deployment CA that are not valid client
- * certificates: the server's own (extendedKeyUsage serverAuth only), and
- * one not valid yet. (Certificates without extendedKeyUsage, which only
- * other tools make, are refused in tests/server/test_eku.sh.) */
+ * certificates: the server's own (extendedKeyUsage serverAuth only) makes
+ * no client context at all, naming the file; one not valid yet is refused
+ * by the server. (A server's refusal of the wrong purpose, and
+ * certificates without extendedKeyUsage, which only other tools make, are
+ * tested with openssl s_client in tests/server/test_eku.sh.) */
 static void
 wrong_purpose_and_not_yet_valid_refused(void **state)
 {
     (void)state;
+    roost_tls_files f = {fx_path(&fx, "ca.crt"), fx_path(&fx, "server.crt"),
+                         fx_path(&fx, "server.key"), NULL};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *ctx = NULL;
+    assert_int_equal(roost_tls_ctx_create_client(&ctx, &f, &em), ROOST_EAUTH);
+    assert_null(ctx);
+    assert_non_null(strstr(em.text, "server.crt"));
+    assert_non_null(strstr(em.text, "cannot act as a TLS client"));
+    assert_non_null(strstr(em.text, "lacks clientAuth"));
+
     pair_result r;
-    handshake_with("server", "ca", "localhost", &r);
-    assert_int_equal(r.server_rc, ROOST_EAUTH);
-    assert_non_null(strstr(r.server_em.text, "purpose"));
-    assert_non_null(strstr(r.server_em.text, "lacks clientAuth"));
-    /* The client learns that its certificate was refused (the server's
-     * alert is "unsupported certificate"). */
-    assert_int_equal(r.client_rc, ROOST_EAUTH);
     roost_pki_validity future = {ROOST_PKI_DAY_S, 30 * ROOST_PKI_DAY_S};
     fx_client(&fx, "ca", "future", "device-future", future);
     handshake_with("future", "ca", "localhost", &r);
     assert_int_equal(r.server_rc, ROOST_EAUTH);
     assert_non_null(strstr(r.server_em.text, "not yet valid"));
+    /* The client learns that its certificate was refused (by the
+     * server's alert). */
+    assert_int_equal(r.client_rc, ROOST_EAUTH);
 }
 
 /* roost_tls_ctx_trusts: the CA a session was verified to is found in a
