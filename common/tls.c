@@ -314,6 +314,13 @@ crl_signer(X509_STORE *store, X509_CRL *crl)
     return found;
 }
 
+/* The most hex digits of a cRLNumber: RFC 5280 5.2.3 caps it at 20
+ * octets, and roost serve's record (roost_store_put_crls) holds no more,
+ * so a context must not take a number its coordinator cannot record. */
+#define CRL_NUMBER_MAX_DIGITS 40
+_Static_assert(CRL_NUMBER_MAX_DIGITS < ROOST_TLS_CRL_NUMBER_CAP,
+               "a cRLNumber and its NUL fit roost_tls_crl_issuer.number");
+
 /* Write the cRLNumber of crl as lowercase hex without leading zeros into
  * out ("0" without the extension, or a negative one, which counts as 0 as
  * roost pki counts it); false if the extension is damaged or repeated, or
@@ -339,7 +346,7 @@ crl_number_hex(X509_CRL *crl, char out[ROOST_TLS_CRL_NUMBER_CAP],
             digits++;
             len--;
         }
-        ok = hex != NULL && len + 1 <= ROOST_TLS_CRL_NUMBER_CAP;
+        ok = hex != NULL && len <= CRL_NUMBER_MAX_DIGITS;
         for (size_t i = 0; ok && i <= len; i++)
             out[i] = (char)(digits[i] >= 'A' && digits[i] <= 'F'
                                 ? digits[i] - 'A' + 'a'

@@ -134,7 +134,7 @@ int roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out);
  * two different CRLs neither of which supersedes the other make the
  * context fail (ROOST_EAUTH). Handshakes and roost_tls_ctx_recheck ask
  * only that CRL about a certificate of that issuer. */
-#define ROOST_TLS_CRL_NUMBER_CAP 48 /* 20 octets in hex, and the NUL */
+#define ROOST_TLS_CRL_NUMBER_CAP 48 /* at most 40 hex digits, and the NUL */
 typedef struct roost_tls_crl_issuer {
     char issuer[ROOST_TLS_SUBJECT_CAP]; /* the CRL's issuer, RFC 2253 */
     /* SHA-256 of the public key (SubjectPublicKeyInfo) of the CA of

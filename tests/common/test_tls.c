@@ -1146,6 +1146,76 @@ crl_issuers_reported(void **state)
     assert_true(roost_tls_crl_number_cmp("0", "1") < 0);
 }
 
+/* Write to `out` the CRL of fixture file `src` with its cRLNumber set to
+ * `hex` (BN_hex2bn: a leading '-' makes it negative), re-signed by the
+ * fixture's CA. */
+static void
+crl_renumbered(const char *out, const char *src, const char *hex)
+{
+    FILE *f = fopen(fx_path(&fx, src), "r");
+    assert_non_null(f);
+    X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(crl);
+    f = fopen(fx_path(&fx, "ca.key"), "r");
+    assert_non_null(f);
+    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(key);
+    BIGNUM *bn = NULL;
+    assert_true(BN_hex2bn(&bn, hex) > 0);
+    ASN1_INTEGER *num = BN_to_ASN1_INTEGER(bn, NULL);
+    assert_non_null(num);
+    assert_int_equal(
+        X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_REPLACE),
+        1);
+    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+    f = fopen(fx_path(&fx, out), "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+    fclose(f);
+    ASN1_INTEGER_free(num);
+    BN_free(bn);
+    EVP_PKEY_free(key);
+    X509_CRL_free(crl);
+}
+
+/* cRLNumber limits (RFC 5280 5.2.3: at most 20 octets): 40 hex digits are
+ * the most a context takes, as the database records them
+ * (roost_store_put_crls); 41 digits are refused naming the number, and
+ * not taken by a context only to fail later when roost serve records it.
+ * A negative number counts as 0. */
+static void
+crl_number_limits(void **state)
+{
+    (void)state;
+    roost_errmsg em = {{0}};
+    const char *max = "ffffffffffffffffffffffffffffffffffffffff";
+    crl_renumbered("n40.crl", "ca.crl", max);
+    roost_tls_ctx *ctx = server_ctx_crl("n40.crl");
+    roost_tls_crl_issuer ci;
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_string_equal(ci.number, max);
+    roost_tls_ctx_destroy(ctx);
+    crl_renumbered("n41.crl", "ca.crl",
+                   "10000000000000000000000000000000000000000");
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "n41.crl", &em),
+        ROOST_EIO);
+    assert_non_null(strstr(em.text, "cRLNumber"));
+    crl_renumbered("n47.crl", "ca.crl",
+                   "fffffffffffffffffffffffffffffffffffffffffffffff");
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "n47.crl", &em),
+        ROOST_EIO);
+    crl_renumbered("neg.crl", "ca.crl", "-5");
+    ctx = server_ctx_crl("neg.crl");
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_string_equal(ci.number, "0");
+    assert_true(ci.numbered);
+    roost_tls_ctx_destroy(ctx);
+}
+
 int
 main(void)
 {
@@ -1170,6 +1240,7 @@ main(void)
         cmocka_unit_test(recheck_asks_the_newest_crl),
         cmocka_unit_test(recheck_asks_the_issuers_crl),
         cmocka_unit_test(crl_issuers_reported),
+        cmocka_unit_test(crl_number_limits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
