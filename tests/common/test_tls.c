@@ -1216,6 +1216,43 @@ crl_number_limits(void **state)
     roost_tls_ctx_destroy(ctx);
 }
 
+/* Two different CRLs of one issuer under one cRLNumber are refused
+ * wherever they stand in the file, also when a third CRL with a higher
+ * number supersedes both: whether a file loads must not depend on the
+ * order of its entries; without such a pair the newest of three is kept.
+ * Runs after recheck_asks_the_newest_crl, whose files it reads. */
+static void
+reused_crl_number_refused_in_any_order(void **state)
+{
+    (void)state;
+    /* g2-listed and other3 are two different CRLs numbered 3, g2-clear
+     * is number 4. */
+    const char *orders[][3] = {
+        {"g2-listed.crl", "other3.crl", "g2-clear.crl"},
+        {"g2-listed.crl", "g2-clear.crl", "other3.crl"},
+        {"g2-clear.crl", "g2-listed.crl", "other3.crl"},
+    };
+    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++) {
+        roost_errmsg em = {{0}};
+        crl_bundle("three.crl", orders[i][0], orders[i][1]);
+        append_file(fx_path(&fx, "three.crl"), fx_path(&fx, orders[i][2]));
+        assert_int_equal(server_ctx_with("ca.crt", "server.crt", "server.key",
+                                         "three.crl", &em),
+                         ROOST_EAUTH);
+        assert_non_null(strstr(em.text, "cRLNumber 3"));
+    }
+    /* Without the re-used number, the newest of three is in force. */
+    crl_bundle("three.crl", "g2-listed.crl", "g2-relisted.crl");
+    append_file(fx_path(&fx, "three.crl"), fx_path(&fx, "g2-clear.crl"));
+    roost_tls_ctx *ctx = server_ctx_crl("three.crl");
+    assert_int_equal(roost_tls_ctx_crl_count(ctx), 1);
+    roost_tls_crl_issuer ci;
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_string_equal(ci.number, "5");
+    assert_int_equal(ci.index, 2);
+    roost_tls_ctx_destroy(ctx);
+}
+
 int
 main(void)
 {
@@ -1241,6 +1278,7 @@ main(void)
         cmocka_unit_test(recheck_asks_the_issuers_crl),
         cmocka_unit_test(crl_issuers_reported),
         cmocka_unit_test(crl_number_limits),
+        cmocka_unit_test(reused_crl_number_refused_in_any_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
