@@ -381,6 +381,20 @@ crl_describe(struct ctx_crl *e, X509_CRL *crl, X509 *signer, int index,
         n != ROOST_TLS_FINGERPRINT_LEN ||
         !asn1_seconds(X509_CRL_get0_lastUpdate(crl), now, &e->this_update))
         return false;
+    /* issuer_id: the key's digest, then the name's DER, hashed. */
+    unsigned char *der = NULL;
+    int der_len = i2d_X509_NAME(X509_CRL_get_issuer(crl), &der);
+    EVP_MD_CTX *md = der_len > 0 ? EVP_MD_CTX_new() : NULL;
+    bool id_ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+                 EVP_DigestUpdate(md, e->info.issuer_key,
+                                  sizeof(e->info.issuer_key)) == 1 &&
+                 EVP_DigestUpdate(md, der, (size_t)der_len) == 1 &&
+                 EVP_DigestFinal_ex(md, e->info.issuer_id, &n) == 1 &&
+                 n == ROOST_TLS_FINGERPRINT_LEN;
+    EVP_MD_CTX_free(md);
+    OPENSSL_free(der);
+    if (!id_ok)
+        return false;
     BIO *b = BIO_new(BIO_s_mem());
     if (b == NULL)
         return false;

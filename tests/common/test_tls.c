@@ -1117,6 +1117,21 @@ crl_issuers_reported(void **state)
     assert_string_equal(ci.number, "4");
     assert_true(ci.numbered);
     assert_int_equal(ci.index, 2);
+    /* issuer_id: SHA-256 over the key's digest and the name's DER (the
+     * CRL's issuer name is the CA's subject). */
+    X509 *ca_cert = read_pem_cert("ca.crt");
+    unsigned char *der = NULL;
+    int der_len = i2d_X509_NAME(X509_get_subject_name(ca_cert), &der);
+    assert_true(der_len > 0 && der_len <= 256);
+    uint8_t id_in[ROOST_TLS_FINGERPRINT_LEN + 256], id[32];
+    memcpy(id_in, ca_key, sizeof(ca_key));
+    memcpy(id_in + sizeof(ca_key), der, (size_t)der_len);
+    assert_int_equal(EVP_Digest(id_in, sizeof(ca_key) + (size_t)der_len, id, &n,
+                                EVP_sha256(), NULL),
+                     1);
+    assert_memory_equal(ci.issuer_id, id, sizeof(id));
+    OPENSSL_free(der);
+    X509_free(ca_cert);
     assert_int_equal(roost_tls_ctx_crl_get(ctx, 1, &ci), ROOST_EINVAL);
     roost_tls_ctx_destroy(ctx);
     ctx = server_ctx_crl("plain.crl");
@@ -1137,6 +1152,8 @@ crl_issuers_reported(void **state)
     assert_string_equal(ci.issuer, other.issuer);
     assert_memory_not_equal(ci.issuer_key, other.issuer_key,
                             sizeof(ci.issuer_key));
+    assert_memory_not_equal(ci.issuer_id, other.issuer_id,
+                            sizeof(ci.issuer_id));
     roost_tls_ctx_destroy(ctx);
 
     assert_true(roost_tls_crl_number_cmp("f", "10") < 0);
