@@ -314,6 +314,13 @@ crl_signer(X509_STORE *store, X509_CRL *crl)
     return found;
 }
 
+/* The most hex digits of a cRLNumber: RFC 5280 5.2.3 caps it at 20
+ * octets, and roost serve's record (roost_store_put_crls) holds no more,
+ * so a context must not take a number its coordinator cannot record. */
+#define CRL_NUMBER_MAX_DIGITS 40
+_Static_assert(CRL_NUMBER_MAX_DIGITS < ROOST_TLS_CRL_NUMBER_CAP,
+               "a cRLNumber and its NUL fit roost_tls_crl_issuer.number");
+
 /* Write the cRLNumber of crl as lowercase hex without leading zeros into
  * out ("0" without the extension, or a negative one, which counts as 0 as
  * roost pki counts it); false if the extension is damaged or repeated, or
@@ -339,7 +346,7 @@ crl_number_hex(X509_CRL *crl, char out[ROOST_TLS_CRL_NUMBER_CAP],
             digits++;
             len--;
         }
-        ok = hex != NULL && len + 1 <= ROOST_TLS_CRL_NUMBER_CAP;
+        ok = hex != NULL && len <= CRL_NUMBER_MAX_DIGITS;
         for (size_t i = 0; ok && i <= len; i++)
             out[i] = (char)(digits[i] >= 'A' && digits[i] <= 'F'
                                 ? digits[i] - 'A' + 'a'
@@ -374,6 +381,20 @@ crl_describe(struct ctx_crl *e, X509_CRL *crl, X509 *signer, int index,
         n != ROOST_TLS_FINGERPRINT_LEN ||
         !asn1_seconds(X509_CRL_get0_lastUpdate(crl), now, &e->this_update))
         return false;
+    /* issuer_id: the key's digest, then the name's DER, hashed. */
+    unsigned char *der = NULL;
+    int der_len = i2d_X509_NAME(X509_CRL_get_issuer(crl), &der);
+    EVP_MD_CTX *md = der_len > 0 ? EVP_MD_CTX_new() : NULL;
+    bool id_ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+                 EVP_DigestUpdate(md, e->info.issuer_key,
+                                  sizeof(e->info.issuer_key)) == 1 &&
+                 EVP_DigestUpdate(md, der, (size_t)der_len) == 1 &&
+                 EVP_DigestFinal_ex(md, e->info.issuer_id, &n) == 1 &&
+                 n == ROOST_TLS_FINGERPRINT_LEN;
+    EVP_MD_CTX_free(md);
+    OPENSSL_free(der);
+    if (!id_ok)
+        return false;
     BIO *b = BIO_new(BIO_s_mem());
     if (b == NULL)
         return false;
@@ -398,6 +419,16 @@ crl_newer(const struct ctx_crl *a, const struct ctx_crl *b)
         return c;
     return (b->this_update > a->this_update) -
            (b->this_update < a->this_update);
+}
+
+/* Whether two CRLs have one issuer: the same name and signing CA key. */
+static bool
+crl_same_issuer(const struct ctx_crl *a, const struct ctx_crl *b)
+{
+    return memcmp(a->info.issuer_key, b->info.issuer_key,
+                  sizeof(a->info.issuer_key)) == 0 &&
+           X509_NAME_cmp(X509_CRL_get_issuer(a->crl),
+                         X509_CRL_get_issuer(b->crl)) == 0;
 }
 
 /* Load every CRL of path into store, keeping only the newest of each
@@ -432,6 +463,8 @@ load_crl(roost_tls_ctx *ctx, X509_STORE *store, const char *path,
     if (f == NULL)
         return roost_fail(em, ROOST_EIO, "CRL %s: cannot open", path);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
+    /* Every distinct CRL read; once the file is read, compacted to the
+     * newest of each issuer. */
     struct ctx_crl *kept = NULL;
     size_t n_kept = 0, cap = 0;
     time_t now = time(NULL);
@@ -468,52 +501,66 @@ load_crl(roost_tls_ctx *ctx, X509_STORE *store, const char *path,
             X509_CRL_free(crl);
             goto out;
         }
-        size_t at = 0;
-        while (at < n_kept &&
-               (memcmp(kept[at].info.issuer_key, e.info.issuer_key,
-                       sizeof(e.info.issuer_key)) != 0 ||
-                X509_NAME_cmp(X509_CRL_get_issuer(kept[at].crl),
-                              X509_CRL_get_issuer(crl)) != 0))
-            at++;
-        if (at == n_kept) {
-            if (n_kept == cap) {
-                size_t ncap = cap ? 2 * cap : 4;
-                struct ctx_crl *p =
-                    roost_alloc_realloc(NULL, kept, ncap * sizeof(*p));
-                if (p == NULL) {
-                    X509_CRL_free(crl);
-                    rc = roost_fail(em, ROOST_ENOMEM, "CRL: out of memory");
-                    goto out;
-                }
-                kept = p;
-                cap = ncap;
-            }
-            kept[n_kept++] = e;
-            continue;
+        /* Compared with every earlier CRL of its issuer, not only the
+         * newest so far: a number used twice is refused wherever the two
+         * CRLs stand, so that whether a file loads does not depend on the
+         * order of its entries. */
+        const struct ctx_crl *tie = NULL;
+        bool again = false;
+        for (size_t j = 0; j < n_kept && tie == NULL && !again; j++) {
+            if (!crl_same_issuer(&kept[j], &e))
+                continue;
+            if (memcmp(kept[j].info.digest, e.info.digest,
+                       sizeof(e.info.digest)) == 0)
+                again = true; /* the same CRL again */
+            else if (crl_newer(&kept[j], &e) == 0)
+                tie = &kept[j];
         }
-        struct ctx_crl *old = &kept[at];
-        if (memcmp(old->info.digest, e.info.digest, sizeof(e.info.digest)) ==
-            0) {
-            X509_CRL_free(crl); /* the same CRL again */
-            continue;
-        }
-        int newer = crl_newer(old, &e);
-        if (newer == 0) {
+        if (tie != NULL) {
             rc = roost_fail(
                 em, ROOST_EAUTH,
                 "CRL %s: entries %d and %d are different CRLs of issuer %s "
                 "with the same cRLNumber %s%s: keep only the CA's newest "
                 "(roost pki crl issues the next number)",
-                path, old->info.index, n, e.info.issuer, e.info.number,
+                path, tie->info.index, n, e.info.issuer, e.info.number,
                 e.info.numbered ? "" : " (none) and the same thisUpdate");
             X509_CRL_free(crl);
             goto out;
         }
-        if (newer > 0) {
-            X509_CRL_free(old->crl);
-            *old = e;
-        } else {
+        if (again) {
             X509_CRL_free(crl);
+            continue;
+        }
+        if (n_kept == cap) {
+            size_t ncap = cap ? 2 * cap : 4;
+            struct ctx_crl *p =
+                roost_alloc_realloc(NULL, kept, ncap * sizeof(*p));
+            if (p == NULL) {
+                X509_CRL_free(crl);
+                rc = roost_fail(em, ROOST_ENOMEM, "CRL: out of memory");
+                goto out;
+            }
+            kept = p;
+            cap = ncap;
+        }
+        kept[n_kept++] = e;
+    }
+    /* Keep the newest CRL of each issuer, at the place of the issuer's
+     * first CRL, and free the others. The array is compacted in place:
+     * entries below `i` are settled, at or above n_kept no longer owned. */
+    size_t n_all = n_kept;
+    n_kept = 0;
+    for (size_t i = 0; i < n_all; i++) {
+        size_t at = 0;
+        while (at < n_kept && !crl_same_issuer(&kept[at], &kept[i]))
+            at++;
+        if (at == n_kept) {
+            kept[n_kept++] = kept[i];
+        } else if (crl_newer(&kept[at], &kept[i]) > 0) {
+            X509_CRL_free(kept[at].crl);
+            kept[at] = kept[i];
+        } else {
+            X509_CRL_free(kept[i].crl);
         }
     }
     /* PEM_read fails both at the end of the file (no further BEGIN line)

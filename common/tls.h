@@ -134,7 +134,7 @@ int roost_tls_ctx_crl_info(const roost_tls_ctx *ctx, roost_tls_crl_info *out);
  * two different CRLs neither of which supersedes the other make the
  * context fail (ROOST_EAUTH). Handshakes and roost_tls_ctx_recheck ask
  * only that CRL about a certificate of that issuer. */
-#define ROOST_TLS_CRL_NUMBER_CAP 48 /* 20 octets in hex, and the NUL */
+#define ROOST_TLS_CRL_NUMBER_CAP 48 /* at most 40 hex digits, and the NUL */
 typedef struct roost_tls_crl_issuer {
     char issuer[ROOST_TLS_SUBJECT_CAP]; /* the CRL's issuer, RFC 2253 */
     /* SHA-256 of the public key (SubjectPublicKeyInfo) of the CA of
@@ -142,6 +142,11 @@ typedef struct roost_tls_crl_issuer {
      * a CA from another of the same name (a CA re-created with a new key
      * starts numbering again). */
     uint8_t issuer_key[ROOST_TLS_FINGERPRINT_LEN];
+    /* SHA-256 over issuer_key and then the DER of the CRL's issuer name:
+     * one value per issuer as a context tells issuers apart (a CA key
+     * under two names is two issuers, numbered apart), under which roost
+     * serve records the number in force. */
+    uint8_t issuer_id[ROOST_TLS_FINGERPRINT_LEN];
     /* cRLNumber in lowercase hex without leading zeros; "0" for a CRL
      * without one (numbered false), as roost pki counts it. */
     char number[ROOST_TLS_CRL_NUMBER_CAP];

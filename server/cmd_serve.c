@@ -606,7 +606,7 @@ static void
 crl_record(roost_store_crl *r, const roost_tls_crl_issuer *ci)
 {
     memset(r, 0, sizeof(*r));
-    memcpy(r->issuer_key, ci->issuer_key, sizeof(r->issuer_key));
+    memcpy(r->issuer_key, ci->issuer_id, sizeof(r->issuer_key));
     snprintf(r->issuer, sizeof(r->issuer), "%s", ci->issuer);
     snprintf(r->number, sizeof(r->number), "%s", ci->number);
     memcpy(r->crl_sha256, ci->digest, sizeof(r->crl_sha256));
@@ -637,7 +637,7 @@ crl_guard(struct serve *sv, const roost_tls_ctx *ctx, bool at_start,
         roost_store_crl old;
         if ((rc = roost_tls_ctx_crl_get(ctx, i, &ci)) != ROOST_OK)
             break;
-        rc = roost_store_get_crl(sv->store, ci.issuer_key, &old, em);
+        rc = roost_store_get_crl(sv->store, ci.issuer_id, &old, em);
         if (rc != ROOST_OK && rc != ROOST_ENOENT)
             break;
         bool known = rc == ROOST_OK;
@@ -1248,7 +1248,7 @@ accept_older_crl(roost_serve_config *cfg)
         char now_n[48], old_n[48];
         if (roost_tls_ctx_crl_get(ctx, i, &ci) != ROOST_OK)
             goto out;
-        int rc = roost_store_get_crl(store, ci.issuer_key, &old, &em);
+        int rc = roost_store_get_crl(store, ci.issuer_id, &old, &em);
         if (rc != ROOST_OK && rc != ROOST_ENOENT) {
             fprintf(stderr, "roost serve: database: %s\n", em.text);
             goto out;

@@ -428,8 +428,9 @@ void roost_store_set_sqlite_length_limit_for_testing(roost_store *s, int bytes);
 void roost_store_hex(const uint8_t hash[ROOST_STORE_HASH_LEN], char out[65]);
 
 /* ---------------------------------------------------------------------
- * CRL numbers: for each CRL issuer (the SHA-256 of its CA's public key,
- * roost_tls_crl_issuer.issuer_key), the cRLNumber of the CRL in force,
+ * CRL numbers: for each CRL issuer (issuer name and CA key, identified by
+ * roost_tls_crl_issuer.issuer_id, stored as issuer_key), the cRLNumber of
+ * the CRL in force,
  * so that `roost serve` refuses an older CRL after a restart as on a
  * reload. Not chained. Schema version 4; older files give ROOST_ENOTSUP.
  * ------------------------------------------------------------------- */

@@ -1117,6 +1117,21 @@ crl_issuers_reported(void **state)
     assert_string_equal(ci.number, "4");
     assert_true(ci.numbered);
     assert_int_equal(ci.index, 2);
+    /* issuer_id: SHA-256 over the key's digest and the name's DER (the
+     * CRL's issuer name is the CA's subject). */
+    X509 *ca_cert = read_pem_cert("ca.crt");
+    unsigned char *der = NULL;
+    int der_len = i2d_X509_NAME(X509_get_subject_name(ca_cert), &der);
+    assert_true(der_len > 0 && der_len <= 256);
+    uint8_t id_in[ROOST_TLS_FINGERPRINT_LEN + 256], id[32];
+    memcpy(id_in, ca_key, sizeof(ca_key));
+    memcpy(id_in + sizeof(ca_key), der, (size_t)der_len);
+    assert_int_equal(EVP_Digest(id_in, sizeof(ca_key) + (size_t)der_len, id, &n,
+                                EVP_sha256(), NULL),
+                     1);
+    assert_memory_equal(ci.issuer_id, id, sizeof(id));
+    OPENSSL_free(der);
+    X509_free(ca_cert);
     assert_int_equal(roost_tls_ctx_crl_get(ctx, 1, &ci), ROOST_EINVAL);
     roost_tls_ctx_destroy(ctx);
     ctx = server_ctx_crl("plain.crl");
@@ -1137,6 +1152,8 @@ crl_issuers_reported(void **state)
     assert_string_equal(ci.issuer, other.issuer);
     assert_memory_not_equal(ci.issuer_key, other.issuer_key,
                             sizeof(ci.issuer_key));
+    assert_memory_not_equal(ci.issuer_id, other.issuer_id,
+                            sizeof(ci.issuer_id));
     roost_tls_ctx_destroy(ctx);
 
     assert_true(roost_tls_crl_number_cmp("f", "10") < 0);
@@ -1144,6 +1161,113 @@ crl_issuers_reported(void **state)
     assert_true(roost_tls_crl_number_cmp("a", "b") < 0);
     assert_int_equal(roost_tls_crl_number_cmp("0", "0"), 0);
     assert_true(roost_tls_crl_number_cmp("0", "1") < 0);
+}
+
+/* Write to `out` the CRL of fixture file `src` with its cRLNumber set to
+ * `hex` (BN_hex2bn: a leading '-' makes it negative), re-signed by the
+ * fixture's CA. */
+static void
+crl_renumbered(const char *out, const char *src, const char *hex)
+{
+    FILE *f = fopen(fx_path(&fx, src), "r");
+    assert_non_null(f);
+    X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(crl);
+    f = fopen(fx_path(&fx, "ca.key"), "r");
+    assert_non_null(f);
+    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    assert_non_null(key);
+    BIGNUM *bn = NULL;
+    assert_true(BN_hex2bn(&bn, hex) > 0);
+    ASN1_INTEGER *num = BN_to_ASN1_INTEGER(bn, NULL);
+    assert_non_null(num);
+    assert_int_equal(
+        X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_REPLACE),
+        1);
+    assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
+    f = fopen(fx_path(&fx, out), "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509_CRL(f, crl), 1);
+    fclose(f);
+    ASN1_INTEGER_free(num);
+    BN_free(bn);
+    EVP_PKEY_free(key);
+    X509_CRL_free(crl);
+}
+
+/* cRLNumber limits (RFC 5280 5.2.3: at most 20 octets): 40 hex digits are
+ * the most a context takes, as the database records them
+ * (roost_store_put_crls); 41 digits are refused naming the number, and
+ * not taken by a context only to fail later when roost serve records it.
+ * A negative number counts as 0. */
+static void
+crl_number_limits(void **state)
+{
+    (void)state;
+    roost_errmsg em = {{0}};
+    const char *max = "ffffffffffffffffffffffffffffffffffffffff";
+    crl_renumbered("n40.crl", "ca.crl", max);
+    roost_tls_ctx *ctx = server_ctx_crl("n40.crl");
+    roost_tls_crl_issuer ci;
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_string_equal(ci.number, max);
+    roost_tls_ctx_destroy(ctx);
+    crl_renumbered("n41.crl", "ca.crl",
+                   "10000000000000000000000000000000000000000");
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "n41.crl", &em),
+        ROOST_EIO);
+    assert_non_null(strstr(em.text, "cRLNumber"));
+    crl_renumbered("n47.crl", "ca.crl",
+                   "fffffffffffffffffffffffffffffffffffffffffffffff");
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "n47.crl", &em),
+        ROOST_EIO);
+    crl_renumbered("neg.crl", "ca.crl", "-5");
+    ctx = server_ctx_crl("neg.crl");
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_string_equal(ci.number, "0");
+    assert_true(ci.numbered);
+    roost_tls_ctx_destroy(ctx);
+}
+
+/* Two different CRLs of one issuer under one cRLNumber are refused
+ * wherever they stand in the file, also when a third CRL with a higher
+ * number supersedes both: whether a file loads must not depend on the
+ * order of its entries; without such a pair the newest of three is kept.
+ * Runs after recheck_asks_the_newest_crl, whose files it reads. */
+static void
+reused_crl_number_refused_in_any_order(void **state)
+{
+    (void)state;
+    /* g2-listed and other3 are two different CRLs numbered 3, g2-clear
+     * is number 4. */
+    const char *orders[][3] = {
+        {"g2-listed.crl", "other3.crl", "g2-clear.crl"},
+        {"g2-listed.crl", "g2-clear.crl", "other3.crl"},
+        {"g2-clear.crl", "g2-listed.crl", "other3.crl"},
+    };
+    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++) {
+        roost_errmsg em = {{0}};
+        crl_bundle("three.crl", orders[i][0], orders[i][1]);
+        append_file(fx_path(&fx, "three.crl"), fx_path(&fx, orders[i][2]));
+        assert_int_equal(server_ctx_with("ca.crt", "server.crt", "server.key",
+                                         "three.crl", &em),
+                         ROOST_EAUTH);
+        assert_non_null(strstr(em.text, "cRLNumber 3"));
+    }
+    /* Without the re-used number, the newest of three is in force. */
+    crl_bundle("three.crl", "g2-listed.crl", "g2-relisted.crl");
+    append_file(fx_path(&fx, "three.crl"), fx_path(&fx, "g2-clear.crl"));
+    roost_tls_ctx *ctx = server_ctx_crl("three.crl");
+    assert_int_equal(roost_tls_ctx_crl_count(ctx), 1);
+    roost_tls_crl_issuer ci;
+    assert_int_equal(roost_tls_ctx_crl_get(ctx, 0, &ci), ROOST_OK);
+    assert_string_equal(ci.number, "5");
+    assert_int_equal(ci.index, 2);
+    roost_tls_ctx_destroy(ctx);
 }
 
 int
@@ -1170,6 +1294,8 @@ main(void)
         cmocka_unit_test(recheck_asks_the_newest_crl),
         cmocka_unit_test(recheck_asks_the_issuers_crl),
         cmocka_unit_test(crl_issuers_reported),
+        cmocka_unit_test(crl_number_limits),
+        cmocka_unit_test(reused_crl_number_refused_in_any_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

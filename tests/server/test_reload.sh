@@ -22,6 +22,8 @@
 #     refused; a restart with the older CRL is refused too (the database
 #     remembers the number), until `roost serve --accept-older-crl`
 #     records it deliberately;
+#   - one CA key under two names, each name with its CRL: two issuers,
+#     each with its own record, so reloads with these files pass;
 #   - a reload that replaces the CA (new CA file, CRL and server
 #     certificate) closes the open sessions of the old CA's devices;
 #   - `roost pki crl` re-signs the CRL (same entries, new validity), and the
@@ -583,6 +585,34 @@ expect_text "pki crl keeps the entry" "1 revoked certificate, valid 400 days"
 openssl crl -in ca/ca.crl -noout -text >"$out" 2>&1
 serial=$(openssl x509 -in dev1.crt -noout -serial | sed 's/serial=//')
 expect_text "dev1's serial still listed" "Serial Number: $serial"
+
+# --- one CA key under two names ---------------------------------------
+# The CA re-issued under a new name with its key, both trusted for a
+# while, each name with its CRL: two issuers (name and key), numbered
+# apart (the renamed one's CRL is number 1). Each has its own record: a
+# reload with these files, and another, must not compare one name's
+# number with the other's.
+openssl req -new -x509 -key ca/ca.key -subj "/CN=Renamed Test CA" -days 30 \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out renamed.crt >"$out" 2>&1 || { bad "renamed CA"; cat "$out"; }
+openssl_ca_dir rca
+openssl ca -config rca/ca.cnf -gencrl -crldays 30 -keyfile ca/ca.key \
+    -cert renamed.crt -out renamed.crl >"$out" 2>&1 ||
+    { bad "renamed CA's CRL"; cat "$out"; }
+cp ca/ca.crt ca.crt.one
+cp ca/ca.crl ca.crl.one
+cat renamed.crt >>ca/ca.crt
+cat renamed.crl >>ca/ca.crl
+before=$(count serve.log "SIGHUP: TLS files reloaded")
+reload
+reload
+[ "$(count serve.log "SIGHUP: TLS files reloaded")" -eq $((before + 2)) ] &&
+    ok "two names of one CA key: each its own record, reloads pass" ||
+    { bad "two names of one CA key: reload refused"; grep "not reloaded" serve.log | tail -1; }
+cp ca.crt.one ca/ca.crt
+cp ca.crl.one ca/ca.crl
+reload
 
 kill -TERM "$pid"
 wait "$pid"
