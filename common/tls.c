@@ -67,6 +67,7 @@ struct roost_tls_ctx {
      * about each. Immutable after creation. */
     struct ctx_crl *crls;
     size_t n_crls;
+    bool crl_check; /* X509_V_FLAG_CRL_CHECK: every peer needs its CRL */
 };
 
 /* One CRL in force: the CRL (a reference; the store holds another) and
@@ -660,7 +661,8 @@ roost_tls_ctx_crl_get(const roost_tls_ctx *ctx, size_t i,
 }
 
 /* Whether the CRL of ctx that applies to the identity lists its serial: 1
- * listed, 0 not listed, -1 out of memory. The serial must be known.
+ * listed, 0 not listed, 2 ctx checks CRLs and none applies, -1 out of
+ * memory. The serial must be known.
  *
  * The CRL that applies is the one of the certificate's issuer: the CRL's
  * issuer name is the certificate's issuer name and its signature verifies
@@ -689,18 +691,26 @@ crl_lists(const roost_tls_ctx *ctx, const roost_tls_identity *id)
     /* ctx->crls is immutable; OpenSSL locks a CRL itself when a lookup
      * first sorts its entries, so no store lock is needed. */
     int listed = 0;
+    bool applies = false;
     for (size_t i = 0; !listed && i < ctx->n_crls; i++) {
         const struct ctx_crl *c = &ctx->crls[i];
         X509_REVOKED *entry = NULL;
-        if (X509_NAME_hash_ex(X509_CRL_get_issuer(c->crl), NULL, NULL, NULL) ==
-                id->issuer_hash &&
-            (!by_key || memcmp(c->info.issuer_key, id->issuer_key,
-                               sizeof(id->issuer_key)) == 0) &&
-            X509_CRL_get0_by_serial(c->crl, &entry, serial) == 1)
+        if (X509_NAME_hash_ex(X509_CRL_get_issuer(c->crl), NULL, NULL, NULL) !=
+                id->issuer_hash ||
+            (by_key && memcmp(c->info.issuer_key, id->issuer_key,
+                              sizeof(id->issuer_key)) != 0))
+            continue;
+        applies = true;
+        if (X509_CRL_get0_by_serial(c->crl, &entry, serial) == 1)
             listed = 1;
     }
     ASN1_INTEGER_free(serial);
     ERR_clear_error();
+    /* With CRL checking on, OpenSSL refuses a certificate whose issuer has
+     * no CRL ("unable to get certificate CRL"); so does the recheck, or a
+     * session would outlive what every new handshake of its CA gets. */
+    if (!listed && !applies && ctx->crl_check)
+        return 2;
     return listed;
 }
 
@@ -723,6 +733,8 @@ roost_tls_ctx_recheck(const roost_tls_ctx *ctx, const roost_tls_identity *id)
         return ROOST_TLS_VALID;
     case 1:
         return ROOST_TLS_REVOKED;
+    case 2:
+        return ROOST_TLS_NO_CRL;
     default:
         /* Out of memory: the question cannot be asked, so the answer
          * errs on the side of closing the session. */
@@ -991,6 +1003,7 @@ ctx_create(roost_tls_ctx **out, const roost_tls_files *files, bool server,
         if (rc != ROOST_OK)
             goto fail;
         X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+        ctx->crl_check = true;
     }
     if (server) {
         SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,

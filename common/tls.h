@@ -177,6 +177,9 @@ typedef enum roost_tls_recheck {
     ROOST_TLS_REVOKED,   /* the CRL of ctx that applies to it (its
                             issuer's: roost_tls_crl_issuer) lists its
                             serial */
+    ROOST_TLS_NO_CRL,    /* ctx checks CRLs and holds none of its
+                            issuer: a new handshake would be refused
+                            ("unable to get certificate CRL") */
     ROOST_TLS_UNCHECKED, /* the question cannot be answered: its serial
                             cannot be looked up (serial_len 0) and the CRLs
                             of ctx are not those its handshake checked, or

@@ -384,6 +384,9 @@ recheck_reason(roost_tls_recheck verdict)
         return "its CA is not in the reloaded CA file";
     case ROOST_TLS_REVOKED:
         return "certificate revoked by the reloaded CRL";
+    case ROOST_TLS_NO_CRL:
+        return "the reloaded CRL file holds no CRL of its CA (new "
+               "handshakes of its CA fail the same way)";
     case ROOST_TLS_UNCHECKED:
         break;
     }
@@ -779,7 +782,7 @@ tls_reload(struct serve *sv)
     sv->crl_check_ms = mono_ms() + CRL_CHECK_EVERY_MS;
 
     uint64_t *doomed = doomed_buffer(sv);
-    size_t n_doomed = 0, n_unknown = 0, n_untrusted = 0;
+    size_t n_doomed = 0, n_unknown = 0, n_untrusted = 0, n_no_crl = 0;
     for (size_t i = 0; i < sv->n_peers; i++) {
         const struct open_peer *p = &sv->peers[i];
         /* A session verified to a CA that the reloaded CA file no longer
@@ -799,14 +802,17 @@ tls_reload(struct serve *sv)
         doomed[n_doomed++] = p->session;
         n_unknown += verdict == ROOST_TLS_UNCHECKED;
         n_untrusted += verdict == ROOST_TLS_UNTRUSTED;
+        n_no_crl += verdict == ROOST_TLS_NO_CRL;
     }
     close_doomed(sv, doomed, n_doomed);
-    size_t n_revoked = n_doomed - n_unknown - n_untrusted;
+    size_t n_revoked = n_doomed - n_unknown - n_untrusted - n_no_crl;
     roost_log(&sv->log, ROOST_LOG_INFO,
               "SIGHUP: TLS files reloaded; new handshakes use them; %zu open "
               "session%s of revoked certificates closed, %zu whose serial "
-              "cannot be checked, %zu whose CA is no longer trusted",
-              n_revoked, n_revoked == 1 ? "" : "s", n_unknown, n_untrusted);
+              "cannot be checked, %zu whose CA is no longer trusted, %zu "
+              "whose CA has no CRL",
+              n_revoked, n_revoked == 1 ? "" : "s", n_unknown, n_untrusted,
+              n_no_crl);
 }
 
 /* Close the sessions whose certificate has expired. The handshake checked

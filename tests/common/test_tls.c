@@ -1094,6 +1094,41 @@ recheck_asks_the_issuers_crl(void **state)
     roost_tls_ctx_destroy(ctx);
 }
 
+/* A context that checks CRLs but holds none of a session's issuer: the
+ * handshake of that CA's devices is refused ("unable to get certificate
+ * CRL"), and the recheck closes their open sessions too, rather than
+ * keeping what no new handshake would let in. The other CA (of the same
+ * name) has its CRL: its devices still get in. Runs after
+ * recheck_asks_the_issuers_crl, whose files it reads. */
+static void
+recheck_without_the_issuers_crl(void **state)
+{
+    (void)state;
+    roost_tls_files f = {fx_path(&fx, "two-cas.crt"),
+                         fx_path(&fx, "server.crt"), fx_path(&fx, "server.key"),
+                         fx_path(&fx, "two-cas.crl")};
+    roost_errmsg em = {{0}};
+    roost_tls_ctx *ctx = NULL;
+    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    pair_result r;
+    roost_tls_identity id;
+    handshake_on(ctx, "good", "ca", "localhost", &r, &id);
+    assert_int_equal(r.server_rc, ROOST_OK);
+
+    f.crl_path = fx_path(&fx, "evil.crl"); /* the other CA's CRL only */
+    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    assert_int_equal(roost_tls_ctx_recheck(ctx, &id), ROOST_TLS_NO_CRL);
+    roost_tls_ctx_ref(ctx);
+    handshake_on(ctx, "good", "ca", "localhost", &r, NULL);
+    assert_int_equal(r.server_rc, ROOST_EAUTH);
+    roost_tls_identity twin;
+    roost_tls_ctx_ref(ctx);
+    handshake_on(ctx, "twin", "ca", "localhost", &r, &twin);
+    assert_int_equal(r.server_rc, ROOST_OK);
+    assert_int_equal(roost_tls_ctx_recheck(ctx, &twin), ROOST_TLS_VALID);
+    roost_tls_ctx_destroy(ctx);
+}
+
 /* What a context reports about its CRLs in force (roost serve compares
  * and records it): one per issuer with its name, the SHA-256 of its CA's
  * key, its cRLNumber in hex ("0" without one) and where it stood in the
@@ -1293,6 +1328,7 @@ main(void)
         cmocka_unit_test(recheck_verdicts),
         cmocka_unit_test(recheck_asks_the_newest_crl),
         cmocka_unit_test(recheck_asks_the_issuers_crl),
+        cmocka_unit_test(recheck_without_the_issuers_crl),
         cmocka_unit_test(crl_issuers_reported),
         cmocka_unit_test(crl_number_limits),
         cmocka_unit_test(reused_crl_number_refused_in_any_order),
