@@ -617,14 +617,12 @@ crl_record(roost_store_crl *r, const roost_tls_crl_issuer *ci)
 
 /*
  * Check each CRL of ctx against the number recorded for its issuer (see
- * "CRL rollback") and record those that changed. at_start only changes
- * the message: where the number comes from and how to go back. Returns
- * ROOST_OK; ROOST_ESTALE for an older CRL or another CRL under the
- * number in force (nothing recorded); or the store's error.
+ * "CRL rollback") and record those that changed. Returns ROOST_OK;
+ * ROOST_ESTALE for an older CRL or another CRL under the number in force
+ * (nothing recorded); or the store's error.
  */
 static int
-crl_guard(struct serve *sv, const roost_tls_ctx *ctx, bool at_start,
-          roost_errmsg *em)
+crl_guard(struct serve *sv, const roost_tls_ctx *ctx, roost_errmsg *em)
 {
     const char *crl_file = sv->cfg->crl_file;
     size_t n = roost_tls_ctx_crl_count(ctx);
@@ -654,13 +652,11 @@ crl_guard(struct serve *sv, const roost_tls_ctx *ctx, bool at_start,
         if (cmp < 0)
             rc = roost_fail(em, ROOST_ESTALE,
                             "CRL %s: issuer %s: cRLNumber %s is lower than "
-                            "%s, %s: an older CRL would un-revoke "
-                            "certificates",
+                            "%s, recorded in the database: an older CRL "
+                            "would un-revoke certificates",
                             crl_file, ci.issuer,
                             crl_number_text(ci.number, now_n, sizeof(now_n)),
-                            crl_number_text(old.number, old_n, sizeof(old_n)),
-                            at_start ? "recorded in the database"
-                                     : "the highest in force");
+                            crl_number_text(old.number, old_n, sizeof(old_n)));
         else if (cmp == 0 && !same && strcmp(ci.number, "0") != 0)
             rc = roost_fail(em, ROOST_ESTALE,
                             "CRL %s: issuer %s: cRLNumber %s is the number in "
@@ -695,7 +691,7 @@ crl_guard_hint(struct serve *sv, bool at_start)
 /* The server TLS context from the configured files, checked against the
  * recorded cRLNumbers (crl_guard), its CRL logged. */
 static int
-tls_load(struct serve *sv, roost_tls_ctx **out, bool at_start, roost_errmsg *em)
+tls_load(struct serve *sv, roost_tls_ctx **out, roost_errmsg *em)
 {
     const roost_serve_config *cfg = sv->cfg;
     roost_tls_files files = {cfg->ca_file, cfg->cert_file, cfg->key_file,
@@ -703,7 +699,7 @@ tls_load(struct serve *sv, roost_tls_ctx **out, bool at_start, roost_errmsg *em)
     int rc = roost_tls_ctx_create_server(out, &files, em);
     if (rc != ROOST_OK)
         return rc;
-    if ((rc = crl_guard(sv, *out, at_start, em)) != ROOST_OK) {
+    if ((rc = crl_guard(sv, *out, em)) != ROOST_OK) {
         roost_tls_ctx_destroy(*out);
         *out = NULL;
         return rc;
@@ -756,7 +752,7 @@ tls_reload(struct serve *sv)
     roost_tls_ctx *fresh = NULL;
     roost_errmsg em;
     roost_errmsg_clear(&em);
-    int rc = tls_load(sv, &fresh, false, &em);
+    int rc = tls_load(sv, &fresh, &em);
     if (rc != ROOST_OK) {
         roost_log(&sv->log, ROOST_LOG_ERROR,
                   "SIGHUP: TLS files not reloaded, the previous ones stay in "
@@ -1035,7 +1031,7 @@ run(roost_serve_config *cfg)
         goto out;
     }
     sv.store = store;
-    int trc = tls_load(&sv, &sv.tls, true, &em);
+    int trc = tls_load(&sv, &sv.tls, &em);
     if (trc != ROOST_OK) {
         roost_log(&sv.log, ROOST_LOG_ERROR, "TLS: %s", em.text);
         /* An older CRL is the operator's to resolve: restarting in a loop

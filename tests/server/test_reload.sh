@@ -263,7 +263,7 @@ cp ca/ca.crl crl-4.crl
 cp crl-2.crl ca/ca.crl
 reload
 expect_text "older CRL: reload refused, naming file, issuer and numbers" \
-    "error: SIGHUP: TLS files not reloaded, the previous ones stay in force: CRL ca/ca.crl: issuer CN=Reload Test CA: cRLNumber 2 is lower than 4, the highest in force: an older CRL would un-revoke certificates" \
+    "error: SIGHUP: TLS files not reloaded, the previous ones stay in force: CRL ca/ca.crl: issuer CN=Reload Test CA: cRLNumber 2 is lower than 4, recorded in the database: an older CRL would un-revoke certificates" \
     serve.log
 expect_text "the reload says how to go back on purpose" \
     "and reload (systemctl reload roost); to use this CRL on purpose, run 'roost serve --config FILE --accept-older-crl' first" \
