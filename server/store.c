@@ -743,6 +743,12 @@ migrate(roost_store *s, int to, roost_errmsg *em)
 
 /* Check the file is ours and of a version we can use; migrate when it is
  * older and writable. */
+/* The oldest schema a read-only handle opens without migrating it. Version
+ * 4 added crl_numbers, which only roost serve reads (its statements stay
+ * NULL on an older file and the calls say ROOST_ENOTSUP); version 3 added
+ * strategy_state, which roost report and status read. */
+#define READ_AS_IS_VERSION 3
+
 static int
 check_schema(roost_store *s, const char *path, int target, roost_errmsg *em)
 {
@@ -771,6 +777,14 @@ check_schema(roost_store *s, const char *path, int target, roost_errmsg *em)
                           "roost",
                           path, (long long)ver, ROOST_STORE_SCHEMA_VERSION,
                           roost_version_string());
+    /* A reader takes a file as old as READ_AS_IS_VERSION as it is: later
+     * versions only added what no reader uses, and an archived record
+     * must stay readable (roost audit) without writing to it. */
+    if (ver < target && s->readonly && ver >= READ_AS_IS_VERSION &&
+        target == ROOST_STORE_SCHEMA_VERSION) {
+        s->version = (int)ver;
+        return ROOST_OK;
+    }
     if (ver < target) {
         if (s->readonly)
             return roost_fail(em, ROOST_ENOTSUP,
