@@ -721,17 +721,23 @@ trust_anchor_rechecked(void **state)
     roost_tls_ctx_destroy(sctx);
 }
 
-/* A server context on the fixture's CA and server certificate with the
- * CRL file `crl`. */
+/* A server context on the fixture's server certificate with the CA file
+ * `ca` and the CRL file `crl`; server_ctx_crl with the fixture's CA. */
 static roost_tls_ctx *
-server_ctx_crl(const char *crl)
+server_ctx_ca_crl(const char *ca, const char *crl)
 {
-    roost_tls_files f = {fx_path(&fx, "ca.crt"), fx_path(&fx, "server.crt"),
+    roost_tls_files f = {fx_path(&fx, ca), fx_path(&fx, "server.crt"),
                          fx_path(&fx, "server.key"), fx_path(&fx, crl)};
     roost_errmsg em = {{0}};
     roost_tls_ctx *ctx = NULL;
     assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
     return ctx;
+}
+
+static roost_tls_ctx *
+server_ctx_crl(const char *crl)
+{
+    return server_ctx_ca_crl("ca.crt", crl);
 }
 
 static X509 *
@@ -1060,12 +1066,8 @@ recheck_asks_the_issuers_crl(void **state)
     copy_file(fx_path(&fx, "ca.crt"), fx_path(&fx, "two-cas.crt"), 0, NULL);
     append_file(fx_path(&fx, "two-cas.crt"), fx_path(&fx, "evil.crt"));
     crl_bundle("two-cas.crl", "ca.crl", "evil.crl");
-    roost_tls_files f = {fx_path(&fx, "two-cas.crt"),
-                         fx_path(&fx, "server.crt"), fx_path(&fx, "server.key"),
-                         fx_path(&fx, "two-cas.crl")};
     roost_errmsg em = {{0}};
-    roost_tls_ctx *ctx = NULL;
-    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    roost_tls_ctx *ctx = server_ctx_ca_crl("two-cas.crt", "two-cas.crl");
     pair_result r;
     roost_tls_identity id;
     roost_tls_ctx_ref(ctx);
@@ -1085,8 +1087,7 @@ recheck_asks_the_issuers_crl(void **state)
                               fx_path(&fx, "twin.crt"), 30, &em),
              &em, "revoke twin");
     crl_bundle("two-cas-twin.crl", "ca.crl", "evil-twin.crl");
-    f.crl_path = fx_path(&fx, "two-cas-twin.crl");
-    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    ctx = server_ctx_ca_crl("two-cas.crt", "two-cas-twin.crl");
     assert_int_equal(roost_tls_ctx_recheck(ctx, &id), ROOST_TLS_REVOKED);
     roost_tls_ctx_ref(ctx);
     handshake_on(ctx, "twin", "ca", "localhost", &r, NULL);
@@ -1104,19 +1105,14 @@ static void
 recheck_without_the_issuers_crl(void **state)
 {
     (void)state;
-    roost_tls_files f = {fx_path(&fx, "two-cas.crt"),
-                         fx_path(&fx, "server.crt"), fx_path(&fx, "server.key"),
-                         fx_path(&fx, "two-cas.crl")};
-    roost_errmsg em = {{0}};
-    roost_tls_ctx *ctx = NULL;
-    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
     pair_result r;
     roost_tls_identity id;
-    handshake_on(ctx, "good", "ca", "localhost", &r, &id);
+    handshake_on(server_ctx_ca_crl("two-cas.crt", "two-cas.crl"), "good", "ca",
+                 "localhost", &r, &id);
     assert_int_equal(r.server_rc, ROOST_OK);
 
-    f.crl_path = fx_path(&fx, "evil.crl"); /* the other CA's CRL only */
-    assert_int_equal(roost_tls_ctx_create_server(&ctx, &f, &em), ROOST_OK);
+    /* The other CA's CRL only. */
+    roost_tls_ctx *ctx = server_ctx_ca_crl("two-cas.crt", "evil.crl");
     assert_int_equal(roost_tls_ctx_recheck(ctx, &id), ROOST_TLS_NO_CRL);
     roost_tls_ctx_ref(ctx);
     handshake_on(ctx, "good", "ca", "localhost", &r, NULL);
