@@ -1194,11 +1194,12 @@ crl_issuers_reported(void **state)
     assert_true(roost_tls_crl_number_cmp("0", "1") < 0);
 }
 
-/* Write to `out` the CRL of fixture file `src` with its cRLNumber set to
- * `hex` (BN_hex2bn: a leading '-' makes it negative), re-signed by the
+/* Write to `out` the CRL of fixture file `src` with its INTEGER extension
+ * `nid` (cRLNumber, or deltaCRLIndicator's base number) set to `hex`
+ * (BN_hex2bn: a leading '-' makes it negative), re-signed by the
  * fixture's CA. */
 static void
-crl_renumbered(const char *out, const char *src, const char *hex)
+crl_with_number_ext(const char *out, const char *src, int nid, const char *hex)
 {
     FILE *f = fopen(fx_path(&fx, src), "r");
     assert_non_null(f);
@@ -1215,8 +1216,7 @@ crl_renumbered(const char *out, const char *src, const char *hex)
     ASN1_INTEGER *num = BN_to_ASN1_INTEGER(bn, NULL);
     assert_non_null(num);
     assert_int_equal(
-        X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_REPLACE),
-        1);
+        X509_CRL_add1_ext_i2d(crl, nid, num, 0, X509V3_ADD_REPLACE), 1);
     assert_true(X509_CRL_sign(crl, key, EVP_sha256()) > 0);
     f = fopen(fx_path(&fx, out), "w");
     assert_non_null(f);
@@ -1226,6 +1226,27 @@ crl_renumbered(const char *out, const char *src, const char *hex)
     BN_free(bn);
     EVP_PKEY_free(key);
     X509_CRL_free(crl);
+}
+
+/* The CRL of fixture file `src` with its cRLNumber set to `hex`. */
+static void
+crl_renumbered(const char *out, const char *src, const char *hex)
+{
+    crl_with_number_ext(out, src, NID_crl_number, hex);
+}
+
+/* A delta CRL (deltaCRLIndicator) is refused, naming it: Roost never asks
+ * OpenSSL for delta CRLs, so one would be loaded and never consulted. */
+static void
+delta_crl_refused(void **state)
+{
+    (void)state;
+    roost_errmsg em = {{0}};
+    crl_with_number_ext("delta.crl", "ca.crl", NID_delta_crl, "1");
+    assert_int_equal(
+        server_ctx_with("ca.crt", "server.crt", "server.key", "delta.crl", &em),
+        ROOST_EINVAL);
+    assert_non_null(strstr(em.text, "delta CRL"));
 }
 
 /* cRLNumber limits (RFC 5280 5.2.3: at most 20 octets): 40 hex digits are
@@ -1325,6 +1346,7 @@ main(void)
         cmocka_unit_test(recheck_asks_the_newest_crl),
         cmocka_unit_test(recheck_asks_the_issuers_crl),
         cmocka_unit_test(recheck_without_the_issuers_crl),
+        cmocka_unit_test(delta_crl_refused),
         cmocka_unit_test(crl_issuers_reported),
         cmocka_unit_test(crl_number_limits),
         cmocka_unit_test(reused_crl_number_refused_in_any_order),
