@@ -34,3 +34,40 @@ wait_for() {
     done
     return 1
 }
+
+# The daemon tests: the sourcing test sets roost and work and runs in
+# $work, which holds ca/ca.crt, ca/ca.crl, server.crt and server.key.
+# serve_conf: print serve.conf's [server] section on those files, with the
+# state in $work/state and the log in $work/serve.log; a test appends its
+# own keys and sections.
+serve_conf() {
+    cat <<EOF
+[server]
+listen = tcp://127.0.0.1:*
+ca_file = ca/ca.crt
+cert_file = server.crt
+key_file = server.key
+crl_file = ca/ca.crl
+state_dir = $work/state
+log_file = $work/serve.log
+EOF
+}
+# start_daemon WHAT [FLAG...]: roost serve on serve.conf (and FLAGs) in
+# the background; sets pid and, once it listens, port. A daemon that does
+# not start ends the test, naming WHAT.
+start_daemon() {
+    what=$1; shift
+    "$roost" serve --config serve.conf "$@" &
+    pid=$!
+    wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
+        { echo "FAIL: $what"; cat serve.log; exit 1; }
+    port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+}
+# handshake DEVICE: one TLS 1.3 handshake (openssl s_client) with
+# DEVICE.crt and DEVICE.key on $port; the session stays up for a second,
+# then closes. The output is in sc-DEVICE.out.
+handshake() {
+    (sleep 1; printf '') | timeout 10 openssl s_client \
+        -connect "127.0.0.1:$port" -CAfile ca/ca.crt -cert "$1.crt" \
+        -key "$1.key" -tls1_3 -brief >"sc-$1.out" 2>&1
+}

@@ -65,26 +65,8 @@ openssl x509 -in client-noeku.crt -noout -text | grep -q "Extended Key Usage" &&
 
 # --- the server refuses client certificates without clientAuth -----------
 mkdir state
-cat >serve.conf <<EOF
-[server]
-listen = tcp://127.0.0.1:*
-ca_file = ca/ca.crt
-cert_file = server.crt
-key_file = server.key
-crl_file = ca/ca.crl
-state_dir = $work/state
-log_file = $work/serve.log
-EOF
-"$roost" serve --config serve.conf &
-pid=$!
-wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
-    { echo "FAIL: daemon did not start"; cat serve.log; exit 1; }
-port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
-handshake() { # device
-    (sleep 1; printf '') | timeout 10 openssl s_client \
-        -connect "127.0.0.1:$port" -CAfile ca/ca.crt -cert "$1.crt" \
-        -key "$1.key" -tls1_3 -brief >"sc-$1.out" 2>&1
-}
+serve_conf >serve.conf
+start_daemon "daemon did not start"
 handshake dev
 wait_for serve.log "opened: CN=dev " && ok "a roost pki client certificate gets in" ||
     { bad "dev did not get in"; cat serve.log; }

@@ -61,13 +61,6 @@ out="$work/out"
 . "$here/checks.sh"
 
 count() { grep -c -- "$2" "$1" 2>/dev/null || true; }
-# One TLS handshake with a device's certificate; the session stays up for
-# a second, then closes.
-handshake() { # device
-    (sleep 1; printf '') | timeout 10 openssl s_client \
-        -connect "127.0.0.1:$port" -CAfile ca/ca.crt -cert "$1.crt" \
-        -key "$1.key" -tls1_3 -brief >"$work/sc-$1.out" 2>&1
-}
 # Send SIGHUP and wait for the reload's verdict (success or failure).
 reload() {
     n=$(count serve.log "SIGHUP: TLS files")
@@ -132,28 +125,11 @@ check 0 "openssl verifies the re-signed CRL" \
     openssl crl -in ca/ca.crl -CAfile ca/ca.crt -noout
 
 mkdir state
-cat >serve.conf <<EOF
-[server]
-listen = tcp://127.0.0.1:*
-ca_file = ca/ca.crt
-cert_file = server.crt
-key_file = server.key
-crl_file = ca/ca.crl
-state_dir = $work/state
-log_file = $work/serve.log
+{ serve_conf; cat <<EOF; } >serve.conf
 [round]
 clients_per_round = 1
 timeout = 2min
 EOF
-# start_daemon WHAT: roost serve in the background on serve.conf; sets pid
-# and, once it listens, port.
-start_daemon() {
-    "$roost" serve --config serve.conf &
-    pid=$!
-    wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
-        { echo "FAIL: $1"; cat serve.log; exit 1; }
-    port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
-}
 start_daemon "daemon did not start"
 expect_text "start logs what TLS loaded" \
     "TLS: CA ca/ca.crt, certificate server.crt; CRL ca/ca.crl: 0 revoked, next update 20" \

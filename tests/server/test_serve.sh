@@ -105,29 +105,14 @@ cd "$work" || exit 1
     "$roost" pki sign --ca-dir other --csr bad.csr --out bad.crt >/dev/null ||
     { echo "FAIL: pki setup"; exit 1; }
 mkdir state
-cat >serve.conf <<EOF
-[server]
-listen = tcp://127.0.0.1:*
-ca_file = ca/ca.crt
-cert_file = server.crt
-key_file = server.key
-crl_file = ca/ca.crl
-state_dir = $work/state
-log_file = $work/serve.log
+{ serve_conf; cat <<EOF; } >serve.conf
 log_level = debug
 [round]
 clients_per_round = 2
 EOF
 check 0 "check-config of the test config" "$roost" serve --check-config serve.conf
 
-# Wait up to 10 s for a pattern in a file.
-
-"$roost" serve --config serve.conf &
-pid=$!
-if ! wait_for serve.log "listening on tcp://127.0.0.1:[0-9]"; then
-    echo "FAIL: daemon did not start"; cat serve.log; exit 1
-fi
-port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+start_daemon "daemon did not start"
 echo "ok: daemon listening on port $port"
 expect_text "resume point logged" "last committed round 0" serve.log
 
@@ -221,15 +206,11 @@ else
     }
     mkdir rstate
     rm -f serve.log
-    "$roost" serve --config serve.conf --state-dir "$work/rstate" \
+    start_daemon "daemon did not start" --state-dir "$work/rstate" \
         --set round.clients_per_round=3 --set round.timeout=2min \
         --set round.max_rounds=2 --set dp.enabled=true \
         --set evaluation.enabled=true \
-        --set "evaluation.dataset_dir=$fmnist" --set server.log_level=info &
-    pid=$!
-    wait_for serve.log "listening on tcp://127.0.0.1:[0-9]" ||
-        { echo "FAIL: daemon did not start"; cat serve.log; exit 1; }
-    port=$(sed -n 's/.*listening on tcp:\/\/127\.0\.0\.1:\([0-9][0-9]*\);.*/\1/p' serve.log)
+        --set "evaluation.dataset_dir=$fmnist" --set server.log_level=info
     cpids=
     for i in 0 1 2; do
         "$roost" client --connect "tcp://127.0.0.1:$port" --ca ca/ca.crt \
