@@ -61,25 +61,28 @@ out="$work/out"
 . "$here/checks.sh"
 
 count() { grep -c -- "$2" "$1" 2>/dev/null || true; }
+# more_than N PATTERN [TENTHS]: wait up to TENTHS tenths of a second
+# (default 200) for serve.log to hold more than N lines matching PATTERN;
+# status 1 if it never does.
+more_than() {
+    _i=0
+    while [ "$(count serve.log "$2")" -le "$1" ]; do
+        [ $_i -ge "${3:-200}" ] && return 1
+        sleep 0.1; _i=$((_i + 1))
+    done
+}
 # Send SIGHUP and wait for the reload's verdict (success or failure).
 reload() {
     n=$(count serve.log "SIGHUP: TLS files")
     kill -HUP "$pid"
-    i=0
-    while [ "$(count serve.log "SIGHUP: TLS files")" -le "$n" ] && [ $i -lt 200 ]; do
-        sleep 0.1; i=$((i + 1))
-    done
+    more_than "$n" "SIGHUP: TLS files"
 }
 # A handshake with a device's certificate that the daemon must refuse as
 # revoked: a new "certificate revoked" line in the log within 10 s.
 refused_as_revoked() { # device ok-message bad-message
     m=$(count serve.log "certificate revoked$")
     handshake "$1"
-    i=0
-    while [ "$(count serve.log "certificate revoked$")" -le "$m" ] && [ $i -lt 100 ]; do
-        sleep 0.1; i=$((i + 1))
-    done
-    [ "$(count serve.log "certificate revoked$")" -gt "$m" ] && ok "$2" || bad "$3"
+    more_than "$m" "certificate revoked$" 100 && ok "$2" || bad "$3"
 }
 
 if ! command -v openssl >/dev/null 2>&1; then
@@ -367,11 +370,7 @@ if command -v python3 >/dev/null 2>&1; then
     rm -f hold-dev6.in
     hold_session dev6 5
     hold4=$held
-    i=0
-    while [ "$(count serve.log "opened: CN=dev6 ")" -le "$m" ] && [ $i -lt 200 ]; do
-        sleep 0.1; i=$((i + 1))
-    done
-    [ "$(count serve.log "opened: CN=dev6 ")" -gt "$m" ] &&
+    more_than "$m" "opened: CN=dev6 " &&
         ok "dev6 connects when no reload interrupts its handshake" ||
         bad "dev6 refused without a reload"
     handshake dev1 # a session opened later: dev6's is past its check
@@ -454,10 +453,7 @@ expect_text "dev1 still handshakes with the previous certificate" \
 n=$(count serve.log "opened: CN=dev1")
 hold_session dev1 7
 hold1=$held
-i=0
-while [ "$(count serve.log "opened: CN=dev1")" -le "$n" ] && [ $i -lt 200 ]; do
-    sleep 0.1; i=$((i + 1))
-done
+more_than "$n" "opened: CN=dev1"
 # The new CA's CRL comes without a cRLNumber (openssl ca without a
 # crlnumber file), as CRLs of roost pki before it numbered them: it loads,
 # since no numbered CRL of that CA was seen.
