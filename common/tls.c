@@ -368,6 +368,22 @@ roost_tls_crl_number_cmp(const char *a, const char *b)
     return (c > 0) - (c < 0);
 }
 
+/* name in RFC 2253 form (UTF-8 kept) into out, cut to fit; "" and false
+ * when no memory BIO can be made. For messages and the log. */
+static bool
+name_text(const X509_NAME *name, char out[ROOST_TLS_SUBJECT_CAP])
+{
+    out[0] = '\0';
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL)
+        return false;
+    X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    int len = BIO_read(b, out, ROOST_TLS_SUBJECT_CAP - 1);
+    out[len > 0 ? len : 0] = '\0';
+    BIO_free(b);
+    return true;
+}
+
 /* Fill e for crl, signed by signer, the index-th CRL of its file. */
 static bool
 crl_describe(struct ctx_crl *e, X509_CRL *crl, X509 *signer, int index,
@@ -396,14 +412,8 @@ crl_describe(struct ctx_crl *e, X509_CRL *crl, X509 *signer, int index,
     OPENSSL_free(der);
     if (!id_ok)
         return false;
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b == NULL)
+    if (!name_text(X509_CRL_get_issuer(crl), e->info.issuer))
         return false;
-    X509_NAME_print_ex(b, X509_CRL_get_issuer(crl), 0,
-                       XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-    int len = BIO_read(b, e->info.issuer, ROOST_TLS_SUBJECT_CAP - 1);
-    e->info.issuer[len > 0 ? len : 0] = '\0';
-    BIO_free(b);
     e->crl = crl;
     return true;
 }
@@ -1282,15 +1292,7 @@ roost_tls_peer_identity(const roost_tls *tls, roost_tls_identity *out)
                                          out->issuer_key, &klen) != 1 ||
                       klen != ROOST_TLS_FINGERPRINT_LEN))
         memset(out->issuer_key, 0, sizeof(out->issuer_key));
-    out->subject[0] = '\0';
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b != NULL) {
-        X509_NAME_print_ex(b, X509_get_subject_name(cert), 0,
-                           XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-        int len = BIO_read(b, out->subject, ROOST_TLS_SUBJECT_CAP - 1);
-        out->subject[len > 0 ? len : 0] = '\0';
-        BIO_free(b);
-    }
+    (void)name_text(X509_get_subject_name(cert), out->subject);
     ERR_clear_error();
     return ROOST_OK;
 }
