@@ -4,19 +4,23 @@
 #
 #   sh tests/bench/bench_sim.sh BUILD_DIR [ROUNDS] [REPS]
 #
-# 1. Speed: REPS times (default 3), alternately, `roost sim --no-dp` and
+# 1. Speed: REPS times (default 5), alternately, `roost sim --no-dp` and
 #    tests/bench/torch_fedavg.py on the same job: Fashion-MNIST, IID
 #    partition, 100 clients, 10 per round, MLP 784-200-200-10, E = 1,
 #    B = 32, lr 0.05, ROUNDS rounds (default 20), evaluation on the 10,000
 #    test images after every round in both. Each uses the machine as it
 #    does by default (roost: one worker thread per core, one BLAS thread
 #    each; PyTorch: its default intra-op thread count, printed), and
-#    PyTorch once more with one intra-op thread per core; then roost and
-#    PyTorch (default threads) again evaluating only after the last round
-#    (--eval-every ROUNDS in both), which times training and aggregation
-#    alone. Prints the median seconds per round (rounds after the first),
-#    the ratios, the accuracy each reached after ROUNDS rounds and each
-#    one's peak RSS.
+#    PyTorch once more with one intra-op thread per core. Then, evaluating
+#    only after the last round (--eval-every ROUNDS), which times training
+#    and aggregation alone: roost and PyTorch by default again, roost with
+#    --threads 1 (one training thread: how its default scales to the
+#    cores), and PyTorch with OPENBLAS_NUM_THREADS=1 (its BLAS keeps its
+#    own pool of one thread per core, which the intra-op count does not
+#    govern; at one thread its pace is steady). Prints the median seconds
+#    per round (rounds after the first), the ratios, the accuracy each
+#    reached after ROUNDS rounds, each one's peak RSS, and each run's
+#    figure: a median hides a bimodal pace.
 # 2. Memory per idle virtual client: peak RSS of `roost sim --no-dp` with
 #    1,000 and with 10,000 clients (10 per round, 1 round; 3 runs each,
 #    medians); (difference) / 9,000. Both partition the same 60,000
@@ -31,7 +35,7 @@
 set -eu
 build=${1:?usage: bench_sim.sh BUILD_DIR [ROUNDS] [REPS]}
 rounds=${2:-20}
-reps=${3:-3}
+reps=${3:-5}
 here=$(cd "$(dirname "$0")" && pwd)
 roost="$build/server/roost"
 [ -x "$roost" ] || { echo "bench_sim.sh: $roost not built" >&2; exit 1; }
@@ -66,9 +70,24 @@ while [ "$i" -lt "$reps" ]; do
         --eval-every "$rounds" --seed $((i + 1)) --json --quiet \
         --db "$tmp/sim.db" --overwrite >"$tmp/rooste.$i" 2>/dev/null
     cat "$tmp/time" >>"$tmp/rooste.$i"
+    # And roost on one worker thread: its speed per core, against the
+    # PyTorch loop's one thread, and how the default scales to the cores.
+    # shellcheck disable=SC2086
+    /usr/bin/time -f '{"impl": "roost-time", "peak_rss_kib": %M}' \
+        -o "$tmp/time" "$roost" sim --no-dp $job --rounds "$rounds" \
+        --eval-every "$rounds" --threads 1 --seed $((i + 1)) --json --quiet \
+        --db "$tmp/sim.db" --overwrite >"$tmp/rooste1.$i" 2>/dev/null
+    cat "$tmp/time" >>"$tmp/rooste1.$i"
     # shellcheck disable=SC2086
     /usr/bin/python3 "$here/torch_fedavg.py" $job --rounds "$rounds" \
         --eval-every "$rounds" --seed $((i + 1)) >"$tmp/torche.$i"
+    # PyTorch's BLAS (OpenBLAS) runs its own pool of one thread per core
+    # whatever the intra-op count; its default pace is bimodal here (see
+    # docs/benchmarks.md). Once more with that pool at one thread: steady.
+    # shellcheck disable=SC2086
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$here/torch_fedavg.py" $job \
+        --rounds "$rounds" --eval-every "$rounds" --seed $((i + 1)) \
+        >"$tmp/torche1.$i"
     i=$((i + 1))
 done
 
@@ -95,9 +114,10 @@ for mode in dp no-dp; do
     fi
 done
 
-/usr/bin/python3 - "$tmp" "$reps" "$rounds" <<'PY'
+/usr/bin/python3 - "$tmp" "$reps" "$rounds" "$cores" <<'PY'
 import json, os, statistics, sys
 tmp, reps, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+cores = int(sys.argv[4])
 def rows(path):
     return [json.loads(l) for l in open(path) if l.startswith("{")]
 def summary(path):
@@ -114,23 +134,30 @@ def summary(path):
 print(f"1. FedAvg, 100 clients, 10 per round, MLP, E=1, B=32, lr 0.05, "
       f"{rounds} rounds, median of {reps} alternating runs")
 print(f"   {'impl':28} {'s/round':>8} {'accuracy':>9} {'peak RSS':>9}"
-      f" {'roost faster':>12}")
+      f" {'roost faster':>12}   each run's s/round, sorted")
 med = {}
-for tag in ("roost", "torch", "torchn", "rooste", "torche"):
+for tag in ("roost", "torch", "torchn", "rooste", "rooste1", "torche",
+            "torche1"):
     got = [summary(os.path.join(tmp, f"{tag}.{i}")) for i in range(reps)]
     med[tag] = [statistics.median(g[k] for g in got) for k in range(3)]
     med[tag].append(got[0][3])
-for tag in ("roost", "torch", "torchn", "rooste", "torche"):
+    med[tag].append(sorted(g[0] for g in got))
+for tag in ("roost", "torch", "torchn", "rooste", "torche", "torche1"):
     if tag == "rooste":
         print(f"   evaluating only after round {rounds} (both):")
-    sec, acc, rss, thr = med[tag]
-    base = "rooste" if tag.endswith("e") else "roost"
+    sec, acc, rss, thr, runs = med[tag]
+    base = "rooste" if tag[-1] in "e1" else "roost"
     name = "roost sim" if tag.startswith("roost") else \
         "pytorch (%d thread%s%s)" % (thr, "s"[:thr != 1],
-                                     ", default" if tag != "torchn" else "")
+                                     {"torchn": "", "torche1": ", BLAS 1"}
+                                     .get(tag, ", default"))
     ratio = "" if tag == base else f"{sec / med[base][0]:11.2f}x"
     print(f"   {name:28} {sec:8.3f} {100 * acc:8.2f}% {rss / 1024:5.0f} MiB"
-          f" {ratio:>12}")
+          f" {ratio:>12}   runs {' '.join(f'{r:.3f}' for r in runs)}")
+one, many = med["rooste1"][0], med["rooste"][0]
+print(f"   roost sim --threads 1       {one:8.3f}   (one training thread; the"
+      f" protocol runs beside it on the main thread): {cores} threads are"
+      f" {one / many:.2f}x one")
 mem = {}
 for line in open(os.path.join(tmp, "mem")):
     n, kib = line.split()
