@@ -114,9 +114,10 @@ create(roost_dpsgd **out, const roost_allocator *alloc,
     d->fixed_batch = fb < 1.0 ? 1 : (size_t)fb;
 
     unsigned grid_bits = cfg->grid_bits;
-    rc = roost_noise_create(
-        &d->noise, alloc, rng, cfg->noise_multiplier, cfg->clip_norm,
-        grid_bits ? grid_bits : ROOST_NOISE_GRID_BITS_DEFAULT, em);
+    rc = roost_noise_create_memo(
+        &d->noise, alloc, cfg->noise_memo, rng, cfg->noise_multiplier,
+        cfg->clip_norm, grid_bits ? grid_bits : ROOST_NOISE_GRID_BITS_DEFAULT,
+        em);
     if (rc != ROOST_OK)
         goto fail;
     rc = roost_noise_clip_for_dim(d->noise, d->n_params, &d->clip_eff);

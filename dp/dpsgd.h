@@ -52,6 +52,12 @@ typedef struct roost_dpsgd_config {
     roost_dpsgd_sampling sampling;
     unsigned grid_bits; /* noise grid, 0: ROOST_NOISE_GRID_BITS_DEFAULT */
     size_t micro_batch; /* examples per GEMM pass, 0: 128 */
+    /* Optional: the noise sampler's tables come from (and stay in) this
+     * memo, shared with every other sampler it made for the same sigma,
+     * clip and grid (roost_noise_create_memo; the same draws). NULL: the
+     * step builds its own (about 20 ms). The memo may go before the
+     * handle: the sampler keeps its tables alive. */
+    struct roost_noise_memo *noise_memo;
 } roost_dpsgd_config;
 
 /* What one step did (for logs and metrics; none of it is released

@@ -53,6 +53,7 @@
 #include <stdbool.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -98,6 +99,14 @@ struct roost_noise {
     noise_table tb, ta;
     bool avx2;       /* the CPU has AVX2: use the 8-wide paths */
     uint64_t *words; /* NOISE_CHUNK CSPRNG words */
+    /* Sharing (roost_noise_create_memo): a sampler whose parent is not
+     * NULL reads its parent's tables (tb and ta are copies of the
+     * parent's pointers) and holds one of the parent's references; a
+     * parent frees its tables when its last reference goes. The tables
+     * are never written after they are built, so samplers on other
+     * threads may read them at once. */
+    roost_noise *parent;
+    atomic_int refs;
 };
 
 /* ---- ideal probabilities ------------------------------------------------ */
@@ -613,6 +622,7 @@ noise_build(roost_noise **out, const roost_allocator *alloc, roost_rng *rng,
         return roost_fail(em, ROOST_ENOMEM, "noise sampler");
     noise->alloc = alloc;
     noise->rng = rng;
+    atomic_init(&noise->refs, 1);
     noise->sigma = sigma;
     noise->clip = clip;
     noise->stddev = stddev;
@@ -688,16 +698,21 @@ roost_noise_create(roost_noise **out, const roost_allocator *alloc,
 void
 roost_noise_destroy(roost_noise *noise)
 {
-    if (noise == NULL)
-        return;
-    const roost_allocator *alloc = noise->alloc;
-    if (noise->words != NULL)
-        OPENSSL_cleanse(noise->words, NOISE_CHUNK * sizeof(*noise->words));
-    roost_alloc_free(alloc, noise->words);
-    table_free(alloc, &noise->tb);
-    table_free(alloc, &noise->ta);
-    OPENSSL_cleanse(noise, sizeof(*noise));
-    roost_alloc_free(alloc, noise);
+    /* Drops one reference: the caller's (or a memo's, or a child's). */
+    while (noise != NULL && atomic_fetch_sub(&noise->refs, 1) == 1) {
+        const roost_allocator *alloc = noise->alloc;
+        roost_noise *parent = noise->parent;
+        if (noise->words != NULL)
+            OPENSSL_cleanse(noise->words, NOISE_CHUNK * sizeof(*noise->words));
+        roost_alloc_free(alloc, noise->words);
+        if (parent == NULL) {
+            table_free(alloc, &noise->tb);
+            table_free(alloc, &noise->ta);
+        }
+        OPENSSL_cleanse(noise, sizeof(*noise));
+        roost_alloc_free(alloc, noise);
+        noise = parent; /* the reference this sampler held */
+    }
 }
 
 /* Whether every |x[i]| < lim (false for NaN): a branch-free pass the
@@ -904,6 +919,11 @@ struct memo_slot {
     double sigma, clip;
     unsigned grid_bits;
     double mu, beta;
+    /* A sampler built for the key (no rng) whose tables
+     * roost_noise_create_memo shares, or NULL: only that function puts
+     * one here, so calibrations, which look up many keys once each, do
+     * not keep their tables. The slot holds one reference. */
+    roost_noise *tmpl;
 };
 
 struct roost_noise_memo {
@@ -937,6 +957,9 @@ roost_noise_memo_destroy(roost_noise_memo *m)
 {
     if (m == NULL)
         return;
+    /* Samplers made from a template keep it alive past this. */
+    for (size_t i = 0; i < NOISE_MEMO_SLOTS; i++)
+        roost_noise_destroy(m->slots[i].tmpl);
     pthread_mutex_destroy(&m->lock);
     roost_alloc_free(m->alloc, m);
 }
@@ -952,6 +975,26 @@ memo_find(roost_noise_memo *m, double sigma, double clip, unsigned grid_bits)
             return c;
     }
     return NULL;
+}
+
+/* Take the next slot in turn for a new key (call with m->lock held,
+ * after memo_find missed). The template the slot held before, if any,
+ * goes to *evicted, for the caller to release once the lock is dropped;
+ * the slot comes back with none. */
+static struct memo_slot *
+memo_insert(roost_noise_memo *m, double sigma, double clip, unsigned grid_bits,
+            double mu, double beta, roost_noise **evicted)
+{
+    struct memo_slot *c = &m->slots[m->next];
+    m->next = (m->next + 1) % NOISE_MEMO_SLOTS;
+    *evicted = c->tmpl;
+    *c = (struct memo_slot){.used = true,
+                            .sigma = sigma,
+                            .clip = clip,
+                            .grid_bits = grid_bits,
+                            .mu = mu,
+                            .beta = beta};
+    return c;
 }
 
 int
@@ -988,20 +1031,99 @@ roost_noise_closeness_for(roost_noise_memo *memo, double sigma, double clip,
 
     if (memo != NULL) {
         pthread_mutex_lock(&memo->lock);
-        if (memo_find(memo, sigma, clip, grid_bits) == NULL) {
-            struct memo_slot *c = &memo->slots[memo->next];
-            memo->next = (memo->next + 1) % NOISE_MEMO_SLOTS;
-            *c = (struct memo_slot){.used = true,
-                                    .sigma = sigma,
-                                    .clip = clip,
-                                    .grid_bits = grid_bits,
-                                    .mu = m,
-                                    .beta = b};
-        }
+        roost_noise *evicted = NULL;
+        if (memo_find(memo, sigma, clip, grid_bits) == NULL)
+            (void)memo_insert(memo, sigma, clip, grid_bits, m, b, &evicted);
         pthread_mutex_unlock(&memo->lock);
+        roost_noise_destroy(evicted);
     }
     *mu = m;
     *beta = b;
+    return ROOST_OK;
+}
+
+int
+roost_noise_create_memo(roost_noise **out, const roost_allocator *alloc,
+                        roost_noise_memo *memo, roost_rng *rng, double sigma,
+                        double clip, unsigned grid_bits, roost_errmsg *em)
+{
+    if (memo == NULL)
+        return roost_noise_create(out, alloc, rng, sigma, clip, grid_bits, em);
+    if (out == NULL)
+        return roost_fail(em, ROOST_EINVAL, "noise: out is NULL");
+    *out = NULL;
+    if (rng == NULL)
+        return roost_fail(em, ROOST_EINVAL, "noise: rng is NULL");
+    roost_noise *child = roost_alloc_calloc(alloc, 1, sizeof(*child));
+    uint64_t *words =
+        roost_alloc_calloc(alloc, NOISE_CHUNK, sizeof(*child->words));
+    if (child == NULL || words == NULL) {
+        roost_alloc_free(alloc, child);
+        roost_alloc_free(alloc, words);
+        return roost_fail(em, ROOST_ENOMEM, "noise sampler");
+    }
+
+    /* The template: the memo's, or one built now (outside the lock, as
+     * in roost_noise_closeness_for: two threads missing together both
+     * build, and the first to insert wins). A key only ever gets a
+     * template that built without error, so a hit needs no checks. */
+    pthread_mutex_lock(&memo->lock);
+    struct memo_slot *hit = memo_find(memo, sigma, clip, grid_bits);
+    roost_noise *tmpl = hit != NULL ? hit->tmpl : NULL;
+    if (tmpl != NULL)
+        atomic_fetch_add(&tmpl->refs, 1); /* the child's */
+    pthread_mutex_unlock(&memo->lock);
+    if (tmpl == NULL) {
+        roost_noise *built = NULL;
+        int rc =
+            noise_build(&built, memo->alloc, NULL, sigma, clip, grid_bits, em);
+        if (rc != ROOST_OK) {
+            roost_alloc_free(alloc, child);
+            roost_alloc_free(alloc, words);
+            return rc;
+        }
+        /* It never draws: its word buffer goes. */
+        roost_alloc_free(memo->alloc, built->words);
+        built->words = NULL;
+        roost_noise *evicted = NULL;
+        pthread_mutex_lock(&memo->lock);
+        struct memo_slot *c = memo_find(memo, sigma, clip, grid_bits);
+        if (c == NULL)
+            c = memo_insert(memo, sigma, clip, grid_bits, built->mu,
+                            built->beta, &evicted);
+        if (c->tmpl == NULL) {
+            c->tmpl = built; /* the slot's reference */
+            built = NULL;
+        }
+        tmpl = c->tmpl;
+        atomic_fetch_add(&tmpl->refs, 1); /* the child's */
+        pthread_mutex_unlock(&memo->lock);
+        roost_noise_destroy(evicted);
+        roost_noise_destroy(built); /* another thread's won */
+    }
+
+    /* Everything but the rng, the word buffer and the ownership is the
+     * template's: the same tables, grid and closeness figures. */
+    child->alloc = alloc;
+    child->rng = rng;
+    child->sigma = tmpl->sigma;
+    child->clip = tmpl->clip;
+    child->stddev = tmpl->stddev;
+    child->grid = tmpl->grid;
+    child->inv_grid = tmpl->inv_grid;
+    child->s = tmpl->s;
+    child->t = tmpl->t;
+    child->k = tmpl->k;
+    child->mu_theta = tmpl->mu_theta;
+    child->mu = tmpl->mu;
+    child->beta = tmpl->beta;
+    child->tb = tmpl->tb;
+    child->ta = tmpl->ta;
+    child->avx2 = tmpl->avx2;
+    child->words = words;
+    child->parent = tmpl;
+    atomic_init(&child->refs, 1);
+    *out = child;
     return ROOST_OK;
 }
 

@@ -128,15 +128,36 @@ void roost_noise_closeness(const roost_noise *noise, double *mu, double *beta);
 /*
  * roost_noise_memo - remembers the closeness figures of the last few
  * (sigma, clip, grid_bits) asked of roost_noise_closeness_for, which
- * otherwise builds a sampler's tables (about 20 ms) on every call. It
- * builds with the allocator given here. One memo may be shared by several
- * threads (it has its own mutex). create: ROOST_OK, ROOST_EINVAL (NULL
+ * otherwise builds a sampler's tables (about 20 ms) on every call, and
+ * the tables of the keys roost_noise_create_memo was asked for (about
+ * 1.3 MB each at the default grid). It builds with the allocator given
+ * here. One memo may be shared by several threads (it has its own
+ * mutex). create: ROOST_OK, ROOST_EINVAL (NULL
  * out), ROOST_ENOMEM; destroy accepts NULL.
  */
 typedef struct roost_noise_memo roost_noise_memo;
 int roost_noise_memo_create(roost_noise_memo **out,
                             const roost_allocator *alloc, roost_errmsg *em);
 void roost_noise_memo_destroy(roost_noise_memo *memo);
+
+/*
+ * roost_noise_create_memo - roost_noise_create, sharing the tables with
+ * every other sampler this memo made for the same (sigma, clip,
+ * grid_bits): the first such call builds them (about 20 ms, with the
+ * memo's allocator) and the memo keeps them; later ones take about a
+ * microsecond. The tables are a function of the key alone and are only
+ * read after they are built, so the samplers draw exactly what
+ * roost_noise_create's would, and may run on different threads (each
+ * with its own rng). A sampler keeps its tables alive past a
+ * roost_noise_memo_destroy or the memo replacing the key; the memo keeps
+ * the tables of at most its last few keys. grid_bits 0 is the coarse test
+ * grid, as in roost_noise_create. memo NULL: roost_noise_create. Errors
+ * as roost_noise_create.
+ */
+int roost_noise_create_memo(roost_noise **out, const roost_allocator *alloc,
+                            roost_noise_memo *memo, roost_rng *rng,
+                            double sigma, double clip, unsigned grid_bits,
+                            roost_errmsg *em);
 
 /*
  * roost_noise_closeness_for - the (mu, beta) that roost_noise_closeness()

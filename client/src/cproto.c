@@ -307,6 +307,9 @@ on_task(roost_cproto *p, const Roost__V1__Task *t)
         j->task.delta = t->dp->delta;
         j->task.sampling_rate = t->dp->sampling_rate;
         j->task.expected_batch = t->dp->expected_batch_size;
+        /* The sampler's tables outlive the round in the memo: the next
+         * task with the same sigma and clip reuses them. */
+        j->task.noise_memo = p->cfg.noise_memo;
     }
 
     /* Plan before anything else: a task that would break the budget is

@@ -168,6 +168,7 @@ create_dp(roost_local_trainer *t, roost_errmsg *em)
         .noise_multiplier = t->task.noise_multiplier,
         .clip_norm = t->task.clip_norm,
         .sampling = ROOST_DPSGD_POISSON,
+        .noise_memo = t->task.noise_memo,
     };
     rc = t->src.model != NULL
              ? roost_dpsgd_create(&t->dp, t->alloc, t->src.model, t->n, &cfg,

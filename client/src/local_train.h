@@ -37,6 +37,9 @@ typedef struct roost_local_task {
     double noise_multiplier, clip_norm, delta;
     double sampling_rate; /* 0: expected_batch / local count */
     uint32_t expected_batch;
+    /* Not from the task message: where a DP run's noise sampler takes its
+     * tables from (roost_dpsgd_config.noise_memo); NULL builds them. */
+    struct roost_noise_memo *noise_memo;
 } roost_local_task;
 
 /* The privacy plan of a DP task over n_local examples. */

@@ -807,6 +807,136 @@ create_survives_allocation_failure(void **state)
     roost_rng_destroy(r);
 }
 
+/* n noise values on zeros from nz (caller frees). */
+static float *
+noise_on_zeros(roost_noise *nz, size_t n)
+{
+    float *x = calloc(n, sizeof(*x));
+    assert_non_null(x);
+    assert_int_equal(roost_noise_add(nz, x, n, NULL), ROOST_OK);
+    return x;
+}
+
+/* Samplers from a memo draw exactly what a sampler built for the same
+ * key draws from the same stream: the first one (which builds the memo's
+ * tables) and a later one, which builds nothing: it allocates its own
+ * two blocks and the memo's allocator nothing. */
+static void
+memo_sampler_draws_what_its_own_would(void **state)
+{
+    (void)state;
+    const size_t n = 50000;
+    struct counting_alloc in_memo = {-1, 0}, own = {-1, 0};
+    roost_allocator memo_alloc = {counting_malloc, counting_realloc,
+                                  counting_free, &in_memo};
+    roost_allocator own_alloc = {counting_malloc, counting_realloc,
+                                 counting_free, &own};
+    roost_noise_memo *memo = NULL;
+    assert_int_equal(roost_noise_memo_create(&memo, &memo_alloc, NULL),
+                     ROOST_OK);
+    long memo_alone = in_memo.live;
+    roost_rng *r0 = det_rng(21), *r1 = det_rng(21), *r2 = det_rng(21);
+    roost_noise *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(roost_noise_create(&a, NULL, r0, 1.3, 0.7,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_noise_create_memo(&b, &own_alloc, memo, r1, 1.3, 0.7,
+                                             ROOST_NOISE_GRID_BITS_DEFAULT,
+                                             NULL),
+                     ROOST_OK);
+    long tables = in_memo.live;
+    long one = own.live;
+    assert_true(tables > memo_alone);
+    assert_int_equal(one, 2);
+    long budget = in_memo.budget; /* counts down with every allocation */
+    assert_int_equal(roost_noise_create_memo(&c, &own_alloc, memo, r2, 1.3, 0.7,
+                                             ROOST_NOISE_GRID_BITS_DEFAULT,
+                                             NULL),
+                     ROOST_OK);
+    assert_int_equal(in_memo.budget, budget); /* nothing built */
+    assert_int_equal(in_memo.live, tables);
+    assert_int_equal(own.live, 2 * one);
+
+    float *x = noise_on_zeros(a, n), *y = noise_on_zeros(b, n),
+          *z = noise_on_zeros(c, n);
+    assert_memory_equal(x, y, n * sizeof(*x));
+    assert_memory_equal(x, z, n * sizeof(*x));
+    double mu_a, beta_a, mu_c, beta_c;
+    roost_noise_closeness(a, &mu_a, &beta_a);
+    roost_noise_closeness(c, &mu_c, &beta_c);
+    assert_true(mu_a == mu_c && beta_a == beta_c);
+    assert_true(roost_noise_grid(a) == roost_noise_grid(c));
+
+    roost_noise_destroy(b);
+    roost_noise_destroy(c);
+    assert_int_equal(own.live, 0);
+    assert_int_equal(in_memo.live, tables); /* the memo keeps them */
+    roost_noise_memo_destroy(memo);
+    assert_int_equal(in_memo.live, 0);
+    roost_noise_destroy(a);
+    free(x);
+    free(y);
+    free(z);
+    roost_rng_destroy(r0);
+    roost_rng_destroy(r1);
+    roost_rng_destroy(r2);
+}
+
+/* A sampler keeps its tables when the memo replaces its key with newer
+ * ones and when the memo is destroyed first: it goes on drawing what a
+ * sampler of its own draws, and the tables go with the last user. */
+static void
+memo_sampler_outlives_its_memo(void **state)
+{
+    (void)state;
+    const size_t n = 20000;
+    struct counting_alloc in_memo = {-1, 0};
+    roost_allocator memo_alloc = {counting_malloc, counting_realloc,
+                                  counting_free, &in_memo};
+    roost_noise_memo *memo = NULL;
+    assert_int_equal(roost_noise_memo_create(&memo, &memo_alloc, NULL),
+                     ROOST_OK);
+    roost_rng *r = det_rng(22), *ref_r = det_rng(22), *other = det_rng(23);
+    roost_noise *a = NULL, *ref = NULL;
+    assert_int_equal(roost_noise_create_memo(&a, NULL, memo, r, 2.0, 1.0,
+                                             ROOST_NOISE_GRID_BITS_DEFAULT,
+                                             NULL),
+                     ROOST_OK);
+    assert_int_equal(roost_noise_create(&ref, NULL, ref_r, 2.0, 1.0,
+                                        ROOST_NOISE_GRID_BITS_DEFAULT, NULL),
+                     ROOST_OK);
+    /* More keys than the memo holds, through both ways in. */
+    for (int i = 1; i <= 12; i++) {
+        roost_noise *o = NULL;
+        double mu, beta;
+        assert_int_equal(roost_noise_create_memo(&o, NULL, memo, other, 2.0 + i,
+                                                 1.0, 8, NULL),
+                         ROOST_OK);
+        roost_noise_destroy(o);
+        assert_int_equal(
+            roost_noise_closeness_for(memo, 20.0 + i, 1.0, 8, &mu, &beta, NULL),
+            ROOST_OK);
+    }
+    float *x = noise_on_zeros(a, n), *y = noise_on_zeros(ref, n);
+    assert_memory_equal(x, y, n * sizeof(*x));
+    free(x);
+    free(y);
+
+    roost_noise_memo_destroy(memo);
+    assert_true(in_memo.live > 0); /* a's tables */
+    x = noise_on_zeros(a, n);
+    y = noise_on_zeros(ref, n);
+    assert_memory_equal(x, y, n * sizeof(*x));
+    roost_noise_destroy(a);
+    assert_int_equal(in_memo.live, 0);
+    free(x);
+    free(y);
+    roost_noise_destroy(ref);
+    roost_rng_destroy(r);
+    roost_rng_destroy(ref_r);
+    roost_rng_destroy(other);
+}
+
 /* The closeness figures of a built sampler, for comparison. */
 static void
 built_closeness(double sigma, double clip, unsigned grid_bits, double *mu,
@@ -1089,6 +1219,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(create_rejects_bad_arguments),
         cmocka_unit_test(create_survives_allocation_failure),
+        cmocka_unit_test(memo_sampler_draws_what_its_own_would),
+        cmocka_unit_test(memo_sampler_outlives_its_memo),
         cmocka_unit_test(closeness_for_matches_built_sampler),
         cmocka_unit_test(closeness_for_rejects_bad_arguments),
         cmocka_unit_test(calibrate_sampled_meets_target_minimally),
