@@ -116,6 +116,12 @@ fmt_time(char *buf, size_t cap, int64_t ms)
 #define PAD_R 16.0
 #define PAD_T 34.0
 #define PAD_B 40.0
+/* More ticks than any axis of nice_axis has (at most n + 3 for its n): a
+ * bound on the tick loops, which add a step to a double. On values an
+ * edited file may hold the step cannot move it (an axis end rounded up to
+ * infinity, or a step below the spacing of doubles at 1e17) and the loop
+ * would write ticks for ever. */
+#define MAX_TICKS 64
 
 struct axis {
     double lo, hi, step; /* tick grid */
@@ -198,7 +204,9 @@ chart_begin(struct chart *c, FILE *f, const char *id, const char *title,
     html_escape(f, title);
     fputs("</text>\n", f);
     char lab[32];
-    for (double v = c->y.lo; v <= c->y.hi + c->y.step * 0.5; v += c->y.step) {
+    double v = c->y.lo;
+    for (int i = 0; i < MAX_TICKS && v <= c->y.hi + c->y.step * 0.5;
+         i++, v += c->y.step) {
         double y = py(c, v);
         fprintf(f,
                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
@@ -208,8 +216,8 @@ chart_begin(struct chart *c, FILE *f, const char *id, const char *title,
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" class=\"yl\">%s</text>\n",
                 PAD_L - 6, y + 4, lab);
     }
-    for (double v = ceil(c->x.lo / c->x.step) * c->x.step; v <= c->x.hi;
-         v += c->x.step) {
+    v = ceil(c->x.lo / c->x.step) * c->x.step;
+    for (int i = 0; i < MAX_TICKS && v <= c->x.hi; i++, v += c->x.step) {
         double x = px(c, v);
         fprintf(f,
                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "

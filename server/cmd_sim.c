@@ -2022,7 +2022,14 @@ roost_cmd_sim(int argc, char **argv)
             tls_poll(s);
         now = now_ms();
         int64_t next;
+        /* The tick sends tasks; with --tls a failed send closes the session
+         * and the listener reports CLOSED at once. Hold it like the
+         * listener's own events do (coord.h: the transport reports a close
+         * later), or the coordinator frees a session it is still using. */
+        s->in_coord = true;
         rc = roost_coord_tick(s->coord, coord_time(now), &next);
+        s->in_coord = false;
+        tls_drain_closed(s);
         if (rc == ROOST_OK)
             rc = drain_queue(s, now);
         if (rc != ROOST_OK) {

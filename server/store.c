@@ -1826,6 +1826,10 @@ verify_checkpoints(roost_store *s, verdict *v, roost_errmsg *em)
             stmt_done(q);
         }
     }
+    /* A scan that stopped on an error has not seen every checkpoint: say
+     * so rather than pass the ones it never read. */
+    if (err == ROOST_OK && rc != SQLITE_DONE)
+        err = sql_fail(s, em, "listing checkpoints");
     sqlite3_finalize(st);
     roost_alloc_free(NULL, buf);
     return err;

@@ -48,14 +48,18 @@ path_in(char *out, size_t cap, const char *name)
     snprintf(out, cap, "%s/%s", dir, name);
 }
 
-/* Run `roost report --db db -o html`; returns the exit status. */
+/* Run `roost report --db db -o html`; returns the exit status. The output
+ * is capped at about 10 MB (a page here is a few hundred KB): a report
+ * that never stops writing dies of SIGXFSZ and fails the test instead of
+ * filling the disk. */
 static int
 run_report(const char *db, const char *html)
 {
     const char *bin = getenv("ROOST_BIN");
     assert_non_null(bin);
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "'%s' report --db '%s' -o '%s' 2>/dev/null", bin,
+    snprintf(cmd, sizeof(cmd),
+             "ulimit -f 20000; '%s' report --db '%s' -o '%s' 2>/dev/null", bin,
              db, html);
     int st = system(cmd);
     assert_true(WIFEXITED(st));
@@ -350,6 +354,38 @@ test_report_hostile_figures(void **state)
     free(html);
 }
 
+/* Finite values an edited file (or an extreme run) may hold: a loss near
+ * DBL_MAX, whose axis rounds up to infinity, and losses 16 apart at 1e17,
+ * whose tick step is below the spacing of doubles there. Either left the
+ * tick loops unable to advance, writing ticks for ever. The page must
+ * still come out whole. */
+static void
+test_report_extreme_axes(void **state)
+{
+    (void)state;
+    static const char *const edits[] = {
+        "UPDATE rounds SET train_loss = 1.7e308 WHERE round_id = 2",
+        "UPDATE rounds SET eval_loss = 1e17, train_loss = 1e17 + 16",
+        "UPDATE updates SET dp_epsilon = 1.7e308 WHERE round_id = 3",
+    };
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        char db[320], html_path[320];
+        snprintf(db, sizeof(db), "%s/extreme%zu.db", dir, i);
+        snprintf(html_path, sizeof(html_path), "%s/extreme%zu.html", dir, i);
+        make_db(db);
+        sqlite3 *raw = NULL;
+        assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(raw, edits[i], NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(raw);
+        assert_int_equal(run_report(db, html_path), 0);
+        char *html = slurp(html_path);
+        assert_null(check_well_formed(html));
+        assert_int_equal(count(html, "<svg "), 4);
+        free(html);
+    }
+}
+
 static void
 test_report_empty_database(void **state)
 {
@@ -393,6 +429,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_report_structure_and_figures),
         cmocka_unit_test(test_report_hostile_figures),
+        cmocka_unit_test(test_report_extreme_axes),
         cmocka_unit_test(test_report_empty_database),
         cmocka_unit_test(test_report_errors),
     };

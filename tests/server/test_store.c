@@ -1230,6 +1230,40 @@ corrupted_files_are_refused_not_crashed_on(void **state)
     remove_db_files(pristine);
 }
 
+/* A checkpoint scan that stops on an SQLite error must fail the audit,
+ * not end it as if every checkpoint had been read. The edit below makes
+ * the scan's first row raise an error (abs() of the smallest 64-bit
+ * integer overflows), as a hostile file or an I/O error would; the
+ * triggers only let the store prepare its writes against the view. */
+static void
+checkpoint_scan_error_fails_verify(void **state)
+{
+    tmpdir *t = *state;
+    roost_store *s = open_rw(t->db);
+    int64_t run = fixture_add_run(s, N_PARAMS);
+    assert_int_equal(fixture_commit_rounds(s, run, 1, 2, N_CLIENTS, N_PARAMS),
+                     0);
+    roost_store_close(s);
+    raw_sql(t->db, "ALTER TABLE checkpoints RENAME TO checkpoints_real;"
+                   " CREATE VIEW checkpoints AS SELECT round_id, model_hash,"
+                   " n_params + 0 * abs(round_id - 9223372036854775807 - 2)"
+                   " AS n_params, params FROM checkpoints_real;"
+                   " CREATE TRIGGER cp_ins INSTEAD OF INSERT ON checkpoints"
+                   " BEGIN SELECT 1; END;"
+                   " CREATE TRIGGER cp_del INSTEAD OF DELETE ON checkpoints"
+                   " BEGIN SELECT 1; END;");
+    roost_errmsg em;
+    assert_int_equal(roost_store_open(&s, t->db, ROOST_STORE_READONLY, &em),
+                     ROOST_OK);
+    int64_t bad = -1;
+    int err = roost_store_verify_chain(s, &bad, NULL, NULL, &em);
+    if (err != ROOST_ESTORE)
+        fprintf(stderr, "verify: err %d: %s\n", err, em.text);
+    assert_int_equal(err, ROOST_ESTORE);
+    assert_non_null(strstr(em.text, "listing checkpoints"));
+    roost_store_close(s);
+}
+
 /* ---------------------------------------------------------------------
  * Retention: keep the last K and every M-th.
  * ------------------------------------------------------------------- */
@@ -1372,6 +1406,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             corrupted_files_are_refused_not_crashed_on, setup_tmp,
             teardown_tmp),
+        cmocka_unit_test_setup_teardown(checkpoint_scan_error_fails_verify,
+                                        setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(retention_keeps_last_and_every,
                                         setup_tmp, teardown_tmp),
         cmocka_unit_test_setup_teardown(epsilon_distribution, setup_tmp,
