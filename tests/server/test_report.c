@@ -145,6 +145,19 @@ check_well_formed(const char *html)
     return NULL;
 }
 
+/* The page roost report writes for db (exit status 0, well-formed), as a
+ * new string. */
+static char *
+report_page(const char *db, const char *html_path)
+{
+    assert_int_equal(run_report(db, html_path), 0);
+    char *html = slurp(html_path);
+    const char *problem = check_well_formed(html);
+    if (problem != NULL)
+        fail_msg("%s: not well-formed: %s", html_path, problem);
+    return html;
+}
+
 /* The content of the <svg id="id">...</svg> element, as a new string. */
 static char *
 svg_of(const char *html, const char *id)
@@ -219,12 +232,7 @@ test_report_structure_and_figures(void **state)
     path_in(db, sizeof(db), "run.db");
     path_in(html_path, sizeof(html_path), "report.html");
     make_db(db);
-    assert_int_equal(run_report(db, html_path), 0);
-    char *html = slurp(html_path);
-
-    const char *problem = check_well_formed(html);
-    if (problem != NULL)
-        fail_msg("not well-formed: %s", problem);
+    char *html = report_page(db, html_path);
     /* Self-contained. */
     assert_int_equal(count(html, "<script"), 0);
     assert_int_equal(count(html, "http"), count(html, "http://www.w3.org/"));
@@ -293,10 +301,8 @@ test_report_structure_and_figures(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(raw);
-    assert_int_equal(run_report(db, html_path), 0);
-    html = slurp(html_path);
+    html = report_page(db, html_path);
     assert_non_null(strstr(html, "Hash chain BROKEN</b> (first bad round 7)"));
-    assert_null(check_well_formed(html));
     free(html);
 
     /* A round kind that is not one the coordinator writes (the file was
@@ -310,10 +316,8 @@ test_report_structure_and_figures(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(raw);
-    assert_int_equal(run_report(db, html_path), 0);
-    html = slurp(html_path);
+    html = report_page(db, html_path);
     assert_non_null(strstr(html, "&lt;style&gt; committed"));
-    assert_null(check_well_formed(html));
     free(html);
 }
 
@@ -345,9 +349,7 @@ test_report_hostile_figures(void **state)
                      NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(raw);
-    assert_int_equal(run_report(db, html_path), 0);
-    char *html = slurp(html_path);
-    assert_null(check_well_formed(html));
+    char *html = report_page(db, html_path);
     assert_non_null(strstr(html, "Hash chain BROKEN</b> (first bad round 3)"));
     assert_int_equal(count(html, "<tr><td>"), 12 + 10 /* summary rows */);
     assert_null(strstr(html, "examples aggregated</td><td>-"));
@@ -378,9 +380,7 @@ test_report_extreme_axes(void **state)
         assert_int_equal(sqlite3_exec(raw, edits[i], NULL, NULL, NULL),
                          SQLITE_OK);
         sqlite3_close(raw);
-        assert_int_equal(run_report(db, html_path), 0);
-        char *html = slurp(html_path);
-        assert_null(check_well_formed(html));
+        char *html = report_page(db, html_path);
         assert_int_equal(count(html, "<svg "), 4);
         free(html);
     }
@@ -397,9 +397,7 @@ test_report_empty_database(void **state)
     assert_int_equal(roost_store_open(&s, db, ROOST_STORE_CREATE, NULL),
                      ROOST_OK);
     roost_store_close(s);
-    assert_int_equal(run_report(db, html_path), 0);
-    char *html = slurp(html_path);
-    assert_null(check_well_formed(html));
+    char *html = report_page(db, html_path);
     assert_int_equal(count(html, "<svg "), 4);
     assert_int_equal(count(html, "no rounds committed yet"), 4);
     assert_non_null(strstr(html, "Hash chain intact</b>: 0 round records"));
