@@ -149,8 +149,10 @@ void roost_noise_memo_destroy(roost_noise_memo *memo);
  * read after they are built, so the samplers draw exactly what
  * roost_noise_create's would, and may run on different threads (each
  * with its own rng). A sampler keeps its tables alive past a
- * roost_noise_memo_destroy or the memo replacing the key; the memo keeps
- * the tables of at most its last few keys. grid_bits 0 is the coarse test
+ * roost_noise_memo_destroy or the memo replacing the key, and whichever
+ * thread drops the last reference frees them with the memo's allocator
+ * (which must then allow it); the memo keeps the tables of at most its
+ * last few keys. grid_bits 0 is the coarse test
  * grid, as in roost_noise_create. memo NULL: roost_noise_create. Errors
  * as roost_noise_create.
  */
