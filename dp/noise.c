@@ -915,14 +915,12 @@ roost_noise_charge(const roost_noise *noise, double draws, double epsilon,
 #define NOISE_MEMO_SLOTS 8
 
 struct memo_slot {
-    bool used;
     double sigma, clip;
     unsigned grid_bits;
-    double mu, beta;
-    /* A sampler built for the key (no rng) whose tables
-     * roost_noise_create_memo shares, or NULL: only that function puts
-     * one here, so calibrations, which look up many keys once each, do
-     * not keep their tables. The slot holds one reference. */
+    /* A sampler built for the key (no rng, no word buffer): its
+     * closeness figures answer roost_noise_closeness_for and its tables
+     * are shared by roost_noise_create_memo. NULL: the slot is free. The
+     * slot holds one reference. */
     roost_noise *tmpl;
 };
 
@@ -970,31 +968,61 @@ memo_find(roost_noise_memo *m, double sigma, double clip, unsigned grid_bits)
 {
     for (size_t i = 0; i < NOISE_MEMO_SLOTS; i++) {
         struct memo_slot *c = &m->slots[i];
-        if (c->used && c->sigma == sigma && c->clip == clip &&
+        if (c->tmpl != NULL && c->sigma == sigma && c->clip == clip &&
             c->grid_bits == grid_bits)
             return c;
     }
     return NULL;
 }
 
-/* Take the next slot in turn for a new key (call with m->lock held,
- * after memo_find missed). The template the slot held before, if any,
- * goes to *evicted, for the caller to release once the lock is dropped;
- * the slot comes back with none. */
-static struct memo_slot *
-memo_insert(roost_noise_memo *m, double sigma, double clip, unsigned grid_bits,
-            double mu, double beta, roost_noise **evicted)
+/*
+ * memo_template - the memo's sampler for the key, with a reference taken
+ * for the caller (who drops it with roost_noise_destroy). A key the memo
+ * lacks is built outside the lock (about 20 ms), with the memo's
+ * allocator, and takes the next slot in turn; two threads missing
+ * together both build, the first to insert wins and the other's goes.
+ * Only keys that built are stored, so a hit needs no checks, and invalid
+ * input (NaN equals nothing) always reaches noise_build's.
+ */
+static int
+memo_template(roost_noise_memo *m, double sigma, double clip,
+              unsigned grid_bits, roost_noise **out, roost_errmsg *em)
 {
-    struct memo_slot *c = &m->slots[m->next];
-    m->next = (m->next + 1) % NOISE_MEMO_SLOTS;
-    *evicted = c->tmpl;
-    *c = (struct memo_slot){.used = true,
-                            .sigma = sigma,
-                            .clip = clip,
-                            .grid_bits = grid_bits,
-                            .mu = mu,
-                            .beta = beta};
-    return c;
+    pthread_mutex_lock(&m->lock);
+    struct memo_slot *c = memo_find(m, sigma, clip, grid_bits);
+    if (c != NULL)
+        atomic_fetch_add(&c->tmpl->refs, 1);
+    pthread_mutex_unlock(&m->lock);
+    if (c != NULL) {
+        *out = c->tmpl;
+        return ROOST_OK;
+    }
+    roost_noise *built = NULL;
+    int rc = noise_build(&built, m->alloc, NULL, sigma, clip, grid_bits, em);
+    if (rc != ROOST_OK)
+        return rc;
+    /* It never draws: its word buffer goes. */
+    roost_alloc_free(m->alloc, built->words);
+    built->words = NULL;
+    roost_noise *evicted = NULL;
+    pthread_mutex_lock(&m->lock);
+    c = memo_find(m, sigma, clip, grid_bits);
+    if (c == NULL) {
+        c = &m->slots[m->next];
+        m->next = (m->next + 1) % NOISE_MEMO_SLOTS;
+        evicted = c->tmpl;
+        *c = (struct memo_slot){.sigma = sigma,
+                                .clip = clip,
+                                .grid_bits = grid_bits,
+                                .tmpl = built};
+        built = NULL; /* the slot's reference */
+    }
+    atomic_fetch_add(&c->tmpl->refs, 1);
+    *out = c->tmpl;
+    pthread_mutex_unlock(&m->lock);
+    roost_noise_destroy(evicted);
+    roost_noise_destroy(built);
+    return ROOST_OK;
 }
 
 int
@@ -1006,39 +1034,15 @@ roost_noise_closeness_for(roost_noise_memo *memo, double sigma, double clip,
         return roost_fail(em, ROOST_EINVAL, "noise: mu or beta is NULL");
     if (grid_bits == 0)
         grid_bits = ROOST_NOISE_GRID_BITS_DEFAULT;
-    /* Only keys that built a sampler are stored, so a hit needs no
-     * validation, and invalid input (NaN equals nothing) always reaches
-     * noise_build's checks. */
-    if (memo != NULL) {
-        pthread_mutex_lock(&memo->lock);
-        const struct memo_slot *hit = memo_find(memo, sigma, clip, grid_bits);
-        if (hit != NULL) {
-            *mu = hit->mu;
-            *beta = hit->beta;
-        }
-        pthread_mutex_unlock(&memo->lock);
-        if (hit != NULL)
-            return ROOST_OK;
-    }
-
     roost_noise *probe = NULL;
-    int rc = noise_build(&probe, memo != NULL ? memo->alloc : NULL, NULL, sigma,
-                         clip, grid_bits, em);
+    int rc = memo != NULL
+                 ? memo_template(memo, sigma, clip, grid_bits, &probe, em)
+                 : noise_build(&probe, NULL, NULL, sigma, clip, grid_bits, em);
     if (rc != ROOST_OK)
         return rc;
-    double m = probe->mu, b = probe->beta;
+    *mu = probe->mu;
+    *beta = probe->beta;
     roost_noise_destroy(probe);
-
-    if (memo != NULL) {
-        pthread_mutex_lock(&memo->lock);
-        roost_noise *evicted = NULL;
-        if (memo_find(memo, sigma, clip, grid_bits) == NULL)
-            (void)memo_insert(memo, sigma, clip, grid_bits, m, b, &evicted);
-        pthread_mutex_unlock(&memo->lock);
-        roost_noise_destroy(evicted);
-    }
-    *mu = m;
-    *beta = b;
     return ROOST_OK;
 }
 
@@ -1057,69 +1061,21 @@ roost_noise_create_memo(roost_noise **out, const roost_allocator *alloc,
     roost_noise *child = roost_alloc_calloc(alloc, 1, sizeof(*child));
     uint64_t *words =
         roost_alloc_calloc(alloc, NOISE_CHUNK, sizeof(*child->words));
-    if (child == NULL || words == NULL) {
+    roost_noise *tmpl = NULL;
+    int rc = child == NULL || words == NULL
+                 ? roost_fail(em, ROOST_ENOMEM, "noise sampler")
+                 : memo_template(memo, sigma, clip, grid_bits, &tmpl, em);
+    if (rc != ROOST_OK) {
         roost_alloc_free(alloc, child);
         roost_alloc_free(alloc, words);
-        return roost_fail(em, ROOST_ENOMEM, "noise sampler");
+        return rc;
     }
-
-    /* The template: the memo's, or one built now (outside the lock, as
-     * in roost_noise_closeness_for: two threads missing together both
-     * build, and the first to insert wins). A key only ever gets a
-     * template that built without error, so a hit needs no checks. */
-    pthread_mutex_lock(&memo->lock);
-    struct memo_slot *hit = memo_find(memo, sigma, clip, grid_bits);
-    roost_noise *tmpl = hit != NULL ? hit->tmpl : NULL;
-    if (tmpl != NULL)
-        atomic_fetch_add(&tmpl->refs, 1); /* the child's */
-    pthread_mutex_unlock(&memo->lock);
-    if (tmpl == NULL) {
-        roost_noise *built = NULL;
-        int rc =
-            noise_build(&built, memo->alloc, NULL, sigma, clip, grid_bits, em);
-        if (rc != ROOST_OK) {
-            roost_alloc_free(alloc, child);
-            roost_alloc_free(alloc, words);
-            return rc;
-        }
-        /* It never draws: its word buffer goes. */
-        roost_alloc_free(memo->alloc, built->words);
-        built->words = NULL;
-        roost_noise *evicted = NULL;
-        pthread_mutex_lock(&memo->lock);
-        struct memo_slot *c = memo_find(memo, sigma, clip, grid_bits);
-        if (c == NULL)
-            c = memo_insert(memo, sigma, clip, grid_bits, built->mu,
-                            built->beta, &evicted);
-        if (c->tmpl == NULL) {
-            c->tmpl = built; /* the slot's reference */
-            built = NULL;
-        }
-        tmpl = c->tmpl;
-        atomic_fetch_add(&tmpl->refs, 1); /* the child's */
-        pthread_mutex_unlock(&memo->lock);
-        roost_noise_destroy(evicted);
-        roost_noise_destroy(built); /* another thread's won */
-    }
-
-    /* Everything but the rng, the word buffer and the ownership is the
-     * template's: the same tables, grid and closeness figures. */
+    /* Everything but the allocator, the rng, the word buffer and the
+     * ownership is the template's: the same tables, grid and closeness
+     * figures. The template's reference taken above is the child's. */
+    memcpy(child, tmpl, sizeof(*child));
     child->alloc = alloc;
     child->rng = rng;
-    child->sigma = tmpl->sigma;
-    child->clip = tmpl->clip;
-    child->stddev = tmpl->stddev;
-    child->grid = tmpl->grid;
-    child->inv_grid = tmpl->inv_grid;
-    child->s = tmpl->s;
-    child->t = tmpl->t;
-    child->k = tmpl->k;
-    child->mu_theta = tmpl->mu_theta;
-    child->mu = tmpl->mu;
-    child->beta = tmpl->beta;
-    child->tb = tmpl->tb;
-    child->ta = tmpl->ta;
-    child->avx2 = tmpl->avx2;
     child->words = words;
     child->parent = tmpl;
     atomic_init(&child->refs, 1);

@@ -126,12 +126,11 @@ int roost_noise_clip_for_dim(const roost_noise *noise, size_t dim,
 void roost_noise_closeness(const roost_noise *noise, double *mu, double *beta);
 
 /*
- * roost_noise_memo - remembers the closeness figures of the last few
- * (sigma, clip, grid_bits) asked of roost_noise_closeness_for, which
- * otherwise builds a sampler's tables (about 20 ms) on every call, and
- * the tables of the keys roost_noise_create_memo was asked for (about
- * 1.3 MB each at the default grid). It builds with the allocator given
- * here. One memo may be shared by several threads (it has its own
+ * roost_noise_memo - keeps the samplers' tables (about 1.3 MB each at
+ * the default grid) of the last few (sigma, clip, grid_bits) asked of
+ * roost_noise_closeness_for or roost_noise_create_memo, which otherwise
+ * build them (about 20 ms) on every call. It builds with the allocator
+ * given here. One memo may be shared by several threads (it has its own
  * mutex). create: ROOST_OK, ROOST_EINVAL (NULL
  * out), ROOST_ENOMEM; destroy accepts NULL.
  */
